@@ -52,7 +52,7 @@ cd "$VM_CWD" 2>/dev/null || cd /
   export DEMI_TEST_ADDR="$VM_ADDR" DEMI_TEST_SERVER_ADDR="$VM_SERVER_ADDR"
   export DEMI_TEST_RESULTS="$results" TEST_TMPDIR=/tmp
   [ -f "$results/env.sh" ] && . "$results/env.sh"
-  exec /bin/sh "$results/cmd.sh"
+  exec /bin/bash "$results/cmd.sh"
 ) > "$out" 2>&1
 echo $? > "$results/rc.tmp" && mv "$results/rc.tmp" "$results/rc"
 power_off

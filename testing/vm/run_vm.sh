@@ -79,6 +79,7 @@ prepare_share() {
     echo "VM_HOSTS=$hosts"
     echo "VM_ADDR=$addr"
     echo "VM_SERVER_ADDR=192.0.2.1"
+    echo "DEMI_VM_NO_RXE=${DEMI_VM_NO_RXE:-0}"
     printf 'VM_CWD=%q\n' "$PWD"
   } > "$share/vm.conf"
   : > "$share/env.sh"

@@ -1,0 +1,52 @@
+"""rdma_cc_test: a C++ test that runs on a real RDMA device.
+
+The test binary runs through //testing:run_on_rdma.sh: directly on this
+machine's RDMA device if it has one, otherwise inside the soft-RoCE VM(s).
+It never skips: with no device to be had, it fails.
+"""
+
+def rdma_cc_test(
+        name,
+        srcs,
+        deps = [],
+        hosts = 1,
+        args = [],
+        data = [],
+        tags = [],
+        timeout = "long",
+        **kwargs):
+    """Defines NAME (the test) and NAME_bin (its binary).
+
+    Args:
+      name: the test's name.
+      srcs: C++ sources of the test binary.
+      deps: its dependencies.
+      hosts: 1 (one VM, client and server side by side) or 2 (two VMs; the
+        binary runs in both, DEMI_TEST_HOST tells which it is).
+      args: arguments for the test binary.
+      data: runtime files of the test binary.
+      tags: extra tags; "rdma" and "cpu:2" (a VM uses both cores) are added.
+      timeout: Bazel's test timeout.
+      **kwargs: passed to the cc_binary.
+    """
+    binary = name + "_bin"
+    native.cc_binary(
+        name = binary,
+        srcs = srcs,
+        deps = deps,
+        data = data,
+        testonly = True,
+        tags = ["manual"],
+        **kwargs
+    )
+    native.sh_test(
+        name = name,
+        srcs = [Label("//testing:run_on_rdma.sh")],
+        args = ["--hosts", str(hosts), "--", "$(rootpath :%s)" % binary] + args,
+        data = [
+            ":" + binary,
+            Label("//testing/vm:vm_files"),
+        ],
+        tags = ["rdma", "cpu:2"] + tags,
+        timeout = timeout,
+    )
