@@ -1,7 +1,6 @@
 #include "rdma/status_util.h"
 
 #include <cerrno>
-
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -25,8 +24,8 @@ int ErrnoOf(const absl::Status& status) {
   if (status.ok()) return 0;
   absl::optional<absl::Cord> payload = status.GetPayload(kErrnoPayloadUrl);
   int err = 0;
-  if (payload.has_value() &&
-      absl::SimpleAtoi(std::string(*payload), &err) && err > 0) {
+  if (payload.has_value() && absl::SimpleAtoi(std::string(*payload), &err) &&
+      err > 0) {
     return err;
   }
   switch (status.code()) {

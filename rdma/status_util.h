@@ -25,17 +25,17 @@ int ErrnoOf(const absl::Status& status);
 #define DEMI_STATUS_CONCAT_(a, b) DEMI_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function with `expr`'s status if it is not OK.
-#define DEMI_RETURN_IF_ERROR(expr)                \
-  do {                                            \
-    ::absl::Status demi_status_ = (expr);         \
-    if (!demi_status_.ok()) return demi_status_;  \
+#define DEMI_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status demi_status_ = (expr);        \
+    if (!demi_status_.ok()) return demi_status_; \
   } while (0)
 
 // Evaluates `rexpr` (a StatusOr); on error returns its status, otherwise
 // moves its value into `lhs` (which may be a declaration).
-#define DEMI_ASSIGN_OR_RETURN(lhs, rexpr) \
-  DEMI_ASSIGN_OR_RETURN_IMPL_(            \
-      DEMI_STATUS_CONCAT_(demi_statusor_, __LINE__), lhs, rexpr)
+#define DEMI_ASSIGN_OR_RETURN(lhs, rexpr)                                    \
+  DEMI_ASSIGN_OR_RETURN_IMPL_(DEMI_STATUS_CONCAT_(demi_statusor_, __LINE__), \
+                              lhs, rexpr)
 
 #define DEMI_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                \

@@ -1,0 +1,183 @@
+#include "testing/rc_peer.h"
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "rdma/cm_connection.h"
+#include "rdma/cm_event.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+
+namespace demi::testing {
+namespace {
+
+using rdma::ErrnoError;
+
+absl::StatusOr<rdma::CmEvent> ExpectEvent(rdma_event_channel* channel,
+                                          rdma_cm_event_type want,
+                                          absl::Duration timeout) {
+  DEMI_ASSIGN_OR_RETURN(rdma::CmEvent event,
+                        rdma::WaitCmEvent(channel, timeout));
+  if (event.type != want) {
+    return ErrnoError(
+        event.type == RDMA_CM_EVENT_REJECTED ? ECONNREFUSED : EPROTO,
+        absl::StrCat("expected ", rdma_event_str(want), ", got ",
+                     rdma_event_str(event.type), " (status ", event.status,
+                     ")"));
+  }
+  return event;
+}
+
+// Gives `peer` (whose id is bound to a device) its PD, CQ, buffer and QP,
+// and posts one receive of the whole buffer.
+absl::Status Provision(RcPeer& peer) {
+  ibv_context* context = peer.id->verbs;
+  DEMI_ASSIGN_OR_RETURN(peer.pd, rdma::AllocPd(context));
+  DEMI_ASSIGN_OR_RETURN(peer.cq,
+                        rdma::CreateCq(context, 2 * kRcPeerDepth, nullptr));
+  peer.buffer.resize(kRcPeerBufferSize);
+  DEMI_ASSIGN_OR_RETURN(
+      peer.mr,
+      rdma::RegisterMr(peer.pd.get(), absl::MakeSpan(peer.buffer),
+                       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ));
+  rdma::QpCaps caps;
+  caps.max_send_wr = kRcPeerDepth;
+  caps.max_recv_wr = kRcPeerDepth;
+  DEMI_ASSIGN_OR_RETURN(
+      peer.qp, rdma::CreateRcQp(peer.id.get(), peer.pd.get(), peer.cq.get(),
+                                peer.cq.get(), nullptr, &caps));
+  return PostRecv(peer, 0, kRcPeerBufferSize);
+}
+
+absl::Status PostSendWr(RcPeer& peer, ibv_send_wr& wr) {
+  ibv_send_wr* bad = nullptr;
+  return rdma::CheckRc(ibv_post_send(peer.qp->qp, &wr, &bad), "ibv_post_send");
+}
+
+ibv_sge BufferSge(RcPeer& peer, size_t offset, size_t length) {
+  ibv_sge sge = {};
+  sge.addr = reinterpret_cast<uintptr_t>(peer.buffer.data() + offset);
+  sge.length = static_cast<uint32_t>(length);
+  sge.lkey = peer.mr->lkey;
+  return sge;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RcPeer>> ListenRc(const sockaddr_in& addr) {
+  auto peer = std::make_unique<RcPeer>();
+  DEMI_ASSIGN_OR_RETURN(peer->channel, rdma::CreateEventChannel(false));
+  DEMI_ASSIGN_OR_RETURN(peer->id,
+                        rdma::CreateCmId(peer->channel.get(), nullptr));
+  DEMI_RETURN_IF_ERROR(rdma::Listen(peer->id.get(), addr, 8));
+  return peer;
+}
+
+absl::StatusOr<std::unique_ptr<RcPeer>> AcceptRc(
+    RcPeer& listener, const std::string& private_data, absl::Duration timeout) {
+  DEMI_ASSIGN_OR_RETURN(rdma::CmEvent request,
+                        ExpectEvent(listener.channel.get(),
+                                    RDMA_CM_EVENT_CONNECT_REQUEST, timeout));
+  auto peer = std::make_unique<RcPeer>();
+  // The new id reports on the listener's channel; move it to its own.
+  DEMI_ASSIGN_OR_RETURN(peer->channel, rdma::CreateEventChannel(false));
+  peer->id.reset(request.id);
+  DEMI_RETURN_IF_ERROR(rdma::CheckCm(
+      rdma_migrate_id(peer->id.get(), peer->channel.get()), "rdma_migrate_id"));
+  peer->peer_private_data = request.private_data;
+  DEMI_RETURN_IF_ERROR(Provision(*peer));
+  DEMI_RETURN_IF_ERROR(rdma::Accept(peer->id.get(), private_data,
+                                    rdma::ReadDepth(peer->id.get(), 4)));
+  DEMI_RETURN_IF_ERROR(
+      ExpectEvent(peer->channel.get(), RDMA_CM_EVENT_ESTABLISHED, timeout)
+          .status());
+  return peer;
+}
+
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
+    const sockaddr_in& server, const std::string& private_data,
+    absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    auto peer = std::make_unique<RcPeer>();
+    DEMI_ASSIGN_OR_RETURN(peer->channel, rdma::CreateEventChannel(false));
+    DEMI_ASSIGN_OR_RETURN(peer->id,
+                          rdma::CreateCmId(peer->channel.get(), nullptr));
+    rdma_event_channel* channel = peer->channel.get();
+    absl::Duration left = deadline - absl::Now();
+    DEMI_RETURN_IF_ERROR(rdma::ResolveAddr(peer->id.get(), nullptr, server));
+    DEMI_RETURN_IF_ERROR(
+        ExpectEvent(channel, RDMA_CM_EVENT_ADDR_RESOLVED, left).status());
+    DEMI_RETURN_IF_ERROR(rdma::ResolveRoute(peer->id.get()));
+    DEMI_RETURN_IF_ERROR(
+        ExpectEvent(channel, RDMA_CM_EVENT_ROUTE_RESOLVED, left).status());
+    DEMI_RETURN_IF_ERROR(Provision(*peer));
+    DEMI_RETURN_IF_ERROR(rdma::Connect(peer->id.get(), private_data,
+                                       rdma::ReadDepth(peer->id.get(), 4)));
+    DEMI_ASSIGN_OR_RETURN(rdma::CmEvent event,
+                          rdma::WaitCmEvent(channel, left));
+    if (event.type == RDMA_CM_EVENT_ESTABLISHED) {
+      peer->peer_private_data = event.private_data;
+      return peer;
+    }
+    bool not_listening_yet = event.type == RDMA_CM_EVENT_REJECTED ||
+                             event.type == RDMA_CM_EVENT_UNREACHABLE;
+    if (!not_listening_yet || absl::Now() + absl::Seconds(1) > deadline) {
+      return ErrnoError(ECONNREFUSED,
+                        absl::StrCat("connect: ", rdma_event_str(event.type)));
+    }
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+}
+
+absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length) {
+  ibv_sge sge = BufferSge(peer, offset, length);
+  ibv_recv_wr wr = {};
+  wr.wr_id = offset;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  return rdma::CheckRc(ibv_post_recv(peer.qp->qp, &wr, &bad), "ibv_post_recv");
+}
+
+absl::Status PostSend(RcPeer& peer, size_t offset, size_t length) {
+  ibv_sge sge = BufferSge(peer, offset, length);
+  ibv_send_wr wr = {};
+  wr.wr_id = offset;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  return PostSendWr(peer, wr);
+}
+
+absl::Status PostRead(RcPeer& peer, size_t offset, size_t length,
+                      uint64_t remote_addr, uint32_t rkey) {
+  ibv_sge sge = BufferSge(peer, offset, length);
+  ibv_send_wr wr = {};
+  wr.wr_id = offset;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_READ;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = remote_addr;
+  wr.wr.rdma.rkey = rkey;
+  return PostSendWr(peer, wr);
+}
+
+absl::StatusOr<ibv_wc> PollOne(RcPeer& peer, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  ibv_wc wc = {};
+  while (true) {
+    DEMI_ASSIGN_OR_RETURN(
+        int n,
+        rdma::CheckPoll(ibv_poll_cq(peer.cq.get(), 1, &wc), "ibv_poll_cq"));
+    if (n == 1) return wc;
+    if (absl::Now() > deadline) {
+      return ErrnoError(ETIMEDOUT, "no work completion in time");
+    }
+  }
+}
+
+}  // namespace demi::testing

@@ -1,0 +1,70 @@
+// One end of an RC connection built from the rdma/ wrappers, for tests that
+// exercise those wrappers directly (below the libOS). Blocking and simple.
+#ifndef DEMI_TESTING_RC_PEER_H_
+#define DEMI_TESTING_RC_PEER_H_
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi::testing {
+
+// A connected (or listening) cm id with its own PD, CQ, QP and one
+// registered buffer. Members are declared parents first, so the QP goes
+// before the MR and CQ, those before the PD, and the PD before the id.
+struct RcPeer {
+  rdma::EventChannelPtr channel;
+  rdma::CmIdPtr id;
+  rdma::PdPtr pd;
+  rdma::CqPtr cq;
+  std::vector<std::byte> buffer;
+  rdma::MrPtr mr;
+  rdma::CmQpPtr qp;
+  // Private data the peer sent while connecting.
+  std::string peer_private_data;
+};
+
+// Buffer size of every RcPeer and queue depths of its QP.
+inline constexpr size_t kRcPeerBufferSize = 64 * 1024;
+inline constexpr int kRcPeerDepth = 16;
+
+// A listening peer bound to `addr` (port 0 picks one; read it back with
+// rdma_get_src_port(peer->id.get())).
+absl::StatusOr<std::unique_ptr<RcPeer>> ListenRc(const sockaddr_in& addr);
+
+// Waits for a connection request on `listener`, posts one receive of the
+// whole buffer and accepts, sending `private_data`.
+absl::StatusOr<std::unique_ptr<RcPeer>> AcceptRc(
+    RcPeer& listener, const std::string& private_data, absl::Duration timeout);
+
+// Connects to `server`, sending `private_data`; posts one receive of the
+// whole buffer before connecting. Retries while the server is not listening
+// yet (REJECTED, UNREACHABLE) until `timeout`.
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
+    const sockaddr_in& server, const std::string& private_data,
+    absl::Duration timeout);
+
+// Posts a receive of `length` bytes at `offset` of the buffer.
+absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length);
+
+// Posts a signalled SEND of `length` bytes at `offset` of the buffer.
+absl::Status PostSend(RcPeer& peer, size_t offset, size_t length);
+
+// Posts a signalled RDMA READ of `length` bytes from the peer's
+// (`remote_addr`, `rkey`) into the buffer at `offset`.
+absl::Status PostRead(RcPeer& peer, size_t offset, size_t length,
+                      uint64_t remote_addr, uint32_t rkey);
+
+// Waits for one work completion on the peer's CQ.
+absl::StatusOr<ibv_wc> PollOne(RcPeer& peer, absl::Duration timeout);
+
+}  // namespace demi::testing
+
+#endif  // DEMI_TESTING_RC_PEER_H_

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Installs what building and testing need from Debian's archive, and only
+# what is missing: Bazel, the compiler, rdma-core and perftest, Abseil,
+# GoogleTest, Google Benchmark, and for the soft-RoCE VM QEMU, the Debian
+# kernel (which ships rdma_rxe), static busybox and cpio. Idempotent.
+set -euo pipefail
+
+packages=(
+  bazel-bootstrap bazel-rules-java g++ git
+  libibverbs-dev librdmacm-dev ibverbs-providers ibverbs-utils rdmacm-utils
+  rdma-core perftest
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
+  gnuplot-nox
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2> /dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps.sh: all packages present"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+echo "install_deps.sh: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+  "${missing[@]}"
