@@ -1,0 +1,30 @@
+#!/bin/bash
+# Usage: testing/fresh_root.sh DIR [COMMAND...]
+# Tries the committed tree as a new user would: debootstraps a fresh Debian
+# 12 root in DIR (once), puts `git archive HEAD` in DIR/srv/project and runs
+# COMMAND there (default: the README's test command, tools/test.sh).
+set -euo pipefail
+dir=$(readlink -f "$1")
+shift
+[ $# -gt 0 ] || set -- tools/test.sh
+top=$(git rev-parse --show-toplevel)
+
+if [ ! -x "$dir/usr/bin/apt-get" ]; then
+  command -v debootstrap > /dev/null || apt-get install -y -q debootstrap
+  debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian
+fi
+mkdir -p "$dir/etc/apt/sources.list.d"
+cp /etc/apt/sources.list.d/debian.sources "$dir/etc/apt/sources.list.d/" 2> /dev/null || true
+cp /etc/resolv.conf "$dir/etc/resolv.conf"
+rm -rf "$dir/srv/project"
+mkdir -p "$dir/srv/project"
+git -C "$top" archive HEAD | tar -x -C "$dir/srv/project"
+
+mountpoint -q "$dir/proc" || mount -t proc proc "$dir/proc"
+mountpoint -q "$dir/sys" || mount --rbind /sys "$dir/sys"
+mountpoint -q "$dir/dev" || mount --rbind /dev "$dir/dev"
+status=0
+chroot "$dir" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  TERM=dumb bash -c 'cd /srv/project && "$@"' bash "$@" || status=$?
+umount -R "$dir/dev" "$dir/sys" "$dir/proc" 2> /dev/null || true
+exit "$status"
