@@ -1,0 +1,169 @@
+// The only extern "C" definitions: each checks its pointers, calls one
+// method of the process's RdmaLibOs, writes outputs only on success and
+// returns 0 or a positive errno.
+//
+// The headers promise nonnull pointers, yet the contract requires NULL to
+// give EINVAL: this file sees no nonnull attribute, so no check is dropped.
+#define ATTR_NONNULL(...)
+#include <demi/libos.h>
+#include <demi/sga.h>
+#include <demi/wait.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "demi/rdma_libos.h"
+#include "rdma/status_util.h"
+
+namespace {
+
+using demi::RdmaLibOs;
+using demi::rdma::ErrnoOf;
+
+// One per process (the API is not thread-safe); never destroyed, so that
+// calls made while the process exits stay safe.
+RdmaLibOs* libos = nullptr;
+
+template <typename T>
+int Output(const absl::StatusOr<T>& result, T* out) {
+  if (!result.ok()) return ErrnoOf(result.status());
+  *out = *result;
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int demi_init(const struct demi_args* args) {
+  (void)args;
+  if (libos != nullptr) return EEXIST;
+  absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
+  if (!created.ok()) return ErrnoOf(created.status());
+  libos = created->release();
+  return 0;
+}
+
+int demi_socket(int* sockqd_out, int domain, int type, int protocol) {
+  if (libos == nullptr) return ENOSYS;
+  if (sockqd_out == nullptr) return EINVAL;
+  return Output(libos->Socket(domain, type, protocol), sockqd_out);
+}
+
+int demi_listen(int sockqd, int backlog) {
+  if (libos == nullptr) return ENOSYS;
+  return ErrnoOf(libos->Listen(sockqd, backlog));
+}
+
+int demi_bind(int sockqd, const struct sockaddr* addr, socklen_t size) {
+  if (libos == nullptr) return ENOSYS;
+  if (addr == nullptr) return EINVAL;
+  return ErrnoOf(libos->Bind(sockqd, addr, size));
+}
+
+int demi_accept(demi_qtoken_t* qt_out, int sockqd) {
+  if (libos == nullptr) return ENOSYS;
+  if (qt_out == nullptr) return EINVAL;
+  return Output(libos->Accept(sockqd), qt_out);
+}
+
+int demi_connect(demi_qtoken_t* qt_out, int sockqd, const struct sockaddr* addr,
+                 socklen_t size) {
+  if (libos == nullptr) return ENOSYS;
+  if (qt_out == nullptr || addr == nullptr) return EINVAL;
+  return Output(libos->Connect(sockqd, addr, size), qt_out);
+}
+
+int demi_close(int qd) {
+  if (libos == nullptr) return ENOSYS;
+  return ErrnoOf(libos->Close(qd));
+}
+
+int demi_push(demi_qtoken_t* qt_out, int qd, const demi_sgarray_t* sga) {
+  if (libos == nullptr) return ENOSYS;
+  if (qt_out == nullptr || sga == nullptr) return EINVAL;
+  return Output(libos->Push(qd, *sga), qt_out);
+}
+
+int demi_pushto(demi_qtoken_t* qt_out, int sockqd, const demi_sgarray_t* sga,
+                const struct sockaddr* dest_addr, socklen_t size) {
+  if (libos == nullptr) return ENOSYS;
+  if (qt_out == nullptr || sga == nullptr || dest_addr == nullptr) {
+    return EINVAL;
+  }
+  return Output(libos->PushTo(sockqd, *sga, dest_addr, size), qt_out);
+}
+
+int demi_pop(demi_qtoken_t* qt_out, int qd) {
+  if (libos == nullptr) return ENOSYS;
+  if (qt_out == nullptr) return EINVAL;
+  return Output(libos->Pop(qd), qt_out);
+}
+
+int demi_setsockopt(int qd, int level, int optname, const void* optval,
+                    socklen_t optlen) {
+  if (libos == nullptr) return ENOSYS;
+  return ErrnoOf(libos->SetSockOpt(qd, level, optname, optval, optlen));
+}
+
+int demi_getsockopt(int qd, int level, int optname, void* optval,
+                    socklen_t* optlen) {
+  if (libos == nullptr) return ENOSYS;
+  return ErrnoOf(libos->GetSockOpt(qd, level, optname, optval, optlen));
+}
+
+int demi_getpeername(int qd, struct sockaddr* addr, socklen_t* addrlen) {
+  if (libos == nullptr) return ENOSYS;
+  return ErrnoOf(libos->GetPeerName(qd, addr, addrlen));
+}
+
+int demi_wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
+              const struct timespec* timeout) {
+  if (libos == nullptr) return ENOSYS;
+  if (qr_out == nullptr) return EINVAL;
+  demi_qresult_t result;
+  int err = ErrnoOf(libos->Wait(&result, qt, timeout));
+  if (err == 0) std::memcpy(qr_out, &result, sizeof(result));
+  return err;
+}
+
+int demi_wait_any(demi_qresult_t* qr_out, int* ready_offset,
+                  const demi_qtoken_t qts[], int num_qts,
+                  const struct timespec* timeout) {
+  if (libos == nullptr) return ENOSYS;
+  if (qr_out == nullptr || ready_offset == nullptr) return EINVAL;
+  demi_qresult_t result;
+  int offset = 0;
+  int err = ErrnoOf(libos->WaitAny(&result, &offset, qts, num_qts, timeout));
+  if (err == 0) {
+    std::memcpy(qr_out, &result, sizeof(result));
+    *ready_offset = offset;
+  }
+  return err;
+}
+
+int demi_wait_next_n(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
+                     const struct timespec* timeout) {
+  if (libos == nullptr) return ENOSYS;
+  if (qr_out == nullptr || num_qrs_out == nullptr) return EINVAL;
+  // Results gathered before a timeout are valid too, so both are written.
+  return ErrnoOf(libos->WaitNextN(qr_out, num_qrs, num_qrs_out, timeout));
+}
+
+demi_sgarray_t demi_sgaalloc(size_t size) {
+  if (libos == nullptr) {
+    demi_sgarray_t null_sga;
+    std::memset(&null_sga, 0, sizeof(null_sga));
+    return null_sga;
+  }
+  return libos->SgaAlloc(size);
+}
+
+int demi_sgafree(demi_sgarray_t* sga) {
+  if (libos == nullptr) return ENOSYS;
+  if (sga == nullptr) return EINVAL;
+  return ErrnoOf(libos->SgaFree(*sga));
+}
+
+}  // extern "C"

@@ -1,0 +1,626 @@
+#include "demi/connection.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+#include "rdma/wc_status.h"
+
+namespace demi {
+namespace {
+
+// Receive work requests carry a tagged Buffer* (pieces are 64-byte
+// aligned), send work requests an untagged SendWr*.
+constexpr uint64_t kRecvTag = 1;
+
+// A zero-length sga: what a pop returns at EOF.
+demi_sgarray_t EofSga() {
+  demi_sgarray_t sga;
+  std::memset(&sga, 0, sizeof(sga));
+  sga.sga_numsegs = 1;
+  return sga;
+}
+
+}  // namespace
+
+Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
+                       uint32_t max_inline, uint32_t max_send_sge)
+    : qd_(qd),
+      env_(env),
+      qp_(qp),
+      max_inline_(max_inline),
+      max_send_sge_(max_send_sge) {}
+
+Connection::~Connection() {
+  // Whatever was still posted can no longer complete: the QP is gone first
+  // (RdmaLibOs destroys it before us only after draining, or on shutdown).
+  for (auto& entry : sends_in_flight_) {
+    if (entry.second->header != nullptr) env_.pool->Unref(entry.second->header);
+    if (entry.second->push != nullptr) FinishPush(*entry.second->push, EBADF);
+  }
+  for (Buffer* buffer : recvs_in_flight_) env_.pool->Unref(buffer);
+  for (auto& op : push_backlog_) FinishPush(*op, EBADF);
+  for (auto& entry : rndv_waiting_) FinishPush(*entry.second, EBADF);
+  for (Incoming& in : incoming_) {
+    if (in.buffer != nullptr) env_.pool->Unref(in.buffer);
+    if (in.target != nullptr) env_.pool->Unref(in.target);
+  }
+  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
+}
+
+absl::Status Connection::PostInitialReceives() {
+  for (uint32_t i = 0; i < kRecvDepth; ++i) {
+    DEMI_ASSIGN_OR_RETURN(Buffer * buffer,
+                          env_.pool->Allocate(kEagerBufferSize));
+    absl::Status status = PostRecv(buffer);
+    if (!status.ok()) {
+      env_.pool->Unref(buffer);
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Connection::LocalConnectData() const {
+  ConnectData data = {};
+  data.magic = kConnectMagic;
+  data.version = kWireVersion;
+  data.recv_depth = kRecvDepth;
+  data.eager_size = kEagerBufferSize;
+  return std::string(reinterpret_cast<const char*>(&data), sizeof(data));
+}
+
+void Connection::Open(const ConnectData& peer) {
+  peer_eager_size_ = peer.eager_size;
+  peer_recv_depth_ = peer.recv_depth;
+  send_credits_ = peer.recv_depth;
+  state_ = State::kOpen;
+  Service();
+}
+
+absl::Status Connection::PostRecv(Buffer* buffer) {
+  ibv_sge sge = {reinterpret_cast<uintptr_t>(buffer->data), kEagerBufferSize,
+                 SgaPool::Lkey(buffer, env_.device)};
+  ibv_recv_wr wr = {};
+  wr.wr_id = reinterpret_cast<uintptr_t>(buffer) | kRecvTag;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckRc(ibv_post_recv(qp_, &wr, &bad), "ibv_post_recv"));
+  ++posted_recvs_;
+  recvs_in_flight_.insert(buffer);
+  return absl::OkStatus();
+}
+
+absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga) {
+  if (state_ == State::kDead) {
+    env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
+    return absl::OkStatus();
+  }
+  auto op = std::make_unique<PushOp>();
+  op->qt = qt;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    op->length += sga.sga_segs[i].sgaseg_len;
+  }
+  absl::Status status =
+      op->length <= std::min(kMaxEagerPayload,
+                             peer_eager_size_ - uint32_t{sizeof(WireHeader)})
+          ? PrepareEager(*op, sga)
+          : PrepareRndv(*op, sga);
+  if (!status.ok()) {
+    op->qt = 0;  // The call fails; no token to complete.
+    FinishPush(*op, 0);
+    return status;
+  }
+  push_backlog_.push_back(std::move(op));
+  Service();
+  return absl::OkStatus();
+}
+
+absl::Status Connection::PrepareEager(PushOp& op, const demi_sgarray_t& sga) {
+  uint32_t n = sga.sga_numsegs;
+  std::vector<Buffer*> owners(n);
+  uint32_t foreign_bytes = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    owners[i] =
+        env_.pool->Find(sga.sga_segs[i].sgaseg_buf, sga.sga_segs[i].sgaseg_len);
+    if (owners[i] == nullptr) foreign_bytes += sga.sga_segs[i].sgaseg_len;
+  }
+  // One SGE per segment after the header, unless the device gathers fewer:
+  // then everything is copied into one piece.
+  bool copy_all = n + 1 > max_send_sge_;
+  if (copy_all) foreign_bytes = op.length;
+  Buffer* staging = nullptr;
+  if (foreign_bytes > 0) {
+    DEMI_ASSIGN_OR_RETURN(staging, env_.pool->Allocate(foreign_bytes));
+    op.holds.push_back(staging);
+  }
+  uint32_t staged = 0;
+  uint32_t staging_lkey =
+      staging != nullptr ? SgaPool::Lkey(staging, env_.device) : 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const void* addr = sga.sga_segs[i].sgaseg_buf;
+    uint32_t len = sga.sga_segs[i].sgaseg_len;
+    if (owners[i] != nullptr && !copy_all) {
+      env_.pool->Ref(owners[i]);
+      op.holds.push_back(owners[i]);
+      op.sges.push_back({reinterpret_cast<uintptr_t>(addr), len,
+                         SgaPool::Lkey(owners[i], env_.device)});
+      continue;
+    }
+    // Copied now, so the application may reuse its memory at once.
+    std::memcpy(staging->data + staged, addr, len);
+    if (copy_all && i > 0) {
+      op.sges.back().length += len;
+    } else {
+      op.sges.push_back({reinterpret_cast<uintptr_t>(staging->data + staged),
+                         len, staging_lkey});
+    }
+    staged += len;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::PrepareRndv(PushOp& op, const demi_sgarray_t& sga) {
+  op.is_rndv = true;
+  op.rndv.num_segments = sga.sga_numsegs;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    std::byte* addr = static_cast<std::byte*>(sga.sga_segs[i].sgaseg_buf);
+    uint32_t len = sga.sga_segs[i].sgaseg_len;
+    Buffer* owner = env_.pool->Find(addr, len);
+    if (owner != nullptr) {
+      env_.pool->Ref(owner);
+      op.holds.push_back(owner);
+    } else if (len <= kMaxForeignCopy) {
+      DEMI_ASSIGN_OR_RETURN(Buffer * copy, env_.pool->Allocate(len));
+      op.holds.push_back(copy);
+      std::memcpy(copy->data, addr, len);
+      addr = copy->data;
+    }
+    // The peer may read exactly this range, and only until the push ends.
+    DEMI_ASSIGN_OR_RETURN(rdma::MrPtr mr,
+                          rdma::RegisterMr(env_.pd, absl::MakeSpan(addr, len),
+                                           IBV_ACCESS_REMOTE_READ));
+    op.rndv.segments[i] = {reinterpret_cast<uintptr_t>(addr), mr->rkey, len};
+    op.read_mrs.push_back(std::move(mr));
+  }
+  return absl::OkStatus();
+}
+
+uint16_t Connection::TakeCreditsToReturn() {
+  uint32_t credits = std::min<uint32_t>(credits_owed_, UINT16_MAX);
+  credits_owed_ -= credits;
+  return static_cast<uint16_t>(credits);
+}
+
+absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
+                                  size_t extra_size,
+                                  const std::vector<ibv_sge>& body,
+                                  std::unique_ptr<SendWr> wr) {
+  size_t head_size = sizeof(WireHeader) + extra_size;
+  DEMI_ASSIGN_OR_RETURN(Buffer * head, env_.pool->Allocate(head_size));
+  std::memcpy(head->data, &header, sizeof(header));
+  if (extra_size > 0) {
+    std::memcpy(head->data + sizeof(header), extra, extra_size);
+  }
+  wr->header = head;
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  sges[0] = {reinterpret_cast<uintptr_t>(head->data),
+             static_cast<uint32_t>(head_size),
+             SgaPool::Lkey(head, env_.device)};
+  size_t total = head_size;
+  for (size_t i = 0; i < body.size(); ++i) {
+    sges[i + 1] = body[i];
+    total += body[i].length;
+  }
+  ibv_send_wr send = {};
+  send.wr_id = reinterpret_cast<uintptr_t>(wr.get());
+  send.sg_list = sges;
+  send.num_sge = static_cast<int>(body.size() + 1);
+  send.opcode = IBV_WR_SEND;
+  send.send_flags = IBV_SEND_SIGNALED;
+  if (total <= max_inline_) send.send_flags |= IBV_SEND_INLINE;
+  ibv_send_wr* bad = nullptr;
+  absl::Status status =
+      rdma::CheckRc(ibv_post_send(qp_, &send, &bad), "ibv_post_send");
+  if (!status.ok()) {
+    env_.pool->Unref(head);
+    if (wr->push != nullptr) FinishPush(*wr->push, rdma::ErrnoOf(status));
+    return status;
+  }
+  --send_credits_;
+  ++posted_sends_;
+  uint64_t id = send.wr_id;
+  sends_in_flight_.emplace(id, std::move(wr));
+  return absl::OkStatus();
+}
+
+bool Connection::TrySendControl(WireType type, uint64_t cookie) {
+  if (send_credits_ < 1 || posted_sends_ >= kSendDepth) return false;
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(type);
+  header.credits = TakeCreditsToReturn();
+  header.cookie = cookie;
+  auto wr = std::make_unique<SendWr>();
+  wr->kind = SendWr::kControl;
+  absl::Status status = PostSend(header, nullptr, 0, {}, std::move(wr));
+  if (!status.ok()) {
+    credits_owed_ += header.credits;
+    Abort(rdma::ErrnoOf(status));
+    return false;
+  }
+  return true;
+}
+
+bool Connection::TrySendPush() {
+  PushOp& op = *push_backlog_.front();
+  // Data keeps one credit in reserve so that credits and rendezvous
+  // completions can always be sent: otherwise two peers that both ran out
+  // could wait on each other forever.
+  uint32_t needed = op.is_close ? 1 : 2;
+  if (send_credits_ < needed || posted_sends_ >= kSendDepth) return false;
+  WireHeader header = {};
+  header.credits = TakeCreditsToReturn();
+  auto wr = std::make_unique<SendWr>();
+  wr->kind = SendWr::kPush;
+  const void* extra = nullptr;
+  size_t extra_size = 0;
+  std::vector<ibv_sge> body;
+  if (op.is_close) {
+    header.type = static_cast<uint8_t>(WireType::kClose);
+  } else if (op.is_rndv) {
+    header.type = static_cast<uint8_t>(WireType::kRndv);
+    header.length = op.length;
+    header.cookie = next_cookie_++;
+    extra = &op.rndv;
+    extra_size = RndvMessageSize(op.rndv.num_segments) - sizeof(WireHeader);
+  } else {
+    header.type = static_cast<uint8_t>(WireType::kEager);
+    header.length = op.length;
+    body = op.sges;
+  }
+  std::unique_ptr<PushOp> owned = std::move(push_backlog_.front());
+  push_backlog_.pop_front();
+  PushOp* raw = owned.get();
+  if (op.is_rndv) {
+    // The peer may answer before this send's own completion shows up.
+    rndv_waiting_.emplace(header.cookie, std::move(owned));
+  } else {
+    wr->push = std::move(owned);
+  }
+  absl::Status status =
+      PostSend(header, extra, extra_size, body, std::move(wr));
+  if (!status.ok()) {
+    credits_owed_ += header.credits;
+    if (raw->is_rndv) {
+      auto node = rndv_waiting_.extract(header.cookie);
+      FinishPush(*node.mapped(), rdma::ErrnoOf(status));
+    }
+    Abort(rdma::ErrnoOf(status));
+    return false;
+  }
+  return true;
+}
+
+void Connection::Service() {
+  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  while (!done_backlog_.empty() &&
+         TrySendControl(WireType::kRndvDone, done_backlog_.front())) {
+    done_backlog_.pop_front();
+  }
+  while (!push_backlog_.empty() && state_ != State::kDead && TrySendPush()) {
+  }
+  if (state_ != State::kDead && credits_owed_ >= kCreditReturnThreshold) {
+    TrySendControl(WireType::kCredit, 0);
+  }
+  StartReads();
+}
+
+Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
+  for (Incoming& in : incoming_) {
+    if (in.type == WireType::kRndv && in.cookie == cookie) return &in;
+  }
+  return nullptr;
+}
+
+void Connection::StartReads() {
+  if (state_ == State::kDead) return;
+  size_t wanted = std::min(pops_.size(), incoming_.size());
+  for (size_t i = 0; i < wanted; ++i) {
+    Incoming& in = incoming_[i];
+    if (in.type != WireType::kRndv || in.reading) continue;
+    if (posted_sends_ + in.rndv.num_segments > kSendDepth) return;
+    absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
+    if (!target.ok()) {
+      // No memory to receive into: this pop fails, the message waits.
+      env_.tokens->Fail(pops_.front(), EAGAIN);
+      pops_.pop_front();
+      return;
+    }
+    in.target = *target;
+    in.reading = true;
+    uint32_t offset = 0;
+    for (uint32_t s = 0; s < in.rndv.num_segments; ++s) {
+      const RndvSegment& seg = in.rndv.segments[s];
+      ibv_sge sge = {reinterpret_cast<uintptr_t>(in.target->data + offset),
+                     seg.length, SgaPool::Lkey(in.target, env_.device)};
+      auto wr = std::make_unique<SendWr>();
+      wr->kind = SendWr::kRead;
+      wr->read_cookie = in.cookie;
+      ibv_send_wr send = {};
+      send.wr_id = reinterpret_cast<uintptr_t>(wr.get());
+      send.sg_list = &sge;
+      send.num_sge = 1;
+      send.opcode = IBV_WR_RDMA_READ;
+      send.send_flags = IBV_SEND_SIGNALED;
+      send.wr.rdma.remote_addr = seg.addr;
+      send.wr.rdma.rkey = seg.rkey;
+      ibv_send_wr* bad = nullptr;
+      absl::Status status =
+          rdma::CheckRc(ibv_post_send(qp_, &send, &bad), "ibv_post_send(READ)");
+      if (!status.ok()) {
+        Abort(rdma::ErrnoOf(status));
+        return;
+      }
+      ++posted_sends_;
+      ++in.reads_left;
+      sends_in_flight_.emplace(send.wr_id, std::move(wr));
+      offset += seg.length;
+    }
+  }
+}
+
+void Connection::Pop(demi_qtoken_t qt) {
+  pops_.push_back(qt);
+  DeliverPops();
+  if (state_ == State::kDead) {
+    while (!pops_.empty()) {
+      env_.tokens->Fail(pops_.front(), error_);
+      pops_.pop_front();
+    }
+    return;
+  }
+  StartReads();
+}
+
+void Connection::DeliverPops() {
+  while (!pops_.empty() && !incoming_.empty()) {
+    Incoming& in = incoming_.front();
+    demi_qresult_t result;
+    std::memset(&result, 0, sizeof(result));
+    result.qr_opcode = DEMI_OPC_POP;
+    demi_sgarray_t& sga = result.qr_value.sga;
+    if (in.type == WireType::kClose) {
+      sga = EofSga();  // EOF stays at the head: every later pop sees it.
+      env_.tokens->Complete(pops_.front(), result);
+      pops_.pop_front();
+      continue;
+    }
+    Buffer* buffer;
+    std::byte* data;
+    if (in.type == WireType::kEager) {
+      buffer = in.buffer;
+      data = buffer->data + sizeof(WireHeader);
+    } else {
+      if (!in.reading || in.reads_left > 0) return;
+      buffer = in.target;
+      data = buffer->data;
+      done_backlog_.push_back(in.cookie);
+    }
+    sga.sga_buf = buffer;
+    sga.sga_numsegs = 1;
+    sga.sga_segs[0].sgaseg_buf = data;
+    sga.sga_segs[0].sgaseg_len = in.length;
+    sga.sga_addr = peer_addr;
+    env_.app_buffers->insert(buffer);
+    env_.tokens->Complete(pops_.front(), result);
+    pops_.pop_front();
+    incoming_.pop_front();
+    if (ReplaceMissingRecv()) ++credits_owed_;  // The peer may send again.
+  }
+  Service();
+}
+
+bool Connection::ReplaceMissingRecv() {
+  if (missing_recvs_ == 0) return true;
+  // A receive could not be reposted when its message arrived; the credit
+  // goes back only with a buffer behind it, so the peer never overruns us.
+  absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
+  if (!fresh.ok()) return false;
+  if (!PostRecv(*fresh).ok()) {
+    env_.pool->Unref(*fresh);
+    return false;
+  }
+  --missing_recvs_;
+  return true;
+}
+
+void Connection::OnCompletion(const ibv_wc& wc) {
+  if (wc.wr_id & kRecvTag) {
+    OnRecvCompletion(wc);
+  } else {
+    OnSendCompletion(wc);
+  }
+}
+
+void Connection::OnRecvCompletion(const ibv_wc& wc) {
+  Buffer* buffer = reinterpret_cast<Buffer*>(wc.wr_id & ~kRecvTag);
+  --posted_recvs_;
+  recvs_in_flight_.erase(buffer);
+  if (wc.status != IBV_WC_SUCCESS) {
+    env_.pool->Unref(buffer);
+    Abort(rdma::WcStatusToErrno(wc.status));
+    return;
+  }
+  absl::StatusOr<ParsedMessage> parsed = ParseMessage(
+      absl::MakeConstSpan(buffer->data, wc.byte_len), kMaxMessageSize);
+  if (!parsed.ok()) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": " << parsed.status();
+    env_.pool->Unref(buffer);
+    Abort(EPROTO);
+    return;
+  }
+  send_credits_ += parsed->credits;
+  // Each credit stands for a buffer the peer posted: never more than it has.
+  if (send_credits_ > peer_recv_depth_) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": peer returned too many credits";
+    env_.pool->Unref(buffer);
+    Abort(EPROTO);
+    return;
+  }
+  Buffer* repost = buffer;
+  switch (parsed->type) {
+    case WireType::kEager: {
+      Incoming in;
+      in.type = WireType::kEager;
+      in.buffer = buffer;
+      in.length = parsed->length;
+      incoming_.push_back(in);
+      absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
+      repost = fresh.ok() ? *fresh : nullptr;
+      if (repost == nullptr) ++missing_recvs_;
+      break;
+    }
+    case WireType::kRndv: {
+      Incoming in;
+      in.type = WireType::kRndv;
+      in.length = parsed->length;
+      in.cookie = parsed->cookie;
+      in.rndv = parsed->rndv;
+      incoming_.push_back(in);
+      break;
+    }
+    case WireType::kRndvDone: {
+      auto node = rndv_waiting_.extract(parsed->cookie);
+      ++credits_owed_;
+      if (node.empty()) {
+        DEMI_LOG(WARNING) << "qd " << qd_ << ": unknown rendezvous";
+        env_.pool->Unref(buffer);
+        Abort(EPROTO);
+        return;
+      }
+      FinishPush(*node.mapped(), 0);
+      break;
+    }
+    case WireType::kCredit:
+      ++credits_owed_;
+      break;
+    case WireType::kClose: {
+      ++credits_owed_;
+      peer_closed_ = true;
+      Incoming in;
+      in.type = WireType::kClose;
+      incoming_.push_back(in);
+      break;
+    }
+  }
+  if (repost != nullptr && state_ != State::kDead) {
+    absl::Status status = PostRecv(repost);
+    if (!status.ok()) {
+      env_.pool->Unref(repost);
+      Abort(rdma::ErrnoOf(status));
+      return;
+    }
+  } else if (repost != nullptr) {
+    env_.pool->Unref(repost);
+  }
+  DeliverPops();
+}
+
+void Connection::OnSendCompletion(const ibv_wc& wc) {
+  auto node = sends_in_flight_.extract(wc.wr_id);
+  if (node.empty()) return;
+  std::unique_ptr<SendWr> wr = std::move(node.mapped());
+  --posted_sends_;
+  if (wr->header != nullptr) env_.pool->Unref(wr->header);
+  int err = rdma::WcStatusToErrno(wc.status);
+  switch (wr->kind) {
+    case SendWr::kPush:
+      if (wr->push->is_close && err == 0) close_sent_ = true;
+      FinishPush(*wr->push, err);
+      break;
+    case SendWr::kControl:
+      break;
+    case SendWr::kRead:
+      if (Incoming* in = FindIncoming(wr->read_cookie)) {
+        --in->reads_left;
+        if (err != 0) in->read_error = err;
+      }
+      break;
+  }
+  if (err != 0) {
+    Abort(err);
+    return;
+  }
+  DeliverPops();
+}
+
+void Connection::FinishPush(PushOp& op, int err) {
+  if (op.qt != 0) {
+    if (err != 0) {
+      env_.tokens->Fail(op.qt, err);
+    } else {
+      demi_qresult_t result;
+      std::memset(&result, 0, sizeof(result));
+      result.qr_opcode = DEMI_OPC_PUSH;
+      env_.tokens->Complete(op.qt, result);
+    }
+    op.qt = 0;
+  }
+  // Revoke the peer's access before the memory can be reused.
+  op.read_mrs.clear();
+  for (Buffer* buffer : op.holds) env_.pool->Unref(buffer);
+  op.holds.clear();
+}
+
+bool Connection::StartClose() {
+  if (state_ != State::kOpen || peer_closed_) return false;
+  auto op = std::make_unique<PushOp>();
+  op->is_close = true;
+  push_backlog_.push_back(std::move(op));
+  state_ = State::kClosing;
+  Service();
+  return state_ == State::kClosing;
+}
+
+bool Connection::CloseSent() const {
+  return close_sent_ || state_ == State::kDead;
+}
+
+void Connection::OnDisconnected() { Abort(ECONNRESET); }
+
+void Connection::Abort(int err) {
+  if (error_ == 0) error_ = err;
+  if (state_ == State::kDead) return;
+  state_ = State::kDead;
+  // Tokens fail now; memory that posted work requests still point at is
+  // released only when their flush completions arrive.
+  for (auto& entry : sends_in_flight_) {
+    if (entry.second->push != nullptr && entry.second->push->qt != 0) {
+      env_.tokens->Fail(entry.second->push->qt, error_);
+      entry.second->push->qt = 0;
+    }
+  }
+  for (auto& op : push_backlog_) FinishPush(*op, error_);
+  push_backlog_.clear();
+  for (auto& entry : rndv_waiting_) FinishPush(*entry.second, error_);
+  rndv_waiting_.clear();
+  done_backlog_.clear();
+  DeliverPops();  // Messages already here are still delivered.
+  while (!pops_.empty()) {
+    env_.tokens->Fail(pops_.front(), error_);
+    pops_.pop_front();
+  }
+  ibv_qp_attr attr = {};
+  attr.qp_state = IBV_QPS_ERR;
+  if (int rc = ibv_modify_qp(qp_, &attr, IBV_QP_STATE); rc != 0) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": ibv_modify_qp(ERR): " << rc;
+  }
+}
+
+}  // namespace demi

@@ -1,0 +1,208 @@
+// The data path of one RC connection: pushes and pops of whole messages
+// over the wire protocol of wire.h, with credit-based flow control and
+// RDMA READ rendezvous for large messages. The setup path (rdma_cm) lives
+// in RdmaLibOs; a Connection starts once its QP exists.
+#ifndef DEMI_DEMI_CONNECTION_H_
+#define DEMI_DEMI_CONNECTION_H_
+
+#include <demi/types.h>
+#include <infiniband/verbs.h>
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "demi/qtoken_table.h"
+#include "demi/sga_pool.h"
+#include "demi/wire.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi {
+
+// Receive buffers each connection posts, so the credits its peer starts with.
+inline constexpr uint32_t kRecvDepth = 64;
+// Size of one receive buffer: the largest eager message, header included.
+inline constexpr uint32_t kEagerBufferSize = 8192;
+inline constexpr uint32_t kMaxEagerPayload =
+    kEagerBufferSize - sizeof(WireHeader);
+// Send work requests in flight per connection (data, control and READs).
+inline constexpr uint32_t kSendDepth = 128;
+// Credits go back in a CREDIT message once this many are owed and no other
+// message has carried them.
+inline constexpr uint32_t kCreditReturnThreshold = kRecvDepth / 4;
+// Foreign (unregistered) segments up to this size are copied; larger ones
+// are registered for the one push.
+inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
+// The largest message: one pool piece.
+inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
+static_assert(kCreditReturnThreshold >= 1 &&
+                  kCreditReturnThreshold < kRecvDepth,
+              "credits must flow back before the window closes");
+static_assert(kEagerBufferSize >= RndvMessageSize(kMaxRndvSegments),
+              "a rendezvous announcement fits a receive buffer");
+static_assert(kSendDepth >= 2 * kMaxRndvSegments,
+              "a rendezvous can always post its reads");
+
+// What a connection shares with the rest of the library (borrowed).
+struct ConnectionEnv {
+  SgaPool* pool;
+  QTokenTable* tokens;
+  // Buffers the application holds (popped or allocated), for demi_sgafree.
+  absl::flat_hash_set<Buffer*>* app_buffers;
+  ibv_pd* pd;
+  int device;  // Index of the device, for SgaPool::Lkey.
+};
+
+// Not thread-safe; owned by RdmaLibOs.
+class Connection {
+ public:
+  enum class State {
+    kSetup,    // QP created, waiting for ESTABLISHED.
+    kOpen,     // Data flows.
+    kClosing,  // demi_close sent CLOSE; waiting for it to complete.
+    kDead,     // Aborted or closed; waiting for flushes to drain.
+  };
+
+  // `qd` is the connection's queue descriptor; `qp` (borrowed) its QP.
+  Connection(int qd, ConnectionEnv env, ibv_qp* qp, uint32_t max_inline,
+             uint32_t max_send_sge);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Posts the receive buffers; call once, before connecting or accepting.
+  absl::Status PostInitialReceives();
+  // This side's private data for rdma_connect / rdma_accept.
+  std::string LocalConnectData() const;
+  // The connection is established; `peer` is the peer's private data.
+  void Open(const ConnectData& peer);
+
+  // Starts pushing `sga` for token `qt`. EINVAL/EAGAIN: nothing started.
+  absl::Status Push(demi_qtoken_t qt, const demi_sgarray_t& sga);
+  // Starts popping for token `qt`.
+  void Pop(demi_qtoken_t qt);
+
+  // Handles a work completion of this connection's QP.
+  void OnCompletion(const ibv_wc& wc);
+  // The peer disconnected (rdma_cm DISCONNECTED).
+  void OnDisconnected();
+
+  // Starts an orderly close: sends CLOSE after every earlier push. Returns
+  // false if there is nothing to wait for (then call Abort right away).
+  bool StartClose();
+  // Whether StartClose's CLOSE has been sent (or can no longer be).
+  bool CloseSent() const;
+  // Fails every pending operation with `err` and moves the QP to the error
+  // state (flushing what is posted). Idempotent; the first error sticks.
+  void Abort(int err);
+
+  // Whether work requests are still posted (the QP must outlive them).
+  bool HasOutstandingWork() const {
+    return posted_recvs_ > 0 || posted_sends_ > 0;
+  }
+  State state() const { return state_; }
+  int qd() const { return qd_; }
+  int error() const { return error_; }
+  bool peer_closed() const { return peer_closed_; }
+
+  // The peer's address and this side's (for getpeername and accept).
+  sockaddr_in peer_addr = {};
+
+ private:
+  // A push from its start until the peer has it.
+  struct PushOp {
+    demi_qtoken_t qt = 0;
+    uint32_t length = 0;
+    // Pool pieces the push keeps alive (the application's, a copy, a
+    // header). Released when the push ends.
+    std::vector<Buffer*> holds;
+    // kEager: what to post after the header.
+    std::vector<ibv_sge> sges;
+    // kRndv: regions registered for the peer to read, and the cookie.
+    std::vector<rdma::MrPtr> read_mrs;
+    RndvDescriptor rndv = {};
+    bool is_rndv = false;
+    bool is_close = false;
+  };
+
+  // What a posted send work request (wr_id) stands for.
+  struct SendWr {
+    enum Kind { kPush, kControl, kRead } kind;
+    std::unique_ptr<PushOp> push;  // kPush: the push (eager or announce).
+    Buffer* header = nullptr;      // A pool piece holding the header.
+    uint64_t read_cookie = 0;      // kRead: which incoming message.
+  };
+
+  // A message received and not yet popped.
+  struct Incoming {
+    WireType type;             // kEager, kRndv or kClose.
+    Buffer* buffer = nullptr;  // kEager: the receive piece.
+    uint32_t length = 0;
+    uint64_t cookie = 0;
+    RndvDescriptor rndv = {};
+    // kRndv: the destination piece and READs still in flight.
+    Buffer* target = nullptr;
+    uint32_t reads_left = 0;
+    bool reading = false;
+    int read_error = 0;
+  };
+
+  absl::Status PostRecv(Buffer* buffer);
+  absl::Status PrepareEager(PushOp& op, const demi_sgarray_t& sga);
+  absl::Status PrepareRndv(PushOp& op, const demi_sgarray_t& sga);
+  // Posts what credits and queue room allow: control messages, then pushes.
+  void Service();
+  bool TrySendControl(WireType type, uint64_t cookie);
+  bool TrySendPush();
+  // Posts a SEND of `header` (plus `extra` bytes after it, such as a
+  // rendezvous descriptor) followed by `body`; spends one credit.
+  absl::Status PostSend(const WireHeader& header, const void* extra,
+                        size_t extra_size, const std::vector<ibv_sge>& body,
+                        std::unique_ptr<SendWr> wr);
+  void StartReads();
+  void DeliverPops();
+  void OnSendCompletion(const ibv_wc& wc);
+  void OnRecvCompletion(const ibv_wc& wc);
+  Incoming* FindIncoming(uint64_t cookie);
+  bool ReplaceMissingRecv();
+  void FinishPush(PushOp& op, int err);
+  uint16_t TakeCreditsToReturn();
+
+  const int qd_;
+  ConnectionEnv env_;
+  ibv_qp* qp_;  // Borrowed: RdmaLibOs owns it and keeps it alive for us.
+  const uint32_t max_inline_;
+  const uint32_t max_send_sge_;
+  State state_ = State::kSetup;
+  int error_ = 0;
+  bool peer_closed_ = false;
+  bool close_sent_ = false;
+
+  uint32_t peer_eager_size_ = 0;
+  uint32_t peer_recv_depth_ = 0;
+  uint32_t missing_recvs_ = 0;
+  uint32_t send_credits_ = 0;
+  uint32_t credits_owed_ = 0;
+  uint32_t posted_sends_ = 0;
+  uint32_t posted_recvs_ = 0;
+  uint64_t next_cookie_ = 1;
+
+  // Posted send work requests by wr_id, and posted receive pieces.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<SendWr>> sends_in_flight_;
+  absl::flat_hash_set<Buffer*> recvs_in_flight_;
+  std::deque<std::unique_ptr<PushOp>> push_backlog_;
+  std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<PushOp>> rndv_waiting_;
+  std::deque<Incoming> incoming_;
+  std::deque<demi_qtoken_t> pops_;
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_CONNECTION_H_

@@ -1,0 +1,274 @@
+/**
+ * @file libos.h
+ * @brief The Demikernel C API over RDMA verbs: queues, connections and
+ * asynchronous push and pop of whole messages.
+ *
+ * Every call returns 0 or a positive errno, never -1. Calls before
+ * demi_init return ENOSYS. demi_accept, demi_connect, demi_push and
+ * demi_pop start an operation and return its token; demi_wait* report how
+ * it ended. The library is one per process and not thread-safe: call it
+ * from one thread.
+ *
+ * Transport: SOCK_STREAM queues are reliable-connected RDMA queue pairs set
+ * up with librdmacm. Unlike TCP, they carry messages: one demi_pop returns
+ * exactly one whole pushed message, of up to DEMI_MAX_MESSAGE_SIZE bytes.
+ */
+#ifndef DEMI_LIBOS_H_IS_INCLUDED
+#define DEMI_LIBOS_H_IS_INCLUDED
+
+#include <demi/cc.h>
+#include <demi/types.h>
+#include <demi/sga.h>
+#include <demi/wait.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * @brief Initialises the library: opens the RDMA devices, allocates their
+ * protection domains and completion queues and the registered memory pool.
+ *
+ * @param args Arguments; may be NULL. argc, argv and callback are ignored.
+ *
+ * @return 0 on success, or:
+ * - EEXIST: already initialised.
+ * - ENODEV: this machine has no RDMA device.
+ * - ENOMEM, or another errno of the verbs library: a device could not be
+ *   set up.
+ */
+extern int demi_init(const struct demi_args *args);
+
+/**
+ * @brief Creates a socket queue.
+ *
+ * @param sockqd_out Receives the new queue descriptor.
+ * @param domain AF_INET.
+ * @param type SOCK_STREAM (SOCK_DGRAM is not supported yet).
+ * @param protocol Ignored.
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p sockqd_out is NULL.
+ * - ENOTSUP: @p domain is not AF_INET, or @p type not SOCK_STREAM.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(1)
+extern int demi_socket(int *sockqd_out, int domain, int type, int protocol);
+
+/**
+ * @brief Marks a bound socket as listening for connections.
+ *
+ * @param sockqd The socket.
+ * @param backlog Most connections waiting for demi_accept: 1..SOMAXCONN.
+ *
+ * @return 0 on success, or:
+ * - EBADF: @p sockqd is not an open queue.
+ * - EINVAL: @p backlog is out of range, or the queue is a connection.
+ * - EDESTADDRREQ: the socket is not bound.
+ * - EADDRINUSE: already listening, or connecting.
+ * - EISCONN: the socket is connected.
+ * - ENOSYS: demi_init has not run.
+ */
+extern int demi_listen(int sockqd, int backlog);
+
+/**
+ * @brief Binds a socket to a local address.
+ *
+ * @param sockqd The socket.
+ * @param addr A struct sockaddr_in: an address of an RDMA device (or
+ *        INADDR_ANY: all devices) and a port other than 0.
+ * @param size sizeof(struct sockaddr_in).
+ *
+ * @return 0 on success, or:
+ * - EBADF: @p sockqd is not an open queue.
+ * - EINVAL: @p addr is NULL, @p size is wrong, the socket is already
+ *   bound, or the queue is a connection.
+ * - ENOTSUP: the address family is not AF_INET, or the port is 0.
+ * - EADDRINUSE: another socket is bound to the address.
+ * - EADDRNOTAVAIL: no RDMA device has the address.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(2)
+extern int demi_bind(int sockqd, const struct sockaddr *addr, socklen_t size);
+
+/**
+ * @brief Starts accepting a connection on a listening socket.
+ *
+ * Completes with DEMI_OPC_ACCEPT: qr_value.ares.qd is the new connection,
+ * qr_value.ares.addr the peer. Several accepts may be outstanding. If the
+ * socket is closed first, completes DEMI_OPC_FAILED with qr_ret EBADF.
+ *
+ * @param qt_out Receives the operation's token.
+ * @param sockqd The listening socket.
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p qt_out is NULL, or the socket is not listening.
+ * - EBADF: @p sockqd is not an open queue.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(1)
+extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
+
+/**
+ * @brief Starts connecting a socket to a remote address.
+ *
+ * Completes with DEMI_OPC_CONNECT, or DEMI_OPC_FAILED with qr_ret
+ * ECONNREFUSED (nobody listens there), ETIMEDOUT (no answer) or
+ * EHOSTUNREACH (no RDMA route to the address), or EBADF if the socket is
+ * closed first.
+ *
+ * @param qt_out Receives the operation's token.
+ * @param sockqd The socket.
+ * @param addr A struct sockaddr_in.
+ * @param size sizeof(struct sockaddr_in).
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p qt_out or @p addr is NULL, or @p size is wrong.
+ * - ENOTSUP: the address family is not AF_INET.
+ * - EBADF: @p sockqd is not an open queue.
+ * - EOPNOTSUPP: the socket is listening.
+ * - EINPROGRESS: the socket is already connecting.
+ * - EISCONN: the socket is already connected.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(1, 3)
+extern int demi_connect(demi_qtoken_t *qt_out, int sockqd,
+                        const struct sockaddr *addr, socklen_t size);
+
+/**
+ * @brief Closes a queue.
+ *
+ * A connection first tells its peer (who then pops an empty message: EOF,
+ * after every message pushed before), then disconnects. Operations still
+ * pending on the queue complete DEMI_OPC_FAILED with qr_ret EBADF.
+ *
+ * @param qd The queue.
+ *
+ * @return 0 on success, or:
+ * - EBADF: @p qd is not an open queue (never opened, or closed).
+ * - ENOSYS: demi_init has not run.
+ */
+extern int demi_close(int qd);
+
+/**
+ * @brief Starts sending one message: the concatenation of the segments of
+ * @p sga.
+ *
+ * Segments in memory from demi_sgaalloc or demi_pop are sent without a
+ * copy; others are copied (small) or registered for this push (large).
+ * Do not modify pushed memory before the push completes. The array may be
+ * released with demi_sgafree right away: the push keeps its memory alive.
+ * Pushes beyond what the connection can send at once wait inside the
+ * library, in order.
+ *
+ * Completes with DEMI_OPC_PUSH once the peer's device has the message, or
+ * DEMI_OPC_FAILED with qr_ret ECONNRESET (connection aborted), ETIMEDOUT
+ * (peer stopped answering) or EBADF (queue closed first).
+ *
+ * @param qt_out Receives the operation's token.
+ * @param qd The connection.
+ * @param sga The message: 1 to DEMI_SGARRAY_MAXSIZE segments.
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p qt_out or @p sga is NULL, sga_numsegs is 0 or above
+ *   DEMI_SGARRAY_MAXSIZE, a segment pointer is NULL or its length 0, or
+ *   the message exceeds DEMI_MAX_MESSAGE_SIZE.
+ * - EBADF: @p qd is not an open queue.
+ * - ENOTCONN: the queue is not a connected socket.
+ * - EPIPE: this side is closing, or the connection failed or ended.
+ * - EAGAIN: no memory for the operation.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(1, 3)
+extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
+
+/**
+ * @brief Pushes to an explicit destination (datagram sockets). Not supported
+ * on stream sockets.
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p qt_out, @p sga or @p dest_addr is NULL, or @p size is wrong.
+ * - EBADF: @p sockqd is not an open queue.
+ * - ENOTSUP: the queue is a stream socket (datagrams are not supported yet).
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(1, 3, 4)
+extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
+                       const demi_sgarray_t *sga,
+                       const struct sockaddr *dest_addr, socklen_t size);
+
+/**
+ * @brief Starts receiving one message.
+ *
+ * Completes with DEMI_OPC_POP and the whole message as qr_value.sga (one
+ * segment; release it with demi_sgafree). A zero-length sga is EOF: the peer
+ * closed after every earlier message was popped. Pops complete in order.
+ * If the connection is aborted, completes DEMI_OPC_FAILED with qr_ret
+ * ECONNRESET or ETIMEDOUT; if the queue is closed first, with EBADF.
+ *
+ * @param qt_out Receives the operation's token.
+ * @param qd The connection.
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p qt_out is NULL.
+ * - EBADF: @p qd is not an open queue.
+ * - ENOTCONN: the queue is not a connected socket.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(1)
+extern int demi_pop(demi_qtoken_t *qt_out, int qd);
+
+/**
+ * @brief Sets a socket option. Only SOL_SOCKET/SO_LINGER is supported
+ * (stored and reported back; closing never blocks on it).
+ *
+ * @return 0 on success, or:
+ * - EBADF: @p qd is not an open queue.
+ * - ENOTSUP: @p level is not SOL_SOCKET.
+ * - ENOPROTOOPT: @p optname is not SO_LINGER.
+ * - EINVAL: @p optval is NULL or @p optlen is not sizeof(struct linger).
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(4)
+extern int demi_setsockopt(int qd, int level, int optname, const void *optval,
+                           socklen_t optlen);
+
+/**
+ * @brief Reads a socket option. Only SOL_SOCKET/SO_LINGER is supported.
+ *
+ * @param optlen In: the size of @p optval; out: sizeof(struct linger).
+ *
+ * @return 0 on success, or:
+ * - EBADF: @p qd is not an open queue.
+ * - ENOTSUP: @p level is not SOL_SOCKET.
+ * - ENOPROTOOPT: @p optname is not SO_LINGER.
+ * - EINVAL: @p optval or @p optlen is NULL, or *optlen is smaller than
+ *   sizeof(struct linger).
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(4)
+extern int demi_getsockopt(int qd, int level, int optname, void *optval,
+                           socklen_t *optlen);
+
+/**
+ * @brief Returns the peer address of a connection.
+ *
+ * @param addr Receives a struct sockaddr_in.
+ * @param addrlen In: must be sizeof(struct sockaddr_in); out: the same.
+ *
+ * @return 0 on success, or:
+ * - EINVAL: @p addr or @p addrlen is NULL, or *addrlen is wrong.
+ * - EBADF: @p qd is not an open queue.
+ * - ENOTCONN: the queue is not a connected socket.
+ * - ENOSYS: demi_init has not run.
+ */
+ATTR_NONNULL(2)
+extern int demi_getpeername(int qd, struct sockaddr *addr,
+                            socklen_t *addrlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DEMI_LIBOS_H_IS_INCLUDED */

@@ -1,0 +1,440 @@
+#include "demi/rdma_libos.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+
+namespace demi {
+namespace {
+
+using rdma::ErrnoError;
+
+// A wait's deadline: NULL is forever.
+absl::Time DeadlineOf(const timespec* timeout) {
+  if (timeout == nullptr) return absl::InfiniteFuture();
+  return absl::Now() + absl::DurationFromTimespec(*timeout);
+}
+
+absl::Status CheckTimeout(const timespec* timeout) {
+  if (timeout != nullptr && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
+                             timeout->tv_nsec >= 1000000000)) {
+    return ErrnoError(EINVAL, "bad timeout");
+  }
+  return absl::OkStatus();
+}
+
+size_t PoolLimit() {
+  const char* text = std::getenv("DEMI_POOL_LIMIT_MB");
+  size_t mb = 0;
+  if (text != nullptr && absl::SimpleAtoi(text, &mb) && mb > 0) {
+    return mb << 20;
+  }
+  return kDefaultPoolLimit;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RdmaLibOs>> RdmaLibOs::Create() {
+  std::unique_ptr<RdmaLibOs> libos(new RdmaLibOs());
+  DEMI_RETURN_IF_ERROR(libos->Init());
+  return libos;
+}
+
+absl::Status RdmaLibOs::Init() {
+  int count = 0;
+  device_list_.reset(rdma_get_devices(&count));
+  if (device_list_ == nullptr || count == 0) {
+    return ErrnoError(ENODEV, "no RDMA device");
+  }
+  DEMI_ASSIGN_OR_RETURN(cm_channel_, rdma::CreateEventChannel(true));
+  std::vector<ibv_pd*> pds;
+  for (int i = 0; i < count; ++i) {
+    auto device = std::make_unique<Device>();
+    device->context = device_list_.get()[i];
+    ibv_device_attr attr = {};
+    DEMI_RETURN_IF_ERROR(rdma::CheckRc(ibv_query_device(device->context, &attr),
+                                       "ibv_query_device"));
+    device->max_send_sge =
+        static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
+    DEMI_ASSIGN_OR_RETURN(device->pd, rdma::AllocPd(device->context));
+    DEMI_ASSIGN_OR_RETURN(
+        device->cq, rdma::CreateCq(device->context,
+                                   std::min(kCqDepth, attr.max_cqe), nullptr));
+    pds.push_back(device->pd.get());
+    devices_.push_back(std::move(device));
+  }
+  pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimit());
+  return absl::OkStatus();
+}
+
+RdmaLibOs::~RdmaLibOs() {
+  // QPs before their CQs: the queues go first, whatever their state.
+  queues_.clear();
+}
+
+RdmaLibOs::Device* RdmaLibOs::DeviceOf(ibv_context* context) {
+  for (auto& device : devices_) {
+    if (device->context == context) return device.get();
+  }
+  return nullptr;
+}
+
+ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
+  ConnectionEnv env;
+  env.pool = pool_.get();
+  env.tokens = &tokens_;
+  env.app_buffers = &app_buffers_;
+  env.pd = device->pd.get();
+  env.device = 0;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    if (devices_[i].get() == device) env.device = static_cast<int>(i);
+  }
+  return env;
+}
+
+absl::StatusOr<RdmaLibOs::Queue*> RdmaLibOs::Find(int qd) {
+  auto it = queues_.find(qd);
+  if (it == queues_.end() || it->second->closed || it->second->listener >= 0) {
+    return ErrnoError(EBADF, "not an open queue");
+  }
+  return it->second.get();
+}
+
+RdmaLibOs::Queue* RdmaLibOs::NewQueue(Queue::Kind kind) {
+  auto queue = std::make_unique<Queue>();
+  queue->kind = kind;
+  queue->qd = next_qd_++;
+  Queue* raw = queue.get();
+  queues_.emplace(raw->qd, std::move(queue));
+  return raw;
+}
+
+absl::StatusOr<int> RdmaLibOs::Socket(int domain, int type, int protocol) {
+  (void)protocol;
+  if (domain != AF_INET) return ErrnoError(ENOTSUP, "domain");
+  if (type == SOCK_DGRAM) return ErrnoError(ENOTSUP, "datagrams: not yet");
+  if (type != SOCK_STREAM) return ErrnoError(ENOTSUP, "type");
+  return NewQueue(Queue::Kind::kSocket)->qd;
+}
+
+absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
+  sockaddr_in local;
+  std::memcpy(&local, addr, sizeof(local));
+  if (local.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
+  if (queue->kind != Queue::Kind::kSocket || queue->bound ||
+      queue->id != nullptr) {
+    return ErrnoError(EINVAL, "already bound or in use");
+  }
+  if (local.sin_port == 0) return ErrnoError(ENOTSUP, "port 0");
+  DEMI_ASSIGN_OR_RETURN(
+      rdma::CmIdPtr id,
+      rdma::CreateCmId(cm_channel_.get(),
+                       reinterpret_cast<void*>(static_cast<intptr_t>(qd))));
+  if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&local)) != 0) {
+    int err = errno;
+    return ErrnoError(err == ENODEV ? EADDRNOTAVAIL : err, "rdma_bind_addr");
+  }
+  queue->id = std::move(id);
+  queue->bound = true;
+  queue->local = local;
+  return absl::OkStatus();
+}
+
+absl::Status RdmaLibOs::Listen(int qd, int backlog) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (backlog < 1 || backlog > SOMAXCONN) {
+    return ErrnoError(EINVAL, "backlog");
+  }
+  if (queue->kind == Queue::Kind::kListener) {
+    return ErrnoError(EADDRINUSE, "already listening");
+  }
+  if (queue->kind == Queue::Kind::kConnection) {
+    return ErrnoError(queue->connect_qt != 0 ? EADDRINUSE : EISCONN,
+                      "a connection");
+  }
+  if (!queue->bound) return ErrnoError(EDESTADDRREQ, "not bound");
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckCm(rdma_listen(queue->id.get(), backlog), "rdma_listen"));
+  queue->kind = Queue::Kind::kListener;
+  queue->backlog = backlog;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::Accept(int qd) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind != Queue::Kind::kListener) {
+    return ErrnoError(EINVAL, "not listening");
+  }
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_ACCEPT);
+  queue->accepts.push_back(qt);
+  MatchAccepts(*queue);
+  return qt;
+}
+
+void RdmaLibOs::MatchAccepts(Queue& listener) {
+  while (!listener.accepts.empty() && !listener.ready.empty()) {
+    int qd = listener.ready.front();
+    listener.ready.pop_front();
+    auto it = queues_.find(qd);
+    if (it == queues_.end()) continue;
+    Queue& queue = *it->second;
+    queue.listener = -1;  // Now the application's.
+    demi_qresult_t result;
+    std::memset(&result, 0, sizeof(result));
+    result.qr_opcode = DEMI_OPC_ACCEPT;
+    result.qr_value.ares.qd = qd;
+    result.qr_value.ares.addr = queue.conn->peer_addr;
+    tokens_.Complete(listener.accepts.front(), result);
+    listener.accepts.pop_front();
+  }
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::Push(int qd,
+                                              const demi_sgarray_t& sga) {
+  if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
+    return ErrnoError(EINVAL, "segment count");
+  }
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    if (sga.sga_segs[i].sgaseg_buf == nullptr ||
+        sga.sga_segs[i].sgaseg_len == 0) {
+      return ErrnoError(EINVAL, "empty segment");
+    }
+    total += sga.sga_segs[i].sgaseg_len;
+  }
+  if (total > kMaxMessageSize) return ErrnoError(EINVAL, "message too large");
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind != Queue::Kind::kConnection ||
+      queue->conn->state() == Connection::State::kSetup) {
+    return ErrnoError(ENOTCONN, "not connected");
+  }
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
+  absl::Status status = queue->conn->Push(qt, sga);
+  if (!status.ok()) {
+    tokens_.Erase(qt);
+    int err = rdma::ErrnoOf(status);
+    return ErrnoError(err == ENOMEM ? EAGAIN : err, "push");
+  }
+  return qt;
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
+                                                const demi_sgarray_t& sga,
+                                                const sockaddr* addr,
+                                                socklen_t size) {
+  (void)sga;
+  (void)addr;
+  if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
+  DEMI_RETURN_IF_ERROR(Find(qd).status());
+  return ErrnoError(ENOTSUP, "pushto needs a datagram socket (not yet)");
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::Pop(int qd) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind != Queue::Kind::kConnection ||
+      queue->conn->state() == Connection::State::kSetup) {
+    return ErrnoError(ENOTCONN, "not connected");
+  }
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
+  queue->conn->Pop(qt);
+  return qt;
+}
+
+demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
+  demi_sgarray_t sga;
+  std::memset(&sga, 0, sizeof(sga));
+  if (size == 0 || size > kMaxMessageSize) return sga;
+  absl::StatusOr<Buffer*> buffer = pool_->Allocate(size);
+  if (!buffer.ok()) return sga;
+  app_buffers_.insert(*buffer);
+  sga.sga_buf = *buffer;
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = (*buffer)->data;
+  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(size);
+  return sga;
+}
+
+absl::Status RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
+  if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
+    return ErrnoError(EINVAL, "segment count");
+  }
+  auto it = app_buffers_.find(static_cast<Buffer*>(sga.sga_buf));
+  if (it == app_buffers_.end()) {
+    return ErrnoError(EINVAL, "not an array the application holds");
+  }
+  Buffer* buffer = *it;
+  app_buffers_.erase(it);
+  pool_->Unref(buffer);
+  return absl::OkStatus();
+}
+
+absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
+                                   const void* optval, socklen_t optlen) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (level != SOL_SOCKET) return ErrnoError(ENOTSUP, "level");
+  if (optname != SO_LINGER) return ErrnoError(ENOPROTOOPT, "option");
+  if (optval == nullptr || optlen != sizeof(struct linger)) {
+    return ErrnoError(EINVAL, "option value");
+  }
+  std::memcpy(&queue->linger, optval, sizeof(queue->linger));
+  return absl::OkStatus();
+}
+
+absl::Status RdmaLibOs::GetSockOpt(int qd, int level, int optname, void* optval,
+                                   socklen_t* optlen) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (level != SOL_SOCKET) return ErrnoError(ENOTSUP, "level");
+  if (optname != SO_LINGER) return ErrnoError(ENOPROTOOPT, "option");
+  if (optval == nullptr || optlen == nullptr ||
+      *optlen < sizeof(struct linger)) {
+    return ErrnoError(EINVAL, "option buffer");
+  }
+  std::memcpy(optval, &queue->linger, sizeof(queue->linger));
+  *optlen = sizeof(struct linger);
+  return absl::OkStatus();
+}
+
+absl::Status RdmaLibOs::GetPeerName(int qd, sockaddr* addr,
+                                    socklen_t* addrlen) {
+  if (addr == nullptr || addrlen == nullptr ||
+      *addrlen != sizeof(sockaddr_in)) {
+    return ErrnoError(EINVAL, "address buffer");
+  }
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind != Queue::Kind::kConnection ||
+      queue->conn->state() == Connection::State::kSetup) {
+    return ErrnoError(ENOTCONN, "not connected");
+  }
+  std::memcpy(addr, &queue->conn->peer_addr, sizeof(sockaddr_in));
+  return absl::OkStatus();
+}
+
+absl::Status RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
+                             const timespec* timeout) {
+  DEMI_RETURN_IF_ERROR(CheckTimeout(timeout));
+  if (!tokens_.Contains(qt)) return ErrnoError(EINVAL, "unknown token");
+  absl::Time deadline = DeadlineOf(timeout);
+  while (true) {
+    if (absl::optional<demi_qresult_t> result = tokens_.Take(qt)) {
+      *qr_out = *result;
+      return absl::OkStatus();
+    }
+    if (absl::Now() >= deadline) {
+      // A zero timeout still polls once.
+      Poll();
+      if (absl::optional<demi_qresult_t> result = tokens_.Take(qt)) {
+        *qr_out = *result;
+        return absl::OkStatus();
+      }
+      return ErrnoError(ETIMEDOUT, "wait");
+    }
+    Poll();
+  }
+}
+
+absl::Status RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
+                                const demi_qtoken_t* qts, int num_qts,
+                                const timespec* timeout) {
+  DEMI_RETURN_IF_ERROR(CheckTimeout(timeout));
+  if (num_qts < 0 || (num_qts > 0 && qts == nullptr)) {
+    return ErrnoError(EINVAL, "token array");
+  }
+  for (int i = 0; i < num_qts; ++i) {
+    if (!tokens_.Contains(qts[i])) return ErrnoError(EINVAL, "unknown token");
+  }
+  absl::Time deadline = DeadlineOf(timeout);
+  bool last = false;
+  while (true) {
+    for (int i = 0; i < num_qts; ++i) {
+      if (absl::optional<demi_qresult_t> result = tokens_.Take(qts[i])) {
+        *qr_out = *result;
+        *ready_offset = i;
+        return absl::OkStatus();
+      }
+    }
+    if (last) return ErrnoError(ETIMEDOUT, "wait_any");
+    last = absl::Now() >= deadline;
+    Poll();
+  }
+}
+
+absl::Status RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs,
+                                  int* num_qrs_out, const timespec* timeout) {
+  DEMI_RETURN_IF_ERROR(CheckTimeout(timeout));
+  if (num_qrs <= 0) return ErrnoError(EINVAL, "result count");
+  absl::Time deadline = DeadlineOf(timeout);
+  int count = 0;
+  bool last = false;
+  while (true) {
+    while (count < num_qrs) {
+      absl::optional<demi_qresult_t> result = tokens_.TakeNextDone();
+      if (!result.has_value()) break;
+      qr_out[count++] = *result;
+    }
+    *num_qrs_out = count;
+    if (count == num_qrs) return absl::OkStatus();
+    if (last) return ErrnoError(ETIMEDOUT, "wait_next_n");
+    last = absl::Now() >= deadline;
+    Poll();
+  }
+}
+
+void RdmaLibOs::Poll() {
+  for (auto& device : devices_) PollCompletions(*device);
+  PollCmEvents();
+  // Closed connections whose flushes have all arrived can go now.
+  std::vector<int> drained;
+  for (auto& entry : queues_) {
+    Queue& queue = *entry.second;
+    if (queue.closed &&
+        (queue.conn == nullptr || !queue.conn->HasOutstandingWork())) {
+      drained.push_back(queue.qd);
+    }
+  }
+  for (int qd : drained) Destroy(qd);
+}
+
+void RdmaLibOs::PollCompletions(Device& device) {
+  ibv_wc wcs[kPollBatch];
+  int n = ibv_poll_cq(device.cq.get(), kPollBatch, wcs);
+  if (n < 0) {
+    DEMI_LOG(ERROR) << "ibv_poll_cq failed";
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    auto qd = qd_by_qpn_.find(wcs[i].qp_num);
+    if (qd == qd_by_qpn_.end()) continue;
+    auto queue = queues_.find(qd->second);
+    if (queue == queues_.end() || queue->second->conn == nullptr) continue;
+    queue->second->conn->OnCompletion(wcs[i]);
+  }
+}
+
+void RdmaLibOs::PollUntil(absl::FunctionRef<bool()> done,
+                          absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!done() && absl::Now() < deadline) Poll();
+}
+
+void RdmaLibOs::Destroy(int qd) {
+  auto it = queues_.find(qd);
+  if (it == queues_.end()) return;
+  Queue& queue = *it->second;
+  if (queue.qp != nullptr) {
+    qd_by_qpn_.erase(queue.qp->qp->qp_num);
+    if (queue.device != nullptr) --queue.device->connections;
+  }
+  queues_.erase(it);
+}
+
+}  // namespace demi

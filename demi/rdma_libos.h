@@ -1,0 +1,162 @@
+// The libOS: one per process. Owns the RDMA devices, the registered memory
+// pool, the queue-descriptor and token tables, and the progress engine that
+// the wait calls drive. One method per demi_* call; each returns a Status
+// whose errno (rdma::ErrnoOf) is what the C API returns.
+//
+// Member order is teardown order reversed: the cm event channel, then the
+// devices (PD, CQ), the pool (MRs), the queues (QPs, cm ids), the tokens.
+#ifndef DEMI_DEMI_RDMA_LIBOS_H_
+#define DEMI_DEMI_RDMA_LIBOS_H_
+
+#include <demi/types.h>
+#include <netinet/in.h>
+#include <rdma/rdma_cma.h>
+#include <time.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "demi/connection.h"
+#include "demi/qtoken_table.h"
+#include "demi/sga_pool.h"
+#include "rdma/cm_event.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi {
+
+// Registered memory the pool may hold (DEMI_POOL_LIMIT_MB overrides).
+inline constexpr size_t kDefaultPoolLimit = size_t{2} << 30;
+// Completion-queue entries per device; every connection reserves room for
+// all its work requests, so the CQ can never overflow.
+inline constexpr int kCqDepth = 32768;
+inline constexpr int kWorkPerConnection = kSendDepth + kRecvDepth;
+// Work completions taken per poll.
+inline constexpr int kPollBatch = 32;
+// How long demi_close waits for CLOSE to go out and for flushes.
+inline constexpr absl::Duration kCloseTimeout = absl::Seconds(2);
+// RDMA READs each side may have in flight against the other.
+inline constexpr uint8_t kReadDepth = 16;
+
+// Not thread-safe: one thread calls it.
+class RdmaLibOs {
+ public:
+  // Opens every RDMA device. ENODEV if there is none.
+  static absl::StatusOr<std::unique_ptr<RdmaLibOs>> Create();
+  ~RdmaLibOs();
+  RdmaLibOs(const RdmaLibOs&) = delete;
+  RdmaLibOs& operator=(const RdmaLibOs&) = delete;
+
+  absl::StatusOr<int> Socket(int domain, int type, int protocol);
+  absl::Status Bind(int qd, const sockaddr* addr, socklen_t size);
+  absl::Status Listen(int qd, int backlog);
+  absl::StatusOr<demi_qtoken_t> Accept(int qd);
+  absl::StatusOr<demi_qtoken_t> Connect(int qd, const sockaddr* addr,
+                                        socklen_t size);
+  absl::Status Close(int qd);
+  absl::StatusOr<demi_qtoken_t> Push(int qd, const demi_sgarray_t& sga);
+  absl::StatusOr<demi_qtoken_t> PushTo(int qd, const demi_sgarray_t& sga,
+                                       const sockaddr* addr, socklen_t size);
+  absl::StatusOr<demi_qtoken_t> Pop(int qd);
+  absl::Status Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
+                    const timespec* timeout);
+  absl::Status WaitAny(demi_qresult_t* qr_out, int* ready_offset,
+                       const demi_qtoken_t* qts, int num_qts,
+                       const timespec* timeout);
+  absl::Status WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
+                         const timespec* timeout);
+  demi_sgarray_t SgaAlloc(size_t size);
+  absl::Status SgaFree(const demi_sgarray_t& sga);
+  absl::Status SetSockOpt(int qd, int level, int optname, const void* optval,
+                          socklen_t optlen);
+  absl::Status GetSockOpt(int qd, int level, int optname, void* optval,
+                          socklen_t* optlen);
+  absl::Status GetPeerName(int qd, sockaddr* addr, socklen_t* addrlen);
+
+ private:
+  struct Device {
+    ibv_context* context = nullptr;  // Borrowed from librdmacm.
+    rdma::PdPtr pd;
+    rdma::CqPtr cq;
+    uint32_t max_send_sge = 1;
+    int connections = 0;
+  };
+
+  // A queue descriptor's state. Members are declared so that the QP goes
+  // before the connection's buffers and both before the cm id.
+  struct Queue {
+    enum class Kind { kSocket, kListener, kConnection };
+    Kind kind = Kind::kSocket;
+    int qd = -1;
+    bool bound = false;
+    bool closed = false;  // Closed by the application; draining.
+    sockaddr_in local = {};
+    struct linger linger = {};
+    rdma::CmIdPtr id;
+    // kListener.
+    int backlog = 0;
+    std::deque<int> ready;  // Established, not yet accepted.
+    std::deque<demi_qtoken_t> accepts;
+    int in_setup = 0;  // Connection requests being accepted.
+    // kConnection.
+    int listener = -1;  // Accepted but not yet handed out: its listener.
+    demi_qtoken_t connect_qt = 0;
+    Device* device = nullptr;
+    ConnectData peer_data = {};
+    std::unique_ptr<Connection> conn;
+    rdma::CmQpPtr qp;
+  };
+
+  RdmaLibOs() = default;
+  absl::Status Init();
+
+  // The open queue `qd` (EBADF otherwise).
+  absl::StatusOr<Queue*> Find(int qd);
+  Queue* NewQueue(Queue::Kind kind);
+  Device* DeviceOf(ibv_context* context);
+
+  // One pass of the progress engine: completions, then cm events, then
+  // draining closed connections.
+  void Poll();
+  void PollCompletions(Device& device);
+  void PollCmEvents();
+  void HandleCmEvent(const rdma::CmEvent& event);
+  void HandleConnectRequest(const rdma::CmEvent& event);
+  void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
+  void HandleConnectFailure(Queue& queue, int err);
+  void HandleDisconnect(Queue& queue);
+  // Creates the QP and Connection of `queue`, whose id is routed.
+  absl::Status SetupConnection(Queue& queue);
+  void MatchAccepts(Queue& listener);
+  void CloseConnection(Queue& queue);
+  // Runs the progress engine until `done` or `timeout` passes.
+  void PollUntil(absl::FunctionRef<bool()> done, absl::Duration timeout);
+  void Destroy(int qd);
+  ConnectionEnv EnvFor(Device* device);
+
+  struct DeviceListDeleter {
+    void operator()(ibv_context** list) const { rdma_free_devices(list); }
+  };
+
+  // Declared in teardown order reversed (see the file comment).
+  std::unique_ptr<ibv_context*, DeviceListDeleter> device_list_;
+  rdma::EventChannelPtr cm_channel_;
+  std::vector<std::unique_ptr<Device>> devices_;
+  std::unique_ptr<SgaPool> pool_;
+  absl::flat_hash_set<Buffer*> app_buffers_;
+  absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
+  absl::flat_hash_map<uint32_t, int> qd_by_qpn_;
+  QTokenTable tokens_;
+  int next_qd_ = 1;
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_RDMA_LIBOS_H_

@@ -1,0 +1,313 @@
+// The setup path of RdmaLibOs: connecting, accepting, closing, and the
+// rdma_cm events that drive them.
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "demi/rdma_libos.h"
+#include "rdma/cm_connection.h"
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+
+namespace demi {
+namespace {
+
+using rdma::ErrnoError;
+
+void* ContextOf(int qd) {
+  return reinterpret_cast<void*>(static_cast<intptr_t>(qd));
+}
+int QdOf(const rdma_cm_id* id) {
+  return static_cast<int>(reinterpret_cast<intptr_t>(id->context));
+}
+
+sockaddr_in PeerAddr(rdma_cm_id* id) {
+  sockaddr_in addr = {};
+  sockaddr* peer = rdma_get_peer_addr(id);
+  if (peer != nullptr && peer->sa_family == AF_INET) {
+    std::memcpy(&addr, peer, sizeof(addr));
+  }
+  return addr;
+}
+
+}  // namespace
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
+                                                 socklen_t size) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
+  sockaddr_in remote;
+  std::memcpy(&remote, addr, sizeof(remote));
+  if (remote.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
+  if (queue->kind == Queue::Kind::kListener) {
+    return ErrnoError(EOPNOTSUPP, "listening");
+  }
+  if (queue->kind == Queue::Kind::kConnection) {
+    return ErrnoError(queue->connect_qt != 0 ? EINPROGRESS : EISCONN,
+                      "a connection");
+  }
+  if (queue->id == nullptr) {
+    DEMI_ASSIGN_OR_RETURN(queue->id,
+                          rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));
+  }
+  DEMI_RETURN_IF_ERROR(rdma::ResolveAddr(
+      queue->id.get(), queue->bound ? &queue->local : nullptr, remote));
+  queue->kind = Queue::Kind::kConnection;
+  queue->connect_qt = tokens_.Add(qd, DEMI_OPC_CONNECT);
+  return queue->connect_qt;
+}
+
+absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
+  Device* device = DeviceOf(queue.id->verbs);
+  if (device == nullptr) return ErrnoError(ENODEV, "unknown device");
+  // The shared CQ must have room for every work request of every QP.
+  if ((device->connections + 1) * kWorkPerConnection > device->cq->cqe) {
+    return ErrnoError(ENOBUFS, "too many connections on this device");
+  }
+  rdma::QpCaps caps;
+  caps.max_send_wr = kSendDepth;
+  caps.max_recv_wr = kRecvDepth;
+  caps.max_send_sge = device->max_send_sge;
+  caps.max_recv_sge = 1;
+  caps.max_inline_data = 128;
+  absl::StatusOr<rdma::CmQpPtr> qp =
+      rdma::CreateRcQp(queue.id.get(), device->pd.get(), device->cq.get(),
+                       device->cq.get(), nullptr, &caps);
+  if (!qp.ok()) {
+    // Some devices inline less, or nothing.
+    caps.max_inline_data = 0;
+    qp = rdma::CreateRcQp(queue.id.get(), device->pd.get(), device->cq.get(),
+                          device->cq.get(), nullptr, &caps);
+  }
+  DEMI_RETURN_IF_ERROR(qp.status());
+  queue.qp = std::move(qp).value();
+  queue.device = device;
+  ++device->connections;
+  qd_by_qpn_[queue.qp->qp->qp_num] = queue.qd;
+  queue.conn =
+      std::make_unique<Connection>(queue.qd, EnvFor(device), queue.qp->qp,
+                                   caps.max_inline_data, caps.max_send_sge);
+  return queue.conn->PostInitialReceives();
+}
+
+void RdmaLibOs::PollCmEvents() {
+  while (true) {
+    absl::StatusOr<absl::optional<rdma::CmEvent>> event =
+        rdma::PollCmEvent(cm_channel_.get());
+    if (!event.ok()) {
+      DEMI_LOG(ERROR) << event.status();
+      return;
+    }
+    if (!event->has_value()) return;
+    HandleCmEvent(**event);
+  }
+}
+
+void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
+  DEMI_LOG(DEBUG) << "cm event " << rdma_event_str(event.type) << " status "
+                  << event.status << " qd " << QdOf(event.id);
+  if (event.type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+    HandleConnectRequest(event);
+    return;
+  }
+  auto it = queues_.find(QdOf(event.id));
+  if (it == queues_.end() || it->second->id.get() != event.id) return;
+  Queue& queue = *it->second;
+  switch (event.type) {
+    case RDMA_CM_EVENT_ADDR_RESOLVED: {
+      absl::Status status = rdma::ResolveRoute(queue.id.get());
+      if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
+      break;
+    }
+    case RDMA_CM_EVENT_ROUTE_RESOLVED: {
+      absl::Status status = SetupConnection(queue);
+      if (status.ok()) {
+        status = rdma::Connect(queue.id.get(), queue.conn->LocalConnectData(),
+                               rdma::ReadDepth(queue.id.get(), kReadDepth));
+      }
+      if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
+      break;
+    }
+    case RDMA_CM_EVENT_ESTABLISHED:
+      HandleEstablished(queue, event);
+      break;
+    case RDMA_CM_EVENT_REJECTED:
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+      HandleConnectFailure(queue, ECONNREFUSED);
+      break;
+    case RDMA_CM_EVENT_UNREACHABLE:
+      HandleConnectFailure(queue, ETIMEDOUT);
+      break;
+    case RDMA_CM_EVENT_ADDR_ERROR:
+    case RDMA_CM_EVENT_ROUTE_ERROR:
+      HandleConnectFailure(queue, EHOSTUNREACH);
+      break;
+    case RDMA_CM_EVENT_DISCONNECTED:
+    case RDMA_CM_EVENT_DEVICE_REMOVAL:
+      HandleDisconnect(queue);
+      break;
+    default:
+      break;
+  }
+}
+
+void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
+  rdma::CmIdPtr id(event.id);  // Ours now: destroyed unless accepted.
+  auto it = queues_.find(QdOf(event.listen_id));
+  if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
+      it->second->closed) {
+    rdma::Reject(id.get()).IgnoreError();
+    return;
+  }
+  Queue& listener = *it->second;
+  absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
+      reinterpret_cast<const std::byte*>(event.private_data.data()),
+      event.private_data.size()));
+  if (!peer.ok() ||
+      static_cast<int>(listener.ready.size()) + listener.in_setup >=
+          listener.backlog) {
+    rdma::Reject(id.get()).IgnoreError();
+    return;
+  }
+  Queue* queue = NewQueue(Queue::Kind::kConnection);
+  queue->listener = listener.qd;
+  queue->peer_data = *peer;
+  id->context = ContextOf(queue->qd);
+  queue->id = std::move(id);
+  absl::Status status = SetupConnection(*queue);
+  if (status.ok()) {
+    status = rdma::Accept(queue->id.get(), queue->conn->LocalConnectData(),
+                          rdma::ReadDepth(queue->id.get(), kReadDepth));
+  }
+  if (!status.ok()) {
+    DEMI_LOG(WARNING) << "accept failed: " << status;
+    rdma::Reject(queue->id.get()).IgnoreError();
+    Destroy(queue->qd);
+    return;
+  }
+  ++listener.in_setup;
+}
+
+void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
+  if (queue.conn == nullptr) return;
+  queue.conn->peer_addr = PeerAddr(queue.id.get());
+  if (queue.listener >= 0) {
+    auto it = queues_.find(queue.listener);
+    if (it == queues_.end()) return;
+    Queue& listener = *it->second;
+    --listener.in_setup;
+    queue.conn->Open(queue.peer_data);
+    listener.ready.push_back(queue.qd);
+    MatchAccepts(listener);
+    return;
+  }
+  absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
+      reinterpret_cast<const std::byte*>(event.private_data.data()),
+      event.private_data.size()));
+  if (!peer.ok()) {
+    HandleConnectFailure(queue, EPROTO);
+    return;
+  }
+  queue.conn->Open(*peer);
+  demi_qresult_t result;
+  std::memset(&result, 0, sizeof(result));
+  result.qr_opcode = DEMI_OPC_CONNECT;
+  tokens_.Complete(queue.connect_qt, result);
+  queue.connect_qt = 0;
+}
+
+void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
+  if (queue.listener >= 0) {
+    // An accepted connection that never got established.
+    auto it = queues_.find(queue.listener);
+    if (it != queues_.end()) --it->second->in_setup;
+    queue.closed = true;
+    if (queue.conn != nullptr) queue.conn->Abort(err);
+    return;
+  }
+  if (queue.connect_qt != 0) tokens_.Fail(queue.connect_qt, err);
+  queue.connect_qt = 0;
+  // Back to a plain socket, ready for another connect; the failed id and
+  // QP drain first.
+  if (queue.conn != nullptr) {
+    queue.conn->Abort(err);
+    Queue* husk = NewQueue(Queue::Kind::kConnection);
+    husk->closed = true;
+    husk->device = queue.device;
+    husk->id = std::move(queue.id);
+    husk->id->context = ContextOf(husk->qd);
+    husk->conn = std::move(queue.conn);
+    husk->qp = std::move(queue.qp);
+    qd_by_qpn_[husk->qp->qp->qp_num] = husk->qd;
+    queue.device = nullptr;
+  } else {
+    queue.id.reset();
+  }
+  queue.kind = Queue::Kind::kSocket;
+  queue.bound = false;
+}
+
+void RdmaLibOs::HandleDisconnect(Queue& queue) {
+  if (queue.conn == nullptr) return;
+  if (queue.conn->state() == Connection::State::kSetup) {
+    HandleConnectFailure(queue, ECONNRESET);
+    return;
+  }
+  queue.conn->OnDisconnected();
+  rdma::Disconnect(queue.id.get()).IgnoreError();
+}
+
+absl::Status RdmaLibOs::Close(int qd) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  switch (queue->kind) {
+    case Queue::Kind::kSocket:
+      Destroy(qd);
+      return absl::OkStatus();
+    case Queue::Kind::kListener: {
+      for (demi_qtoken_t qt : queue->accepts) tokens_.Fail(qt, EBADF);
+      queue->accepts.clear();
+      queue->closed = true;
+      queue->id.reset();
+      // Connections it accepted that nobody took go with it.
+      std::vector<int> children;
+      for (auto& entry : queues_) {
+        if (entry.second->listener == qd) children.push_back(entry.first);
+      }
+      for (int child : children) {
+        auto it = queues_.find(child);
+        if (it != queues_.end()) CloseConnection(*it->second);
+      }
+      return absl::OkStatus();
+    }
+    case Queue::Kind::kConnection:
+      CloseConnection(*queue);
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+void RdmaLibOs::CloseConnection(Queue& queue) {
+  if (queue.connect_qt != 0) {
+    tokens_.Fail(queue.connect_qt, EBADF);
+    queue.connect_qt = 0;
+  }
+  // The queue stays open (to Poll) while this runs, so Poll cannot destroy
+  // it under us; the application cannot reach it meanwhile.
+  if (Connection* conn = queue.conn.get()) {
+    // Orderly: CLOSE goes out after every earlier push, so the peer pops
+    // them all and then EOF.
+    if (conn->StartClose()) {
+      PollUntil([conn] { return conn->CloseSent(); }, kCloseTimeout);
+    }
+    conn->Abort(EBADF);
+    rdma::Disconnect(queue.id.get()).IgnoreError();
+    // The QP may go only after its flushed work requests have completed.
+    PollUntil([conn] { return !conn->HasOutstandingWork(); }, kCloseTimeout);
+  }
+  // Poll destroys it as soon as nothing is posted any more.
+  queue.closed = true;
+}
+
+}  // namespace demi

@@ -1,0 +1,102 @@
+#include "demi/sga_pool.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+
+namespace demi {
+
+int SizeClassOf(size_t size) {
+  int shift = kMinClassShift;
+  while ((size_t{1} << shift) < size) ++shift;
+  return shift - kMinClassShift;
+}
+
+SgaPool::SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes)
+    : pds_(std::move(pds)), limit_bytes_(limit_bytes) {}
+
+SgaPool::~SgaPool() {
+  for (auto& slab : slabs_) {
+    slab->mrs.clear();  // Deregister before the memory goes.
+    munmap(slab->base, slab->size);
+  }
+}
+
+absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
+  if (size == 0 || size > (size_t{1} << kMaxClassShift)) {
+    return rdma::ErrnoError(EINVAL, "buffer size out of range");
+  }
+  int size_class = SizeClassOf(size);
+  if (free_[size_class].empty()) DEMI_RETURN_IF_ERROR(Grow(size_class));
+  Buffer* buffer = free_[size_class].back();
+  free_[size_class].pop_back();
+  buffer->refs = 1;
+  return buffer;
+}
+
+void SgaPool::Unref(Buffer* buffer) {
+  if (--buffer->refs == 0) free_[buffer->size_class].push_back(buffer);
+}
+
+Buffer* SgaPool::Find(const void* addr, size_t length) const {
+  uintptr_t start = reinterpret_cast<uintptr_t>(addr);
+  auto it = slabs_by_address_.upper_bound(start);
+  if (it == slabs_by_address_.begin()) return nullptr;
+  Slab* slab = std::prev(it)->second;
+  uintptr_t base = reinterpret_cast<uintptr_t>(slab->base);
+  if (start >= base + slab->size) return nullptr;
+  size_t piece = size_t{1} << (slab->size_class + kMinClassShift);
+  Buffer* buffer = &slab->buffers[(start - base) / piece];
+  uintptr_t piece_start = reinterpret_cast<uintptr_t>(buffer->data);
+  // A free piece is not the application's memory any more: treat it as
+  // foreign (copied), never as a live buffer.
+  if (buffer->refs <= 0 || length > piece_start + piece - start) return nullptr;
+  return buffer;
+}
+
+absl::Status SgaPool::Grow(int size_class) {
+  size_t piece = size_t{1} << (size_class + kMinClassShift);
+  size_t slab_size = piece > kSlabSize ? piece : kSlabSize;
+  if (registered_bytes_ + slab_size > limit_bytes_) {
+    return rdma::ErrnoError(ENOMEM, "registered memory limit reached");
+  }
+  void* memory = mmap(nullptr, slab_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) return rdma::ErrnoError(errno, "mmap");
+  auto slab = std::make_unique<Slab>();
+  slab->base = static_cast<std::byte*>(memory);
+  slab->size = slab_size;
+  slab->size_class = static_cast<uint8_t>(size_class);
+  for (ibv_pd* pd : pds_) {
+    absl::StatusOr<rdma::MrPtr> mr = rdma::RegisterMr(
+        pd, absl::MakeSpan(slab->base, slab_size), IBV_ACCESS_LOCAL_WRITE);
+    if (!mr.ok()) {
+      slab->mrs.clear();
+      munmap(memory, slab_size);
+      return mr.status();
+    }
+    slab->mrs.push_back(std::move(mr).value());
+  }
+  size_t count = slab_size / piece;
+  slab->buffers.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    Buffer& buffer = slab->buffers[i];
+    buffer.data = slab->base + i * piece;
+    buffer.capacity = static_cast<uint32_t>(piece);
+    buffer.size_class = static_cast<uint8_t>(size_class);
+    buffer.slab = slab.get();
+  }
+  // Hand out low addresses first.
+  for (size_t i = count; i > 0; --i) {
+    free_[size_class].push_back(&slab->buffers[i - 1]);
+  }
+  registered_bytes_ += slab_size;
+  slabs_by_address_[reinterpret_cast<uintptr_t>(slab->base)] = slab.get();
+  slabs_.push_back(std::move(slab));
+  return absl::OkStatus();
+}
+
+}  // namespace demi

@@ -1,0 +1,95 @@
+// The registered memory behind demi_sgaalloc, receive buffers and
+// rendezvous targets: large slabs registered once with every device's
+// protection domain (local write only: nothing in the pool is ever exposed
+// to a remote peer) and cut into power-of-two pieces.
+#ifndef DEMI_DEMI_SGA_POOL_H_
+#define DEMI_DEMI_SGA_POOL_H_
+
+#include <infiniband/verbs.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/optional.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi {
+
+inline constexpr int kMinClassShift = 6;   // 64 B pieces.
+inline constexpr int kMaxClassShift = 24;  // 16 MiB pieces.
+inline constexpr int kNumClasses = kMaxClassShift - kMinClassShift + 1;
+// Slabs of small classes hold many pieces; a large piece is its own slab.
+inline constexpr size_t kSlabSize = size_t{2} << 20;
+static_assert((size_t{1} << kMaxClassShift) >= 8 * 1024 * 1024,
+              "messages of at least 8 MiB must fit one piece");
+
+struct Slab;
+
+// One piece of a slab. Reference-counted: the application's hold (from
+// demi_sgaalloc or demi_pop) and every operation that uses the piece each
+// count one; at zero it goes back to the free list.
+struct Buffer {
+  std::byte* data = nullptr;
+  uint32_t capacity = 0;
+  int32_t refs = 0;
+  uint8_t size_class = 0;
+  Slab* slab = nullptr;
+};
+
+struct Slab {
+  std::byte* base = nullptr;
+  size_t size = 0;
+  uint8_t size_class = 0;
+  std::vector<Buffer> buffers;
+  std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
+};
+
+// Not thread-safe; owned by RdmaLibOs.
+class SgaPool {
+ public:
+  // `pds` (borrowed) are the devices' protection domains, in device order.
+  // The pool registers at most `limit_bytes` in all.
+  SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes);
+  ~SgaPool();
+  SgaPool(const SgaPool&) = delete;
+  SgaPool& operator=(const SgaPool&) = delete;
+
+  // A piece of at least `size` bytes (1 up to 2^kMaxClassShift) with one
+  // reference. EINVAL for a size out of range, ENOMEM past the limit.
+  absl::StatusOr<Buffer*> Allocate(size_t size);
+
+  void Ref(Buffer* buffer) { ++buffer->refs; }
+  // Drops one reference; the last one returns the piece to its free list.
+  void Unref(Buffer* buffer);
+
+  // The live piece that holds all of [addr, addr + length), if any.
+  Buffer* Find(const void* addr, size_t length) const;
+
+  // The lkey of `buffer` on device `device`.
+  static uint32_t Lkey(const Buffer* buffer, int device) {
+    return buffer->slab->mrs[device]->lkey;
+  }
+
+  size_t registered_bytes() const { return registered_bytes_; }
+
+ private:
+  absl::Status Grow(int size_class);
+
+  std::vector<ibv_pd*> pds_;
+  size_t limit_bytes_;
+  size_t registered_bytes_ = 0;
+  std::vector<std::unique_ptr<Slab>> slabs_;
+  std::map<uintptr_t, Slab*> slabs_by_address_;
+  std::vector<Buffer*> free_[kNumClasses];
+};
+
+// The size class of a piece of `size` bytes (size >= 1).
+int SizeClassOf(size_t size);
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_SGA_POOL_H_

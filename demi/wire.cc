@@ -1,0 +1,89 @@
+#include "demi/wire.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "rdma/status_util.h"
+
+namespace demi {
+namespace {
+
+absl::Status Malformed(absl::string_view what) {
+  return rdma::ErrnoError(EPROTO, absl::StrCat("malformed message: ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
+                                           uint32_t max_message) {
+  if (bytes.size() < sizeof(WireHeader)) return Malformed("short header");
+  WireHeader header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  absl::Span<const std::byte> body = bytes.subspan(sizeof(WireHeader));
+  ParsedMessage message = {};
+  message.credits = header.credits;
+  message.length = header.length;
+  message.cookie = header.cookie;
+  switch (static_cast<WireType>(header.type)) {
+    case WireType::kEager:
+      if (header.length != body.size()) return Malformed("eager length");
+      message.type = WireType::kEager;
+      message.payload = body;
+      return message;
+    case WireType::kRndv: {
+      message.type = WireType::kRndv;
+      if (body.size() < 8) return Malformed("short rendezvous");
+      uint32_t count;
+      std::memcpy(&count, body.data(), sizeof(count));
+      if (count == 0 || count > kMaxRndvSegments) {
+        return Malformed("rendezvous segment count");
+      }
+      if (bytes.size() != RndvMessageSize(count)) {
+        return Malformed("rendezvous size");
+      }
+      if (header.length == 0 || header.length > max_message) {
+        return Malformed("rendezvous length");
+      }
+      message.rndv.num_segments = count;
+      std::memcpy(message.rndv.segments, body.data() + 8,
+                  count * sizeof(RndvSegment));
+      uint64_t total = 0;
+      for (uint32_t i = 0; i < count; ++i) {
+        if (message.rndv.segments[i].length == 0) {
+          return Malformed("empty rendezvous segment");
+        }
+        total += message.rndv.segments[i].length;
+      }
+      if (total != header.length) return Malformed("rendezvous total");
+      return message;
+    }
+    case WireType::kRndvDone:
+    case WireType::kCredit:
+    case WireType::kClose:
+      if (!body.empty() || header.length != 0) {
+        return Malformed("control message with a body");
+      }
+      message.type = static_cast<WireType>(header.type);
+      return message;
+  }
+  return Malformed(absl::StrCat("type ", header.type));
+}
+
+absl::StatusOr<ConnectData> ParseConnectData(
+    absl::Span<const std::byte> bytes) {
+  if (bytes.size() < sizeof(ConnectData)) {
+    return rdma::ErrnoError(EPROTO, "connect data missing");
+  }
+  ConnectData data;
+  std::memcpy(&data, bytes.data(), sizeof(data));
+  if (data.magic != kConnectMagic || data.version != kWireVersion) {
+    return rdma::ErrnoError(EPROTO, "peer speaks another protocol");
+  }
+  if (data.recv_depth == 0 || data.eager_size < sizeof(WireHeader)) {
+    return rdma::ErrnoError(EPROTO, "peer announces no receive buffers");
+  }
+  return data;
+}
+
+}  // namespace demi
