@@ -407,7 +407,7 @@ void Connection::DeliverPops() {
       buffer = in.buffer;
       data = buffer->data + sizeof(WireHeader);
     } else {
-      if (!in.reading || in.reads_left > 0) return;
+      if (!in.reading || in.reads_left > 0) break;  // Service starts reads.
       buffer = in.target;
       data = buffer->data;
       done_backlog_.push_back(in.cookie);
@@ -541,6 +541,8 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
   int err = rdma::WcStatusToErrno(wc.status);
   switch (wr->kind) {
     case SendWr::kPush:
+      // A rendezvous announcement carries no push: it waits for RNDV_DONE.
+      if (wr->push == nullptr) break;
       if (wr->push->is_close && err == 0) close_sent_ = true;
       FinishPush(*wr->push, err);
       break;
