@@ -50,3 +50,25 @@ def rdma_cc_test(
         tags = ["rdma", "cpu:2"] + tags,
         timeout = timeout,
     )
+
+def rdma_sh_test(name, script, data = [], hosts = 1, args = [], tags = [],
+                 timeout = "long"):
+    """A shell test whose `script` runs on a real RDMA device.
+
+    Args:
+      name: the test's name.
+      script: the shell script, run like rdma_cc_test's binary.
+      data: its runtime files.
+      hosts: 1 or 2, as for rdma_cc_test.
+      args: arguments for the script.
+      tags: extra tags; "rdma" and "cpu:2" are added.
+      timeout: Bazel's test timeout.
+    """
+    native.sh_test(
+        name = name,
+        srcs = [Label("//testing:run_on_rdma.sh")],
+        args = ["--hosts", str(hosts), "--", "$(rootpath %s)" % script] + args,
+        data = [script, Label("//testing/vm:vm_files")] + data,
+        tags = ["rdma", "cpu:2"] + tags,
+        timeout = timeout,
+    )
