@@ -8,8 +8,14 @@ ldflags=$2
 source=$3
 headers=demi/include
 out=${TEST_TMPDIR:-/tmp}/ping-pong
-cc -std=c11 -Wall -Wextra -Werror -I. -I"$headers" "$source" "$archive" \
-  $(cat "$ldflags") -o "$out"
+# Under `bazel test --config=asan` the archive is instrumented: link the
+# sanitizer runtimes as any user of such an archive would.
+sanitize=""
+if nm -u "$archive" 2> /dev/null | grep __asan_ > /dev/null; then
+  sanitize=-fsanitize=address,undefined
+fi
+cc -std=c11 -Wall -Wextra -Werror $sanitize -I. -I"$headers" "$source" \
+  "$archive" $(cat "$ldflags") -o "$out"
 echo "built $out with cc against $(basename "$archive")"
 addr=${DEMI_TEST_SERVER_ADDR:?run through testing/run_on_rdma.sh}
 "$out" --server "$addr" 12100 256 100 & server=$!
