@@ -52,11 +52,14 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
     DEMI_ASSIGN_OR_RETURN(queue->id,
                           rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));
   }
-  DEMI_RETURN_IF_ERROR(rdma::ResolveAddr(
-      queue->id.get(), queue->bound ? &queue->local : nullptr, remote));
   queue->kind = Queue::Kind::kConnection;
   queue->connect_qt = tokens_.Add(qd, DEMI_OPC_CONNECT);
-  return queue->connect_qt;
+  demi_qtoken_t qt = queue->connect_qt;
+  absl::Status status = rdma::ResolveAddr(
+      queue->id.get(), queue->bound ? &queue->local : nullptr, remote);
+  // No route to the address: the operation fails, as a TCP connect would.
+  if (!status.ok()) HandleConnectFailure(*queue, EHOSTUNREACH);
+  return qt;
 }
 
 absl::Status RdmaLibOs::SetupConnection(Queue& queue) {

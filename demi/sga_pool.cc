@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "rdma/log.h"
@@ -33,12 +34,16 @@ absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
   if (free_[size_class].empty()) DEMI_RETURN_IF_ERROR(Grow(size_class));
   Buffer* buffer = free_[size_class].back();
   free_[size_class].pop_back();
+  --buffer->slab->free_count;
   buffer->refs = 1;
   return buffer;
 }
 
 void SgaPool::Unref(Buffer* buffer) {
-  if (--buffer->refs == 0) free_[buffer->size_class].push_back(buffer);
+  if (--buffer->refs == 0) {
+    free_[buffer->size_class].push_back(buffer);
+    ++buffer->slab->free_count;
+  }
 }
 
 Buffer* SgaPool::Find(const void* addr, size_t length) const {
@@ -60,7 +65,7 @@ Buffer* SgaPool::Find(const void* addr, size_t length) const {
 absl::Status SgaPool::Grow(int size_class) {
   size_t piece = size_t{1} << (size_class + kMinClassShift);
   size_t slab_size = piece > kSlabSize ? piece : kSlabSize;
-  if (registered_bytes_ + slab_size > limit_bytes_) {
+  if (registered_bytes_ + slab_size > limit_bytes_ && !Trim(slab_size)) {
     return rdma::ErrnoError(ENOMEM, "registered memory limit reached");
   }
   void* memory = mmap(nullptr, slab_size, PROT_READ | PROT_WRITE,
@@ -93,10 +98,33 @@ absl::Status SgaPool::Grow(int size_class) {
   for (size_t i = count; i > 0; --i) {
     free_[size_class].push_back(&slab->buffers[i - 1]);
   }
+  slab->free_count = count;
   registered_bytes_ += slab_size;
   slabs_by_address_[reinterpret_cast<uintptr_t>(slab->base)] = slab.get();
   slabs_.push_back(std::move(slab));
   return absl::OkStatus();
+}
+
+bool SgaPool::Trim(size_t needed) {
+  for (size_t i = 0;
+       i < slabs_.size() && registered_bytes_ + needed > limit_bytes_;) {
+    Slab* slab = slabs_[i].get();
+    if (slab->free_count != slab->buffers.size()) {
+      ++i;
+      continue;
+    }
+    std::vector<Buffer*>& list = free_[slab->size_class];
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [slab](Buffer* b) { return b->slab == slab; }),
+               list.end());
+    slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
+    registered_bytes_ -= slab->size;
+    slab->mrs.clear();
+    munmap(slab->base, slab->size);
+    slabs_[i] = std::move(slabs_.back());
+    slabs_.pop_back();
+  }
+  return registered_bytes_ + needed <= limit_bytes_;
 }
 
 }  // namespace demi

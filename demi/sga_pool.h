@@ -45,6 +45,7 @@ struct Slab {
   size_t size = 0;
   uint8_t size_class = 0;
   std::vector<Buffer> buffers;
+  size_t free_count = 0;         // Pieces on the free list.
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
 };
 
@@ -78,6 +79,9 @@ class SgaPool {
 
  private:
   absl::Status Grow(int size_class);
+  // Unmaps slabs (of any class) whose pieces are all free, until `needed`
+  // more bytes fit under the limit. Returns whether they do.
+  bool Trim(size_t needed);
 
   std::vector<ibv_pd*> pds_;
   size_t limit_bytes_;

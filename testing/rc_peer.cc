@@ -50,17 +50,28 @@ absl::Status Provision(RcPeer& peer) {
   return PostRecv(peer, 0, kRcPeerBufferSize);
 }
 
-absl::Status PostSendWr(RcPeer& peer, ibv_send_wr& wr) {
-  ibv_send_wr* bad = nullptr;
-  return rdma::CheckRc(ibv_post_send(peer.qp->qp, &wr, &bad), "ibv_post_send");
-}
-
 ibv_sge BufferSge(RcPeer& peer, size_t offset, size_t length) {
   ibv_sge sge = {};
   sge.addr = reinterpret_cast<uintptr_t>(peer.buffer.data() + offset);
   sge.length = static_cast<uint32_t>(length);
   sge.lkey = peer.mr->lkey;
   return sge;
+}
+
+// Posts one signalled work request of `opcode` over the buffer range.
+absl::Status PostSignaled(RcPeer& peer, ibv_wr_opcode opcode, size_t offset,
+                          size_t length, uint64_t remote_addr, uint32_t rkey) {
+  ibv_sge sge = BufferSge(peer, offset, length);
+  ibv_send_wr wr = {};
+  wr.wr_id = offset;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = opcode;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = remote_addr;
+  wr.wr.rdma.rkey = rkey;
+  ibv_send_wr* bad = nullptr;
+  return rdma::CheckRc(ibv_post_send(peer.qp->qp, &wr, &bad), "ibv_post_send");
 }
 
 }  // namespace
@@ -142,28 +153,13 @@ absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length) {
 }
 
 absl::Status PostSend(RcPeer& peer, size_t offset, size_t length) {
-  ibv_sge sge = BufferSge(peer, offset, length);
-  ibv_send_wr wr = {};
-  wr.wr_id = offset;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  return PostSendWr(peer, wr);
+  return PostSignaled(peer, IBV_WR_SEND, offset, length, 0, 0);
 }
 
 absl::Status PostRead(RcPeer& peer, size_t offset, size_t length,
                       uint64_t remote_addr, uint32_t rkey) {
-  ibv_sge sge = BufferSge(peer, offset, length);
-  ibv_send_wr wr = {};
-  wr.wr_id = offset;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_RDMA_READ;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  wr.wr.rdma.remote_addr = remote_addr;
-  wr.wr.rdma.rkey = rkey;
-  return PostSendWr(peer, wr);
+  return PostSignaled(peer, IBV_WR_RDMA_READ, offset, length, remote_addr,
+                      rkey);
 }
 
 absl::StatusOr<ibv_wc> PollOne(RcPeer& peer, absl::Duration timeout) {

@@ -64,7 +64,7 @@ extern int demi_socket(int *sockqd_out, int domain, int type, int protocol);
  *
  * @return 0 on success, or:
  * - EBADF: @p sockqd is not an open queue.
- * - EINVAL: @p backlog is out of range, or the queue is a connection.
+ * - EINVAL: @p backlog is out of range.
  * - EDESTADDRREQ: the socket is not bound.
  * - EADDRINUSE: already listening, or connecting.
  * - EISCONN: the socket is connected.
@@ -163,8 +163,9 @@ extern int demi_close(int qd);
  * library, in order.
  *
  * Completes with DEMI_OPC_PUSH once the peer's device has the message, or
- * DEMI_OPC_FAILED with qr_ret ECONNRESET (connection aborted), ETIMEDOUT
- * (peer stopped answering) or EBADF (queue closed first).
+ * DEMI_OPC_FAILED with qr_ret ECONNRESET (connection aborted, also for a
+ * push on a connection that had already failed), ETIMEDOUT (peer stopped
+ * answering) or EBADF (queue closed first).
  *
  * @param qt_out Receives the operation's token.
  * @param qd The connection.
@@ -176,8 +177,7 @@ extern int demi_close(int qd);
  *   the message exceeds DEMI_MAX_MESSAGE_SIZE.
  * - EBADF: @p qd is not an open queue.
  * - ENOTCONN: the queue is not a connected socket.
- * - EPIPE: this side is closing, or the connection failed or ended.
- * - EAGAIN: no memory for the operation.
+ * - EAGAIN: no memory for the operation (the pool limit is reached).
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(1, 3)
