@@ -9,12 +9,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tools/install_deps.sh
 
 start=$(date +%s)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 status=0
 run() {
   echo "+ $*"
-  "$@" || status=1
+  "$@" --test_summary=short 2>&1 | tee -a "$log" || status=1
 }
 run bazel test //... "$@"
 run bazel test --config=asan //... "$@"
-echo "tools/test.sh: $(($(date +%s) - start))s, $([ $status = 0 ] && echo PASSED || echo FAILED)"
+passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
+failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY)|FAILED TO BUILD' "$log" || true)
+echo "tools/test.sh: $(($(date +%s) - start))s (normal and sanitizer builds)"
+echo "tests: $passed passed, $failed failed"
 exit "$status"
