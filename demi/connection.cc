@@ -75,6 +75,7 @@ std::string Connection::LocalConnectData() const {
 }
 
 void Connection::Open(const ConnectData& peer) {
+  if (state_ != State::kSetup) return;  // Aborted before it was established.
   peer_eager_size_ = peer.eager_size;
   peer_recv_depth_ = peer.recv_depth;
   send_credits_ = peer.recv_depth;

@@ -392,24 +392,30 @@ absl::Status RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs,
 void RdmaLibOs::Poll() {
   for (auto& device : devices_) PollCompletions(*device);
   PollCmEvents();
-  // Closed connections whose flushes have all arrived can go now.
+  // Closed queues whose flushes have all arrived can go now.
+  if (closed_.empty()) return;
   std::vector<int> drained;
-  for (auto& entry : queues_) {
-    Queue& queue = *entry.second;
-    if (queue.closed &&
-        (queue.conn == nullptr || !queue.conn->HasOutstandingWork())) {
-      drained.push_back(queue.qd);
+  for (int qd : closed_) {
+    auto it = queues_.find(qd);
+    if (it == queues_.end() || it->second->conn == nullptr ||
+        !it->second->conn->HasOutstandingWork()) {
+      drained.push_back(qd);
     }
   }
   for (int qd : drained) Destroy(qd);
 }
 
-void RdmaLibOs::PollCompletions(Device& device) {
+void RdmaLibOs::MarkClosed(Queue& queue) {
+  queue.closed = true;
+  closed_.insert(queue.qd);
+}
+
+int RdmaLibOs::PollCompletions(Device& device) {
   ibv_wc wcs[kPollBatch];
   int n = ibv_poll_cq(device.cq.get(), kPollBatch, wcs);
   if (n < 0) {
     DEMI_LOG(ERROR) << "ibv_poll_cq failed";
-    return;
+    return 0;
   }
   for (int i = 0; i < n; ++i) {
     auto qd = qd_by_qpn_.find(wcs[i].qp_num);
@@ -418,6 +424,7 @@ void RdmaLibOs::PollCompletions(Device& device) {
     if (queue == queues_.end() || queue->second->conn == nullptr) continue;
     queue->second->conn->OnCompletion(wcs[i]);
   }
+  return n;
 }
 
 void RdmaLibOs::PollUntil(absl::FunctionRef<bool()> done,
@@ -427,6 +434,7 @@ void RdmaLibOs::PollUntil(absl::FunctionRef<bool()> done,
 }
 
 void RdmaLibOs::Destroy(int qd) {
+  closed_.erase(qd);
   auto it = queues_.find(qd);
   if (it == queues_.end()) return;
   Queue& queue = *it->second;

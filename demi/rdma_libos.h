@@ -125,7 +125,8 @@ class RdmaLibOs {
   // One pass of the progress engine: completions, then cm events, then
   // draining closed connections.
   void Poll();
-  void PollCompletions(Device& device);
+  // Handles up to kPollBatch completions of `device`; returns how many.
+  int PollCompletions(Device& device);
   void PollCmEvents();
   void HandleCmEvent(const rdma::CmEvent& event);
   void HandleConnectRequest(const rdma::CmEvent& event);
@@ -139,6 +140,8 @@ class RdmaLibOs {
   // Runs the progress engine until `done` or `timeout` passes.
   void PollUntil(absl::FunctionRef<bool()> done, absl::Duration timeout);
   void Destroy(int qd);
+  // Hides `queue` from the application; Poll destroys it once drained.
+  void MarkClosed(Queue& queue);
   ConnectionEnv EnvFor(Device* device);
 
   struct DeviceListDeleter {
@@ -153,6 +156,7 @@ class RdmaLibOs {
   absl::flat_hash_set<Buffer*> app_buffers_;
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
   absl::flat_hash_map<uint32_t, int> qd_by_qpn_;
+  absl::flat_hash_set<int> closed_;  // Closed queues still draining.
   QTokenTable tokens_;
   int next_qd_ = 1;
 };

@@ -116,7 +116,11 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
     return;
   }
   auto it = queues_.find(QdOf(event.id));
-  if (it == queues_.end() || it->second->id.get() != event.id) return;
+  // A closed queue has disconnected already: nothing left to do for it.
+  if (it == queues_.end() || it->second->id.get() != event.id ||
+      it->second->closed) {
+    return;
+  }
   Queue& queue = *it->second;
   switch (event.type) {
     case RDMA_CM_EVENT_ADDR_RESOLVED: {
@@ -226,7 +230,7 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
     // An accepted connection that never got established.
     auto it = queues_.find(queue.listener);
     if (it != queues_.end()) --it->second->in_setup;
-    queue.closed = true;
+    MarkClosed(queue);
     if (queue.conn != nullptr) queue.conn->Abort(err);
     return;
   }
@@ -237,7 +241,7 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
   if (queue.conn != nullptr) {
     queue.conn->Abort(err);
     Queue* husk = NewQueue(Queue::Kind::kConnection);
-    husk->closed = true;
+    MarkClosed(*husk);
     husk->device = queue.device;
     husk->id = std::move(queue.id);
     husk->id->context = ContextOf(husk->qd);
@@ -258,6 +262,12 @@ void RdmaLibOs::HandleDisconnect(Queue& queue) {
     HandleConnectFailure(queue, ECONNRESET);
     return;
   }
+  // Whatever the peer sent before it disconnected is already in the CQ
+  // (its ACKs came before its DREQ): deliver that first, then abort.
+  if (queue.device != nullptr) {
+    while (PollCompletions(*queue.device) == kPollBatch) {
+    }
+  }
   queue.conn->OnDisconnected();
   rdma::Disconnect(queue.id.get()).IgnoreError();
 }
@@ -271,7 +281,7 @@ absl::Status RdmaLibOs::Close(int qd) {
     case Queue::Kind::kListener: {
       for (demi_qtoken_t qt : queue->accepts) tokens_.Fail(qt, EBADF);
       queue->accepts.clear();
-      queue->closed = true;
+      MarkClosed(*queue);
       queue->id.reset();
       // Connections it accepted that nobody took go with it.
       std::vector<int> children;
@@ -310,7 +320,7 @@ void RdmaLibOs::CloseConnection(Queue& queue) {
     PollUntil([conn] { return !conn->HasOutstandingWork(); }, kCloseTimeout);
   }
   // Poll destroys it as soon as nothing is posted any more.
-  queue.closed = true;
+  MarkClosed(queue);
 }
 
 }  // namespace demi
