@@ -10,20 +10,18 @@ bazel build //examples:tcp-ping-pong //examples:tcp-push-pop
 cd bazel-bin/examples
 ../../testing/run_on_rdma.sh -- bash -c '
   set -e
+  # pair PROGRAM PORT SIZE COUNT: server and client side by side.
+  pair() {
+    "./$1" --server "$DEMI_TEST_ADDR" "$2" "$3" "$4" & server=$!
+    "./$1" --client "$DEMI_TEST_ADDR" "$2" "$3" "$4"
+    wait $server
+  }
   echo "== the RDMA device"
   ibv_devinfo | grep -E "hca_id|transport|state|active_mtu|link_layer"
   echo "== ping-pong through the Demikernel API: 64 B, then 1 MiB"
-  ./tcp-ping-pong --server "$DEMI_TEST_ADDR" 12345 64 2000 & server=$!
-  ./tcp-ping-pong --client "$DEMI_TEST_ADDR" 12345 64 2000
-  wait $server
-  ./tcp-ping-pong --server "$DEMI_TEST_ADDR" 12346 1048576 20 & server=$!
-  ./tcp-ping-pong --client "$DEMI_TEST_ADDR" 12346 1048576 20
-  wait $server
+  pair tcp-ping-pong 12345 64 2000
+  pair tcp-ping-pong 12346 1048576 20
   echo "== one-way stream: 100,000 messages of 64 B, then 4 MiB messages"
-  ./tcp-push-pop --server "$DEMI_TEST_ADDR" 12347 64 100000 & server=$!
-  ./tcp-push-pop --client "$DEMI_TEST_ADDR" 12347 64 100000
-  wait $server
-  ./tcp-push-pop --server "$DEMI_TEST_ADDR" 12348 4194304 20 & server=$!
-  ./tcp-push-pop --client "$DEMI_TEST_ADDR" 12348 4194304 20
-  wait $server
+  pair tcp-push-pop 12347 64 100000
+  pair tcp-push-pop 12348 4194304 20
 '
