@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tools/install_deps.sh
 bazel build //examples:tcp-ping-pong //examples:tcp-push-pop
 
+root=$PWD
 cd bazel-bin/examples
-../../testing/run_on_rdma.sh -- bash -c '
+"$root/testing/run_on_rdma.sh" -- bash -c '
   set -e
   # pair PROGRAM PORT SIZE COUNT: server and client side by side.
   pair() {
