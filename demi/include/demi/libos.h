@@ -17,8 +17,8 @@
 #define DEMI_LIBOS_H_IS_INCLUDED
 
 #include <demi/cc.h>
-#include <demi/types.h>
 #include <demi/sga.h>
+#include <demi/types.h>
 #include <demi/wait.h>
 #include <sys/socket.h>
 
@@ -264,8 +264,7 @@ extern int demi_getsockopt(int qd, int level, int optname, void *optval,
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(2)
-extern int demi_getpeername(int qd, struct sockaddr *addr,
-                            socklen_t *addrlen);
+extern int demi_getpeername(int qd, struct sockaddr *addr, socklen_t *addrlen);
 
 #ifdef __cplusplus
 }
