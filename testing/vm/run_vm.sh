@@ -101,7 +101,7 @@ start_vm() {
     -machine q35 -accel tcg -cpu max -smp 2 -m 2048 \
     -nographic -no-reboot -nic none \
     -kernel "/boot/vmlinuz-$kernel_version" -initrd "$work/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=3" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3 clocksource=tsc tsc=reliable" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$work/vm$index,mount_tag=results,security_model=none" \
     "$@" < /dev/null > "$work/console$index.txt" 2>&1 &

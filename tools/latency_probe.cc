@@ -1,0 +1,273 @@
+// Latency probe: round trips of messages between a client and an echo
+// server over the Demikernel API, reported as one-way latency (half the
+// round trip), like perftest's ib_send_lat.
+//
+//   latency_probe --server [--bind ADDR] [--port P]
+//   latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]
+//                 [--warmup N] [--connections N] [--json] [--plot F.png]
+#include <demi/libos.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "rdma/status_util.h"
+#include "tools/cdf_plot.h"
+#include "tools/demi_tool.h"
+#include "tools/latency_stats.h"
+
+ABSL_FLAG(bool, server, false, "run the echo server");
+ABSL_FLAG(std::string, client, "", "run the client against this server");
+ABSL_FLAG(std::string, bind, "0.0.0.0", "server: address to listen on");
+ABSL_FLAG(int, port, 12345, "server port");
+ABSL_FLAG(std::vector<std::string>, size, {"64"},
+          "client: message sizes, e.g. 64,4K,1M");
+ABSL_FLAG(int, iters, 10000, "client: measured round trips per size");
+ABSL_FLAG(int, warmup, 1000,
+          "client: unmeasured round trips per size "
+          "and connection first");
+ABSL_FLAG(int, connections, 1,
+          "client: connections, each with one "
+          "message in flight");
+ABSL_FLAG(bool, json, false, "client: print JSON instead of the table");
+ABSL_FLAG(bool, rtt, false, "client: report round trips, not one-way");
+ABSL_FLAG(std::string, plot, "", "client: write a latency CDF PNG here");
+ABSL_FLAG(double, timeout, 10, "seconds to wait for any answer");
+ABSL_FLAG(int, exit_after, 0,
+          "server: exit after this many connections ended (0: never)");
+
+namespace demi::tools {
+namespace {
+
+absl::Duration Timeout() { return absl::Seconds(absl::GetFlag(FLAGS_timeout)); }
+
+absl::Status Fail(int err, absl::string_view what) {
+  return absl::UnknownError(absl::StrCat(what, ": ", std::strerror(err)));
+}
+
+// Echoes every message back on its connection until the client closes it.
+absl::Status RunServer() {
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
+                                                    absl::GetFlag(FLAGS_port)));
+  DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
+  std::fprintf(stderr, "latency_probe: echo server on %s\n",
+               AddrString(addr).c_str());
+  demi_qtoken_t qt = 0;
+  if (int err = demi_accept(&qt, listener); err != 0) {
+    return Fail(err, "demi_accept");
+  }
+  absl::flat_hash_set<int> open;
+  int ended = 0;
+  int exit_after = absl::GetFlag(FLAGS_exit_after);
+  auto end = [&](int qd) {
+    if (open.erase(qd) == 0) return;
+    demi_close(qd);
+    ++ended;
+  };
+  while (exit_after == 0 || ended < exit_after) {
+    demi_qresult_t qr;
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Seconds(1)));
+    if (!got) continue;
+    switch (qr.qr_opcode) {
+      case DEMI_OPC_ACCEPT: {
+        int qd = qr.qr_value.ares.qd;
+        open.insert(qd);
+        if (int err = demi_pop(&qt, qd); err != 0) end(qd);
+        if (int err = demi_accept(&qt, listener); err != 0) {
+          return Fail(err, "demi_accept");
+        }
+        break;
+      }
+      case DEMI_OPC_POP: {
+        demi_sgarray_t sga = qr.qr_value.sga;
+        if (SgaLength(sga) == 0) {  // EOF: the client is done.
+          end(qr.qr_qd);
+          break;
+        }
+        // Pop the next message before this one's echo completes.
+        int err = demi_push(&qt, qr.qr_qd, &sga);
+        demi_sgafree(&sga);
+        if (err == 0) err = demi_pop(&qt, qr.qr_qd);
+        if (err != 0) end(qr.qr_qd);
+        break;
+      }
+      case DEMI_OPC_FAILED:
+        if (qr.qr_qd == listener) return Fail(qr.qr_ret, "accept");
+        end(qr.qr_qd);
+        break;
+      default:
+        break;
+    }
+  }
+  demi_close(listener);
+  return absl::OkStatus();
+}
+
+struct ClientConn {
+  int qd = -1;
+  demi_sgarray_t message = {};
+  double sent_at = 0;
+  int rounds = 0;
+  int target = 0;
+};
+
+absl::Status StartRound(ClientConn& c) {
+  demi_qtoken_t qt = 0;
+  c.sent_at = NowMicros();
+  if (int err = demi_push(&qt, c.qd, &c.message); err != 0) {
+    return Fail(err, "demi_push");
+  }
+  if (int err = demi_pop(&qt, c.qd); err != 0) return Fail(err, "demi_pop");
+  return absl::OkStatus();
+}
+
+// Runs warm-up and measured round trips of `size` bytes on every
+// connection; returns the measured one-way (or round-trip) samples.
+absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
+                                                size_t size) {
+  int n = static_cast<int>(conns.size());
+  int iters = absl::GetFlag(FLAGS_iters);
+  int warmup = absl::GetFlag(FLAGS_warmup);
+  double scale = absl::GetFlag(FLAGS_rtt) ? 1.0 : 0.5;
+  absl::flat_hash_map<int, ClientConn*> by_qd;
+  for (int i = 0; i < n; ++i) {
+    ClientConn& c = conns[i];
+    DEMI_ASSIGN_OR_RETURN(c.message, AllocMessage(size));
+    c.rounds = 0;
+    c.target = warmup + iters / n + (i < iters % n ? 1 : 0);
+    by_qd[c.qd] = &c;
+  }
+  std::vector<double> samples;
+  samples.reserve(iters);
+  int active = 0;
+  for (ClientConn& c : conns) {
+    if (c.target == 0) continue;
+    DEMI_RETURN_IF_ERROR(StartRound(c));
+    ++active;
+  }
+  while (active > 0) {
+    demi_qresult_t qr;
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, Timeout()));
+    if (!got) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no answer from the server within ",
+                       absl::GetFlag(FLAGS_timeout), " s"));
+    }
+    if (qr.qr_opcode == DEMI_OPC_FAILED) {
+      return Fail(qr.qr_ret, "connection to the server");
+    }
+    if (qr.qr_opcode != DEMI_OPC_POP) continue;  // A push completed.
+    double now = NowMicros();
+    ClientConn& c = *by_qd[qr.qr_qd];
+    size_t got_bytes = SgaLength(qr.qr_value.sga);
+    demi_sgafree(&qr.qr_value.sga);
+    if (got_bytes != size) {
+      return absl::DataLossError(
+          absl::StrCat("echo of ", size, " bytes came back with ", got_bytes));
+    }
+    if (++c.rounds > warmup) samples.push_back((now - c.sent_at) * scale);
+    if (c.rounds < c.target) {
+      DEMI_RETURN_IF_ERROR(StartRound(c));
+    } else {
+      --active;
+    }
+  }
+  for (ClientConn& c : conns) demi_sgafree(&c.message);
+  return samples;
+}
+
+absl::Status RunClient() {
+  std::vector<size_t> sizes;
+  for (const std::string& text : absl::GetFlag(FLAGS_size)) {
+    DEMI_ASSIGN_OR_RETURN(size_t size, ParseSize(text));
+    sizes.push_back(size);
+  }
+  int connections = absl::GetFlag(FLAGS_connections);
+  if (connections < 1 || absl::GetFlag(FLAGS_iters) < 1 ||
+      absl::GetFlag(FLAGS_warmup) < 0) {
+    return absl::InvalidArgumentError(
+        "--connections and --iters must be at least 1, --warmup at least 0");
+  }
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_client),
+                                                    absl::GetFlag(FLAGS_port)));
+  std::vector<ClientConn> conns(connections);
+  for (ClientConn& c : conns) {
+    DEMI_ASSIGN_OR_RETURN(c.qd, Connect(addr, Timeout()));
+  }
+  bool json = absl::GetFlag(FLAGS_json);
+  const char* kind = absl::GetFlag(FLAGS_rtt) ? "round-trip" : "one-way";
+  if (!json) {
+    std::printf("# latency_probe to %s, %d connection(s), %s latency%s\n",
+                AddrString(addr).c_str(), connections, kind,
+                absl::GetFlag(FLAGS_rtt) ? "" : " (half the round trip)");
+    std::printf("%s\n", TableHeader().c_str());
+  }
+  std::vector<std::string> rows;
+  std::vector<CdfSeries> series;
+  for (size_t size : sizes) {
+    DEMI_ASSIGN_OR_RETURN(std::vector<double> samples,
+                          MeasureSize(conns, size));
+    LatencySummary s = Summarize(samples);
+    if (json) {
+      rows.push_back(ToJson(size, s));
+    } else {
+      std::printf("%s\n", TableRow(size, s).c_str());
+      std::fflush(stdout);
+    }
+    series.push_back({absl::StrCat(size, " B"), std::move(samples)});
+  }
+  for (ClientConn& c : conns) demi_close(c.qd);
+  if (json) {
+    std::printf(
+        "{\"tool\":\"latency_probe\",\"server\":\"%s\",\"connections\":%d,"
+        "\"latency\":\"%s\",\"results\":[%s]}\n",
+        AddrString(addr).c_str(), connections, kind,
+        absl::StrJoin(rows, ",").c_str());
+  }
+  if (std::string plot = absl::GetFlag(FLAGS_plot); !plot.empty()) {
+    DEMI_RETURN_IF_ERROR(
+        PlotCdf(plot,
+                absl::StrCat("demi latency_probe: ", kind, " latency, ",
+                             connections, " connection(s)"),
+                series));
+    std::fprintf(stderr, "latency_probe: wrote %s\n", plot.c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace demi::tools
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "round-trip latency over the Demikernel API.\n"
+      "  latency_probe --server [--bind ADDR] [--port P]\n"
+      "  latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]");
+  absl::ParseCommandLine(argc, argv);
+  bool server = absl::GetFlag(FLAGS_server);
+  if (server == !absl::GetFlag(FLAGS_client).empty()) {
+    std::fprintf(stderr,
+                 "latency_probe: give exactly one of --server and "
+                 "--client ADDR (--help for more)\n");
+    return 2;
+  }
+  absl::Status status = demi::tools::Init();
+  if (status.ok()) {
+    status = server ? demi::tools::RunServer() : demi::tools::RunClient();
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "latency_probe: %s\n",
+                 std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,259 @@
+// Throughput tool: message rate and bandwidth of one-way pushes over the
+// Demikernel API, with a window of pushes outstanding per connection.
+//
+//   throughput --server [--bind ADDR] [--port P]
+//   throughput --client ADDR [--port P] [--size 64,64K,1M] [--window W]
+//              [--connections N] [--seconds S] [--json]
+#include <demi/libos.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "rdma/status_util.h"
+#include "tools/demi_tool.h"
+
+ABSL_FLAG(bool, server, false, "run the receiving server");
+ABSL_FLAG(std::string, client, "", "run the sending client to this server");
+ABSL_FLAG(std::string, bind, "0.0.0.0", "server: address to listen on");
+ABSL_FLAG(int, port, 12346, "server port");
+ABSL_FLAG(std::vector<std::string>, size,
+          std::vector<std::string>({"64", "4K", "64K", "1M", "8M"}),
+          "client: message sizes, e.g. 64,64K,1M");
+ABSL_FLAG(int, window, 32, "client: pushes outstanding per connection");
+ABSL_FLAG(int, connections, 1, "client: connections");
+ABSL_FLAG(double, seconds, 2, "client: how long to push each size");
+ABSL_FLAG(bool, json, false, "client: print JSON instead of the table");
+ABSL_FLAG(double, timeout, 10, "seconds to wait for any progress");
+ABSL_FLAG(int, exit_after, 0,
+          "server: exit after this many connections ended (0: never)");
+
+namespace demi::tools {
+namespace {
+
+absl::Duration Timeout() { return absl::Seconds(absl::GetFlag(FLAGS_timeout)); }
+
+absl::Status Fail(int err, absl::string_view what) {
+  return absl::UnknownError(absl::StrCat(what, ": ", std::strerror(err)));
+}
+
+// Pops and drops every message; prints each connection's totals at EOF.
+absl::Status RunServer() {
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
+                                                    absl::GetFlag(FLAGS_port)));
+  DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
+  std::fprintf(stderr, "throughput: receiving on %s\n",
+               AddrString(addr).c_str());
+  demi_qtoken_t qt = 0;
+  if (int err = demi_accept(&qt, listener); err != 0) {
+    return Fail(err, "demi_accept");
+  }
+  struct Totals {
+    uint64_t messages = 0;
+    uint64_t bytes = 0;
+  };
+  absl::flat_hash_map<int, Totals> open;
+  int ended = 0;
+  int exit_after = absl::GetFlag(FLAGS_exit_after);
+  auto end = [&](int qd, const char* why) {
+    auto it = open.find(qd);
+    if (it == open.end()) return;
+    std::fprintf(stderr,
+                 "throughput: qd %d %s after %llu messages, %llu bytes\n", qd,
+                 why, static_cast<unsigned long long>(it->second.messages),
+                 static_cast<unsigned long long>(it->second.bytes));
+    open.erase(it);
+    demi_close(qd);
+    ++ended;
+  };
+  while (exit_after == 0 || ended < exit_after) {
+    demi_qresult_t qr;
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Seconds(1)));
+    if (!got) continue;
+    switch (qr.qr_opcode) {
+      case DEMI_OPC_ACCEPT: {
+        int qd = qr.qr_value.ares.qd;
+        open[qd] = Totals();
+        if (demi_pop(&qt, qd) != 0) end(qd, "failed");
+        if (int err = demi_accept(&qt, listener); err != 0) {
+          return Fail(err, "demi_accept");
+        }
+        break;
+      }
+      case DEMI_OPC_POP: {
+        size_t bytes = SgaLength(qr.qr_value.sga);
+        if (bytes == 0) {
+          end(qr.qr_qd, "closed");
+          break;
+        }
+        demi_sgafree(&qr.qr_value.sga);
+        Totals& totals = open[qr.qr_qd];
+        ++totals.messages;
+        totals.bytes += bytes;
+        if (demi_pop(&qt, qr.qr_qd) != 0) end(qr.qr_qd, "failed");
+        break;
+      }
+      case DEMI_OPC_FAILED:
+        if (qr.qr_qd == listener) return Fail(qr.qr_ret, "accept");
+        end(qr.qr_qd, std::strerror(qr.qr_ret));
+        break;
+      default:
+        break;
+    }
+  }
+  demi_close(listener);
+  return absl::OkStatus();
+}
+
+struct Result {
+  size_t size = 0;
+  uint64_t messages = 0;
+  double seconds = 0;
+  double rate() const { return messages / seconds; }
+  double mbytes_per_s() const { return messages * size / seconds / 1e6; }
+};
+
+// Keeps `window` pushes of `size` bytes in flight on every connection for
+// the configured time, then lets them drain.
+absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
+  int window = absl::GetFlag(FLAGS_window);
+  // One message per connection, pushed over and over: no copies.
+  std::vector<demi_sgarray_t> messages;
+  for (size_t i = 0; i < qds.size(); ++i) {
+    DEMI_ASSIGN_OR_RETURN(demi_sgarray_t sga, AllocMessage(size));
+    messages.push_back(sga);
+  }
+  absl::flat_hash_map<int, size_t> index;
+  for (size_t i = 0; i < qds.size(); ++i) index[qds[i]] = i;
+  auto push = [&](size_t i) -> absl::Status {
+    demi_qtoken_t qt = 0;
+    if (int err = demi_push(&qt, qds[i], &messages[i]); err != 0) {
+      return Fail(err, "demi_push");
+    }
+    return absl::OkStatus();
+  };
+  double start = NowMicros();
+  double stop = start + absl::GetFlag(FLAGS_seconds) * 1e6;
+  int in_flight = 0;
+  for (size_t i = 0; i < qds.size(); ++i) {
+    for (int w = 0; w < window; ++w) {
+      DEMI_RETURN_IF_ERROR(push(i));
+      ++in_flight;
+    }
+  }
+  Result result;
+  result.size = size;
+  double last = start;
+  while (in_flight > 0) {
+    demi_qresult_t qr;
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, Timeout()));
+    if (!got) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no push completed within ", absl::GetFlag(FLAGS_timeout), " s"));
+    }
+    if (qr.qr_opcode == DEMI_OPC_FAILED) {
+      return Fail(qr.qr_ret, "connection to the server");
+    }
+    if (qr.qr_opcode != DEMI_OPC_PUSH) continue;
+    --in_flight;
+    ++result.messages;
+    last = NowMicros();
+    if (last < stop) {
+      DEMI_RETURN_IF_ERROR(push(index[qr.qr_qd]));
+      ++in_flight;
+    }
+  }
+  result.seconds = (last - start) / 1e6;
+  for (demi_sgarray_t& sga : messages) demi_sgafree(&sga);
+  return result;
+}
+
+absl::Status RunClient() {
+  std::vector<size_t> sizes;
+  for (const std::string& text : absl::GetFlag(FLAGS_size)) {
+    DEMI_ASSIGN_OR_RETURN(size_t size, ParseSize(text));
+    sizes.push_back(size);
+  }
+  int connections = absl::GetFlag(FLAGS_connections);
+  int window = absl::GetFlag(FLAGS_window);
+  if (connections < 1 || window < 1 || absl::GetFlag(FLAGS_seconds) <= 0) {
+    return absl::InvalidArgumentError(
+        "--connections, --window and --seconds must be positive");
+  }
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_client),
+                                                    absl::GetFlag(FLAGS_port)));
+  std::vector<int> qds;
+  for (int i = 0; i < connections; ++i) {
+    DEMI_ASSIGN_OR_RETURN(int qd, Connect(addr, Timeout()));
+    qds.push_back(qd);
+  }
+  bool json = absl::GetFlag(FLAGS_json);
+  if (!json) {
+    std::printf("# throughput to %s, %d connection(s), window %d\n",
+                AddrString(addr).c_str(), connections, window);
+    std::printf("%-10s %12s %10s %14s %12s\n", "#bytes", "#messages", "seconds",
+                "msg/s", "MB/s");
+  }
+  std::vector<std::string> rows;
+  for (size_t size : sizes) {
+    DEMI_ASSIGN_OR_RETURN(Result r, MeasureSize(qds, size));
+    if (json) {
+      rows.push_back(absl::StrFormat(
+          "{\"bytes\":%d,\"messages\":%d,\"seconds\":%.3f,\"msg_per_s\":%.1f,"
+          "\"mb_per_s\":%.2f}",
+          r.size, r.messages, r.seconds, r.rate(), r.mbytes_per_s()));
+    } else {
+      std::printf("%-10zu %12llu %10.3f %14.1f %12.2f\n", r.size,
+                  static_cast<unsigned long long>(r.messages), r.seconds,
+                  r.rate(), r.mbytes_per_s());
+      std::fflush(stdout);
+    }
+  }
+  for (int qd : qds) demi_close(qd);
+  if (json) {
+    std::printf(
+        "{\"tool\":\"throughput\",\"server\":\"%s\",\"connections\":%d,"
+        "\"window\":%d,\"results\":[%s]}\n",
+        AddrString(addr).c_str(), connections, window,
+        absl::StrJoin(rows, ",").c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace demi::tools
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "message rate and bandwidth over the Demikernel API.\n"
+      "  throughput --server [--bind ADDR] [--port P]\n"
+      "  throughput --client ADDR [--size 64,1M] [--window W]");
+  absl::ParseCommandLine(argc, argv);
+  bool server = absl::GetFlag(FLAGS_server);
+  if (server == !absl::GetFlag(FLAGS_client).empty()) {
+    std::fprintf(stderr,
+                 "throughput: give exactly one of --server and --client ADDR "
+                 "(--help for more)\n");
+    return 2;
+  }
+  absl::Status status = demi::tools::Init();
+  if (status.ok()) {
+    status = server ? demi::tools::RunServer() : demi::tools::RunClient();
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "throughput: %s\n",
+                 std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
