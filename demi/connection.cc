@@ -38,9 +38,9 @@ Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
 Connection::~Connection() {
   // Whatever was still posted can no longer complete: the QP is gone first
   // (RdmaLibOs destroys it before us only after draining, or on shutdown).
-  for (auto& entry : sends_in_flight_) {
-    if (entry.second->header != nullptr) env_.pool->Unref(entry.second->header);
-    if (entry.second->push != nullptr) FinishPush(*entry.second->push, EBADF);
+  for (auto& wr : sends_in_flight_) {
+    if (wr->header != nullptr) env_.pool->Unref(wr->header);
+    if (wr->push != nullptr) FinishPush(*wr->push, EBADF);
   }
   for (Buffer* buffer : recvs_in_flight_) env_.pool->Unref(buffer);
   for (auto& op : push_backlog_) FinishPush(*op, EBADF);
@@ -204,40 +204,75 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
                                   const std::vector<ibv_sge>& body,
                                   std::unique_ptr<SendWr> wr) {
   size_t head_size = sizeof(WireHeader) + extra_size;
-  DEMI_ASSIGN_OR_RETURN(Buffer * head, env_.pool->Allocate(head_size));
-  std::memcpy(head->data, &header, sizeof(header));
-  if (extra_size > 0) {
-    std::memcpy(head->data + sizeof(header), extra, extra_size);
-  }
-  wr->header = head;
-  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  sges[0] = {reinterpret_cast<uintptr_t>(head->data),
-             static_cast<uint32_t>(head_size),
-             SgaPool::Lkey(head, env_.device)};
   size_t total = head_size;
-  for (size_t i = 0; i < body.size(); ++i) {
-    sges[i + 1] = body[i];
-    total += body[i].length;
+  for (const ibv_sge& sge : body) total += sge.length;
+  // Inline data is copied at posting time: the header can live here, and
+  // a push's memory is free again as soon as the post returns.
+  bool inline_data = total <= max_inline_;
+  alignas(8) std::byte local_head[sizeof(WireHeader) + sizeof(RndvDescriptor)];
+  std::byte* head_bytes = local_head;
+  uint32_t head_lkey = 0;
+  if (!inline_data || head_size > sizeof(local_head)) {
+    absl::StatusOr<Buffer*> piece = env_.pool->Allocate(head_size);
+    if (!piece.ok()) {
+      if (wr->push != nullptr) FinishPush(*wr->push, ENOMEM);
+      return piece.status();
+    }
+    wr->header = *piece;
+    head_bytes = wr->header->data;
+    head_lkey = SgaPool::Lkey(wr->header, env_.device);
   }
+  std::memcpy(head_bytes, &header, sizeof(header));
+  if (extra_size > 0) {
+    std::memcpy(head_bytes + sizeof(header), extra, extra_size);
+  }
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  sges[0] = {reinterpret_cast<uintptr_t>(head_bytes),
+             static_cast<uint32_t>(head_size), head_lkey};
+  for (size_t i = 0; i < body.size(); ++i) sges[i + 1] = body[i];
   ibv_send_wr send = {};
-  send.wr_id = reinterpret_cast<uintptr_t>(wr.get());
   send.sg_list = sges;
   send.num_sge = static_cast<int>(body.size() + 1);
   send.opcode = IBV_WR_SEND;
-  send.send_flags = IBV_SEND_SIGNALED;
-  if (total <= max_inline_) send.send_flags |= IBV_SEND_INLINE;
+  if (inline_data) send.send_flags |= IBV_SEND_INLINE;
+  std::unique_ptr<PushOp> done_now;
+  if (inline_data && wr->push != nullptr && !wr->push->is_close) {
+    done_now = std::move(wr->push);
+  }
+  // A push completes with its send unless it was inline; CLOSE is waited for.
+  bool must_signal = wr->push != nullptr;
+  absl::Status status = PostSendWr(send, std::move(wr), must_signal);
+  if (!status.ok()) {
+    if (done_now != nullptr) FinishPush(*done_now, rdma::ErrnoOf(status));
+    return status;
+  }
+  --send_credits_;
+  if (done_now != nullptr) FinishPush(*done_now, 0);
+  return absl::OkStatus();
+}
+
+absl::Status Connection::PostSendWr(ibv_send_wr& send,
+                                    std::unique_ptr<SendWr> wr,
+                                    bool must_signal) {
+  wr->signaled = must_signal || unsignaled_run_ + 1 >= kSignalInterval;
+  send.wr_id = reinterpret_cast<uintptr_t>(wr.get());
+  if (wr->signaled) send.send_flags |= IBV_SEND_SIGNALED;
   ibv_send_wr* bad = nullptr;
   absl::Status status =
       rdma::CheckRc(ibv_post_send(qp_, &send, &bad), "ibv_post_send");
   if (!status.ok()) {
-    env_.pool->Unref(head);
+    if (wr->header != nullptr) env_.pool->Unref(wr->header);
     if (wr->push != nullptr) FinishPush(*wr->push, rdma::ErrnoOf(status));
     return status;
   }
-  --send_credits_;
   ++posted_sends_;
-  uint64_t id = send.wr_id;
-  sends_in_flight_.emplace(id, std::move(wr));
+  if (wr->signaled) {
+    ++signaled_sends_;
+    unsignaled_run_ = 0;
+  } else {
+    ++unsignaled_run_;
+  }
+  sends_in_flight_.push_back(std::move(wr));
   return absl::OkStatus();
 }
 
@@ -271,7 +306,8 @@ bool Connection::TrySendPush() {
   wr->kind = SendWr::kPush;
   const void* extra = nullptr;
   size_t extra_size = 0;
-  std::vector<ibv_sge> body;
+  static const std::vector<ibv_sge> kNoBody;
+  const std::vector<ibv_sge>* body = &kNoBody;
   if (op.is_close) {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
@@ -283,22 +319,23 @@ bool Connection::TrySendPush() {
   } else {
     header.type = static_cast<uint8_t>(WireType::kEager);
     header.length = op.length;
-    body = op.sges;
+    body = &op.sges;
   }
   std::unique_ptr<PushOp> owned = std::move(push_backlog_.front());
   push_backlog_.pop_front();
-  PushOp* raw = owned.get();
-  if (op.is_rndv) {
+  // `op` may be gone once PostSend returns (finished inline, or failed).
+  bool is_rndv = op.is_rndv;
+  if (is_rndv) {
     // The peer may answer before this send's own completion shows up.
     rndv_waiting_.emplace(header.cookie, std::move(owned));
   } else {
     wr->push = std::move(owned);
   }
   absl::Status status =
-      PostSend(header, extra, extra_size, body, std::move(wr));
+      PostSend(header, extra, extra_size, *body, std::move(wr));
   if (!status.ok()) {
     credits_owed_ += header.credits;
-    if (raw->is_rndv) {
+    if (is_rndv) {
       auto node = rndv_waiting_.extract(header.cookie);
       FinishPush(*node.mapped(), rdma::ErrnoOf(status));
     }
@@ -354,23 +391,18 @@ void Connection::StartReads() {
       wr->kind = SendWr::kRead;
       wr->read_cookie = in.cookie;
       ibv_send_wr send = {};
-      send.wr_id = reinterpret_cast<uintptr_t>(wr.get());
       send.sg_list = &sge;
       send.num_sge = 1;
       send.opcode = IBV_WR_RDMA_READ;
-      send.send_flags = IBV_SEND_SIGNALED;
       send.wr.rdma.remote_addr = seg.addr;
       send.wr.rdma.rkey = seg.rkey;
-      ibv_send_wr* bad = nullptr;
-      absl::Status status =
-          rdma::CheckRc(ibv_post_send(qp_, &send, &bad), "ibv_post_send(READ)");
+      // The data is there only when the READ's completion says so.
+      absl::Status status = PostSendWr(send, std::move(wr), true);
       if (!status.ok()) {
         Abort(rdma::ErrnoOf(status));
         return;
       }
-      ++posted_sends_;
       ++in.reads_left;
-      sends_in_flight_.emplace(send.wr_id, std::move(wr));
       offset += seg.length;
     }
   }
@@ -534,33 +566,48 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
 }
 
 void Connection::OnSendCompletion(const ibv_wc& wc) {
-  auto node = sends_in_flight_.extract(wc.wr_id);
-  if (node.empty()) return;
-  std::unique_ptr<SendWr> wr = std::move(node.mapped());
-  --posted_sends_;
-  if (wr->header != nullptr) env_.pool->Unref(wr->header);
   int err = rdma::WcStatusToErrno(wc.status);
-  switch (wr->kind) {
-    case SendWr::kPush:
-      // A rendezvous announcement carries no push: it waits for RNDV_DONE.
-      if (wr->push == nullptr) break;
-      if (wr->push->is_close && err == 0) close_sent_ = true;
-      FinishPush(*wr->push, err);
-      break;
-    case SendWr::kControl:
-      break;
-    case SendWr::kRead:
-      if (Incoming* in = FindIncoming(wr->read_cookie)) {
-        --in->reads_left;
-        if (err != 0) in->read_error = err;
-      }
-      break;
+  auto match =
+      std::find_if(sends_in_flight_.begin(), sends_in_flight_.end(),
+                   [&](const std::unique_ptr<SendWr>& wr) {
+                     return reinterpret_cast<uintptr_t>(wr.get()) == wc.wr_id;
+                   });
+  if (match == sends_in_flight_.end()) return;
+  // Everything posted before it is complete too: those requests were
+  // unsignalled and succeeded (a failure always completes on its own).
+  size_t count = match - sends_in_flight_.begin() + 1;
+  for (size_t i = 0; i < count; ++i) {
+    std::unique_ptr<SendWr> wr = std::move(sends_in_flight_.front());
+    sends_in_flight_.pop_front();
+    RetireSend(*wr, i + 1 == count ? err : 0);
   }
   if (err != 0) {
     Abort(err);
     return;
   }
   DeliverPops();
+}
+
+void Connection::RetireSend(SendWr& wr, int err) {
+  --posted_sends_;
+  if (wr.signaled) --signaled_sends_;
+  if (wr.header != nullptr) env_.pool->Unref(wr.header);
+  switch (wr.kind) {
+    case SendWr::kPush:
+      // A rendezvous announcement carries no push: it waits for RNDV_DONE.
+      if (wr.push == nullptr) break;
+      if (wr.push->is_close && err == 0) close_sent_ = true;
+      FinishPush(*wr.push, err);
+      break;
+    case SendWr::kControl:
+      break;
+    case SendWr::kRead:
+      if (Incoming* in = FindIncoming(wr.read_cookie)) {
+        --in->reads_left;
+        if (err != 0) in->read_error = err;
+      }
+      break;
+  }
 }
 
 void Connection::FinishPush(PushOp& op, int err) {
@@ -603,10 +650,10 @@ void Connection::Abort(int err) {
   state_ = State::kDead;
   // Tokens fail now; memory that posted work requests still point at is
   // released only when their flush completions arrive.
-  for (auto& entry : sends_in_flight_) {
-    if (entry.second->push != nullptr && entry.second->push->qt != 0) {
-      env_.tokens->Fail(entry.second->push->qt, error_);
-      entry.second->push->qt = 0;
+  for (auto& wr : sends_in_flight_) {
+    if (wr->push != nullptr && wr->push->qt != 0) {
+      env_.tokens->Fail(wr->push->qt, error_);
+      wr->push->qt = 0;
     }
   }
   for (auto& op : push_backlog_) FinishPush(*op, error_);

@@ -41,6 +41,9 @@ inline constexpr uint32_t kCreditReturnThreshold = kRecvDepth / 4;
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
 // The largest message: one pool piece.
 inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
+// At most this many send work requests in a row go unsignalled; the next
+// completion retires them all (RC completes in order).
+inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
 static_assert(kCreditReturnThreshold >= 1 &&
                   kCreditReturnThreshold < kRecvDepth,
               "credits must flow back before the window closes");
@@ -103,8 +106,11 @@ class Connection {
   void Abort(int err);
 
   // Whether work requests are still posted (the QP must outlive them).
+  // Unsignalled sends after the last signalled one may never complete
+  // once the QP is in error: they are released with the connection, after
+  // the QP is destroyed.
   bool HasOutstandingWork() const {
-    return posted_recvs_ > 0 || posted_sends_ > 0;
+    return posted_recvs_ > 0 || signaled_sends_ > 0;
   }
   State state() const { return state_; }
   int qd() const { return qd_; }
@@ -134,9 +140,11 @@ class Connection {
   // What a posted send work request (wr_id) stands for.
   struct SendWr {
     enum Kind { kPush, kControl, kRead } kind;
-    std::unique_ptr<PushOp> push;  // kPush: the push (eager or announce).
-    Buffer* header = nullptr;      // A pool piece holding the header.
-    uint64_t read_cookie = 0;      // kRead: which incoming message.
+    // kPush: the push, until its completion (eager, not inline, or CLOSE).
+    std::unique_ptr<PushOp> push;
+    Buffer* header = nullptr;  // A pool piece holding the header.
+    uint64_t read_cookie = 0;  // kRead: which incoming message.
+    bool signaled = false;
   };
 
   // A message received and not yet popped.
@@ -168,6 +176,12 @@ class Connection {
   void StartReads();
   void DeliverPops();
   void OnSendCompletion(const ibv_wc& wc);
+  // Ends what a send work request held; `err` is its completion's errno.
+  void RetireSend(SendWr& wr, int err);
+  // Posts `send` (whose wr_id is set here), signalled if `must_signal` or
+  // if too many went unsignalled; `wr` stays until its completion.
+  absl::Status PostSendWr(ibv_send_wr& send, std::unique_ptr<SendWr> wr,
+                          bool must_signal);
   void OnRecvCompletion(const ibv_wc& wc);
   Incoming* FindIncoming(uint64_t cookie);
   bool ReplaceMissingRecv();
@@ -190,11 +204,13 @@ class Connection {
   uint32_t send_credits_ = 0;
   uint32_t credits_owed_ = 0;
   uint32_t posted_sends_ = 0;
+  uint32_t signaled_sends_ = 0;
+  uint32_t unsignaled_run_ = 0;
   uint32_t posted_recvs_ = 0;
   uint64_t next_cookie_ = 1;
 
-  // Posted send work requests by wr_id, and posted receive pieces.
-  absl::flat_hash_map<uint64_t, std::unique_ptr<SendWr>> sends_in_flight_;
+  // Posted send work requests in posting order, and posted receive pieces.
+  std::deque<std::unique_ptr<SendWr>> sends_in_flight_;
   absl::flat_hash_set<Buffer*> recvs_in_flight_;
   std::deque<std::unique_ptr<PushOp>> push_backlog_;
   std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.

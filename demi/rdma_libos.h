@@ -40,6 +40,9 @@ inline constexpr int kCqDepth = 32768;
 inline constexpr int kWorkPerConnection = kSendDepth + kRecvDepth;
 // Work completions taken per poll.
 inline constexpr int kPollBatch = 32;
+// Progress passes between looks at the rdma_cm channel: each look is a
+// system call, which would otherwise dominate a pass.
+inline constexpr uint32_t kCmPollInterval = 64;
 // How long demi_close waits for CLOSE to go out and for flushes.
 inline constexpr absl::Duration kCloseTimeout = absl::Seconds(2);
 // RDMA READs each side may have in flight against the other.
@@ -157,6 +160,7 @@ class RdmaLibOs {
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
   absl::flat_hash_map<uint32_t, int> qd_by_qpn_;
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.
+  uint32_t poll_passes_ = 0;
   QTokenTable tokens_;
   int next_qd_ = 1;
 };
