@@ -43,10 +43,11 @@ def rdma_cc_test(
         name = name,
         srcs = [Label("//testing:run_on_rdma.sh")],
         args = ["--hosts", str(hosts), "--", "$(rootpath :%s)" % binary] + args,
+        # `data` too, so that `args` may name it with $(rootpath).
         data = [
             ":" + binary,
             Label("//testing/vm:vm_files"),
-        ],
+        ] + data,
         tags = ["rdma", "cpu:2"] + tags,
         timeout = timeout,
     )

@@ -14,12 +14,18 @@ trap 'rm -f "$log"' EXIT
 status=0
 run() {
   echo "+ $*"
-  "$@" --test_summary=short 2>&1 | tee -a "$log" || status=1
+  "$@" --test_summary=short 2>&1 | tee -a "$log" || echo 1 > "$log.failed"
 }
 run bazel test //... "$@"
 run bazel test --config=asan //... "$@"
+# The key-value example is its own Bazel workspace, built on this one the
+# way an outside project would be.
+(cd examples/kv && run bazel test //... "$@")
+(cd examples/kv && run bazel test --config=asan //... "$@")
 passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY)|FAILED TO BUILD' "$log" || true)
 echo "tools/test.sh: $(($(date +%s) - start))s (normal and sanitizer builds)"
 echo "tests: $passed passed, $failed failed"
+[ ! -e "$log.failed" ] || status=1
+rm -f "$log.failed"
 exit "$status"

@@ -1,0 +1,301 @@
+// The key-value example end to end on an RDMA device: kv_server runs as its
+// own process; clients here, in kv_loadgen processes, and in children of
+// this binary that die in the middle of a request.
+//
+// Usage: kv_test <kv_server> <kv_loadgen>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client.h"
+#include "gtest/gtest.h"
+#include "testing/rdma_env.h"
+#include "tools/demi_tool.h"
+
+namespace kv {
+namespace {
+
+using demi::testing::Scaled;
+
+const char* server_binary = nullptr;
+const char* loadgen_binary = nullptr;
+const char* self_binary = nullptr;
+constexpr int kPort = 7123;
+
+std::string Pattern(size_t size, int seed) {
+  std::string value(size, '\0');
+  for (size_t i = 0; i < size; ++i) {
+    value[i] = static_cast<char>((i * 7 + seed) & 0xff);
+  }
+  return value;
+}
+
+sockaddr_in ServerAddr() {
+  absl::StatusOr<sockaddr_in> addr = demi::testing::TestAddr(kPort);
+  if (!addr.ok()) {
+    std::fprintf(stderr, "%s\n", addr.status().ToString().c_str());
+    std::abort();
+  }
+  return *addr;
+}
+
+std::string AddrText() {
+  std::string text = demi::tools::AddrString(ServerAddr());
+  return text.substr(0, text.find(':'));
+}
+
+pid_t Spawn(const std::vector<std::string>& argv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const std::string& arg : argv) {
+      args.push_back(const_cast<char*>(arg.c_str()));
+    }
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    std::_Exit(127);
+  }
+  return pid;
+}
+
+int WaitExit(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+class KvTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = Spawn({server_binary, "--bind=" + AddrText(),
+                     absl::StrCat("--port=", kPort)});
+    ASSERT_GT(server_, 0);
+    ASSERT_TRUE(demi::tools::Init().ok());
+  }
+
+  static void TearDownTestSuite() {
+    // The server must still be alive after everything the tests did.
+    EXPECT_EQ(waitpid(server_, nullptr, WNOHANG), 0) << "kv_server died";
+    kill(server_, SIGTERM);
+    EXPECT_EQ(WaitExit(server_), 0) << "kv_server did not stop cleanly";
+  }
+
+  // A client, retrying while the server starts.
+  static std::unique_ptr<Client> NewClient() {
+    absl::Time deadline = absl::Now() + Scaled(absl::Seconds(30));
+    while (true) {
+      absl::StatusOr<std::unique_ptr<Client>> client =
+          Client::Connect(ServerAddr(), Scaled(absl::Seconds(10)));
+      if (client.ok()) {
+        (*client)->set_timeout(Scaled(absl::Seconds(20)));
+        return std::move(*client);
+      }
+      if (absl::Now() > deadline) {
+        ADD_FAILURE() << client.status();
+        return nullptr;
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
+
+  static pid_t server_;
+};
+
+pid_t KvTest::server_ = -1;
+
+TEST_F(KvTest, PutGetDelete) {
+  std::unique_ptr<Client> c = NewClient();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->Get("absent").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(c->Put("apple", "red").ok());
+  EXPECT_EQ(*c->Get("apple"), "red");
+  ASSERT_TRUE(c->Put("apple", "green").ok());  // Overwrite.
+  EXPECT_EQ(*c->Get("apple"), "green");
+  ASSERT_TRUE(c->Put("empty", "").ok());  // An empty value is a value.
+  EXPECT_EQ(*c->Get("empty"), "");
+  EXPECT_TRUE(c->Delete("apple").ok());
+  EXPECT_EQ(c->Delete("apple").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c->Get("apple").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(KvTest, KeyAndValueLimits) {
+  std::unique_ptr<Client> c = NewClient();
+  ASSERT_NE(c, nullptr);
+  std::string key250(250, 'k');
+  std::string big = Pattern(kMaxValueSize, 3);
+  ASSERT_TRUE(c->Put(key250, big).ok());
+  absl::StatusOr<std::string> got = c->Get(key250);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == big) << "1 MiB value differs";
+  EXPECT_EQ(c->Put(std::string(251, 'k'), "v").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->Put("k", std::string(kMaxValueSize + 1, 'v')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->Get("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Bytes a broken or hostile client might send: the server answers
+// BAD_REQUEST and keeps serving that connection and everyone else.
+TEST_F(KvTest, MalformedRequestsAreRejected) {
+  std::unique_ptr<Client> c = NewClient();
+  ASSERT_NE(c, nullptr);
+  std::vector<std::string> bad = {
+      std::string(3, 'x'),                         // Shorter than a header.
+      std::string(sizeof(RequestHeader), '\xff'),  // Unknown op, wild sizes.
+      *EncodeRequest(Op::kPut, 1, "k", "v") + "tail",  // Sizes do not add up.
+  };
+  std::string long_key(sizeof(RequestHeader) + 300, 'k');  // Key > 250.
+  RequestHeader header = {};
+  header.op = static_cast<uint8_t>(Op::kGet);
+  header.key_size = 300;
+  std::memcpy(long_key.data(), &header, sizeof(header));
+  bad.push_back(long_key);
+  for (const std::string& message : bad) {
+    demi_sgarray_t sga = demi_sgaalloc(message.size());
+    ASSERT_EQ(sga.sga_numsegs, 1u);
+    std::memcpy(sga.sga_segs[0].sgaseg_buf, message.data(), message.size());
+    demi_qtoken_t push = 0, pop = 0;
+    ASSERT_EQ(demi_push(&push, c->qd(), &sga), 0);
+    demi_sgafree(&sga);
+    ASSERT_EQ(demi_pop(&pop, c->qd()), 0);
+    ASSERT_TRUE(
+        demi::tools::Wait(push, Scaled(absl::Seconds(20)), "push").ok());
+    absl::StatusOr<demi_qresult_t> qr =
+        demi::tools::Wait(pop, Scaled(absl::Seconds(20)), "pop");
+    ASSERT_TRUE(qr.ok()) << qr.status();
+    absl::StatusOr<Response> response =
+        c->ParseReply(qr->qr_value.sga, nullptr);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->code, Code::kBadRequest);
+  }
+  ASSERT_TRUE(c->Put("after-bad", "fine").ok());
+  EXPECT_EQ(*c->Get("after-bad"), "fine");
+}
+
+// Many clients in one process, requests interleaved on the server.
+TEST_F(KvTest, ManyClientsInterleaved) {
+  constexpr int kClients = 16;
+  constexpr int kKeysEach = 20;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(NewClient());
+    ASSERT_NE(clients.back(), nullptr);
+  }
+  for (int k = 0; k < kKeysEach; ++k) {
+    for (int i = 0; i < kClients; ++i) {
+      ASSERT_TRUE(
+          clients[i]
+              ->Put(absl::StrCat("c", i, "-", k), Pattern(100 + 37 * k, i))
+              .ok());
+    }
+  }
+  // Every client reads every other client's keys.
+  for (int i = 0; i < kClients; ++i) {
+    for (int k = 0; k < kKeysEach; ++k) {
+      int owner = (i + k) % kClients;
+      absl::StatusOr<std::string> got =
+          clients[i]->Get(absl::StrCat("c", owner, "-", k));
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_TRUE(*got == Pattern(100 + 37 * k, owner));
+    }
+  }
+}
+
+// Processes hammering the server at the same time, each checking every
+// value it reads.
+TEST_F(KvTest, ConcurrentLoadGenerators) {
+  ASSERT_NE(NewClient(), nullptr);  // The server is up.
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    pids.push_back(Spawn(
+        {loadgen_binary, "--server=" + AddrText(),
+         absl::StrCat("--port=", kPort), "--connections=4", "--keys=200",
+         absl::StrCat("--value_size=", 64 << i),
+         absl::StrCat("--key_prefix=gen", i, "-"), "--seconds=2",
+         "--get_ratio=0.7",
+         absl::StrCat("--timeout=",
+                      absl::ToDoubleSeconds(Scaled(absl::Seconds(20))))}));
+  }
+  for (pid_t pid : pids) EXPECT_EQ(WaitExit(pid), 0);
+}
+
+// A client dies in the middle of a request: a 1 MiB PUT the server is
+// still pulling, or a 1 MiB GET whose reply it never takes. Other clients
+// carry on, and the half-sent PUT never shows up half-written.
+TEST_F(KvTest, ClientKilledMidRequest) {
+  std::unique_ptr<Client> c = NewClient();
+  ASSERT_NE(c, nullptr);
+  std::string big = Pattern(kMaxValueSize, 9);
+  ASSERT_TRUE(c->Put("big", big).ok());
+  for (const char* mode : {"put", "get"}) {
+    for (int round = 0; round < 3; ++round) {
+      pid_t child = Spawn({self_binary, "--die_mid_request", mode, AddrText()});
+      EXPECT_EQ(WaitExit(child), 128 + SIGKILL) << mode;
+      // Meanwhile and after, this client is served as before.
+      ASSERT_TRUE(c->Put(absl::StrCat("alive-", mode, round), "yes").ok());
+      EXPECT_EQ(*c->Get(absl::StrCat("alive-", mode, round)), "yes");
+    }
+  }
+  absl::StatusOr<std::string> victim = c->Get("victim");
+  if (victim.ok()) {
+    EXPECT_TRUE(*victim == big) << "a half-sent PUT was stored";
+  } else {
+    EXPECT_EQ(victim.status().code(), absl::StatusCode::kNotFound);
+  }
+  absl::StatusOr<std::string> still = c->Get("big");
+  ASSERT_TRUE(still.ok());
+  EXPECT_TRUE(*still == big);
+}
+
+// The child of ClientKilledMidRequest: starts a request and kills itself
+// while it is in flight.
+int DieMidRequest(const std::string& mode, const std::string& host) {
+  if (!demi::tools::Init().ok()) return 1;
+  absl::StatusOr<sockaddr_in> addr = demi::tools::ParseAddr(host, kPort);
+  if (!addr.ok()) return 1;
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(*addr);
+  if (!c.ok()) return 1;
+  std::string big = Pattern(kMaxValueSize, 9);
+  absl::StatusOr<uint64_t> id = mode == "put"
+                                    ? (*c)->Start(Op::kPut, "victim", big)
+                                    : (*c)->Start(Op::kGet, "big", {});
+  if (!id.ok()) return 1;
+  // Let the request get under way, then vanish without a goodbye.
+  demi_qresult_t qr;
+  int n = 0;
+  timespec ts = {0, 2000000};
+  demi_wait_next_n(&qr, 1, &n, &ts);
+  raise(SIGKILL);
+  return 1;
+}
+
+}  // namespace
+}  // namespace kv
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--die_mid_request") == 0) {
+    return kv::DieMidRequest(argv[2], argv[3]);
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s <kv_server> <kv_loadgen>\n", argv[0]);
+    return 2;
+  }
+  kv::server_binary = argv[1];
+  kv::loadgen_binary = argv[2];
+  static std::string self = "/proc/self/exe";
+  char path[4096] = {};
+  ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n > 0) self.assign(path, n);
+  kv::self_binary = self.c_str();
+  return RUN_ALL_TESTS();
+}
