@@ -1,28 +1,19 @@
 #!/bin/bash
-# The main job: the library working on a real RDMA device. On a machine
-# without one it boots the soft-RoCE VM. Installs what is missing.
+# The main job: the library at work on a real RDMA device. On a machine
+# without one it boots the soft-RoCE VM. Runs the key-value server of
+# examples/kv under its load generator, then the latency probe (with a CDF
+# plot) and the throughput tool. Installs what is missing.
+# Usage: tools/demo.sh [OUTPUT_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 tools/install_deps.sh
-bazel build //examples:tcp-ping-pong //examples:tcp-push-pop
+bazel build //tools:latency_probe //tools:throughput
+(cd examples/kv && bazel build //:kv_server //:kv_loadgen)
 
-root=$PWD
-cd bazel-bin/examples
-"$root/testing/run_on_rdma.sh" -- bash -c '
-  set -e
-  # pair PROGRAM PORT SIZE COUNT: server and client side by side.
-  pair() {
-    "./$1" --server "$DEMI_TEST_ADDR" "$2" "$3" "$4" & server=$!
-    "./$1" --client "$DEMI_TEST_ADDR" "$2" "$3" "$4"
-    wait $server
-  }
-  echo "== the RDMA device"
-  ibv_devinfo | grep -E "hca_id|transport|state|active_mtu|link_layer"
-  echo "== ping-pong through the Demikernel API: 64 B, then 1 MiB"
-  pair tcp-ping-pong 12345 64 2000
-  pair tcp-ping-pong 12346 1048576 20
-  echo "== one-way stream: 100,000 messages of 64 B, then 4 MiB messages"
-  pair tcp-push-pop 12347 64 100000
-  pair tcp-push-pop 12348 4194304 20
-'
+out=${1:-$(mktemp -d /tmp/demi-demo.XXXXXX)}
+testing/run_on_rdma.sh --out "$out" -- tools/demo_on_device.sh \
+  examples/kv/bazel-bin/kv_server examples/kv/bazel-bin/kv_loadgen \
+  bazel-bin/tools/latency_probe bazel-bin/tools/throughput
+echo
+echo "demo.sh: latency CDF plot in $out/latency_cdf.png"

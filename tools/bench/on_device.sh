@@ -1,0 +1,112 @@
+#!/bin/bash
+# Usage: on_device.sh LATENCY_PROBE THROUGHPUT KV_SERVER KV_LOADGEN
+#
+# Runs on one RDMA device (one host): each of ours beside its peer from
+# perftest and librdmacm (rstream), client and server as two processes on
+# DEMI_TEST_ADDR. Writes results.txt (NAME VALUE lines), the raw outputs
+# and latency_cdf.png into DEMI_OUT_DIR.
+set -uo pipefail
+probe=$(readlink -f "$1") tput=$(readlink -f "$2")
+kv_server=$(readlink -f "$3") kv_loadgen=$(readlink -f "$4")
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+addr=$DEMI_TEST_ADDR out=$DEMI_OUT_DIR dev=$(bench_device)
+: > "$out/results.txt"
+limit="timeout 300"
+record env.kernel "$(uname -r)"
+record env.device "$dev($(cat /sys/class/infiniband/$dev/node_type 2> /dev/null | tr -d ' '))"
+record env.cpus "$(nproc)"
+
+# perftest TOOL SIZE ITERS: server and client of a perftest tool; prints
+# the client's result line (#bytes #iterations ...).
+perftest() {
+  local tool=$1 size=$2 iters=$3
+  $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" > /dev/null 2>&1 &
+  local server=$!
+  sleep 1
+  $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$addr" \
+    > "$out/$tool-$size.log" 2>&1
+  wait "$server"
+  awk -v s="$size" '$1 == s && NF >= 5' "$out/$tool-$size.log" | tail -1
+}
+
+# rstream_run ARGS...: server and client; prints the client's result line.
+rstream_run() {
+  $limit rstream -b "$addr" -p 7471 "$@" > /dev/null 2>&1 &
+  local server=$!
+  sleep 1
+  $limit rstream -s "$addr" -p 7471 "$@" > "$out/rstream.log" 2>&1
+  wait "$server"
+  awk '$1 == "custom"' "$out/rstream.log" | tail -1
+}
+
+echo "== latency: ib_send_lat vs latency_probe (one-way, us)"
+for size in 64 4096; do
+  line=$(perftest ib_send_lat $size 10000)
+  record "ib_send_lat.$size.p50" "$(awk '{print $5}' <<< "$line")"
+  record "ib_send_lat.$size.p99" "$(awk '{print $8}' <<< "$line")"
+  record "ib_send_lat.$size.mean" "$(awk '{print $6}' <<< "$line")"
+done
+$limit "$probe" --server --bind "$addr" --port 13000 --exit_after 1 \
+  2> /dev/null &
+sleep 1
+json=$($limit "$probe" --client "$addr" --port 13000 --size 64,4K \
+  --iters 10000 --warmup 1000 --json --plot "$out/latency_cdf.png")
+wait
+echo "$json" > "$out/latency_probe.json"
+for size in 64 4096; do
+  for field in p50 p99 mean; do
+    record "probe.$size.$field" "$(json_field "$json" $size ${field}_us)"
+  done
+done
+
+echo "== message rate and bandwidth: perftest vs throughput (messages/s)"
+for spec in "ib_send_bw 64 100000" "ib_send_bw 65536 3000" \
+            "ib_send_bw 1048576 100" "ib_write_bw 1048576 100" \
+            "ib_write_bw 8388608 15" "ib_read_bw 1048576 100" \
+            "ib_read_bw 8388608 15"; do
+  set -- $spec
+  line=$(perftest "$1" "$2" "$3")
+  # BW average [MB/sec, 2^20 B] -> messages per second (the MsgRate
+  # column has too few digits for large messages).
+  record "$1.$2.msg_per_s" \
+    "$(awk -v s="$2" '{printf "%.1f", $4 * 1048576 / s}' <<< "$line")"
+done
+$limit "$tput" --server --bind "$addr" --port 13001 --exit_after 2 \
+  2> /dev/null &
+sleep 1
+small=$($limit "$tput" --client "$addr" --port 13001 --size 64,64K \
+  --window 32 --seconds 3 --json)
+large=$($limit "$tput" --client "$addr" --port 13001 --size 1M,8M \
+  --window 8 --seconds 4 --json)
+wait
+echo "$small$large" > "$out/throughput.json"
+for size in 64 65536; do
+  record "throughput.$size.msg_per_s" "$(json_field "$small" $size msg_per_s)"
+done
+for size in 1048576 8388608; do
+  record "throughput.$size.msg_per_s" "$(json_field "$large" $size msg_per_s)"
+done
+
+echo "== rsocket (rstream): latency (one-way, us) and bandwidth (Gb/s)"
+for size in 64 4096; do
+  line=$(rstream_run -S $size -C 1 -I 5000)
+  record "rstream.$size.lat_us" "$(awk '{print $8}' <<< "$line")"
+done
+for spec in "65536 2000" "1048576 100" "8388608 12"; do
+  set -- $spec
+  line=$(rstream_run -S "$1" -C "$2" -I 1)
+  record "rstream.$1.gbps" "$(awk '{print $7}' <<< "$line")"
+done
+
+echo "== key-value server: 4 clients, 1,000 keys, 64 B values, 90% GET"
+$limit "$kv_server" --bind "$addr" --port 13002 2> /dev/null &
+server=$!
+sleep 1
+json=$($limit "$kv_loadgen" --server "$addr" --port 13002 --connections 4 \
+  --keys 1000 --value_size 64 --get_ratio 0.9 --seconds 5 --json)
+kill "$server"
+wait "$server"
+echo "$json" > "$out/kv_loadgen.json"
+record kv.ops_per_s "$(grep -o '"ops_per_s":[0-9.]*' <<< "$json" | cut -d: -f2)"
+record kv.p50_us "$(grep -o '"p50_us":[0-9.]*' <<< "$json" | cut -d: -f2)"
+record kv.p99_us "$(grep -o '"p99_us":[0-9.]*' <<< "$json" | cut -d: -f2)"

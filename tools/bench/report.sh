@@ -1,0 +1,130 @@
+#!/bin/bash
+# Usage: report.sh RESULTS_DIR SECONDS
+#
+# Prints BENCHMARKS.md from the NAME VALUE lines of on_device.sh and
+# two_hosts.sh: every figure of ours beside its peer, with the ratio.
+set -euo pipefail
+dir=$1 seconds=$2
+
+value() { awk -v k="$1" '$1 == k { print $2 }' "$dir"/*.txt | tail -1; }
+# fmt EXPR: awk arithmetic on the values, two decimals ("n/a" if missing).
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a == "" || b == "" || b + 0 == 0) print "n/a";
+    else printf "%.2f", a / b }'
+}
+mbps() {
+  awk -v r="$1" -v s="$2" 'BEGIN {
+    if (r == "") print ""; else printf "%.1f", r * s / 1e6 }'
+}
+# row WHAT PEER_NAME PEER OURS TARGET
+row() {
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "${3:-n/a}" \
+    "${4:-n/a}" "$(ratio "$4" "$3")" "$5"
+}
+
+cat <<HEAD
+# Benchmarks
+
+Written by \`tools/benchmarks.sh\` on $(date -u +%Y-%m-%d) at commit
+$(git rev-parse --short HEAD 2> /dev/null || echo unknown), in ${seconds} s.
+Benchmarks, not tests: nothing here is asserted anywhere.
+
+## Environment
+
+- Device: $(value env.device) ($(value env.cpus) CPUs), kernel $(value env.kernel).
+  Without an RDMA device on the machine, this is soft-RoCE (rxe) in the
+  project's QEMU VM under software emulation (TCG), client and server as
+  two processes in one VM boot, rxe looping packets back on a dummy netdev.
+  Absolute figures mean little there; the ratios are the point: ours and
+  the peer ran on the same device in the same boot, one after the other.
+- Host CPU: $(lscpu 2> /dev/null | sed -n 's/^Model name: *//p' | head -1).
+- rdma-core $(dpkg-query -W -f '${Version}' rdma-core 2> /dev/null),
+  perftest $(dpkg-query -W -f '${Version}' perftest 2> /dev/null),
+  QEMU $(dpkg-query -W -f '${Version}' qemu-system-x86 2> /dev/null).
+
+## Ours against the peers
+
+Latencies are one-way in microseconds (half the round trip, as perftest
+reports them); rates are messages per second; bandwidths MB/s (10^6 B).
+Ratio = ours / peer: below 1 is better for latency, above 1 for rates.
+
+| What | Peer | Peer | Ours | Ratio | Target |
+|---|---|---:|---:|---:|---|
+HEAD
+row "64 B latency p50" "ib_send_lat typical" "$(value ib_send_lat.64.p50)" \
+  "$(value probe.64.p50)" "<= 1.00"
+row "64 B latency p99" "ib_send_lat 99%" "$(value ib_send_lat.64.p99)" \
+  "$(value probe.64.p99)" "<= 1.10"
+row "4 KiB latency p50" "ib_send_lat typical" "$(value ib_send_lat.4096.p50)" \
+  "$(value probe.4096.p50)" ""
+row "4 KiB latency p99" "ib_send_lat 99%" "$(value ib_send_lat.4096.p99)" \
+  "$(value probe.4096.p99)" ""
+row "64 B message rate" "ib_send_bw" "$(value ib_send_bw.64.msg_per_s)" \
+  "$(value throughput.64.msg_per_s)" ">= 1.00"
+for size in 65536 1048576; do
+  row "$((size / 1024)) KiB bandwidth" "ib_send_bw" \
+    "$(mbps "$(value ib_send_bw.$size.msg_per_s)" $size)" \
+    "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ""
+done
+for tool in ib_write_bw ib_read_bw; do
+  for size in 1048576 8388608; do
+    target=""
+    [ "$tool.$size" = ib_write_bw.1048576 ] && target=">= 0.95"
+    row "$((size / 1048576)) MiB bandwidth" "$tool" \
+      "$(mbps "$(value $tool.$size.msg_per_s)" $size)" \
+      "$(mbps "$(value throughput.$size.msg_per_s)" $size)" "$target"
+  done
+done
+for size in 64 4096; do
+  row "$size B latency, mean" "rstream" "$(value rstream.$size.lat_us)" \
+    "$(value probe.$size.mean)" "<= 0.70"
+done
+for size in 65536 1048576 8388608; do
+  row "$((size / 1024)) KiB bandwidth" "rstream" \
+    "$(awk -v g="$(value rstream.$size.gbps)" 'BEGIN { if (g != "") printf "%.1f", g * 125 }')" \
+    "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ">= 2.00"
+done
+row "64 B latency p50, two VMs" "ib_send_lat typical" \
+  "$(value two_hosts.ib_send_lat.64.p50)" "$(value two_hosts.probe.64.p50)" \
+  "<= 1.00"
+row "64 B latency p99, two VMs" "ib_send_lat 99%" \
+  "$(value two_hosts.ib_send_lat.64.p99)" "$(value two_hosts.probe.64.p99)" \
+  "<= 1.10"
+
+cat <<KV
+
+## Key-value server (examples/kv)
+
+4 clients (one request in flight each), 1,000 keys, 64 B values, 90% GET,
+5 s, every GET's value checked: **$(value kv.ops_per_s) operations/s**,
+request round trip p50 $(value kv.p50_us) us, p99 $(value kv.p99_us) us.
+
+## Latency distribution
+
+![one-way latency CDF, 64 B and 4 KiB](docs/latency_cdf.png)
+
+## Commands
+
+Everything above comes from one command, \`tools/benchmarks.sh\`. On the
+device (client and server are two processes; the server side gets the
+same flags without the address):
+
+\`\`\`
+ib_send_lat -d DEV -R -s {64,4096} -n 10000 ADDR
+latency_probe --client ADDR --size 64,4K --iters 10000 --warmup 1000 --json
+ib_send_bw  -d DEV -R -s {64,65536,1048576} -n {100000,3000,100} ADDR
+ib_write_bw -d DEV -R -s {1048576,8388608} -n {100,15} ADDR
+ib_read_bw  -d DEV -R -s {1048576,8388608} -n {100,15} ADDR
+throughput --client ADDR --size 64,64K --window 32 --seconds 3 --json
+throughput --client ADDR --size 1M,8M --window 8 --seconds 4 --json
+rstream -s ADDR -S {64,4096} -C 1 -I 5000          # latency
+rstream -s ADDR -S {65536,1048576,8388608} -C {2000,100,12} -I 1  # bandwidth
+kv_loadgen --server ADDR --connections 4 --keys 1000 --value_size 64 \\
+  --get_ratio 0.9 --seconds 5 --json
+\`\`\`
+
+Then, between two VMs (two hosts), \`ib_send_lat -s 64 -n 300\` and
+\`latency_probe --size 64 --iters 300 --warmup 30\`. The raw outputs are in the
+directory the command prints.
+KV

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Benchmarks: runs each of ours beside its peer (perftest, rstream) on the
+# same RDMA device in one VM boot (or on this machine's device), then the
+# latency probe between two VMs, and writes BENCHMARKS.md. Installs what is
+# missing. Usage: tools/benchmarks.sh [OUTPUT_DIR]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+tools/install_deps.sh
+bazel build //tools:latency_probe //tools:throughput
+(cd examples/kv && bazel build //:kv_server //:kv_loadgen)
+
+out=${1:-$(mktemp -d /tmp/demi-bench.XXXXXX)}
+mkdir -p "$out"
+rm -f "$out"/*.txt
+start=$(date +%s)
+testing/run_on_rdma.sh --out "$out" -- tools/bench/on_device.sh \
+  bazel-bin/tools/latency_probe bazel-bin/tools/throughput \
+  examples/kv/bazel-bin/kv_server examples/kv/bazel-bin/kv_loadgen
+testing/run_on_rdma.sh --hosts 2 --out "$out" -- tools/bench/two_hosts.sh \
+  bazel-bin/tools/latency_probe
+seconds=$(($(date +%s) - start))
+tools/bench/report.sh "$out" "$seconds" > BENCHMARKS.md
+mkdir -p docs
+[ ! -f "$out/latency_cdf.png" ] || cp "$out/latency_cdf.png" docs/latency_cdf.png
+echo "benchmarks.sh: ${seconds}s; wrote BENCHMARKS.md; raw outputs in $out"

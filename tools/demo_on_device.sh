@@ -1,0 +1,35 @@
+#!/bin/bash
+# Usage: demo_on_device.sh KV_SERVER KV_LOADGEN LATENCY_PROBE THROUGHPUT
+# The main job's part on the RDMA device (see tools/demo.sh).
+set -euo pipefail
+kv_server=$(readlink -f "$1") kv_loadgen=$(readlink -f "$2")
+probe=$(readlink -f "$3") tput=$(readlink -f "$4")
+addr=$DEMI_TEST_ADDR
+
+echo "== the RDMA device"
+ibv_devinfo | grep -E "hca_id|transport|state|active_mtu|link_layer"
+
+echo
+echo "== key-value server (examples/kv) and its load generator:"
+echo "   8 clients, 1,000 keys, 64 B values, 90% GET, 5 s"
+"$kv_server" --bind "$addr" --port 7000 & server=$!
+"$kv_loadgen" --server "$addr" --port 7000 --connections 8 --keys 1000 \
+  --value_size 64 --get_ratio 0.9 --seconds 5
+echo "   ... and 1 MiB values, 2 clients, 50% GET"
+"$kv_loadgen" --server "$addr" --port 7000 --connections 2 --keys 20 \
+  --value_size 1048576 --get_ratio 0.5 --seconds 3 --key_prefix big-
+kill "$server"
+wait "$server"
+
+echo
+echo "== latency probe: 64 B, 4 KiB and 64 KiB"
+"$probe" --server --bind "$addr" --port 7001 --exit_after 1 2> /dev/null &
+"$probe" --client "$addr" --port 7001 --size 64,4K,64K --iters 5000 \
+  --warmup 500 --plot "$DEMI_OUT_DIR/latency_cdf.png"
+wait
+
+echo
+echo "== throughput: one connection, 32 pushes in flight"
+"$tput" --server --bind "$addr" --port 7002 --exit_after 1 2> /dev/null &
+"$tput" --client "$addr" --port 7002 --size 64,4K,64K,1M --seconds 1
+wait
