@@ -103,11 +103,14 @@ absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga) {
     env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
     return absl::OkStatus();
   }
+  uint32_t length = 0;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    length += sga.sga_segs[i].sgaseg_len;
+  }
+  if (TryPushInline(qt, sga, length)) return absl::OkStatus();
   auto op = std::make_unique<PushOp>();
   op->qt = qt;
-  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    op->length += sga.sga_segs[i].sgaseg_len;
-  }
+  op->length = length;
   absl::Status status =
       op->length <= std::min(kMaxEagerPayload,
                              peer_eager_size_ - uint32_t{sizeof(WireHeader)})
@@ -121,6 +124,44 @@ absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga) {
   push_backlog_.push_back(std::move(op));
   Service();
   return absl::OkStatus();
+}
+
+bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                               uint32_t length) {
+  // Data keeps one credit in reserve, as in TrySendPush.
+  if (state_ != State::kOpen || !push_backlog_.empty() ||
+      sizeof(WireHeader) + length > max_inline_ ||
+      sga.sga_numsegs + 1 > max_send_sge_ || send_credits_ < 2 ||
+      posted_sends_ >= kSendDepth) {
+    return false;
+  }
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kEager);
+  header.length = length;
+  header.credits = TakeCreditsToReturn();
+  // Inline data is copied when posted: no keys, no references.
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  sges[0] = {reinterpret_cast<uintptr_t>(&header), sizeof(header), 0};
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+                   sga.sga_segs[i].sgaseg_len, 0};
+  }
+  ibv_send_wr send = {};
+  send.sg_list = sges;
+  send.num_sge = static_cast<int>(sga.sga_numsegs + 1);
+  send.opcode = IBV_WR_SEND;
+  send.send_flags = IBV_SEND_INLINE;
+  absl::Status status =
+      PostSendWr(send, NewSendWr(SendWr::kControl), /*must_signal=*/false);
+  if (!status.ok()) {
+    credits_owed_ += header.credits;
+    CompletePush(qt, rdma::ErrnoOf(status));
+    Abort(rdma::ErrnoOf(status));
+    return true;
+  }
+  --send_credits_;
+  CompletePush(qt, 0);
+  return true;
 }
 
 absl::Status Connection::PrepareEager(PushOp& op, const demi_sgarray_t& sga) {
@@ -282,8 +323,7 @@ bool Connection::TrySendControl(WireType type, uint64_t cookie) {
   header.type = static_cast<uint8_t>(type);
   header.credits = TakeCreditsToReturn();
   header.cookie = cookie;
-  auto wr = std::make_unique<SendWr>();
-  wr->kind = SendWr::kControl;
+  std::unique_ptr<SendWr> wr = NewSendWr(SendWr::kControl);
   absl::Status status = PostSend(header, nullptr, 0, {}, std::move(wr));
   if (!status.ok()) {
     credits_owed_ += header.credits;
@@ -302,8 +342,7 @@ bool Connection::TrySendPush() {
   if (send_credits_ < needed || posted_sends_ >= kSendDepth) return false;
   WireHeader header = {};
   header.credits = TakeCreditsToReturn();
-  auto wr = std::make_unique<SendWr>();
-  wr->kind = SendWr::kPush;
+  std::unique_ptr<SendWr> wr = NewSendWr(SendWr::kPush);
   const void* extra = nullptr;
   size_t extra_size = 0;
   static const std::vector<ibv_sge> kNoBody;
@@ -367,12 +406,12 @@ Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
 }
 
 void Connection::StartReads() {
-  if (state_ == State::kDead) return;
+  if (state_ == State::kDead || rndv_unread_ == 0) return;
   size_t wanted = std::min(pops_.size(), incoming_.size());
   for (size_t i = 0; i < wanted; ++i) {
     Incoming& in = incoming_[i];
     if (in.type != WireType::kRndv || in.reading) continue;
-    if (posted_sends_ + in.rndv.num_segments > kSendDepth) return;
+    if (posted_sends_ + in.rndv->num_segments > kSendDepth) return;
     absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
     if (!target.ok()) {
       // No memory to receive into: this pop fails, the message waits.
@@ -382,13 +421,13 @@ void Connection::StartReads() {
     }
     in.target = *target;
     in.reading = true;
+    --rndv_unread_;
     uint32_t offset = 0;
-    for (uint32_t s = 0; s < in.rndv.num_segments; ++s) {
-      const RndvSegment& seg = in.rndv.segments[s];
+    for (uint32_t s = 0; s < in.rndv->num_segments; ++s) {
+      const RndvSegment& seg = in.rndv->segments[s];
       ibv_sge sge = {reinterpret_cast<uintptr_t>(in.target->data + offset),
                      seg.length, SgaPool::Lkey(in.target, env_.device)};
-      auto wr = std::make_unique<SendWr>();
-      wr->kind = SendWr::kRead;
+      std::unique_ptr<SendWr> wr = NewSendWr(SendWr::kRead);
       wr->read_cookie = in.cookie;
       ibv_send_wr send = {};
       send.sg_list = &sge;
@@ -513,7 +552,7 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       in.type = WireType::kEager;
       in.buffer = buffer;
       in.length = parsed->length;
-      incoming_.push_back(in);
+      incoming_.push_back(std::move(in));
       absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
       repost = fresh.ok() ? *fresh : nullptr;
       if (repost == nullptr) ++missing_recvs_;
@@ -524,8 +563,9 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       in.type = WireType::kRndv;
       in.length = parsed->length;
       in.cookie = parsed->cookie;
-      in.rndv = parsed->rndv;
-      incoming_.push_back(in);
+      in.rndv = std::make_unique<RndvDescriptor>(parsed->rndv);
+      ++rndv_unread_;
+      incoming_.push_back(std::move(in));
       break;
     }
     case WireType::kRndvDone: {
@@ -548,7 +588,7 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       peer_closed_ = true;
       Incoming in;
       in.type = WireType::kClose;
-      incoming_.push_back(in);
+      incoming_.push_back(std::move(in));
       break;
     }
   }
@@ -580,6 +620,7 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
     std::unique_ptr<SendWr> wr = std::move(sends_in_flight_.front());
     sends_in_flight_.pop_front();
     RetireSend(*wr, i + 1 == count ? err : 0);
+    RecycleSendWr(std::move(wr));
   }
   if (err != 0) {
     Abort(err);
@@ -610,16 +651,41 @@ void Connection::RetireSend(SendWr& wr, int err) {
   }
 }
 
+void Connection::CompletePush(demi_qtoken_t qt, int err) {
+  if (err != 0) {
+    env_.tokens->Fail(qt, err);
+    return;
+  }
+  demi_qresult_t result;
+  std::memset(&result, 0, sizeof(result));
+  result.qr_opcode = DEMI_OPC_PUSH;
+  env_.tokens->Complete(qt, result);
+}
+
+std::unique_ptr<Connection::SendWr> Connection::NewSendWr(SendWr::Kind kind) {
+  std::unique_ptr<SendWr> wr;
+  if (spare_wrs_.empty()) {
+    wr = std::make_unique<SendWr>();
+  } else {
+    wr = std::move(spare_wrs_.back());
+    spare_wrs_.pop_back();
+  }
+  wr->kind = kind;
+  return wr;
+}
+
+void Connection::RecycleSendWr(std::unique_ptr<SendWr> wr) {
+  if (spare_wrs_.size() >= kSendDepth) return;
+  wr->push.reset();
+  wr->header = nullptr;
+  wr->read_cookie = 0;
+  wr->signaled = false;
+  spare_wrs_.push_back(std::move(wr));
+}
+
 void Connection::FinishPush(PushOp& op, int err) {
   if (op.qt != 0) {
-    if (err != 0) {
-      env_.tokens->Fail(op.qt, err);
-    } else {
-      demi_qresult_t result;
-      std::memset(&result, 0, sizeof(result));
-      result.qr_opcode = DEMI_OPC_PUSH;
-      env_.tokens->Complete(op.qt, result);
-    }
+    CompletePush(op.qt, err);
     op.qt = 0;
   }
   // Revoke the peer's access before the memory can be reused.

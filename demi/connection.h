@@ -153,8 +153,9 @@ class Connection {
     Buffer* buffer = nullptr;  // kEager: the receive piece.
     uint32_t length = 0;
     uint64_t cookie = 0;
-    RndvDescriptor rndv = {};
-    // kRndv: the destination piece and READs still in flight.
+    // kRndv: where to read from (out of line: Incoming stays small), the
+    // destination piece and READs still in flight.
+    std::unique_ptr<RndvDescriptor> rndv;
     Buffer* target = nullptr;
     uint32_t reads_left = 0;
     bool reading = false;
@@ -162,6 +163,10 @@ class Connection {
   };
 
   absl::Status PostRecv(Buffer* buffer);
+  // A small push with nothing queued before it goes out at once, inline,
+  // without a PushOp: returns false if it cannot (nothing happened then).
+  bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                     uint32_t length);
   absl::Status PrepareEager(PushOp& op, const demi_sgarray_t& sga);
   absl::Status PrepareRndv(PushOp& op, const demi_sgarray_t& sga);
   // Posts what credits and queue room allow: control messages, then pushes.
@@ -186,6 +191,10 @@ class Connection {
   Incoming* FindIncoming(uint64_t cookie);
   bool ReplaceMissingRecv();
   void FinishPush(PushOp& op, int err);
+  void CompletePush(demi_qtoken_t qt, int err);
+  // A SendWr from the spares (or new); RecycleSendWr returns it.
+  std::unique_ptr<SendWr> NewSendWr(SendWr::Kind kind);
+  void RecycleSendWr(std::unique_ptr<SendWr> wr);
   uint16_t TakeCreditsToReturn();
 
   const int qd_;
@@ -208,9 +217,11 @@ class Connection {
   uint32_t unsignaled_run_ = 0;
   uint32_t posted_recvs_ = 0;
   uint64_t next_cookie_ = 1;
+  uint32_t rndv_unread_ = 0;  // Rendezvous messages whose READs wait.
 
   // Posted send work requests in posting order, and posted receive pieces.
   std::deque<std::unique_ptr<SendWr>> sends_in_flight_;
+  std::vector<std::unique_ptr<SendWr>> spare_wrs_;
   absl::flat_hash_set<Buffer*> recvs_in_flight_;
   std::deque<std::unique_ptr<PushOp>> push_backlog_;
   std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.

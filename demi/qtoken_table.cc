@@ -4,31 +4,59 @@
 
 namespace demi {
 
+QTokenTable::Entry* QTokenTable::Lookup(demi_qtoken_t qt) {
+  if (qt == 0 || qt >= next_) return nullptr;
+  if (qt >= base_) {
+    Entry& entry = Slot(qt);
+    return entry.state == Entry::kGone ? nullptr : &entry;
+  }
+  auto it = old_.find(qt);
+  return it == old_.end() ? nullptr : &it->second;
+}
+
+void QTokenTable::Forget(demi_qtoken_t qt, Entry& entry) {
+  --live_;
+  if (qt < base_) {
+    old_.erase(qt);
+    return;
+  }
+  entry.state = Entry::kGone;
+  while (base_ < next_ && Slot(base_).state == Entry::kGone) ++base_;
+}
+
 demi_qtoken_t QTokenTable::Add(int qd, demi_opcode_t opcode) {
+  // Make room: the oldest token still in the ring moves out of it.
+  while (next_ - base_ >= kRingSize) {
+    Entry& oldest = Slot(base_);
+    if (oldest.state != Entry::kGone) old_.emplace(base_, oldest);
+    oldest.state = Entry::kGone;
+    ++base_;
+  }
   demi_qtoken_t qt = next_++;
-  Entry& entry = entries_[qt];
+  Entry& entry = Slot(qt);
+  entry.state = Entry::kPending;
   entry.result.qr_opcode = opcode;
   entry.result.qr_qd = qd;
   entry.result.qr_qt = qt;
+  ++live_;
   return qt;
 }
 
-bool QTokenTable::IsDone(demi_qtoken_t qt) const {
-  auto it = entries_.find(qt);
-  return it != entries_.end() && it->second.done;
+bool QTokenTable::IsDone(demi_qtoken_t qt) {
+  Entry* entry = Lookup(qt);
+  return entry != nullptr && entry->state == Entry::kDone;
 }
 
 void QTokenTable::Complete(demi_qtoken_t qt, demi_qresult_t result) {
-  auto it = entries_.find(qt);
-  if (it == entries_.end() || it->second.done) return;
-  Entry& entry = it->second;
-  result.qr_qd = entry.result.qr_qd;
+  Entry* entry = Lookup(qt);
+  if (entry == nullptr || entry->state == Entry::kDone) return;
+  result.qr_qd = entry->result.qr_qd;
   result.qr_qt = qt;
   if (result.qr_opcode == DEMI_OPC_INVALID) {
-    result.qr_opcode = entry.result.qr_opcode;
+    result.qr_opcode = entry->result.qr_opcode;
   }
-  entry.result = result;
-  entry.done = true;
+  entry->result = result;
+  entry->state = Entry::kDone;
   done_order_.push_back(qt);
 }
 
@@ -40,15 +68,19 @@ void QTokenTable::Fail(demi_qtoken_t qt, int err) {
   Complete(qt, result);
 }
 
+void QTokenTable::Erase(demi_qtoken_t qt) {
+  if (Entry* entry = Lookup(qt)) Forget(qt, *entry);
+}
+
 absl::optional<demi_qresult_t> QTokenTable::Take(demi_qtoken_t qt) {
-  auto it = entries_.find(qt);
-  if (it == entries_.end() || !it->second.done) return absl::nullopt;
-  demi_qresult_t result = it->second.result;
-  entries_.erase(it);
+  Entry* entry = Lookup(qt);
+  if (entry == nullptr || entry->state != Entry::kDone) return absl::nullopt;
+  demi_qresult_t result = entry->result;
+  Forget(qt, *entry);
   // Tokens taken by demi_wait stay in done_order_; keep it proportional.
   if (!done_order_.empty() && done_order_.front() == qt) {
     done_order_.pop_front();
-  } else if (done_order_.size() > 2 * entries_.size() + 1024) {
+  } else if (done_order_.size() > 2 * live_ + 1024) {
     std::deque<demi_qtoken_t> live;
     for (demi_qtoken_t t : done_order_) {
       if (IsDone(t)) live.push_back(t);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/optional.h"
@@ -21,8 +22,8 @@ class QTokenTable {
   demi_qtoken_t Add(int qd, demi_opcode_t opcode);
 
   // Whether `qt` names an operation whose result has not been taken.
-  bool Contains(demi_qtoken_t qt) const { return entries_.contains(qt); }
-  bool IsDone(demi_qtoken_t qt) const;
+  bool Contains(demi_qtoken_t qt) { return Lookup(qt) != nullptr; }
+  bool IsDone(demi_qtoken_t qt);
 
   // Completes the pending operation `qt` with `result` (whose opcode, qd and
   // token fields are filled in here). Does nothing if `qt` is not pending.
@@ -31,23 +32,34 @@ class QTokenTable {
   void Fail(demi_qtoken_t qt, int err);
 
   // Forgets `qt` (an operation that never started).
-  void Erase(demi_qtoken_t qt) { entries_.erase(qt); }
+  void Erase(demi_qtoken_t qt);
 
   // If `qt` is done, removes it and returns its result.
   absl::optional<demi_qresult_t> Take(demi_qtoken_t qt);
   // Removes and returns the earliest completed result not yet taken.
   absl::optional<demi_qresult_t> TakeNextDone();
 
-  size_t size() const { return entries_.size(); }
+  size_t size() const { return live_; }
 
  private:
   struct Entry {
-    bool done = false;
+    enum State : uint8_t { kGone, kPending, kDone } state = kGone;
     demi_qresult_t result = {};
   };
+  // Recent tokens live in a ring indexed by token number: no hashing on
+  // the hot path. A token still there when kRingSize newer ones exist
+  // (a long wait, or a result nobody takes) moves to old_.
+  static constexpr uint64_t kRingSize = 1024;
 
-  uint64_t next_ = 1;
-  absl::flat_hash_map<demi_qtoken_t, Entry> entries_;
+  Entry* Lookup(demi_qtoken_t qt);
+  Entry& Slot(demi_qtoken_t qt) { return ring_[qt % kRingSize]; }
+  void Forget(demi_qtoken_t qt, Entry& entry);
+
+  uint64_t next_ = 1;  // The next token.
+  uint64_t base_ = 1;  // The oldest token the ring may hold.
+  size_t live_ = 0;
+  std::vector<Entry> ring_ = std::vector<Entry>(kRingSize);
+  absl::flat_hash_map<demi_qtoken_t, Entry> old_;
   // Completion order, for TakeNextDone; may hold tokens already taken.
   std::deque<demi_qtoken_t> done_order_;
 };

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -79,6 +80,49 @@ TEST(QTokenTableTest, ManyTakenTokensDoNotAccumulate) {
   }
   EXPECT_EQ(table.size(), 0u);
   EXPECT_FALSE(table.TakeNextDone().has_value());
+}
+
+// A token that stays pending while many newer ones come and go (a long
+// demi_accept, say), and one whose result nobody takes for a long time.
+TEST(QTokenTableTest, OldTokensOutliveManyNewerOnes) {
+  QTokenTable table;
+  demi_qtoken_t waiting = table.Add(3, DEMI_OPC_ACCEPT);
+  demi_qtoken_t untaken = table.Add(4, DEMI_OPC_PUSH);
+  table.Fail(untaken, EIO);
+  std::vector<demi_qtoken_t> seen;
+  for (int i = 0; i < 5000; ++i) {
+    demi_qtoken_t qt = table.Add(1, DEMI_OPC_POP);
+    seen.push_back(qt);
+    table.Fail(qt, EIO);
+    ASSERT_TRUE(table.Take(qt).has_value());
+  }
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_TRUE(table.Contains(waiting));
+  EXPECT_FALSE(table.IsDone(waiting));
+  for (demi_qtoken_t qt : seen) ASSERT_FALSE(table.Contains(qt));
+  table.Fail(waiting, ECONNRESET);
+  absl::optional<demi_qresult_t> result = table.Take(waiting);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->qr_qd, 3);
+  EXPECT_EQ(result->qr_ret, ECONNRESET);
+  EXPECT_EQ(table.TakeNextDone()->qr_qt, untaken);
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_FALSE(table.Contains(waiting));
+}
+
+// Erase forgets a token that never started, in the ring or out of it.
+TEST(QTokenTableTest, EraseForgets) {
+  QTokenTable table;
+  demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);
+  table.Erase(qt);
+  EXPECT_FALSE(table.Contains(qt));
+  EXPECT_EQ(table.size(), 0u);
+  demi_qtoken_t old = table.Add(1, DEMI_OPC_PUSH);
+  for (int i = 0; i < 2000; ++i) table.Erase(table.Add(1, DEMI_OPC_POP));
+  EXPECT_TRUE(table.Contains(old));
+  table.Erase(old);
+  EXPECT_FALSE(table.Contains(old));
+  EXPECT_EQ(table.size(), 0u);
 }
 
 }  // namespace

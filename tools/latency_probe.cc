@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -24,6 +23,7 @@
 #include "tools/cdf_plot.h"
 #include "tools/demi_tool.h"
 #include "tools/latency_stats.h"
+#include "tools/message_server.h"
 
 ABSL_FLAG(bool, server, false, "run the echo server");
 ABSL_FLAG(std::string, client, "", "run the client against this server");
@@ -61,55 +61,19 @@ absl::Status RunServer() {
   DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
   std::fprintf(stderr, "latency_probe: echo server on %s\n",
                AddrString(addr).c_str());
-  demi_qtoken_t qt = 0;
-  if (int err = demi_accept(&qt, listener); err != 0) {
-    return Fail(err, "demi_accept");
-  }
-  absl::flat_hash_set<int> open;
-  int ended = 0;
-  int exit_after = absl::GetFlag(FLAGS_exit_after);
-  auto end = [&](int qd) {
-    if (open.erase(qd) == 0) return;
-    demi_close(qd);
-    ++ended;
-  };
-  while (exit_after == 0 || ended < exit_after) {
-    demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Seconds(1)));
-    if (!got) continue;
-    switch (qr.qr_opcode) {
-      case DEMI_OPC_ACCEPT: {
-        int qd = qr.qr_value.ares.qd;
-        open.insert(qd);
-        if (int err = demi_pop(&qt, qd); err != 0) end(qd);
-        if (int err = demi_accept(&qt, listener); err != 0) {
-          return Fail(err, "demi_accept");
-        }
-        break;
-      }
-      case DEMI_OPC_POP: {
-        demi_sgarray_t sga = qr.qr_value.sga;
-        if (SgaLength(sga) == 0) {  // EOF: the client is done.
-          end(qr.qr_qd);
-          break;
-        }
-        // Pop the next message before this one's echo completes.
-        int err = demi_push(&qt, qr.qr_qd, &sga);
-        demi_sgafree(&sga);
-        if (err == 0) err = demi_pop(&qt, qr.qr_qd);
-        if (err != 0) end(qr.qr_qd);
-        break;
-      }
-      case DEMI_OPC_FAILED:
-        if (qr.qr_qd == listener) return Fail(qr.qr_ret, "accept");
-        end(qr.qr_qd);
-        break;
-      default:
-        break;
-    }
-  }
+  ServeOptions options;
+  options.exit_after = absl::GetFlag(FLAGS_exit_after);
+  absl::Status status = ServeMessages(
+      listener, options,
+      [](int qd, demi_sgarray_t& sga) {
+        demi_qtoken_t qt = 0;
+        int err = demi_push(&qt, qd, &sga);
+        demi_sgafree(&sga);  // The echo keeps what it needs.
+        return err == 0;
+      },
+      [](int, int) {});
   demi_close(listener);
-  return absl::OkStatus();
+  return status;
 }
 
 struct ClientConn {
@@ -253,21 +217,8 @@ int main(int argc, char** argv) {
       "  latency_probe --server [--bind ADDR] [--port P]\n"
       "  latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]");
   absl::ParseCommandLine(argc, argv);
-  bool server = absl::GetFlag(FLAGS_server);
-  if (server == !absl::GetFlag(FLAGS_client).empty()) {
-    std::fprintf(stderr,
-                 "latency_probe: give exactly one of --server and "
-                 "--client ADDR (--help for more)\n");
-    return 2;
-  }
-  absl::Status status = demi::tools::Init();
-  if (status.ok()) {
-    status = server ? demi::tools::RunServer() : demi::tools::RunClient();
-  }
-  if (!status.ok()) {
-    std::fprintf(stderr, "latency_probe: %s\n",
-                 std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return demi::tools::RunServerOrClient(
+      "latency_probe", absl::GetFlag(FLAGS_server),
+      !absl::GetFlag(FLAGS_client).empty(), demi::tools::RunServer,
+      demi::tools::RunClient);
 }

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -22,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "rdma/status_util.h"
 #include "tools/demi_tool.h"
+#include "tools/message_server.h"
 
 ABSL_FLAG(bool, server, false, "run the receiving server");
 ABSL_FLAG(std::string, client, "", "run the sending client to this server");
@@ -47,72 +47,40 @@ absl::Status Fail(int err, absl::string_view what) {
   return absl::UnknownError(absl::StrCat(what, ": ", std::strerror(err)));
 }
 
-// Pops and drops every message; prints each connection's totals at EOF.
+// Pops and drops every message; prints each connection's totals at its end.
 absl::Status RunServer() {
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
                                                     absl::GetFlag(FLAGS_port)));
   DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
   std::fprintf(stderr, "throughput: receiving on %s\n",
                AddrString(addr).c_str());
-  demi_qtoken_t qt = 0;
-  if (int err = demi_accept(&qt, listener); err != 0) {
-    return Fail(err, "demi_accept");
-  }
   struct Totals {
     uint64_t messages = 0;
     uint64_t bytes = 0;
   };
-  absl::flat_hash_map<int, Totals> open;
-  int ended = 0;
-  int exit_after = absl::GetFlag(FLAGS_exit_after);
-  auto end = [&](int qd, const char* why) {
-    auto it = open.find(qd);
-    if (it == open.end()) return;
-    std::fprintf(stderr,
-                 "throughput: qd %d %s after %llu messages, %llu bytes\n", qd,
-                 why, static_cast<unsigned long long>(it->second.messages),
-                 static_cast<unsigned long long>(it->second.bytes));
-    open.erase(it);
-    demi_close(qd);
-    ++ended;
-  };
-  while (exit_after == 0 || ended < exit_after) {
-    demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Seconds(1)));
-    if (!got) continue;
-    switch (qr.qr_opcode) {
-      case DEMI_OPC_ACCEPT: {
-        int qd = qr.qr_value.ares.qd;
-        open[qd] = Totals();
-        if (demi_pop(&qt, qd) != 0) end(qd, "failed");
-        if (int err = demi_accept(&qt, listener); err != 0) {
-          return Fail(err, "demi_accept");
-        }
-        break;
-      }
-      case DEMI_OPC_POP: {
-        size_t bytes = SgaLength(qr.qr_value.sga);
-        if (bytes == 0) {
-          end(qr.qr_qd, "closed");
-          break;
-        }
-        demi_sgafree(&qr.qr_value.sga);
-        Totals& totals = open[qr.qr_qd];
-        ++totals.messages;
-        totals.bytes += bytes;
-        if (demi_pop(&qt, qr.qr_qd) != 0) end(qr.qr_qd, "failed");
-        break;
-      }
-      case DEMI_OPC_FAILED:
-        if (qr.qr_qd == listener) return Fail(qr.qr_ret, "accept");
-        end(qr.qr_qd, std::strerror(qr.qr_ret));
-        break;
-      default:
-        break;
-    }
-  }
+  absl::flat_hash_map<int, Totals> totals;
+  ServeOptions options;
+  options.exit_after = absl::GetFlag(FLAGS_exit_after);
+  absl::Status status = ServeMessages(
+      listener, options,
+      [&](int qd, demi_sgarray_t& sga) {
+        Totals& t = totals[qd];
+        ++t.messages;
+        t.bytes += SgaLength(sga);
+        demi_sgafree(&sga);
+        return true;
+      },
+      [&](int qd, int err) {
+        Totals t = totals[qd];
+        totals.erase(qd);
+        std::fprintf(stderr,
+                     "throughput: qd %d %s after %llu messages, %llu bytes\n",
+                     qd, err == 0 ? "closed" : std::strerror(err),
+                     static_cast<unsigned long long>(t.messages),
+                     static_cast<unsigned long long>(t.bytes));
+      });
   demi_close(listener);
-  return absl::OkStatus();
+  return status;
 }
 
 struct Result {
@@ -239,21 +207,8 @@ int main(int argc, char** argv) {
       "  throughput --server [--bind ADDR] [--port P]\n"
       "  throughput --client ADDR [--size 64,1M] [--window W]");
   absl::ParseCommandLine(argc, argv);
-  bool server = absl::GetFlag(FLAGS_server);
-  if (server == !absl::GetFlag(FLAGS_client).empty()) {
-    std::fprintf(stderr,
-                 "throughput: give exactly one of --server and --client ADDR "
-                 "(--help for more)\n");
-    return 2;
-  }
-  absl::Status status = demi::tools::Init();
-  if (status.ok()) {
-    status = server ? demi::tools::RunServer() : demi::tools::RunClient();
-  }
-  if (!status.ok()) {
-    std::fprintf(stderr, "throughput: %s\n",
-                 std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return demi::tools::RunServerOrClient(
+      "throughput", absl::GetFlag(FLAGS_server),
+      !absl::GetFlag(FLAGS_client).empty(), demi::tools::RunServer,
+      demi::tools::RunClient);
 }

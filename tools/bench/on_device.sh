@@ -23,7 +23,8 @@ perftest() {
   $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" > /dev/null 2>&1 &
   local server=$!
   sleep 1
-  $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$addr" \
+  # A client that came too early (rejected) tries again.
+  retry 10 $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$addr" \
     > "$out/$tool-$size.log" 2>&1
   wait "$server"
   awk -v s="$size" '$1 == s && NF >= 5' "$out/$tool-$size.log" | tail -1
@@ -34,7 +35,7 @@ rstream_run() {
   $limit rstream -b "$addr" -p 7471 "$@" > /dev/null 2>&1 &
   local server=$!
   sleep 1
-  $limit rstream -s "$addr" -p 7471 "$@" > "$out/rstream.log" 2>&1
+  retry 10 $limit rstream -s "$addr" -p 7471 "$@" > "$out/rstream.log" 2>&1
   wait "$server"
   awk '$1 == "custom"' "$out/rstream.log" | tail -1
 }

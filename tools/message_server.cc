@@ -1,0 +1,66 @@
+#include "tools/message_server.h"
+
+#include <cerrno>
+
+#include "absl/container/flat_hash_set.h"
+#include "rdma/status_util.h"
+#include "tools/demi_tool.h"
+
+namespace demi::tools {
+
+absl::Status ServeMessages(
+    int listener, const ServeOptions& options,
+    absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
+    absl::FunctionRef<void(int qd, int err)> on_end) {
+  demi_qtoken_t qt = 0;
+  if (int err = demi_accept(&qt, listener); err != 0) {
+    return rdma::ErrnoError(err, "demi_accept");
+  }
+  absl::flat_hash_set<int> open;
+  int ended = 0;
+  auto end = [&](int qd, int err) {
+    if (open.erase(qd) == 0) return;
+    on_end(qd, err);
+    demi_close(qd);
+    ++ended;
+  };
+  auto pop = [&](int qd) {
+    if (int err = demi_pop(&qt, qd); err != 0) end(qd, err);
+  };
+  while ((options.exit_after == 0 || ended < options.exit_after) &&
+         (options.stop == nullptr || !*options.stop)) {
+    demi_qresult_t qr;
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Milliseconds(200)));
+    if (!got) continue;
+    switch (qr.qr_opcode) {
+      case DEMI_OPC_ACCEPT:
+        open.insert(qr.qr_value.ares.qd);
+        pop(qr.qr_value.ares.qd);
+        if (int err = demi_accept(&qt, listener); err != 0) {
+          return rdma::ErrnoError(err, "demi_accept");
+        }
+        break;
+      case DEMI_OPC_POP:
+        if (SgaLength(qr.qr_value.sga) == 0) {  // EOF: the client is done.
+          end(qr.qr_qd, 0);
+        } else if (!on_message(qr.qr_qd, qr.qr_value.sga)) {
+          end(qr.qr_qd, EPROTO);
+        } else {
+          pop(qr.qr_qd);
+        }
+        break;
+      case DEMI_OPC_FAILED:
+        if (qr.qr_qd == listener) {
+          return rdma::ErrnoError(static_cast<int>(qr.qr_ret), "accept");
+        }
+        // A client went away, perhaps mid-request: only its queue ends.
+        end(qr.qr_qd, static_cast<int>(qr.qr_ret));
+        break;
+      default:
+        break;  // A reply went out.
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace demi::tools
