@@ -5,6 +5,7 @@ set -euo pipefail
 kv_server=$(readlink -f "$1") kv_loadgen=$(readlink -f "$2")
 probe=$(readlink -f "$3") tput=$(readlink -f "$4")
 addr=$DEMI_TEST_ADDR
+source "$(dirname "${BASH_SOURCE[0]}")/bench/common.sh"  # wait_listen
 
 echo "== the RDMA device"
 ibv_devinfo | grep -E "hca_id|transport|state|active_mtu|link_layer"
@@ -13,6 +14,7 @@ echo
 echo "== key-value server (examples/kv) and its load generator:"
 echo "   8 clients, 1,000 keys, 64 B values, 90% GET, 5 s"
 "$kv_server" --bind "$addr" --port 7000 & server=$!
+wait_listen 7000
 "$kv_loadgen" --server "$addr" --port 7000 --connections 8 --keys 1000 \
   --value_size 64 --get_ratio 0.9 --seconds 5
 echo "   ... and 1 MiB values, 2 clients, 50% GET"
@@ -24,6 +26,7 @@ wait "$server"
 echo
 echo "== latency probe: 64 B, 4 KiB and 64 KiB"
 "$probe" --server --bind "$addr" --port 7001 --exit_after 1 2> /dev/null &
+wait_listen 7001
 "$probe" --client "$addr" --port 7001 --size 64,4K,64K --iters 5000 \
   --warmup 500 --plot "$DEMI_OUT_DIR/latency_cdf.png"
 wait
@@ -31,5 +34,6 @@ wait
 echo
 echo "== throughput: one connection, 32 pushes in flight"
 "$tput" --server --bind "$addr" --port 7002 --exit_after 1 2> /dev/null &
+wait_listen 7002
 "$tput" --client "$addr" --port 7002 --size 64,4K,64K,1M --seconds 1
 wait

@@ -26,3 +26,17 @@ retry() {
   done
   return 1
 }
+
+# wait_listen PORT: waits (up to 30 s) until an rdma_cm listener on this
+# host has PORT: a client that comes too early is rejected, and some
+# servers (perftest) then never accept another.
+wait_listen() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    rdma resource show cm_id 2> /dev/null | grep "state LISTEN" |
+      grep -q "src-addr [^ ]*:$1 " && return 0
+    sleep 0.1
+  done
+  echo "no rdma_cm listener on port $1" >&2
+  return 1
+}

@@ -13,7 +13,7 @@ addr=$DEMI_TEST_ADDR out=$DEMI_OUT_DIR dev=$(bench_device)
 : > "$out/results.txt"
 limit="timeout 300"
 record env.kernel "$(uname -r)"
-record env.device "$dev($(cat /sys/class/infiniband/$dev/node_type 2> /dev/null | tr -d ' '))"
+record env.device "$dev"
 record env.cpus "$(nproc)"
 
 # perftest TOOL SIZE ITERS: server and client of a perftest tool; prints
@@ -22,9 +22,8 @@ perftest() {
   local tool=$1 size=$2 iters=$3
   $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" > /dev/null 2>&1 &
   local server=$!
-  sleep 1
-  # A client that came too early (rejected) tries again.
-  retry 10 $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$addr" \
+  wait_listen 18515
+  retry 3 $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$addr" \
     > "$out/$tool-$size.log" 2>&1
   wait "$server"
   awk -v s="$size" '$1 == s && NF >= 5' "$out/$tool-$size.log" | tail -1
@@ -34,8 +33,8 @@ perftest() {
 rstream_run() {
   $limit rstream -b "$addr" -p 7471 "$@" > /dev/null 2>&1 &
   local server=$!
-  sleep 1
-  retry 10 $limit rstream -s "$addr" -p 7471 "$@" > "$out/rstream.log" 2>&1
+  wait_listen 7471
+  retry 3 $limit rstream -s "$addr" -p 7471 "$@" > "$out/rstream.log" 2>&1
   wait "$server"
   awk '$1 == "custom"' "$out/rstream.log" | tail -1
 }
@@ -49,7 +48,7 @@ for size in 64 4096; do
 done
 $limit "$probe" --server --bind "$addr" --port 13000 --exit_after 1 \
   2> /dev/null &
-sleep 1
+wait_listen 13000
 json=$($limit "$probe" --client "$addr" --port 13000 --size 64,4K \
   --iters 10000 --warmup 1000 --json --plot "$out/latency_cdf.png")
 wait
@@ -74,7 +73,7 @@ for spec in "ib_send_bw 64 100000" "ib_send_bw 65536 3000" \
 done
 $limit "$tput" --server --bind "$addr" --port 13001 --exit_after 2 \
   2> /dev/null &
-sleep 1
+wait_listen 13001
 small=$($limit "$tput" --client "$addr" --port 13001 --size 64,64K \
   --window 32 --seconds 3 --json)
 large=$($limit "$tput" --client "$addr" --port 13001 --size 1M,8M \
@@ -102,7 +101,7 @@ done
 echo "== key-value server: 4 clients, 1,000 keys, 64 B values, 90% GET"
 $limit "$kv_server" --bind "$addr" --port 13002 2> /dev/null &
 server=$!
-sleep 1
+wait_listen 13002
 json=$($limit "$kv_loadgen" --server "$addr" --port 13002 --connections 4 \
   --keys 1000 --value_size 64 --get_ratio 0.9 --seconds 5 --json)
 kill "$server"

@@ -17,10 +17,17 @@ mbps() {
   awk -v r="$1" -v s="$2" 'BEGIN {
     if (r == "") print ""; else printf "%.1f", r * s / 1e6 }'
 }
+# label BYTES: 64 B, 4 KiB, 1 MiB.
+label() {
+  if (($1 >= 1048576)); then echo "$(($1 / 1048576)) MiB"
+  elif (($1 >= 1024)); then echo "$(($1 / 1024)) KiB"
+  else echo "$1 B"; fi
+}
+two() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.2f", v }'; }
 # row WHAT PEER_NAME PEER OURS TARGET
 row() {
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "${3:-n/a}" \
-    "${4:-n/a}" "$(ratio "$4" "$3")" "$5"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$(two "$3")" \
+    "$(two "$4")" "$(ratio "$4" "$3")" "$5"
 }
 
 cat <<HEAD
@@ -32,7 +39,8 @@ Benchmarks, not tests: nothing here is asserted anywhere.
 
 ## Environment
 
-- Device: $(value env.device) ($(value env.cpus) CPUs), kernel $(value env.kernel).
+- Device: $(value env.device), $(value env.cpus) CPUs, kernel
+  $(value env.kernel).
   Without an RDMA device on the machine, this is soft-RoCE (rxe) in the
   project's QEMU VM under software emulation (TCG), client and server as
   two processes in one VM boot, rxe looping packets back on a dummy netdev.
@@ -63,7 +71,7 @@ row "4 KiB latency p99" "ib_send_lat 99%" "$(value ib_send_lat.4096.p99)" \
 row "64 B message rate" "ib_send_bw" "$(value ib_send_bw.64.msg_per_s)" \
   "$(value throughput.64.msg_per_s)" ">= 1.00"
 for size in 65536 1048576; do
-  row "$((size / 1024)) KiB bandwidth" "ib_send_bw" \
+  row "$(label $size) bandwidth" "ib_send_bw" \
     "$(mbps "$(value ib_send_bw.$size.msg_per_s)" $size)" \
     "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ""
 done
@@ -71,17 +79,17 @@ for tool in ib_write_bw ib_read_bw; do
   for size in 1048576 8388608; do
     target=""
     [ "$tool.$size" = ib_write_bw.1048576 ] && target=">= 0.95"
-    row "$((size / 1048576)) MiB bandwidth" "$tool" \
+    row "$(label $size) bandwidth" "$tool" \
       "$(mbps "$(value $tool.$size.msg_per_s)" $size)" \
       "$(mbps "$(value throughput.$size.msg_per_s)" $size)" "$target"
   done
 done
 for size in 64 4096; do
-  row "$size B latency, mean" "rstream" "$(value rstream.$size.lat_us)" \
+  row "$(label $size) latency, mean" "rstream" "$(value rstream.$size.lat_us)" \
     "$(value probe.$size.mean)" "<= 0.70"
 done
 for size in 65536 1048576 8388608; do
-  row "$((size / 1024)) KiB bandwidth" "rstream" \
+  row "$(label $size) bandwidth" "rstream" \
     "$(awk -v g="$(value rstream.$size.gbps)" 'BEGIN { if (g != "") printf "%.1f", g * 125 }')" \
     "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ">= 2.00"
 done
@@ -97,8 +105,8 @@ cat <<KV
 ## Key-value server (examples/kv)
 
 4 clients (one request in flight each), 1,000 keys, 64 B values, 90% GET,
-5 s, every GET's value checked: **$(value kv.ops_per_s) operations/s**,
-request round trip p50 $(value kv.p50_us) us, p99 $(value kv.p99_us) us.
+5 s, every GET's value checked: **$(two "$(value kv.ops_per_s)") operations/s**,
+request round trip p50 $(two "$(value kv.p50_us)") us, p99 $(two "$(value kv.p99_us)") us.
 
 ## Latency distribution
 
