@@ -50,10 +50,6 @@ namespace {
 
 absl::Duration Timeout() { return absl::Seconds(absl::GetFlag(FLAGS_timeout)); }
 
-absl::Status Fail(int err, absl::string_view what) {
-  return absl::UnknownError(absl::StrCat(what, ": ", std::strerror(err)));
-}
-
 // Echoes every message back on its connection until the client closes it.
 absl::Status RunServer() {
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
@@ -88,9 +84,10 @@ absl::Status StartRound(ClientConn& c) {
   demi_qtoken_t qt = 0;
   c.sent_at = NowMicros();
   if (int err = demi_push(&qt, c.qd, &c.message); err != 0) {
-    return Fail(err, "demi_push");
+    return rdma::ErrnoError(err, "demi_push");
   }
-  if (int err = demi_pop(&qt, c.qd); err != 0) return Fail(err, "demi_pop");
+  if (int err = demi_pop(&qt, c.qd); err != 0)
+    return rdma::ErrnoError(err, "demi_pop");
   return absl::OkStatus();
 }
 
@@ -127,7 +124,8 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
                        absl::GetFlag(FLAGS_timeout), " s"));
     }
     if (qr.qr_opcode == DEMI_OPC_FAILED) {
-      return Fail(qr.qr_ret, "connection to the server");
+      return rdma::ErrnoError(static_cast<int>(qr.qr_ret),
+                              "connection to the server");
     }
     if (qr.qr_opcode != DEMI_OPC_POP) continue;  // A push completed.
     double now = NowMicros();

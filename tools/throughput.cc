@@ -43,10 +43,6 @@ namespace {
 
 absl::Duration Timeout() { return absl::Seconds(absl::GetFlag(FLAGS_timeout)); }
 
-absl::Status Fail(int err, absl::string_view what) {
-  return absl::UnknownError(absl::StrCat(what, ": ", std::strerror(err)));
-}
-
 // Pops and drops every message; prints each connection's totals at its end.
 absl::Status RunServer() {
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
@@ -106,7 +102,7 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
   auto push = [&](size_t i) -> absl::Status {
     demi_qtoken_t qt = 0;
     if (int err = demi_push(&qt, qds[i], &messages[i]); err != 0) {
-      return Fail(err, "demi_push");
+      return rdma::ErrnoError(err, "demi_push");
     }
     return absl::OkStatus();
   };
@@ -130,7 +126,8 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
           "no push completed within ", absl::GetFlag(FLAGS_timeout), " s"));
     }
     if (qr.qr_opcode == DEMI_OPC_FAILED) {
-      return Fail(qr.qr_ret, "connection to the server");
+      return rdma::ErrnoError(static_cast<int>(qr.qr_ret),
+                              "connection to the server");
     }
     if (qr.qr_opcode != DEMI_OPC_PUSH) continue;
     --in_flight;
