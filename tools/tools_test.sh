@@ -1,0 +1,69 @@
+#!/bin/bash
+# Usage: tools_test.sh LATENCY_PROBE THROUGHPUT
+# The probe and the throughput tool end to end on an RDMA device: on one
+# host, server and client side by side; on two hosts (DEMI_TEST_HOSTS=2),
+# host 0 serves. Checks the table, the JSON and the PNG, and the errors.
+set -euo pipefail
+probe=$(readlink -f "$1") tput=$(readlink -f "$2")
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/bench/common.sh"
+server=${DEMI_TEST_SERVER_ADDR:?run through testing/run_on_rdma.sh}
+hosts=${DEMI_TEST_HOSTS:-1} host=${DEMI_TEST_HOST:-0}
+out=$(mktemp -d)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# One host runs two probe clients (table; JSON and plot); two hosts one.
+probe_clients=$((hosts == 1 ? 2 : 1))
+if [ "$host" = 0 ]; then
+  "$probe" --server --bind "$server" --port 14000 \
+    --exit_after "$probe_clients" &
+  probe_server=$!
+  "$tput" --server --bind "$server" --port 14001 --exit_after 1 &
+  tput_server=$!
+  wait_listen 14000
+  wait_listen 14001
+fi
+if [ "$hosts" = 2 ] && [ "$host" = 0 ]; then
+  wait "$probe_server" "$tput_server"
+  exit
+fi
+retry_client() { retry 30 "$@"; }
+
+# Table, then JSON with a plot, over two connections.
+retry_client "$probe" --client "$server" --port 14000 --size 64,4K \
+  --iters 200 --warmup 20 > "$out/table.txt"
+cat "$out/table.txt"
+grep -q "one-way latency" "$out/table.txt" || fail "no header"
+for size in 64 4096; do
+  grep -qE "^$size +200 " "$out/table.txt" || fail "no $size B row"
+done
+if [ "$hosts" = 1 ]; then
+  "$probe" --client "$server" --port 14000 --size 1K --iters 100 \
+    --warmup 10 --connections 2 --json --plot "$out/cdf.png" > "$out/p.json"
+  cat "$out/p.json"
+  grep -q '"connections":2' "$out/p.json" || fail "JSON"
+  grep -q '{"bytes":1024,"count":100,' "$out/p.json" || fail "JSON counts"
+  [ "$(head -c 4 "$out/cdf.png" | tail -c 3)" = PNG ] || fail "no PNG"
+fi
+
+# Refused: nothing listens on that port. A bad address: a usage error.
+set +e
+msg=$("$probe" --client "$server" --port 14999 --timeout 20 2>&1)
+rc=$?
+set -e
+echo "$msg"
+[ "$rc" = 1 ] && grep -q "Connection refused" <<< "$msg" || fail "refused"
+set +e
+"$probe" --client not-an-address > /dev/null 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "bad address gave $rc"
+
+retry_client "$tput" --client "$server" --port 14001 --size 64,1M \
+  --seconds 0.5 --window 8 --json > "$out/t.json"
+cat "$out/t.json"
+for size in 64 1048576; do
+  grep -qE "\{\"bytes\":$size,\"messages\":[1-9]" "$out/t.json" ||
+    fail "no $size B messages"
+done
+[ "$hosts" = 2 ] || wait "$probe_server" "$tput_server"
+echo PASS
