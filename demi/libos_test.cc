@@ -17,6 +17,7 @@
 namespace {
 
 using demi::testing::AddrOrDie;
+using demi::testing::ClosePair;
 using demi::testing::DemiPair;
 using demi::testing::MakePair;
 using demi::testing::NextPort;
@@ -255,9 +256,7 @@ TEST(PushPopTest, BadArgumentsGetTheDocumentedErrno) {
   EXPECT_EQ(demi_pushto(&qt, 12345678, &sga, Sa(addr), sizeof(addr)), EBADF);
   EXPECT_EQ(demi_pushto(&qt, pair.client, &sga, Sa(addr), 3), EINVAL);
   EXPECT_EQ(demi_close(fresh), 0);
-  EXPECT_EQ(demi_close(pair.client), 0);
-  EXPECT_EQ(demi_close(pair.server), 0);
-  EXPECT_EQ(demi_close(pair.listener), 0);
+  ClosePair(pair);
 }
 
 TEST(SgaTest, AllocAndFreeFollowTheContract) {
@@ -371,9 +370,7 @@ TEST(WaitTest, TimeoutsAreHonouredAndTokensConsumedOnce) {
   EXPECT_EQ(demi_wait(&qr, pop_qt, &zero), EINVAL);  // Consumed.
   EXPECT_EQ(WaitOrFail(push_qt).qr_opcode, DEMI_OPC_PUSH);
   EXPECT_EQ(demi_wait(&qr, push_qt, &zero), EINVAL);
-  EXPECT_EQ(demi_close(pair.client), 0);
-  EXPECT_EQ(demi_close(pair.server), 0);
-  EXPECT_EQ(demi_close(pair.listener), 0);
+  ClosePair(pair);
 }
 
 TEST(WaitTest, WaitAnyOverAThousandOutstandingTokens) {
@@ -405,9 +402,7 @@ TEST(WaitTest, WaitAnyOverAThousandOutstandingTokens) {
   for (demi_qtoken_t qt : pushes) {
     EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   }
-  EXPECT_EQ(demi_close(pair.client), 0);
-  EXPECT_EQ(demi_close(pair.server), 0);
-  EXPECT_EQ(demi_close(pair.listener), 0);
+  ClosePair(pair);
 }
 
 TEST(WaitTest, WaitAnyReportsTheIndexOfTheCompletedToken) {
@@ -479,9 +474,7 @@ TEST(WaitTest, WaitNextNReturnsCompletionsWithoutTokens) {
   int n = -1;
   EXPECT_EQ(demi_wait_next_n(&qr, 1, &n, &zero), ETIMEDOUT);
   EXPECT_EQ(n, 0);
-  EXPECT_EQ(demi_close(pair.client), 0);
-  EXPECT_EQ(demi_close(pair.server), 0);
-  EXPECT_EQ(demi_close(pair.listener), 0);
+  ClosePair(pair);
 }
 
 TEST(SockOptTest, LingerRoundTripsAndBadArgumentsFail) {
@@ -657,9 +650,7 @@ TEST(StreamTest, MessagesKeepTheirBoundariesAndOrder) {
     EXPECT_TRUE(SameBytes(PopString(pair.server), bytes));
   }
   for (demi_qtoken_t qt : pushes) WaitOrFail(qt);
-  EXPECT_EQ(demi_close(pair.client), 0);
-  EXPECT_EQ(demi_close(pair.server), 0);
-  EXPECT_EQ(demi_close(pair.listener), 0);
+  ClosePair(pair);
 }
 
 TEST(StreamTest, ManyMorePushesThanCreditsWaitInTheLibrary) {
@@ -676,9 +667,7 @@ TEST(StreamTest, ManyMorePushesThanCreditsWaitInTheLibrary) {
   for (demi_qtoken_t qt : pushes) {
     ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   }
-  EXPECT_EQ(demi_close(pair.client), 0);
-  EXPECT_EQ(demi_close(pair.server), 0);
-  EXPECT_EQ(demi_close(pair.listener), 0);
+  ClosePair(pair);
 }
 
 TEST(CloseTest, OrderlyCloseDeliversEverythingThenEof) {

@@ -56,6 +56,12 @@ bool MakePair(DemiPair* pair) {
          accepted.qr_opcode == DEMI_OPC_ACCEPT;
 }
 
+void ClosePair(const DemiPair& pair) {
+  EXPECT_EQ(demi_close(pair.client), 0);
+  EXPECT_EQ(demi_close(pair.server), 0);
+  EXPECT_EQ(demi_close(pair.listener), 0);
+}
+
 demi_qtoken_t PushString(int qd, const std::string& bytes) {
   demi_sgarray_t sga = demi_sgaalloc(bytes.size());
   EXPECT_EQ(sga.sga_numsegs, 1u);

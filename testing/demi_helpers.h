@@ -33,6 +33,8 @@ struct DemiPair {
 // Listens on a fresh port of the test address and connects to it. Returns
 // false (with a gtest failure) if any step fails.
 bool MakePair(DemiPair* pair);
+// Closes all three queues of `pair`, expecting each close to succeed.
+void ClosePair(const DemiPair& pair);
 
 // Waits for `qt` with a deadline that only guards against hangs; a gtest
 // failure and a zeroed result if it expires.
