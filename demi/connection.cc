@@ -98,14 +98,11 @@ absl::Status Connection::PostRecv(Buffer* buffer) {
   return absl::OkStatus();
 }
 
-absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga) {
+absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                              uint32_t length) {
   if (state_ == State::kDead) {
     env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
     return absl::OkStatus();
-  }
-  uint32_t length = 0;
-  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    length += sga.sga_segs[i].sgaseg_len;
   }
   if (TryPushInline(qt, sga, length)) return absl::OkStatus();
   auto op = std::make_unique<PushOp>();

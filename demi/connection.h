@@ -87,7 +87,9 @@ class Connection {
   void Open(const ConnectData& peer);
 
   // Starts pushing `sga` for token `qt`. EINVAL/EAGAIN: nothing started.
-  absl::Status Push(demi_qtoken_t qt, const demi_sgarray_t& sga);
+  // `length` is the sum of the segments' lengths (checked by the caller).
+  absl::Status Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                    uint32_t length);
   // Starts popping for token `qt`.
   void Pop(demi_qtoken_t qt);
 

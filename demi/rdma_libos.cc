@@ -238,7 +238,8 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Push(int qd,
     return ErrnoError(ENOTCONN, "not connected");
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
-  absl::Status status = queue->conn->Push(qt, sga);
+  absl::Status status =
+      queue->conn->Push(qt, sga, static_cast<uint32_t>(total));
   if (!status.ok()) {
     tokens_.Erase(qt);
     int err = rdma::ErrnoOf(status);
