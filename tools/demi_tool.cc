@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -173,26 +172,6 @@ double NowMicros() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-int RunServerOrClient(const char* name, bool server, bool client,
-                      absl::FunctionRef<absl::Status()> run_server,
-                      absl::FunctionRef<absl::Status()> run_client) {
-  if (server == client) {
-    std::fprintf(stderr,
-                 "%s: give exactly one of --server and --client ADDR "
-                 "(--help for more)\n",
-                 name);
-    return 2;
-  }
-  absl::Status status = Init();
-  if (status.ok()) status = server ? run_server() : run_client();
-  if (!status.ok()) {
-    std::fprintf(stderr, "%s: %s\n", name,
-                 std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
 }
 
 }  // namespace demi::tools

@@ -8,7 +8,6 @@
 
 #include <string>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -46,13 +45,6 @@ size_t SgaLength(const demi_sgarray_t& sga);
 
 // Microseconds on the monotonic clock.
 double NowMicros();
-
-// The main() of a tool with a server side and a client side: exactly one
-// of `server` and `client` must be true. Runs demi_init, then that side;
-// prints an error as "name: message". Returns the exit status.
-int RunServerOrClient(const char* name, bool server, bool client,
-                      absl::FunctionRef<absl::Status()> run_server,
-                      absl::FunctionRef<absl::Status()> run_client);
 
 }  // namespace demi::tools
 

@@ -14,8 +14,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,10 +22,8 @@
 #include "tools/demi_tool.h"
 #include "tools/latency_stats.h"
 #include "tools/message_server.h"
+#include "tools/tool_flags.h"
 
-ABSL_FLAG(bool, server, false, "run the echo server");
-ABSL_FLAG(std::string, client, "", "run the client against this server");
-ABSL_FLAG(std::string, bind, "0.0.0.0", "server: address to listen on");
 ABSL_FLAG(int, port, 12345, "server port");
 ABSL_FLAG(std::vector<std::string>, size, {"64"},
           "client: message sizes, e.g. 64,4K,1M");
@@ -35,32 +31,19 @@ ABSL_FLAG(int, iters, 10000, "client: measured round trips per size");
 ABSL_FLAG(int, warmup, 1000,
           "client: unmeasured round trips per size "
           "and connection first");
-ABSL_FLAG(int, connections, 1,
-          "client: connections, each with one "
-          "message in flight");
-ABSL_FLAG(bool, json, false, "client: print JSON instead of the table");
 ABSL_FLAG(bool, rtt, false, "client: report round trips, not one-way");
 ABSL_FLAG(std::string, plot, "", "client: write a latency CDF PNG here");
-ABSL_FLAG(double, timeout, 10, "seconds to wait for any answer");
-ABSL_FLAG(int, exit_after, 0,
-          "server: exit after this many connections ended (0: never)");
 
 namespace demi::tools {
 namespace {
 
-absl::Duration Timeout() { return absl::Seconds(absl::GetFlag(FLAGS_timeout)); }
-
 // Echoes every message back on its connection until the client closes it.
 absl::Status RunServer() {
-  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
-                                                    absl::GetFlag(FLAGS_port)));
-  DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
-  std::fprintf(stderr, "latency_probe: echo server on %s\n",
-               AddrString(addr).c_str());
-  ServeOptions options;
-  options.exit_after = absl::GetFlag(FLAGS_exit_after);
+  DEMI_ASSIGN_OR_RETURN(
+      int listener, ListenFromFlags(absl::GetFlag(FLAGS_port), "latency_probe",
+                                    "echo server"));
   absl::Status status = ServeMessages(
-      listener, options,
+      listener, ServeOptionsFromFlags(),
       [](int qd, demi_sgarray_t& sga) {
         demi_qtoken_t qt = 0;
         int err = demi_push(&qt, qd, &sga);
@@ -117,7 +100,7 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   }
   while (active > 0) {
     demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, Timeout()));
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, FlagTimeout()));
     if (!got) {
       return absl::DeadlineExceededError(
           absl::StrCat("no answer from the server within ",
@@ -159,11 +142,11 @@ absl::Status RunClient() {
     return absl::InvalidArgumentError(
         "--connections and --iters must be at least 1, --warmup at least 0");
   }
-  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_client),
-                                                    absl::GetFlag(FLAGS_port)));
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
+                        ServerFromFlags(absl::GetFlag(FLAGS_port)));
   std::vector<ClientConn> conns(connections);
   for (ClientConn& c : conns) {
-    DEMI_ASSIGN_OR_RETURN(c.qd, Connect(addr, Timeout()));
+    DEMI_ASSIGN_OR_RETURN(c.qd, Connect(addr, FlagTimeout()));
   }
   bool json = absl::GetFlag(FLAGS_json);
   const char* kind = absl::GetFlag(FLAGS_rtt) ? "round-trip" : "one-way";
@@ -210,13 +193,11 @@ absl::Status RunClient() {
 }  // namespace demi::tools
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  demi::tools::ParseToolCommandLine(
+      argc, argv,
       "round-trip latency over the Demikernel API.\n"
       "  latency_probe --server [--bind ADDR] [--port P]\n"
       "  latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]");
-  absl::ParseCommandLine(argc, argv);
-  return demi::tools::RunServerOrClient(
-      "latency_probe", absl::GetFlag(FLAGS_server),
-      !absl::GetFlag(FLAGS_client).empty(), demi::tools::RunServer,
-      demi::tools::RunClient);
+  return demi::tools::RunServerOrClient("latency_probe", demi::tools::RunServer,
+                                        demi::tools::RunClient);
 }

@@ -13,8 +13,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,43 +20,30 @@
 #include "rdma/status_util.h"
 #include "tools/demi_tool.h"
 #include "tools/message_server.h"
+#include "tools/tool_flags.h"
 
-ABSL_FLAG(bool, server, false, "run the receiving server");
-ABSL_FLAG(std::string, client, "", "run the sending client to this server");
-ABSL_FLAG(std::string, bind, "0.0.0.0", "server: address to listen on");
 ABSL_FLAG(int, port, 12346, "server port");
 ABSL_FLAG(std::vector<std::string>, size,
           std::vector<std::string>({"64", "4K", "64K", "1M", "8M"}),
           "client: message sizes, e.g. 64,64K,1M");
 ABSL_FLAG(int, window, 32, "client: pushes outstanding per connection");
-ABSL_FLAG(int, connections, 1, "client: connections");
 ABSL_FLAG(double, seconds, 2, "client: how long to push each size");
-ABSL_FLAG(bool, json, false, "client: print JSON instead of the table");
-ABSL_FLAG(double, timeout, 10, "seconds to wait for any progress");
-ABSL_FLAG(int, exit_after, 0,
-          "server: exit after this many connections ended (0: never)");
 
 namespace demi::tools {
 namespace {
 
-absl::Duration Timeout() { return absl::Seconds(absl::GetFlag(FLAGS_timeout)); }
-
 // Pops and drops every message; prints each connection's totals at its end.
 absl::Status RunServer() {
-  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_bind),
-                                                    absl::GetFlag(FLAGS_port)));
-  DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
-  std::fprintf(stderr, "throughput: receiving on %s\n",
-               AddrString(addr).c_str());
+  DEMI_ASSIGN_OR_RETURN(
+      int listener,
+      ListenFromFlags(absl::GetFlag(FLAGS_port), "throughput", "receiving"));
   struct Totals {
     uint64_t messages = 0;
     uint64_t bytes = 0;
   };
   absl::flat_hash_map<int, Totals> totals;
-  ServeOptions options;
-  options.exit_after = absl::GetFlag(FLAGS_exit_after);
   absl::Status status = ServeMessages(
-      listener, options,
+      listener, ServeOptionsFromFlags(),
       [&](int qd, demi_sgarray_t& sga) {
         Totals& t = totals[qd];
         ++t.messages;
@@ -120,7 +105,7 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
   double last = start;
   while (in_flight > 0) {
     demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, Timeout()));
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, FlagTimeout()));
     if (!got) {
       return absl::DeadlineExceededError(absl::StrCat(
           "no push completed within ", absl::GetFlag(FLAGS_timeout), " s"));
@@ -155,11 +140,11 @@ absl::Status RunClient() {
     return absl::InvalidArgumentError(
         "--connections, --window and --seconds must be positive");
   }
-  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr, ParseAddr(absl::GetFlag(FLAGS_client),
-                                                    absl::GetFlag(FLAGS_port)));
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
+                        ServerFromFlags(absl::GetFlag(FLAGS_port)));
   std::vector<int> qds;
   for (int i = 0; i < connections; ++i) {
-    DEMI_ASSIGN_OR_RETURN(int qd, Connect(addr, Timeout()));
+    DEMI_ASSIGN_OR_RETURN(int qd, Connect(addr, FlagTimeout()));
     qds.push_back(qd);
   }
   bool json = absl::GetFlag(FLAGS_json);
@@ -199,13 +184,11 @@ absl::Status RunClient() {
 }  // namespace demi::tools
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  demi::tools::ParseToolCommandLine(
+      argc, argv,
       "message rate and bandwidth over the Demikernel API.\n"
       "  throughput --server [--bind ADDR] [--port P]\n"
       "  throughput --client ADDR [--size 64,1M] [--window W]");
-  absl::ParseCommandLine(argc, argv);
-  return demi::tools::RunServerOrClient(
-      "throughput", absl::GetFlag(FLAGS_server),
-      !absl::GetFlag(FLAGS_client).empty(), demi::tools::RunServer,
-      demi::tools::RunClient);
+  return demi::tools::RunServerOrClient("throughput", demi::tools::RunServer,
+                                        demi::tools::RunClient);
 }
