@@ -438,11 +438,8 @@ int RdmaLibOs::PollCompletions(Device& device) {
     return 0;
   }
   for (int i = 0; i < n; ++i) {
-    auto qd = qd_by_qpn_.find(wcs[i].qp_num);
-    if (qd == qd_by_qpn_.end()) continue;
-    auto queue = queues_.find(qd->second);
-    if (queue == queues_.end() || queue->second->conn == nullptr) continue;
-    queue->second->conn->OnCompletion(wcs[i]);
+    auto conn = conn_by_qpn_.find(wcs[i].qp_num);
+    if (conn != conn_by_qpn_.end()) conn->second->OnCompletion(wcs[i]);
   }
   return n;
 }
@@ -459,7 +456,7 @@ void RdmaLibOs::Destroy(int qd) {
   if (it == queues_.end()) return;
   Queue& queue = *it->second;
   if (queue.qp != nullptr) {
-    qd_by_qpn_.erase(queue.qp->qp->qp_num);
+    conn_by_qpn_.erase(queue.qp->qp->qp_num);
     if (queue.device != nullptr) --queue.device->connections;
   }
   queues_.erase(it);

@@ -158,7 +158,8 @@ class RdmaLibOs {
   std::unique_ptr<SgaPool> pool_;
   absl::flat_hash_set<Buffer*> app_buffers_;
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
-  absl::flat_hash_map<uint32_t, int> qd_by_qpn_;
+  // Each QP's connection, for completions: one lookup per completion.
+  absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.
   uint32_t poll_passes_ = 0;
   QTokenTable tokens_;

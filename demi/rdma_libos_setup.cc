@@ -88,10 +88,10 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
   queue.qp = std::move(qp).value();
   queue.device = device;
   ++device->connections;
-  qd_by_qpn_[queue.qp->qp->qp_num] = queue.qd;
   queue.conn =
       std::make_unique<Connection>(queue.qd, EnvFor(device), queue.qp->qp,
                                    caps.max_inline_data, caps.max_send_sge);
+  conn_by_qpn_[queue.qp->qp->qp_num] = queue.conn.get();
   return queue.conn->PostInitialReceives();
 }
 
@@ -247,7 +247,7 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
     husk->id->context = ContextOf(husk->qd);
     husk->conn = std::move(queue.conn);
     husk->qp = std::move(queue.qp);
-    qd_by_qpn_[husk->qp->qp->qp_num] = husk->qd;
+    // The connection (and its entry in conn_by_qpn_) moves as it is.
     queue.device = nullptr;
   } else {
     queue.id.reset();
