@@ -150,6 +150,16 @@ absl::StatusOr<size_t> ParseSize(const std::string& text) {
   return value * unit;
 }
 
+absl::StatusOr<std::vector<size_t>> ParseSizes(
+    const std::vector<std::string>& texts) {
+  std::vector<size_t> sizes;
+  for (const std::string& text : texts) {
+    DEMI_ASSIGN_OR_RETURN(size_t size, ParseSize(text));
+    sizes.push_back(size);
+  }
+  return sizes;
+}
+
 absl::StatusOr<demi_sgarray_t> AllocMessage(size_t size) {
   demi_sgarray_t sga = demi_sgaalloc(size);
   if (sga.sga_numsegs == 0) {

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,6 +39,9 @@ absl::StatusOr<bool> WaitNext(demi_qresult_t* result, absl::Duration timeout);
 
 // "64", "4K", "1M" (binary units) -> bytes; INVALID_ARGUMENT otherwise.
 absl::StatusOr<size_t> ParseSize(const std::string& text);
+// Each of a --size list.
+absl::StatusOr<std::vector<size_t>> ParseSizes(
+    const std::vector<std::string>& texts);
 
 // A message of `size` bytes in library memory, filled with a pattern.
 absl::StatusOr<demi_sgarray_t> AllocMessage(size_t size);

@@ -131,11 +131,8 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
 }
 
 absl::Status RunClient() {
-  std::vector<size_t> sizes;
-  for (const std::string& text : absl::GetFlag(FLAGS_size)) {
-    DEMI_ASSIGN_OR_RETURN(size_t size, ParseSize(text));
-    sizes.push_back(size);
-  }
+  DEMI_ASSIGN_OR_RETURN(std::vector<size_t> sizes,
+                        ParseSizes(absl::GetFlag(FLAGS_size)));
   int connections = absl::GetFlag(FLAGS_connections);
   if (connections < 1 || absl::GetFlag(FLAGS_iters) < 1 ||
       absl::GetFlag(FLAGS_warmup) < 0) {

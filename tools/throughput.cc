@@ -129,11 +129,8 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
 }
 
 absl::Status RunClient() {
-  std::vector<size_t> sizes;
-  for (const std::string& text : absl::GetFlag(FLAGS_size)) {
-    DEMI_ASSIGN_OR_RETURN(size_t size, ParseSize(text));
-    sizes.push_back(size);
-  }
+  DEMI_ASSIGN_OR_RETURN(std::vector<size_t> sizes,
+                        ParseSizes(absl::GetFlag(FLAGS_size)));
   int connections = absl::GetFlag(FLAGS_connections);
   int window = absl::GetFlag(FLAGS_window);
   if (connections < 1 || window < 1 || absl::GetFlag(FLAGS_seconds) <= 0) {
