@@ -10,6 +10,7 @@
 #include <demi/wait.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -24,6 +25,12 @@ using demi::rdma::ErrnoOf;
 // One per process (the API is not thread-safe); never destroyed, so that
 // calls made while the process exits stay safe.
 RdmaLibOs* libos = nullptr;
+
+// At a normal exit, connections the application closed still deliver what
+// was pushed before (bounded by their linger time), as a kernel's TCP would.
+void FinishClosesAtExit() {
+  if (libos != nullptr) libos->FinishCloses();
+}
 
 template <typename T>
 int Output(const absl::StatusOr<T>& result, T* out) {
@@ -42,6 +49,7 @@ int demi_init(const struct demi_args* args) {
   absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
   if (!created.ok()) return ErrnoOf(created.status());
   libos = created->release();
+  std::atexit(FinishClosesAtExit);
   return 0;
 }
 

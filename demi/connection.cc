@@ -76,6 +76,8 @@ std::string Connection::LocalConnectData() const {
 
 void Connection::Open(const ConnectData& peer) {
   if (state_ != State::kSetup) return;  // Aborted before it was established.
+  // ParseConnectData bounds both: a peer cannot make us trust more
+  // receive buffers than kMaxPeerRecvDepth.
   peer_eager_size_ = peer.eager_size;
   peer_recv_depth_ = peer.recv_depth;
   send_credits_ = peer.recv_depth;
@@ -96,6 +98,41 @@ absl::Status Connection::PostRecv(Buffer* buffer) {
   ++posted_recvs_;
   recvs_in_flight_.insert(buffer);
   return absl::OkStatus();
+}
+
+bool Connection::RefillReceives() {
+  bool full = true;
+  while (state_ != State::kDead && posted_recvs_ < kRecvDepth) {
+    absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
+    if (!fresh.ok()) {
+      // The progress engine tries again; the credits wait meanwhile, so
+      // the peer never sends into a missing buffer.
+      env_.starved->insert(qd_);
+      full = false;
+      break;
+    }
+    absl::Status status = PostRecv(*fresh);
+    if (!status.ok()) {
+      env_.pool->Unref(*fresh);
+      Abort(rdma::ErrnoOf(status));
+      return true;
+    }
+  }
+  MoveCreditsToReturn();
+  return full;
+}
+
+void Connection::ConsumeCredit() {
+  ++unbacked_returns_;
+  MoveCreditsToReturn();
+}
+
+void Connection::MoveCreditsToReturn() {
+  uint32_t backed =
+      posted_recvs_ - std::min(posted_recvs_, peer_credits_ + credits_owed_);
+  uint32_t n = std::min(backed, unbacked_returns_);
+  unbacked_returns_ -= n;
+  credits_owed_ += n;
 }
 
 absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
@@ -212,21 +249,56 @@ absl::Status Connection::PrepareRndv(PushOp& op, const demi_sgarray_t& sga) {
     std::byte* addr = static_cast<std::byte*>(sga.sga_segs[i].sgaseg_buf);
     uint32_t len = sga.sga_segs[i].sgaseg_len;
     Buffer* owner = env_.pool->Find(addr, len);
-    if (owner != nullptr) {
+    if (owner == nullptr && len <= kMaxForeignCopy) {
+      DEMI_ASSIGN_OR_RETURN(owner, env_.pool->Allocate(len));
+      std::memcpy(owner->data, addr, len);
+      addr = owner->data;
+    } else if (owner != nullptr) {
       env_.pool->Ref(owner);
-      op.holds.push_back(owner);
-    } else if (len <= kMaxForeignCopy) {
-      DEMI_ASSIGN_OR_RETURN(Buffer * copy, env_.pool->Allocate(len));
-      op.holds.push_back(copy);
-      std::memcpy(copy->data, addr, len);
-      addr = copy->data;
     }
-    // The peer may read exactly this range, and only until the push ends.
-    DEMI_ASSIGN_OR_RETURN(rdma::MrPtr mr,
-                          rdma::RegisterMr(env_.pd, absl::MakeSpan(addr, len),
-                                           IBV_ACCESS_REMOTE_READ));
-    op.rndv.segments[i] = {reinterpret_cast<uintptr_t>(addr), mr->rkey, len};
-    op.read_mrs.push_back(std::move(mr));
+    if (owner != nullptr) op.holds.push_back(owner);
+    // The peer may read exactly this range, through this QP only, and only
+    // until the push ends. Pool pieces are registered for binding already;
+    // foreign memory is registered for this push (no remote access of its
+    // own either).
+    ibv_mr* mr =
+        owner != nullptr ? owner->slab->mrs[env_.device].get() : nullptr;
+    if (mr == nullptr) {
+      DEMI_ASSIGN_OR_RETURN(rdma::MrPtr foreign,
+                            rdma::RegisterMr(env_.pd, absl::MakeSpan(addr, len),
+                                             IBV_ACCESS_MW_BIND));
+      mr = foreign.get();
+      op.read_mrs.push_back(std::move(foreign));
+    }
+    DEMI_ASSIGN_OR_RETURN(rdma::MwPtr window,
+                          rdma::AllocMw(env_.pd, IBV_MW_TYPE_2));
+    ibv_mw_bind_info bind = {};
+    bind.mr = mr;
+    bind.addr = reinterpret_cast<uintptr_t>(addr);
+    bind.length = len;
+    bind.mw_access_flags = IBV_ACCESS_REMOTE_READ | IBV_ACCESS_ZERO_BASED;
+    op.binds.push_back(bind);
+    op.windows.push_back(std::move(window));
+    op.rndv.segments[i] = {0, 0, len};
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::BindWindows(PushOp& op) {
+  for (size_t i = 0; i < op.windows.size(); ++i) {
+    ibv_mw* mw = op.windows[i].get();
+    ibv_send_wr bind = {};
+    bind.opcode = IBV_WR_BIND_MW;
+    bind.bind_mw.mw = mw;
+    bind.bind_mw.rkey = ibv_inc_rkey(mw->rkey);
+    bind.bind_mw.bind_info = op.binds[i];
+    // Unsignalled: a failed bind completes on its own and aborts; RC runs
+    // the send queue in order, so the window is bound before the peer can
+    // see the announcement that names it.
+    DEMI_RETURN_IF_ERROR(PostSendWr(bind, NewSendWr(SendWr::kControl),
+                                    /*must_signal=*/false));
+    mw->rkey = bind.bind_mw.rkey;
+    op.rndv.segments[i].rkey = mw->rkey;
   }
   return absl::OkStatus();
 }
@@ -234,6 +306,9 @@ absl::Status Connection::PrepareRndv(PushOp& op, const demi_sgarray_t& sga) {
 uint16_t Connection::TakeCreditsToReturn() {
   uint32_t credits = std::min<uint32_t>(credits_owed_, UINT16_MAX);
   credits_owed_ -= credits;
+  // Counted as the peer's from now on; if the send fails the connection
+  // dies, so a credit counted twice never lets anything in.
+  peer_credits_ += credits;
   return static_cast<uint16_t>(credits);
 }
 
@@ -336,7 +411,10 @@ bool Connection::TrySendPush() {
   // completions can always be sent: otherwise two peers that both ran out
   // could wait on each other forever.
   uint32_t needed = op.is_close ? 1 : 2;
-  if (send_credits_ < needed || posted_sends_ >= kSendDepth) return false;
+  if (send_credits_ < needed ||
+      posted_sends_ + op.windows.size() >= kSendDepth) {
+    return false;
+  }
   WireHeader header = {};
   header.credits = TakeCreditsToReturn();
   std::unique_ptr<SendWr> wr = NewSendWr(SendWr::kPush);
@@ -347,6 +425,12 @@ bool Connection::TrySendPush() {
   if (op.is_close) {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
+    if (absl::Status status = BindWindows(op); !status.ok()) {
+      credits_owed_ += header.credits;
+      RecycleSendWr(std::move(wr));
+      Abort(rdma::ErrnoOf(status));
+      return false;
+    }
     header.type = static_cast<uint8_t>(WireType::kRndv);
     header.length = op.length;
     header.cookie = next_cookie_++;
@@ -477,6 +561,9 @@ void Connection::DeliverPops() {
       data = buffer->data + sizeof(WireHeader);
     } else {
       if (!in.reading || in.reads_left > 0) break;  // Service starts reads.
+      // A READ that failed (a bogus rkey, a flush) left the target with
+      // whatever the pool piece held before: never hand that out.
+      if (in.read_error != 0) break;
       buffer = in.target;
       data = buffer->data;
       done_backlog_.push_back(in.cookie);
@@ -490,26 +577,14 @@ void Connection::DeliverPops() {
     env_.tokens->Complete(pops_.front(), result);
     pops_.pop_front();
     incoming_.pop_front();
-    if (ReplaceMissingRecv()) ++credits_owed_;  // The peer may send again.
+    --unpopped_data_;
+    ConsumeCredit();  // The peer may send again.
   }
   Service();
 }
 
-bool Connection::ReplaceMissingRecv() {
-  if (missing_recvs_ == 0) return true;
-  // A receive could not be reposted when its message arrived; the credit
-  // goes back only with a buffer behind it, so the peer never overruns us.
-  absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
-  if (!fresh.ok()) return false;
-  if (!PostRecv(*fresh).ok()) {
-    env_.pool->Unref(*fresh);
-    return false;
-  }
-  --missing_recvs_;
-  return true;
-}
-
 void Connection::OnCompletion(const ibv_wc& wc) {
+  heard_ = true;
   if (wc.wr_id & kRecvTag) {
     OnRecvCompletion(wc);
   } else {
@@ -517,13 +592,20 @@ void Connection::OnCompletion(const ibv_wc& wc) {
   }
 }
 
+void Connection::ProtocolError(const char* what) {
+  DEMI_LOG(WARNING) << "qd " << qd_ << ": protocol error: " << what;
+  Abort(EPROTO);
+}
+
 void Connection::OnRecvCompletion(const ibv_wc& wc) {
   Buffer* buffer = reinterpret_cast<Buffer*>(wc.wr_id & ~kRecvTag);
   --posted_recvs_;
   recvs_in_flight_.erase(buffer);
-  if (wc.status != IBV_WC_SUCCESS) {
+  // After an abort nothing more is taken in: what arrives now is either a
+  // flush or data nobody asked for.
+  if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
     env_.pool->Unref(buffer);
-    Abort(rdma::WcStatusToErrno(wc.status));
+    if (wc.status != IBV_WC_SUCCESS) Abort(rdma::WcStatusToErrno(wc.status));
     return;
   }
   absl::StatusOr<ParsedMessage> parsed = ParseMessage(
@@ -534,15 +616,33 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
     Abort(EPROTO);
     return;
   }
+  const char* violation = nullptr;
+  bool is_data =
+      parsed->type == WireType::kEager || parsed->type == WireType::kRndv;
   send_credits_ += parsed->credits;
-  // Each credit stands for a buffer the peer posted: never more than it has.
-  if (send_credits_ > peer_recv_depth_) {
-    DEMI_LOG(WARNING) << "qd " << qd_ << ": peer returned too many credits";
+  if (peer_credits_ == 0) {
+    violation = "message without a credit";
+  } else if (send_credits_ > peer_recv_depth_) {
+    // Each credit stands for a buffer the peer posted: never more than it
+    // said it has.
+    violation = "too many credits returned";
+  } else if (peer_closed_ && (is_data || parsed->type == WireType::kClose)) {
+    violation = "data after CLOSE";
+  }
+  if (violation != nullptr) {
     env_.pool->Unref(buffer);
-    Abort(EPROTO);
+    ProtocolError(violation);
     return;
   }
-  Buffer* repost = buffer;
+  --peer_credits_;
+  if (is_data && state_ == State::kClosing) {
+    // The application closed and will never pop this: reset, as TCP does
+    // when data arrives for a closed socket.
+    env_.pool->Unref(buffer);
+    Abort(ECONNRESET);
+    return;
+  }
+  bool keep_buffer = false;  // Whether the message holds on to its buffer.
   switch (parsed->type) {
     case WireType::kEager: {
       Incoming in;
@@ -550,9 +650,8 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       in.buffer = buffer;
       in.length = parsed->length;
       incoming_.push_back(std::move(in));
-      absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
-      repost = fresh.ok() ? *fresh : nullptr;
-      if (repost == nullptr) ++missing_recvs_;
+      ++unpopped_data_;
+      keep_buffer = true;
       break;
     }
     case WireType::kRndv: {
@@ -562,26 +661,23 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       in.cookie = parsed->cookie;
       in.rndv = std::make_unique<RndvDescriptor>(parsed->rndv);
       ++rndv_unread_;
+      ++unpopped_data_;
       incoming_.push_back(std::move(in));
       break;
     }
     case WireType::kRndvDone: {
       auto node = rndv_waiting_.extract(parsed->cookie);
-      ++credits_owed_;
       if (node.empty()) {
-        DEMI_LOG(WARNING) << "qd " << qd_ << ": unknown rendezvous";
         env_.pool->Unref(buffer);
-        Abort(EPROTO);
+        ProtocolError("unknown rendezvous");
         return;
       }
       FinishPush(*node.mapped(), 0);
       break;
     }
     case WireType::kCredit:
-      ++credits_owed_;
       break;
     case WireType::kClose: {
-      ++credits_owed_;
       peer_closed_ = true;
       Incoming in;
       in.type = WireType::kClose;
@@ -589,16 +685,17 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       break;
     }
   }
-  if (repost != nullptr && state_ != State::kDead) {
-    absl::Status status = PostRecv(repost);
+  if (!keep_buffer) {
+    absl::Status status = PostRecv(buffer);
     if (!status.ok()) {
-      env_.pool->Unref(repost);
+      env_.pool->Unref(buffer);
       Abort(rdma::ErrnoOf(status));
       return;
     }
-  } else if (repost != nullptr) {
-    env_.pool->Unref(repost);
   }
+  // Data messages give their credit back when popped, the others now.
+  if (!is_data) ConsumeCredit();
+  if (keep_buffer) RefillReceives();
   DeliverPops();
 }
 
@@ -638,6 +735,9 @@ void Connection::RetireSend(SendWr& wr, int err) {
       FinishPush(*wr.push, err);
       break;
     case SendWr::kControl:
+      break;
+    case SendWr::kProbe:
+      probing_ = false;
       break;
     case SendWr::kRead:
       if (Incoming* in = FindIncoming(wr.read_cookie)) {
@@ -685,14 +785,22 @@ void Connection::FinishPush(PushOp& op, int err) {
     CompletePush(op.qt, err);
     op.qt = 0;
   }
-  // Revoke the peer's access before the memory can be reused.
+  // Revoke the peer's access before the memory can be reused: a window
+  // deallocated is invalid at once, whatever the peer still tries.
+  op.windows.clear();
   op.read_mrs.clear();
   for (Buffer* buffer : op.holds) env_.pool->Unref(buffer);
   op.holds.clear();
 }
 
 bool Connection::StartClose() {
-  if (state_ != State::kOpen || peer_closed_) return false;
+  while (!pops_.empty()) {
+    env_.tokens->Fail(pops_.front(), EBADF);
+    pops_.pop_front();
+  }
+  if (state_ != State::kOpen || peer_closed_ || unpopped_data_ > 0) {
+    return false;
+  }
   auto op = std::make_unique<PushOp>();
   op->is_close = true;
   push_backlog_.push_back(std::move(op));
@@ -701,8 +809,34 @@ bool Connection::StartClose() {
   return state_ == State::kClosing;
 }
 
-bool Connection::CloseSent() const {
-  return close_sent_ || state_ == State::kDead;
+bool Connection::FlushDone() const {
+  return state_ == State::kDead ||
+         (close_sent_ && push_backlog_.empty() && rndv_waiting_.empty());
+}
+
+void Connection::KeepaliveTick(uint32_t ticks) {
+  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  bool waiting_on_peer = !pops_.empty() || !rndv_waiting_.empty() ||
+                         !push_backlog_.empty() || state_ == State::kClosing;
+  if (!waiting_on_peer || heard_) {
+    heard_ = false;
+    idle_ticks_ = 0;
+    return;
+  }
+  if (++idle_ticks_ < ticks || probing_ || posted_sends_ >= kSendDepth) {
+    return;
+  }
+  idle_ticks_ = 0;
+  ibv_send_wr probe = {};
+  probe.opcode = IBV_WR_RDMA_WRITE;  // Zero bytes: no address, no rkey.
+  absl::Status status =
+      PostSendWr(probe, NewSendWr(SendWr::kProbe), /*must_signal=*/true);
+  if (!status.ok()) {
+    Abort(rdma::ErrnoOf(status));
+    return;
+  }
+  probing_ = true;
+  DEMI_LOG(DEBUG) << "qd " << qd_ << ": keepalive probe";
 }
 
 void Connection::OnDisconnected() { Abort(ECONNRESET); }
@@ -711,6 +845,7 @@ void Connection::Abort(int err) {
   if (error_ == 0) error_ = err;
   if (state_ == State::kDead) return;
   state_ = State::kDead;
+  env_.aborted->insert(qd_);
   // Tokens fail now; memory that posted work requests still point at is
   // released only when their flush completions arrive.
   for (auto& wr : sends_in_flight_) {

@@ -58,6 +58,12 @@ struct ConnectionEnv {
   QTokenTable* tokens;
   // Buffers the application holds (popped or allocated), for demi_sgafree.
   absl::flat_hash_set<Buffer*>* app_buffers;
+  // Queue descriptors of connections that could not repost all their
+  // receive buffers (the pool was dry); the progress engine retries them.
+  absl::flat_hash_set<int>* starved;
+  // Queue descriptors of connections that aborted; the progress engine
+  // disconnects them, so the peer learns at once.
+  absl::flat_hash_set<int>* aborted;
   ibv_pd* pd;
   int device;  // Index of the device, for SgaPool::Lkey.
 };
@@ -68,7 +74,7 @@ class Connection {
   enum class State {
     kSetup,    // QP created, waiting for ESTABLISHED.
     kOpen,     // Data flows.
-    kClosing,  // demi_close sent CLOSE; waiting for it to complete.
+    kClosing,  // Closed by the application: flushing pushes, then CLOSE.
     kDead,     // Aborted or closed; waiting for flushes to drain.
   };
 
@@ -98,11 +104,26 @@ class Connection {
   // The peer disconnected (rdma_cm DISCONNECTED).
   void OnDisconnected();
 
-  // Starts an orderly close: sends CLOSE after every earlier push. Returns
-  // false if there is nothing to wait for (then call Abort right away).
+  // Starts an orderly close: pending pops fail with EBADF; every earlier
+  // push still goes out (rendezvous included), then CLOSE. Returns false if
+  // that cannot be (not open, the peer closed already, or messages arrived
+  // that the application will never pop): then call Abort, which resets the
+  // connection as TCP does when unread data is discarded.
   bool StartClose();
-  // Whether StartClose's CLOSE has been sent (or can no longer be).
-  bool CloseSent() const;
+  // Whether the orderly close has finished: the peer has every push and
+  // CLOSE (or the connection died on the way).
+  bool FlushDone() const;
+  // Posts more receive buffers where the pool was dry; returns whether all
+  // are posted now.
+  bool RefillReceives();
+  // Called by the progress engine every `tick` of the keepalive interval
+  // (`ticks` of them make one interval). A connection that waits on its
+  // peer (pops, rendezvous, credits, a close) and has heard nothing for a
+  // whole interval sends a probe: a zero-length RDMA WRITE, which needs no
+  // credit and touches no memory. A vanished peer never acknowledges it,
+  // so the transport's retries run out and the connection fails with
+  // ETIMEDOUT.
+  void KeepaliveTick(uint32_t ticks);
   // Fails every pending operation with `err` and moves the QP to the error
   // state (flushing what is posted). Idempotent; the first error sticks.
   void Abort(int err);
@@ -116,8 +137,6 @@ class Connection {
   }
   State state() const { return state_; }
   int qd() const { return qd_; }
-  int error() const { return error_; }
-  bool peer_closed() const { return peer_closed_; }
 
   // The peer's address and this side's (for getpeername and accept).
   sockaddr_in peer_addr = {};
@@ -132,8 +151,13 @@ class Connection {
     std::vector<Buffer*> holds;
     // kEager: what to post after the header.
     std::vector<ibv_sge> sges;
-    // kRndv: regions registered for the peer to read, and the cookie.
+    // kRndv: foreign memory registered for the push, the windows that
+    // expose each segment to this connection's QP alone (bound just before
+    // the announcement goes out; deallocated, so revoked, when the push
+    // ends), and what to bind them to.
     std::vector<rdma::MrPtr> read_mrs;
+    std::vector<rdma::MwPtr> windows;
+    std::vector<ibv_mw_bind_info> binds;
     RndvDescriptor rndv = {};
     bool is_rndv = false;
     bool is_close = false;
@@ -141,7 +165,7 @@ class Connection {
 
   // What a posted send work request (wr_id) stands for.
   struct SendWr {
-    enum Kind { kPush, kControl, kRead } kind;
+    enum Kind { kPush, kControl, kRead, kProbe } kind;
     // kPush: the push, until its completion (eager, not inline, or CLOSE).
     std::unique_ptr<PushOp> push;
     Buffer* header = nullptr;  // A pool piece holding the header.
@@ -171,6 +195,9 @@ class Connection {
                      uint32_t length);
   absl::Status PrepareEager(PushOp& op, const demi_sgarray_t& sga);
   absl::Status PrepareRndv(PushOp& op, const demi_sgarray_t& sga);
+  // Posts the memory-window binds of `op` and puts their rkeys in its
+  // descriptor (zero-based: offsets, not addresses, go on the wire).
+  absl::Status BindWindows(PushOp& op);
   // Posts what credits and queue room allow: control messages, then pushes.
   void Service();
   bool TrySendControl(WireType type, uint64_t cookie);
@@ -191,7 +218,11 @@ class Connection {
                           bool must_signal);
   void OnRecvCompletion(const ibv_wc& wc);
   Incoming* FindIncoming(uint64_t cookie);
-  bool ReplaceMissingRecv();
+  // A received message has been consumed: its credit goes back to the peer
+  // once a posted buffer stands behind it.
+  void ConsumeCredit();
+  void MoveCreditsToReturn();
+  void ProtocolError(const char* what);
   void FinishPush(PushOp& op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
   // A SendWr from the spares (or new); RecycleSendWr returns it.
@@ -211,15 +242,26 @@ class Connection {
 
   uint32_t peer_eager_size_ = 0;
   uint32_t peer_recv_depth_ = 0;
-  uint32_t missing_recvs_ = 0;
   uint32_t send_credits_ = 0;
-  uint32_t credits_owed_ = 0;
+  // Receive-side credit ledger. Every credit the peer holds or that is on
+  // its way back to it has a posted buffer behind it:
+  //   posted_recvs_ >= peer_credits_ + credits_owed_.
+  // A message that arrives without a credit breaks the protocol (EPROTO).
+  uint32_t peer_credits_ = kRecvDepth;  // Granted, not yet used.
+  uint32_t credits_owed_ = 0;           // To return in the next header.
+  uint32_t unbacked_returns_ = 0;       // Consumed; waiting for a buffer.
   uint32_t posted_sends_ = 0;
   uint32_t signaled_sends_ = 0;
   uint32_t unsignaled_run_ = 0;
   uint32_t posted_recvs_ = 0;
   uint64_t next_cookie_ = 1;
-  uint32_t rndv_unread_ = 0;  // Rendezvous messages whose READs wait.
+  uint32_t rndv_unread_ = 0;    // Rendezvous messages whose READs wait.
+  uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.
+  // Keepalive: whether a completion arrived since the last tick, idle ticks
+  // since, and whether a probe is out.
+  bool heard_ = false;
+  uint32_t idle_ticks_ = 0;
+  bool probing_ = false;
 
   // Posted send work requests in posting order, and posted receive pieces.
   std::deque<std::unique_ptr<SendWr>> sends_in_flight_;

@@ -50,6 +50,15 @@ absl::Status CheckTimeout(const timespec* timeout) {
   return absl::OkStatus();
 }
 
+absl::Duration KeepaliveInterval() {
+  const char* text = std::getenv("DEMI_KEEPALIVE_MS");
+  int64_t ms = 0;
+  if (text != nullptr && absl::SimpleAtoi(text, &ms) && ms >= 0) {
+    return ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(ms);
+  }
+  return kDefaultKeepalive;
+}
+
 size_t PoolLimit() {
   const char* text = std::getenv("DEMI_POOL_LIMIT_MB");
   size_t mb = 0;
@@ -91,6 +100,7 @@ absl::Status RdmaLibOs::Init() {
     devices_.push_back(std::move(device));
   }
   pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimit());
+  keepalive_ = KeepaliveInterval();
   return absl::OkStatus();
 }
 
@@ -111,6 +121,8 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   env.pool = pool_.get();
   env.tokens = &tokens_;
   env.app_buffers = &app_buffers_;
+  env.starved = &starved_;
+  env.aborted = &aborted_;
   env.pd = device->pd.get();
   env.device = 0;
   for (size_t i = 0; i < devices_.size(); ++i) {
@@ -411,18 +423,72 @@ absl::Status RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs,
 
 void RdmaLibOs::Poll() {
   for (auto& device : devices_) PollCompletions(*device);
-  if (++poll_passes_ % kCmPollInterval == 0) PollCmEvents();
-  // Closed queues whose flushes have all arrived can go now.
-  if (closed_.empty()) return;
+  // In the same pass: the application may stop polling once its pop failed.
+  if (!aborted_.empty()) DisconnectAborted();
+  if (++poll_passes_ % kCmPollInterval == 0) {
+    PollCmEvents();
+    PollTimers();
+  } else if (!closed_.empty()) {
+    PollClosed(/*check_deadlines=*/false);
+  }
+}
+
+void RdmaLibOs::PollTimers() {
+  absl::Time now = absl::Now();
+  if (!closed_.empty()) PollClosed(/*check_deadlines=*/true);
+  if (!starved_.empty()) {
+    std::vector<int> starved(starved_.begin(), starved_.end());
+    starved_.clear();
+    for (int qd : starved) {
+      auto it = queues_.find(qd);
+      if (it != queues_.end() && it->second->conn != nullptr) {
+        it->second->conn->RefillReceives();
+      }
+    }
+  }
+  if (keepalive_ == absl::InfiniteDuration() || now < next_tick_) return;
+  next_tick_ = now + keepalive_ / kKeepaliveTicks;
+  for (auto& entry : queues_) {
+    if (entry.second->conn != nullptr) {
+      entry.second->conn->KeepaliveTick(kKeepaliveTicks);
+    }
+  }
+}
+
+void RdmaLibOs::PollClosed(bool check_deadlines) {
+  absl::Time now = check_deadlines ? absl::Now() : absl::InfinitePast();
   std::vector<int> drained;
+  std::vector<std::pair<int, int>> ended;  // qd, errno
   for (int qd : closed_) {
     auto it = queues_.find(qd);
-    if (it == queues_.end() || it->second->conn == nullptr ||
-        !it->second->conn->HasOutstandingWork()) {
+    if (it == queues_.end()) {
+      drained.push_back(qd);
+      continue;
+    }
+    Queue& queue = *it->second;
+    if (queue.flushing) {
+      if (queue.conn->FlushDone()) {
+        ended.emplace_back(qd, EBADF);
+      } else if (now >= queue.linger_deadline) {
+        ended.emplace_back(qd, ETIMEDOUT);
+      }
+    } else if (queue.conn == nullptr || !queue.conn->HasOutstandingWork()) {
       drained.push_back(qd);
     }
   }
+  for (auto [qd, err] : ended) EndConnection(*queues_[qd], err);
   for (int qd : drained) Destroy(qd);
+}
+
+void RdmaLibOs::FinishCloses() {
+  auto flushing = [this] {
+    for (int qd : closed_) {
+      auto it = queues_.find(qd);
+      if (it != queues_.end() && it->second->flushing) return true;
+    }
+    return false;
+  };
+  while (flushing()) Poll();
 }
 
 void RdmaLibOs::MarkClosed(Queue& queue) {
@@ -442,12 +508,6 @@ int RdmaLibOs::PollCompletions(Device& device) {
     if (conn != conn_by_qpn_.end()) conn->second->OnCompletion(wcs[i]);
   }
   return n;
-}
-
-void RdmaLibOs::PollUntil(absl::FunctionRef<bool()> done,
-                          absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!done() && absl::Now() < deadline) Poll();
 }
 
 void RdmaLibOs::Destroy(int qd) {

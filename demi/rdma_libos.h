@@ -20,7 +20,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -43,8 +42,16 @@ inline constexpr int kPollBatch = 32;
 // Progress passes between looks at the rdma_cm channel: each look is a
 // system call, which would otherwise dominate a pass.
 inline constexpr uint32_t kCmPollInterval = 64;
-// How long demi_close waits for CLOSE to go out and for flushes.
-inline constexpr absl::Duration kCloseTimeout = absl::Seconds(2);
+// How long a closed connection goes on delivering what was pushed before
+// demi_close (SO_LINGER with l_onoff sets another time; l_linger 0 resets
+// the connection at once). Past it, what is left fails with ETIMEDOUT.
+inline constexpr absl::Duration kDefaultLinger = absl::Seconds(30);
+// A connection waiting on a silent peer probes it after this long
+// (DEMI_KEEPALIVE_MS overrides; 0 turns probing off). A vanished peer is
+// then noticed within about this plus the transport's retries (8 x 67 ms).
+inline constexpr absl::Duration kDefaultKeepalive = absl::Seconds(3);
+// Keepalive ticks per interval: how finely idleness is measured.
+inline constexpr uint32_t kKeepaliveTicks = 4;
 // RDMA READs each side may have in flight against the other.
 inline constexpr uint8_t kReadDepth = 16;
 
@@ -83,6 +90,11 @@ class RdmaLibOs {
                           socklen_t* optlen);
   absl::Status GetPeerName(int qd, sockaddr* addr, socklen_t* addrlen);
 
+  // Runs the progress engine until every closed connection has delivered
+  // what was pushed before its close, or its linger time ran out. For the
+  // end of the process (the C API calls it at exit).
+  void FinishCloses();
+
  private:
   struct Device {
     ibv_context* context = nullptr;  // Borrowed from librdmacm.
@@ -100,6 +112,9 @@ class RdmaLibOs {
     int qd = -1;
     bool bound = false;
     bool closed = false;  // Closed by the application; draining.
+    // Closed and still delivering earlier pushes, until `linger_deadline`.
+    bool flushing = false;
+    absl::Time linger_deadline;
     sockaddr_in local = {};
     struct linger linger = {};
     rdma::CmIdPtr id;
@@ -140,8 +155,16 @@ class RdmaLibOs {
   absl::Status SetupConnection(Queue& queue);
   void MatchAccepts(Queue& listener);
   void CloseConnection(Queue& queue);
-  // Runs the progress engine until `done` or `timeout` passes.
-  void PollUntil(absl::FunctionRef<bool()> done, absl::Duration timeout);
+  // The part of Poll that needs the clock, run every kCmPollInterval passes:
+  // keepalive ticks, linger deadlines, receive refills.
+  void PollTimers();
+  // Disconnects the connections that aborted since the last time.
+  void DisconnectAborted();
+  // Closed queues: ends finished flushes, destroys drained queues.
+  void PollClosed(bool check_deadlines);
+  // Ends a closed connection's life on the wire: fails what is left with
+  // `err`, disconnects; the queue goes once its flushes have drained.
+  void EndConnection(Queue& queue, int err);
   void Destroy(int qd);
   // Hides `queue` from the application; Poll destroys it once drained.
   void MarkClosed(Queue& queue);
@@ -160,8 +183,12 @@ class RdmaLibOs {
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
   // Each QP's connection, for completions: one lookup per completion.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
-  absl::flat_hash_set<int> closed_;  // Closed queues still draining.
+  absl::flat_hash_set<int> closed_;   // Closed queues still draining.
+  absl::flat_hash_set<int> starved_;  // See ConnectionEnv::starved.
+  absl::flat_hash_set<int> aborted_;  // See ConnectionEnv::aborted.
   uint32_t poll_passes_ = 0;
+  absl::Duration keepalive_ = kDefaultKeepalive;
+  absl::Time next_tick_ = absl::InfinitePast();
   QTokenTable tokens_;
   int next_qd_ = 1;
 };

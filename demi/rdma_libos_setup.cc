@@ -116,12 +116,22 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
     return;
   }
   auto it = queues_.find(QdOf(event.id));
-  // A closed queue has disconnected already: nothing left to do for it.
-  if (it == queues_.end() || it->second->id.get() != event.id ||
-      it->second->closed) {
+  if (it == queues_.end() || it->second->id.get() != event.id) return;
+  Queue& queue = *it->second;
+  if (queue.closed) {
+    // Still flushing, or gone from the wire already: only the end of the
+    // connection matters now.
+    if (queue.conn == nullptr) return;
+    if (event.type == RDMA_CM_EVENT_DISCONNECTED ||
+        event.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+      HandleDisconnect(queue);
+      queue.flushing = false;
+    } else if (event.type == RDMA_CM_EVENT_ESTABLISHED) {
+      // Closed while connecting: the peer learns at once.
+      rdma::Disconnect(queue.id.get()).IgnoreError();
+    }
     return;
   }
-  Queue& queue = *it->second;
   switch (event.type) {
     case RDMA_CM_EVENT_ADDR_RESOLVED: {
       absl::Status status = rdma::ResolveRoute(queue.id.get());
@@ -301,26 +311,56 @@ absl::Status RdmaLibOs::Close(int qd) {
   return absl::OkStatus();
 }
 
+void RdmaLibOs::DisconnectAborted() {
+  for (int qd : aborted_) {
+    auto it = queues_.find(qd);
+    // The queue may have moved on to a new connection (a failed connect
+    // leaves its old one in a husk, under another qd).
+    if (it == queues_.end() || it->second->conn == nullptr ||
+        it->second->conn->state() != Connection::State::kDead) {
+      continue;
+    }
+    rdma::Disconnect(it->second->id.get()).IgnoreError();
+  }
+  aborted_.clear();
+}
+
+void RdmaLibOs::EndConnection(Queue& queue, int err) {
+  queue.flushing = false;
+  if (queue.conn != nullptr) {
+    queue.conn->Abort(err);
+    rdma::Disconnect(queue.id.get()).IgnoreError();
+  }
+}
+
 void RdmaLibOs::CloseConnection(Queue& queue) {
   if (queue.connect_qt != 0) {
     tokens_.Fail(queue.connect_qt, EBADF);
     queue.connect_qt = 0;
   }
-  // The queue stays open (to Poll) while this runs, so Poll cannot destroy
-  // it under us; the application cannot reach it meanwhile.
-  if (Connection* conn = queue.conn.get()) {
-    // Orderly: CLOSE goes out after every earlier push, so the peer pops
-    // them all and then EOF.
-    if (conn->StartClose()) {
-      PollUntil([conn] { return conn->CloseSent(); }, kCloseTimeout);
-    }
-    conn->Abort(EBADF);
-    rdma::Disconnect(queue.id.get()).IgnoreError();
-    // The QP may go only after its flushed work requests have completed.
-    PollUntil([conn] { return !conn->HasOutstandingWork(); }, kCloseTimeout);
-  }
-  // Poll destroys it as soon as nothing is posted any more.
+  // Nothing here polls: the progress engine finishes the close, so no cm
+  // event can free this queue while we look at it, and demi_close returns
+  // at once.
   MarkClosed(queue);
+  if (queue.conn == nullptr) return;  // Still resolving: Poll destroys it.
+  bool abortive = queue.linger.l_onoff != 0 && queue.linger.l_linger == 0;
+  if (abortive) {
+    EndConnection(queue, ECONNABORTED);
+    return;
+  }
+  // Orderly: every earlier push goes out, then CLOSE, so the peer pops
+  // them all and then EOF; the disconnect comes after that (PollClosed).
+  if (queue.conn->StartClose()) {
+    queue.flushing = true;
+    queue.linger_deadline =
+        absl::Now() + (queue.linger.l_onoff != 0
+                           ? absl::Seconds(queue.linger.l_linger)
+                           : kDefaultLinger);
+    return;
+  }
+  EndConnection(queue, queue.conn->state() == Connection::State::kSetup
+                           ? EBADF
+                           : ECONNRESET);
 }
 
 }  // namespace demi

@@ -77,7 +77,10 @@ absl::Status SgaPool::Grow(int size_class) {
   slab->size_class = static_cast<uint8_t>(size_class);
   for (ibv_pd* pd : pds_) {
     absl::StatusOr<rdma::MrPtr> mr = rdma::RegisterMr(
-        pd, absl::MakeSpan(slab->base, slab_size), IBV_ACCESS_LOCAL_WRITE);
+        pd, absl::MakeSpan(slab->base, slab_size),
+        // No remote access through the region itself; a rendezvous binds
+        // a memory window to one piece, for one QP (connection.cc).
+        IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_MW_BIND);
     if (!mr.ok()) {
       slab->mrs.clear();
       munmap(memory, slab_size);

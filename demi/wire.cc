@@ -28,6 +28,8 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
   switch (static_cast<WireType>(header.type)) {
     case WireType::kEager:
       if (header.length != body.size()) return Malformed("eager length");
+      // An empty message would pop as EOF; pushes are never empty.
+      if (header.length == 0) return Malformed("empty eager message");
       message.type = WireType::kEager;
       message.payload = body;
       return message;
@@ -82,6 +84,10 @@ absl::StatusOr<ConnectData> ParseConnectData(
   }
   if (data.recv_depth == 0 || data.eager_size < sizeof(WireHeader)) {
     return rdma::ErrnoError(EPROTO, "peer announces no receive buffers");
+  }
+  if (data.recv_depth > kMaxPeerRecvDepth ||
+      data.eager_size > kMaxPeerEagerSize) {
+    return rdma::ErrnoError(EPROTO, "peer announces implausible buffers");
   }
   return data;
 }

@@ -72,6 +72,10 @@ struct ConnectData {
 static_assert(sizeof(ConnectData) <= 56, "fits rdma_cm's private data");
 
 inline constexpr uint32_t kConnectMagic = 0x444d4952;  // "RIMD"
+// The most receive buffers, and the largest one, a peer may announce.
+// More is refused: credits are trusted up to what the peer says it posted.
+inline constexpr uint16_t kMaxPeerRecvDepth = 4096;
+inline constexpr uint32_t kMaxPeerEagerSize = 1 << 20;
 inline constexpr uint16_t kWireVersion = 1;
 
 // A received message, checked. `payload` points into the receive buffer.
@@ -91,7 +95,8 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
                                            uint32_t max_message);
 
 // Checks the peer's connect data (EPROTO if absent or from another
-// version, or if it announces no receive buffers).
+// version, or if it announces no receive buffers, more than
+// kMaxPeerRecvDepth of them, or ones larger than kMaxPeerEagerSize).
 absl::StatusOr<ConnectData> ParseConnectData(absl::Span<const std::byte> bytes);
 
 }  // namespace demi

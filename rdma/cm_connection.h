@@ -22,11 +22,16 @@ namespace demi::rdma {
 
 // How long address and route resolution may take.
 inline constexpr int kResolveTimeoutMs = 5000;
-// Transport retries before a send to a dead peer fails (the most RC allows).
-inline constexpr uint8_t kRetryCount = 7;
-// Receiver-not-ready retries; 7 means "forever". Credits keep RNR from ever
-// happening, so this only matters if they are wrong.
-inline constexpr uint8_t kRnrRetryCount = 7;
+// Transport retries before a send to a dead peer fails. Not 7: rxe takes 7
+// as "retry forever" (as RNR does), so a vanished peer would never fail a
+// send; with 6 a silent peer fails it after (6 + 1) ACK timeouts.
+inline constexpr uint8_t kRetryCount = 6;
+// Receiver-not-ready retries. Credits keep RNR from ever happening with an
+// honest peer; 7 would mean "forever", so a peer that announces more
+// receive buffers than it posts could wedge our sends for good. 6 is the
+// most finite count: the send then fails (ETIMEDOUT) and the connection
+// with it.
+inline constexpr uint8_t kRnrRetryCount = 6;
 // Local ACK timeout exponent: 4.096 us * 2^14 = 67 ms per try, so a dead peer
 // is detected after about (kRetryCount + 1) * 67 ms = 0.5 s of silence.
 inline constexpr uint8_t kAckTimeout = 14;

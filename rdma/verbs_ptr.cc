@@ -26,6 +26,12 @@ void MrDeleter::operator()(ibv_mr* mr) const {
   if (int rc = ibv_dereg_mr(mr); rc != 0) LogFailedDestroy("ibv_dereg_mr", rc);
 }
 
+void MwDeleter::operator()(ibv_mw* mw) const {
+  if (int rc = ibv_dealloc_mw(mw); rc != 0) {
+    LogFailedDestroy("ibv_dealloc_mw", rc);
+  }
+}
+
 void CqDeleter::operator()(ibv_cq* cq) const {
   if (int rc = ibv_destroy_cq(cq); rc != 0) {
     LogFailedDestroy("ibv_destroy_cq", rc);
@@ -72,6 +78,12 @@ absl::StatusOr<MrPtr> RegisterMr(ibv_pd* pd, absl::Span<std::byte> bytes,
       ibv_mr * mr, CheckPtr(ibv_reg_mr(pd, bytes.data(), bytes.size(), access),
                             "ibv_reg_mr"));
   return MrPtr(mr);
+}
+
+absl::StatusOr<MwPtr> AllocMw(ibv_pd* pd, ibv_mw_type type) {
+  DEMI_ASSIGN_OR_RETURN(ibv_mw * mw,
+                        CheckPtr(ibv_alloc_mw(pd, type), "ibv_alloc_mw"));
+  return MwPtr(mw);
 }
 
 absl::StatusOr<CompChannelPtr> CreateCompChannel(ibv_context* context) {

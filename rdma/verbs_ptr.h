@@ -24,6 +24,9 @@ struct PdDeleter {
 struct MrDeleter {
   void operator()(ibv_mr* mr) const;
 };
+struct MwDeleter {
+  void operator()(ibv_mw* mw) const;
+};
 struct CqDeleter {
   void operator()(ibv_cq* cq) const;
 };
@@ -51,6 +54,7 @@ struct CmEventDeleter {
 
 using PdPtr = std::unique_ptr<ibv_pd, PdDeleter>;
 using MrPtr = std::unique_ptr<ibv_mr, MrDeleter>;
+using MwPtr = std::unique_ptr<ibv_mw, MwDeleter>;
 using CqPtr = std::unique_ptr<ibv_cq, CqDeleter>;
 using CompChannelPtr = std::unique_ptr<ibv_comp_channel, CompChannelDeleter>;
 using SrqPtr = std::unique_ptr<ibv_srq, SrqDeleter>;
@@ -62,6 +66,10 @@ using CmEventPtr = std::unique_ptr<rdma_cm_event, CmEventDeleter>;
 
 // Allocates a protection domain on `context` (borrowed).
 absl::StatusOr<PdPtr> AllocPd(ibv_context* context);
+
+// Allocates a memory window of `type` in `pd` (borrowed). Deallocating it
+// revokes whatever access it granted, at once.
+absl::StatusOr<MwPtr> AllocMw(ibv_pd* pd, ibv_mw_type type);
 
 // Registers `bytes` with `access` (IBV_ACCESS_* flags) in `pd` (borrowed).
 // The memory must outlive the returned region.

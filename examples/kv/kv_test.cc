@@ -165,7 +165,7 @@ TEST_F(KvTest, MalformedRequestsAreRejected) {
     std::memcpy(sga.sga_segs[0].sgaseg_buf, message.data(), message.size());
     demi_qtoken_t push = 0, pop = 0;
     ASSERT_EQ(demi_push(&push, c->qd(), &sga), 0);
-    demi_sgafree(&sga);
+    EXPECT_EQ(demi_sgafree(&sga), 0);
     ASSERT_EQ(demi_pop(&pop, c->qd()), 0);
     ASSERT_TRUE(
         demi::tools::Wait(push, Scaled(absl::Seconds(20)), "push").ok());

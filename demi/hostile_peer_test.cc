@@ -1,0 +1,467 @@
+// The libOS against peers that break its wire protocol on purpose, driven
+// with raw verbs (testing/wire_peer.h) on a thread beside the library: a
+// flood without credits, messages after CLOSE, an empty EAGER, a bogus
+// rendezvous rkey, implausible connect data, and a peer that announces
+// more receive buffers than it posts. Each must cost that peer its own
+// connection, with an errno, within a bound; the library must never hand
+// out memory it did not fill, and other connections must carry on.
+#include <demi/libos.h>
+#include <rdma/rdma_cma.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "demi/wire.h"
+#include "gtest/gtest.h"
+#include "rdma/status_util.h"
+#include "testing/demi_helpers.h"
+#include "testing/rdma_env.h"
+#include "testing/wire_peer.h"
+
+namespace {
+
+using demi::WireHeader;
+using demi::WireType;
+using demi::testing::AddrOrDie;
+using demi::testing::ClosePair;
+using demi::testing::ConnectAsDemi;
+using demi::testing::DemiPair;
+using demi::testing::MakePair;
+using demi::testing::NextPort;
+using demi::testing::PopString;
+using demi::testing::PushString;
+using demi::testing::RcPeer;
+using demi::testing::Scaled;
+using demi::testing::SendEager;
+using demi::testing::SendWire;
+using demi::testing::WaitDisconnected;
+using demi::testing::WaitOrFail;
+
+class InitEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { ASSERT_EQ(demi_init(nullptr), 0); }
+};
+
+const auto* const kInit =
+    ::testing::AddGlobalTestEnvironment(new InitEnvironment);
+
+constexpr absl::Duration kStep = absl::Seconds(30);
+
+// A listening libOS socket on a fresh port.
+struct Listener {
+  int qd = -1;
+  sockaddr_in addr = {};
+};
+
+Listener Listen() {
+  Listener listener;
+  listener.addr = AddrOrDie(NextPort());
+  EXPECT_EQ(demi_socket(&listener.qd, AF_INET, SOCK_STREAM, 0), 0);
+  EXPECT_EQ(
+      demi_bind(listener.qd, reinterpret_cast<const sockaddr*>(&listener.addr),
+                sizeof(listener.addr)),
+      0);
+  EXPECT_EQ(demi_listen(listener.qd, 16), 0);
+  return listener;
+}
+
+// A raw peer on its own thread; the libOS stays on the test's thread.
+struct RawPeerThread {
+  std::thread thread;
+  std::atomic<bool> done{false};
+  absl::Status status;
+
+  // Drives the libOS's progress engine (it runs only inside waits) until
+  // the peer's body has returned, then joins it and returns its status.
+  absl::Status Finish() {
+    absl::Time deadline = absl::Now() + Scaled(2 * kStep);
+    demi_qresult_t qr;
+    int n = 0;
+    timespec tick = absl::ToTimespec(absl::Milliseconds(20));
+    while (!done && absl::Now() < deadline) {
+      // Nothing else is pending: this only polls.
+      EXPECT_EQ(demi_wait_next_n(&qr, 1, &n, &tick), ETIMEDOUT);
+    }
+    thread.join();
+    return status;
+  }
+};
+
+// Runs `peer_body` on `peer`'s thread with a raw peer connected to
+// `listener` (announcing `recv_depth`), accepts it with the libOS and
+// returns the accepted queue (or -1).
+int AcceptRawPeer(const Listener& listener, uint16_t recv_depth,
+                  std::function<absl::Status(RcPeer&)> peer_body,
+                  RawPeerThread* peer) {
+  peer->thread = std::thread([=] {
+    auto rc = ConnectAsDemi(listener.addr, recv_depth, Scaled(kStep));
+    peer->status = rc.ok() ? peer_body(**rc) : rc.status();
+    peer->done = true;
+  });
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_accept(&qt, listener.qd), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_ACCEPT) << "qr_ret " << qr.qr_ret;
+  return qr.qr_opcode == DEMI_OPC_ACCEPT ? qr.qr_value.ares.qd : -1;
+}
+
+// Pops until a pop fails or `limit` messages came; returns the failed
+// result (DEMI_OPC_FAILED) and counts the good pops.
+demi_qresult_t PopUntilFailure(int qd, int limit, int* popped) {
+  *popped = 0;
+  while (true) {
+    demi_qtoken_t qt = 0;
+    EXPECT_EQ(demi_pop(&qt, qd), 0);
+    demi_qresult_t qr = WaitOrFail(qt);
+    if (qr.qr_opcode != DEMI_OPC_POP || *popped >= limit) return qr;
+    ++*popped;
+    if (qr.qr_value.sga.sga_buf != nullptr) {
+      EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    }
+  }
+}
+
+// A well-behaved connection on the same listener still works.
+void ExpectOthersCarryOn(const Listener& listener) {
+  int client = -1;
+  ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
+  demi_qtoken_t accept_qt = 0, connect_qt = 0;
+  ASSERT_EQ(demi_accept(&accept_qt, listener.qd), 0);
+  ASSERT_EQ(demi_connect(&connect_qt, client,
+                         reinterpret_cast<const sockaddr*>(&listener.addr),
+                         sizeof(listener.addr)),
+            0);
+  ASSERT_EQ(WaitOrFail(connect_qt).qr_opcode, DEMI_OPC_CONNECT);
+  demi_qresult_t accepted = WaitOrFail(accept_qt);
+  ASSERT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT);
+  int server = accepted.qr_value.ares.qd;
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(
+        WaitOrFail(PushString(client, "ok" + std::to_string(i))).qr_opcode,
+        DEMI_OPC_PUSH);
+    ASSERT_EQ(PopString(server), "ok" + std::to_string(i));
+  }
+  EXPECT_EQ(demi_close(client), 0);
+  EXPECT_EQ(demi_close(server), 0);
+}
+
+TEST(HostilePeerTest, FloodWithoutCreditsCostsThePeerItsConnection) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  // 64 credits granted; 100 messages sent without waiting for more.
+  int qd = AcceptRawPeer(
+      listener, 1,
+      [](RcPeer& peer) -> absl::Status {
+        for (int i = 0; i < 100; ++i) {
+          // Once our side has reset the connection, a send stays
+          // unanswered (or fails): the flood is over then.
+          absl::Status status = SendEager(peer, "flood" + std::to_string(i), 0,
+                                          Scaled(absl::Seconds(2)));
+          if (!status.ok()) break;
+        }
+        return WaitDisconnected(peer, Scaled(kStep));
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  // Nothing is popped (so no credit goes back) until the flood is over.
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  int popped = 0;
+  demi_qresult_t qr = PopUntilFailure(qd, 100, &popped);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EPROTO);
+  EXPECT_LE(popped, 64) << "more messages taken in than credits granted";
+  EXPECT_EQ(demi_close(qd), 0);
+  ExpectOthersCarryOn(listener);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+TEST(HostilePeerTest, EmptyEagerMessageIsEprotoNotEof) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  int qd = AcceptRawPeer(
+      listener, 1,
+      [](RcPeer& peer) -> absl::Status {
+        DEMI_RETURN_IF_ERROR(SendEager(peer, "", 0, Scaled(kStep)));
+        return WaitDisconnected(peer, Scaled(kStep));
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  int popped = 0;
+  demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EPROTO);
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  int qd = AcceptRawPeer(
+      listener, 1,
+      [](RcPeer& peer) -> absl::Status {
+        WireHeader close = {};
+        close.type = static_cast<uint8_t>(WireType::kClose);
+        DEMI_RETURN_IF_ERROR(SendWire(peer, close, "", Scaled(kStep)));
+        DEMI_RETURN_IF_ERROR(SendEager(peer, "late", 0, Scaled(kStep)));
+        // Without the check the library took it silently and stayed up.
+        return WaitDisconnected(peer, Scaled(kStep));
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  EXPECT_EQ(PopString(qd), "");  // EOF first: it came first.
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+TEST(HostilePeerTest, FailedRendezvousReadFailsThePopAndDeliversNothing) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  int qd = AcceptRawPeer(
+      listener, 1,
+      [](RcPeer& peer) -> absl::Status {
+        // Announces 1 MiB behind an rkey it never registered.
+        WireHeader header = {};
+        header.type = static_cast<uint8_t>(WireType::kRndv);
+        header.length = 1 << 20;
+        header.cookie = 7;
+        demi::RndvDescriptor rndv = {};
+        rndv.num_segments = 1;
+        rndv.segments[0] = {0x10000, 0xdead00, 1 << 20};
+        std::string body(reinterpret_cast<const char*>(&rndv),
+                         demi::RndvMessageSize(1) - sizeof(WireHeader));
+        DEMI_RETURN_IF_ERROR(SendWire(peer, header, body, Scaled(kStep)));
+        return WaitDisconnected(peer, Scaled(kStep));
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  int popped = 0;
+  demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
+  EXPECT_EQ(popped, 0) << "a pop delivered memory the READ never wrote";
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_NE(qr.qr_ret, 0);
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  ExpectOthersCarryOn(listener);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+TEST(HostilePeerTest, RendezvousIsReadableThroughItsOwnConnectionOnly) {
+  Listener listener = Listen();
+  constexpr uint32_t kRead = 32 * 1024;
+  // One message from the pool, one from foreign memory (registered for
+  // the push): each is exposed through a window bound to A's QP.
+  std::string pooled = demi::testing::Pattern(64 * 1024, 1);
+  std::string foreign = demi::testing::Pattern(100 * 1024, 2);
+  std::atomic<int> a_port{0};
+  std::atomic<bool> done{false};
+  absl::Status status;
+  std::vector<std::string> read_by_a;
+  std::vector<int> b_errno;
+  std::thread thread([&] {
+    status = [&]() -> absl::Status {
+      DEMI_ASSIGN_OR_RETURN(auto a,
+                            ConnectAsDemi(listener.addr, 4, Scaled(kStep)));
+      // A failed READ breaks the reader's QP: one thief per attempt.
+      std::unique_ptr<RcPeer> thieves[2];
+      for (auto& thief : thieves) {
+        DEMI_ASSIGN_OR_RETURN(thief,
+                              ConnectAsDemi(listener.addr, 4, Scaled(kStep)));
+      }
+      a_port = ntohs(rdma_get_src_port(a->id.get()));
+      for (int i = 0; i < 2; ++i) {
+        absl::StatusOr<demi::ParsedMessage> received =
+            demi::testing::ReceiveWire(*a, Scaled(kStep));
+        if (!received.ok()) {
+          return demi::rdma::ErrnoError(
+              demi::rdma::ErrnoOf(received.status()),
+              "A receiving the announcement: " + received.status().ToString());
+        }
+        demi::ParsedMessage msg = *received;
+        if (msg.type != WireType::kRndv) {
+          return demi::rdma::ErrnoError(EPROTO, "expected a rendezvous");
+        }
+        const demi::RndvSegment& seg = msg.rndv.segments[0];
+        // The address is an offset into the window, not a virtual address.
+        if (seg.addr != 0) {
+          return demi::rdma::ErrnoError(EPROTO, "a raw address on the wire");
+        }
+        // Another client of the same server guesses nothing: it has the
+        // rkey and the offset, and still cannot read.
+        absl::Status stolen = demi::testing::ReadRemote(
+            *thieves[i], seg.addr, seg.rkey, kRead, Scaled(kStep));
+        b_errno.push_back(demi::rdma::ErrnoOf(stolen));
+        absl::Status read = demi::testing::ReadRemote(*a, seg.addr, seg.rkey,
+                                                      kRead, Scaled(kStep));
+        if (!read.ok()) {
+          return demi::rdma::ErrnoError(demi::rdma::ErrnoOf(read),
+                                        "A reading: " + read.ToString());
+        }
+        read_by_a.emplace_back(reinterpret_cast<const char*>(a->buffer.data()) +
+                                   demi::testing::kRcPeerBufferSize / 2,
+                               kRead);
+        WireHeader read_done = {};
+        read_done.type = static_cast<uint8_t>(WireType::kRndvDone);
+        read_done.cookie = msg.cookie;
+        DEMI_RETURN_IF_ERROR(SendWire(*a, read_done, "", Scaled(kStep)));
+      }
+      return absl::OkStatus();
+    }();
+    done = true;
+  });
+  int a_qd = -1;
+  std::vector<int> accepted;
+  for (int i = 0; i < 3; ++i) {
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_accept(&qt, listener.qd), 0);
+    demi_qresult_t qr = WaitOrFail(qt);
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_ACCEPT);
+    accepted.push_back(qr.qr_value.ares.qd);
+  }
+  demi_qresult_t qr;
+  int n = 0;
+  timespec tick = absl::ToTimespec(absl::Milliseconds(20));
+  while (a_port == 0 && !done) demi_wait_next_n(&qr, 1, &n, &tick);
+  for (int qd : accepted) {
+    sockaddr_in peer = {};
+    socklen_t len = sizeof(peer);
+    ASSERT_EQ(demi_getpeername(qd, reinterpret_cast<sockaddr*>(&peer), &len),
+              0);
+    if (ntohs(peer.sin_port) == a_port) a_qd = qd;
+  }
+  ASSERT_GE(a_qd, 0);
+  std::vector<demi_qtoken_t> pushes;
+  pushes.push_back(PushString(a_qd, pooled));
+  demi_sgarray_t sga = {};
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = foreign.data();
+  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(foreign.size());
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_push(&qt, a_qd, &sga), 0);
+  pushes.push_back(qt);
+  for (demi_qtoken_t push : pushes) {
+    qr = WaitOrFail(push);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  }
+  while (!done) demi_wait_next_n(&qr, 1, &n, &tick);
+  thread.join();
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_EQ(b_errno.size(), 2u);
+  for (int err : b_errno) EXPECT_EQ(err, EFAULT) << "B read A's buffer";
+  ASSERT_EQ(read_by_a.size(), 2u);
+  EXPECT_EQ(read_by_a[0], pooled.substr(0, kRead));
+  EXPECT_EQ(read_by_a[1], foreign.substr(0, kRead));
+  for (int qd : accepted) EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+// A peer whose host vanishes sends no disconnect; here its QP just goes
+// deaf (error state, which drops whatever arrives). A connection that only
+// pops must notice through its keepalive probe, with ETIMEDOUT.
+TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  std::atomic<bool> deaf{false};
+  std::atomic<bool> release{false};
+  int qd = AcceptRawPeer(
+      listener, 1,
+      [&](RcPeer& raw) -> absl::Status {
+        ibv_qp_attr attr = {};
+        attr.qp_state = IBV_QPS_ERR;
+        if (int rc = ibv_modify_qp(raw.qp->qp, &attr, IBV_QP_STATE); rc != 0) {
+          return demi::rdma::ErrnoError(rc, "ibv_modify_qp");
+        }
+        deaf = true;
+        // Destroying the peer would disconnect it: it stays, silent.
+        while (!release) absl::SleepFor(absl::Milliseconds(10));
+        return absl::OkStatus();
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  while (!deaf) absl::SleepFor(absl::Milliseconds(10));
+  absl::Time start = absl::Now();
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pop(&qt, qd), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  release = true;
+  EXPECT_TRUE(peer.Finish().ok());
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
+  std::printf("silent peer detected after %.2f s\n",
+              absl::ToDoubleSeconds(absl::Now() - start));
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+TEST(HostilePeerTest, ImplausibleReceiveDepthIsRefused) {
+  Listener listener = Listen();
+  std::atomic<bool> done{false};
+  absl::Status status;
+  std::thread thread([&] {
+    status =
+        ConnectAsDemi(listener.addr, 65535, Scaled(absl::Seconds(5))).status();
+    done = true;
+  });
+  // The library must take the request in (and refuse it) meanwhile.
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_accept(&qt, listener.qd), 0);
+  demi_qresult_t qr;
+  timespec tick = absl::ToTimespec(absl::Milliseconds(50));
+  while (!done) EXPECT_NE(demi_wait(&qr, qt, &tick), 0);
+  thread.join();
+  EXPECT_EQ(demi::rdma::ErrnoOf(status), ECONNREFUSED) << status;
+  EXPECT_EQ(demi_close(listener.qd), 0);
+  qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EBADF);
+}
+
+TEST(HostilePeerTest, PeerPostingFewerBuffersThanItAnnouncedFailsPushes) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  std::atomic<bool> stop{false};
+  // Announces 1,000 receive buffers but posts only one.
+  int qd = AcceptRawPeer(
+      listener, 1000,
+      [&stop](RcPeer&) -> absl::Status {
+        while (!stop) absl::SleepFor(absl::Milliseconds(10));
+        return absl::OkStatus();
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  // Not inline (they complete at the peer's ACK): the second one meets RNR.
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < 4; ++i) {
+    pushes.push_back(PushString(qd, std::string(1000, 'a' + i)));
+  }
+  int failed = 0;
+  for (demi_qtoken_t qt : pushes) {
+    demi_qresult_t qr = WaitOrFail(qt);
+    if (qr.qr_opcode == DEMI_OPC_FAILED) {
+      ++failed;
+      EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
+    }
+  }
+  EXPECT_GE(failed, 3);
+  stop = true;
+  EXPECT_TRUE(peer.Finish().ok());
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+}  // namespace

@@ -1,0 +1,120 @@
+#include "testing/wire_peer.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "rdma/cm_event.h"
+#include "rdma/status_util.h"
+#include "rdma/wc_status.h"
+
+namespace demi::testing {
+namespace {
+
+using rdma::ErrnoError;
+
+// Sends go out of the upper half of the buffer; the one receive RcPeer
+// posts lands in the lower half, at offset 0.
+constexpr size_t kSendOffset = kRcPeerBufferSize / 2;
+
+// The next completion whose opcode `wanted` accepts; receive completions
+// seen on the way are posted again.
+absl::StatusOr<ibv_wc> PollFor(RcPeer& peer, bool want_recv,
+                               absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollOne(peer, deadline - absl::Now()));
+    bool is_recv = (wc.opcode & IBV_WC_RECV) != 0 && wc.status == 0;
+    if (wc.status != IBV_WC_SUCCESS || is_recv == want_recv) return wc;
+    DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
+  }
+}
+
+}  // namespace
+
+std::string DemiConnectData(uint16_t recv_depth, uint32_t eager_size) {
+  ConnectData data = {};
+  data.magic = kConnectMagic;
+  data.version = kWireVersion;
+  data.recv_depth = recv_depth;
+  data.eager_size = eager_size;
+  return std::string(reinterpret_cast<const char*>(&data), sizeof(data));
+}
+
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
+                                                      uint16_t recv_depth,
+                                                      absl::Duration timeout) {
+  return ConnectRc(server, DemiConnectData(recv_depth), timeout);
+}
+
+absl::Status SendWire(RcPeer& peer, const WireHeader& header,
+                      const std::string& body, absl::Duration timeout) {
+  if (sizeof(header) + body.size() > kRcPeerBufferSize - kSendOffset) {
+    return ErrnoError(EINVAL, "message too large for the peer's buffer");
+  }
+  std::byte* out = peer.buffer.data() + kSendOffset;
+  std::memcpy(out, &header, sizeof(header));
+  std::memcpy(out + sizeof(header), body.data(), body.size());
+  DEMI_RETURN_IF_ERROR(
+      PostSend(peer, kSendOffset, sizeof(header) + body.size()));
+  DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollFor(peer, /*want_recv=*/false, timeout));
+  if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_SEND) {
+    return ErrnoError(rdma::WcStatusToErrno(wc.status),
+                      absl::StrCat("send: ", ibv_wc_status_str(wc.status)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SendEager(RcPeer& peer, const std::string& payload,
+                       uint16_t credits, absl::Duration timeout) {
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kEager);
+  header.credits = credits;
+  header.length = static_cast<uint32_t>(payload.size());
+  return SendWire(peer, header, payload, timeout);
+}
+
+absl::StatusOr<ParsedMessage> ReceiveWire(RcPeer& peer,
+                                          absl::Duration timeout) {
+  DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollFor(peer, /*want_recv=*/true, timeout));
+  if (wc.status != IBV_WC_SUCCESS) {
+    return ErrnoError(rdma::WcStatusToErrno(wc.status),
+                      absl::StrCat("receive: ", ibv_wc_status_str(wc.status)));
+  }
+  // Parsed from a copy: the receive is posted again before returning.
+  std::string bytes(reinterpret_cast<const char*>(peer.buffer.data()),
+                    wc.byte_len);
+  DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
+  DEMI_ASSIGN_OR_RETURN(
+      ParsedMessage message,
+      ParseMessage(
+          absl::MakeConstSpan(reinterpret_cast<const std::byte*>(bytes.data()),
+                              bytes.size()),
+          UINT32_MAX));
+  message.payload = {};  // It pointed into the copy.
+  return message;
+}
+
+absl::Status ReadRemote(RcPeer& peer, uint64_t addr, uint32_t rkey,
+                        uint32_t length, absl::Duration timeout) {
+  if (length > kSendOffset) return ErrnoError(EINVAL, "read too large");
+  DEMI_RETURN_IF_ERROR(PostRead(peer, kSendOffset, length, addr, rkey));
+  DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollFor(peer, /*want_recv=*/false, timeout));
+  if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_RDMA_READ) {
+    return ErrnoError(rdma::WcStatusToErrno(wc.status),
+                      absl::StrCat("read: ", ibv_wc_status_str(wc.status)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WaitDisconnected(RcPeer& peer, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    DEMI_ASSIGN_OR_RETURN(
+        rdma::CmEvent event,
+        rdma::WaitCmEvent(peer.channel.get(), deadline - absl::Now()));
+    if (event.type == RDMA_CM_EVENT_DISCONNECTED) return absl::OkStatus();
+  }
+}
+
+}  // namespace demi::testing

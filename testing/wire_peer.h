@@ -1,0 +1,56 @@
+// A raw-verbs client of the libOS that speaks its wire protocol, or breaks
+// it on purpose: for tests of what the library does with a hostile peer.
+// Built on RcPeer; blocking and single-threaded (run it beside the libOS on
+// another thread or in another process).
+#ifndef DEMI_TESTING_WIRE_PEER_H_
+#define DEMI_TESTING_WIRE_PEER_H_
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "demi/wire.h"
+#include "testing/rc_peer.h"
+
+namespace demi::testing {
+
+// Connect data as the library sends it, announcing `recv_depth` receive
+// buffers (the libOS grants that many credits) and `eager_size`.
+std::string DemiConnectData(uint16_t recv_depth, uint32_t eager_size = 8192);
+
+// Connects to the libOS listening at `server`, announcing `recv_depth`
+// (RcPeer posts one receive of its whole buffer, whatever it announces).
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
+                                                      uint16_t recv_depth,
+                                                      absl::Duration timeout);
+
+// Sends `header` followed by `body` (at most half of kRcPeerBufferSize) and
+// waits for that send's completion, skipping receive completions. An error
+// if the send fails (with the completion's errno) or never completes.
+absl::Status SendWire(RcPeer& peer, const WireHeader& header,
+                      const std::string& body, absl::Duration timeout);
+
+// An EAGER message of `payload` returning `credits`.
+absl::Status SendEager(RcPeer& peer, const std::string& payload,
+                       uint16_t credits, absl::Duration timeout);
+
+// Waits for the next receive completion and parses the message it holds
+// (the receive is posted again afterwards).
+absl::StatusOr<ParsedMessage> ReceiveWire(RcPeer& peer, absl::Duration timeout);
+
+// RDMA READs `length` bytes from (`addr`, `rkey`) into the buffer at
+// offset 0 and waits for it; the completion's errno on failure.
+absl::Status ReadRemote(RcPeer& peer, uint64_t addr, uint32_t rkey,
+                        uint32_t length, absl::Duration timeout);
+
+// Waits for rdma_cm to report the connection's end (DISCONNECTED).
+absl::Status WaitDisconnected(RcPeer& peer, absl::Duration timeout);
+
+}  // namespace demi::testing
+
+#endif  // DEMI_TESTING_WIRE_PEER_H_
