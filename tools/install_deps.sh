@@ -2,7 +2,8 @@
 # Installs what building and testing need from Debian's archive, and only
 # what is missing: Bazel, the compiler, rdma-core and perftest, Abseil,
 # GoogleTest, Google Benchmark, and for the soft-RoCE VM QEMU, the Debian
-# kernel (which ships rdma_rxe), static busybox and cpio. Idempotent.
+# kernel (which ships rdma_rxe), static busybox and cpio; clang and
+# libFuzzer for the fuzz targets. Idempotent.
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
   gnuplot-nox
+  clang-16 libfuzzer-16-dev libclang-rt-16-dev pkg-config
 )
 
 missing=()

@@ -22,6 +22,13 @@ run bazel test --config=asan //... "$@"
 # way an outside project would be.
 (cd examples/kv && run bazel test //... "$@")
 (cd examples/kv && run bazel test --config=asan //... "$@")
+# The fuzz targets, a minute each (tools/fuzz.sh --runs 1000000 by hand).
+if tools/fuzz.sh --seconds "${DEMI_FUZZ_SECONDS:-60}"; then
+  echo "//tools:fuzz.sh PASSED" >> "$log"
+else
+  echo "//tools:fuzz.sh FAILED" >> "$log"
+  echo 1 > "$log.failed"
+fi
 passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY)|FAILED TO BUILD' "$log" || true)
 echo "tools/test.sh: $(($(date +%s) - start))s (normal and sanitizer builds)"

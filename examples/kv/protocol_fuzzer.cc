@@ -12,18 +12,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<kv::Request> request = kv::ParseRequest(message);
   if (!request.ok()) return 0;
   auto inside = [&](absl::string_view part) {
-    return part.empty() || (part.data() >= message.data() &&
-                            part.data() + part.size() <=
-                                message.data() + message.size());
+    return part.empty() ||
+           (part.data() >= message.data() &&
+            part.data() + part.size() <= message.data() + message.size());
   };
   if (!kv::ValidKey(request->key) || !kv::ValidValue(request->value) ||
       !inside(request->key) || !inside(request->value)) {
     __builtin_trap();
   }
-  absl::StatusOr<std::string> again = kv::EncodeRequest(
-      request->op, request->id, request->key, request->value);
-  if (!again.ok() || kv::ParseRequest(*again).status().code() !=
-                         absl::StatusCode::kOk) {
+  absl::StatusOr<std::string> again =
+      kv::EncodeRequest(request->op, request->id, request->key, request->value);
+  if (!again.ok() ||
+      kv::ParseRequest(*again).status().code() != absl::StatusCode::kOk) {
     __builtin_trap();
   }
   return 0;

@@ -6,9 +6,8 @@
 #include "demi/wire.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  absl::StatusOr<demi::ConnectData> parsed =
-      demi::ParseConnectData(absl::MakeConstSpan(
-          reinterpret_cast<const std::byte*>(data), size));
+  absl::StatusOr<demi::ConnectData> parsed = demi::ParseConnectData(
+      absl::MakeConstSpan(reinterpret_cast<const std::byte*>(data), size));
   if (!parsed.ok()) return 0;
   if (parsed->magic != demi::kConnectMagic ||
       parsed->version != demi::kWireVersion || parsed->recv_depth == 0 ||

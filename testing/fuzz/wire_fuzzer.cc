@@ -8,8 +8,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   constexpr uint32_t kMaxMessage = uint32_t{1} << 24;
-  auto bytes = absl::MakeConstSpan(reinterpret_cast<const std::byte*>(data),
-                                   size);
+  auto bytes =
+      absl::MakeConstSpan(reinterpret_cast<const std::byte*>(data), size);
   absl::StatusOr<demi::ParsedMessage> parsed =
       demi::ParseMessage(bytes, kMaxMessage);
   if (!parsed.ok()) return 0;
@@ -22,8 +22,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case demi::WireType::kRndv: {
       const demi::RndvDescriptor& rndv = parsed->rndv;
-      if (rndv.num_segments == 0 || rndv.num_segments > demi::kMaxRndvSegments ||
-          parsed->length == 0 || parsed->length > kMaxMessage) {
+      if (rndv.num_segments == 0 ||
+          rndv.num_segments > demi::kMaxRndvSegments || parsed->length == 0 ||
+          parsed->length > kMaxMessage) {
         __builtin_trap();
       }
       uint64_t total = 0;

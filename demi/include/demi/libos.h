@@ -137,11 +137,21 @@ extern int demi_connect(demi_qtoken_t *qt_out, int sockqd,
                         const struct sockaddr *addr, socklen_t size);
 
 /**
- * @brief Closes a queue.
+ * @brief Closes a queue. Returns at once; the queue is gone for the
+ * application.
  *
- * A connection first tells its peer (who then pops an empty message: EOF,
- * after every message pushed before), then disconnects. Operations still
- * pending on the queue complete DEMI_OPC_FAILED with qr_ret EBADF.
+ * A connection goes on, in the background, delivering every message pushed
+ * before the close (large ones included), then tells its peer, who pops an
+ * empty message (EOF) after all of them, then disconnects. The background
+ * work runs whenever the process waits (demi_wait, ...) and at exit(),
+ * for at most the linger time: 30 s, or SO_LINGER's l_linger seconds. Push
+ * tokens pending at the close stay valid: each completes DEMI_OPC_PUSH once
+ * the peer has the message, or DEMI_OPC_FAILED with qr_ret ETIMEDOUT (linger
+ * time over), ECONNRESET (the peer reset or had closed), or ECONNABORTED
+ * (SO_LINGER with l_linger 0: the connection is reset at once). Pops
+ * pending at the close complete DEMI_OPC_FAILED with qr_ret EBADF. Closing
+ * with messages received but not popped resets the connection (the peer's
+ * pending pushes fail with ECONNRESET), as TCP does.
  *
  * @param qd The queue.
  *
@@ -165,7 +175,8 @@ extern int demi_close(int qd);
  * Completes with DEMI_OPC_PUSH once the peer's device has the message, or
  * DEMI_OPC_FAILED with qr_ret ECONNRESET (connection aborted, also for a
  * push on a connection that had already failed), ETIMEDOUT (peer stopped
- * answering) or EBADF (queue closed first).
+ * answering), EPROTO (the peer broke the protocol) or, for pushes pending
+ * at demi_close, as that call says.
  *
  * @param qt_out Receives the operation's token.
  * @param qd The connection.
@@ -205,7 +216,11 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * segment; release it with demi_sgafree). A zero-length sga is EOF: the peer
  * closed after every earlier message was popped. Pops complete in order.
  * If the connection is aborted, completes DEMI_OPC_FAILED with qr_ret
- * ECONNRESET or ETIMEDOUT; if the queue is closed first, with EBADF.
+ * ECONNRESET, ETIMEDOUT (the peer stopped answering: a connection waiting
+ * on its peer probes it after 3 s of silence, DEMI_KEEPALIVE_MS, so a
+ * vanished host is noticed within about 4 s) or EPROTO (the peer broke the
+ * protocol: sent without credit, after CLOSE, an empty message, a
+ * malformed one); if the queue is closed first, with EBADF.
  *
  * @param qt_out Receives the operation's token.
  * @param qd The connection.
@@ -220,8 +235,9 @@ ATTR_NONNULL(1)
 extern int demi_pop(demi_qtoken_t *qt_out, int qd);
 
 /**
- * @brief Sets a socket option. Only SOL_SOCKET/SO_LINGER is supported
- * (stored and reported back; closing never blocks on it).
+ * @brief Sets a socket option. Only SOL_SOCKET/SO_LINGER is supported: with
+ * l_onoff set, l_linger bounds how long a closed connection goes on
+ * delivering (0: reset at once); see demi_close, which never blocks.
  *
  * @return 0 on success, or:
  * - EBADF: @p qd is not an open queue.
