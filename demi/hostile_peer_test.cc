@@ -261,12 +261,7 @@ TEST(HostilePeerTest, FailedRendezvousReadFailsThePopAndDeliversNothing) {
   EXPECT_EQ(demi_close(listener.qd), 0);
 }
 
-// Open (issue 8, item 4): the raw peer A never receives the announcement
-// here, although libOS-to-libOS rendezvous through the same windows passes;
-// not yet understood. Disabled so that CI stays meaningful; run it with
-// --gtest_also_run_disabled_tests.
-TEST(HostilePeerTest,
-     DISABLED_RendezvousIsReadableThroughItsOwnConnectionOnly) {
+TEST(HostilePeerTest, RendezvousIsReadableThroughItsOwnConnectionOnly) {
   Listener listener = Listen();
   constexpr uint32_t kRead = 32 * 1024;
   // One message from the pool, one from foreign memory (registered for

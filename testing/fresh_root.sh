@@ -9,9 +9,23 @@ shift
 [ $# -gt 0 ] || set -- tools/test.sh
 top=$(git rev-parse --show-toplevel)
 
+# The archive this machine's apt uses (deb822 sources, or the classic list).
+mirror() {
+  local uri=""
+  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+    uri=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) {print $i; exit}}' \
+      /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { echo "fresh_root.sh: no Debian mirror in apt's sources" >&2; exit 2; }
+  echo "$uri"
+}
+
 if [ ! -x "$dir/usr/bin/apt-get" ]; then
   command -v debootstrap > /dev/null || apt-get install -y -q debootstrap
-  debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian
+  debootstrap --variant=minbase bookworm "$dir" "$(mirror)"
 fi
 mkdir -p "$dir/etc/apt/sources.list.d"
 cp /etc/apt/sources.list.d/debian.sources "$dir/etc/apt/sources.list.d/" 2> /dev/null || true

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ struct RcPeer {
   rdma::CmQpPtr qp;
   // Private data the peer sent while connecting.
   std::string peer_private_data;
+  // Messages received while a helper waited for another completion (bytes
+  // copied out, since the receive is posted again at once), oldest first.
+  std::deque<std::string> received;
 };
 
 // Buffer size of every RcPeer and queue depths of its QP.

@@ -17,16 +17,28 @@ using rdma::ErrnoError;
 // posts lands in the lower half, at offset 0.
 constexpr size_t kSendOffset = kRcPeerBufferSize / 2;
 
-// The next completion whose opcode `wanted` accepts; receive completions
-// seen on the way are posted again.
+// Copies the message a receive completion delivered and posts the receive
+// again (always at offset 0, below kSendOffset).
+absl::StatusOr<std::string> TakeReceive(RcPeer& peer, const ibv_wc& wc) {
+  std::string bytes(reinterpret_cast<const char*>(peer.buffer.data()),
+                    wc.byte_len);
+  DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
+  return bytes;
+}
+
+// The next failed completion, or the next successful one of the kind asked
+// for. Messages received meanwhile are kept in `peer.received`, never lost.
 absl::StatusOr<ibv_wc> PollFor(RcPeer& peer, bool want_recv,
                                absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   while (true) {
     DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollOne(peer, deadline - absl::Now()));
-    bool is_recv = (wc.opcode & IBV_WC_RECV) != 0 && wc.status == 0;
+    bool is_recv = (wc.opcode & IBV_WC_RECV) != 0;
     if (wc.status != IBV_WC_SUCCESS || is_recv == want_recv) return wc;
-    DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
+    if (is_recv) {
+      DEMI_ASSIGN_OR_RETURN(std::string bytes, TakeReceive(peer, wc));
+      peer.received.push_back(std::move(bytes));
+    }
   }
 }
 
@@ -76,22 +88,27 @@ absl::Status SendEager(RcPeer& peer, const std::string& payload,
 
 absl::StatusOr<ParsedMessage> ReceiveWire(RcPeer& peer,
                                           absl::Duration timeout) {
-  DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollFor(peer, /*want_recv=*/true, timeout));
-  if (wc.status != IBV_WC_SUCCESS) {
-    return ErrnoError(rdma::WcStatusToErrno(wc.status),
-                      absl::StrCat("receive: ", ibv_wc_status_str(wc.status)));
+  std::string bytes;
+  if (!peer.received.empty()) {
+    bytes = std::move(peer.received.front());
+    peer.received.pop_front();
+  } else {
+    DEMI_ASSIGN_OR_RETURN(ibv_wc wc,
+                          PollFor(peer, /*want_recv=*/true, timeout));
+    if (wc.status != IBV_WC_SUCCESS) {
+      return ErrnoError(
+          rdma::WcStatusToErrno(wc.status),
+          absl::StrCat("receive: ", ibv_wc_status_str(wc.status)));
+    }
+    DEMI_ASSIGN_OR_RETURN(bytes, TakeReceive(peer, wc));
   }
-  // Parsed from a copy: the receive is posted again before returning.
-  std::string bytes(reinterpret_cast<const char*>(peer.buffer.data()),
-                    wc.byte_len);
-  DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
   DEMI_ASSIGN_OR_RETURN(
       ParsedMessage message,
       ParseMessage(
           absl::MakeConstSpan(reinterpret_cast<const std::byte*>(bytes.data()),
                               bytes.size()),
           UINT32_MAX));
-  message.payload = {};  // It pointed into the copy.
+  message.payload = {};  // It pointed into `bytes`.
   return message;
 }
 

@@ -30,8 +30,9 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
                                                       absl::Duration timeout);
 
 // Sends `header` followed by `body` (at most half of kRcPeerBufferSize) and
-// waits for that send's completion, skipping receive completions. An error
-// if the send fails (with the completion's errno) or never completes.
+// waits for that send's completion; messages received meanwhile are kept
+// for ReceiveWire. An error if the send fails (with the completion's errno)
+// or never completes.
 absl::Status SendWire(RcPeer& peer, const WireHeader& header,
                       const std::string& body, absl::Duration timeout);
 
@@ -39,12 +40,13 @@ absl::Status SendWire(RcPeer& peer, const WireHeader& header,
 absl::Status SendEager(RcPeer& peer, const std::string& payload,
                        uint16_t credits, absl::Duration timeout);
 
-// Waits for the next receive completion and parses the message it holds
-// (the receive is posted again afterwards).
+// The next message received (kept earlier, or waited for), parsed; the
+// receive is posted again at once.
 absl::StatusOr<ParsedMessage> ReceiveWire(RcPeer& peer, absl::Duration timeout);
 
-// RDMA READs `length` bytes from (`addr`, `rkey`) into the buffer at
-// offset 0 and waits for it; the completion's errno on failure.
+// RDMA READs `length` bytes from (`addr`, `rkey`) into the upper half of
+// the buffer (kRcPeerBufferSize / 2) and waits for it, keeping messages
+// received meanwhile; the completion's errno on failure.
 absl::Status ReadRemote(RcPeer& peer, uint64_t addr, uint32_t rkey,
                         uint32_t length, absl::Duration timeout);
 
