@@ -100,26 +100,23 @@ absl::Status Connection::PostRecv(Buffer* buffer) {
   return absl::OkStatus();
 }
 
-bool Connection::RefillReceives() {
-  bool full = true;
+void Connection::RefillReceives() {
   while (state_ != State::kDead && posted_recvs_ < kRecvDepth) {
     absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
     if (!fresh.ok()) {
       // The progress engine tries again; the credits wait meanwhile, so
       // the peer never sends into a missing buffer.
       env_.starved->insert(qd_);
-      full = false;
       break;
     }
     absl::Status status = PostRecv(*fresh);
     if (!status.ok()) {
       env_.pool->Unref(*fresh);
       Abort(rdma::ErrnoOf(status));
-      return true;
+      return;
     }
   }
   MoveCreditsToReturn();
-  return full;
 }
 
 void Connection::ConsumeCredit() {

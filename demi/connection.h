@@ -113,9 +113,9 @@ class Connection {
   // Whether the orderly close has finished: the peer has every push and
   // CLOSE (or the connection died on the way).
   bool FlushDone() const;
-  // Posts more receive buffers where the pool was dry; returns whether all
-  // are posted now.
-  bool RefillReceives();
+  // Posts receive buffers up to kRecvDepth; where the pool is dry, marks
+  // the connection starved for the progress engine to try again.
+  void RefillReceives();
   // Called by the progress engine every `tick` of the keepalive interval
   // (`ticks` of them make one interval). A connection that waits on its
   // peer (pops, rendezvous, credits, a close) and has heard nothing for a

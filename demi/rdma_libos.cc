@@ -428,14 +428,12 @@ void RdmaLibOs::Poll() {
   if (++poll_passes_ % kCmPollInterval == 0) {
     PollCmEvents();
     PollTimers();
-  } else if (!closed_.empty()) {
-    PollClosed(/*check_deadlines=*/false);
   }
 }
 
 void RdmaLibOs::PollTimers() {
   absl::Time now = absl::Now();
-  if (!closed_.empty()) PollClosed(/*check_deadlines=*/true);
+  if (!closed_.empty()) PollClosed(now);
   if (!starved_.empty()) {
     std::vector<int> starved(starved_.begin(), starved_.end());
     starved_.clear();
@@ -455,8 +453,7 @@ void RdmaLibOs::PollTimers() {
   }
 }
 
-void RdmaLibOs::PollClosed(bool check_deadlines) {
-  absl::Time now = check_deadlines ? absl::Now() : absl::InfinitePast();
+void RdmaLibOs::PollClosed(absl::Time now) {
   std::vector<int> drained;
   std::vector<std::pair<int, int>> ended;  // qd, errno
   for (int qd : closed_) {

@@ -155,13 +155,15 @@ class RdmaLibOs {
   absl::Status SetupConnection(Queue& queue);
   void MatchAccepts(Queue& listener);
   void CloseConnection(Queue& queue);
-  // The part of Poll that needs the clock, run every kCmPollInterval passes:
-  // keepalive ticks, linger deadlines, receive refills.
+  // What Poll does every kCmPollInterval passes only, with one look at the
+  // clock: closed queues, receive refills, keepalive ticks. None of it is
+  // urgent to the microsecond.
   void PollTimers();
   // Disconnects the connections that aborted since the last time.
   void DisconnectAborted();
-  // Closed queues: ends finished flushes, destroys drained queues.
-  void PollClosed(bool check_deadlines);
+  // Closed queues: ends finished flushes (or those past their linger time
+  // at `now`), destroys drained queues.
+  void PollClosed(absl::Time now);
   // Ends a closed connection's life on the wire: fails what is left with
   // `err`, disconnects; the queue goes once its flushes have drained.
   void EndConnection(Queue& queue, int err);
