@@ -28,17 +28,9 @@ using demi::testing::SameBytes;
 using demi::testing::SgaBytes;
 using demi::testing::WaitOrFail;
 
-class InitEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    // A small pool, so that a test can run it dry.
-    setenv("DEMI_POOL_LIMIT_MB", "256", 1);
-    ASSERT_EQ(demi_init(nullptr), 0);
-  }
-};
-
-const auto* const kInit =
-    ::testing::AddGlobalTestEnvironment(new InitEnvironment);
+// A small pool, so that a test can run it dry.
+const auto* const kInit = ::testing::AddGlobalTestEnvironment(
+    new demi::testing::DemiInitEnvironment(/*pool_limit_mb=*/256));
 
 timespec Ms(int ms) { return absl::ToTimespec(absl::Milliseconds(ms)); }
 

@@ -5,11 +5,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "testing/rdma_env.h"
 
 namespace demi::testing {
+
+void DemiInitEnvironment::SetUp() {
+  if (pool_limit_mb_ > 0) {
+    setenv("DEMI_POOL_LIMIT_MB", std::to_string(pool_limit_mb_).c_str(), 1);
+  }
+  ASSERT_EQ(demi_init(nullptr), 0);
+}
 
 uint16_t NextPort() {
   static uint16_t next = static_cast<uint16_t>(20000 + (getpid() % 400) * 100);

@@ -14,6 +14,19 @@
 
 namespace demi::testing {
 
+// Runs demi_init once, before the first test of the binary (register it
+// with ::testing::AddGlobalTestEnvironment). `pool_limit_mb` > 0 sets
+// DEMI_POOL_LIMIT_MB first, so that a test can run the pool dry.
+class DemiInitEnvironment : public ::testing::Environment {
+ public:
+  explicit DemiInitEnvironment(int pool_limit_mb = 0)
+      : pool_limit_mb_(pool_limit_mb) {}
+  void SetUp() override;
+
+ private:
+  int pool_limit_mb_;
+};
+
 // A port no other test of this process has used (a per-process base, so
 // tests running side by side on one host do not collide).
 uint16_t NextPort();
