@@ -17,14 +17,20 @@ absl::Status ServeMessages(
     return rdma::ErrnoError(err, "demi_accept");
   }
   absl::flat_hash_set<int> open;
+  absl::flat_hash_set<int> held;  // Pops held back by can_read.
   int ended = 0;
   auto end = [&](int qd, int err) {
     if (open.erase(qd) == 0) return;
+    held.erase(qd);
     on_end(qd, err);
     demi_close(qd);
     ++ended;
   };
   auto pop = [&](int qd) {
+    if (options.can_read && !options.can_read(qd)) {
+      held.insert(qd);
+      return;
+    }
     if (int err = demi_pop(&qt, qd); err != 0) end(qd, err);
   };
   while ((options.exit_after == 0 || ended < options.exit_after) &&
@@ -56,8 +62,15 @@ absl::Status ServeMessages(
         // A client went away, perhaps mid-request: only its queue ends.
         end(qr.qr_qd, static_cast<int>(qr.qr_ret));
         break;
+      case DEMI_OPC_PUSH:  // A reply went out.
+        if (options.on_push_done) options.on_push_done(qr.qr_qd);
+        if (held.contains(qr.qr_qd) && open.contains(qr.qr_qd)) {
+          held.erase(qr.qr_qd);
+          pop(qr.qr_qd);
+        }
+        break;
       default:
-        break;  // A reply went out.
+        break;
     }
   }
   return absl::OkStatus();

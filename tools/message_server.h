@@ -7,6 +7,7 @@
 #include <demi/libos.h>
 
 #include <csignal>
+#include <functional>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -18,6 +19,13 @@ struct ServeOptions {
   int exit_after = 0;
   // Return once this is set (by a signal handler, say); may be null.
   const volatile std::sig_atomic_t* stop = nullptr;
+  // Asked before each pop of a connection; false holds the pop back until
+  // one of the connection's pushes completes. A client that never takes
+  // its replies then stops being read, so what it can make the server hold
+  // is bounded. Empty: always read.
+  std::function<bool(int qd)> can_read;
+  // Hears of every push that completed on a connection (DEMI_OPC_PUSH).
+  std::function<void(int qd)> on_push_done;
 };
 
 // Runs the accept loop on `listener`. `on_message` gets each message's

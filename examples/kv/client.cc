@@ -18,6 +18,8 @@ absl::Status CodeStatus(Code code) {
       return absl::NotFoundError("no such key");
     case Code::kBadRequest:
       return absl::InvalidArgumentError("server rejected the request");
+    case Code::kOutOfSpace:
+      return absl::ResourceExhaustedError("the server's table is full");
   }
   return absl::DataLossError("unknown code");
 }

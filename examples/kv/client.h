@@ -29,6 +29,7 @@ class Client {
 
   // NOT_FOUND when the key has no value.
   absl::StatusOr<std::string> Get(absl::string_view key);
+  // RESOURCE_EXHAUSTED when the server's table has no room for it.
   absl::Status Put(absl::string_view key, absl::string_view value);
   // NOT_FOUND when there was nothing to delete.
   absl::Status Delete(absl::string_view key);

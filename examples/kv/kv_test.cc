@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -29,6 +31,11 @@ const char* server_binary = nullptr;
 const char* loadgen_binary = nullptr;
 const char* self_binary = nullptr;
 constexpr int kPort = 7123;
+// A second server, with small limits, for KvLimitsTest.
+constexpr int kLimitsPort = 7124;
+constexpr uint64_t kLimitBytes = 64 * 1024;
+constexpr int kLimitKeys = 10;
+constexpr int kLimitUnfinished = 4;
 
 std::string Pattern(size_t size, int seed) {
   std::string value(size, '\0');
@@ -38,8 +45,8 @@ std::string Pattern(size_t size, int seed) {
   return value;
 }
 
-sockaddr_in ServerAddr() {
-  absl::StatusOr<sockaddr_in> addr = demi::testing::TestAddr(kPort);
+sockaddr_in ServerAddr(int port = kPort) {
+  absl::StatusOr<sockaddr_in> addr = demi::testing::TestAddr(port);
   if (!addr.ok()) {
     std::fprintf(stderr, "%s\n", addr.status().ToString().c_str());
     std::abort();
@@ -73,13 +80,21 @@ int WaitExit(pid_t pid) {
   return 128 + WTERMSIG(status);
 }
 
+// demi_init, once per process (both suites need it).
+void InitOnce() {
+  static bool done = false;
+  if (done) return;
+  ASSERT_TRUE(demi::tools::Init().ok());
+  done = true;
+}
+
 class KvTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     server_ = Spawn({server_binary, "--bind=" + AddrText(),
                      absl::StrCat("--port=", kPort)});
     ASSERT_GT(server_, 0);
-    ASSERT_TRUE(demi::tools::Init().ok());
+    InitOnce();
   }
 
   static void TearDownTestSuite() {
@@ -90,11 +105,11 @@ class KvTest : public ::testing::Test {
   }
 
   // A client, retrying while the server starts.
-  static std::unique_ptr<Client> NewClient() {
+  static std::unique_ptr<Client> NewClient(int port = kPort) {
     absl::Time deadline = absl::Now() + Scaled(absl::Seconds(30));
     while (true) {
       absl::StatusOr<std::unique_ptr<Client>> client =
-          Client::Connect(ServerAddr(), Scaled(absl::Seconds(10)));
+          Client::Connect(ServerAddr(port), Scaled(absl::Seconds(10)));
       if (client.ok()) {
         (*client)->set_timeout(Scaled(absl::Seconds(20)));
         return std::move(*client);
@@ -257,6 +272,106 @@ TEST_F(KvTest, ClientKilledMidRequest) {
 }
 
 // The child of ClientKilledMidRequest: starts a request and kills itself
+// A server with small limits: what one client can take from the others.
+class KvLimitsTest : public KvTest {
+ protected:
+  static void SetUpTestSuite() {
+    server_ =
+        Spawn({server_binary, "--bind=" + AddrText(),
+               absl::StrCat("--port=", kLimitsPort),
+               absl::StrCat("--max_bytes=", kLimitBytes),
+               absl::StrCat("--max_keys=", kLimitKeys),
+               absl::StrCat("--max_unfinished_replies=", kLimitUnfinished)});
+    ASSERT_GT(server_, 0);
+    InitOnce();
+  }
+};
+
+TEST_F(KvLimitsTest, AFullTableSaysOutOfSpaceAndRecoversOnDelete) {
+  std::unique_ptr<Client> c = NewClient(kLimitsPort);
+  ASSERT_NE(c, nullptr);
+  for (int i = 0; i < kLimitKeys; ++i) {
+    ASSERT_TRUE(c->Put(absl::StrCat("key", i), Pattern(1000, i)).ok());
+  }
+  // One key too many, then too many bytes for a key already there.
+  EXPECT_EQ(c->Put("one-more", "v").code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(c->Put("key0", Pattern(kLimitBytes, 1)).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(*c->Get("key0") == Pattern(1000, 0)) << "value changed";
+  ASSERT_TRUE(c->Put("key0", Pattern(2000, 7)).ok());  // Fits: overwritten.
+  EXPECT_TRUE(*c->Get("key0") == Pattern(2000, 7)) << "not overwritten";
+  ASSERT_TRUE(c->Delete("key1").ok());
+  ASSERT_TRUE(c->Put("one-more", "v").ok());  // Room again.
+  EXPECT_EQ(*c->Get("one-more"), "v");
+  // Empty again for the next test.
+  for (int i = 0; i < kLimitKeys; ++i) {
+    if (i != 1) {
+      EXPECT_TRUE(c->Delete(absl::StrCat("key", i)).ok());
+    }
+  }
+  EXPECT_TRUE(c->Delete("one-more").ok());
+}
+
+TEST_F(KvLimitsTest, AClientThatNeverTakesRepliesStopsBeingRead) {
+  std::unique_ptr<Client> setup = NewClient(kLimitsPort);
+  ASSERT_NE(setup, nullptr);
+  // A value big enough to go by rendezvous: its reply is unfinished until
+  // the client pops it, which this one never does.
+  std::string big = Pattern(32 * 1024, 5);
+  ASSERT_TRUE(setup->Put("big", big).ok());
+  std::unique_ptr<Client> greedy = NewClient(kLimitsPort);
+  ASSERT_NE(greedy, nullptr);
+  constexpr int kRequests = 200;
+  std::string get = *EncodeRequest(Op::kGet, 1, "big", {});
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < kRequests; ++i) {
+    demi_sgarray_t sga = demi_sgaalloc(get.size());
+    ASSERT_EQ(sga.sga_numsegs, 1u);
+    std::memcpy(sga.sga_segs[0].sgaseg_buf, get.data(), get.size());
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_push(&qt, greedy->qd(), &sga), 0);
+    EXPECT_EQ(demi_sgafree(&sga), 0);
+    pushes.push_back(qt);
+  }
+  // Everyone else is served meanwhile (these waits also drive the greedy
+  // client's pushes).
+  std::vector<absl::Duration> latencies;
+  for (int i = 0; i < 100; ++i) {
+    absl::Time start = absl::Now();
+    ASSERT_TRUE(setup->Put("small", absl::StrCat(i)).ok());
+    ASSERT_EQ(*setup->Get("small"), absl::StrCat(i));
+    latencies.push_back(absl::Now() - start);
+  }
+  std::sort(latencies.begin(), latencies.end());
+  std::printf(
+      "well-behaved client beside the greedy one: PUT+GET p50 %s, "
+      "p99 %s\n",
+      absl::FormatDuration(latencies[50]).c_str(),
+      absl::FormatDuration(latencies[98]).c_str());
+  // The server read only what the greedy client's credits and the reply
+  // limit allow: the other requests still wait in the client library.
+  int taken = 0;
+  for (demi_qtoken_t qt : pushes) {
+    demi_qresult_t qr;
+    timespec zero = {0, 0};
+    if (demi_wait(&qr, qt, &zero) == 0) {
+      EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
+      ++taken;
+    }
+  }
+  std::printf("greedy client: %d of %d requests taken in\n", taken, kRequests);
+  EXPECT_LT(taken, 100) << "the server kept reading a client that takes "
+                           "none of its replies";
+  EXPECT_GT(taken, kLimitUnfinished);
+  greedy.reset();  // Closes with replies unread: reset.
+  ASSERT_TRUE(setup->Put("after", "ok").ok());
+  EXPECT_EQ(*setup->Get("after"), "ok");
+  for (const char* key : {"big", "small", "after"}) {
+    EXPECT_TRUE(setup->Delete(key).ok());
+  }
+}
+
 // while it is in flight.
 int DieMidRequest(const std::string& mode, const std::string& host) {
   if (!demi::tools::Init().ok()) return 1;

@@ -108,7 +108,7 @@ absl::StatusOr<Response> ParseResponse(absl::string_view message) {
   }
   ResponseHeader header;
   std::memcpy(&header, message.data(), sizeof(header));
-  if (header.code > static_cast<uint8_t>(Code::kBadRequest)) {
+  if (header.code > static_cast<uint8_t>(Code::kOutOfSpace)) {
     return absl::DataLossError(absl::StrCat("unknown code ", header.code));
   }
   if (uint64_t{sizeof(header)} + header.value_size != message.size()) {

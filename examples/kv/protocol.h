@@ -24,6 +24,7 @@ enum class Code : uint8_t {
   kOk = 0,
   kNotFound = 1,
   kBadRequest = 2,  // Malformed, or key/value size out of bounds.
+  kOutOfSpace = 3,  // A PUT the table has no room for (--max_bytes/keys).
 };
 
 struct RequestHeader {
