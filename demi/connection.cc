@@ -66,12 +66,7 @@ absl::Status Connection::PostInitialReceives() {
 }
 
 std::string Connection::LocalConnectData() const {
-  ConnectData data = {};
-  data.magic = kConnectMagic;
-  data.version = kWireVersion;
-  data.recv_depth = kRecvDepth;
-  data.eager_size = kEagerBufferSize;
-  return std::string(reinterpret_cast<const char*>(&data), sizeof(data));
+  return EncodeConnectData(kRecvDepth, kEagerBufferSize);
 }
 
 void Connection::Open(const ConnectData& peer) {

@@ -72,6 +72,15 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
   return Malformed(absl::StrCat("type ", header.type));
 }
 
+std::string EncodeConnectData(uint16_t recv_depth, uint32_t eager_size) {
+  ConnectData data = {};
+  data.magic = kConnectMagic;
+  data.version = kWireVersion;
+  data.recv_depth = recv_depth;
+  data.eager_size = eager_size;
+  return std::string(reinterpret_cast<const char*>(&data), sizeof(data));
+}
+
 absl::StatusOr<ConnectData> ParseConnectData(
     absl::Span<const std::byte> bytes) {
   if (bytes.size() < sizeof(ConnectData)) {

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -93,6 +94,10 @@ struct ParsedMessage {
 // buffer, unknown type, lengths that disagree, too many segments.
 absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
                                            uint32_t max_message);
+
+// This side's connect data: magic, version, and the receive buffers it
+// posts (`recv_depth` of `eager_size` bytes), as rdma_cm private data.
+std::string EncodeConnectData(uint16_t recv_depth, uint32_t eager_size);
 
 // Checks the peer's connect data (EPROTO if absent or from another
 // version, or if it announces no receive buffers, more than

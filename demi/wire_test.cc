@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -117,6 +118,33 @@ TEST(WireTest, ConnectDataIsChecked) {
   std::memcpy(bytes.data(), &data, sizeof(data));
   EXPECT_EQ(rdma::ErrnoOf(ParseConnectData(bytes).status()), EPROTO);
   EXPECT_EQ(rdma::ErrnoOf(ParseConnectData({}).status()), EPROTO);
+}
+
+TEST(WireTest, ConnectDataRoundTripsAndImplausibleBuffersAreRefused) {
+  auto parse = [](const std::string& bytes) {
+    return ParseConnectData(absl::MakeConstSpan(
+        reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
+  };
+  absl::StatusOr<ConnectData> ours = parse(EncodeConnectData(64, 8192));
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  EXPECT_EQ(ours->recv_depth, 64);
+  EXPECT_EQ(ours->eager_size, 8192u);
+  EXPECT_TRUE(
+      parse(EncodeConnectData(kMaxPeerRecvDepth, kMaxPeerEagerSize)).ok());
+  for (const std::string& bad :
+       {EncodeConnectData(kMaxPeerRecvDepth + 1, 8192),
+        EncodeConnectData(64, kMaxPeerEagerSize + 1),
+        EncodeConnectData(0, 8192), EncodeConnectData(64, 15)}) {
+    EXPECT_EQ(rdma::ErrnoOf(parse(bad).status()), EPROTO);
+  }
+}
+
+TEST(WireTest, EmptyEagerMessageIsRejected) {
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kEager);
+  header.length = 0;
+  // Empty would pop as EOF: only CLOSE may mean that.
+  EXPECT_EQ(ErrnoOfParse(Message(header, 0)), EPROTO);
 }
 
 // Every truncation and every single-byte corruption of valid messages is

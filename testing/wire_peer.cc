@@ -44,19 +44,10 @@ absl::StatusOr<ibv_wc> PollFor(RcPeer& peer, bool want_recv,
 
 }  // namespace
 
-std::string DemiConnectData(uint16_t recv_depth, uint32_t eager_size) {
-  ConnectData data = {};
-  data.magic = kConnectMagic;
-  data.version = kWireVersion;
-  data.recv_depth = recv_depth;
-  data.eager_size = eager_size;
-  return std::string(reinterpret_cast<const char*>(&data), sizeof(data));
-}
-
 absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
                                                       uint16_t recv_depth,
                                                       absl::Duration timeout) {
-  return ConnectRc(server, DemiConnectData(recv_depth), timeout);
+  return ConnectRc(server, EncodeConnectData(recv_depth, 8192), timeout);
 }
 
 absl::Status SendWire(RcPeer& peer, const WireHeader& header,

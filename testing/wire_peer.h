@@ -19,10 +19,6 @@
 
 namespace demi::testing {
 
-// Connect data as the library sends it, announcing `recv_depth` receive
-// buffers (the libOS grants that many credits) and `eager_size`.
-std::string DemiConnectData(uint16_t recv_depth, uint32_t eager_size = 8192);
-
 // Connects to the libOS listening at `server`, announcing `recv_depth`
 // (RcPeer posts one receive of its whole buffer, whatever it announces).
 absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
