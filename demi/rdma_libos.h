@@ -48,7 +48,7 @@ inline constexpr uint32_t kCmPollInterval = 64;
 inline constexpr absl::Duration kDefaultLinger = absl::Seconds(30);
 // A connection waiting on a silent peer probes it after this long
 // (DEMI_KEEPALIVE_MS overrides; 0 turns probing off). A vanished peer is
-// then noticed within about this plus the transport's retries (8 x 67 ms).
+// then noticed within about this plus the transport's retries (7 x 268 ms).
 inline constexpr absl::Duration kDefaultKeepalive = absl::Seconds(3);
 // Keepalive ticks per interval: how finely idleness is measured.
 inline constexpr uint32_t kKeepaliveTicks = 4;

@@ -218,7 +218,7 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * If the connection is aborted, completes DEMI_OPC_FAILED with qr_ret
  * ECONNRESET, ETIMEDOUT (the peer stopped answering: a connection waiting
  * on its peer probes it after 3 s of silence, DEMI_KEEPALIVE_MS, so a
- * vanished host is noticed within about 4 s) or EPROTO (the peer broke the
+ * vanished host is noticed within about 5 s) or EPROTO (the peer broke the
  * protocol: sent without credit, after CLOSE, an empty message, a
  * malformed one); if the queue is closed first, with EBADF.
  *
