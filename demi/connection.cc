@@ -13,10 +13,6 @@
 namespace demi {
 namespace {
 
-// Receive work requests carry a tagged Buffer* (pieces are 64-byte
-// aligned), send work requests an untagged SendWr*.
-constexpr uint64_t kRecvTag = 1;
-
 // A zero-length sga: what a pop returns at EOF.
 demi_sgarray_t EofSga() {
   demi_sgarray_t sga;
@@ -33,7 +29,8 @@ Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
       env_(env),
       qp_(qp),
       max_inline_(max_inline),
-      max_send_sge_(max_send_sge) {}
+      max_send_sge_(max_send_sge),
+      credits_(&env.receive->credits()) {}
 
 Connection::~Connection() {
   // Whatever was still posted can no longer complete: the QP is gone first
@@ -42,7 +39,6 @@ Connection::~Connection() {
     if (wr->header != nullptr) env_.pool->Unref(wr->header);
     if (wr->push != nullptr) FinishPush(*wr->push, EBADF);
   }
-  for (Buffer* buffer : recvs_in_flight_) env_.pool->Unref(buffer);
   for (auto& op : push_backlog_) FinishPush(*op, EBADF);
   for (auto& entry : rndv_waiting_) FinishPush(*entry.second, EBADF);
   for (Incoming& in : incoming_) {
@@ -52,21 +48,19 @@ Connection::~Connection() {
   for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
 }
 
-absl::Status Connection::PostInitialReceives() {
-  for (uint32_t i = 0; i < kRecvDepth; ++i) {
-    DEMI_ASSIGN_OR_RETURN(Buffer * buffer,
-                          env_.pool->Allocate(kEagerBufferSize));
-    absl::Status status = PostRecv(buffer);
-    if (!status.ok()) {
-      env_.pool->Unref(buffer);
-      return status;
-    }
+absl::Status Connection::Start() {
+  if (!credits_.Reserve()) {
+    return rdma::ErrnoError(ENOBUFS, "the shared receive queue is full");
+  }
+  env_.receive->Refill();
+  if (!credits_.GrantInitial()) {
+    return rdma::ErrnoError(ENOMEM, "no memory for receive buffers");
   }
   return absl::OkStatus();
 }
 
 std::string Connection::LocalConnectData() const {
-  return EncodeConnectData(kRecvDepth, kEagerBufferSize);
+  return EncodeConnectData(kBaseCredits, kMaxConnCredits, kEagerBufferSize);
 }
 
 void Connection::Open(const ConnectData& peer) {
@@ -74,57 +68,41 @@ void Connection::Open(const ConnectData& peer) {
   // ParseConnectData bounds both: a peer cannot make us trust more
   // receive buffers than kMaxPeerRecvDepth.
   peer_eager_size_ = peer.eager_size;
-  peer_recv_depth_ = peer.recv_depth;
-  send_credits_ = peer.recv_depth;
+  peer_max_credits_ = peer.max_credits;
+  send_credits_ = peer.initial_credits;
   state_ = State::kOpen;
   Service();
 }
 
-absl::Status Connection::PostRecv(Buffer* buffer) {
-  ibv_sge sge = {reinterpret_cast<uintptr_t>(buffer->data), kEagerBufferSize,
-                 SgaPool::Lkey(buffer, env_.device)};
-  ibv_recv_wr wr = {};
-  wr.wr_id = reinterpret_cast<uintptr_t>(buffer) | kRecvTag;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  ibv_recv_wr* bad = nullptr;
-  DEMI_RETURN_IF_ERROR(
-      rdma::CheckRc(ibv_post_recv(qp_, &wr, &bad), "ibv_post_recv"));
-  ++posted_recvs_;
-  recvs_in_flight_.insert(buffer);
-  return absl::OkStatus();
-}
-
-void Connection::RefillReceives() {
-  while (state_ != State::kDead && posted_recvs_ < kRecvDepth) {
-    absl::StatusOr<Buffer*> fresh = env_.pool->Allocate(kEagerBufferSize);
-    if (!fresh.ok()) {
-      // The progress engine tries again; the credits wait meanwhile, so
-      // the peer never sends into a missing buffer.
-      env_.starved->insert(qd_);
-      break;
-    }
-    absl::Status status = PostRecv(*fresh);
-    if (!status.ok()) {
-      env_.pool->Unref(*fresh);
-      Abort(rdma::ErrnoOf(status));
-      return;
-    }
-  }
-  MoveCreditsToReturn();
-}
-
 void Connection::ConsumeCredit() {
-  ++unbacked_returns_;
-  MoveCreditsToReturn();
+  credits_.OnConsumed();
+  BackCredits();
 }
 
-void Connection::MoveCreditsToReturn() {
-  uint32_t backed =
-      posted_recvs_ - std::min(posted_recvs_, peer_credits_ + credits_owed_);
-  uint32_t n = std::min(backed, unbacked_returns_);
-  unbacked_returns_ -= n;
-  credits_owed_ += n;
+void Connection::BackCredits() {
+  if (credits_.Back() && !waiting_buffers_) {
+    waiting_buffers_ = true;
+    env_.receive->AddWaiting(qd_);
+  }
+  if (!credit_due_ && credits_.ReturnSoon()) {
+    credit_due_ = true;
+    env_.credit_due->push_back(qd_);
+  }
+}
+
+void Connection::OnBuffersPosted() {
+  waiting_buffers_ = false;
+  if (state_ == State::kDead) return;
+  BackCredits();
+  Service();
+}
+
+void Connection::FlushDueCredits() {
+  credit_due_ = false;
+  if ((state_ == State::kOpen || state_ == State::kClosing) &&
+      credits_.ReturnSoon()) {
+    TrySendControl(WireType::kCredit, 0);
+  }
 }
 
 absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
@@ -164,7 +142,7 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   WireHeader header = {};
   header.type = static_cast<uint8_t>(WireType::kEager);
   header.length = length;
-  header.credits = TakeCreditsToReturn();
+  header.credits = credits_.TakeReturn();
   // Inline data is copied when posted: no keys, no references.
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
   sges[0] = {reinterpret_cast<uintptr_t>(&header), sizeof(header), 0};
@@ -180,7 +158,6 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   absl::Status status =
       PostSendWr(send, NewSendWr(SendWr::kControl), /*must_signal=*/false);
   if (!status.ok()) {
-    credits_owed_ += header.credits;
     CompletePush(qt, rdma::ErrnoOf(status));
     Abort(rdma::ErrnoOf(status));
     return true;
@@ -295,19 +272,16 @@ absl::Status Connection::BindWindows(PushOp& op) {
   return absl::OkStatus();
 }
 
-uint16_t Connection::TakeCreditsToReturn() {
-  uint32_t credits = std::min<uint32_t>(credits_owed_, UINT16_MAX);
-  credits_owed_ -= credits;
-  // Counted as the peer's from now on; if the send fails the connection
-  // dies, so a credit counted twice never lets anything in.
-  peer_credits_ += credits;
-  return static_cast<uint16_t>(credits);
-}
-
 absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
                                   size_t extra_size,
                                   const std::vector<ibv_sge>& body,
                                   std::unique_ptr<SendWr> wr) {
+  WireHeader sent = header;
+  // Data keeps a credit in reserve: with at most two left, what is queued
+  // behind this message waits for the peer to return some.
+  if (!push_backlog_.empty() && send_credits_ <= 2) {
+    sent.flags |= kFlagStarved;
+  }
   size_t head_size = sizeof(WireHeader) + extra_size;
   size_t total = head_size;
   for (const ibv_sge& sge : body) total += sge.length;
@@ -327,9 +301,9 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
     head_bytes = wr->header->data;
     head_lkey = SgaPool::Lkey(wr->header, env_.device);
   }
-  std::memcpy(head_bytes, &header, sizeof(header));
+  std::memcpy(head_bytes, &sent, sizeof(sent));
   if (extra_size > 0) {
-    std::memcpy(head_bytes + sizeof(header), extra, extra_size);
+    std::memcpy(head_bytes + sizeof(sent), extra, extra_size);
   }
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
   sges[0] = {reinterpret_cast<uintptr_t>(head_bytes),
@@ -385,12 +359,11 @@ bool Connection::TrySendControl(WireType type, uint64_t cookie) {
   if (send_credits_ < 1 || posted_sends_ >= kSendDepth) return false;
   WireHeader header = {};
   header.type = static_cast<uint8_t>(type);
-  header.credits = TakeCreditsToReturn();
+  header.credits = credits_.TakeReturn();
   header.cookie = cookie;
   std::unique_ptr<SendWr> wr = NewSendWr(SendWr::kControl);
   absl::Status status = PostSend(header, nullptr, 0, {}, std::move(wr));
   if (!status.ok()) {
-    credits_owed_ += header.credits;
     Abort(rdma::ErrnoOf(status));
     return false;
   }
@@ -408,7 +381,7 @@ bool Connection::TrySendPush() {
     return false;
   }
   WireHeader header = {};
-  header.credits = TakeCreditsToReturn();
+  header.credits = credits_.TakeReturn();
   std::unique_ptr<SendWr> wr = NewSendWr(SendWr::kPush);
   const void* extra = nullptr;
   size_t extra_size = 0;
@@ -418,7 +391,6 @@ bool Connection::TrySendPush() {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
     if (absl::Status status = BindWindows(op); !status.ok()) {
-      credits_owed_ += header.credits;
       RecycleSendWr(std::move(wr));
       Abort(rdma::ErrnoOf(status));
       return false;
@@ -446,7 +418,6 @@ bool Connection::TrySendPush() {
   absl::Status status =
       PostSend(header, extra, extra_size, *body, std::move(wr));
   if (!status.ok()) {
-    credits_owed_ += header.credits;
     if (is_rndv) {
       auto node = rndv_waiting_.extract(header.cookie);
       FinishPush(*node.mapped(), rdma::ErrnoOf(status));
@@ -465,7 +436,7 @@ void Connection::Service() {
   }
   while (!push_backlog_.empty() && state_ != State::kDead && TrySendPush()) {
   }
-  if (state_ != State::kDead && credits_owed_ >= kCreditReturnThreshold) {
+  if (state_ != State::kDead && credits_.ReturnNow()) {
     TrySendControl(WireType::kCredit, 0);
   }
   StartReads();
@@ -575,24 +546,13 @@ void Connection::DeliverPops() {
   Service();
 }
 
-void Connection::OnCompletion(const ibv_wc& wc) {
-  heard_ = true;
-  if (wc.wr_id & kRecvTag) {
-    OnRecvCompletion(wc);
-  } else {
-    OnSendCompletion(wc);
-  }
-}
-
 void Connection::ProtocolError(const char* what) {
   DEMI_LOG(WARNING) << "qd " << qd_ << ": protocol error: " << what;
   Abort(EPROTO);
 }
 
-void Connection::OnRecvCompletion(const ibv_wc& wc) {
-  Buffer* buffer = reinterpret_cast<Buffer*>(wc.wr_id & ~kRecvTag);
-  --posted_recvs_;
-  recvs_in_flight_.erase(buffer);
+void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
+  heard_ = true;
   // After an abort nothing more is taken in: what arrives now is either a
   // flush or data nobody asked for.
   if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
@@ -612,11 +572,11 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
   bool is_data =
       parsed->type == WireType::kEager || parsed->type == WireType::kRndv;
   send_credits_ += parsed->credits;
-  if (peer_credits_ == 0) {
+  if (!credits_.OnArrival((parsed->flags & kFlagStarved) != 0)) {
     violation = "message without a credit";
-  } else if (send_credits_ > peer_recv_depth_) {
+  } else if (send_credits_ > peer_max_credits_) {
     // Each credit stands for a buffer the peer posted: never more than it
-    // said it has.
+    // said it would.
     violation = "too many credits returned";
   } else if (peer_closed_ && (is_data || parsed->type == WireType::kClose)) {
     violation = "data after CLOSE";
@@ -626,7 +586,6 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
     ProtocolError(violation);
     return;
   }
-  --peer_credits_;
   if (is_data && state_ == State::kClosing) {
     // The application closed and will never pop this: reset, as TCP does
     // when data arrives for a closed socket.
@@ -677,21 +636,17 @@ void Connection::OnRecvCompletion(const ibv_wc& wc) {
       break;
     }
   }
-  if (!keep_buffer) {
-    absl::Status status = PostRecv(buffer);
-    if (!status.ok()) {
-      env_.pool->Unref(buffer);
-      Abort(rdma::ErrnoOf(status));
-      return;
-    }
-  }
-  // Data messages give their credit back when popped, the others now.
-  if (!is_data) ConsumeCredit();
-  if (keep_buffer) RefillReceives();
+  // The SRQ is refilled from the pool once per progress pass.
+  if (!keep_buffer) env_.pool->Unref(buffer);
+  // Data messages give their credit back when popped, the others now; a
+  // starved peer may have been granted more.
+  if (!is_data) credits_.OnConsumed();
+  BackCredits();
   DeliverPops();
 }
 
 void Connection::OnSendCompletion(const ibv_wc& wc) {
+  heard_ = true;
   int err = rdma::WcStatusToErrno(wc.status);
   auto match =
       std::find_if(sends_in_flight_.begin(), sends_in_flight_.end(),

@@ -18,24 +18,21 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "demi/credits.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
+#include "demi/shared_receive.h"
 #include "demi/wire.h"
 #include "rdma/verbs_ptr.h"
 
 namespace demi {
 
-// Receive buffers each connection posts, so the credits its peer starts with.
-inline constexpr uint32_t kRecvDepth = 64;
 // Size of one receive buffer: the largest eager message, header included.
 inline constexpr uint32_t kEagerBufferSize = 8192;
 inline constexpr uint32_t kMaxEagerPayload =
     kEagerBufferSize - sizeof(WireHeader);
 // Send work requests in flight per connection (data, control and READs).
 inline constexpr uint32_t kSendDepth = 128;
-// Credits go back in a CREDIT message once this many are owed and no other
-// message has carried them.
-inline constexpr uint32_t kCreditReturnThreshold = kRecvDepth / 4;
 // Foreign (unregistered) segments up to this size are copied; larger ones
 // are registered for the one push.
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
@@ -44,9 +41,6 @@ inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
 inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
-static_assert(kCreditReturnThreshold >= 1 &&
-                  kCreditReturnThreshold < kRecvDepth,
-              "credits must flow back before the window closes");
 static_assert(kEagerBufferSize >= RndvMessageSize(kMaxRndvSegments),
               "a rendezvous announcement fits a receive buffer");
 static_assert(kSendDepth >= 2 * kMaxRndvSegments,
@@ -58,9 +52,12 @@ struct ConnectionEnv {
   QTokenTable* tokens;
   // Buffers the application holds (popped or allocated), for demi_sgafree.
   absl::flat_hash_set<Buffer*>* app_buffers;
-  // Queue descriptors of connections that could not repost all their
-  // receive buffers (the pool was dry); the progress engine retries them.
-  absl::flat_hash_set<int>* starved;
+  // The device's SRQ and credit pool.
+  SharedReceive* receive;
+  // Queue descriptors of connections whose peer cannot send until credits
+  // come back; the progress engine's next pass sends them if no message
+  // carried them meanwhile.
+  std::vector<int>* credit_due;
   // Queue descriptors of connections that aborted; the progress engine
   // disconnects them, so the peer learns at once.
   absl::flat_hash_set<int>* aborted;
@@ -85,8 +82,10 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Posts the receive buffers; call once, before connecting or accepting.
-  absl::Status PostInitialReceives();
+  // Takes the connection's base credits from the shared receive queue,
+  // backed by posted buffers; call once, before connecting or accepting.
+  // ENOBUFS if the SRQ is full, ENOMEM if the pool is.
+  absl::Status Start();
   // This side's private data for rdma_connect / rdma_accept.
   std::string LocalConnectData() const;
   // The connection is established; `peer` is the peer's private data.
@@ -99,8 +98,11 @@ class Connection {
   // Starts popping for token `qt`.
   void Pop(demi_qtoken_t qt);
 
-  // Handles a work completion of this connection's QP.
-  void OnCompletion(const ibv_wc& wc);
+  // Handles a send-side work completion of this connection's QP.
+  void OnSendCompletion(const ibv_wc& wc);
+  // Handles a receive completion of this connection's QP into `buffer`
+  // (taken from the SRQ; ours now).
+  void OnRecvCompletion(const ibv_wc& wc, Buffer* buffer);
   // The peer disconnected (rdma_cm DISCONNECTED).
   void OnDisconnected();
 
@@ -113,9 +115,11 @@ class Connection {
   // Whether the orderly close has finished: the peer has every push and
   // CLOSE (or the connection died on the way).
   bool FlushDone() const;
-  // Posts receive buffers up to kRecvDepth; where the pool is dry, marks
-  // the connection starved for the progress engine to try again.
-  void RefillReceives();
+  // The SRQ got buffers: credits that waited for them go back.
+  void OnBuffersPosted();
+  // The progress engine's next pass after ConnectionEnv::credit_due: sends
+  // the credits the peer waits for, unless a message carried them.
+  void FlushDueCredits();
   // Called by the progress engine every `tick` of the keepalive interval
   // (`ticks` of them make one interval). A connection that waits on its
   // peer (pops, rendezvous, credits, a close) and has heard nothing for a
@@ -132,9 +136,7 @@ class Connection {
   // Unsignalled sends after the last signalled one may never complete
   // once the QP is in error: they are released with the connection, after
   // the QP is destroyed.
-  bool HasOutstandingWork() const {
-    return posted_recvs_ > 0 || signaled_sends_ > 0;
-  }
+  bool HasOutstandingWork() const { return signaled_sends_ > 0; }
   State state() const { return state_; }
   int qd() const { return qd_; }
 
@@ -188,7 +190,6 @@ class Connection {
     int read_error = 0;
   };
 
-  absl::Status PostRecv(Buffer* buffer);
   // A small push with nothing queued before it goes out at once, inline,
   // without a PushOp: returns false if it cannot (nothing happened then).
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
@@ -209,26 +210,25 @@ class Connection {
                         std::unique_ptr<SendWr> wr);
   void StartReads();
   void DeliverPops();
-  void OnSendCompletion(const ibv_wc& wc);
   // Ends what a send work request held; `err` is its completion's errno.
   void RetireSend(SendWr& wr, int err);
   // Posts `send` (whose wr_id is set here), signalled if `must_signal` or
   // if too many went unsignalled; `wr` stays until its completion.
   absl::Status PostSendWr(ibv_send_wr& send, std::unique_ptr<SendWr> wr,
                           bool must_signal);
-  void OnRecvCompletion(const ibv_wc& wc);
   Incoming* FindIncoming(uint64_t cookie);
   // A received message has been consumed: its credit goes back to the peer
   // once a posted buffer stands behind it.
   void ConsumeCredit();
-  void MoveCreditsToReturn();
+  // Moves credits to those owed as far as buffers back them; waits on the
+  // SRQ for the rest.
+  void BackCredits();
   void ProtocolError(const char* what);
   void FinishPush(PushOp& op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
   // A SendWr from the spares (or new); RecycleSendWr returns it.
   std::unique_ptr<SendWr> NewSendWr(SendWr::Kind kind);
   void RecycleSendWr(std::unique_ptr<SendWr> wr);
-  uint16_t TakeCreditsToReturn();
 
   const int qd_;
   ConnectionEnv env_;
@@ -241,19 +241,16 @@ class Connection {
   bool close_sent_ = false;
 
   uint32_t peer_eager_size_ = 0;
-  uint32_t peer_recv_depth_ = 0;
+  uint32_t peer_max_credits_ = 0;
   uint32_t send_credits_ = 0;
-  // Receive-side credit ledger. Every credit the peer holds or that is on
-  // its way back to it has a posted buffer behind it:
-  //   posted_recvs_ >= peer_credits_ + credits_owed_.
-  // A message that arrives without a credit breaks the protocol (EPROTO).
-  uint32_t peer_credits_ = kRecvDepth;  // Granted, not yet used.
-  uint32_t credits_owed_ = 0;           // To return in the next header.
-  uint32_t unbacked_returns_ = 0;       // Consumed; waiting for a buffer.
+  // Receive side: what the peer may send. A message that arrives without a
+  // credit breaks the protocol (EPROTO).
+  ConnectionCredits credits_;
+  bool credit_due_ = false;       // In ConnectionEnv::credit_due.
+  bool waiting_buffers_ = false;  // Waiting on the SRQ for buffers.
   uint32_t posted_sends_ = 0;
   uint32_t signaled_sends_ = 0;
   uint32_t unsignaled_run_ = 0;
-  uint32_t posted_recvs_ = 0;
   uint64_t next_cookie_ = 1;
   uint32_t rndv_unread_ = 0;    // Rendezvous messages whose READs wait.
   uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.
@@ -263,10 +260,9 @@ class Connection {
   uint32_t idle_ticks_ = 0;
   bool probing_ = false;
 
-  // Posted send work requests in posting order, and posted receive pieces.
+  // Posted send work requests in posting order.
   std::deque<std::unique_ptr<SendWr>> sends_in_flight_;
   std::vector<std::unique_ptr<SendWr>> spare_wrs_;
-  absl::flat_hash_set<Buffer*> recvs_in_flight_;
   std::deque<std::unique_ptr<PushOp>> push_backlog_;
   std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.
   absl::flat_hash_map<uint64_t, std::unique_ptr<PushOp>> rndv_waiting_;

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
+#include "demi/credits.h"
 #include "demi/wire.h"
 #include "gtest/gtest.h"
 #include "rdma/status_util.h"
@@ -152,7 +153,7 @@ void ExpectOthersCarryOn(const Listener& listener) {
 TEST(HostilePeerTest, FloodWithoutCreditsCostsThePeerItsConnection) {
   Listener listener = Listen();
   RawPeerThread peer;
-  // 64 credits granted; 100 messages sent without waiting for more.
+  // kBaseCredits granted; 100 messages sent without waiting for more.
   int qd = AcceptRawPeer(
       listener, 1,
       [](RcPeer& peer) -> absl::Status {
@@ -174,7 +175,8 @@ TEST(HostilePeerTest, FloodWithoutCreditsCostsThePeerItsConnection) {
   demi_qresult_t qr = PopUntilFailure(qd, 100, &popped);
   EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
   EXPECT_EQ(qr.qr_ret, EPROTO);
-  EXPECT_LE(popped, 64) << "more messages taken in than credits granted";
+  EXPECT_LE(popped, static_cast<int>(demi::kBaseCredits))
+      << "more messages taken in than credits granted";
   EXPECT_EQ(demi_close(qd), 0);
   ExpectOthersCarryOn(listener);
   EXPECT_EQ(demi_close(listener.qd), 0);

@@ -322,15 +322,16 @@ TEST(SgaTest, PoolLimitGivesNullSgasAndEagainPushes) {
 TEST(FlowTest, ReceivesRunDryWithThePoolAndComeBackWithIt) {
   DemiPair pair;
   ASSERT_TRUE(MakePair(&pair));
-  // Pushed before the pool runs dry: 63 go out inline at once (one credit
-  // stays in reserve), the rest wait in the client for credits.
+  // Pushed before the pool runs dry: what the client's credits allow goes
+  // out at once, the rest waits in the client for credits.
   constexpr int kMessages = 300;
   std::vector<demi_qtoken_t> pushes;
   for (int i = 0; i < kMessages; ++i) {
     pushes.push_back(PushString(pair.client, "m" + std::to_string(i)));
   }
   // Run the pool dry, receive-buffer size class included, before the
-  // server has seen any of them: it cannot repost a single receive.
+  // server has seen any of them: the shared receive queue cannot be
+  // refilled, so no credit can go back.
   std::vector<demi_sgarray_t> hoard;
   for (size_t size : {size_t{DEMI_MAX_MESSAGE_SIZE}, size_t{8192}}) {
     while (hoard.size() < 1000000) {
@@ -339,19 +340,33 @@ TEST(FlowTest, ReceivesRunDryWithThePoolAndComeBackWithIt) {
       hoard.push_back(sga);
     }
   }
-  // Popped sgas are receive buffers: keep them too, so nothing refills.
-  for (int i = 0; i < 63; ++i) {
-    demi_qtoken_t qt = 0;
-    ASSERT_EQ(demi_pop(&qt, pair.server), 0);
-    demi_qresult_t qr = WaitOrFail(qt);
+  // Popped sgas are receive buffers: keep them too. Messages arrive until
+  // the credits run out; then a pop waits (the sender never pushes into a
+  // missing buffer).
+  int popped = 0;
+  demi_qtoken_t waiting = 0;
+  while (true) {
+    ASSERT_EQ(demi_pop(&waiting, pair.server), 0);
+    demi_qresult_t qr;
+    timespec wait = Ms(2000);
+    int err = demi_wait(&qr, waiting, &wait);
+    if (err == ETIMEDOUT) break;
+    ASSERT_EQ(err, 0);
     ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
-    ASSERT_EQ(SgaBytes(qr.qr_value.sga), "m" + std::to_string(i));
+    ASSERT_EQ(SgaBytes(qr.qr_value.sga), "m" + std::to_string(popped));
     hoard.push_back(qr.qr_value.sga);
+    ++popped;
+    ASSERT_LT(popped, kMessages) << "the receives never ran dry";
   }
+  EXPECT_GE(popped, 1);
   for (auto& sga : hoard) EXPECT_EQ(demi_sgafree(&sga), 0);
-  // With memory back the receives are posted again and the credits they
-  // stand for flow back: every other message arrives (it used to hang).
-  for (int i = 63; i < kMessages; ++i) {
+  // With memory back the SRQ is refilled and the credits it backs flow
+  // back: every other message arrives, the waiting pop first.
+  demi_qresult_t qr = WaitOrFail(waiting);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  ASSERT_EQ(SgaBytes(qr.qr_value.sga), "m" + std::to_string(popped));
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  for (int i = popped + 1; i < kMessages; ++i) {
     ASSERT_EQ(PopString(pair.server), "m" + std::to_string(i));
   }
   for (demi_qtoken_t qt : pushes) {

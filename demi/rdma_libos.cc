@@ -87,26 +87,34 @@ absl::Status RdmaLibOs::Init() {
   for (int i = 0; i < count; ++i) {
     auto device = std::make_unique<Device>();
     device->context = device_list_.get()[i];
+    device->index = i;
     ibv_device_attr attr = {};
     DEMI_RETURN_IF_ERROR(rdma::CheckRc(ibv_query_device(device->context, &attr),
                                        "ibv_query_device"));
     device->max_send_sge =
         static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
     DEMI_ASSIGN_OR_RETURN(device->pd, rdma::AllocPd(device->context));
-    DEMI_ASSIGN_OR_RETURN(
-        device->cq, rdma::CreateCq(device->context,
-                                   std::min(kCqDepth, attr.max_cqe), nullptr));
+    device->send_cqs = std::make_unique<CqPool>(
+        device->context, std::min(kCqDepth, attr.max_cqe));
     pds.push_back(device->pd.get());
     devices_.push_back(std::move(device));
   }
   pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimit());
+  for (auto& device : devices_) {
+    DEMI_ASSIGN_OR_RETURN(
+        device->receive,
+        SharedReceive::Create(device->context, device->pd.get(), pool_.get(),
+                              device->index, kEagerBufferSize));
+  }
   keepalive_ = KeepaliveInterval();
   return absl::OkStatus();
 }
 
 RdmaLibOs::~RdmaLibOs() {
-  // QPs before their CQs: the queues go first, whatever their state.
+  // QPs before their CQs and SRQ: the queues go first, whatever their
+  // state; then the SRQs, whose buffers go back to the pool before it goes.
   queues_.clear();
+  for (auto& device : devices_) device->receive.reset();
 }
 
 RdmaLibOs::Device* RdmaLibOs::DeviceOf(ibv_context* context) {
@@ -121,13 +129,11 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   env.pool = pool_.get();
   env.tokens = &tokens_;
   env.app_buffers = &app_buffers_;
-  env.starved = &starved_;
+  env.receive = device->receive.get();
+  env.credit_due = &credit_due_;
   env.aborted = &aborted_;
   env.pd = device->pd.get();
-  env.device = 0;
-  for (size_t i = 0; i < devices_.size(); ++i) {
-    if (devices_[i].get() == device) env.device = static_cast<int>(i);
-  }
+  env.device = device->index;
   return env;
 }
 
@@ -422,6 +428,9 @@ absl::Status RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs,
 }
 
 void RdmaLibOs::Poll() {
+  // Before this pass's completions: the application had its chance to
+  // carry the credits in a reply since the last one.
+  if (!credit_due_.empty()) FlushDueCredits();
   for (auto& device : devices_) PollCompletions(*device);
   // In the same pass: the application may stop polling once its pop failed.
   if (!aborted_.empty()) DisconnectAborted();
@@ -434,14 +443,10 @@ void RdmaLibOs::Poll() {
 void RdmaLibOs::PollTimers() {
   absl::Time now = absl::Now();
   if (!closed_.empty()) PollClosed(now);
-  if (!starved_.empty()) {
-    std::vector<int> starved(starved_.begin(), starved_.end());
-    starved_.clear();
-    for (int qd : starved) {
-      auto it = queues_.find(qd);
-      if (it != queues_.end() && it->second->conn != nullptr) {
-        it->second->conn->RefillReceives();
-      }
+  for (auto& device : devices_) {
+    if (device->refill_dry) {
+      device->refill_dry = false;
+      RefillReceives(*device);
     }
   }
   if (keepalive_ == absl::InfiniteDuration() || now < next_tick_) return;
@@ -493,18 +498,61 @@ void RdmaLibOs::MarkClosed(Queue& queue) {
   closed_.insert(queue.qd);
 }
 
-int RdmaLibOs::PollCompletions(Device& device) {
+bool RdmaLibOs::PollCompletions(Device& device) {
   ibv_wc wcs[kPollBatch];
-  int n = ibv_poll_cq(device.cq.get(), kPollBatch, wcs);
+  bool more = false;
+  int n = ibv_poll_cq(device.receive->cq(), kPollBatch, wcs);
   if (n < 0) {
     DEMI_LOG(ERROR) << "ibv_poll_cq failed";
-    return 0;
   }
   for (int i = 0; i < n; ++i) {
+    Buffer* buffer = device.receive->Take(wcs[i].wr_id);
+    if (buffer == nullptr) continue;
     auto conn = conn_by_qpn_.find(wcs[i].qp_num);
-    if (conn != conn_by_qpn_.end()) conn->second->OnCompletion(wcs[i]);
+    if (conn != conn_by_qpn_.end()) {
+      conn->second->OnRecvCompletion(wcs[i], buffer);
+    } else {
+      pool_->Unref(buffer);  // Its connection is gone.
+    }
   }
-  return n;
+  more |= n == kPollBatch;
+  for (size_t c = 0; c < device.send_cqs->size(); ++c) {
+    n = ibv_poll_cq(device.send_cqs->cq(c), kPollBatch, wcs);
+    if (n < 0) {
+      DEMI_LOG(ERROR) << "ibv_poll_cq failed";
+    }
+    for (int i = 0; i < n; ++i) {
+      auto conn = conn_by_qpn_.find(wcs[i].qp_num);
+      if (conn != conn_by_qpn_.end()) conn->second->OnSendCompletion(wcs[i]);
+    }
+    more |= n == kPollBatch;
+  }
+  if (device.receive->NeedsRefill() && !device.refill_dry) {
+    RefillReceives(device);
+  }
+  return more;
+}
+
+void RdmaLibOs::RefillReceives(Device& device) {
+  if (!device.receive->Refill()) device.refill_dry = true;
+  if (!device.receive->HasWaiting()) return;
+  for (int qd : device.receive->TakeWaiting()) {
+    auto it = queues_.find(qd);
+    if (it != queues_.end() && it->second->conn != nullptr) {
+      it->second->conn->OnBuffersPosted();
+    }
+  }
+}
+
+void RdmaLibOs::FlushDueCredits() {
+  std::vector<int> due;
+  due.swap(credit_due_);
+  for (int qd : due) {
+    auto it = queues_.find(qd);
+    if (it != queues_.end() && it->second->conn != nullptr) {
+      it->second->conn->FlushDueCredits();
+    }
+  }
 }
 
 void RdmaLibOs::Destroy(int qd) {
@@ -512,11 +560,20 @@ void RdmaLibOs::Destroy(int qd) {
   auto it = queues_.find(qd);
   if (it == queues_.end()) return;
   Queue& queue = *it->second;
-  if (queue.qp != nullptr) {
-    conn_by_qpn_.erase(queue.qp->qp->qp_num);
-    if (queue.device != nullptr) --queue.device->connections;
+  Device* device = queue.device;
+  bool queue_had_qp = queue.qp != nullptr;
+  if (queue.qp != nullptr) conn_by_qpn_.erase(queue.qp->qp->qp_num);
+  if (queue.send_cq != nullptr) {
+    device->send_cqs->Release(queue.send_cq, kSendDepth);
   }
   queues_.erase(it);
+  // Messages the QP took in before it went may still wait in the shared
+  // receive CQ under its number, which a new QP could get: handle them
+  // now, while the number is nobody's.
+  if (device != nullptr && queue_had_qp) {
+    while (PollCompletions(*device)) {
+    }
+  }
 }
 
 }  // namespace demi

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "demi/connection.h"
+#include "demi/cq_pool.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "rdma/cm_event.h"
@@ -33,10 +34,9 @@ namespace demi {
 
 // Registered memory the pool may hold (DEMI_POOL_LIMIT_MB overrides).
 inline constexpr size_t kDefaultPoolLimit = size_t{2} << 30;
-// Completion-queue entries per device; every connection reserves room for
-// all its work requests, so the CQ can never overflow.
+// Entries of each send completion queue; every connection reserves room
+// for all its send work requests in one, so none can overflow.
 inline constexpr int kCqDepth = 32768;
-inline constexpr int kWorkPerConnection = kSendDepth + kRecvDepth;
 // Work completions taken per poll.
 inline constexpr int kPollBatch = 32;
 // Progress passes between looks at the rdma_cm channel: each look is a
@@ -98,10 +98,14 @@ class RdmaLibOs {
  private:
   struct Device {
     ibv_context* context = nullptr;  // Borrowed from librdmacm.
+    int index = 0;                   // In devices_ (and SgaPool's MRs).
     rdma::PdPtr pd;
-    rdma::CqPtr cq;
+    std::unique_ptr<SharedReceive> receive;
+    std::unique_ptr<CqPool> send_cqs;
     uint32_t max_send_sge = 1;
-    int connections = 0;
+    // The pool ran dry refilling the SRQ: retried with the timers, not on
+    // every pass (a failed allocation tries to register memory).
+    bool refill_dry = false;
   };
 
   // A queue descriptor's state. Members are declared so that the QP goes
@@ -127,6 +131,7 @@ class RdmaLibOs {
     int listener = -1;  // Accepted but not yet handed out: its listener.
     demi_qtoken_t connect_qt = 0;
     Device* device = nullptr;
+    ibv_cq* send_cq = nullptr;  // Reserved in device->send_cqs.
     ConnectData peer_data = {};
     std::unique_ptr<Connection> conn;
     rdma::CmQpPtr qp;
@@ -143,8 +148,14 @@ class RdmaLibOs {
   // One pass of the progress engine: completions, then cm events, then
   // draining closed connections.
   void Poll();
-  // Handles up to kPollBatch completions of `device`; returns how many.
-  int PollCompletions(Device& device);
+  // Handles up to kPollBatch completions of each CQ of `device`, then
+  // refills its SRQ. Returns whether a CQ may hold more.
+  bool PollCompletions(Device& device);
+  // Refills the SRQ of `device` and hands the new buffers' credits to the
+  // connections waiting for them.
+  void RefillReceives(Device& device);
+  // Sends the credits of ConnectionEnv::credit_due.
+  void FlushDueCredits();
   void PollCmEvents();
   void HandleCmEvent(const rdma::CmEvent& event);
   void HandleConnectRequest(const rdma::CmEvent& event);
@@ -186,7 +197,7 @@ class RdmaLibOs {
   // Each QP's connection, for completions: one lookup per completion.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
   absl::flat_hash_set<int> closed_;   // Closed queues still draining.
-  absl::flat_hash_set<int> starved_;  // See ConnectionEnv::starved.
+  std::vector<int> credit_due_;       // See ConnectionEnv::credit_due.
   absl::flat_hash_set<int> aborted_;  // See ConnectionEnv::aborted.
   uint32_t poll_passes_ = 0;
   absl::Duration keepalive_ = kDefaultKeepalive;

@@ -65,34 +65,36 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
 absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
   Device* device = DeviceOf(queue.id->verbs);
   if (device == nullptr) return ErrnoError(ENODEV, "unknown device");
-  // The shared CQ must have room for every work request of every QP.
-  if ((device->connections + 1) * kWorkPerConnection > device->cq->cqe) {
-    return ErrnoError(ENOBUFS, "too many connections on this device");
-  }
+  // Room for every send work request of the QP in its CQ; receives come
+  // from the device's SRQ and complete on its own CQ.
+  DEMI_ASSIGN_OR_RETURN(ibv_cq * send_cq,
+                        device->send_cqs->Reserve(kSendDepth));
   rdma::QpCaps caps;
   caps.max_send_wr = kSendDepth;
-  caps.max_recv_wr = kRecvDepth;
   caps.max_send_sge = device->max_send_sge;
-  caps.max_recv_sge = 1;
   caps.max_inline_data = 128;
+  SharedReceive& receive = *device->receive;
   absl::StatusOr<rdma::CmQpPtr> qp =
-      rdma::CreateRcQp(queue.id.get(), device->pd.get(), device->cq.get(),
-                       device->cq.get(), nullptr, &caps);
+      rdma::CreateRcQp(queue.id.get(), device->pd.get(), send_cq, receive.cq(),
+                       receive.srq(), &caps);
   if (!qp.ok()) {
     // Some devices inline less, or nothing.
     caps.max_inline_data = 0;
-    qp = rdma::CreateRcQp(queue.id.get(), device->pd.get(), device->cq.get(),
-                          device->cq.get(), nullptr, &caps);
+    qp = rdma::CreateRcQp(queue.id.get(), device->pd.get(), send_cq,
+                          receive.cq(), receive.srq(), &caps);
   }
-  DEMI_RETURN_IF_ERROR(qp.status());
+  if (!qp.ok()) {
+    device->send_cqs->Release(send_cq, kSendDepth);
+    return qp.status();
+  }
   queue.qp = std::move(qp).value();
   queue.device = device;
-  ++device->connections;
+  queue.send_cq = send_cq;
   queue.conn =
       std::make_unique<Connection>(queue.qd, EnvFor(device), queue.qp->qp,
                                    caps.max_inline_data, caps.max_send_sge);
   conn_by_qpn_[queue.qp->qp->qp_num] = queue.conn.get();
-  return queue.conn->PostInitialReceives();
+  return queue.conn->Start();
 }
 
 void RdmaLibOs::PollCmEvents() {
@@ -253,12 +255,14 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
     Queue* husk = NewQueue(Queue::Kind::kConnection);
     MarkClosed(*husk);
     husk->device = queue.device;
+    husk->send_cq = queue.send_cq;
     husk->id = std::move(queue.id);
     husk->id->context = ContextOf(husk->qd);
     husk->conn = std::move(queue.conn);
     husk->qp = std::move(queue.qp);
     // The connection (and its entry in conn_by_qpn_) moves as it is.
     queue.device = nullptr;
+    queue.send_cq = nullptr;
   } else {
     queue.id.reset();
   }
@@ -275,7 +279,7 @@ void RdmaLibOs::HandleDisconnect(Queue& queue) {
   // Whatever the peer sent before it disconnected is already in the CQ
   // (its ACKs came before its DREQ): deliver that first, then abort.
   if (queue.device != nullptr) {
-    while (PollCompletions(*queue.device) == kPollBatch) {
+    while (PollCompletions(*queue.device)) {
     }
   }
   queue.conn->OnDisconnected();

@@ -22,6 +22,8 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
   std::memcpy(&header, bytes.data(), sizeof(header));
   absl::Span<const std::byte> body = bytes.subspan(sizeof(WireHeader));
   ParsedMessage message = {};
+  if ((header.flags & ~kFlagStarved) != 0) return Malformed("unknown flags");
+  message.flags = header.flags;
   message.credits = header.credits;
   message.length = header.length;
   message.cookie = header.cookie;
@@ -72,12 +74,14 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
   return Malformed(absl::StrCat("type ", header.type));
 }
 
-std::string EncodeConnectData(uint16_t recv_depth, uint32_t eager_size) {
+std::string EncodeConnectData(uint16_t initial_credits, uint16_t max_credits,
+                              uint32_t eager_size) {
   ConnectData data = {};
   data.magic = kConnectMagic;
   data.version = kWireVersion;
-  data.recv_depth = recv_depth;
+  data.max_credits = max_credits;
   data.eager_size = eager_size;
+  data.initial_credits = initial_credits;
   return std::string(reinterpret_cast<const char*>(&data), sizeof(data));
 }
 
@@ -91,10 +95,11 @@ absl::StatusOr<ConnectData> ParseConnectData(
   if (data.magic != kConnectMagic || data.version != kWireVersion) {
     return rdma::ErrnoError(EPROTO, "peer speaks another protocol");
   }
-  if (data.recv_depth == 0 || data.eager_size < sizeof(WireHeader)) {
+  if (data.initial_credits == 0 || data.eager_size < sizeof(WireHeader)) {
     return rdma::ErrnoError(EPROTO, "peer announces no receive buffers");
   }
-  if (data.recv_depth > kMaxPeerRecvDepth ||
+  if (data.max_credits > kMaxPeerCredits ||
+      data.initial_credits > data.max_credits ||
       data.eager_size > kMaxPeerEagerSize) {
     return rdma::ErrnoError(EPROTO, "peer announces implausible buffers");
   }

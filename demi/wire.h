@@ -6,7 +6,8 @@
 //   kRndvDone: nothing; header.cookie names the finished rendezvous.
 //   kCredit:   nothing; only header.credits matters.
 //   kClose:    nothing; the sender will push no more (EOF after this).
-// Every header returns `credits` receive buffers to its receiver.
+// Every header returns `credits` receive buffers to its receiver, and may
+// set kFlagStarved: the sender has pushes waiting for credits.
 //
 // Everything that arrives is checked by ParseMessage before use: a peer
 // that sends garbage gets its connection aborted, never memory corrupted.
@@ -34,12 +35,16 @@ enum class WireType : uint8_t {
 // of the same library version (the private data checks the version).
 struct WireHeader {
   uint8_t type;
-  uint8_t flags;     // Reserved, 0.
+  uint8_t flags;     // kFlag* bits.
   uint16_t credits;  // Receive buffers returned to the receiver of this.
   uint32_t length;   // Message bytes (kEager, kRndv), else 0.
   uint64_t cookie;   // kRndv, kRndvDone: the sender's rendezvous id.
 };
 static_assert(sizeof(WireHeader) == 16, "the header is 16 bytes on the wire");
+
+// The sender ran out of credits with pushes still queued: its receiver may
+// give it a larger share of its receive buffers.
+inline constexpr uint8_t kFlagStarved = 1;
 
 // Most segments one rendezvous describes (one per pushed segment).
 inline constexpr uint32_t kMaxRndvSegments = 16;
@@ -64,24 +69,27 @@ constexpr size_t RndvMessageSize(uint32_t num_segments) {
 
 // Private data of rdma_connect and rdma_accept.
 struct ConnectData {
-  uint32_t magic;       // kConnectMagic.
-  uint16_t version;     // kWireVersion.
-  uint16_t recv_depth;  // Receive buffers posted: the peer's credits.
-  uint32_t eager_size;  // Largest kEager message (header included).
-  uint32_t reserved;
+  uint32_t magic;            // kConnectMagic.
+  uint16_t version;          // kWireVersion.
+  uint16_t max_credits;      // The most credits the peer will ever hold.
+  uint32_t eager_size;       // Largest kEager message (header included).
+  uint16_t initial_credits;  // Credits the peer starts with.
+  uint16_t reserved;
 };
 static_assert(sizeof(ConnectData) <= 56, "fits rdma_cm's private data");
 
 inline constexpr uint32_t kConnectMagic = 0x444d4952;  // "RIMD"
-// The most receive buffers, and the largest one, a peer may announce.
-// More is refused: credits are trusted up to what the peer says it posted.
-inline constexpr uint16_t kMaxPeerRecvDepth = 4096;
+// The most credits, and the largest receive buffer, a peer may announce.
+// More is refused: credits are trusted up to what the peer announced.
+inline constexpr uint16_t kMaxPeerCredits = 4096;
 inline constexpr uint32_t kMaxPeerEagerSize = 1 << 20;
-inline constexpr uint16_t kWireVersion = 1;
+// 2: credits start at initial_credits and may grow up to max_credits.
+inline constexpr uint16_t kWireVersion = 2;
 
 // A received message, checked. `payload` points into the receive buffer.
 struct ParsedMessage {
   WireType type;
+  uint8_t flags;
   uint16_t credits;
   uint32_t length;
   uint64_t cookie;
@@ -95,13 +103,16 @@ struct ParsedMessage {
 absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
                                            uint32_t max_message);
 
-// This side's connect data: magic, version, and the receive buffers it
-// posts (`recv_depth` of `eager_size` bytes), as rdma_cm private data.
-std::string EncodeConnectData(uint16_t recv_depth, uint32_t eager_size);
+// This side's connect data, as rdma_cm private data: magic, version, the
+// credits the peer starts with and the most it will ever get, the size of
+// a receive buffer.
+std::string EncodeConnectData(uint16_t initial_credits, uint16_t max_credits,
+                              uint32_t eager_size);
 
 // Checks the peer's connect data (EPROTO if absent or from another
-// version, or if it announces no receive buffers, more than
-// kMaxPeerRecvDepth of them, or ones larger than kMaxPeerEagerSize).
+// version, or if it announces no credits, more than kMaxPeerCredits,
+// initial credits above the maximum, or buffers larger than
+// kMaxPeerEagerSize).
 absl::StatusOr<ConnectData> ParseConnectData(absl::Span<const std::byte> bytes);
 
 }  // namespace demi

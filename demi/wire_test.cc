@@ -108,12 +108,13 @@ TEST(WireTest, ControlMessagesCarryNoBody) {
 }
 
 TEST(WireTest, ConnectDataIsChecked) {
-  ConnectData data = {kConnectMagic, kWireVersion, 64, 8192, 0};
+  ConnectData data = {kConnectMagic, kWireVersion, 64, 8192, 2, 0};
   std::vector<std::byte> bytes(sizeof(data) + 8);  // Transports pad.
   std::memcpy(bytes.data(), &data, sizeof(data));
   absl::StatusOr<ConnectData> parsed = ParseConnectData(bytes);
   ASSERT_TRUE(parsed.ok());
-  EXPECT_EQ(parsed->recv_depth, 64);
+  EXPECT_EQ(parsed->max_credits, 64);
+  EXPECT_EQ(parsed->initial_credits, 2);
   data.version = kWireVersion + 1;
   std::memcpy(bytes.data(), &data, sizeof(data));
   EXPECT_EQ(rdma::ErrnoOf(ParseConnectData(bytes).status()), EPROTO);
@@ -125,18 +126,32 @@ TEST(WireTest, ConnectDataRoundTripsAndImplausibleBuffersAreRefused) {
     return ParseConnectData(absl::MakeConstSpan(
         reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
   };
-  absl::StatusOr<ConnectData> ours = parse(EncodeConnectData(64, 8192));
+  absl::StatusOr<ConnectData> ours = parse(EncodeConnectData(2, 64, 8192));
   ASSERT_TRUE(ours.ok()) << ours.status();
-  EXPECT_EQ(ours->recv_depth, 64);
+  EXPECT_EQ(ours->initial_credits, 2);
+  EXPECT_EQ(ours->max_credits, 64);
   EXPECT_EQ(ours->eager_size, 8192u);
-  EXPECT_TRUE(
-      parse(EncodeConnectData(kMaxPeerRecvDepth, kMaxPeerEagerSize)).ok());
+  EXPECT_TRUE(parse(EncodeConnectData(kMaxPeerCredits, kMaxPeerCredits,
+                                      kMaxPeerEagerSize))
+                  .ok());
   for (const std::string& bad :
-       {EncodeConnectData(kMaxPeerRecvDepth + 1, 8192),
-        EncodeConnectData(64, kMaxPeerEagerSize + 1),
-        EncodeConnectData(0, 8192), EncodeConnectData(64, 15)}) {
+       {EncodeConnectData(2, kMaxPeerCredits + 1, 8192),
+        EncodeConnectData(2, 64, kMaxPeerEagerSize + 1),
+        EncodeConnectData(0, 64, 8192), EncodeConnectData(65, 64, 8192),
+        EncodeConnectData(2, 64, 15)}) {
     EXPECT_EQ(rdma::ErrnoOf(parse(bad).status()), EPROTO);
   }
+}
+
+TEST(WireTest, FlagsOtherThanStarvedAreRejected) {
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kCredit);
+  header.flags = kFlagStarved;
+  absl::StatusOr<ParsedMessage> parsed = ParseMessage(Message(header, 0), kMax);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->flags, kFlagStarved);
+  header.flags = 2;
+  EXPECT_EQ(ErrnoOfParse(Message(header, 0)), EPROTO);
 }
 
 TEST(WireTest, EmptyEagerMessageIsRejected) {

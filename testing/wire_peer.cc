@@ -45,9 +45,9 @@ absl::StatusOr<ibv_wc> PollFor(RcPeer& peer, bool want_recv,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
-                                                      uint16_t recv_depth,
+                                                      uint16_t credits,
                                                       absl::Duration timeout) {
-  return ConnectRc(server, EncodeConnectData(recv_depth, 8192), timeout);
+  return ConnectRc(server, EncodeConnectData(credits, credits, 8192), timeout);
 }
 
 absl::Status SendWire(RcPeer& peer, const WireHeader& header,

@@ -19,10 +19,11 @@
 
 namespace demi::testing {
 
-// Connects to the libOS listening at `server`, announcing `recv_depth`
-// (RcPeer posts one receive of its whole buffer, whatever it announces).
+// Connects to the libOS listening at `server`, announcing `credits` as
+// both its initial and its most credits (RcPeer posts one receive of its
+// whole buffer, whatever it announces).
 absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
-                                                      uint16_t recv_depth,
+                                                      uint16_t credits,
                                                       absl::Duration timeout);
 
 // Sends `header` followed by `body` (at most half of kRcPeerBufferSize) and

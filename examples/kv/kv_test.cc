@@ -243,6 +243,19 @@ TEST_F(KvTest, ConcurrentLoadGenerators) {
   for (pid_t pid : pids) EXPECT_EQ(WaitExit(pid), 0);
 }
 
+// A thousand clients at once, each its own connection, every GET checked
+// by the load generator; the server holds them all in one process.
+TEST_F(KvTest, AThousandClients) {
+  ASSERT_NE(NewClient(), nullptr);  // The server is up.
+  pid_t pid = Spawn(
+      {loadgen_binary, "--server=" + AddrText(), absl::StrCat("--port=", kPort),
+       "--connections=1000", "--keys=2000", "--value_size=64",
+       "--key_prefix=thousand-", "--seconds=3", "--get_ratio=0.7",
+       absl::StrCat("--timeout=",
+                    absl::ToDoubleSeconds(Scaled(absl::Seconds(60))))});
+  EXPECT_EQ(WaitExit(pid), 0);
+}
+
 // A client dies in the middle of a request: a 1 MiB PUT the server is
 // still pulling, or a 1 MiB GET whose reply it never takes. Other clients
 // carry on, and the half-sent PUT never shows up half-written.

@@ -13,6 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<demi::ParsedMessage> parsed =
       demi::ParseMessage(bytes, kMaxMessage);
   if (!parsed.ok()) return 0;
+  if ((parsed->flags & ~demi::kFlagStarved) != 0) __builtin_trap();
   switch (parsed->type) {
     case demi::WireType::kEager:
       if (parsed->length == 0 || parsed->payload.size() != parsed->length ||

@@ -1,0 +1,112 @@
+// Credit-based flow control over one shared receive queue (SRQ) per device.
+//
+// A peer may send only with a credit, and every credit it holds stands for
+// a buffer posted in the SRQ, so a sender never relies on receiver-not-ready
+// retries. Each connection has an allotment: credits its peer holds, credits
+// on their way back to it, and messages taken but not yet given back. It
+// starts at kBaseCredits, grows (doubling, up to kMaxConnCredits) when the
+// peer says it is starved, within a device-wide growth budget, and shrinks
+// back while the peer uses less than half of it. The SRQ is refilled to the
+// sum of all allotments, so memory grows with what connections use, not
+// with how many there are.
+//
+// Pure bookkeeping, no verbs: SharedReceive posts the buffers.
+#ifndef DEMI_DEMI_CREDITS_H_
+#define DEMI_DEMI_CREDITS_H_
+
+#include <cstdint>
+
+namespace demi {
+
+// Credits every connection starts with. Data keeps one in reserve for
+// control messages (see Connection::TrySendPush), and a CREDIT message
+// goes only with at least two credits in it, so that two peers never trade
+// single credits back and forth; with three, a sender that cannot send
+// data (one credit or none) has at least two with its receiver, owed as
+// soon as the application pops.
+inline constexpr uint32_t kBaseCredits = 3;
+// The fewest credits a CREDIT message returns (it costs one itself).
+inline constexpr uint32_t kMinCreditReturn = 2;
+static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
+// The most credits one connection's peer may hold.
+inline constexpr uint32_t kMaxConnCredits = 64;
+
+// The device-wide counts, shared by the connections of one SRQ.
+struct CreditPool {
+  uint32_t capacity = 0;      // The most buffers the SRQ holds.
+  uint32_t growth_limit = 0;  // The most of `grown`.
+  uint32_t posted = 0;        // Buffers in the SRQ.
+  // Credits peers hold or that are on their way to them. Never more than
+  // `posted`: that is what makes every credit good.
+  uint32_t promised = 0;
+  uint32_t allotted = 0;  // Sum of the allotments: the SRQ's refill level.
+  uint32_t grown = 0;     // Allotments beyond kBaseCredits, summed.
+
+  // A peer that sends without credits takes buffers promised to others
+  // (until its connection is aborted): then there is no headroom.
+  uint32_t headroom() const {
+    return posted > promised ? posted - promised : 0;
+  }
+  // Buffers the SRQ lacks to back every allotment.
+  uint32_t deficit() const { return allotted > posted ? allotted - posted : 0; }
+};
+
+// One connection's side of the ledger. Not thread-safe.
+class ConnectionCredits {
+ public:
+  explicit ConnectionCredits(CreditPool* pool) : pool_(pool) {}
+  ~ConnectionCredits() { Close(); }
+  ConnectionCredits(const ConnectionCredits&) = delete;
+  ConnectionCredits& operator=(const ConnectionCredits&) = delete;
+
+  // Adds kBaseCredits to the pool's allotment. False if the SRQ is full.
+  bool Reserve();
+  // Grants the base credits to the peer (it learns them from the connect
+  // data), if posted buffers back them: call after Reserve and a refill.
+  bool GrantInitial();
+  // Gives the allotment back (the connection is gone). Idempotent.
+  void Close();
+
+  // A message arrived. False if the peer had no credit for it (a protocol
+  // violation); `starved` is the header's kFlagStarved.
+  bool OnArrival(bool starved);
+  // A message has been dealt with (popped, or handled if it was control):
+  // its credit may go back to the peer, unless the allotment shrinks.
+  void OnConsumed();
+  // Moves consumed credits to those owed as far as posted buffers back
+  // them. Returns whether some still wait for buffers.
+  bool Back();
+  // The credits to put in the next header; the peer holds them from now.
+  uint16_t TakeReturn();
+
+  // Whether a CREDIT message should go now: at least kMinCreditReturn are
+  // owed, and the peer said it is starved, or half of an allotment that
+  // grew is owed (a streaming peer keeps its pipe full).
+  bool ReturnNow() const;
+  // Whether the peer cannot send data until credits come back (and enough
+  // are owed for a CREDIT message): the progress engine sends them if
+  // nothing else carried them by its next pass (a reply usually does).
+  bool ReturnSoon() const {
+    return owed_ >= kMinCreditReturn && peer_credits_ <= 1;
+  }
+
+  uint32_t allotment() const { return allotment_; }
+  uint32_t peer_credits() const { return peer_credits_; }
+  uint32_t owed() const { return owed_; }
+  uint32_t unbacked() const { return unbacked_; }
+
+ private:
+  void Grow();
+
+  CreditPool* pool_;
+  bool reserved_ = false;
+  bool urgent_ = false;        // The peer said it is starved.
+  uint32_t allotment_ = 0;     // peer_credits_ + owed_ + unbacked_ + taken.
+  uint32_t peer_credits_ = 0;  // Granted, not yet used.
+  uint32_t owed_ = 0;          // Backed, to return in the next header.
+  uint32_t unbacked_ = 0;      // Consumed or grown; waiting for buffers.
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_CREDITS_H_

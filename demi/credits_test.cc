@@ -1,0 +1,197 @@
+#include "demi/credits.h"
+
+#include <memory>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace demi {
+namespace {
+
+// Stands in for SharedReceive: the SRQ posts up to the allotments, and a
+// message that arrives takes one posted buffer.
+class Srq {
+ public:
+  explicit Srq(uint32_t capacity = 1024, uint32_t growth_limit = 256) {
+    pool.capacity = capacity;
+    pool.growth_limit = growth_limit;
+  }
+  void Refill() {
+    if (pool.posted < pool.allotted) pool.posted = pool.allotted;
+  }
+  // A message from the peer of `c`, as the data path handles it.
+  bool Arrive(ConnectionCredits& c, bool starved = false) {
+    if (pool.posted == 0) return false;  // RNR: never with honest credits.
+    --pool.posted;
+    return c.OnArrival(starved);
+  }
+  void CheckInvariant() const { EXPECT_LE(pool.promised, pool.posted); }
+
+  CreditPool pool;
+};
+
+std::unique_ptr<ConnectionCredits> Open(Srq& srq) {
+  auto c = std::make_unique<ConnectionCredits>(&srq.pool);
+  EXPECT_TRUE(c->Reserve());
+  srq.Refill();
+  EXPECT_TRUE(c->GrantInitial());
+  return c;
+}
+
+TEST(CreditsTest, BaseCreditsNeedPostedBuffersAndAFreeSlot) {
+  Srq srq(/*capacity=*/2 * kBaseCredits - 1);
+  ConnectionCredits a(&srq.pool);
+  ASSERT_TRUE(a.Reserve());
+  EXPECT_FALSE(a.GrantInitial()) << "nothing posted yet";
+  srq.Refill();
+  ASSERT_TRUE(a.GrantInitial());
+  EXPECT_EQ(a.peer_credits(), kBaseCredits);
+  ConnectionCredits b(&srq.pool);
+  EXPECT_FALSE(b.Reserve()) << "two base allotments exceed the capacity";
+  srq.CheckInvariant();
+}
+
+TEST(CreditsTest, AMessageWithoutACreditIsRefused) {
+  Srq srq;
+  auto c = Open(srq);
+  for (uint32_t i = 0; i < kBaseCredits; ++i) EXPECT_TRUE(srq.Arrive(*c));
+  EXPECT_FALSE(c->OnArrival(false));
+}
+
+TEST(CreditsTest, ConsumedCreditsGoBackOnlyWithABufferBehindThem) {
+  Srq srq;
+  auto c = Open(srq);
+  ASSERT_TRUE(srq.Arrive(*c));
+  c->OnConsumed();
+  EXPECT_TRUE(c->Back()) << "the SRQ has not been refilled yet";
+  EXPECT_EQ(c->owed(), 0u);
+  srq.Refill();
+  EXPECT_FALSE(c->Back());
+  EXPECT_EQ(c->owed(), 1u);
+  EXPECT_EQ(c->TakeReturn(), 1);
+  EXPECT_EQ(c->peer_credits(), kBaseCredits);
+  srq.CheckInvariant();
+}
+
+TEST(CreditsTest, APeerThatCannotSendDataGetsItsCreditsSoon) {
+  Srq srq;
+  auto c = Open(srq);
+  ASSERT_TRUE(srq.Arrive(*c));
+  c->OnConsumed();
+  srq.Refill();
+  c->Back();
+  // One owed: a reply carries it; a CREDIT message for one would cost as
+  // much as it returns.
+  EXPECT_FALSE(c->ReturnSoon());
+  EXPECT_FALSE(c->ReturnNow());
+  ASSERT_TRUE(srq.Arrive(*c));
+  c->OnConsumed();
+  srq.Refill();
+  c->Back();
+  // The peer holds one credit: enough for control messages, not for data.
+  EXPECT_TRUE(c->ReturnSoon());
+  EXPECT_FALSE(c->ReturnNow()) << "a reply may still carry them";
+}
+
+TEST(CreditsTest, ASingleCreditNeverGoesBackAlone) {
+  Srq srq;
+  auto c = Open(srq);
+  for (uint32_t i = 0; i < kBaseCredits; ++i) ASSERT_TRUE(srq.Arrive(*c));
+  c->OnConsumed();
+  srq.Refill();
+  c->Back();
+  ASSERT_EQ(c->peer_credits(), 0u);
+  EXPECT_FALSE(c->ReturnSoon());
+  c->OnConsumed();
+  srq.Refill();
+  c->Back();
+  EXPECT_TRUE(c->ReturnSoon());
+}
+
+TEST(CreditsTest, AStarvedPeerGrowsByDoublingUpToTheMaximum) {
+  Srq srq;
+  auto c = Open(srq);
+  std::vector<uint32_t> seen;
+  for (int round = 0; round < 10; ++round) {
+    // The peer sends all but one credit, saying it is starved.
+    uint32_t n = c->peer_credits();
+    for (uint32_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(srq.Arrive(*c, /*starved=*/i + 1 == n));
+    }
+    for (uint32_t i = 0; i < n; ++i) c->OnConsumed();
+    srq.Refill();
+    EXPECT_FALSE(c->Back());
+    EXPECT_EQ(c->ReturnNow(), c->owed() >= kMinCreditReturn);
+    c->TakeReturn();
+    srq.CheckInvariant();
+    seen.push_back(c->allotment());
+  }
+  EXPECT_EQ(seen[0], 2 * kBaseCredits);
+  EXPECT_EQ(seen[1], 4 * kBaseCredits);
+  EXPECT_EQ(seen.back(), kMaxConnCredits);
+  EXPECT_EQ(c->peer_credits(), kMaxConnCredits);
+  EXPECT_EQ(srq.pool.grown, kMaxConnCredits - kBaseCredits);
+}
+
+TEST(CreditsTest, GrowthStopsAtTheDeviceBudget) {
+  Srq srq(/*capacity=*/1024, /*growth_limit=*/10);
+  auto a = Open(srq);
+  auto b = Open(srq);
+  for (int round = 0; round < 4; ++round) {
+    for (ConnectionCredits* c : {a.get(), b.get()}) {
+      ASSERT_TRUE(srq.Arrive(*c, /*starved=*/true));
+      c->OnConsumed();
+    }
+    srq.Refill();
+    a->Back();
+    b->Back();
+    a->TakeReturn();
+    b->TakeReturn();
+  }
+  EXPECT_EQ(srq.pool.grown, 10u);
+  EXPECT_EQ(a->allotment() + b->allotment(), 2 * kBaseCredits + 10);
+  srq.CheckInvariant();
+}
+
+TEST(CreditsTest, AnAllotmentThePeerLeavesUnusedShrinksBackToTheBase) {
+  Srq srq;
+  auto c = Open(srq);
+  ASSERT_TRUE(srq.Arrive(*c, /*starved=*/true));
+  c->OnConsumed();
+  srq.Refill();
+  c->Back();
+  c->TakeReturn();
+  ASSERT_EQ(c->allotment(), 2 * kBaseCredits);
+  // Now one message at a time, each popped before the next (ping-pong).
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(srq.Arrive(*c));
+    c->OnConsumed();
+    srq.Refill();
+    c->Back();
+    c->TakeReturn();
+  }
+  EXPECT_EQ(c->allotment(), kBaseCredits);
+  EXPECT_EQ(srq.pool.grown, 0u);
+  srq.CheckInvariant();
+}
+
+TEST(CreditsTest, ClosingGivesEverythingBack) {
+  Srq srq;
+  auto a = Open(srq);
+  auto b = Open(srq);
+  ASSERT_TRUE(srq.Arrive(*a, /*starved=*/true));
+  a->OnConsumed();
+  srq.Refill();
+  a->Back();
+  a.reset();
+  EXPECT_EQ(srq.pool.allotted, kBaseCredits);
+  EXPECT_EQ(srq.pool.promised, kBaseCredits);
+  EXPECT_EQ(srq.pool.grown, 0u);
+  b->Close();
+  b->Close();
+  EXPECT_EQ(srq.pool.allotted, 0u);
+  EXPECT_EQ(srq.pool.promised, 0u);
+}
+
+}  // namespace
+}  // namespace demi

@@ -1,0 +1,374 @@
+// Scale: one server process holds many connections from one client process
+// in bounded registered memory, and connect/echo/close cycles leave it with
+// exactly the QPs and memory regions it had before.
+//
+// Short forms run in `bazel test`; the full forms by hand:
+//   DEMI_SCALE_CONNECTIONS=4096 DEMI_CHURN_CYCLES=10000
+//   testing/run_on_rdma.sh -- bazel-bin/demi/scale_test_bin
+#include <demi/libos.h>
+#include <malloc.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "testing/child_process.h"
+#include "testing/demi_helpers.h"
+#include "testing/rdma_env.h"
+
+namespace {
+
+using demi::testing::AddrOrDie;
+using demi::testing::ChildWait;
+using demi::testing::ConnectWithRetry;
+using demi::testing::NextPort;
+using demi::testing::Reap;
+using demi::testing::Scaled;
+using demi::testing::Spawn;
+
+// The bound for 1,024 connections.
+constexpr uint64_t kMaxRegisteredBytes = uint64_t{64} << 20;
+constexpr size_t kEchoSize = 64;
+
+int EnvInt(const char* name, int fallback) {
+  const char* text = std::getenv(name);
+  int value = 0;
+  return text != nullptr && absl::SimpleAtoi(text, &value) && value > 0
+             ? value
+             : fallback;
+}
+
+// What `rdma resource show` lists for one process.
+struct Resources {
+  int qps = 0;
+  int mrs = 0;
+  uint64_t mr_bytes = 0;
+  size_t heap = 0;  // Bytes malloc has handed out (not under ASan).
+
+  std::string ToString() const {
+    return absl::StrFormat("%d QPs, %d MRs of %.1f MiB, heap %zu B", qps, mrs,
+                           mr_bytes / 1048576.0, heap);
+  }
+};
+
+// Runs `command` and calls `line` for each line of its output that names
+// `pid`, with the line's "key value" pairs.
+template <typename F>
+void ForEachLineOf(const char* command, pid_t pid, F line) {
+  FILE* out = popen(command, "r");
+  CHILD_CHECK(out != nullptr);
+  char buffer[4096];
+  std::string want = std::to_string(pid);
+  while (std::fgets(buffer, sizeof(buffer), out) != nullptr) {
+    std::istringstream words(buffer);
+    std::vector<std::string> tokens;
+    for (std::string word; words >> word;) tokens.push_back(word);
+    bool ours = false;
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+      if (tokens[i] == "pid" && tokens[i + 1] == want) ours = true;
+    }
+    if (ours) line(tokens);
+  }
+  CHILD_CHECK(pclose(out) == 0);
+}
+
+Resources ResourcesOf(pid_t pid) {
+  Resources r;
+  ForEachLineOf("rdma resource show qp", pid,
+                [&](const std::vector<std::string>&) { ++r.qps; });
+  ForEachLineOf(
+      "rdma resource show mr", pid,
+      [&](const std::vector<std::string>& tokens) {
+        ++r.mrs;
+        for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+          uint64_t len = 0;
+          if (tokens[i] == "mrlen" && absl::SimpleAtoi(tokens[i + 1], &len)) {
+            r.mr_bytes += len;
+          }
+        }
+      });
+  r.heap = mallinfo2().uordblks;
+  return r;
+}
+
+// Drives the progress engine for `d` (closes drain, QPs are destroyed).
+// Only pushes may complete meanwhile: nothing else is expected.
+void Progress(absl::Duration d) {
+  absl::Time end = absl::Now() + d;
+  while (absl::Now() < end) {
+    demi_qresult_t qr;
+    int n = 0;
+    timespec wait = absl::ToTimespec(absl::Milliseconds(50));
+    int err = demi_wait_next_n(&qr, 1, &n, &wait);
+    CHILD_CHECK(err == 0 || err == ETIMEDOUT);
+    CHILD_CHECK(n == 0 || qr.qr_opcode == DEMI_OPC_PUSH);
+  }
+}
+
+// The server's resources once they stop changing (closed connections take
+// a moment to drain).
+Resources SettledResources() {
+  Resources last = ResourcesOf(getpid());
+  for (int i = 0; i < 20; ++i) {
+    Progress(absl::Milliseconds(500));
+    Resources now = ResourcesOf(getpid());
+    if (now.qps == last.qps && now.mrs == last.mrs &&
+        now.mr_bytes == last.mr_bytes) {
+      return now;
+    }
+    last = now;
+  }
+  return last;
+}
+
+// An echo server for `total` connections: pops on each, pushes every
+// message back, closes a connection at its EOF. `on_idle(accepted)` runs
+// when all accepted connections so far are closed, `on_echoes(echoes)`
+// after each batch of results; both see the server between events.
+struct EchoServer {
+  int total = 0;
+  std::function<void(int accepted)> on_idle = [](int) {};
+  std::function<void(int echoes)> on_echoes = [](int) {};
+
+  int Run(uint16_t port) {
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    sockaddr_in addr = AddrOrDie(port);
+    int listener = -1;
+    CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
+    CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
+                          sizeof(addr)) == 0);
+    CHILD_CHECK(demi_listen(listener, 64) == 0);
+    demi_qtoken_t qt = 0;
+    CHILD_CHECK(demi_accept(&qt, listener) == 0);
+    int accepted = 0, open = 0, echoes = 0;
+    // One at a time: demi_wait_next_n waits until it has all it asked for.
+    std::vector<demi_qresult_t> results(1);
+    while (accepted < total || open > 0) {
+      int n = 0;
+      timespec wait = absl::ToTimespec(Scaled(absl::Seconds(120)));
+      int err = demi_wait_next_n(results.data(),
+                                 static_cast<int>(results.size()), &n, &wait);
+      CHILD_CHECK(err == 0 || (err == ETIMEDOUT && n > 0));
+      for (int i = 0; i < n; ++i) {
+        const demi_qresult_t& qr = results[i];
+        if (qr.qr_opcode == DEMI_OPC_FAILED) {
+          std::fprintf(stderr, "server: qd %d failed: %s\n", qr.qr_qd,
+                       std::strerror(qr.qr_ret));
+        }
+        CHILD_CHECK(qr.qr_opcode != DEMI_OPC_FAILED);
+        if (qr.qr_opcode == DEMI_OPC_ACCEPT) {
+          ++accepted;
+          ++open;
+          CHILD_CHECK(demi_pop(&qt, qr.qr_value.ares.qd) == 0);
+          if (accepted < total) CHILD_CHECK(demi_accept(&qt, listener) == 0);
+        } else if (qr.qr_opcode == DEMI_OPC_POP) {
+          demi_sgarray_t sga = qr.qr_value.sga;
+          if (sga.sga_segs[0].sgaseg_len == 0) {
+            CHILD_CHECK(demi_close(qr.qr_qd) == 0);
+            --open;
+            if (open == 0) on_idle(accepted);
+            continue;
+          }
+          CHILD_CHECK(demi_push(&qt, qr.qr_qd, &sga) == 0);
+          CHILD_CHECK(demi_sgafree(&sga) == 0);
+          CHILD_CHECK(demi_pop(&qt, qr.qr_qd) == 0);
+          ++echoes;
+        }
+      }
+      on_echoes(echoes);
+    }
+    CHILD_CHECK(demi_close(listener) == 0);
+    return 0;
+  }
+};
+
+// One message of `kEchoSize` bytes naming connection `c` and `round`.
+std::string EchoMessage(int c, int round) {
+  std::string text = absl::StrFormat("connection %d round %d ", c, round);
+  text.resize(kEchoSize, '.');
+  return text;
+}
+
+demi_qtoken_t PushText(int qd, const std::string& text) {
+  demi_sgarray_t sga = demi_sgaalloc(text.size());
+  CHILD_CHECK(sga.sga_numsegs == 1);
+  std::memcpy(sga.sga_segs[0].sgaseg_buf, text.data(), text.size());
+  demi_qtoken_t qt = 0;
+  CHILD_CHECK(demi_push(&qt, qd, &sga) == 0);
+  CHILD_CHECK(demi_sgafree(&sga) == 0);
+  return qt;
+}
+
+void ExpectEcho(int qd, const std::string& text) {
+  demi_qtoken_t qt = 0;
+  CHILD_CHECK(demi_pop(&qt, qd) == 0);
+  demi_qresult_t qr = ChildWait(qt, absl::Seconds(60));
+  CHILD_CHECK(qr.qr_opcode == DEMI_OPC_POP);
+  const demi_sgaseg_t& seg = qr.qr_value.sga.sga_segs[0];
+  CHILD_CHECK(std::string(static_cast<char*>(seg.sgaseg_buf), seg.sgaseg_len) ==
+              text);
+  CHILD_CHECK(demi_sgafree(&qr.qr_value.sga) == 0);
+}
+
+int Connect(uint16_t port) {
+  sockaddr_in addr = AddrOrDie(port);
+  int qd = -1;
+  CHILD_CHECK(demi_socket(&qd, AF_INET, SOCK_STREAM, 0) == 0);
+  demi_qtoken_t qt = 0;
+  CHILD_CHECK(demi_connect(&qt, qd, reinterpret_cast<sockaddr*>(&addr),
+                           sizeof(addr)) == 0);
+  demi_qresult_t qr = ChildWait(qt, absl::Seconds(60));
+  if (qr.qr_opcode != DEMI_OPC_CONNECT) {
+    std::fprintf(stderr, "connect: %s\n", std::strerror(qr.qr_ret));
+  }
+  CHILD_CHECK(qr.qr_opcode == DEMI_OPC_CONNECT);
+  return qd;
+}
+
+// A one-byte message between two children.
+struct Signal {
+  int fds[2];
+  Signal() { CHILD_CHECK(pipe(fds) == 0); }
+  ~Signal() {
+    close(fds[0]);
+    close(fds[1]);
+  }
+  void Raise() { CHILD_CHECK(write(fds[1], "s", 1) == 1); }
+  // Waits for the signal, driving the progress engine meanwhile.
+  void Await() {
+    pollfd ready = {fds[0], POLLIN, 0};
+    while (poll(&ready, 1, 0) == 0) Progress(absl::Milliseconds(50));
+    char byte;
+    CHILD_CHECK(read(fds[0], &byte, 1) == 1);
+  }
+};
+
+TEST(ScaleTest, OneServerHoldsAThousandConnectionsInBoundedMemory) {
+  const int connections = EnvInt("DEMI_SCALE_CONNECTIONS", 1024);
+  uint16_t port = NextPort();
+  Signal measured;
+  pid_t server = Spawn([&] {
+    EchoServer echo;
+    echo.total = connections;
+    bool done = false;
+    echo.on_echoes = [&](int echoes) {
+      if (done || echoes < 2 * connections) return;
+      done = true;
+      Resources r = SettledResources();
+      std::printf("scale: server holds %d connections: %s\n", connections,
+                  r.ToString().c_str());
+      std::fflush(stdout);
+      CHILD_CHECK(r.qps >= connections);
+      if (connections <= 1024) CHILD_CHECK(r.mr_bytes <= kMaxRegisteredBytes);
+      measured.Raise();
+    };
+    return echo.Run(port);
+  });
+  pid_t client = Spawn([&] {
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    std::vector<int> qds;
+    qds.push_back(ConnectWithRetry(port));
+    absl::Time start = absl::Now();
+    while (static_cast<int>(qds.size()) < connections) {
+      qds.push_back(Connect(port));
+    }
+    double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    std::printf("scale: %d sequential connects in %.2f s: %.0f per second\n",
+                connections - 1, seconds, (connections - 1) / seconds);
+    for (int round = 0; round < 2; ++round) {
+      std::vector<demi_qtoken_t> pushes;
+      for (size_t c = 0; c < qds.size(); ++c) {
+        pushes.push_back(PushText(qds[c], EchoMessage(c, round)));
+      }
+      for (size_t c = 0; c < qds.size(); ++c) {
+        ExpectEcho(qds[c], EchoMessage(c, round));
+      }
+      for (demi_qtoken_t qt : pushes) {
+        CHILD_CHECK(ChildWait(qt, absl::Seconds(60)).qr_opcode ==
+                    DEMI_OPC_PUSH);
+      }
+    }
+    Resources r = ResourcesOf(getpid());
+    std::printf("scale: client holds %d connections: %s\n", connections,
+                r.ToString().c_str());
+    std::fflush(stdout);
+    measured.Await();
+    for (int qd : qds) CHILD_CHECK(demi_close(qd) == 0);
+    return 0;
+  });
+  EXPECT_EQ(Reap(client, Scaled(absl::Seconds(900))), 0);
+  EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
+}
+
+TEST(ScaleTest, ConnectEchoCloseCyclesLeaveTheServerAsItWas) {
+  const int cycles = EnvInt("DEMI_CHURN_CYCLES", 500);
+  constexpr int kWarmup = 50;
+  uint16_t port = NextPort();
+  Signal measured;
+  pid_t server = Spawn([&] {
+    EchoServer echo;
+    echo.total = kWarmup + cycles;
+    Resources before;
+    echo.on_idle = [&](int accepted) {
+      if (accepted == kWarmup) {
+        before = SettledResources();
+        std::printf("churn: after %d cycles: %s\n", kWarmup,
+                    before.ToString().c_str());
+        std::fflush(stdout);
+        measured.Raise();
+      } else if (accepted == kWarmup + cycles) {
+        Resources after = SettledResources();
+        std::printf("churn: after %d more cycles: %s\n", cycles,
+                    after.ToString().c_str());
+        std::fflush(stdout);
+        CHILD_CHECK(after.qps == before.qps);
+        CHILD_CHECK(after.mrs == before.mrs);
+        CHILD_CHECK(after.mr_bytes == before.mr_bytes);
+        // Tables may settle a little differently; a leak per cycle would
+        // be cycles times its size.
+        CHILD_CHECK(after.heap <= before.heap + 64 * 1024);
+      }
+    };
+    return echo.Run(port);
+  });
+  pid_t client = Spawn([&] {
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    absl::Time start;
+    for (int c = 0; c < kWarmup + cycles; ++c) {
+      if (c == kWarmup) {
+        // The server measures with every warm-up connection gone.
+        measured.Await();
+        start = absl::Now();
+      }
+      int qd = c == 0 ? ConnectWithRetry(port) : Connect(port);
+      std::string text = EchoMessage(c, 0);
+      demi_qtoken_t push = PushText(qd, text);
+      ExpectEcho(qd, text);
+      CHILD_CHECK(ChildWait(push, absl::Seconds(60)).qr_opcode ==
+                  DEMI_OPC_PUSH);
+      CHILD_CHECK(demi_close(qd) == 0);
+    }
+    double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    std::printf(
+        "churn: %d connect/echo/close cycles in %.2f s: %.0f per "
+        "second\n",
+        cycles, seconds, cycles / seconds);
+    return 0;
+  });
+  EXPECT_EQ(Reap(client, Scaled(absl::Seconds(1800))), 0);
+  EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
+}
+
+}  // namespace

@@ -1,0 +1,82 @@
+// The receive side of one device: a shared receive queue (SRQ) that every
+// connection's QP takes its messages from, the completion queue those
+// messages complete on, and the credit pool (credits.h) that decides how
+// many buffers the SRQ holds.
+//
+// A posted buffer sits in a slot; the slot's index is the receive's wr_id,
+// so a completion finds its buffer without a lookup.
+#ifndef DEMI_DEMI_SHARED_RECEIVE_H_
+#define DEMI_DEMI_SHARED_RECEIVE_H_
+
+#include <infiniband/verbs.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "demi/credits.h"
+#include "demi/sga_pool.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi {
+
+// Buffers the SRQ may hold: every connection's base credits plus the
+// growth budget must fit, and so must their completions in the CQ.
+inline constexpr uint32_t kSrqCapacity = 16384;
+// Credits connections may hold beyond their base, all together (16 MiB of
+// 8 KiB buffers).
+inline constexpr uint32_t kGrowthCredits = 2048;
+
+class SharedReceive {
+ public:
+  // An SRQ and its CQ on `context` in `pd`, taking `buffer_size` pieces
+  // from `pool` (borrowed; registered with device index `device`).
+  static absl::StatusOr<std::unique_ptr<SharedReceive>> Create(
+      ibv_context* context, ibv_pd* pd, SgaPool* pool, int device,
+      uint32_t buffer_size);
+  ~SharedReceive();
+  SharedReceive(const SharedReceive&) = delete;
+  SharedReceive& operator=(const SharedReceive&) = delete;
+
+  ibv_srq* srq() const { return srq_.get(); }
+  ibv_cq* cq() const { return cq_.get(); }
+  CreditPool& credits() { return credits_; }
+
+  // Posts buffers, in one chain, until the SRQ backs every allotment.
+  // False if the pool ran dry first (try again later); a failed post is
+  // logged and also returns false.
+  bool Refill();
+  // Whether Refill has work to do.
+  bool NeedsRefill() const { return credits_.deficit() > 0; }
+  // The buffer of a receive completion's `wr_id`; no longer posted.
+  Buffer* Take(uint64_t wr_id);
+
+  // Connections (by queue descriptor) waiting for buffers to back their
+  // credits; the progress engine serves them after a refill.
+  void AddWaiting(int qd) { waiting_.push_back(qd); }
+  bool HasWaiting() const { return !waiting_.empty(); }
+  std::vector<int> TakeWaiting();
+
+ private:
+  SharedReceive(SgaPool* pool, int device, uint32_t buffer_size)
+      : pool_(pool), device_(device), buffer_size_(buffer_size) {}
+
+  SgaPool* pool_;
+  const int device_;
+  const uint32_t buffer_size_;
+  CreditPool credits_;
+  // The SRQ goes before its CQ (members are destroyed in reverse order).
+  rdma::CqPtr cq_;
+  rdma::SrqPtr srq_;
+  std::vector<Buffer*> slots_;        // By wr_id; null when free.
+  std::vector<uint32_t> free_slots_;  // Indices of null slots.
+  std::vector<int> waiting_;
+  // Refill's work lists, kept to spare an allocation per refill.
+  std::vector<ibv_sge> scratch_sges_;
+  std::vector<ibv_recv_wr> scratch_wrs_;
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_SHARED_RECEIVE_H_

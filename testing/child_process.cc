@@ -1,0 +1,64 @@
+#include "testing/child_process.h"
+
+#include <demi/libos.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/time/clock.h"
+#include "testing/demi_helpers.h"
+#include "testing/rdma_env.h"
+
+namespace demi::testing {
+
+pid_t Spawn(const std::function<int()>& body) {
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) std::_Exit(body());
+  return pid;
+}
+
+int Reap(pid_t pid, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (absl::Now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+demi_qresult_t ChildWait(demi_qtoken_t qt, absl::Duration timeout) {
+  demi_qresult_t qr;
+  timespec ts = absl::ToTimespec(Scaled(timeout));
+  int err = demi_wait(&qr, qt, &ts);
+  if (err != 0) std::fprintf(stderr, "demi_wait: %s\n", std::strerror(err));
+  CHILD_CHECK(err == 0);
+  return qr;
+}
+
+int ConnectWithRetry(uint16_t port) {
+  sockaddr_in addr = AddrOrDie(port);
+  absl::Time deadline = absl::Now() + Scaled(absl::Seconds(60));
+  int qd = -1;
+  CHILD_CHECK(demi_socket(&qd, AF_INET, SOCK_STREAM, 0) == 0);
+  while (true) {
+    demi_qtoken_t qt = 0;
+    CHILD_CHECK(demi_connect(&qt, qd, reinterpret_cast<sockaddr*>(&addr),
+                             sizeof(addr)) == 0);
+    demi_qresult_t qr = ChildWait(qt, absl::Seconds(60));
+    if (qr.qr_opcode == DEMI_OPC_CONNECT) return qd;
+    CHILD_CHECK(qr.qr_ret == ECONNREFUSED && absl::Now() < deadline);
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+}  // namespace demi::testing
