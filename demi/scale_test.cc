@@ -8,6 +8,7 @@
 #include <demi/libos.h>
 #include <malloc.h>
 #include <poll.h>
+#include <rdma/rdma_cma.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +24,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "demi/connection.h"
+#include "demi/credits.h"
+#include "demi/wire.h"
 #include "gtest/gtest.h"
 #include "testing/child_process.h"
 #include "testing/demi_helpers.h"
@@ -246,10 +250,13 @@ struct Signal {
     close(fds[1]);
   }
   void Raise() { CHILD_CHECK(write(fds[1], "s", 1) == 1); }
-  // Waits for the signal, driving the progress engine meanwhile.
-  void Await() {
+  // Waits for the signal, driving the progress engine meanwhile (unless
+  // this process has no libOS yet).
+  void Await(bool drive = true) {
     pollfd ready = {fds[0], POLLIN, 0};
-    while (poll(&ready, 1, 0) == 0) Progress(absl::Milliseconds(50));
+    while (poll(&ready, 1, drive ? 0 : -1) == 0) {
+      Progress(absl::Milliseconds(50));
+    }
     char byte;
     CHILD_CHECK(read(fds[0], &byte, 1) == 1);
   }
@@ -369,6 +376,159 @@ TEST(ScaleTest, ConnectEchoCloseCyclesLeaveTheServerAsItWas) {
   });
   EXPECT_EQ(Reap(client, Scaled(absl::Seconds(1800))), 0);
   EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
+}
+
+// Admission: connections beyond the listen backlog are refused until the
+// application accepts, and handshakes a client abandons hold no slot.
+TEST(ScaleTest, BacklogIsHonoured) {
+  uint16_t port = NextPort();
+  Signal listening, connected, accepted;
+  pid_t server = Spawn([&] {
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    sockaddr_in addr = AddrOrDie(port);
+    int listener = -1;
+    CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
+    CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
+                          sizeof(addr)) == 0);
+    CHILD_CHECK(demi_listen(listener, 2) == 0);
+    listening.Raise();
+    connected.Await();  // Two established, a third refused.
+    demi_qtoken_t qt = 0;
+    CHILD_CHECK(demi_accept(&qt, listener) == 0);
+    CHILD_CHECK(ChildWait(qt, absl::Seconds(10)).qr_opcode == DEMI_OPC_ACCEPT);
+    accepted.Raise();
+    Progress(Scaled(absl::Seconds(3)));  // The fourth comes in.
+    return 0;
+  });
+  pid_t client = Spawn([&] {
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    listening.Await();
+    sockaddr_in addr = AddrOrDie(port);
+    auto connect = [&] {
+      int qd = -1;
+      CHILD_CHECK(demi_socket(&qd, AF_INET, SOCK_STREAM, 0) == 0);
+      demi_qtoken_t qt = 0;
+      CHILD_CHECK(demi_connect(&qt, qd, reinterpret_cast<sockaddr*>(&addr),
+                               sizeof(addr)) == 0);
+      demi_qresult_t qr = ChildWait(qt, absl::Seconds(20));
+      return qr.qr_opcode == DEMI_OPC_CONNECT ? 0 : static_cast<int>(qr.qr_ret);
+    };
+    CHILD_CHECK(connect() == 0);
+    CHILD_CHECK(connect() == 0);
+    CHILD_CHECK(connect() == ECONNREFUSED);
+    connected.Raise();
+    accepted.Await();
+    CHILD_CHECK(connect() == 0);
+    return 0;
+  });
+  EXPECT_EQ(Reap(client, Scaled(absl::Seconds(120))), 0);
+  EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
+}
+
+// Sends a connection request with valid connect data, then exits at once:
+// the kernel tears the half-made connection down (or never finishes it).
+int AbandonHandshake(uint16_t port) {
+  rdma_event_channel* channel = rdma_create_event_channel();
+  CHILD_CHECK(channel != nullptr);
+  rdma_cm_id* id = nullptr;
+  CHILD_CHECK(rdma_create_id(channel, &id, nullptr, RDMA_PS_TCP) == 0);
+  sockaddr_in addr = AddrOrDie(port);
+  CHILD_CHECK(rdma_resolve_addr(id, nullptr, reinterpret_cast<sockaddr*>(&addr),
+                                2000) == 0);
+  for (rdma_cm_event_type want :
+       {RDMA_CM_EVENT_ADDR_RESOLVED, RDMA_CM_EVENT_ROUTE_RESOLVED}) {
+    rdma_cm_event* event = nullptr;
+    CHILD_CHECK(rdma_get_cm_event(channel, &event) == 0);
+    CHILD_CHECK(event->event == want);
+    rdma_ack_cm_event(event);
+    if (want == RDMA_CM_EVENT_ADDR_RESOLVED) {
+      CHILD_CHECK(rdma_resolve_route(id, 2000) == 0);
+    }
+  }
+  ibv_qp_init_attr attr = {};
+  attr.qp_type = IBV_QPT_RC;
+  attr.cap.max_send_wr = attr.cap.max_recv_wr = 1;
+  attr.cap.max_send_sge = attr.cap.max_recv_sge = 1;
+  CHILD_CHECK(rdma_create_qp(id, nullptr, &attr) == 0);
+  std::string data = demi::EncodeConnectData(
+      demi::kBaseCredits, demi::kMaxConnCredits, demi::kEagerBufferSize);
+  rdma_conn_param param = {};
+  param.private_data = data.data();
+  param.private_data_len = static_cast<uint8_t>(data.size());
+  param.retry_count = 6;
+  param.rnr_retry_count = 6;
+  CHILD_CHECK(rdma_connect(id, &param) == 0);
+  std::_Exit(0);
+}
+
+TEST(ScaleTest, AbandonedHandshakesHoldNoBacklogSlotAndNoQp) {
+  constexpr int kAbandoned = 20;
+  uint16_t port = NextPort();
+  Signal listening, done;
+  pid_t server = Spawn([&] {
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    sockaddr_in addr = AddrOrDie(port);
+    int listener = -1;
+    CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
+    CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
+                          sizeof(addr)) == 0);
+    // One slot: a handshake that held it for good would refuse the rest.
+    CHILD_CHECK(demi_listen(listener, 1) == 0);
+    listening.Raise();
+    // Accept and serve whatever comes: connections whose client died fail
+    // their pop and are closed, as an application would.
+    demi_qtoken_t qt = 0;
+    CHILD_CHECK(demi_accept(&qt, listener) == 0);
+    int echoed = 0, dead = 0;
+    while (echoed == 0) {
+      demi_qresult_t qr;
+      int n = 0;
+      timespec wait = absl::ToTimespec(Scaled(absl::Seconds(120)));
+      CHILD_CHECK(demi_wait_next_n(&qr, 1, &n, &wait) == 0);
+      if (qr.qr_opcode == DEMI_OPC_ACCEPT) {
+        CHILD_CHECK(demi_pop(&qt, qr.qr_value.ares.qd) == 0);
+        CHILD_CHECK(demi_accept(&qt, listener) == 0);
+      } else if (qr.qr_opcode == DEMI_OPC_FAILED ||
+                 (qr.qr_opcode == DEMI_OPC_POP &&
+                  qr.qr_value.sga.sga_segs[0].sgaseg_len == 0)) {
+        CHILD_CHECK(demi_close(qr.qr_qd) == 0);
+        ++dead;
+      } else if (qr.qr_opcode == DEMI_OPC_POP) {
+        CHILD_CHECK(demi_push(&qt, qr.qr_qd, &qr.qr_value.sga) == 0);
+        CHILD_CHECK(demi_sgafree(&qr.qr_value.sga) == 0);
+        ++echoed;
+      }
+    }
+    done.Await();  // The client has its echo and has closed.
+    Resources r = SettledResources();
+    std::printf(
+        "admission: %d abandoned handshakes seen as accepted and "
+        "dead: %d; then %s\n",
+        kAbandoned, dead, r.ToString().c_str());
+    std::fflush(stdout);
+    // Only the live connection may remain, and it is closing.
+    CHILD_CHECK(r.qps <= 1);
+    return 0;
+  });
+  pid_t client = Spawn([&] {
+    listening.Await(/*drive=*/false);
+    for (int i = 0; i < kAbandoned; ++i) {
+      pid_t child = Spawn([port] { return AbandonHandshake(port); });
+      CHILD_CHECK(Reap(child, Scaled(absl::Seconds(20))) == 0);
+    }
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    int qd = ConnectWithRetry(port);
+    std::string text = EchoMessage(0, 0);
+    demi_qtoken_t push = PushText(qd, text);
+    ExpectEcho(qd, text);
+    CHILD_CHECK(ChildWait(push, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
+    CHILD_CHECK(demi_close(qd) == 0);
+    done.Raise();
+    Progress(absl::Seconds(1));
+    return 0;
+  });
+  EXPECT_EQ(Reap(client, Scaled(absl::Seconds(300))), 0);
+  EXPECT_EQ(Reap(server, Scaled(absl::Seconds(300))), 0);
 }
 
 }  // namespace

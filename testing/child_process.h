@@ -27,7 +27,8 @@
 
 namespace demi::testing {
 
-// Forks a child that runs `body` and exits with its result.
+// Forks a child that runs `body` and exits with its result (through exit,
+// so the libOS's closes finish first).
 pid_t Spawn(const std::function<int()>& body);
 
 // Waits up to `timeout` for `pid`; kills it if it is still running then.

@@ -8,7 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
 tools/install_deps.sh
-bazel build //tools:latency_probe //tools:throughput
+bazel build //tools:latency_probe //tools:throughput //tools:connect_rate \
+  //demi:scale_test_bin
 (cd examples/kv && bazel build //:kv_server //:kv_loadgen)
 
 out=${1:-$(mktemp -d /tmp/demi-bench.XXXXXX)}
@@ -17,7 +18,8 @@ rm -f "$out"/*.txt
 start=$(date +%s)
 testing/run_on_rdma.sh --out "$out" -- tools/bench/on_device.sh \
   bazel-bin/tools/latency_probe bazel-bin/tools/throughput \
-  examples/kv/bazel-bin/kv_server examples/kv/bazel-bin/kv_loadgen
+  examples/kv/bazel-bin/kv_server examples/kv/bazel-bin/kv_loadgen \
+  bazel-bin/tools/connect_rate bazel-bin/demi/scale_test_bin
 testing/run_on_rdma.sh --hosts 2 --out "$out" -- tools/bench/two_hosts.sh \
   bazel-bin/tools/latency_probe
 seconds=$(($(date +%s) - start))

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Usage: on_device.sh LATENCY_PROBE THROUGHPUT KV_SERVER KV_LOADGEN
+# Usage: on_device.sh LATENCY_PROBE THROUGHPUT KV_SERVER KV_LOADGEN \
+#          CONNECT_RATE SCALE_TEST
 #
 # Runs on one RDMA device (one host): each of ours beside its peer from
 # perftest and librdmacm (rstream), client and server as two processes on
@@ -8,6 +9,7 @@
 set -uo pipefail
 probe=$(readlink -f "$1") tput=$(readlink -f "$2")
 kv_server=$(readlink -f "$3") kv_loadgen=$(readlink -f "$4")
+connect_rate=$(readlink -f "$5") scale_test=$(readlink -f "$6")
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 addr=$DEMI_TEST_ADDR out=$DEMI_OUT_DIR dev=$(bench_device)
 : > "$out/results.txt"
@@ -110,3 +112,29 @@ echo "$json" > "$out/kv_loadgen.json"
 record kv.ops_per_s "$(grep -o '"ops_per_s":[0-9.]*' <<< "$json" | cut -d: -f2)"
 record kv.p50_us "$(grep -o '"p50_us":[0-9.]*' <<< "$json" | cut -d: -f2)"
 record kv.p99_us "$(grep -o '"p99_us":[0-9.]*' <<< "$json" | cut -d: -f2)"
+
+echo "== connects: 1,000 sequential, ours and rdma_cm by hand, alternating"
+for round in 1 2 3; do
+  for mode in rdma_cm demi; do
+    line=$($limit "$connect_rate" --addr "$addr" --port $((13100 + round)) \
+      --connections 1000 --mode $mode)
+    echo "$line" >> "$out/connect_rate.log"
+    echo "$(awk '{print $7}' <<< "$line")" >> "$out/connect_rate.$mode"
+  done
+done
+for mode in rdma_cm demi; do
+  record "connect.$mode.per_s" "$(sort -n "$out/connect_rate.$mode" | sed -n 2p)"
+done
+
+echo "== scale: 1,024 connections held by one server process"
+DEMI_CHURN_CYCLES=1000 $limit "$scale_test" \
+  --gtest_filter='ScaleTest.OneServer*:ScaleTest.ConnectEcho*' \
+  > "$out/scale_test.log" 2>&1
+sed -n 's/^scale: server holds \([0-9]*\) connections: \([0-9]*\) QPs, [0-9]* MRs of \([0-9.]*\) MiB.*/\1 \3/p' \
+  "$out/scale_test.log" | {
+  read -r held mib
+  record scale.connections "$held"
+  record scale.server_mib "$mib"
+}
+record churn.cycles_per_s "$(sed -n 's/^churn: .* cycles in .*: \([0-9.]*\) per second/\1/p' "$out/scale_test.log")"
+record churn.heap_growth "$(awk '/^churn: after/ { h[n++] = $NF } END { if (n == 2) print h[1] - h[0] }' "$out/scale_test.log")"

@@ -93,6 +93,8 @@ for size in 65536 1048576 8388608; do
     "$(awk -v g="$(value rstream.$size.gbps)" 'BEGIN { if (g != "") printf "%.1f", g * 125 }')" \
     "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ">= 2.00"
 done
+row "1,000 sequential connects/s" "rdma_cm by hand" \
+  "$(value connect.rdma_cm.per_s)" "$(value connect.demi.per_s)" ""
 row "64 B latency p50, two VMs" "ib_send_lat typical" \
   "$(value two_hosts.ib_send_lat.64.p50)" "$(value two_hosts.probe.64.p50)" \
   "<= 1.00"
@@ -107,6 +109,15 @@ cat <<KV
 4 clients (one request in flight each), 1,000 keys, 64 B values, 90% GET,
 5 s, every GET's value checked: **$(two "$(value kv.ops_per_s)") operations/s**,
 request round trip p50 $(two "$(value kv.p50_us)") us, p99 $(two "$(value kv.p99_us)") us.
+
+## Scale (demi/scale_test)
+
+One server process holds **$(value scale.connections) connections** from one
+client process, each echoing 64 B twice, in **$(value scale.server_mib) MiB**
+registered (the sum of \`mrlen\` in \`rdma resource show mr\` for its pid).
+Connect, echo and close, 1,000 times over against one server:
+$(two "$(value churn.cycles_per_s)") cycles/s; the server's heap afterwards
+differs by $(value churn.heap_growth) B from before, with the same QPs and MRs.
 
 ## Latency distribution
 
@@ -130,6 +141,8 @@ rstream -s ADDR -S {64,4096} -C 1 -I 5000          # latency
 rstream -s ADDR -S {65536,1048576,8388608} -C {2000,100,12} -I 1  # bandwidth
 kv_loadgen --server ADDR --connections 4 --keys 1000 --value_size 64 \\
   --get_ratio 0.9 --seconds 5 --json
+connect_rate --addr ADDR --connections 1000 --mode {rdma_cm,demi}  # x3, median
+DEMI_CHURN_CYCLES=1000 scale_test_bin
 \`\`\`
 
 Then, between two VMs (two hosts), \`ib_send_lat -s 64 -n 300\` and

@@ -114,8 +114,10 @@ extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
  * @brief Starts connecting a socket to a remote address.
  *
  * Completes with DEMI_OPC_CONNECT, or DEMI_OPC_FAILED with qr_ret
- * ECONNREFUSED (nobody listens there), ETIMEDOUT (no answer) or
- * EHOSTUNREACH (no RDMA route to the address), or EBADF if the socket is
+ * ECONNREFUSED (nobody listens there, or its backlog is full), ETIMEDOUT
+ * (no answer), EHOSTUNREACH (no RDMA route to the address), ENOBUFS (this
+ * host's shared receive queue holds all the connections it can) or ENOMEM
+ * (no registered memory for receive buffers), or EBADF if the socket is
  * closed first.
  *
  * @param qt_out Receives the operation's token.
