@@ -66,7 +66,7 @@ std::string Connection::LocalConnectData() const {
 void Connection::Open(const ConnectData& peer) {
   if (state_ != State::kSetup) return;  // Aborted before it was established.
   // ParseConnectData bounds both: a peer cannot make us trust more
-  // receive buffers than kMaxPeerRecvDepth.
+  // credits than kMaxPeerCredits.
   peer_eager_size_ = peer.eager_size;
   peer_max_credits_ = peer.max_credits;
   send_credits_ = peer.initial_credits;
@@ -553,9 +553,10 @@ void Connection::ProtocolError(const char* what) {
 
 void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
   heard_ = true;
-  // After an abort nothing more is taken in: what arrives now is either a
-  // flush or data nobody asked for.
+  // After an abort nothing more is taken in: what arrives now is data
+  // nobody will pop (its credit is still counted as spent).
   if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
+    if (wc.status == IBV_WC_SUCCESS) credits_.OnArrival(false);
     env_.pool->Unref(buffer);
     if (wc.status != IBV_WC_SUCCESS) Abort(rdma::WcStatusToErrno(wc.status));
     return;

@@ -35,6 +35,7 @@
 namespace {
 
 using demi::testing::AddrOrDie;
+using demi::testing::ChildListen;
 using demi::testing::ChildWait;
 using demi::testing::ConnectWithRetry;
 using demi::testing::NextPort;
@@ -148,12 +149,7 @@ struct EchoServer {
 
   int Run(uint16_t port) {
     CHILD_CHECK(demi_init(nullptr) == 0);
-    sockaddr_in addr = AddrOrDie(port);
-    int listener = -1;
-    CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
-    CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
-                          sizeof(addr)) == 0);
-    CHILD_CHECK(demi_listen(listener, 64) == 0);
+    int listener = ChildListen(port, 64);
     demi_qtoken_t qt = 0;
     CHILD_CHECK(demi_accept(&qt, listener) == 0);
     int accepted = 0, open = 0, echoes = 0;
@@ -385,12 +381,7 @@ TEST(ScaleTest, BacklogIsHonoured) {
   Signal listening, connected, accepted;
   pid_t server = Spawn([&] {
     CHILD_CHECK(demi_init(nullptr) == 0);
-    sockaddr_in addr = AddrOrDie(port);
-    int listener = -1;
-    CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
-    CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
-                          sizeof(addr)) == 0);
-    CHILD_CHECK(demi_listen(listener, 2) == 0);
+    int listener = ChildListen(port, 2);
     listening.Raise();
     connected.Await();  // Two established, a third refused.
     demi_qtoken_t qt = 0;
@@ -467,13 +458,8 @@ TEST(ScaleTest, AbandonedHandshakesHoldNoBacklogSlotAndNoQp) {
   Signal listening, done;
   pid_t server = Spawn([&] {
     CHILD_CHECK(demi_init(nullptr) == 0);
-    sockaddr_in addr = AddrOrDie(port);
-    int listener = -1;
-    CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
-    CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
-                          sizeof(addr)) == 0);
     // One slot: a handshake that held it for good would refuse the rest.
-    CHILD_CHECK(demi_listen(listener, 1) == 0);
+    int listener = ChildListen(port, 1);
     listening.Raise();
     // Accept and serve whatever comes: connections whose client died fail
     // their pop and are closed, as an application would.

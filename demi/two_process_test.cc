@@ -23,7 +23,7 @@
 
 namespace {
 
-using demi::testing::AddrOrDie;
+using demi::testing::ChildListen;
 using demi::testing::ChildWait;
 using demi::testing::ConnectWithRetry;
 using demi::testing::NextPort;
@@ -32,12 +32,7 @@ using demi::testing::Scaled;
 using demi::testing::Spawn;
 
 int ListenAndAccept(uint16_t port) {
-  sockaddr_in addr = AddrOrDie(port);
-  int listener = -1;
-  CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
-  CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
-                        sizeof(addr)) == 0);
-  CHILD_CHECK(demi_listen(listener, 4) == 0);
+  int listener = ChildListen(port, 4);
   demi_qtoken_t qt = 0;
   CHILD_CHECK(demi_accept(&qt, listener) == 0);
   demi_qresult_t qr = ChildWait(qt, absl::Seconds(60));

@@ -47,6 +47,16 @@ demi_qresult_t ChildWait(demi_qtoken_t qt, absl::Duration timeout) {
   return qr;
 }
 
+int ChildListen(uint16_t port, int backlog) {
+  sockaddr_in addr = AddrOrDie(port);
+  int listener = -1;
+  CHILD_CHECK(demi_socket(&listener, AF_INET, SOCK_STREAM, 0) == 0);
+  CHILD_CHECK(demi_bind(listener, reinterpret_cast<sockaddr*>(&addr),
+                        sizeof(addr)) == 0);
+  CHILD_CHECK(demi_listen(listener, backlog) == 0);
+  return listener;
+}
+
 int ConnectWithRetry(uint16_t port) {
   sockaddr_in addr = AddrOrDie(port);
   absl::Time deadline = absl::Now() + Scaled(absl::Seconds(60));

@@ -39,6 +39,9 @@ int Reap(pid_t pid, absl::Duration timeout);
 // wait itself fails. The caller checks the opcode.
 demi_qresult_t ChildWait(demi_qtoken_t qt, absl::Duration timeout);
 
+// A queue listening on `port` of this host with `backlog`.
+int ChildListen(uint16_t port, int backlog);
+
 // A connected queue to `port` of this host, retrying while the server
 // does not listen yet (up to a minute, scaled).
 int ConnectWithRetry(uint16_t port);
