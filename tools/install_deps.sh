@@ -3,7 +3,9 @@
 # what is missing: Bazel, the compiler, rdma-core and perftest, Abseil,
 # GoogleTest, Google Benchmark, and for the soft-RoCE VM QEMU, the Debian
 # kernel (which ships rdma_rxe), static busybox and cpio; clang and
-# libFuzzer for the fuzz targets. Idempotent.
+# libFuzzer for the fuzz targets; python3 and man-db for the man pages,
+# CMake and make for the examples built against an installed prefix.
+# Idempotent.
 set -euo pipefail
 
 packages=(
@@ -14,6 +16,7 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
   gnuplot-nox
   clang-16 libfuzzer-16-dev libclang-rt-16-dev pkg-config
+  python3 man-db cmake make
 )
 
 missing=()
