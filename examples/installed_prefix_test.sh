@@ -17,13 +17,13 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 
 man -M "$prefix/share/man" -w demi_push > /dev/null
 MANWIDTH=80 man -M "$prefix/share/man" 7 demi-rdma 2> /dev/null |
-  grep -q "FLOW CONTROL"
+  grep "FLOW CONTROL" > /dev/null
 echo "man pages: $(ls "$prefix/share/man/man3" | wc -l) in section 3, demi-rdma(7)"
 
 # Under `bazel test --config=asan` the archive is instrumented: link the
 # sanitizer runtimes as any user of such an archive would.
 sanitize=""
-if nm -u "$prefix/lib/libdemi.a" 2> /dev/null | grep -q __asan_; then
+if nm -u "$prefix/lib/libdemi.a" 2> /dev/null | grep __asan_ > /dev/null; then
   sanitize=-fsanitize=address,undefined
 fi
 # The sources as a user has them (the build directories are written to).
