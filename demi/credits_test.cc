@@ -175,6 +175,25 @@ TEST(CreditsTest, AnAllotmentThePeerLeavesUnusedShrinksBackToTheBase) {
   srq.CheckInvariant();
 }
 
+TEST(CreditsTest, BuffersAFlooderTookLeaveNoHeadroom) {
+  Srq srq;
+  auto honest = Open(srq);
+  auto flooder = Open(srq);
+  ASSERT_TRUE(srq.Arrive(*honest));
+  honest->OnConsumed();
+  // The flooder's messages beyond its credits take posted buffers that
+  // were promised to others (its connection is aborted a pass later).
+  srq.pool.posted -= 3;
+  ASSERT_LT(srq.pool.posted, srq.pool.promised);
+  EXPECT_EQ(srq.pool.headroom(), 0u);
+  EXPECT_TRUE(honest->Back()) << "no credit may go back unbacked";
+  EXPECT_EQ(honest->owed(), 0u);
+  srq.Refill();
+  EXPECT_FALSE(honest->Back());
+  EXPECT_EQ(honest->owed(), 1u);
+  srq.CheckInvariant();
+}
+
 TEST(CreditsTest, ClosingGivesEverythingBack) {
   Srq srq;
   auto a = Open(srq);
