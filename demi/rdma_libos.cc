@@ -1,7 +1,9 @@
 #include "demi/rdma_libos.h"
 
+#include <demi/libos.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -157,7 +159,7 @@ RdmaLibOs::Queue* RdmaLibOs::NewQueue(Queue::Kind kind) {
 absl::StatusOr<int> RdmaLibOs::Socket(int domain, int type, int protocol) {
   (void)protocol;
   if (domain != AF_INET) return ErrnoError(ENOTSUP, "domain");
-  if (type == SOCK_DGRAM) return ErrnoError(ENOTSUP, "datagrams: not yet");
+  if (type == SOCK_DGRAM) return NewQueue(Queue::Kind::kDatagram)->qd;
   if (type != SOCK_STREAM) return ErrnoError(ENOTSUP, "type");
   return NewQueue(Queue::Kind::kSocket)->qd;
 }
@@ -168,6 +170,7 @@ absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
   sockaddr_in local;
   std::memcpy(&local, addr, sizeof(local));
   if (local.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
+  if (queue->kind == Queue::Kind::kDatagram) return BindDatagram(*queue, local);
   if (queue->kind != Queue::Kind::kSocket || queue->bound ||
       queue->id != nullptr) {
     return ErrnoError(EINVAL, "already bound or in use");
@@ -194,6 +197,9 @@ absl::Status RdmaLibOs::Listen(int qd, int backlog) {
   }
   if (queue->kind == Queue::Kind::kListener) {
     return ErrnoError(EADDRINUSE, "already listening");
+  }
+  if (queue->kind == Queue::Kind::kDatagram) {
+    return ErrnoError(EOPNOTSUPP, "a datagram socket");
   }
   if (queue->kind == Queue::Kind::kConnection) {
     return ErrnoError(queue->connect_qt != 0 ? EADDRINUSE : EISCONN,
@@ -236,8 +242,7 @@ void RdmaLibOs::MatchAccepts(Queue& listener) {
   }
 }
 
-absl::StatusOr<demi_qtoken_t> RdmaLibOs::Push(int qd,
-                                              const demi_sgarray_t& sga) {
+absl::StatusOr<uint32_t> RdmaLibOs::CheckedLength(const demi_sgarray_t& sga) {
   if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
     return ErrnoError(EINVAL, "segment count");
   }
@@ -250,14 +255,22 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Push(int qd,
     total += sga.sga_segs[i].sgaseg_len;
   }
   if (total > kMaxMessageSize) return ErrnoError(EINVAL, "message too large");
+  return static_cast<uint32_t>(total);
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::Push(int qd,
+                                              const demi_sgarray_t& sga) {
+  DEMI_ASSIGN_OR_RETURN(uint32_t total, CheckedLength(sga));
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind == Queue::Kind::kDatagram) {
+    return PushDatagram(*queue, sga, total, nullptr);
+  }
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {
     return ErrnoError(ENOTCONN, "not connected");
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
-  absl::Status status =
-      queue->conn->Push(qt, sga, static_cast<uint32_t>(total));
+  absl::Status status = queue->conn->Push(qt, sga, total);
   if (!status.ok()) {
     tokens_.Erase(qt);
     int err = rdma::ErrnoOf(status);
@@ -270,15 +283,24 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
                                                 const demi_sgarray_t& sga,
                                                 const sockaddr* addr,
                                                 socklen_t size) {
-  (void)sga;
-  (void)addr;
+  DEMI_ASSIGN_OR_RETURN(uint32_t total, CheckedLength(sga));
   if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
-  DEMI_RETURN_IF_ERROR(Find(qd).status());
-  return ErrnoError(ENOTSUP, "pushto needs a datagram socket (not yet)");
+  sockaddr_in dest;
+  std::memcpy(&dest, addr, sizeof(dest));
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind != Queue::Kind::kDatagram) {
+    return ErrnoError(ENOTSUP, "pushto needs a datagram socket");
+  }
+  if (dest.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
+  if (dest.sin_port == 0 || dest.sin_addr.s_addr == htonl(INADDR_ANY)) {
+    return ErrnoError(EINVAL, "destination");
+  }
+  return PushDatagram(*queue, sga, total, &dest);
 }
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::Pop(int qd) {
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind == Queue::Kind::kDatagram) return PopDatagram(*queue);
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {
     return ErrnoError(ENOTCONN, "not connected");
@@ -332,6 +354,10 @@ absl::Status RdmaLibOs::GetSockOpt(int qd, int level, int optname, void* optval,
                                    socklen_t* optlen) {
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   if (level != SOL_SOCKET) return ErrnoError(ENOTSUP, "level");
+  if (optname == DEMI_SO_DATAGRAM_STATS &&
+      queue->kind == Queue::Kind::kDatagram) {
+    return GetDatagramStats(*queue, optval, optlen);
+  }
   if (optname != SO_LINGER) return ErrnoError(ENOPROTOOPT, "option");
   if (optval == nullptr || optlen == nullptr ||
       *optlen < sizeof(struct linger)) {
@@ -349,6 +375,13 @@ absl::Status RdmaLibOs::GetPeerName(int qd, sockaddr* addr,
     return ErrnoError(EINVAL, "address buffer");
   }
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  if (queue->kind == Queue::Kind::kDatagram) {
+    if (queue->dgram == nullptr || !queue->dgram->has_peer) {
+      return ErrnoError(ENOTCONN, "no default destination");
+    }
+    std::memcpy(addr, &queue->dgram->peer, sizeof(sockaddr_in));
+    return absl::OkStatus();
+  }
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {
     return ErrnoError(ENOTCONN, "not connected");
@@ -432,6 +465,7 @@ void RdmaLibOs::Poll() {
   // carry the credits in a reply since the last one.
   if (!credit_due_.empty()) FlushDueCredits();
   for (auto& device : devices_) PollCompletions(*device);
+  for (DatagramSocket* socket : datagrams_) socket->Poll();
   // In the same pass: the application may stop polling once its pop failed.
   if (!aborted_.empty()) DisconnectAborted();
   if (++poll_passes_ % kCmPollInterval == 0) {
@@ -443,6 +477,7 @@ void RdmaLibOs::Poll() {
 void RdmaLibOs::PollTimers() {
   absl::Time now = absl::Now();
   if (!closed_.empty()) PollClosed(now);
+  for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {
     if (device->refill_dry) {
       device->refill_dry = false;
@@ -560,6 +595,10 @@ void RdmaLibOs::Destroy(int qd) {
   auto it = queues_.find(qd);
   if (it == queues_.end()) return;
   Queue& queue = *it->second;
+  if (queue.dgram != nullptr) {
+    datagrams_.erase(
+        std::find(datagrams_.begin(), datagrams_.end(), queue.dgram.get()));
+  }
   Device* device = queue.device;
   bool queue_had_qp = queue.qp != nullptr;
   if (queue.qp != nullptr) conn_by_qpn_.erase(queue.qp->qp->qp_num);

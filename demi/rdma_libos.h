@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "demi/connection.h"
 #include "demi/cq_pool.h"
+#include "demi/datagram_socket.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "rdma/cm_event.h"
@@ -111,7 +112,8 @@ class RdmaLibOs {
   // A queue descriptor's state. Members are declared so that the QP goes
   // before the connection's buffers and both before the cm id.
   struct Queue {
-    enum class Kind { kSocket, kListener, kConnection };
+    // kDatagram: a SOCK_DGRAM socket, with its DatagramSocket once bound.
+    enum class Kind { kSocket, kListener, kConnection, kDatagram };
     Kind kind = Kind::kSocket;
     int qd = -1;
     bool bound = false;
@@ -122,6 +124,7 @@ class RdmaLibOs {
     sockaddr_in local = {};
     struct linger linger = {};
     rdma::CmIdPtr id;
+    std::unique_ptr<DatagramSocket> dgram;  // kDatagram, once bound.
     // kListener.
     int backlog = 0;
     std::deque<int> ready;  // Established, not yet accepted.
@@ -183,6 +186,21 @@ class RdmaLibOs {
   void MarkClosed(Queue& queue);
   ConnectionEnv EnvFor(Device* device);
 
+  // The length of a message to push: EINVAL for a bad sga.
+  static absl::StatusOr<uint32_t> CheckedLength(const demi_sgarray_t& sga);
+
+  // The datagram half (rdma_libos_datagram.cc).
+  absl::Status BindDatagram(Queue& queue, const sockaddr_in& local);
+  absl::StatusOr<demi_qtoken_t> ConnectDatagram(Queue& queue,
+                                                const sockaddr_in& remote);
+  // `dest` null: the socket's default destination (demi_push).
+  absl::StatusOr<demi_qtoken_t> PushDatagram(Queue& queue,
+                                             const demi_sgarray_t& sga,
+                                             uint32_t length,
+                                             const sockaddr_in* dest);
+  absl::StatusOr<demi_qtoken_t> PopDatagram(Queue& queue);
+  absl::Status GetDatagramStats(Queue& queue, void* optval, socklen_t* optlen);
+
   struct DeviceListDeleter {
     void operator()(ibv_context** list) const { rdma_free_devices(list); }
   };
@@ -199,6 +217,8 @@ class RdmaLibOs {
   absl::flat_hash_set<int> closed_;   // Closed queues still draining.
   std::vector<int> credit_due_;       // See ConnectionEnv::credit_due.
   absl::flat_hash_set<int> aborted_;  // See ConnectionEnv::aborted.
+  // The bound datagram sockets, polled on every pass.
+  std::vector<DatagramSocket*> datagrams_;
   uint32_t poll_passes_ = 0;
   absl::Duration keepalive_ = kDefaultKeepalive;
   absl::Time next_tick_ = absl::InfinitePast();

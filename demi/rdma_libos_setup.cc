@@ -41,6 +41,9 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
   sockaddr_in remote;
   std::memcpy(&remote, addr, sizeof(remote));
   if (remote.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
+  if (queue->kind == Queue::Kind::kDatagram) {
+    return ConnectDatagram(*queue, remote);
+  }
   if (queue->kind == Queue::Kind::kListener) {
     return ErrnoError(EOPNOTSUPP, "listening");
   }
@@ -118,6 +121,10 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
     return;
   }
   auto it = queues_.find(QdOf(event.id));
+  if (it != queues_.end() && it->second->dgram != nullptr) {
+    it->second->dgram->OnCmEvent(event);  // Its routes' resolvers.
+    return;
+  }
   if (it == queues_.end() || it->second->id.get() != event.id) return;
   Queue& queue = *it->second;
   if (queue.closed) {
@@ -175,6 +182,11 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
 void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
   rdma::CmIdPtr id(event.id);  // Ours now: destroyed unless accepted.
   auto it = queues_.find(QdOf(event.listen_id));
+  if (it != queues_.end() && it->second->dgram != nullptr &&
+      !it->second->closed) {
+    it->second->dgram->AnswerResolve(std::move(id));
+    return;
+  }
   if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
       it->second->closed) {
     rdma::Reject(id.get()).IgnoreError();
@@ -290,6 +302,8 @@ absl::Status RdmaLibOs::Close(int qd) {
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   switch (queue->kind) {
     case Queue::Kind::kSocket:
+    case Queue::Kind::kDatagram:
+      // Whatever a datagram socket had pending fails with EBADF now.
       Destroy(qd);
       return absl::OkStatus();
     case Queue::Kind::kListener: {

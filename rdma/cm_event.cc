@@ -17,10 +17,18 @@ CmEvent CopyAndAck(CmEventPtr event) {
   copy.status = event->status;
   copy.id = event->id;
   copy.listen_id = event->listen_id;
-  const rdma_conn_param& conn = event->param.conn;
-  if (conn.private_data != nullptr && conn.private_data_len > 0) {
-    copy.private_data.assign(static_cast<const char*>(conn.private_data),
-                             conn.private_data_len);
+  const void* data = event->param.conn.private_data;
+  size_t size = event->param.conn.private_data_len;
+  if (event->id != nullptr && event->id->ps == RDMA_PS_UDP) {
+    const rdma_ud_param& ud = event->param.ud;
+    data = ud.private_data;
+    size = ud.private_data_len;
+    copy.ah_attr = ud.ah_attr;
+    copy.remote_qpn = ud.qp_num;
+    copy.remote_qkey = ud.qkey;
+  }
+  if (data != nullptr && size > 0) {
+    copy.private_data.assign(static_cast<const char*>(data), size);
   }
   return copy;  // `event` is acked here.
 }

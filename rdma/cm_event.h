@@ -27,6 +27,11 @@ struct CmEvent {
   // The connection's private data (CONNECT_REQUEST, ESTABLISHED, REJECTED).
   // The transport may pad it beyond what the peer sent.
   std::string private_data;
+  // For ESTABLISHED on a UDP-port-space id (a resolved datagram
+  // destination): how to reach the remote QP.
+  ibv_ah_attr ah_attr = {};
+  uint32_t remote_qpn = 0;
+  uint32_t remote_qkey = 0;
 };
 
 // Returns the next event on `channel`, which must be non-blocking, or

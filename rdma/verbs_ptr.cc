@@ -50,6 +50,12 @@ void SrqDeleter::operator()(ibv_srq* srq) const {
   }
 }
 
+void AhDeleter::operator()(ibv_ah* ah) const {
+  if (int rc = ibv_destroy_ah(ah); rc != 0) {
+    LogFailedDestroy("ibv_destroy_ah", rc);
+  }
+}
+
 void EventChannelDeleter::operator()(rdma_event_channel* channel) const {
   rdma_destroy_event_channel(channel);
 }
@@ -155,6 +161,34 @@ absl::StatusOr<CmQpPtr> CreateRcQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
   caps->max_recv_sge = attr.cap.max_recv_sge;
   caps->max_inline_data = attr.cap.max_inline_data;
   return CmQpPtr(id);
+}
+
+absl::StatusOr<CmQpPtr> CreateUdQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
+                                   ibv_cq* recv_cq, QpCaps* caps) {
+  ibv_qp_init_attr attr = {};
+  attr.send_cq = send_cq;
+  attr.recv_cq = recv_cq;
+  attr.qp_type = IBV_QPT_UD;
+  attr.sq_sig_all = 0;
+  attr.cap.max_send_wr = caps->max_send_wr;
+  attr.cap.max_recv_wr = caps->max_recv_wr;
+  attr.cap.max_send_sge = caps->max_send_sge;
+  attr.cap.max_recv_sge = caps->max_recv_sge;
+  attr.cap.max_inline_data = caps->max_inline_data;
+  DEMI_RETURN_IF_ERROR(
+      CheckCm(rdma_create_qp(id, pd, &attr), "rdma_create_qp (UD)"));
+  caps->max_send_wr = attr.cap.max_send_wr;
+  caps->max_recv_wr = attr.cap.max_recv_wr;
+  caps->max_send_sge = attr.cap.max_send_sge;
+  caps->max_recv_sge = attr.cap.max_recv_sge;
+  caps->max_inline_data = attr.cap.max_inline_data;
+  return CmQpPtr(id);
+}
+
+absl::StatusOr<AhPtr> CreateAh(ibv_pd* pd, ibv_ah_attr* attr) {
+  DEMI_ASSIGN_OR_RETURN(ibv_ah * ah,
+                        CheckPtr(ibv_create_ah(pd, attr), "ibv_create_ah"));
+  return AhPtr(ah);
 }
 
 }  // namespace demi::rdma

@@ -36,6 +36,9 @@ struct CompChannelDeleter {
 struct SrqDeleter {
   void operator()(ibv_srq* srq) const;
 };
+struct AhDeleter {
+  void operator()(ibv_ah* ah) const;
+};
 struct EventChannelDeleter {
   void operator()(rdma_event_channel* channel) const;
 };
@@ -58,6 +61,7 @@ using MwPtr = std::unique_ptr<ibv_mw, MwDeleter>;
 using CqPtr = std::unique_ptr<ibv_cq, CqDeleter>;
 using CompChannelPtr = std::unique_ptr<ibv_comp_channel, CompChannelDeleter>;
 using SrqPtr = std::unique_ptr<ibv_srq, SrqDeleter>;
+using AhPtr = std::unique_ptr<ibv_ah, AhDeleter>;
 using EventChannelPtr =
     std::unique_ptr<rdma_event_channel, EventChannelDeleter>;
 using CmIdPtr = std::unique_ptr<rdma_cm_id, CmIdDeleter>;
@@ -110,6 +114,15 @@ struct QpCaps {
 // capabilities the device granted.
 absl::StatusOr<CmQpPtr> CreateRcQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
                                    ibv_cq* recv_cq, ibv_srq* srq, QpCaps* caps);
+
+// Creates a UD QP on `id` (in RDMA_PS_UDP, bound to a device) in `pd`;
+// rdma_cm brings it to RTS with its port space's qkey. `caps` as for
+// CreateRcQp.
+absl::StatusOr<CmQpPtr> CreateUdQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
+                                   ibv_cq* recv_cq, QpCaps* caps);
+
+// Creates an address handle in `pd` (borrowed) for `attr`.
+absl::StatusOr<AhPtr> CreateAh(ibv_pd* pd, ibv_ah_attr* attr);
 
 }  // namespace demi::rdma
 

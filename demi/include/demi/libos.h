@@ -22,6 +22,10 @@
 #include <demi/wait.h>
 #include <sys/socket.h>
 
+/** demi_getsockopt option (level SOL_SOCKET) of a datagram socket: its
+ * demi_datagram_stats_t. */
+#define DEMI_SO_DATAGRAM_STATS 0x4d01
+
 #ifdef __cplusplus
 extern "C" {
 #endif

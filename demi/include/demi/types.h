@@ -71,6 +71,20 @@ typedef struct __attribute__((__packed__)) demi_qresult {
   } qr_value;
 } demi_qresult_t;
 
+/** What a datagram socket counted, read with demi_getsockopt(qd,
+ * SOL_SOCKET, DEMI_SO_DATAGRAM_STATS, ...). Drops are counted once per
+ * datagram; loss on the wire or at a peer is not seen here. */
+typedef struct demi_datagram_stats {
+  uint64_t sent;                       /**< Datagrams whose sends completed. */
+  uint64_t received;                   /**< Whole datagrams received. */
+  uint64_t dropped_malformed;          /**< Bad header or spoofed source. */
+  uint64_t dropped_queue_full;         /**< Too many received and not popped. */
+  uint64_t dropped_no_buffer;          /**< No memory for the datagram. */
+  uint64_t dropped_reassembly_timeout; /**< Fragments missing in time. */
+  uint64_t dropped_reassembly_evicted; /**< Made room for newer ones. */
+  uint64_t dropped_reassembly_invalid; /**< Fragments that disagree. */
+} demi_datagram_stats_t;
+
 /** Optional callback of demi_args (accepted, never called). */
 typedef void (*demi_callback_t)(const char *, uint32_t, uint64_t);
 

@@ -1,0 +1,149 @@
+#include "demi/datagram_routes.h"
+
+#include <cerrno>
+#include <utility>
+
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+
+namespace demi {
+
+DatagramRoutes::DatagramRoutes(rdma_event_channel* channel, void* context,
+                               ibv_pd* pd, const sockaddr_in& local,
+                               size_t capacity)
+    : channel_(channel),
+      context_(context),
+      pd_(pd),
+      local_(local),
+      capacity_(capacity) {
+  local_.sin_port = 0;  // Resolvers take any port on the same device.
+}
+
+absl::StatusOr<const Route*> DatagramRoutes::Find(const sockaddr_in& dest) {
+  uint64_t key = RouteKey(dest);
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    it->second.last_used = ++clock_;
+    return it->second.ah != nullptr ? &it->second.route : nullptr;
+  }
+  if (!MakeRoom()) {
+    return rdma::ErrnoError(EAGAIN, "every cached destination is in use");
+  }
+  Entry& entry = entries_[key];
+  entry.last_used = ++clock_;
+  absl::Status status = StartResolve(entry, dest);
+  if (!status.ok()) {
+    entries_.erase(key);
+    return status;
+  }
+  resolving_[entry.resolver.get()] = key;
+  return nullptr;
+}
+
+absl::Status DatagramRoutes::StartResolve(Entry& entry,
+                                          const sockaddr_in& dest) {
+  DEMI_ASSIGN_OR_RETURN(entry.resolver,
+                        rdma::CreateCmId(channel_, context_, RDMA_PS_UDP));
+  sockaddr_in src = local_;
+  sockaddr_in dst = dest;
+  if (rdma_resolve_addr(entry.resolver.get(), reinterpret_cast<sockaddr*>(&src),
+                        reinterpret_cast<sockaddr*>(&dst),
+                        kResolveTimeoutMs) != 0) {
+    return rdma::ErrnoError(EHOSTUNREACH, "rdma_resolve_addr");
+  }
+  return absl::OkStatus();
+}
+
+bool DatagramRoutes::MakeRoom() {
+  if (entries_.size() < capacity_) return true;
+  auto victim = entries_.end();
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    const Entry& e = it->second;
+    if (e.in_flight > 0 || e.resolver != nullptr) continue;
+    if (victim == entries_.end() || e.last_used < victim->second.last_used) {
+      victim = it;
+    }
+  }
+  if (victim == entries_.end()) return false;
+  entries_.erase(victim);
+  return true;
+}
+
+void DatagramRoutes::Hold(uint64_t key) {
+  auto it = entries_.find(key);
+  if (it != entries_.end()) ++it->second.in_flight;
+}
+
+void DatagramRoutes::Release(uint64_t key) {
+  auto it = entries_.find(key);
+  if (it != entries_.end() && it->second.in_flight > 0) {
+    --it->second.in_flight;
+  }
+}
+
+void DatagramRoutes::Seen(uint64_t key, uint32_t qpn) {
+  auto it = entries_.find(key);
+  if (it == entries_.end() || it->second.ah == nullptr ||
+      it->second.route.qpn == qpn || it->second.in_flight > 0) {
+    return;
+  }
+  entries_.erase(it);
+}
+
+DatagramRoutes::Outcome DatagramRoutes::Fail(
+    absl::flat_hash_map<uint64_t, Entry>::iterator it, int err) {
+  Outcome outcome{it->first, err};
+  resolving_.erase(it->second.resolver.get());
+  // Not cached: the next send tries again, as the peer may bind by then.
+  entries_.erase(it);
+  return outcome;
+}
+
+absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
+    const rdma::CmEvent& event) {
+  auto r = resolving_.find(event.id);
+  if (r == resolving_.end()) return absl::nullopt;
+  auto it = entries_.find(r->second);
+  if (it == entries_.end()) {
+    resolving_.erase(r);
+    return absl::nullopt;
+  }
+  Entry& entry = it->second;
+  switch (event.type) {
+    case RDMA_CM_EVENT_ADDR_RESOLVED:
+      if (rdma_resolve_route(entry.resolver.get(), kResolveTimeoutMs) != 0) {
+        return Fail(it, EHOSTUNREACH);
+      }
+      return absl::nullopt;
+    case RDMA_CM_EVENT_ROUTE_RESOLVED: {
+      rdma_conn_param param = {};
+      if (rdma_connect(entry.resolver.get(), &param) != 0) {
+        return Fail(it, errno != 0 ? errno : EHOSTUNREACH);
+      }
+      return absl::nullopt;
+    }
+    case RDMA_CM_EVENT_ESTABLISHED: {
+      ibv_ah_attr attr = event.ah_attr;
+      absl::StatusOr<rdma::AhPtr> ah = rdma::CreateAh(pd_, &attr);
+      if (!ah.ok()) return Fail(it, rdma::ErrnoOf(ah.status()));
+      entry.ah = std::move(ah).value();
+      entry.route = {entry.ah.get(), event.remote_qpn, event.remote_qkey};
+      resolving_.erase(r);
+      entry.resolver.reset();
+      return Outcome{it->first, 0};
+    }
+    case RDMA_CM_EVENT_ADDR_ERROR:
+    case RDMA_CM_EVENT_ROUTE_ERROR:
+      return Fail(it, EHOSTUNREACH);
+    case RDMA_CM_EVENT_UNREACHABLE:
+    case RDMA_CM_EVENT_REJECTED:
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+      // Nobody answers at that port: what ICMP port-unreachable tells UDP.
+      return Fail(it, ECONNREFUSED);
+    default:
+      return absl::nullopt;
+  }
+}
+
+}  // namespace demi

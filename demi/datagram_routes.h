@@ -1,0 +1,99 @@
+// Where datagrams go: a bounded cache from IPv4 address and port to the
+// address handle, QP number and qkey of the peer's UD QP. A destination not
+// in it is resolved with rdma_cm in the UDP port space (address, route,
+// then SIDR, which the peer's bound socket answers); the sends to it wait
+// meanwhile. When the cache is full the least recently used destination
+// with no send in flight makes room.
+#ifndef DEMI_DEMI_DATAGRAM_ROUTES_H_
+#define DEMI_DEMI_DATAGRAM_ROUTES_H_
+
+#include <netinet/in.h>
+#include <rdma/rdma_cma.h>
+
+#include <cstdint>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/types/optional.h"
+#include "rdma/cm_event.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi {
+
+// How long rdma_cm may take to resolve an address or a route.
+inline constexpr int kResolveTimeoutMs = 2000;
+
+// An IPv4 address and port as one number (both in network byte order).
+inline uint64_t RouteKey(uint32_t addr, uint16_t port) {
+  return (uint64_t{addr} << 16) | port;
+}
+inline uint64_t RouteKey(const sockaddr_in& addr) {
+  return RouteKey(addr.sin_addr.s_addr, addr.sin_port);
+}
+
+struct Route {
+  ibv_ah* ah = nullptr;
+  uint32_t qpn = 0;
+  uint32_t qkey = 0;
+};
+
+// Not thread-safe.
+class DatagramRoutes {
+ public:
+  // Resolver ids go on `channel` (borrowed) with `context`; address handles
+  // are made in `pd`. `local` is the socket's address (its device).
+  DatagramRoutes(rdma_event_channel* channel, void* context, ibv_pd* pd,
+                 const sockaddr_in& local, size_t capacity);
+  DatagramRoutes(const DatagramRoutes&) = delete;
+  DatagramRoutes& operator=(const DatagramRoutes&) = delete;
+
+  // The route to `dest` if it is known. Otherwise starts resolving it (once)
+  // and returns null: Resolved reports the outcome later. EAGAIN if the
+  // cache is full of destinations in use, or the error that stopped the
+  // resolution from starting.
+  absl::StatusOr<const Route*> Find(const sockaddr_in& dest);
+  // A send to `key` is posted / has completed: the route stays meanwhile.
+  void Hold(uint64_t key);
+  void Release(uint64_t key);
+  // A datagram came from `key` through QP `qpn`: if the cache knows another
+  // QP there, the peer's socket was made anew, and the route is resolved
+  // again before the next send.
+  void Seen(uint64_t key, uint32_t qpn);
+
+  struct Outcome {
+    uint64_t key = 0;
+    int error = 0;  // 0: resolved.
+  };
+  // Handles an rdma_cm event of one of this cache's resolver ids; nullopt if
+  // the event is not about one.
+  absl::optional<Outcome> OnCmEvent(const rdma::CmEvent& event);
+
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    Route route;
+    rdma::AhPtr ah;
+    rdma::CmIdPtr resolver;  // While resolving.
+    uint32_t in_flight = 0;
+    uint64_t last_used = 0;
+  };
+
+  // Makes room for one more entry; false if every entry is in use.
+  bool MakeRoom();
+  absl::Status StartResolve(Entry& entry, const sockaddr_in& dest);
+  Outcome Fail(absl::flat_hash_map<uint64_t, Entry>::iterator it, int err);
+
+  rdma_event_channel* channel_;
+  void* context_;
+  ibv_pd* pd_;
+  sockaddr_in local_;
+  size_t capacity_;
+  uint64_t clock_ = 0;
+  absl::flat_hash_map<uint64_t, Entry> entries_;
+  absl::flat_hash_map<rdma_cm_id*, uint64_t> resolving_;
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_DATAGRAM_ROUTES_H_

@@ -1,0 +1,481 @@
+#include "demi/datagram_socket.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+#include "rdma/wc_status.h"
+
+namespace demi {
+namespace {
+
+constexpr int kPollBatch = 32;
+constexpr uint32_t kHeaderSize = sizeof(DatagramHeader);
+// The inline data a UD send may carry, asked for (devices may give less).
+constexpr uint32_t kWantInline = 128;
+
+// The sges covering [offset, offset + length) of the bytes that `segs`
+// describe, written to `out`; returns how many.
+int SliceSges(const ibv_sge* segs, uint32_t num_segs, uint32_t offset,
+              uint32_t length, ibv_sge* out) {
+  int n = 0;
+  for (uint32_t i = 0; i < num_segs && length > 0; ++i) {
+    if (offset >= segs[i].length) {
+      offset -= segs[i].length;
+      continue;
+    }
+    uint32_t take = std::min(segs[i].length - offset, length);
+    out[n++] = {segs[i].addr + offset, take, segs[i].lkey};
+    length -= take;
+    offset = 0;
+  }
+  return n;
+}
+
+// The sender's IPv4 address from a RoCE v2 receive's network header, which
+// sits in the last 20 bytes of the GRH space; 0 if there is none.
+uint32_t GrhSourceAddr(const std::byte* grh) {
+  if ((static_cast<uint8_t>(grh[20]) >> 4) != 4) return 0;
+  uint32_t addr;
+  std::memcpy(&addr, grh + 32, sizeof(addr));
+  return addr;
+}
+
+}  // namespace
+
+DatagramSocket::DatagramSocket(DatagramEnv env, rdma_cm_id* id,
+                               const sockaddr_in& local)
+    : env_(env),
+      id_(id),
+      local_(local),
+      routes_(env.cm_channel,
+              reinterpret_cast<void*>(static_cast<intptr_t>(env.qd)), env.pd,
+              local, kMaxRoutes),
+      reassembly_(env.pool, ReassemblyLimits{}) {}
+
+absl::StatusOr<std::unique_ptr<DatagramSocket>> DatagramSocket::Create(
+    DatagramEnv env, rdma_cm_id* id, const sockaddr_in& local) {
+  std::unique_ptr<DatagramSocket> socket(new DatagramSocket(env, id, local));
+  DEMI_RETURN_IF_ERROR(socket->Init(id->verbs));
+  return socket;
+}
+
+absl::Status DatagramSocket::Init(ibv_context* context) {
+  ibv_port_attr port = {};
+  DEMI_RETURN_IF_ERROR(rdma::CheckRc(
+      ibv_query_port(context, id_->port_num, &port), "ibv_query_port"));
+  ud_mtu_ = 128u << port.active_mtu;  // IBV_MTU_256 is 1.
+  ibv_device_attr attr = {};
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckRc(ibv_query_device(context, &attr), "ibv_query_device"));
+  DEMI_ASSIGN_OR_RETURN(send_cq_,
+                        rdma::CreateCq(context, kDatagramSendDepth, nullptr));
+  DEMI_ASSIGN_OR_RETURN(recv_cq_,
+                        rdma::CreateCq(context, kDatagramRecvDepth, nullptr));
+  rdma::QpCaps caps;
+  caps.max_send_wr = kDatagramSendDepth;
+  caps.max_recv_wr = kDatagramRecvDepth;
+  caps.max_send_sge =
+      static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
+  caps.max_recv_sge = 1;
+  caps.max_inline_data = kWantInline;
+  absl::StatusOr<rdma::CmQpPtr> qp =
+      rdma::CreateUdQp(id_, env_.pd, send_cq_.get(), recv_cq_.get(), &caps);
+  if (!qp.ok()) {
+    caps.max_inline_data = 0;
+    qp = rdma::CreateUdQp(id_, env_.pd, send_cq_.get(), recv_cq_.get(), &caps);
+  }
+  if (!qp.ok()) return qp.status();
+  qp_ = std::move(qp).value();
+  max_inline_ = caps.max_inline_data;
+  max_send_sge_ = caps.max_send_sge;
+  headers_.resize(kDatagramSendDepth);
+  DEMI_ASSIGN_OR_RETURN(
+      headers_mr_,
+      rdma::RegisterMr(
+          env_.pd,
+          absl::MakeSpan(reinterpret_cast<std::byte*>(headers_.data()),
+                         headers_.size() * kHeaderSize),
+          IBV_ACCESS_LOCAL_WRITE));
+  send_slots_.resize(kDatagramSendDepth);
+  recv_slots_.assign(kDatagramRecvDepth, nullptr);
+  for (uint32_t i = 0; i < kDatagramRecvDepth; ++i) empty_slots_.push_back(i);
+  Refill();
+  if (recv_slots_[0] == nullptr) {
+    return rdma::ErrnoError(ENOMEM, "no memory for receive buffers");
+  }
+  now_ = absl::Now();
+  // Peers resolve this socket with SIDR requests on its id.
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckCm(rdma_listen(id_, SOMAXCONN), "rdma_listen (UDP)"));
+  return absl::OkStatus();
+}
+
+DatagramSocket::~DatagramSocket() {
+  DatagramStats s = stats();
+  DEMI_LOG(INFO) << "datagram socket " << inet_ntoa(local_.sin_addr) << ":"
+                 << ntohs(local_.sin_port) << ": sent " << s.sent
+                 << ", received " << s.received << "; dropped: malformed "
+                 << s.malformed << ", queue full " << s.queue_full
+                 << ", reassembly timed out " << s.reassembly.timed_out
+                 << ", evicted " << s.reassembly.evicted << ", inconsistent "
+                 << s.reassembly.inconsistent << ", no memory "
+                 << s.reassembly.no_memory;
+  qp_.reset();  // Nothing is posted any more: every buffer is ours again.
+  for (auto* ops : {&backlog_, &in_flight_}) {
+    for (PushOp& op : *ops) {
+      if (op.error == 0) op.error = EBADF;
+      FinishPush(op);
+    }
+  }
+  for (Buffer* buffer : recv_slots_) {
+    if (buffer != nullptr) env_.pool->Unref(buffer);
+  }
+  for (Incoming& in : incoming_) env_.pool->Unref(in.buffer);
+  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
+}
+
+DatagramStats DatagramSocket::stats() const {
+  DatagramStats s = stats_;
+  s.reassembly = reassembly_.drops();
+  return s;
+}
+
+absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                                    uint32_t length, const sockaddr_in& dest) {
+  if (length > kMaxDatagram) {
+    return rdma::ErrnoError(EMSGSIZE, "longer than a UDP datagram");
+  }
+  if (error_ != 0) {
+    env_.tokens->Fail(qt, error_);
+    return absl::OkStatus();
+  }
+  PushOp op;
+  op.qt = qt;
+  op.dest = dest;
+  op.route_key = RouteKey(dest);
+  op.length = length;
+  op.id = next_id_++;
+  op.fragment_size = FragmentPayload(ud_mtu_);
+  op.fragment_count = FragmentCount(length, op.fragment_size);
+  // Registered memory goes as it is; anything else, or more segments than
+  // a fragment can gather, is copied into one pool piece.
+  bool copy = sga.sga_numsegs + 1 > max_send_sge_;
+  Buffer* owners[DEMI_SGARRAY_MAXSIZE] = {};
+  for (uint32_t i = 0; i < sga.sga_numsegs && !copy; ++i) {
+    owners[i] =
+        env_.pool->Find(sga.sga_segs[i].sgaseg_buf, sga.sga_segs[i].sgaseg_len);
+    copy = owners[i] == nullptr;
+  }
+  if (copy) {
+    absl::StatusOr<Buffer*> staging = env_.pool->Allocate(length);
+    if (!staging.ok()) return rdma::ErrnoError(EAGAIN, "no memory to copy");
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+      std::memcpy((*staging)->data + at, sga.sga_segs[i].sgaseg_buf,
+                  sga.sga_segs[i].sgaseg_len);
+      at += sga.sga_segs[i].sgaseg_len;
+    }
+    op.holds[op.num_holds++] = *staging;
+    op.segs[op.num_segs++] = {reinterpret_cast<uintptr_t>((*staging)->data),
+                              length, SgaPool::Lkey(*staging, env_.device)};
+  } else {
+    for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+      env_.pool->Ref(owners[i]);
+      op.holds[op.num_holds++] = owners[i];
+      op.segs[op.num_segs++] = {
+          reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+          sga.sga_segs[i].sgaseg_len, SgaPool::Lkey(owners[i], env_.device)};
+    }
+  }
+  backlog_.push_back(op);
+  Service();
+  return absl::OkStatus();
+}
+
+void DatagramSocket::Service() {
+  for (auto it = backlog_.begin(); it != backlog_.end();) {
+    if (send_head_ - send_tail_ >= kDatagramSendDepth) return;
+    PushOp& op = *it;
+    if (!op.routed) {
+      absl::StatusOr<const Route*> route = routes_.Find(op.dest);
+      if (!route.ok()) {
+        op.error = rdma::ErrnoOf(route.status());
+        FinishPush(op);
+        it = backlog_.erase(it);
+        continue;
+      }
+      if (*route == nullptr) {  // Being resolved: later pushes may go.
+        ++it;
+        continue;
+      }
+      op.route = **route;
+      op.routed = true;
+      routes_.Hold(op.route_key);
+    }
+    while (op.next_fragment < op.fragment_count &&
+           send_head_ - send_tail_ < kDatagramSendDepth && error_ == 0) {
+      PostFragment(op);
+    }
+    if (op.next_fragment < op.fragment_count && error_ == 0) return;
+    in_flight_.push_back(op);
+    it = backlog_.erase(it);
+  }
+}
+
+void DatagramSocket::PostFragment(PushOp& op) {
+  uint64_t seq = send_head_;
+  uint32_t slot = static_cast<uint32_t>(seq % kDatagramSendDepth);
+  DatagramHeader& h = headers_[slot];
+  h = {};
+  h.magic = kDatagramMagic;
+  h.version = kDatagramVersion;
+  h.src_port = local_.sin_port;
+  h.src_addr = local_.sin_addr.s_addr;
+  h.fragment_count = static_cast<uint16_t>(op.fragment_count);
+  h.fragment_index = static_cast<uint16_t>(op.next_fragment);
+  h.id = op.id;
+  h.total_length = op.length;
+  h.offset = op.next_fragment * op.fragment_size;
+  uint32_t length = std::min(op.fragment_size, op.length - h.offset);
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  sges[0] = {reinterpret_cast<uintptr_t>(&h), kHeaderSize, headers_mr_->lkey};
+  int n = 1 + SliceSges(op.segs, op.num_segs, h.offset, length, sges + 1);
+  bool last = op.next_fragment + 1 == op.fragment_count;
+  bool signal = last || ++unsignaled_run_ >= kDatagramSignalInterval;
+  if (signal) unsignaled_run_ = 0;
+  ibv_send_wr wr = {};
+  wr.wr_id = seq;
+  wr.sg_list = sges;
+  wr.num_sge = n;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
+  if (kHeaderSize + length <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
+  wr.wr.ud.ah = op.route.ah;
+  wr.wr.ud.remote_qpn = op.route.qpn;
+  wr.wr.ud.remote_qkey = op.route.qkey;
+  ibv_send_wr* bad = nullptr;
+  if (int rc = ibv_post_send(qp_->qp, &wr, &bad); rc != 0) {
+    // The QP is broken: fail everything now; what was posted keeps its
+    // memory until the socket goes.
+    DEMI_LOG(ERROR) << "ibv_post_send (UD): " << std::strerror(rc);
+    FailAll(rc);
+    return;
+  }
+  send_slots_[slot] = {last, signal};
+  ++send_head_;
+  ++op.next_fragment;
+}
+
+void DatagramSocket::FailAll(int err) {
+  if (error_ == 0) error_ = err;
+  for (auto* ops : {&backlog_, &in_flight_}) {
+    for (PushOp& op : *ops) {
+      if (op.qt != 0) env_.tokens->Fail(op.qt, error_);
+      op.qt = 0;
+      if (op.error == 0) op.error = error_;
+    }
+  }
+}
+
+void DatagramSocket::FinishPush(PushOp& op) {
+  if (op.qt != 0) {
+    if (op.error != 0) {
+      env_.tokens->Fail(op.qt, op.error);
+    } else {
+      demi_qresult_t result;
+      std::memset(&result, 0, sizeof(result));
+      result.qr_opcode = DEMI_OPC_PUSH;
+      env_.tokens->Complete(op.qt, result);
+      ++stats_.sent;
+    }
+    op.qt = 0;
+  }
+  for (uint32_t i = 0; i < op.num_holds; ++i) env_.pool->Unref(op.holds[i]);
+  op.num_holds = 0;
+  if (op.routed) routes_.Release(op.route_key);
+  op.routed = false;
+}
+
+void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
+  if (wc.status != IBV_WC_SUCCESS) FailAll(rdma::WcStatusToErrno(wc.status));
+  // Sends complete in order: this one retires every slot up to it.
+  while (send_tail_ <= wc.wr_id && send_tail_ < send_head_) {
+    SendSlot& slot = send_slots_[send_tail_ % kDatagramSendDepth];
+    ++send_tail_;
+    if (!slot.last || in_flight_.empty()) continue;
+    FinishPush(in_flight_.front());
+    in_flight_.pop_front();
+  }
+  Service();
+}
+
+void DatagramSocket::Pop(demi_qtoken_t qt) {
+  pops_.push_back(qt);
+  DeliverPops();
+}
+
+void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
+  uint32_t slot = static_cast<uint32_t>(wc.wr_id);
+  if (slot >= recv_slots_.size() || recv_slots_[slot] == nullptr) return;
+  Buffer* buffer = recv_slots_[slot];
+  recv_slots_[slot] = nullptr;
+  empty_slots_.push_back(slot);
+  if (wc.status != IBV_WC_SUCCESS || wc.byte_len < kGrhSize) {
+    if (wc.status != IBV_WC_WR_FLUSH_ERR) ++stats_.malformed;
+    env_.pool->Unref(buffer);
+    return;
+  }
+  auto message =
+      absl::MakeConstSpan(buffer->data + kGrhSize, wc.byte_len - kGrhSize);
+  absl::StatusOr<Fragment> fragment = ParseFragment(message);
+  // A source that the packet's own IP header contradicts is spoofed.
+  uint32_t grh_addr =
+      (wc.wc_flags & IBV_WC_GRH) != 0 ? GrhSourceAddr(buffer->data) : 0;
+  if (!fragment.ok() || fragment->header.total_length == 0 ||
+      (grh_addr != 0 && grh_addr != fragment->header.src_addr)) {
+    ++stats_.malformed;
+    env_.pool->Unref(buffer);
+    return;
+  }
+  const DatagramHeader& h = fragment->header;
+  sockaddr_in from = {};
+  from.sin_family = AF_INET;
+  from.sin_port = h.src_port;
+  from.sin_addr.s_addr = h.src_addr;
+  routes_.Seen(RouteKey(from), wc.src_qp);
+  if (h.fragment_count == 1) {
+    Deliver(buffer, buffer->data + kGrhSize + kHeaderSize, h.total_length,
+            from);
+    return;
+  }
+  absl::optional<Reassembled> whole = reassembly_.Add(*fragment, now_);
+  env_.pool->Unref(buffer);
+  if (whole.has_value())
+    Deliver(whole->buffer, whole->buffer->data, whole->length, from);
+}
+
+void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
+                             const sockaddr_in& from) {
+  if (incoming_.size() >= kMaxQueuedDatagrams) {
+    ++stats_.queue_full;
+    env_.pool->Unref(buffer);
+    return;
+  }
+  ++stats_.received;
+  incoming_.push_back({buffer, data, length, from});
+  DeliverPops();
+}
+
+void DatagramSocket::DeliverPops() {
+  while (!pops_.empty() && !incoming_.empty()) {
+    Incoming& in = incoming_.front();
+    demi_qresult_t result;
+    std::memset(&result, 0, sizeof(result));
+    result.qr_opcode = DEMI_OPC_POP;
+    demi_sgarray_t& sga = result.qr_value.sga;
+    sga.sga_buf = in.buffer;
+    sga.sga_numsegs = 1;
+    sga.sga_segs[0].sgaseg_buf = in.data;
+    sga.sga_segs[0].sgaseg_len = in.length;
+    sga.sga_addr = in.from;
+    env_.app_buffers->insert(in.buffer);
+    env_.tokens->Complete(pops_.front(), result);
+    pops_.pop_front();
+    incoming_.pop_front();
+  }
+}
+
+void DatagramSocket::Refill() {
+  ibv_recv_wr wrs[kPollBatch];
+  ibv_sge sges[kPollBatch];
+  while (!empty_slots_.empty()) {
+    int n = 0;
+    while (n < kPollBatch && !empty_slots_.empty()) {
+      absl::StatusOr<Buffer*> buffer = env_.pool->Allocate(kGrhSize + ud_mtu_);
+      if (!buffer.ok()) {
+        refill_dry_ = true;
+        break;
+      }
+      uint32_t slot = empty_slots_.back();
+      empty_slots_.pop_back();
+      recv_slots_[slot] = *buffer;
+      sges[n] = {reinterpret_cast<uintptr_t>((*buffer)->data),
+                 kGrhSize + ud_mtu_, SgaPool::Lkey(*buffer, env_.device)};
+      wrs[n] = {};
+      wrs[n].wr_id = slot;
+      wrs[n].sg_list = &sges[n];
+      wrs[n].num_sge = 1;
+      if (n > 0) wrs[n - 1].next = &wrs[n];
+      ++n;
+    }
+    if (n == 0) return;
+    ibv_recv_wr* bad = nullptr;
+    if (int rc = ibv_post_recv(qp_->qp, wrs, &bad); rc != 0) {
+      DEMI_LOG(ERROR) << "ibv_post_recv (UD): " << std::strerror(rc);
+      // What was not posted goes back to be tried again.
+      for (ibv_recv_wr* wr = bad; wr != nullptr; wr = wr->next) {
+        uint32_t slot = static_cast<uint32_t>(wr->wr_id);
+        env_.pool->Unref(recv_slots_[slot]);
+        recv_slots_[slot] = nullptr;
+        empty_slots_.push_back(slot);
+      }
+      return;
+    }
+    if (refill_dry_) return;
+  }
+}
+
+bool DatagramSocket::Poll() {
+  ibv_wc wcs[kPollBatch];
+  int received = ibv_poll_cq(recv_cq_.get(), kPollBatch, wcs);
+  for (int i = 0; i < received; ++i) OnRecvCompletion(wcs[i]);
+  int sent = ibv_poll_cq(send_cq_.get(), kPollBatch, wcs);
+  for (int i = 0; i < sent; ++i) OnSendCompletion(wcs[i]);
+  if (!empty_slots_.empty() && !refill_dry_) Refill();
+  return received == kPollBatch || sent == kPollBatch;
+}
+
+void DatagramSocket::PollTimers(absl::Time now) {
+  now_ = now;
+  if (reassembly_.entries() > 0) reassembly_.Expire(now);
+  if (refill_dry_) {
+    refill_dry_ = false;
+    Refill();
+  }
+}
+
+void DatagramSocket::OnCmEvent(const rdma::CmEvent& event) {
+  absl::optional<DatagramRoutes::Outcome> outcome = routes_.OnCmEvent(event);
+  if (!outcome.has_value()) return;
+  if (outcome->error != 0) {
+    // Every push waiting for that route fails; the rest go on.
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      if (it->routed || it->route_key != outcome->key) {
+        ++it;
+        continue;
+      }
+      it->error = outcome->error;
+      FinishPush(*it);
+      it = backlog_.erase(it);
+    }
+  }
+  Service();
+}
+
+void DatagramSocket::AnswerResolve(rdma::CmIdPtr request) {
+  rdma_conn_param param = {};
+  param.qp_num = qp_->qp->qp_num;  // The qkey is the port space's.
+  if (rdma_accept(request.get(), &param) != 0) {
+    DEMI_LOG(WARNING) << "answering a datagram resolve: "
+                      << std::strerror(errno);
+  }
+}
+
+}  // namespace demi

@@ -1,0 +1,193 @@
+// One SOCK_DGRAM socket: a UD QP on the socket's bound rdma_cm id (UDP port
+// space), its own completion queues, receive buffers in slots indexed by
+// wr_id, and a ring of send slots, each with a registered header. Datagrams
+// up to kMaxDatagram are cut into fragments of the UD MTU and put back
+// together on arrival (reassembly.h); routes come from DatagramRoutes.
+//
+// UDP semantics: a datagram may be lost (a full receive queue at the peer,
+// a missing fragment); none is ever delivered in part, twice, or to another
+// socket. What this socket drops on its own account is counted (stats()).
+#ifndef DEMI_DEMI_DATAGRAM_SOCKET_H_
+#define DEMI_DEMI_DATAGRAM_SOCKET_H_
+
+#include <demi/types.h>
+#include <infiniband/verbs.h>
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "demi/datagram_routes.h"
+#include "demi/datagram_wire.h"
+#include "demi/qtoken_table.h"
+#include "demi/reassembly.h"
+#include "demi/sga_pool.h"
+#include "rdma/cm_event.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi {
+
+// Send work requests in flight per socket (one per fragment).
+inline constexpr uint32_t kDatagramSendDepth = 256;
+// At most this many sends in a row go unsignalled.
+inline constexpr uint32_t kDatagramSignalInterval = kDatagramSendDepth / 4;
+// Receive buffers posted per socket: a burst this long can arrive before
+// the application pops.
+inline constexpr uint32_t kDatagramRecvDepth = 1024;
+// Datagrams received and not yet popped; beyond it arrivals are dropped.
+inline constexpr uint32_t kMaxQueuedDatagrams = 4096;
+// Destinations with a cached route per socket.
+inline constexpr size_t kMaxRoutes = 1024;
+// The global routing header in front of every UD receive.
+inline constexpr uint32_t kGrhSize = 40;
+
+// What a datagram socket counted (also DEMI_SO_DATAGRAM_STATS).
+struct DatagramStats {
+  uint64_t sent = 0;           // Datagrams whose sends completed.
+  uint64_t received = 0;       // Whole datagrams delivered or queued.
+  uint64_t malformed = 0;      // Dropped: bad header or spoofed source.
+  uint64_t queue_full = 0;     // Dropped: kMaxQueuedDatagrams unpopped.
+  ReassemblyDrops reassembly;  // Dropped while reassembling.
+};
+
+// What a socket shares with the rest of the library (borrowed).
+struct DatagramEnv {
+  SgaPool* pool;
+  QTokenTable* tokens;
+  absl::flat_hash_set<Buffer*>* app_buffers;
+  rdma_event_channel* cm_channel;
+  ibv_pd* pd;
+  int device;  // For SgaPool::Lkey.
+  int qd;
+};
+
+// Not thread-safe; owned by RdmaLibOs.
+class DatagramSocket {
+ public:
+  // Creates the QP on `id` (borrowed, bound to `local` on a device) and
+  // listens on it, so that peers can resolve this socket.
+  static absl::StatusOr<std::unique_ptr<DatagramSocket>> Create(
+      DatagramEnv env, rdma_cm_id* id, const sockaddr_in& local);
+  ~DatagramSocket();
+  DatagramSocket(const DatagramSocket&) = delete;
+  DatagramSocket& operator=(const DatagramSocket&) = delete;
+
+  // Starts sending `sga` (`length` bytes, checked by the caller) to `dest`
+  // for token `qt`. EMSGSIZE beyond kMaxDatagram, EAGAIN without memory;
+  // nothing started then.
+  absl::Status PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                      uint32_t length, const sockaddr_in& dest);
+  void Pop(demi_qtoken_t qt);
+
+  // Handles completions; returns whether a CQ may hold more.
+  bool Poll();
+  // Every few milliseconds: reassembly timeouts, receive refills the pool
+  // could not make before.
+  void PollTimers(absl::Time now);
+  // An rdma_cm event whose id carries this socket's context.
+  void OnCmEvent(const rdma::CmEvent& event);
+  // A peer resolves this socket (SIDR request on the bound id): tells it
+  // this QP. `request` is the request's id, ours to destroy.
+  void AnswerResolve(rdma::CmIdPtr request);
+
+  const sockaddr_in& local() const { return local_; }
+  DatagramStats stats() const;
+
+  // The default destination of demi_push (demi_connect on the socket).
+  bool has_peer = false;
+  sockaddr_in peer = {};
+
+ private:
+  // A push from demi_pushto until its last fragment's send completes.
+  struct PushOp {
+    demi_qtoken_t qt = 0;
+    sockaddr_in dest = {};
+    uint64_t route_key = 0;
+    uint32_t length = 0;
+    uint32_t id = 0;
+    uint32_t fragment_size = 0;
+    uint32_t fragment_count = 0;
+    uint32_t next_fragment = 0;  // Fragments posted so far.
+    // The datagram's bytes in registered memory, and the pieces held.
+    ibv_sge segs[DEMI_SGARRAY_MAXSIZE] = {};
+    uint32_t num_segs = 0;
+    Buffer* holds[DEMI_SGARRAY_MAXSIZE + 1] = {};
+    uint32_t num_holds = 0;
+    Route route;
+    bool routed = false;  // Holds `route` (DatagramRoutes::Hold).
+    int error = 0;
+  };
+  struct SendSlot {
+    bool last = false;  // The last fragment of in_flight_'s front.
+    bool signaled = false;
+  };
+  struct Incoming {
+    Buffer* buffer;
+    std::byte* data;
+    uint32_t length;
+    sockaddr_in from;
+  };
+
+  DatagramSocket(DatagramEnv env, rdma_cm_id* id, const sockaddr_in& local);
+  absl::Status Init(ibv_context* context);
+  // Posts what the send ring allows, in order, skipping pushes whose route
+  // is still being resolved.
+  void Service();
+  // Posts the next fragment of `op` on its route.
+  void PostFragment(PushOp& op);
+  // The QP failed with `err`: every push fails (their memory stays held
+  // until the socket goes, as the device may still read it).
+  void FailAll(int err);
+  void OnSendCompletion(const ibv_wc& wc);
+  void OnRecvCompletion(const ibv_wc& wc);
+  // Hands the datagram in `buffer` (ours now) to a pop or the queue.
+  void Deliver(Buffer* buffer, std::byte* data, uint32_t length,
+               const sockaddr_in& from);
+  void DeliverPops();
+  // Posts receives into the empty slots, in one chain.
+  void Refill();
+  void FinishPush(PushOp& op);
+
+  DatagramEnv env_;
+  rdma_cm_id* id_;  // Borrowed: RdmaLibOs owns the bound id.
+  sockaddr_in local_;
+  uint32_t ud_mtu_ = 0;
+  uint32_t max_inline_ = 0;
+  uint32_t max_send_sge_ = 1;
+  uint32_t next_id_ = 1;
+  int error_ = 0;            // The QP failed: every push fails with it.
+  bool refill_dry_ = false;  // The pool ran dry refilling: retry on timers.
+  absl::Time now_ = absl::InfinitePast();  // Coarse: set by PollTimers.
+
+  // Declared so that the QP goes first, then the CQs, then the headers.
+  std::vector<DatagramHeader> headers_;  // One per send slot.
+  rdma::MrPtr headers_mr_;
+  rdma::CqPtr send_cq_;
+  rdma::CqPtr recv_cq_;
+  rdma::CmQpPtr qp_;
+
+  std::vector<SendSlot> send_slots_;
+  uint64_t send_head_ = 0;  // Next send slot to post.
+  uint64_t send_tail_ = 0;  // Oldest send slot not retired.
+  uint32_t unsignaled_run_ = 0;
+  std::deque<PushOp> backlog_;    // Not fully posted, in push order.
+  std::deque<PushOp> in_flight_;  // Fully posted, in posting order.
+
+  std::vector<Buffer*> recv_slots_;  // Null: to be refilled.
+  std::vector<uint32_t> empty_slots_;
+  std::deque<Incoming> incoming_;
+  std::deque<demi_qtoken_t> pops_;
+
+  DatagramRoutes routes_;
+  Reassembly reassembly_;
+  DatagramStats stats_;
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_DATAGRAM_SOCKET_H_

@@ -1,0 +1,72 @@
+// The wire format of datagrams on UD queue pairs. Every UD SEND carries one
+// fragment: a DatagramHeader, then `payload` bytes of the datagram starting
+// at `offset`. A datagram that fits one UD message is one fragment; larger
+// ones (up to kMaxDatagram, UDP's limit) are split at the path MTU and put
+// back together by the receiver (reassembly.h).
+//
+// The sender's IPv4 address and port travel in the header because a UD
+// completion names only the sending QP; the receiver checks the address
+// against the packet's own IP header where the transport provides one.
+#ifndef DEMI_DEMI_DATAGRAM_WIRE_H_
+#define DEMI_DEMI_DATAGRAM_WIRE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace demi {
+
+// UDP's largest payload over IPv4: 65,535 - 8 (UDP) - 20 (IP).
+inline constexpr uint32_t kMaxDatagram = 65507;
+// Most fragments of one datagram: enough for kMaxDatagram at the smallest
+// UD MTU (256 B).
+inline constexpr uint32_t kMaxFragments = 512;
+inline constexpr uint16_t kDatagramMagic = 0xd6a7;
+inline constexpr uint8_t kDatagramVersion = 1;
+
+struct DatagramHeader {
+  uint16_t magic;
+  uint8_t version;
+  uint8_t reserved;
+  uint16_t src_port;        // Network byte order, as in sockaddr_in.
+  uint16_t fragment_count;  // 1 for an unfragmented datagram.
+  uint16_t fragment_index;  // 0 .. fragment_count - 1.
+  uint16_t reserved2;
+  uint32_t src_addr;      // Network byte order.
+  uint32_t id;            // The sender's datagram number.
+  uint32_t total_length;  // Bytes of the whole datagram.
+  uint32_t offset;        // fragment_index x the fragment size.
+};
+static_assert(sizeof(DatagramHeader) == 28, "no padding on the wire");
+
+// Payload bytes of each fragment when a UD message holds `ud_mtu` bytes.
+inline uint32_t FragmentPayload(uint32_t ud_mtu) {
+  return ud_mtu - static_cast<uint32_t>(sizeof(DatagramHeader));
+}
+
+// Fragments of a datagram of `length` bytes (at least 1: an empty datagram
+// is one empty fragment).
+inline uint32_t FragmentCount(uint32_t length, uint32_t fragment_payload) {
+  return length == 0 ? 1 : (length + fragment_payload - 1) / fragment_payload;
+}
+
+// A fragment as received: the header, where its payload lies, and the
+// fragment size its sender used (every fragment but the last has that many
+// bytes).
+struct Fragment {
+  DatagramHeader header;
+  absl::Span<const std::byte> payload;
+  uint32_t fragment_size = 0;
+};
+
+// Checks a received UD message (without its GRH) and splits it. EPROTO for
+// anything malformed: wrong magic or version, lengths past kMaxDatagram or
+// the message, a fragment outside its datagram or not where its index puts
+// it, a count that cannot be.
+absl::StatusOr<Fragment> ParseFragment(absl::Span<const std::byte> message);
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_DATAGRAM_WIRE_H_

@@ -1,0 +1,124 @@
+// The datagram half of RdmaLibOs: SOCK_DGRAM sockets on UD queue pairs
+// (datagram_socket.h). A datagram socket needs a bound address (which
+// picks its device) before it can send or receive.
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "demi/rdma_libos.h"
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+
+namespace demi {
+
+using rdma::ErrnoError;
+
+absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
+  if (queue.dgram != nullptr) return ErrnoError(EINVAL, "already bound");
+  if (local.sin_addr.s_addr == htonl(INADDR_ANY)) {
+    return ErrnoError(ENOTSUP, "a datagram socket binds to one device");
+  }
+  DEMI_ASSIGN_OR_RETURN(
+      rdma::CmIdPtr id,
+      rdma::CreateCmId(cm_channel_.get(),
+                       reinterpret_cast<void*>(static_cast<intptr_t>(queue.qd)),
+                       RDMA_PS_UDP));
+  sockaddr_in addr = local;
+  if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&addr)) != 0) {
+    int err = errno;
+    return ErrnoError(err == ENODEV ? EADDRNOTAVAIL : err, "rdma_bind_addr");
+  }
+  Device* device = DeviceOf(id->verbs);
+  if (device == nullptr) return ErrnoError(EADDRNOTAVAIL, "not an RDMA device");
+  // Port 0: the port space picked one.
+  std::memcpy(&addr, rdma_get_local_addr(id.get()), sizeof(addr));
+  DatagramEnv env;
+  env.pool = pool_.get();
+  env.tokens = &tokens_;
+  env.app_buffers = &app_buffers_;
+  env.cm_channel = cm_channel_.get();
+  env.pd = device->pd.get();
+  env.device = device->index;
+  env.qd = queue.qd;
+  absl::StatusOr<std::unique_ptr<DatagramSocket>> socket =
+      DatagramSocket::Create(env, id.get(), addr);
+  if (!socket.ok()) {
+    int err = rdma::ErrnoOf(socket.status());
+    return ErrnoError(err == ENOMEM ? ENOBUFS : err, "datagram socket");
+  }
+  queue.id = std::move(id);
+  queue.dgram = std::move(socket).value();
+  queue.bound = true;
+  queue.local = addr;
+  datagrams_.push_back(queue.dgram.get());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::ConnectDatagram(
+    Queue& queue, const sockaddr_in& remote) {
+  if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  queue.dgram->has_peer = true;
+  queue.dgram->peer = remote;
+  demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_CONNECT);
+  demi_qresult_t result;
+  std::memset(&result, 0, sizeof(result));
+  result.qr_opcode = DEMI_OPC_CONNECT;
+  tokens_.Complete(qt, result);
+  return qt;
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushDatagram(Queue& queue,
+                                                      const demi_sgarray_t& sga,
+                                                      uint32_t length,
+                                                      const sockaddr_in* dest) {
+  if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  if (dest == nullptr) {
+    if (!queue.dgram->has_peer) {
+      return ErrnoError(EDESTADDRREQ, "no destination (demi_connect)");
+    }
+    dest = &queue.dgram->peer;
+  }
+  if (length > kMaxDatagram) {
+    return ErrnoError(EMSGSIZE, "longer than a UDP datagram");
+  }
+  demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_PUSH);
+  absl::Status status = queue.dgram->PushTo(qt, sga, length, *dest);
+  if (!status.ok()) {
+    tokens_.Erase(qt);
+    return status;
+  }
+  return qt;
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::PopDatagram(Queue& queue) {
+  if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_POP);
+  queue.dgram->Pop(qt);
+  return qt;
+}
+
+absl::Status RdmaLibOs::GetDatagramStats(Queue& queue, void* optval,
+                                         socklen_t* optlen) {
+  if (optval == nullptr || optlen == nullptr ||
+      *optlen < sizeof(demi_datagram_stats_t)) {
+    return ErrnoError(EINVAL, "option buffer");
+  }
+  demi_datagram_stats_t out = {};
+  if (queue.dgram != nullptr) {
+    DatagramStats s = queue.dgram->stats();
+    out.sent = s.sent;
+    out.received = s.received;
+    out.dropped_malformed = s.malformed;
+    out.dropped_queue_full = s.queue_full;
+    out.dropped_no_buffer = s.reassembly.no_memory;
+    out.dropped_reassembly_timeout = s.reassembly.timed_out;
+    out.dropped_reassembly_evicted = s.reassembly.evicted;
+    out.dropped_reassembly_invalid = s.reassembly.inconsistent;
+  }
+  std::memcpy(optval, &out, sizeof(out));
+  *optlen = sizeof(out);
+  return absl::OkStatus();
+}
+
+}  // namespace demi
