@@ -14,6 +14,8 @@ namespace {
 
 using rdma::ErrnoError;
 
+}  // namespace
+
 absl::StatusOr<rdma::CmEvent> ExpectEvent(rdma_event_channel* channel,
                                           rdma_cm_event_type want,
                                           absl::Duration timeout) {
@@ -28,6 +30,8 @@ absl::StatusOr<rdma::CmEvent> ExpectEvent(rdma_event_channel* channel,
   }
   return event;
 }
+
+namespace {
 
 // Gives `peer` (whose id is bound to a device) its PD, CQ, buffer and QP,
 // and posts one receive of the whole buffer.

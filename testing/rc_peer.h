@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
 
 namespace demi::testing {
@@ -34,6 +35,12 @@ struct RcPeer {
   // copied out, since the receive is posted again at once), oldest first.
   std::deque<std::string> received;
 };
+
+// The next rdma_cm event on `channel` within `timeout`, which must be of
+// type `want` (ECONNREFUSED for a REJECTED instead, EPROTO for another).
+absl::StatusOr<rdma::CmEvent> ExpectEvent(rdma_event_channel* channel,
+                                          rdma_cm_event_type want,
+                                          absl::Duration timeout);
 
 // Buffer size of every RcPeer and queue depths of its QP.
 inline constexpr size_t kRcPeerBufferSize = 64 * 1024;

@@ -1,0 +1,478 @@
+// SOCK_DGRAM on an RDMA device (UD queue pairs), in one process: every
+// documented errno of the datagram calls, fragmentation at its edges,
+// reassembly of interleaved senders, and a raw UD peer (testing/ud_peer)
+// that sends malformed, spoofed and endless partial datagrams on purpose.
+#include <arpa/inet.h>
+#include <demi/libos.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "demi/datagram_wire.h"
+#include "gtest/gtest.h"
+#include "testing/demi_helpers.h"
+#include "testing/rdma_env.h"
+#include "testing/ud_peer.h"
+
+namespace {
+
+using demi::DatagramHeader;
+using demi::kMaxDatagram;
+using demi::testing::AddrOrDie;
+using demi::testing::NextPort;
+using demi::testing::Pattern;
+using demi::testing::SameBytes;
+using demi::testing::SgaBytes;
+using demi::testing::WaitOrFail;
+
+// A pool small enough that unbounded reassembly would run it dry.
+const auto* const kInit = ::testing::AddGlobalTestEnvironment(
+    new demi::testing::DemiInitEnvironment(/*pool_limit_mb=*/64));
+
+const sockaddr* Sa(const sockaddr_in& addr) {
+  return reinterpret_cast<const sockaddr*>(&addr);
+}
+
+timespec Ms(int ms) { return absl::ToTimespec(absl::Milliseconds(ms)); }
+
+// A datagram socket bound to the test address at `port`.
+int BoundSocket(uint16_t port) {
+  int qd = -1;
+  EXPECT_EQ(demi_socket(&qd, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in local = AddrOrDie(port);
+  EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
+  return qd;
+}
+
+// Starts sending `bytes` to `dest` from a fresh buffer (freed at once:
+// the push holds it).
+demi_qtoken_t StartPushTo(int qd, const std::string& bytes,
+                          const sockaddr_in& dest) {
+  demi_sgarray_t sga = demi_sgaalloc(bytes.size());
+  EXPECT_EQ(sga.sga_numsegs, 1u);
+  std::memcpy(sga.sga_segs[0].sgaseg_buf, bytes.data(), bytes.size());
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_pushto(&qt, qd, &sga, Sa(dest), sizeof(dest)), 0);
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  return qt;
+}
+
+void PushTo(int qd, const std::string& bytes, const sockaddr_in& dest) {
+  demi_qresult_t qr = WaitOrFail(StartPushTo(qd, bytes, dest));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+}
+
+// Pops one datagram: its bytes, and its source in `from`.
+std::string PopFrom(int qd, sockaddr_in* from) {
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_pop(&qt, qd), 0);
+  demi_qresult_t qr = WaitOrFail(qt, absl::Seconds(20));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+  if (qr.qr_opcode != DEMI_OPC_POP) return "";
+  if (from != nullptr) *from = qr.qr_value.sga.sga_addr;
+  std::string bytes = SgaBytes(qr.qr_value.sga);
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  return bytes;
+}
+
+demi_datagram_stats_t Stats(int qd) {
+  demi_datagram_stats_t stats = {};
+  socklen_t len = sizeof(stats);
+  EXPECT_EQ(
+      demi_getsockopt(qd, SOL_SOCKET, DEMI_SO_DATAGRAM_STATS, &stats, &len), 0);
+  EXPECT_EQ(len, sizeof(stats));
+  return stats;
+}
+
+// Lets the library run for `ms` (a pop on `qd` is started and left).
+void Progress(int qd, int ms, demi_qtoken_t* pending) {
+  if (*pending == 0) {
+    ASSERT_EQ(demi_pop(pending, qd), 0);
+  }
+  demi_qresult_t qr;
+  timespec t = Ms(ms);
+  ASSERT_EQ(demi_wait(&qr, *pending, &t), ETIMEDOUT)
+      << "a datagram arrived: opcode " << qr.qr_opcode;
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnonnull"
+
+TEST(DatagramApiTest, SocketAndBindGetTheDocumentedErrno) {
+  int qd = -1;
+  ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in any = AddrOrDie(NextPort());
+  any.sin_addr.s_addr = htonl(INADDR_ANY);
+  EXPECT_EQ(demi_bind(qd, Sa(any), sizeof(any)), ENOTSUP);
+  sockaddr_in local = AddrOrDie(NextPort());
+  EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local) - 1), EINVAL);
+  EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
+  EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local)), EINVAL);
+  int other = -1;
+  ASSERT_EQ(demi_socket(&other, AF_INET, SOCK_DGRAM, 0), 0);
+  EXPECT_EQ(demi_bind(other, Sa(local), sizeof(local)), EADDRINUSE);
+  sockaddr_in nowhere = AddrOrDie(NextPort());
+  nowhere.sin_addr.s_addr = inet_addr("203.0.113.9");
+  EXPECT_EQ(demi_bind(other, Sa(nowhere), sizeof(nowhere)), EADDRNOTAVAIL);
+  EXPECT_EQ(demi_listen(qd, 4), EOPNOTSUPP);
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_accept(&qt, qd), EINVAL);
+  sockaddr_in peer;
+  socklen_t len = sizeof(peer);
+  EXPECT_EQ(demi_getpeername(qd, reinterpret_cast<sockaddr*>(&peer), &len),
+            ENOTCONN);
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(other), 0);
+  EXPECT_EQ(demi_close(qd), EBADF);
+}
+
+TEST(DatagramApiTest, WithoutAnAddressOrDestinationItIsEdestaddrreq) {
+  int qd = -1;
+  ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_DGRAM, 0), 0);
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_pop(&qt, qd), EDESTADDRREQ);
+  demi_sgarray_t sga = demi_sgaalloc(64);
+  sockaddr_in dest = AddrOrDie(NextPort());
+  EXPECT_EQ(demi_pushto(&qt, qd, &sga, Sa(dest), sizeof(dest)), EDESTADDRREQ);
+  EXPECT_EQ(demi_push(&qt, qd, &sga), EDESTADDRREQ);
+  EXPECT_EQ(demi_connect(&qt, qd, Sa(dest), sizeof(dest)), EDESTADDRREQ);
+  int bound = BoundSocket(NextPort());
+  EXPECT_EQ(demi_push(&qt, bound, &sga), EDESTADDRREQ);  // Not connected.
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(bound), 0);
+}
+
+TEST(DatagramApiTest, PushToArgumentsGetTheDocumentedErrno) {
+  int qd = BoundSocket(NextPort());
+  demi_sgarray_t sga = demi_sgaalloc(64);
+  sockaddr_in dest = AddrOrDie(NextPort());
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_pushto(&qt, qd, &sga, Sa(dest), sizeof(dest) + 1), EINVAL);
+  EXPECT_EQ(demi_pushto(&qt, qd, &sga, nullptr, sizeof(dest)), EINVAL);
+  EXPECT_EQ(demi_pushto(nullptr, qd, &sga, Sa(dest), sizeof(dest)), EINVAL);
+  sockaddr_in v6 = dest;
+  v6.sin_family = AF_INET6;
+  EXPECT_EQ(demi_pushto(&qt, qd, &sga, Sa(v6), sizeof(v6)), ENOTSUP);
+  sockaddr_in port0 = dest;
+  port0.sin_port = 0;
+  EXPECT_EQ(demi_pushto(&qt, qd, &sga, Sa(port0), sizeof(port0)), EINVAL);
+  demi_sgarray_t empty = sga;
+  empty.sga_segs[0].sgaseg_len = 0;
+  EXPECT_EQ(demi_pushto(&qt, qd, &empty, Sa(dest), sizeof(dest)), EINVAL);
+  EXPECT_EQ(demi_pushto(&qt, 987654, &sga, Sa(dest), sizeof(dest)), EBADF);
+  demi_sgarray_t big = demi_sgaalloc(kMaxDatagram + 1);
+  ASSERT_EQ(big.sga_numsegs, 1u);
+  EXPECT_EQ(demi_pushto(&qt, qd, &big, Sa(dest), sizeof(dest)), EMSGSIZE);
+  EXPECT_EQ(demi_sgafree(&big), 0);
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  EXPECT_EQ(demi_close(qd), 0);
+}
+
+TEST(DatagramApiTest, NobodyBoundThereIsEconnrefused) {
+  int qd = BoundSocket(NextPort());
+  absl::Time start = absl::Now();
+  demi_qresult_t qr =
+      WaitOrFail(StartPushTo(qd, "hello", AddrOrDie(NextPort())));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_EQ(demi_close(qd), 0);
+}
+
+TEST(DatagramTest, ConnectSetsTheDefaultDestination) {
+  uint16_t a_port = NextPort();
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(a_port);
+  int b = BoundSocket(b_port);
+  sockaddr_in b_addr = AddrOrDie(b_port);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_connect(&qt, a, Sa(b_addr), sizeof(b_addr)), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+  sockaddr_in peer = {};
+  socklen_t len = sizeof(peer);
+  ASSERT_EQ(demi_getpeername(a, reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  EXPECT_EQ(peer.sin_port, b_addr.sin_port);
+  EXPECT_EQ(peer.sin_addr.s_addr, b_addr.sin_addr.s_addr);
+  qt = demi::testing::PushString(a, "to the default destination");
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  sockaddr_in from = {};
+  EXPECT_EQ(PopFrom(b, &from), "to the default destination");
+  EXPECT_EQ(from.sin_family, AF_INET);
+  EXPECT_EQ(from.sin_port, htons(a_port));
+  EXPECT_EQ(from.sin_addr.s_addr, b_addr.sin_addr.s_addr);
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST(DatagramTest, PortZeroPicksAPort) {
+  int a = -1;
+  ASSERT_EQ(demi_socket(&a, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in any_port = AddrOrDie(0);
+  ASSERT_EQ(demi_bind(a, Sa(any_port), sizeof(any_port)), 0);
+  uint16_t b_port = NextPort();
+  int b = BoundSocket(b_port);
+  PushTo(a, "from an ephemeral port", AddrOrDie(b_port));
+  sockaddr_in from = {};
+  EXPECT_EQ(PopFrom(b, &from), "from an ephemeral port");
+  EXPECT_NE(from.sin_port, 0);
+  // And the answer finds its way back there.
+  PushTo(b, "back", from);
+  EXPECT_EQ(PopFrom(a, nullptr), "back");
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST(DatagramTest, EveryFragmentationEdgeArrivesWhole) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  std::vector<size_t> sizes = {1, 63, 64, 65000, kMaxDatagram};
+  // One fragment's payload and one byte more, for every UD MTU.
+  for (size_t mtu : {256, 512, 1024, 2048, 4096}) {
+    sizes.push_back(mtu - sizeof(DatagramHeader));
+    sizes.push_back(mtu - sizeof(DatagramHeader) + 1);
+    sizes.push_back(2 * (mtu - sizeof(DatagramHeader)) + 1);
+  }
+  uint32_t seed = 0;
+  for (size_t size : sizes) {
+    std::string bytes = Pattern(size, ++seed);
+    PushTo(a, bytes, AddrOrDie(b_port));
+    EXPECT_TRUE(SameBytes(PopFrom(b, nullptr), bytes)) << size << " bytes";
+  }
+  demi_datagram_stats_t stats = Stats(b);
+  EXPECT_EQ(stats.received, sizes.size());
+  EXPECT_EQ(Stats(a).sent, sizes.size());
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST(DatagramTest, GatheredAndForeignMemoryArriveWhole) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  // Three registered segments, one datagram of several fragments.
+  std::string expected;
+  demi_sgarray_t parts[3];
+  demi_sgarray_t sga = {};
+  sga.sga_numsegs = 3;
+  for (int i = 0; i < 3; ++i) {
+    std::string piece = Pattern(700 + 900 * i, 40 + i);
+    parts[i] = demi_sgaalloc(piece.size());
+    std::memcpy(parts[i].sga_segs[0].sgaseg_buf, piece.data(), piece.size());
+    sga.sga_segs[i] = parts[i].sga_segs[0];
+    expected += piece;
+  }
+  sockaddr_in dest = AddrOrDie(b_port);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(dest), sizeof(dest)), 0);
+  for (auto& part : parts) EXPECT_EQ(demi_sgafree(&part), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_TRUE(SameBytes(PopFrom(b, nullptr), expected));
+  // Memory the library never allocated: copied.
+  std::string foreign = Pattern(5000, 7);
+  demi_sgarray_t own = {};
+  own.sga_numsegs = 1;
+  own.sga_segs[0].sgaseg_buf = foreign.data();
+  own.sga_segs[0].sgaseg_len = static_cast<uint32_t>(foreign.size());
+  ASSERT_EQ(demi_pushto(&qt, a, &own, Sa(dest), sizeof(dest)), 0);
+  foreign.assign(foreign.size(), 'x');  // Copied at the call.
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_TRUE(SameBytes(PopFrom(b, nullptr), Pattern(5000, 7)));
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST(DatagramTest, TwoSendersInterleaveLargeDatagrams) {
+  uint16_t c_port = NextPort();
+  int c = BoundSocket(c_port);
+  uint16_t ports[2] = {NextPort(), NextPort()};
+  int senders[2] = {BoundSocket(ports[0]), BoundSocket(ports[1])};
+  constexpr int kEach = 12;
+  std::vector<demi_qtoken_t> pushes;
+  // Every push is started before any is waited for: the fragments of both
+  // senders' datagrams interleave on the wire.
+  for (int i = 0; i < kEach; ++i) {
+    for (int s = 0; s < 2; ++s) {
+      std::string bytes = Pattern(30000 + i, ports[s] * 100 + i);
+      bytes[0] = static_cast<char>(i);
+      pushes.push_back(StartPushTo(senders[s], bytes, AddrOrDie(c_port)));
+    }
+  }
+  std::map<uint16_t, int> next;  // Per sender, the next index expected.
+  for (int n = 0; n < 2 * kEach; ++n) {
+    sockaddr_in from = {};
+    std::string got = PopFrom(c, &from);
+    uint16_t port = ntohs(from.sin_port);
+    ASSERT_TRUE(port == ports[0] || port == ports[1]) << port;
+    int i = next[port]++;
+    std::string want = Pattern(30000 + i, port * 100 + i);
+    want[0] = static_cast<char>(i);
+    EXPECT_TRUE(SameBytes(got, want)) << "from " << port << " #" << i;
+  }
+  for (demi_qtoken_t qt : pushes) {
+    EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  }
+  EXPECT_EQ(Stats(c).received, 2u * kEach);
+  for (int qd : {c, senders[0], senders[1]}) EXPECT_EQ(demi_close(qd), 0);
+}
+
+TEST(DatagramTest, CloseFailsPendingPopsWithEbadf) {
+  int qd = BoundSocket(NextPort());
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pop(&qt, qd), 0);
+  EXPECT_EQ(demi_close(qd), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EBADF);
+}
+
+// A fragment as the raw peer sends it: header fields and payload.
+std::vector<std::byte> RawFragment(const sockaddr_in& from, uint32_t id,
+                                   uint32_t total, uint16_t count,
+                                   uint16_t index, uint32_t size,
+                                   uint32_t payload) {
+  DatagramHeader h = {};
+  h.magic = demi::kDatagramMagic;
+  h.version = demi::kDatagramVersion;
+  h.src_port = from.sin_port;
+  h.src_addr = from.sin_addr.s_addr;
+  h.fragment_count = count;
+  h.fragment_index = index;
+  h.id = id;
+  h.total_length = total;
+  h.offset = index * size;
+  std::vector<std::byte> bytes(sizeof(h) + payload, std::byte{0x5a});
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  return bytes;
+}
+
+class RawPeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = NextPort();
+    qd_ = BoundSocket(port_);
+    // The library answers the peer's resolve only while it makes progress:
+    // the peer resolves on a thread of its own meanwhile.
+    absl::StatusOr<std::unique_ptr<demi::testing::UdPeer>> peer;
+    std::atomic<bool> done{false};
+    std::thread resolver([&] {
+      peer = demi::testing::ResolveUd(AddrOrDie(0), AddrOrDie(port_),
+                                      absl::Seconds(20));
+      done = true;
+    });
+    while (!done) Progress(qd_, 20, &pending_);
+    resolver.join();
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    peer_ = std::move(peer).value();
+  }
+  void TearDown() override {
+    if (pending_ != 0) {
+      EXPECT_EQ(demi_close(qd_), 0);
+      EXPECT_EQ(WaitOrFail(pending_).qr_ret, EBADF);
+    } else {
+      EXPECT_EQ(demi_close(qd_), 0);
+    }
+  }
+  void Send(const std::vector<std::byte>& bytes) {
+    absl::Status status = demi::testing::SendUd(*peer_, bytes);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  // A whole, valid datagram from the peer, which must pop next.
+  void ExpectValidDatagramArrives() {
+    Send(RawFragment(peer_->local, 999999, 5, 1, 0, 5, 5));
+    demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
+    pending_ = 0;
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+    EXPECT_EQ(SgaBytes(qr.qr_value.sga), std::string(5, '\x5a'));
+    EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, peer_->local.sin_port);
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  }
+  demi_qtoken_t StartPop() {
+    demi_qtoken_t qt = 0;
+    EXPECT_EQ(demi_pop(&qt, qd_), 0);
+    return qt;
+  }
+
+  uint16_t port_ = 0;
+  int qd_ = -1;
+  demi_qtoken_t pending_ = 0;
+  std::unique_ptr<demi::testing::UdPeer> peer_;
+};
+
+TEST_F(RawPeerTest, MalformedAndSpoofedDatagramsAreDroppedAndCounted) {
+  const sockaddr_in& me = peer_->local;
+  Send(std::vector<std::byte>(10, std::byte{1}));  // Shorter than a header.
+  auto bad_magic = RawFragment(me, 1, 5, 1, 0, 5, 5);
+  bad_magic[0] = std::byte{0};
+  Send(bad_magic);
+  Send(RawFragment(me, 2, 5, 1, 0, 5, 4));            // Length lies.
+  Send(RawFragment(me, 3, 70000, 100, 0, 700, 700));  // Beyond UDP.
+  Send(RawFragment(me, 4, 0, 1, 0, 0, 0));            // Empty.
+  sockaddr_in spoofed = me;
+  spoofed.sin_addr.s_addr = inet_addr("198.51.100.7");
+  Send(RawFragment(spoofed, 5, 5, 1, 0, 5, 5));
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+  ExpectValidDatagramArrives();
+  demi_datagram_stats_t stats = Stats(qd_);
+  EXPECT_EQ(stats.dropped_malformed, 6u);
+  EXPECT_EQ(stats.received, 1u);
+}
+
+TEST_F(RawPeerTest, AFloodOfFirstFragmentsIsBounded) {
+  // Each claims a 65,507-byte datagram: 5,000 of them would be 312 MiB,
+  // far past this process's 64 MiB pool.
+  constexpr uint32_t kFlood = 5000;
+  uint32_t size = 900;
+  uint16_t count = static_cast<uint16_t>((kMaxDatagram + size - 1) / size);
+  for (uint32_t id = 1; id <= kFlood; ++id) {
+    Send(RawFragment(peer_->local, id, kMaxDatagram, count, 0, size, size));
+    // Let the library take them in, as a busy application would.
+    if (id % 256 == 0) {
+      ASSERT_NO_FATAL_FAILURE(Progress(qd_, 20, &pending_));
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+  demi_datagram_stats_t stats = Stats(qd_);
+  EXPECT_EQ(stats.dropped_no_buffer, 0u);
+  EXPECT_GE(stats.dropped_reassembly_evicted + stats.dropped_reassembly_timeout,
+            kFlood - 64 - kFlood / 10)
+      << "most first fragments reached the table and were evicted";
+  EXPECT_EQ(stats.received, 0u);
+  // The table still works: a datagram in two fragments goes through.
+  Send(RawFragment(peer_->local, 777777, 1000, 2, 0, 600, 600));
+  Send(RawFragment(peer_->local, 777777, 1000, 2, 1, 600, 400));
+  demi_qresult_t qr = WaitOrFail(pending_);
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 1000u);
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+}
+
+TEST_F(RawPeerTest, AnIncompleteDatagramTimesOut) {
+  Send(RawFragment(peer_->local, 42, 1000, 2, 0, 600, 600));
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 1500, &pending_));
+  EXPECT_EQ(Stats(qd_).dropped_reassembly_timeout, 1u);
+  // The late second half alone is no datagram.
+  Send(RawFragment(peer_->local, 42, 1000, 2, 1, 600, 400));
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+  ExpectValidDatagramArrives();
+}
+
+TEST_F(RawPeerTest, FragmentsThatDisagreeDropTheDatagram) {
+  Send(RawFragment(peer_->local, 43, 1000, 2, 0, 600, 600));
+  Send(RawFragment(peer_->local, 43, 1100, 2, 1, 600, 500));
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+  EXPECT_EQ(Stats(qd_).dropped_reassembly_invalid, 1u);
+  ExpectValidDatagramArrives();
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace

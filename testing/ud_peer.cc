@@ -1,0 +1,99 @@
+#include "testing/ud_peer.h"
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "rdma/cm_event.h"
+#include "rdma/status_util.h"
+#include "rdma/verbs_call.h"
+#include "testing/rc_peer.h"
+
+namespace demi::testing {
+
+absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
+                                                  const sockaddr_in& dest,
+                                                  absl::Duration timeout) {
+  auto peer = std::make_unique<UdPeer>();
+  DEMI_ASSIGN_OR_RETURN(peer->channel, rdma::CreateEventChannel(false));
+  DEMI_ASSIGN_OR_RETURN(
+      peer->id, rdma::CreateCmId(peer->channel.get(), nullptr, RDMA_PS_UDP));
+  sockaddr_in src = local;
+  src.sin_port = 0;
+  sockaddr_in dst = dest;
+  int ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
+  DEMI_RETURN_IF_ERROR(rdma::CheckCm(
+      rdma_resolve_addr(peer->id.get(), reinterpret_cast<sockaddr*>(&src),
+                        reinterpret_cast<sockaddr*>(&dst), ms),
+      "rdma_resolve_addr"));
+  DEMI_RETURN_IF_ERROR(
+      ExpectEvent(peer->channel.get(), RDMA_CM_EVENT_ADDR_RESOLVED, timeout)
+          .status());
+  DEMI_RETURN_IF_ERROR(rdma::CheckCm(rdma_resolve_route(peer->id.get(), ms),
+                                     "rdma_resolve_route"));
+  DEMI_RETURN_IF_ERROR(
+      ExpectEvent(peer->channel.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, timeout)
+          .status());
+  ibv_context* context = peer->id->verbs;
+  DEMI_ASSIGN_OR_RETURN(peer->pd, rdma::AllocPd(context));
+  DEMI_ASSIGN_OR_RETURN(peer->cq, rdma::CreateCq(context, 16, nullptr));
+  peer->buffer.resize(kUdPeerBufferSize);
+  DEMI_ASSIGN_OR_RETURN(
+      peer->mr, rdma::RegisterMr(peer->pd.get(), absl::MakeSpan(peer->buffer),
+                                 IBV_ACCESS_LOCAL_WRITE));
+  rdma::QpCaps caps;
+  caps.max_send_wr = 8;
+  caps.max_recv_wr = 1;
+  DEMI_ASSIGN_OR_RETURN(
+      peer->qp, rdma::CreateUdQp(peer->id.get(), peer->pd.get(), peer->cq.get(),
+                                 peer->cq.get(), &caps));
+  rdma_conn_param param = {};
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckCm(rdma_connect(peer->id.get(), &param), "rdma_connect"));
+  DEMI_ASSIGN_OR_RETURN(
+      rdma::CmEvent event,
+      ExpectEvent(peer->channel.get(), RDMA_CM_EVENT_ESTABLISHED, timeout));
+  DEMI_ASSIGN_OR_RETURN(peer->ah,
+                        rdma::CreateAh(peer->pd.get(), &event.ah_attr));
+  peer->remote_qpn = event.remote_qpn;
+  peer->remote_qkey = event.remote_qkey;
+  std::memcpy(&peer->local, rdma_get_local_addr(peer->id.get()),
+              sizeof(peer->local));
+  return peer;
+}
+
+absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes) {
+  if (bytes.size() > peer.buffer.size()) {
+    return rdma::ErrnoError(EMSGSIZE, "larger than the peer's buffer");
+  }
+  std::memcpy(peer.buffer.data(), bytes.data(), bytes.size());
+  ibv_sge sge = {reinterpret_cast<uintptr_t>(peer.buffer.data()),
+                 static_cast<uint32_t>(bytes.size()), peer.mr->lkey};
+  ibv_send_wr wr = {};
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.ud.ah = peer.ah.get();
+  wr.wr.ud.remote_qpn = peer.remote_qpn;
+  wr.wr.ud.remote_qkey = peer.remote_qkey;
+  ibv_send_wr* bad = nullptr;
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckRc(ibv_post_send(peer.qp->qp, &wr, &bad), "ibv_post_send"));
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  ibv_wc wc;
+  while (true) {
+    int n = ibv_poll_cq(peer.cq.get(), 1, &wc);
+    if (n < 0) return rdma::ErrnoError(EIO, "ibv_poll_cq");
+    if (n == 1) break;
+    if (absl::Now() > deadline) {
+      return rdma::ErrnoError(ETIMEDOUT, "no send completion");
+    }
+  }
+  if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_SEND) {
+    return rdma::ErrnoError(EIO, ibv_wc_status_str(wc.status));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace demi::testing

@@ -1,0 +1,50 @@
+// A raw UD sender built from verbs and rdma_cm, for tests that break the
+// datagram protocol on purpose: it resolves a datagram socket as the
+// library does (SIDR in the UDP port space) and then sends whatever bytes
+// a test gives it, headers included.
+#ifndef DEMI_TESTING_UD_PEER_H_
+#define DEMI_TESTING_UD_PEER_H_
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "rdma/verbs_ptr.h"
+
+namespace demi::testing {
+
+// Declared parents first: the QP goes before the MR, CQ and AH, those
+// before the PD, the PD before the id.
+struct UdPeer {
+  rdma::EventChannelPtr channel;
+  rdma::CmIdPtr id;
+  rdma::PdPtr pd;
+  rdma::CqPtr cq;
+  rdma::AhPtr ah;
+  std::vector<std::byte> buffer;
+  rdma::MrPtr mr;
+  rdma::CmQpPtr qp;
+  uint32_t remote_qpn = 0;
+  uint32_t remote_qkey = 0;
+  sockaddr_in local = {};  // Where it sends from (its port is its own).
+};
+
+inline constexpr size_t kUdPeerBufferSize = 8192;
+
+// Resolves the datagram socket bound at `dest` from `local` (port 0).
+absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
+                                                  const sockaddr_in& dest,
+                                                  absl::Duration timeout);
+
+// Sends `bytes` (at most kUdPeerBufferSize) as one UD message and waits for
+// its completion.
+absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes);
+
+}  // namespace demi::testing
+
+#endif  // DEMI_TESTING_UD_PEER_H_
