@@ -5,6 +5,7 @@
 //   latency_probe --server [--bind ADDR] [--port P]
 //   latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]
 //                 [--warmup N] [--connections N] [--json] [--plot F.png]
+//   --udp on both sides: datagrams (the server then needs --bind ADDR).
 #include <demi/libos.h>
 
 #include <cstdio>
@@ -42,11 +43,10 @@ absl::Status RunServer() {
   DEMI_ASSIGN_OR_RETURN(
       int listener, ListenFromFlags(absl::GetFlag(FLAGS_port), "latency_probe",
                                     "echo server"));
-  absl::Status status = ServeMessages(
-      listener, ServeOptionsFromFlags(),
+  absl::Status status = ServeFromFlags(
+      listener,
       [](int qd, demi_sgarray_t& sga) {
-        demi_qtoken_t qt = 0;
-        int err = demi_push(&qt, qd, &sga);
+        int err = ReplyFromFlags(qd, sga);
         demi_sgafree(&sga);  // The echo keeps what it needs.
         return err == 0;
       },
@@ -141,16 +141,19 @@ absl::Status RunClient() {
   }
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
                         ServerFromFlags(absl::GetFlag(FLAGS_port)));
+  DEMI_RETURN_IF_ERROR(CheckSizesForFlags(sizes));
   std::vector<ClientConn> conns(connections);
   for (ClientConn& c : conns) {
-    DEMI_ASSIGN_OR_RETURN(c.qd, Connect(addr, FlagTimeout()));
+    DEMI_ASSIGN_OR_RETURN(c.qd, ConnectFromFlags(addr));
   }
   bool json = absl::GetFlag(FLAGS_json);
   const char* kind = absl::GetFlag(FLAGS_rtt) ? "round-trip" : "one-way";
   if (!json) {
-    std::printf("# latency_probe to %s, %d connection(s), %s latency%s\n",
-                AddrString(addr).c_str(), connections, kind,
-                absl::GetFlag(FLAGS_rtt) ? "" : " (half the round trip)");
+    std::printf(
+        "# latency_probe to %s, %d %s, %s latency%s\n",
+        AddrString(addr).c_str(), connections,
+        absl::GetFlag(FLAGS_udp) ? "datagram socket(s)" : "connection(s)", kind,
+        absl::GetFlag(FLAGS_rtt) ? "" : " (half the round trip)");
     std::printf("%s\n", TableHeader().c_str());
   }
   std::vector<std::string> rows;
@@ -167,7 +170,7 @@ absl::Status RunClient() {
     }
     series.push_back({absl::StrCat(size, " B"), std::move(samples)});
   }
-  for (ClientConn& c : conns) demi_close(c.qd);
+  for (ClientConn& c : conns) CloseFromFlags(c.qd);
   if (json) {
     std::printf(
         "{\"tool\":\"latency_probe\",\"server\":\"%s\",\"connections\":%d,"

@@ -42,8 +42,8 @@ absl::Status RunServer() {
     uint64_t bytes = 0;
   };
   absl::flat_hash_map<int, Totals> totals;
-  absl::Status status = ServeMessages(
-      listener, ServeOptionsFromFlags(),
+  absl::Status status = ServeFromFlags(
+      listener,
       [&](int qd, demi_sgarray_t& sga) {
         Totals& t = totals[qd];
         ++t.messages;
@@ -60,6 +60,12 @@ absl::Status RunServer() {
                      static_cast<unsigned long long>(t.messages),
                      static_cast<unsigned long long>(t.bytes));
       });
+  // Datagram sockets never end one by one: what each received, at the end.
+  for (const auto& [qd, t] : totals) {
+    std::fprintf(stderr, "throughput: received %llu datagrams, %llu bytes\n",
+                 static_cast<unsigned long long>(t.messages),
+                 static_cast<unsigned long long>(t.bytes));
+  }
   demi_close(listener);
   return status;
 }
@@ -139,9 +145,10 @@ absl::Status RunClient() {
   }
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
                         ServerFromFlags(absl::GetFlag(FLAGS_port)));
+  DEMI_RETURN_IF_ERROR(CheckSizesForFlags(sizes));
   std::vector<int> qds;
   for (int i = 0; i < connections; ++i) {
-    DEMI_ASSIGN_OR_RETURN(int qd, Connect(addr, FlagTimeout()));
+    DEMI_ASSIGN_OR_RETURN(int qd, ConnectFromFlags(addr));
     qds.push_back(qd);
   }
   bool json = absl::GetFlag(FLAGS_json);
@@ -166,7 +173,7 @@ absl::Status RunClient() {
       std::fflush(stdout);
     }
   }
-  for (int qd : qds) demi_close(qd);
+  for (int qd : qds) CloseFromFlags(qd);
   if (json) {
     std::printf(
         "{\"tool\":\"throughput\",\"server\":\"%s\",\"connections\":%d,"

@@ -1,5 +1,7 @@
 #include "tools/tool_flags.h"
 
+#include <arpa/inet.h>
+
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -7,7 +9,9 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "rdma/status_util.h"
+#include "tools/datagram_tool.h"
 #include "tools/demi_tool.h"
 
 ABSL_FLAG(bool, server, false, "run the server side");
@@ -18,6 +22,9 @@ ABSL_FLAG(bool, json, false, "client: print JSON instead of the table");
 ABSL_FLAG(double, timeout, 10, "seconds to wait for any progress");
 ABSL_FLAG(int, exit_after, 0,
           "server: exit after this many connections ended (0: never)");
+ABSL_FLAG(bool, udp, false,
+          "datagrams (SOCK_DGRAM over UD queue pairs) instead of "
+          "connections; the server needs --bind ADDR");
 
 namespace demi::tools {
 
@@ -39,7 +46,12 @@ absl::StatusOr<int> ListenFromFlags(int port, const char* name,
                                     const char* what) {
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
                         ParseAddr(absl::GetFlag(FLAGS_bind), port));
-  DEMI_ASSIGN_OR_RETURN(int listener, Listen(addr, 128));
+  int listener = -1;
+  if (absl::GetFlag(FLAGS_udp)) {
+    DEMI_ASSIGN_OR_RETURN(listener, BindDatagram(addr));
+  } else {
+    DEMI_ASSIGN_OR_RETURN(listener, Listen(addr, 128));
+  }
   std::fprintf(stderr, "%s: %s on %s\n", name, what, AddrString(addr).c_str());
   return listener;
 }
@@ -52,6 +64,54 @@ ServeOptions ServeOptionsFromFlags() {
 
 absl::StatusOr<sockaddr_in> ServerFromFlags(int port) {
   return ParseAddr(absl::GetFlag(FLAGS_client), port);
+}
+
+absl::StatusOr<int> ConnectFromFlags(const sockaddr_in& server) {
+  if (!absl::GetFlag(FLAGS_udp)) return Connect(server, FlagTimeout());
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in local,
+                        ParseAddr(absl::GetFlag(FLAGS_bind), 1));
+  local.sin_port = 0;
+  if (local.sin_addr.s_addr == htonl(INADDR_ANY)) {
+    DEMI_ASSIGN_OR_RETURN(local, LocalAddrFor(server));
+  }
+  return ConnectDatagram(local, server, FlagTimeout());
+}
+
+void CloseFromFlags(int qd) {
+  if (absl::GetFlag(FLAGS_udp)) {
+    CloseDatagram(qd);
+  } else {
+    demi_close(qd);
+  }
+}
+
+absl::Status ServeFromFlags(
+    int listener,
+    absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
+    absl::FunctionRef<void(int qd, int err)> on_end) {
+  if (absl::GetFlag(FLAGS_udp)) {
+    return ServeDatagrams(listener, ServeOptionsFromFlags(), on_message);
+  }
+  return ServeMessages(listener, ServeOptionsFromFlags(), on_message, on_end);
+}
+
+int ReplyFromFlags(int qd, demi_sgarray_t& sga) {
+  demi_qtoken_t qt = 0;
+  if (!absl::GetFlag(FLAGS_udp)) return demi_push(&qt, qd, &sga);
+  sockaddr_in to = sga.sga_addr;
+  return demi_pushto(&qt, qd, &sga, reinterpret_cast<const sockaddr*>(&to),
+                     sizeof(to));
+}
+
+absl::Status CheckSizesForFlags(const std::vector<size_t>& sizes) {
+  if (!absl::GetFlag(FLAGS_udp)) return absl::OkStatus();
+  for (size_t size : sizes) {
+    if (size < kMinDatagramSize || size > 65507) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--udp: sizes must be 2 to 65507 bytes, not ", size));
+    }
+  }
+  return absl::OkStatus();
 }
 
 int RunServerOrClient(const char* name,

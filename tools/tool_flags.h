@@ -2,9 +2,11 @@
 #ifndef DEMI_TOOLS_TOOL_FLAGS_H_
 #define DEMI_TOOLS_TOOL_FLAGS_H_
 
+#include <demi/libos.h>
 #include <netinet/in.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/flags/declare.h"
 #include "absl/functional/function_ref.h"
@@ -20,6 +22,7 @@ ABSL_DECLARE_FLAG(int, connections);
 ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(double, timeout);
 ABSL_DECLARE_FLAG(int, exit_after);
+ABSL_DECLARE_FLAG(bool, udp);
 
 namespace demi::tools {
 
@@ -34,6 +37,24 @@ ServeOptions ServeOptionsFromFlags();
 
 // The server the client connects to: --client and `port`.
 absl::StatusOr<sockaddr_in> ServerFromFlags(int port);
+
+// A connection to `server`, or with --udp a datagram socket aimed at it
+// (from --bind, or this host's address on the way to the server).
+absl::StatusOr<int> ConnectFromFlags(const sockaddr_in& server);
+// Closes what ConnectFromFlags made.
+void CloseFromFlags(int qd);
+// Serves the queue of ListenFromFlags: connections, or with --udp
+// datagrams (`on_end` is then never called).
+absl::Status ServeFromFlags(
+    int listener,
+    absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
+    absl::FunctionRef<void(int qd, int err)> on_end);
+// Sends `sga` back where it came from: on its connection, or with --udp to
+// its sender.
+int ReplyFromFlags(int qd, demi_sgarray_t& sga);
+// INVALID_ARGUMENT if a size cannot be measured (--udp: 2 bytes up to a
+// UDP datagram's 65,507).
+absl::Status CheckSizesForFlags(const std::vector<size_t>& sizes);
 
 // Parses the command line; --help lists these shared flags too.
 void ParseToolCommandLine(int argc, char** argv, const char* usage);

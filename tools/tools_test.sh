@@ -19,11 +19,16 @@ if [ "$host" = 0 ]; then
   probe_server=$!
   "$tput" --server --bind "$server" --port 14001 --exit_after 1 &
   tput_server=$!
+  # The same over datagrams.
+  "$probe" --udp --server --bind "$server" --port 14010 --exit_after 1 &
+  udp_probe_server=$!
+  "$tput" --udp --server --bind "$server" --port 14011 --exit_after 1 &
+  udp_tput_server=$!
   wait_listen 14000
   wait_listen 14001
 fi
 if [ "$hosts" = 2 ] && [ "$host" = 0 ]; then
-  wait "$probe_server" "$tput_server"
+  wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server"
   exit
 fi
 retry_client() { retry 30 "$@"; }
@@ -65,5 +70,28 @@ for size in 64 1048576; do
   grep -qE "\{\"bytes\":$size,\"messages\":[1-9]" "$out/t.json" ||
     fail "no $size B messages"
 done
-[ "$hosts" = 2 ] || wait "$probe_server" "$tput_server"
+# Datagrams: the client finds its own address on the way to the server.
+"$probe" --udp --client "$server" --port 14010 --size 64,60000 --iters 100 \
+  --warmup 10 > "$out/udp.txt"
+cat "$out/udp.txt"
+grep -q "datagram socket" "$out/udp.txt" || fail "no UDP header"
+for size in 64 60000; do
+  grep -qE "^$size +100 " "$out/udp.txt" || fail "no $size B UDP row"
+done
+"$tput" --udp --client "$server" --port 14011 --size 64 --seconds 0.5 \
+  --json > "$out/udp.json"
+cat "$out/udp.json"
+grep -qE '\{"bytes":64,"messages":[1-9]' "$out/udp.json" || fail "UDP rate"
+set +e
+msg=$("$probe" --udp --client "$server" --port 14010 --size 1 2>&1)
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "sizes must be" <<< "$msg" || fail "UDP size 1"
+set +e
+msg=$("$probe" --udp --server --port 14012 2>&1)
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "needs --bind" <<< "$msg" || fail "UDP no --bind"
+[ "$hosts" = 2 ] ||
+  wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server"
 echo PASS

@@ -18,17 +18,20 @@ record env.kernel "$(uname -r)"
 record env.device "$dev"
 record env.cpus "$(nproc)"
 
-# perftest TOOL SIZE ITERS: server and client of a perftest tool; prints
-# the client's result line (#bytes #iterations ...).
+# perftest TOOL SIZE ITERS [ARG...]: server and client of a perftest tool
+# (with the extra ARGs, such as -c UD); prints the client's result line
+# (#bytes #iterations ...).
 perftest() {
   local tool=$1 size=$2 iters=$3
-  $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" > /dev/null 2>&1 &
+  shift 3
+  local log="$out/$tool-$size${1:+-ud}.log"
+  $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$@" > /dev/null 2>&1 &
   local server=$!
   wait_listen 18515
-  retry 3 $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$addr" \
-    > "$out/$tool-$size.log" 2>&1
+  retry 3 $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$@" "$addr" \
+    > "$log" 2>&1
   wait "$server"
-  awk -v s="$size" '$1 == s && NF >= 5' "$out/$tool-$size.log" | tail -1
+  awk -v s="$size" '$1 == s && NF >= 5' "$log" | tail -1
 }
 
 # rstream_run ARGS...: server and client; prints the client's result line.
@@ -88,6 +91,36 @@ done
 for size in 1048576 8388608; do
   record "throughput.$size.msg_per_s" "$(json_field "$large" $size msg_per_s)"
 done
+
+echo "== datagrams: perftest over UD vs --udp (one-way us, messages/s)"
+line=$(perftest ib_send_lat 64 10000 -c UD)
+record ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
+record ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
+line=$(perftest ib_send_bw 64 100000 -c UD)
+record ud.ib_send_bw.64.msg_per_s \
+  "$(awk '{printf "%.1f", $4 * 1048576 / 64}' <<< "$line")"
+$limit "$probe" --udp --server --bind "$addr" --port 13010 --exit_after 1 \
+  2> /dev/null &
+wait_listen 13010
+json=$($limit "$probe" --udp --client "$addr" --port 13010 --size 64,4K,60000 \
+  --iters 10000 --warmup 1000 --json)
+wait
+echo "$json" > "$out/latency_probe_udp.json"
+for size in 64 4096 60000; do
+  record "ud.probe.$size.p50" "$(json_field "$json" $size p50_us)"
+  record "ud.probe.$size.p99" "$(json_field "$json" $size p99_us)"
+done
+$limit "$tput" --udp --server --bind "$addr" --port 13011 --exit_after 1 \
+  2> "$out/throughput_udp_server.log" &
+wait_listen 13011
+json=$($limit "$tput" --udp --client "$addr" --port 13011 --size 64,4K \
+  --window 32 --seconds 3 --json)
+wait
+echo "$json" > "$out/throughput_udp.json"
+record ud.throughput.64.msg_per_s "$(json_field "$json" 64 msg_per_s)"
+record ud.throughput.4096.msg_per_s "$(json_field "$json" 4096 msg_per_s)"
+record ud.throughput.received \
+  "$(awk '/received/ {print $3}' "$out/throughput_udp_server.log")"
 
 echo "== rsocket (rstream): latency (one-way, us) and bandwidth (Gb/s)"
 for size in 64 4096; do

@@ -93,6 +93,12 @@ for size in 65536 1048576 8388608; do
     "$(awk -v g="$(value rstream.$size.gbps)" 'BEGIN { if (g != "") printf "%.1f", g * 125 }')" \
     "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ">= 2.00"
 done
+row "64 B datagram latency p50" "ib_send_lat -c UD typical" \
+  "$(value ud.ib_send_lat.64.p50)" "$(value ud.probe.64.p50)" ""
+row "64 B datagram latency p99" "ib_send_lat -c UD 99%" \
+  "$(value ud.ib_send_lat.64.p99)" "$(value ud.probe.64.p99)" ""
+row "64 B datagram rate" "ib_send_bw -c UD" \
+  "$(value ud.ib_send_bw.64.msg_per_s)" "$(value ud.throughput.64.msg_per_s)" ""
 row "1,000 sequential connects/s" "rdma_cm by hand" \
   "$(value connect.rdma_cm.per_s)" "$(value connect.demi.per_s)" ""
 row "64 B latency p50, two VMs" "ib_send_lat typical" \
@@ -109,6 +115,16 @@ cat <<KV
 4 clients (one request in flight each), 1,000 keys, 64 B values, 90% GET,
 5 s, every GET's value checked: **$(two "$(value kv.ops_per_s)") operations/s**,
 request round trip p50 $(two "$(value kv.p50_us)") us, p99 $(two "$(value kv.p99_us)") us.
+
+## Datagrams (--udp: SOCK_DGRAM over UD queue pairs)
+
+One-way latency p50 / p99: 64 B $(value ud.probe.64.p50) / $(value ud.probe.64.p99) us,
+4 KiB (5 fragments on rxe's 1,024 B MTU) $(value ud.probe.4096.p50) / $(value ud.probe.4096.p99) us,
+60,000 B $(value ud.probe.60000.p50) / $(value ud.probe.60000.p99) us. Sent with 32 in flight:
+64 B $(two "$(value ud.throughput.64.msg_per_s)") datagrams/s, 4 KiB
+$(two "$(value ud.throughput.4096.msg_per_s)")/s; the server received
+$(value ud.throughput.received) of them (the rest, if any, were lost: UDP's
+semantics).
 
 ## Scale (demi/scale_test)
 
@@ -139,6 +155,10 @@ throughput --client ADDR --size 64,64K --window 32 --seconds 3 --json
 throughput --client ADDR --size 1M,8M --window 8 --seconds 4 --json
 rstream -s ADDR -S {64,4096} -C 1 -I 5000          # latency
 rstream -s ADDR -S {65536,1048576,8388608} -C {2000,100,12} -I 1  # bandwidth
+ib_send_lat -d DEV -R -c UD -s 64 -n 10000 ADDR
+ib_send_bw  -d DEV -R -c UD -s 64 -n 100000 ADDR
+latency_probe --udp --client ADDR --size 64,4K,60000 --iters 10000 --warmup 1000
+throughput --udp --client ADDR --size 64,4K --window 32 --seconds 3
 kv_loadgen --server ADDR --connections 4 --keys 1000 --value_size 64 \\
   --get_ratio 0.9 --seconds 5 --json
 connect_rate --addr ADDR --connections 1000 --mode {rdma_cm,demi}  # x3, median
