@@ -49,12 +49,15 @@ extern int demi_init(const struct demi_args *args);
  *
  * @param sockqd_out Receives the new queue descriptor.
  * @param domain AF_INET.
- * @param type SOCK_STREAM (SOCK_DGRAM is not supported yet).
+ * @param type SOCK_STREAM (connections over RC queue pairs) or SOCK_DGRAM
+ *        (datagrams over UD queue pairs: UDP's semantics, up to 65,507
+ *        bytes each).
  * @param protocol Ignored.
  *
  * @return 0 on success, or:
  * - EINVAL: @p sockqd_out is NULL.
- * - ENOTSUP: @p domain is not AF_INET, or @p type not SOCK_STREAM.
+ * - ENOTSUP: @p domain is not AF_INET, or @p type neither SOCK_STREAM nor
+ *   SOCK_DGRAM.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(1)
@@ -72,6 +75,7 @@ extern int demi_socket(int *sockqd_out, int domain, int type, int protocol);
  * - EDESTADDRREQ: the socket is not bound.
  * - EADDRINUSE: already listening, or connecting.
  * - EISCONN: the socket is connected.
+ * - EOPNOTSUPP: a datagram socket.
  * - ENOSYS: demi_init has not run.
  */
 extern int demi_listen(int sockqd, int backlog);
@@ -80,17 +84,25 @@ extern int demi_listen(int sockqd, int backlog);
  * @brief Binds a socket to a local address.
  *
  * @param sockqd The socket.
- * @param addr A struct sockaddr_in: an address of an RDMA device (or
- *        INADDR_ANY: all devices) and a port other than 0.
+ * A datagram socket must be bound before it sends or receives: its address
+ * picks the RDMA device its UD queue pair lives on, and peers resolve its
+ * port (rdma_cm's UDP port space) to that queue pair.
+ *
+ * @param addr A struct sockaddr_in. Stream sockets: an address of an RDMA
+ *        device (or INADDR_ANY: all devices) and a port other than 0.
+ *        Datagram sockets: an address of an RDMA device (not INADDR_ANY)
+ *        and any port (0: one is picked).
  * @param size sizeof(struct sockaddr_in).
  *
  * @return 0 on success, or:
  * - EBADF: @p sockqd is not an open queue.
  * - EINVAL: @p addr is NULL, @p size is wrong, the socket is already
  *   bound, or the queue is a connection.
- * - ENOTSUP: the address family is not AF_INET, or the port is 0.
+ * - ENOTSUP: the address family is not AF_INET; a stream socket's port is
+ *   0; a datagram socket's address is INADDR_ANY.
  * - EADDRINUSE: another socket is bound to the address.
  * - EADDRNOTAVAIL: no RDMA device has the address.
+ * - ENOBUFS: no memory for a datagram socket's receive buffers.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(2)
@@ -107,7 +119,8 @@ extern int demi_bind(int sockqd, const struct sockaddr *addr, socklen_t size);
  * @param sockqd The listening socket.
  *
  * @return 0 on success, or:
- * - EINVAL: @p qt_out is NULL, or the socket is not listening.
+ * - EINVAL: @p qt_out is NULL, or the socket is not listening (a
+ *   datagram socket never is).
  * - EBADF: @p sockqd is not an open queue.
  * - ENOSYS: demi_init has not run.
  */
@@ -124,6 +137,9 @@ extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
  * (no registered memory for receive buffers), or EBADF if the socket is
  * closed first.
  *
+ * On a (bound) datagram socket it only sets the destination of demi_push
+ * and completes DEMI_OPC_CONNECT at once; another demi_connect replaces it.
+ *
  * @param qt_out Receives the operation's token.
  * @param sockqd The socket.
  * @param addr A struct sockaddr_in.
@@ -136,6 +152,7 @@ extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
  * - EOPNOTSUPP: the socket is listening.
  * - EINPROGRESS: the socket is already connecting.
  * - EISCONN: the socket is already connected.
+ * - EDESTADDRREQ: a datagram socket that is not bound.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(1, 3)
@@ -157,7 +174,9 @@ extern int demi_connect(demi_qtoken_t *qt_out, int sockqd,
  * (SO_LINGER with l_linger 0: the connection is reset at once). Pops
  * pending at the close complete DEMI_OPC_FAILED with qr_ret EBADF. Closing
  * with messages received but not popped resets the connection (the peer's
- * pending pushes fail with ECONNRESET), as TCP does.
+ * pending pushes fail with ECONNRESET), as TCP does. A datagram socket goes
+ * at once: its pending pushes and pops complete DEMI_OPC_FAILED with qr_ret
+ * EBADF, and datagrams not popped are dropped.
  *
  * @param qd The queue.
  *
@@ -184,6 +203,9 @@ extern int demi_close(int qd);
  * answering), EPROTO (the peer broke the protocol) or, for pushes pending
  * at demi_close, as that call says.
  *
+ * On a datagram socket it sends one datagram to the destination set by
+ * demi_connect, as demi_pushto does.
+ *
  * @param qt_out Receives the operation's token.
  * @param qd The connection.
  * @param sga The message: 1 to DEMI_SGARRAY_MAXSIZE segments.
@@ -195,19 +217,47 @@ extern int demi_close(int qd);
  * - EBADF: @p qd is not an open queue.
  * - ENOTCONN: the queue is not a connected socket.
  * - EAGAIN: no memory for the operation (the pool limit is reached).
+ * - EDESTADDRREQ: a datagram socket that is not bound or has no
+ *   destination (demi_connect).
+ * - EMSGSIZE: a datagram longer than 65,507 bytes.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(1, 3)
 extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
 
 /**
- * @brief Pushes to an explicit destination (datagram sockets). Not supported
- * on stream sockets.
+ * @brief Starts sending one datagram, the concatenation of the segments of
+ * @p sga, to @p dest_addr from a bound datagram socket.
+ *
+ * Memory is treated as by demi_push (library memory without a copy, other
+ * memory copied at the call). A datagram larger than the UD MTU goes as
+ * several fragments; the receiver delivers it whole or not at all. The
+ * first datagram to a destination resolves it (rdma_cm, then cached).
+ * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
+ * semantics: it may still be lost), or DEMI_OPC_FAILED with qr_ret
+ * ECONNREFUSED (no datagram socket is bound at that address and port),
+ * EHOSTUNREACH (no RDMA route to the address) or EBADF (the socket was
+ * closed first).
+ *
+ * @param qt_out Receives the operation's token.
+ * @param sockqd The datagram socket.
+ * @param sga The datagram: 1 to DEMI_SGARRAY_MAXSIZE segments, 65,507
+ *        bytes at most.
+ * @param dest_addr A struct sockaddr_in: the destination's IPv4 address
+ *        and port.
+ * @param size sizeof(struct sockaddr_in).
  *
  * @return 0 on success, or:
- * - EINVAL: @p qt_out, @p sga or @p dest_addr is NULL, or @p size is wrong.
+ * - EINVAL: @p qt_out, @p sga or @p dest_addr is NULL, @p size is wrong,
+ *   the destination's port is 0 or its address INADDR_ANY, or the sga is
+ *   bad (as for demi_push).
  * - EBADF: @p sockqd is not an open queue.
- * - ENOTSUP: the queue is a stream socket (datagrams are not supported yet).
+ * - ENOTSUP: the queue is a stream socket, or the destination's family is
+ *   not AF_INET.
+ * - EDESTADDRREQ: the socket is not bound.
+ * - EMSGSIZE: the datagram is longer than 65,507 bytes.
+ * - EAGAIN: no memory to copy the datagram, or every cached destination
+ *   has datagrams in flight.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(1, 3, 4)
@@ -228,6 +278,10 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * protocol: sent without credit, after CLOSE, an empty message, a
  * malformed one); if the queue is closed first, with EBADF.
  *
+ * On a datagram socket it completes with one whole datagram, its sender's
+ * address and port in qr_value.sga.sga_addr. Datagrams that cannot be
+ * delivered whole are dropped and counted (DEMI_SO_DATAGRAM_STATS).
+ *
  * @param qt_out Receives the operation's token.
  * @param qd The connection.
  *
@@ -235,6 +289,7 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * - EINVAL: @p qt_out is NULL.
  * - EBADF: @p qd is not an open queue.
  * - ENOTCONN: the queue is not a connected socket.
+ * - EDESTADDRREQ: a datagram socket that is not bound.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(1)
@@ -257,16 +312,18 @@ extern int demi_setsockopt(int qd, int level, int optname, const void *optval,
                            socklen_t optlen);
 
 /**
- * @brief Reads a socket option. Only SOL_SOCKET/SO_LINGER is supported.
+ * @brief Reads a socket option: SOL_SOCKET/SO_LINGER, or on a datagram
+ * socket SOL_SOCKET/DEMI_SO_DATAGRAM_STATS (a demi_datagram_stats_t: what
+ * it sent, received and dropped, by cause).
  *
- * @param optlen In: the size of @p optval; out: sizeof(struct linger).
+ * @param optlen In: the size of @p optval; out: the option's size.
  *
  * @return 0 on success, or:
  * - EBADF: @p qd is not an open queue.
  * - ENOTSUP: @p level is not SOL_SOCKET.
- * - ENOPROTOOPT: @p optname is not SO_LINGER.
+ * - ENOPROTOOPT: @p optname is neither of the above.
  * - EINVAL: @p optval or @p optlen is NULL, or *optlen is smaller than
- *   sizeof(struct linger).
+ *   the option.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(4)
@@ -274,7 +331,8 @@ extern int demi_getsockopt(int qd, int level, int optname, void *optval,
                            socklen_t *optlen);
 
 /**
- * @brief Returns the peer address of a connection.
+ * @brief Returns the peer address of a connection (of a datagram socket:
+ * the destination set by demi_connect).
  *
  * @param addr Receives a struct sockaddr_in.
  * @param addrlen In: must be sizeof(struct sockaddr_in); out: the same.
