@@ -156,6 +156,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
     env_.tokens->Fail(qt, error_);
     return absl::OkStatus();
   }
+  if (TrySendInline(qt, sga, length, dest)) return absl::OkStatus();
   PushOp op;
   op.qt = qt;
   op.dest = dest;
@@ -229,48 +230,96 @@ void DatagramSocket::Service() {
   }
 }
 
-void DatagramSocket::PostFragment(PushOp& op) {
-  uint64_t seq = send_head_;
-  uint32_t slot = static_cast<uint32_t>(seq % kDatagramSendDepth);
-  DatagramHeader& h = headers_[slot];
+DatagramHeader* DatagramSocket::NextHeader(uint32_t id, uint32_t length,
+                                           uint32_t count, uint32_t index,
+                                           uint32_t offset) {
+  DatagramHeader& h = headers_[send_head_ % kDatagramSendDepth];
   h = {};
   h.magic = kDatagramMagic;
   h.version = kDatagramVersion;
   h.src_port = local_.sin_port;
   h.src_addr = local_.sin_addr.s_addr;
-  h.fragment_count = static_cast<uint16_t>(op.fragment_count);
-  h.fragment_index = static_cast<uint16_t>(op.next_fragment);
-  h.id = op.id;
-  h.total_length = op.length;
-  h.offset = op.next_fragment * op.fragment_size;
-  uint32_t length = std::min(op.fragment_size, op.length - h.offset);
-  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  sges[0] = {reinterpret_cast<uintptr_t>(&h), kHeaderSize, headers_mr_->lkey};
-  int n = 1 + SliceSges(op.segs, op.num_segs, h.offset, length, sges + 1);
-  bool last = op.next_fragment + 1 == op.fragment_count;
+  h.fragment_count = static_cast<uint16_t>(count);
+  h.fragment_index = static_cast<uint16_t>(index);
+  h.id = id;
+  h.total_length = length;
+  h.offset = offset;
+  return &h;
+}
+
+bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
+                              const Route& route, bool last) {
+  uint64_t seq = send_head_;
   bool signal = last || ++unsignaled_run_ >= kDatagramSignalInterval;
   if (signal) unsignaled_run_ = 0;
   ibv_send_wr wr = {};
   wr.wr_id = seq;
   wr.sg_list = sges;
-  wr.num_sge = n;
+  wr.num_sge = num_sge;
   wr.opcode = IBV_WR_SEND;
   wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
-  if (kHeaderSize + length <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
-  wr.wr.ud.ah = op.route.ah;
-  wr.wr.ud.remote_qpn = op.route.qpn;
-  wr.wr.ud.remote_qkey = op.route.qkey;
+  if (bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
+  wr.wr.ud.ah = route.ah;
+  wr.wr.ud.remote_qpn = route.qpn;
+  wr.wr.ud.remote_qkey = route.qkey;
   ibv_send_wr* bad = nullptr;
   if (int rc = ibv_post_send(qp_->qp, &wr, &bad); rc != 0) {
     // The QP is broken: fail everything now; what was posted keeps its
     // memory until the socket goes.
     DEMI_LOG(ERROR) << "ibv_post_send (UD): " << std::strerror(rc);
     FailAll(rc);
-    return;
+    return false;
   }
-  send_slots_[slot] = {last, signal};
+  send_slots_[seq % kDatagramSendDepth] = {last, signal};
   ++send_head_;
-  ++op.next_fragment;
+  return true;
+}
+
+void DatagramSocket::PostFragment(PushOp& op) {
+  uint32_t offset = op.next_fragment * op.fragment_size;
+  uint32_t length = std::min(op.fragment_size, op.length - offset);
+  DatagramHeader* h =
+      NextHeader(op.id, op.length, op.fragment_count, op.next_fragment, offset);
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  sges[0] = {reinterpret_cast<uintptr_t>(h), kHeaderSize, headers_mr_->lkey};
+  int n = 1 + SliceSges(op.segs, op.num_segs, offset, length, sges + 1);
+  bool last = op.next_fragment + 1 == op.fragment_count;
+  if (PostSend(sges, n, kHeaderSize + length, op.route, last)) {
+    ++op.next_fragment;
+  }
+}
+
+bool DatagramSocket::TrySendInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                                   uint32_t length, const sockaddr_in& dest) {
+  if (!backlog_.empty() || error_ != 0 || kHeaderSize + length > max_inline_ ||
+      sga.sga_numsegs + 1 > max_send_sge_ ||
+      send_head_ - send_tail_ >= kDatagramSendDepth) {
+    return false;
+  }
+  absl::StatusOr<const Route*> route = routes_.Find(dest);
+  if (!route.ok() || *route == nullptr) return false;
+  // Inline data is copied when posted: no keys, no references, and the
+  // push is complete at once. Its slot only waits for a later signal. The
+  // route is not held: it was just used, so it is the last the cache would
+  // evict.
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  DatagramHeader* h = NextHeader(next_id_++, length, 1, 0, 0);
+  sges[0] = {reinterpret_cast<uintptr_t>(h), kHeaderSize, 0};
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+                   sga.sga_segs[i].sgaseg_len, 0};
+  }
+  if (!PostSend(sges, static_cast<int>(sga.sga_numsegs + 1),
+                kHeaderSize + length, **route, /*last=*/false)) {
+    env_.tokens->Fail(qt, error_);
+    return true;
+  }
+  demi_qresult_t result;
+  std::memset(&result, 0, sizeof(result));
+  result.qr_opcode = DEMI_OPC_PUSH;
+  env_.tokens->Complete(qt, result);
+  ++stats_.sent;
+  return true;
 }
 
 void DatagramSocket::FailAll(int err) {

@@ -138,8 +138,20 @@ class DatagramSocket {
   // Posts what the send ring allows, in order, skipping pushes whose route
   // is still being resolved.
   void Service();
+  // The header of the next send slot, filled in.
+  DatagramHeader* NextHeader(uint32_t id, uint32_t length, uint32_t count,
+                             uint32_t index, uint32_t offset);
+  // Posts one send of `bytes` (inline if they fit) into the next slot;
+  // `last` marks the last fragment of in_flight_'s newest push. False if
+  // the QP failed (everything failed then).
+  bool PostSend(ibv_sge* sges, int num_sge, uint32_t bytes, const Route& route,
+                bool last);
   // Posts the next fragment of `op` on its route.
   void PostFragment(PushOp& op);
+  // A small datagram to a known route with nothing queued goes out at once,
+  // inline, and its push completes at the call; false if it cannot.
+  bool TrySendInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                     uint32_t length, const sockaddr_in& dest);
   // The QP failed with `err`: every push fails (their memory stays held
   // until the socket goes, as the device may still read it).
   void FailAll(int err);

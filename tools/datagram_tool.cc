@@ -5,7 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "rdma/status_util.h"
 #include "tools/demi_tool.h"
@@ -15,6 +17,7 @@ namespace {
 
 constexpr unsigned char kBye = 0;
 constexpr unsigned char kHello = 1;
+constexpr int kByes = 5;
 
 const sockaddr* Sa(const sockaddr_in& addr) {
   return reinterpret_cast<const sockaddr*>(&addr);
@@ -110,7 +113,12 @@ void CloseDatagram(int qd) {
   sockaddr_in server = {};
   socklen_t len = sizeof(server);
   if (demi_getpeername(qd, reinterpret_cast<sockaddr*>(&server), &len) == 0) {
-    SendControl(qd, kBye, server, absl::Seconds(5)).IgnoreError();
+    // A server still busy with a flood may drop one: bye goes a few times
+    // (the server counts each client once).
+    for (int i = 0; i < kByes; ++i) {
+      SendControl(qd, kBye, server, absl::Seconds(5)).IgnoreError();
+      absl::SleepFor(absl::Milliseconds(100));
+    }
   }
   demi_close(qd);
 }
@@ -118,12 +126,13 @@ void CloseDatagram(int qd) {
 absl::Status ServeDatagrams(
     int qd, const ServeOptions& options,
     absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message) {
-  int ended = 0;
+  absl::flat_hash_set<std::pair<uint32_t, uint16_t>> ended;  // Said bye.
   demi_qtoken_t qt = 0;
   if (int err = demi_pop(&qt, qd); err != 0) {
     return rdma::ErrnoError(err, "demi_pop");
   }
-  while ((options.exit_after == 0 || ended < options.exit_after) &&
+  while ((options.exit_after == 0 ||
+          static_cast<int>(ended.size()) < options.exit_after) &&
          (options.stop == nullptr || !*options.stop)) {
     demi_qresult_t qr;
     DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Milliseconds(200)));
@@ -143,7 +152,8 @@ absl::Status ServeDatagrams(
         sockaddr_in from = sga.sga_addr;
         demi_pushto(&reply, qd, &sga, Sa(from), sizeof(from));
       } else if (what == kBye) {
-        ++ended;
+        sockaddr_in from = sga.sga_addr;
+        ended.insert({from.sin_addr.s_addr, from.sin_port});
       }
       demi_sgafree(&sga);
     } else {

@@ -233,8 +233,9 @@ extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
  * memory copied at the call). A datagram larger than the UD MTU goes as
  * several fragments; the receiver delivers it whole or not at all. The
  * first datagram to a destination resolves it (rdma_cm, then cached).
- * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
- * semantics: it may still be lost), or DEMI_OPC_FAILED with qr_ret
+ * Completes with DEMI_OPC_PUSH once the datagram has left this host or a
+ * small one was copied into the send queue (UDP semantics: it may still
+ * be lost), or DEMI_OPC_FAILED with qr_ret
  * ECONNREFUSED (no datagram socket is bound at that address and port),
  * EHOSTUNREACH (no RDMA route to the address) or EBADF (the socket was
  * closed first).
