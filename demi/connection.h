@@ -19,7 +19,11 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "demi/credits.h"
+#include "demi/limits.h"
+#include "demi/push_builder.h"
+#include "demi/push_op.h"
 #include "demi/qtoken_table.h"
+#include "demi/send_queue.h"
 #include "demi/sga_pool.h"
 #include "demi/shared_receive.h"
 #include "demi/wire.h"
@@ -27,20 +31,9 @@
 
 namespace demi {
 
-// Size of one receive buffer: the largest eager message, header included.
-inline constexpr uint32_t kEagerBufferSize = 8192;
+// The largest eager message's payload.
 inline constexpr uint32_t kMaxEagerPayload =
     kEagerBufferSize - sizeof(WireHeader);
-// Send work requests in flight per connection (data, control and READs).
-inline constexpr uint32_t kSendDepth = 128;
-// Foreign (unregistered) segments up to this size are copied; larger ones
-// are registered for the one push.
-inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
-// The largest message: one pool piece.
-inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
-// At most this many send work requests in a row go unsignalled; the next
-// completion retires them all (RC completes in order).
-inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
 static_assert(kEagerBufferSize >= RndvMessageSize(kMaxRndvSegments),
               "a rendezvous announcement fits a receive buffer");
 static_assert(kSendDepth >= 2 * kMaxRndvSegments,
@@ -136,7 +129,7 @@ class Connection {
   // Unsignalled sends after the last signalled one may never complete
   // once the QP is in error: they are released with the connection, after
   // the QP is destroyed.
-  bool HasOutstandingWork() const { return signaled_sends_ > 0; }
+  bool HasOutstandingWork() const { return sends_.has_signaled(); }
   State state() const { return state_; }
   int qd() const { return qd_; }
 
@@ -144,37 +137,6 @@ class Connection {
   sockaddr_in peer_addr = {};
 
  private:
-  // A push from its start until the peer has it.
-  struct PushOp {
-    demi_qtoken_t qt = 0;
-    uint32_t length = 0;
-    // Pool pieces the push keeps alive (the application's, a copy, a
-    // header). Released when the push ends.
-    std::vector<Buffer*> holds;
-    // kEager: what to post after the header.
-    std::vector<ibv_sge> sges;
-    // kRndv: foreign memory registered for the push, the windows that
-    // expose each segment to this connection's QP alone (bound just before
-    // the announcement goes out; deallocated, so revoked, when the push
-    // ends), and what to bind them to.
-    std::vector<rdma::MrPtr> read_mrs;
-    std::vector<rdma::MwPtr> windows;
-    std::vector<ibv_mw_bind_info> binds;
-    RndvDescriptor rndv = {};
-    bool is_rndv = false;
-    bool is_close = false;
-  };
-
-  // What a posted send work request (wr_id) stands for.
-  struct SendWr {
-    enum Kind { kPush, kControl, kRead, kProbe } kind;
-    // kPush: the push, until its completion (eager, not inline, or CLOSE).
-    std::unique_ptr<PushOp> push;
-    Buffer* header = nullptr;  // A pool piece holding the header.
-    uint64_t read_cookie = 0;  // kRead: which incoming message.
-    bool signaled = false;
-  };
-
   // A message received and not yet popped.
   struct Incoming {
     WireType type;             // kEager, kRndv or kClose.
@@ -194,8 +156,9 @@ class Connection {
   // without a PushOp: returns false if it cannot (nothing happened then).
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                      uint32_t length);
-  absl::Status PrepareEager(PushOp& op, const demi_sgarray_t& sga);
-  absl::Status PrepareRndv(PushOp& op, const demi_sgarray_t& sga);
+  PushMemory PushMemoryOf() const {
+    return {env_.pool, env_.pd, env_.device, max_send_sge_};
+  }
   // Posts the memory-window binds of `op` and puts their rkeys in its
   // descriptor (zero-based: offsets, not addresses, go on the wire).
   absl::Status BindWindows(PushOp& op);
@@ -204,18 +167,18 @@ class Connection {
   bool TrySendControl(WireType type, uint64_t cookie);
   bool TrySendPush();
   // Posts a SEND of `header` (plus `extra` bytes after it, such as a
-  // rendezvous descriptor) followed by `body`; spends one credit.
+  // rendezvous descriptor) followed by `body`, standing for `slot`;
+  // spends one credit.
   absl::Status PostSend(const WireHeader& header, const void* extra,
                         size_t extra_size, const std::vector<ibv_sge>& body,
-                        std::unique_ptr<SendWr> wr);
+                        SendSlot slot);
   void StartReads();
   void DeliverPops();
   // Ends what a send work request held; `err` is its completion's errno.
-  void RetireSend(SendWr& wr, int err);
-  // Posts `send` (whose wr_id is set here), signalled if `must_signal` or
-  // if too many went unsignalled; `wr` stays until its completion.
-  absl::Status PostSendWr(ibv_send_wr& send, std::unique_ptr<SendWr> wr,
-                          bool must_signal);
+  void RetireSend(SendSlot& slot, int err);
+  // Posts `send` into the send queue, standing for `slot` until its
+  // completion; on failure releases what `slot` held.
+  absl::Status PostSendWr(ibv_send_wr& send, SendSlot slot, bool must_signal);
   Incoming* FindIncoming(uint64_t cookie);
   // A received message has been consumed: its credit goes back to the peer
   // once a posted buffer stands behind it.
@@ -226,9 +189,6 @@ class Connection {
   void ProtocolError(const char* what);
   void FinishPush(PushOp& op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
-  // A SendWr from the spares (or new); RecycleSendWr returns it.
-  std::unique_ptr<SendWr> NewSendWr(SendWr::Kind kind);
-  void RecycleSendWr(std::unique_ptr<SendWr> wr);
 
   const int qd_;
   ConnectionEnv env_;
@@ -248,9 +208,6 @@ class Connection {
   ConnectionCredits credits_;
   bool credit_due_ = false;       // In ConnectionEnv::credit_due.
   bool waiting_buffers_ = false;  // Waiting on the SRQ for buffers.
-  uint32_t posted_sends_ = 0;
-  uint32_t signaled_sends_ = 0;
-  uint32_t unsignaled_run_ = 0;
   uint64_t next_cookie_ = 1;
   uint32_t rndv_unread_ = 0;    // Rendezvous messages whose READs wait.
   uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.
@@ -260,9 +217,11 @@ class Connection {
   uint32_t idle_ticks_ = 0;
   bool probing_ = false;
 
-  // Posted send work requests in posting order.
-  std::deque<std::unique_ptr<SendWr>> sends_in_flight_;
-  std::vector<std::unique_ptr<SendWr>> spare_wrs_;
+  // Posted send work requests, in slots indexed by wr_id.
+  SendQueue sends_;
+  // One WireHeader per send slot (a pool piece): a message that is not
+  // inline sends its header from here, with no allocation.
+  Buffer* header_ring_ = nullptr;
   std::deque<std::unique_ptr<PushOp>> push_backlog_;
   std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.
   absl::flat_hash_map<uint64_t, std::unique_ptr<PushOp>> rndv_waiting_;

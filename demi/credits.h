@@ -16,20 +16,9 @@
 
 #include <cstdint>
 
-namespace demi {
+#include "demi/limits.h"
 
-// Credits every connection starts with. Data keeps one in reserve for
-// control messages (see Connection::TrySendPush), and a CREDIT message
-// goes only with at least two credits in it, so that two peers never trade
-// single credits back and forth; with three, a sender that cannot send
-// data (one credit or none) has at least two with its receiver, owed as
-// soon as the application pops.
-inline constexpr uint32_t kBaseCredits = 3;
-// The fewest credits a CREDIT message returns (it costs one itself).
-inline constexpr uint32_t kMinCreditReturn = 2;
-static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
-// The most credits one connection's peer may hold.
-inline constexpr uint32_t kMaxConnCredits = 64;
+namespace demi {
 
 // The device-wide counts, shared by the connections of one SRQ.
 struct CreditPool {

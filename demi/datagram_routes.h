@@ -15,13 +15,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/types/optional.h"
+#include "demi/limits.h"
 #include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
 
 namespace demi {
-
-// How long rdma_cm may take to resolve an address or a route.
-inline constexpr int kResolveTimeoutMs = 2000;
 
 // An IPv4 address and port as one number (both in network byte order).
 inline uint64_t RouteKey(uint32_t addr, uint16_t port) {

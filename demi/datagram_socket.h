@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "demi/datagram_routes.h"
 #include "demi/datagram_wire.h"
+#include "demi/limits.h"
 #include "demi/qtoken_table.h"
 #include "demi/reassembly.h"
 #include "demi/sga_pool.h"
@@ -32,17 +33,6 @@
 
 namespace demi {
 
-// Send work requests in flight per socket (one per fragment).
-inline constexpr uint32_t kDatagramSendDepth = 256;
-// At most this many sends in a row go unsignalled.
-inline constexpr uint32_t kDatagramSignalInterval = kDatagramSendDepth / 4;
-// Receive buffers posted per socket: a burst this long can arrive before
-// the application pops.
-inline constexpr uint32_t kDatagramRecvDepth = 1024;
-// Datagrams received and not yet popped; beyond it arrivals are dropped.
-inline constexpr uint32_t kMaxQueuedDatagrams = 4096;
-// Destinations with a cached route per socket.
-inline constexpr size_t kMaxRoutes = 1024;
 // The global routing header in front of every UD receive.
 inline constexpr uint32_t kGrhSize = 40;
 

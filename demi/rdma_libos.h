@@ -26,6 +26,7 @@
 #include "demi/connection.h"
 #include "demi/cq_pool.h"
 #include "demi/datagram_socket.h"
+#include "demi/limits.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "rdma/cm_event.h"
@@ -33,28 +34,6 @@
 
 namespace demi {
 
-// Registered memory the pool may hold (DEMI_POOL_LIMIT_MB overrides).
-inline constexpr size_t kDefaultPoolLimit = size_t{2} << 30;
-// Entries of each send completion queue; every connection reserves room
-// for all its send work requests in one, so none can overflow.
-inline constexpr int kCqDepth = 32768;
-// Work completions taken per poll.
-inline constexpr int kPollBatch = 32;
-// Progress passes between looks at the rdma_cm channel: each look is a
-// system call, which would otherwise dominate a pass.
-inline constexpr uint32_t kCmPollInterval = 64;
-// How long a closed connection goes on delivering what was pushed before
-// demi_close (SO_LINGER with l_onoff sets another time; l_linger 0 resets
-// the connection at once). Past it, what is left fails with ETIMEDOUT.
-inline constexpr absl::Duration kDefaultLinger = absl::Seconds(30);
-// A connection waiting on a silent peer probes it after this long
-// (DEMI_KEEPALIVE_MS overrides; 0 turns probing off). A vanished peer is
-// then noticed within about this plus the transport's retries (7 x 268 ms).
-inline constexpr absl::Duration kDefaultKeepalive = absl::Seconds(3);
-// Keepalive ticks per interval: how finely idleness is measured.
-inline constexpr uint32_t kKeepaliveTicks = 4;
-// RDMA READs each side may have in flight against the other.
-inline constexpr uint8_t kReadDepth = 16;
 
 // Not thread-safe: one thread calls it.
 class RdmaLibOs {

@@ -16,14 +16,15 @@
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "demi/datagram_wire.h"
+#include "demi/limits.h"
 #include "demi/sga_pool.h"
 
 namespace demi {
 
 struct ReassemblyLimits {
-  uint32_t max_entries = 64;                  // Partial datagrams at once.
-  size_t max_bytes = size_t{4} << 20;         // Their buffers, in all.
-  absl::Duration timeout = absl::Seconds(1);  // From the first fragment.
+  uint32_t max_entries = kReassemblyEntries;
+  size_t max_bytes = kReassemblyBytes;
+  absl::Duration timeout = kReassemblyTimeout;
 };
 
 // What reassembly dropped, by cause (counted once per datagram).

@@ -93,7 +93,6 @@ absl::Status SgaPool::Grow(int size_class) {
   for (size_t i = 0; i < count; ++i) {
     Buffer& buffer = slab->buffers[i];
     buffer.data = slab->base + i * piece;
-    buffer.capacity = static_cast<uint32_t>(piece);
     buffer.size_class = static_cast<uint8_t>(size_class);
     buffer.slab = slab.get();
   }

@@ -15,17 +15,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/optional.h"
+#include "demi/limits.h"
 #include "rdma/verbs_ptr.h"
 
 namespace demi {
 
-inline constexpr int kMinClassShift = 6;   // 64 B pieces.
-inline constexpr int kMaxClassShift = 24;  // 16 MiB pieces.
 inline constexpr int kNumClasses = kMaxClassShift - kMinClassShift + 1;
-// Slabs of small classes hold many pieces; a large piece is its own slab.
-inline constexpr size_t kSlabSize = size_t{2} << 20;
-static_assert((size_t{1} << kMaxClassShift) >= 8 * 1024 * 1024,
-              "messages of at least 8 MiB must fit one piece");
 
 struct Slab;
 
@@ -34,7 +29,6 @@ struct Slab;
 // count one; at zero it goes back to the free list.
 struct Buffer {
   std::byte* data = nullptr;
-  uint32_t capacity = 0;
   int32_t refs = 0;
   uint8_t size_class = 0;
   Slab* slab = nullptr;

@@ -21,12 +21,6 @@
 
 namespace demi {
 
-// Buffers the SRQ may hold: every connection's base credits plus the
-// growth budget must fit, and so must their completions in the CQ.
-inline constexpr uint32_t kSrqCapacity = 16384;
-// Credits connections may hold beyond their base, all together (16 MiB of
-// 8 KiB buffers).
-inline constexpr uint32_t kGrowthCredits = 2048;
 
 class SharedReceive {
  public:

@@ -38,12 +38,6 @@ void CqDeleter::operator()(ibv_cq* cq) const {
   }
 }
 
-void CompChannelDeleter::operator()(ibv_comp_channel* channel) const {
-  if (int rc = ibv_destroy_comp_channel(channel); rc != 0) {
-    LogFailedDestroy("ibv_destroy_comp_channel", rc);
-  }
-}
-
 void SrqDeleter::operator()(ibv_srq* srq) const {
   if (int rc = ibv_destroy_srq(srq); rc != 0) {
     LogFailedDestroy("ibv_destroy_srq", rc);
@@ -90,13 +84,6 @@ absl::StatusOr<MwPtr> AllocMw(ibv_pd* pd, ibv_mw_type type) {
   DEMI_ASSIGN_OR_RETURN(ibv_mw * mw,
                         CheckPtr(ibv_alloc_mw(pd, type), "ibv_alloc_mw"));
   return MwPtr(mw);
-}
-
-absl::StatusOr<CompChannelPtr> CreateCompChannel(ibv_context* context) {
-  DEMI_ASSIGN_OR_RETURN(
-      ibv_comp_channel * channel,
-      CheckPtr(ibv_create_comp_channel(context), "ibv_create_comp_channel"));
-  return CompChannelPtr(channel);
 }
 
 absl::StatusOr<CqPtr> CreateCq(ibv_context* context, int cqe,

@@ -30,9 +30,6 @@ struct MwDeleter {
 struct CqDeleter {
   void operator()(ibv_cq* cq) const;
 };
-struct CompChannelDeleter {
-  void operator()(ibv_comp_channel* channel) const;
-};
 struct SrqDeleter {
   void operator()(ibv_srq* srq) const;
 };
@@ -59,7 +56,6 @@ using PdPtr = std::unique_ptr<ibv_pd, PdDeleter>;
 using MrPtr = std::unique_ptr<ibv_mr, MrDeleter>;
 using MwPtr = std::unique_ptr<ibv_mw, MwDeleter>;
 using CqPtr = std::unique_ptr<ibv_cq, CqDeleter>;
-using CompChannelPtr = std::unique_ptr<ibv_comp_channel, CompChannelDeleter>;
 using SrqPtr = std::unique_ptr<ibv_srq, SrqDeleter>;
 using AhPtr = std::unique_ptr<ibv_ah, AhDeleter>;
 using EventChannelPtr =
@@ -79,9 +75,6 @@ absl::StatusOr<MwPtr> AllocMw(ibv_pd* pd, ibv_mw_type type);
 // The memory must outlive the returned region.
 absl::StatusOr<MrPtr> RegisterMr(ibv_pd* pd, absl::Span<std::byte> bytes,
                                  int access);
-
-// Creates a completion channel on `context`.
-absl::StatusOr<CompChannelPtr> CreateCompChannel(ibv_context* context);
 
 // Creates a completion queue of at least `cqe` entries; `channel` may be null.
 absl::StatusOr<CqPtr> CreateCq(ibv_context* context, int cqe,

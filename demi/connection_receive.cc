@@ -1,0 +1,229 @@
+// The receive half of Connection: messages taken from the shared receive
+// queue, rendezvous READs, and pops.
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "demi/connection.h"
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+#include "rdma/wc_status.h"
+
+namespace demi {
+namespace {
+
+// A zero-length sga: what a pop returns at EOF.
+demi_sgarray_t EofSga() {
+  demi_sgarray_t sga;
+  std::memset(&sga, 0, sizeof(sga));
+  sga.sga_numsegs = 1;
+  return sga;
+}
+
+}  // namespace
+
+Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
+  for (Incoming& in : incoming_) {
+    if (in.type == WireType::kRndv && in.cookie == cookie) return &in;
+  }
+  return nullptr;
+}
+
+void Connection::StartReads() {
+  if (state_ == State::kDead || rndv_unread_ == 0) return;
+  size_t wanted = std::min(pops_.size(), incoming_.size());
+  for (size_t i = 0; i < wanted; ++i) {
+    Incoming& in = incoming_[i];
+    if (in.type != WireType::kRndv || in.reading) continue;
+    if (in.rndv->num_segments > sends_.room()) return;
+    absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
+    if (!target.ok()) {
+      // No memory to receive into: this pop fails, the message waits.
+      env_.tokens->Fail(pops_.front(), EAGAIN);
+      pops_.pop_front();
+      return;
+    }
+    in.target = *target;
+    in.reading = true;
+    --rndv_unread_;
+    uint32_t offset = 0;
+    for (uint32_t s = 0; s < in.rndv->num_segments; ++s) {
+      const RndvSegment& seg = in.rndv->segments[s];
+      ibv_sge sge = {reinterpret_cast<uintptr_t>(in.target->data + offset),
+                     seg.length, SgaPool::Lkey(in.target, env_.device)};
+      SendSlot slot{SendSlot::kRead};
+      slot.read_cookie = in.cookie;
+      ibv_send_wr send = {};
+      send.sg_list = &sge;
+      send.num_sge = 1;
+      send.opcode = IBV_WR_RDMA_READ;
+      send.wr.rdma.remote_addr = seg.addr;
+      send.wr.rdma.rkey = seg.rkey;
+      // The data is there only when the READ's completion says so.
+      absl::Status status = PostSendWr(send, std::move(slot), true);
+      if (!status.ok()) {
+        Abort(rdma::ErrnoOf(status));
+        return;
+      }
+      ++in.reads_left;
+      offset += seg.length;
+    }
+  }
+}
+
+void Connection::Pop(demi_qtoken_t qt) {
+  pops_.push_back(qt);
+  DeliverPops();
+  if (state_ == State::kDead) {
+    while (!pops_.empty()) {
+      env_.tokens->Fail(pops_.front(), error_);
+      pops_.pop_front();
+    }
+    return;
+  }
+  StartReads();
+}
+
+void Connection::DeliverPops() {
+  while (!pops_.empty() && !incoming_.empty()) {
+    Incoming& in = incoming_.front();
+    demi_qresult_t result;
+    std::memset(&result, 0, sizeof(result));
+    result.qr_opcode = DEMI_OPC_POP;
+    demi_sgarray_t& sga = result.qr_value.sga;
+    if (in.type == WireType::kClose) {
+      sga = EofSga();  // EOF stays at the head: every later pop sees it.
+      env_.tokens->Complete(pops_.front(), result);
+      pops_.pop_front();
+      continue;
+    }
+    Buffer* buffer;
+    std::byte* data;
+    if (in.type == WireType::kEager) {
+      buffer = in.buffer;
+      data = buffer->data + sizeof(WireHeader);
+    } else {
+      if (!in.reading || in.reads_left > 0) break;  // Service starts reads.
+      // A READ that failed (a bogus rkey, a flush) left the target with
+      // whatever the pool piece held before: never hand that out.
+      if (in.read_error != 0) break;
+      buffer = in.target;
+      data = buffer->data;
+      done_backlog_.push_back(in.cookie);
+    }
+    sga.sga_buf = buffer;
+    sga.sga_numsegs = 1;
+    sga.sga_segs[0].sgaseg_buf = data;
+    sga.sga_segs[0].sgaseg_len = in.length;
+    sga.sga_addr = peer_addr;
+    env_.app_buffers->insert(buffer);
+    env_.tokens->Complete(pops_.front(), result);
+    pops_.pop_front();
+    incoming_.pop_front();
+    --unpopped_data_;
+    ConsumeCredit();  // The peer may send again.
+  }
+  Service();
+}
+
+void Connection::ProtocolError(const char* what) {
+  DEMI_LOG(WARNING) << "qd " << qd_ << ": protocol error: " << what;
+  Abort(EPROTO);
+}
+
+void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
+  heard_ = true;
+  // After an abort nothing more is taken in: what arrives now is data
+  // nobody will pop (its credit is still counted as spent).
+  if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
+    if (wc.status == IBV_WC_SUCCESS) credits_.OnArrival(false);
+    env_.pool->Unref(buffer);
+    if (wc.status != IBV_WC_SUCCESS) Abort(rdma::WcStatusToErrno(wc.status));
+    return;
+  }
+  absl::StatusOr<ParsedMessage> parsed = ParseMessage(
+      absl::MakeConstSpan(buffer->data, wc.byte_len), kMaxMessageSize);
+  if (!parsed.ok()) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": " << parsed.status();
+    env_.pool->Unref(buffer);
+    Abort(EPROTO);
+    return;
+  }
+  const char* violation = nullptr;
+  bool is_data =
+      parsed->type == WireType::kEager || parsed->type == WireType::kRndv;
+  send_credits_ += parsed->credits;
+  if (!credits_.OnArrival((parsed->flags & kFlagStarved) != 0)) {
+    violation = "message without a credit";
+  } else if (send_credits_ > peer_max_credits_) {
+    // Each credit stands for a buffer the peer posted: never more than it
+    // said it would.
+    violation = "too many credits returned";
+  } else if (peer_closed_ && (is_data || parsed->type == WireType::kClose)) {
+    violation = "data after CLOSE";
+  }
+  if (violation != nullptr) {
+    env_.pool->Unref(buffer);
+    ProtocolError(violation);
+    return;
+  }
+  if (is_data && state_ == State::kClosing) {
+    // The application closed and will never pop this: reset, as TCP does
+    // when data arrives for a closed socket.
+    env_.pool->Unref(buffer);
+    Abort(ECONNRESET);
+    return;
+  }
+  bool keep_buffer = false;  // Whether the message holds on to its buffer.
+  switch (parsed->type) {
+    case WireType::kEager: {
+      Incoming in;
+      in.type = WireType::kEager;
+      in.buffer = buffer;
+      in.length = parsed->length;
+      incoming_.push_back(std::move(in));
+      ++unpopped_data_;
+      keep_buffer = true;
+      break;
+    }
+    case WireType::kRndv: {
+      Incoming in;
+      in.type = WireType::kRndv;
+      in.length = parsed->length;
+      in.cookie = parsed->cookie;
+      in.rndv = std::make_unique<RndvDescriptor>(parsed->rndv);
+      ++rndv_unread_;
+      ++unpopped_data_;
+      incoming_.push_back(std::move(in));
+      break;
+    }
+    case WireType::kRndvDone: {
+      auto node = rndv_waiting_.extract(parsed->cookie);
+      if (node.empty()) {
+        env_.pool->Unref(buffer);
+        ProtocolError("unknown rendezvous");
+        return;
+      }
+      FinishPush(*node.mapped(), 0);
+      break;
+    }
+    case WireType::kCredit:
+      break;
+    case WireType::kClose: {
+      peer_closed_ = true;
+      Incoming in;
+      in.type = WireType::kClose;
+      incoming_.push_back(std::move(in));
+      break;
+    }
+  }
+  // The SRQ is refilled from the pool once per progress pass.
+  if (!keep_buffer) env_.pool->Unref(buffer);
+  // Data messages give their credit back when popped, the others now; a
+  // starved peer may have been granted more.
+  if (!is_data) credits_.OnConsumed();
+  BackCredits();
+  DeliverPops();
+}
+
+}  // namespace demi

@@ -1,0 +1,140 @@
+// The receive half of DatagramSocket: receive buffers in slots indexed by
+// wr_id, checks of what arrives, reassembly, and pops.
+#include <cstring>
+
+#include "demi/datagram_socket.h"
+#include "rdma/log.h"
+
+namespace demi {
+namespace {
+
+constexpr uint32_t kHeaderSize = sizeof(DatagramHeader);
+
+// The sender's IPv4 address from a RoCE v2 receive's network header, which
+// sits in the last 20 bytes of the GRH space; 0 if there is none.
+uint32_t GrhSourceAddr(const std::byte* grh) {
+  if ((static_cast<uint8_t>(grh[20]) >> 4) != 4) return 0;
+  uint32_t addr;
+  std::memcpy(&addr, grh + 32, sizeof(addr));
+  return addr;
+}
+
+}  // namespace
+
+void DatagramSocket::Pop(demi_qtoken_t qt) {
+  pops_.push_back(qt);
+  DeliverPops();
+}
+
+void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
+  uint32_t slot = static_cast<uint32_t>(wc.wr_id);
+  if (slot >= recv_slots_.size() || recv_slots_[slot] == nullptr) return;
+  Buffer* buffer = recv_slots_[slot];
+  recv_slots_[slot] = nullptr;
+  empty_slots_.push_back(slot);
+  if (wc.status != IBV_WC_SUCCESS || wc.byte_len < kGrhSize) {
+    if (wc.status != IBV_WC_WR_FLUSH_ERR) ++stats_.malformed;
+    env_.pool->Unref(buffer);
+    return;
+  }
+  auto message =
+      absl::MakeConstSpan(buffer->data + kGrhSize, wc.byte_len - kGrhSize);
+  absl::StatusOr<Fragment> fragment = ParseFragment(message);
+  // A source that the packet's own IP header contradicts is spoofed.
+  uint32_t grh_addr =
+      (wc.wc_flags & IBV_WC_GRH) != 0 ? GrhSourceAddr(buffer->data) : 0;
+  if (!fragment.ok() || fragment->header.total_length == 0 ||
+      (grh_addr != 0 && grh_addr != fragment->header.src_addr)) {
+    ++stats_.malformed;
+    env_.pool->Unref(buffer);
+    return;
+  }
+  const DatagramHeader& h = fragment->header;
+  sockaddr_in from = {};
+  from.sin_family = AF_INET;
+  from.sin_port = h.src_port;
+  from.sin_addr.s_addr = h.src_addr;
+  routes_.Seen(RouteKey(from), wc.src_qp);
+  if (h.fragment_count == 1) {
+    Deliver(buffer, buffer->data + kGrhSize + kHeaderSize, h.total_length,
+            from);
+    return;
+  }
+  absl::optional<Reassembled> whole = reassembly_.Add(*fragment, now_);
+  env_.pool->Unref(buffer);
+  if (whole.has_value())
+    Deliver(whole->buffer, whole->buffer->data, whole->length, from);
+}
+
+void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
+                             const sockaddr_in& from) {
+  if (incoming_.size() >= kMaxQueuedDatagrams) {
+    ++stats_.queue_full;
+    env_.pool->Unref(buffer);
+    return;
+  }
+  ++stats_.received;
+  incoming_.push_back({buffer, data, length, from});
+  DeliverPops();
+}
+
+void DatagramSocket::DeliverPops() {
+  while (!pops_.empty() && !incoming_.empty()) {
+    Incoming& in = incoming_.front();
+    demi_qresult_t result;
+    std::memset(&result, 0, sizeof(result));
+    result.qr_opcode = DEMI_OPC_POP;
+    demi_sgarray_t& sga = result.qr_value.sga;
+    sga.sga_buf = in.buffer;
+    sga.sga_numsegs = 1;
+    sga.sga_segs[0].sgaseg_buf = in.data;
+    sga.sga_segs[0].sgaseg_len = in.length;
+    sga.sga_addr = in.from;
+    env_.app_buffers->insert(in.buffer);
+    env_.tokens->Complete(pops_.front(), result);
+    pops_.pop_front();
+    incoming_.pop_front();
+  }
+}
+
+void DatagramSocket::Refill() {
+  ibv_recv_wr wrs[kPollBatch];
+  ibv_sge sges[kPollBatch];
+  while (!empty_slots_.empty()) {
+    int n = 0;
+    while (n < kPollBatch && !empty_slots_.empty()) {
+      absl::StatusOr<Buffer*> buffer = env_.pool->Allocate(kGrhSize + ud_mtu_);
+      if (!buffer.ok()) {
+        refill_dry_ = true;
+        break;
+      }
+      uint32_t slot = empty_slots_.back();
+      empty_slots_.pop_back();
+      recv_slots_[slot] = *buffer;
+      sges[n] = {reinterpret_cast<uintptr_t>((*buffer)->data),
+                 kGrhSize + ud_mtu_, SgaPool::Lkey(*buffer, env_.device)};
+      wrs[n] = {};
+      wrs[n].wr_id = slot;
+      wrs[n].sg_list = &sges[n];
+      wrs[n].num_sge = 1;
+      if (n > 0) wrs[n - 1].next = &wrs[n];
+      ++n;
+    }
+    if (n == 0) return;
+    ibv_recv_wr* bad = nullptr;
+    if (int rc = ibv_post_recv(qp_->qp, wrs, &bad); rc != 0) {
+      DEMI_LOG(ERROR) << "ibv_post_recv (UD): " << std::strerror(rc);
+      // What was not posted goes back to be tried again.
+      for (ibv_recv_wr* wr = bad; wr != nullptr; wr = wr->next) {
+        uint32_t slot = static_cast<uint32_t>(wr->wr_id);
+        env_.pool->Unref(recv_slots_[slot]);
+        recv_slots_[slot] = nullptr;
+        empty_slots_.push_back(slot);
+      }
+      return;
+    }
+    if (refill_dry_) return;
+  }
+}
+
+}  // namespace demi

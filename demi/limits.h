@@ -1,0 +1,111 @@
+// Every tunable of the library in one place: queue depths, buffer sizes,
+// intervals and bounds. Protocol constants (magic numbers, versions, UDP's
+// datagram limit) stay with their wire formats.
+#ifndef DEMI_DEMI_LIMITS_H_
+#define DEMI_DEMI_LIMITS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace demi {
+
+// --- Registered memory (SgaPool) ---
+
+// Pieces are powers of two from 64 B to 16 MiB.
+inline constexpr int kMinClassShift = 6;
+inline constexpr int kMaxClassShift = 24;
+// Slabs of small classes hold many pieces; a large piece is its own slab.
+inline constexpr size_t kSlabSize = size_t{2} << 20;
+// Registered memory the pool may hold (DEMI_POOL_LIMIT_MB overrides).
+inline constexpr size_t kDefaultPoolLimit = size_t{2} << 30;
+// The largest message: one pool piece.
+inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
+static_assert(kMaxMessageSize >= 8 * 1024 * 1024,
+              "messages of at least 8 MiB must fit one piece");
+
+// --- Connections (RC queue pairs) ---
+
+// Size of one receive buffer: the largest eager message, header included.
+inline constexpr uint32_t kEagerBufferSize = 8192;
+// Send work requests in flight per connection (data, control and READs).
+inline constexpr uint32_t kSendDepth = 128;
+// At most this many send work requests in a row go unsignalled; the next
+// completion retires them all (RC completes in order).
+inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
+// Foreign (unregistered) segments up to this size are copied; larger ones
+// are registered for the one push.
+inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
+// RDMA READs each side may have in flight against the other.
+inline constexpr uint8_t kReadDepth = 16;
+
+// --- Flow control (credits over the shared receive queue) ---
+
+// Credits every connection starts with. Data keeps one in reserve for
+// control messages (see Connection::TrySendPush), and a CREDIT message
+// goes only with at least two credits in it, so that two peers never trade
+// single credits back and forth; with three, a sender that cannot send
+// data (one credit or none) has at least two with its receiver, owed as
+// soon as the application pops.
+inline constexpr uint32_t kBaseCredits = 3;
+// The fewest credits a CREDIT message returns (it costs one itself).
+inline constexpr uint32_t kMinCreditReturn = 2;
+static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
+// The most credits one connection's peer may hold.
+inline constexpr uint32_t kMaxConnCredits = 64;
+// Buffers the SRQ may hold: every connection's base credits plus the
+// growth budget must fit, and so must their completions in the CQ.
+inline constexpr uint32_t kSrqCapacity = 16384;
+// Credits connections may hold beyond their base, all together (16 MiB of
+// 8 KiB buffers).
+inline constexpr uint32_t kGrowthCredits = 2048;
+
+// --- Progress engine ---
+
+// Entries of each send completion queue; every connection reserves room
+// for all its send work requests in one, so none can overflow.
+inline constexpr int kCqDepth = 32768;
+// Work completions taken per poll.
+inline constexpr int kPollBatch = 32;
+// Progress passes between looks at the rdma_cm channel: each look is a
+// system call, which would otherwise dominate a pass.
+inline constexpr uint32_t kCmPollInterval = 64;
+
+// --- Failures and closes ---
+
+// How long a closed connection goes on delivering what was pushed before
+// demi_close (SO_LINGER with l_onoff sets another time; l_linger 0 resets
+// the connection at once). Past it, what is left fails with ETIMEDOUT.
+inline constexpr absl::Duration kDefaultLinger = absl::Seconds(30);
+// A connection waiting on a silent peer probes it after this long
+// (DEMI_KEEPALIVE_MS overrides; 0 turns probing off). A vanished peer is
+// then noticed within about this plus the transport's retries (7 x 268 ms).
+inline constexpr absl::Duration kDefaultKeepalive = absl::Seconds(3);
+// Keepalive ticks per interval: how finely idleness is measured.
+inline constexpr uint32_t kKeepaliveTicks = 4;
+
+// --- Datagram sockets (UD queue pairs) ---
+
+// Send work requests in flight per socket (one per fragment).
+inline constexpr uint32_t kDatagramSendDepth = 256;
+// At most this many sends in a row go unsignalled.
+inline constexpr uint32_t kDatagramSignalInterval = kDatagramSendDepth / 4;
+// Receive buffers posted per socket: a burst this long can arrive before
+// the application pops.
+inline constexpr uint32_t kDatagramRecvDepth = 1024;
+// Datagrams received and not yet popped; beyond it arrivals are dropped.
+inline constexpr uint32_t kMaxQueuedDatagrams = 4096;
+// Destinations with a cached route per socket.
+inline constexpr size_t kMaxRoutes = 1024;
+// How long rdma_cm may take to resolve an address or a route.
+inline constexpr int kResolveTimeoutMs = 2000;
+// Reassembly, per socket: partial datagrams at once, their buffers in
+// all, and how long one may wait for its fragments (from the first).
+inline constexpr uint32_t kReassemblyEntries = 64;
+inline constexpr size_t kReassemblyBytes = size_t{4} << 20;
+inline constexpr absl::Duration kReassemblyTimeout = absl::Seconds(1);
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_LIMITS_H_

@@ -1,0 +1,108 @@
+#include "demi/push_builder.h"
+
+#include <cstring>
+#include <utility>
+
+#include "rdma/status_util.h"
+
+namespace demi {
+
+absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
+                          const demi_sgarray_t& sga) {
+  uint32_t n = sga.sga_numsegs;
+  std::vector<Buffer*> owners(n);
+  uint32_t foreign_bytes = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    owners[i] = memory.pool->Find(sga.sga_segs[i].sgaseg_buf,
+                                  sga.sga_segs[i].sgaseg_len);
+    if (owners[i] == nullptr) foreign_bytes += sga.sga_segs[i].sgaseg_len;
+  }
+  // One SGE per segment after the header, unless the device gathers fewer:
+  // then everything is copied into one piece.
+  bool copy_all = n + 1 > memory.max_send_sge;
+  if (copy_all) foreign_bytes = op.length;
+  Buffer* staging = nullptr;
+  if (foreign_bytes > 0) {
+    DEMI_ASSIGN_OR_RETURN(staging, memory.pool->Allocate(foreign_bytes));
+    op.holds.push_back(staging);
+  }
+  uint32_t staged = 0;
+  uint32_t staging_lkey =
+      staging != nullptr ? SgaPool::Lkey(staging, memory.device) : 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const void* addr = sga.sga_segs[i].sgaseg_buf;
+    uint32_t len = sga.sga_segs[i].sgaseg_len;
+    if (owners[i] != nullptr && !copy_all) {
+      memory.pool->Ref(owners[i]);
+      op.holds.push_back(owners[i]);
+      op.sges.push_back({reinterpret_cast<uintptr_t>(addr), len,
+                         SgaPool::Lkey(owners[i], memory.device)});
+      continue;
+    }
+    // Copied now, so the application may reuse its memory at once.
+    std::memcpy(staging->data + staged, addr, len);
+    if (copy_all && i > 0) {
+      op.sges.back().length += len;
+    } else {
+      op.sges.push_back({reinterpret_cast<uintptr_t>(staging->data + staged),
+                         len, staging_lkey});
+    }
+    staged += len;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
+                         const demi_sgarray_t& sga) {
+  op.is_rndv = true;
+  op.rndv.num_segments = sga.sga_numsegs;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    std::byte* addr = static_cast<std::byte*>(sga.sga_segs[i].sgaseg_buf);
+    uint32_t len = sga.sga_segs[i].sgaseg_len;
+    Buffer* owner = memory.pool->Find(addr, len);
+    if (owner == nullptr && len <= kMaxForeignCopy) {
+      DEMI_ASSIGN_OR_RETURN(owner, memory.pool->Allocate(len));
+      std::memcpy(owner->data, addr, len);
+      addr = owner->data;
+    } else if (owner != nullptr) {
+      memory.pool->Ref(owner);
+    }
+    if (owner != nullptr) op.holds.push_back(owner);
+    // The peer may read exactly this range, through this QP only, and only
+    // until the push ends. Pool pieces are registered for binding already;
+    // foreign memory is registered for this push (no remote access of its
+    // own either).
+    ibv_mr* mr =
+        owner != nullptr ? owner->slab->mrs[memory.device].get() : nullptr;
+    if (mr == nullptr) {
+      DEMI_ASSIGN_OR_RETURN(
+          rdma::MrPtr foreign,
+          rdma::RegisterMr(memory.pd, absl::MakeSpan(addr, len),
+                           IBV_ACCESS_MW_BIND));
+      mr = foreign.get();
+      op.read_mrs.push_back(std::move(foreign));
+    }
+    DEMI_ASSIGN_OR_RETURN(rdma::MwPtr window,
+                          rdma::AllocMw(memory.pd, IBV_MW_TYPE_2));
+    ibv_mw_bind_info bind = {};
+    bind.mr = mr;
+    bind.addr = reinterpret_cast<uintptr_t>(addr);
+    bind.length = len;
+    bind.mw_access_flags = IBV_ACCESS_REMOTE_READ | IBV_ACCESS_ZERO_BASED;
+    op.binds.push_back(bind);
+    op.windows.push_back(std::move(window));
+    op.rndv.segments[i] = {0, 0, len};
+  }
+  return absl::OkStatus();
+}
+
+void ReleasePush(SgaPool* pool, PushOp& op) {
+  // Revoke the peer's access before the memory can be reused: a window
+  // deallocated is invalid at once, whatever the peer still tries.
+  op.windows.clear();
+  op.read_mrs.clear();
+  for (Buffer* buffer : op.holds) pool->Unref(buffer);
+  op.holds.clear();
+}
+
+}  // namespace demi

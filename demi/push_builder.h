@@ -1,0 +1,43 @@
+// Preparing a push's memory on an RC connection: which bytes go without a
+// copy (pool pieces, referenced for the push), which are copied (small
+// foreign memory, or more segments than the device gathers), which are
+// registered for this one push (large foreign memory), and, for a
+// rendezvous, the memory windows the peer will read through.
+#ifndef DEMI_DEMI_PUSH_BUILDER_H_
+#define DEMI_DEMI_PUSH_BUILDER_H_
+
+#include <demi/types.h>
+#include <infiniband/verbs.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "demi/push_op.h"
+#include "demi/sga_pool.h"
+
+namespace demi {
+
+// Where a push's memory comes from (borrowed).
+struct PushMemory {
+  SgaPool* pool;
+  ibv_pd* pd;
+  int device;  // For SgaPool::Lkey and the pieces' MRs.
+  uint32_t max_send_sge;
+};
+
+// An eager push: fills op.sges (what follows the header) and op.holds.
+// ENOMEM if a copy finds no pool memory.
+absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
+                          const demi_sgarray_t& sga);
+// A rendezvous push: one memory window per segment (bound later, when the
+// announcement goes out), registrations for large foreign segments, copies
+// of small ones.
+absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
+                         const demi_sgarray_t& sga);
+// Gives back what `op` holds: windows first (the peer's access ends at
+// once), then registrations and pool pieces.
+void ReleasePush(SgaPool* pool, PushOp& op);
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_PUSH_BUILDER_H_
