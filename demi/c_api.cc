@@ -130,10 +130,7 @@ int demi_wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
               const struct timespec* timeout) {
   if (libos == nullptr) return ENOSYS;
   if (qr_out == nullptr) return EINVAL;
-  demi_qresult_t result;
-  int err = ErrnoOf(libos->Wait(&result, qt, timeout));
-  if (err == 0) std::memcpy(qr_out, &result, sizeof(result));
-  return err;
+  return libos->Wait(qr_out, qt, timeout);
 }
 
 int demi_wait_any(demi_qresult_t* qr_out, int* ready_offset,
@@ -141,14 +138,7 @@ int demi_wait_any(demi_qresult_t* qr_out, int* ready_offset,
                   const struct timespec* timeout) {
   if (libos == nullptr) return ENOSYS;
   if (qr_out == nullptr || ready_offset == nullptr) return EINVAL;
-  demi_qresult_t result;
-  int offset = 0;
-  int err = ErrnoOf(libos->WaitAny(&result, &offset, qts, num_qts, timeout));
-  if (err == 0) {
-    std::memcpy(qr_out, &result, sizeof(result));
-    *ready_offset = offset;
-  }
-  return err;
+  return libos->WaitAny(qr_out, ready_offset, qts, num_qts, timeout);
 }
 
 int demi_wait_next_n(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
@@ -156,7 +146,7 @@ int demi_wait_next_n(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
   if (libos == nullptr) return ENOSYS;
   if (qr_out == nullptr || num_qrs_out == nullptr) return EINVAL;
   // Results gathered before a timeout are valid too, so both are written.
-  return ErrnoOf(libos->WaitNextN(qr_out, num_qrs, num_qrs_out, timeout));
+  return libos->WaitNextN(qr_out, num_qrs, num_qrs_out, timeout);
 }
 
 demi_sgarray_t demi_sgaalloc(size_t size) {

@@ -73,15 +73,12 @@ void Connection::StartReads() {
 
 void Connection::Pop(demi_qtoken_t qt) {
   pops_.push_back(qt);
-  DeliverPops();
-  if (state_ == State::kDead) {
-    while (!pops_.empty()) {
-      env_.tokens->Fail(pops_.front(), error_);
-      pops_.pop_front();
-    }
-    return;
+  DeliverPops();  // Its Service starts the READs a rendezvous needs.
+  if (state_ != State::kDead) return;
+  while (!pops_.empty()) {
+    env_.tokens->Fail(pops_.front(), error_);
+    pops_.pop_front();
   }
-  StartReads();
 }
 
 void Connection::DeliverPops() {

@@ -72,10 +72,10 @@ void QTokenTable::Erase(demi_qtoken_t qt) {
   if (Entry* entry = Lookup(qt)) Forget(qt, *entry);
 }
 
-absl::optional<demi_qresult_t> QTokenTable::Take(demi_qtoken_t qt) {
+bool QTokenTable::Take(demi_qtoken_t qt, demi_qresult_t* out) {
   Entry* entry = Lookup(qt);
-  if (entry == nullptr || entry->state != Entry::kDone) return absl::nullopt;
-  demi_qresult_t result = entry->result;
+  if (entry == nullptr || entry->state != Entry::kDone) return false;
+  *out = entry->result;
   Forget(qt, *entry);
   // Tokens taken by demi_wait stay in done_order_; keep it proportional.
   if (!done_order_.empty() && done_order_.front() == qt) {
@@ -87,16 +87,16 @@ absl::optional<demi_qresult_t> QTokenTable::Take(demi_qtoken_t qt) {
     }
     done_order_.swap(live);
   }
-  return result;
+  return true;
 }
 
-absl::optional<demi_qresult_t> QTokenTable::TakeNextDone() {
+bool QTokenTable::TakeNextDone(demi_qresult_t* out) {
   while (!done_order_.empty()) {
     demi_qtoken_t qt = done_order_.front();
     done_order_.pop_front();
-    if (absl::optional<demi_qresult_t> result = Take(qt)) return result;
+    if (Take(qt, out)) return true;
   }
-  return absl::nullopt;
+  return false;
 }
 
 }  // namespace demi

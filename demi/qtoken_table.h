@@ -34,10 +34,12 @@ class QTokenTable {
   // Forgets `qt` (an operation that never started).
   void Erase(demi_qtoken_t qt);
 
-  // If `qt` is done, removes it and returns its result.
-  absl::optional<demi_qresult_t> Take(demi_qtoken_t qt);
-  // Removes and returns the earliest completed result not yet taken.
-  absl::optional<demi_qresult_t> TakeNextDone();
+  // If `qt` is done, removes it and writes its result to `out` (once, no
+  // copy in between); false if it is not done.
+  bool Take(demi_qtoken_t qt, demi_qresult_t* out);
+  // Removes the earliest completed result not yet taken into `out`; false
+  // if there is none.
+  bool TakeNextDone(demi_qresult_t* out);
 
   size_t size() const { return live_; }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/types/optional.h"
 #include "gtest/gtest.h"
 
 namespace demi {
@@ -15,6 +16,18 @@ demi_qresult_t PopResult(uint32_t length) {
   result.qr_opcode = DEMI_OPC_POP;
   result.qr_value.sga.sga_numsegs = 1;
   result.qr_value.sga.sga_segs[0].sgaseg_len = length;
+  return result;
+}
+
+absl::optional<demi_qresult_t> Take(QTokenTable& table, demi_qtoken_t qt) {
+  demi_qresult_t result;
+  if (!table.Take(qt, &result)) return absl::nullopt;
+  return result;
+}
+
+absl::optional<demi_qresult_t> TakeNextDone(QTokenTable& table) {
+  demi_qresult_t result;
+  if (!table.TakeNextDone(&result)) return absl::nullopt;
   return result;
 }
 
@@ -31,16 +44,16 @@ TEST(QTokenTableTest, TokensAreNeverZeroOrReused) {
 TEST(QTokenTableTest, ResultIsTakenOnceWithQdAndToken) {
   QTokenTable table;
   demi_qtoken_t qt = table.Add(7, DEMI_OPC_POP);
-  EXPECT_FALSE(table.Take(qt).has_value());  // Still pending.
+  EXPECT_FALSE(Take(table, qt).has_value());  // Still pending.
   table.Complete(qt, PopResult(42));
-  absl::optional<demi_qresult_t> result = table.Take(qt);
+  absl::optional<demi_qresult_t> result = Take(table, qt);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->qr_opcode, DEMI_OPC_POP);
   EXPECT_EQ(result->qr_qd, 7);
   EXPECT_EQ(result->qr_qt, qt);
   EXPECT_EQ(result->qr_value.sga.sga_segs[0].sgaseg_len, 42u);
   EXPECT_FALSE(table.Contains(qt));
-  EXPECT_FALSE(table.Take(qt).has_value());
+  EXPECT_FALSE(Take(table, qt).has_value());
 }
 
 TEST(QTokenTableTest, FailSetsOpcodeAndErrno) {
@@ -48,7 +61,7 @@ TEST(QTokenTableTest, FailSetsOpcodeAndErrno) {
   demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);
   table.Fail(qt, ECONNRESET);
   table.Complete(qt, PopResult(1));  // A second completion is ignored.
-  absl::optional<demi_qresult_t> result = table.Take(qt);
+  absl::optional<demi_qresult_t> result = Take(table, qt);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->qr_opcode, DEMI_OPC_FAILED);
   EXPECT_EQ(result->qr_ret, ECONNRESET);
@@ -62,10 +75,10 @@ TEST(QTokenTableTest, NextDoneFollowsCompletionOrderAndSkipsTaken) {
   table.Fail(c, EIO);
   table.Fail(a, EIO);
   table.Fail(b, EIO);
-  ASSERT_TRUE(table.Take(a).has_value());
-  EXPECT_EQ(table.TakeNextDone()->qr_qt, c);
-  EXPECT_EQ(table.TakeNextDone()->qr_qt, b);
-  EXPECT_FALSE(table.TakeNextDone().has_value());
+  ASSERT_TRUE(Take(table, a).has_value());
+  EXPECT_EQ(TakeNextDone(table)->qr_qt, c);
+  EXPECT_EQ(TakeNextDone(table)->qr_qt, b);
+  EXPECT_FALSE(TakeNextDone(table).has_value());
 }
 
 TEST(QTokenTableTest, ManyTakenTokensDoNotAccumulate) {
@@ -75,11 +88,11 @@ TEST(QTokenTableTest, ManyTakenTokensDoNotAccumulate) {
     demi_qtoken_t other = table.Add(1, DEMI_OPC_PUSH);
     table.Fail(other, EIO);
     table.Fail(qt, EIO);
-    table.Take(qt);
-    table.Take(other);
+    Take(table, qt);
+    Take(table, other);
   }
   EXPECT_EQ(table.size(), 0u);
-  EXPECT_FALSE(table.TakeNextDone().has_value());
+  EXPECT_FALSE(TakeNextDone(table).has_value());
 }
 
 // A token that stays pending while many newer ones come and go (a long
@@ -94,18 +107,18 @@ TEST(QTokenTableTest, OldTokensOutliveManyNewerOnes) {
     demi_qtoken_t qt = table.Add(1, DEMI_OPC_POP);
     seen.push_back(qt);
     table.Fail(qt, EIO);
-    ASSERT_TRUE(table.Take(qt).has_value());
+    ASSERT_TRUE(Take(table, qt).has_value());
   }
   EXPECT_EQ(table.size(), 2u);
   EXPECT_TRUE(table.Contains(waiting));
   EXPECT_FALSE(table.IsDone(waiting));
   for (demi_qtoken_t qt : seen) ASSERT_FALSE(table.Contains(qt));
   table.Fail(waiting, ECONNRESET);
-  absl::optional<demi_qresult_t> result = table.Take(waiting);
+  absl::optional<demi_qresult_t> result = Take(table, waiting);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->qr_qd, 3);
   EXPECT_EQ(result->qr_ret, ECONNRESET);
-  EXPECT_EQ(table.TakeNextDone()->qr_qt, untaken);
+  EXPECT_EQ(TakeNextDone(table)->qr_qt, untaken);
   EXPECT_EQ(table.size(), 0u);
   EXPECT_FALSE(table.Contains(waiting));
 }

@@ -34,7 +34,6 @@
 
 namespace demi {
 
-
 // Not thread-safe: one thread calls it.
 class RdmaLibOs {
  public:
@@ -55,13 +54,13 @@ class RdmaLibOs {
   absl::StatusOr<demi_qtoken_t> PushTo(int qd, const demi_sgarray_t& sga,
                                        const sockaddr* addr, socklen_t size);
   absl::StatusOr<demi_qtoken_t> Pop(int qd);
-  absl::Status Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
-                    const timespec* timeout);
-  absl::Status WaitAny(demi_qresult_t* qr_out, int* ready_offset,
-                       const demi_qtoken_t* qts, int num_qts,
-                       const timespec* timeout);
-  absl::Status WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
-                         const timespec* timeout);
+  // The waits return a plain errno (0, EINVAL, ETIMEDOUT) and write each
+  // result once, straight into `qr_out`.
+  int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout);
+  int WaitAny(demi_qresult_t* qr_out, int* ready_offset,
+              const demi_qtoken_t* qts, int num_qts, const timespec* timeout);
+  int WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
+                const timespec* timeout);
   demi_sgarray_t SgaAlloc(size_t size);
   absl::Status SgaFree(const demi_sgarray_t& sga);
   absl::Status SetSockOpt(int qd, int level, int optname, const void* optval,

@@ -1,14 +1,12 @@
 // The wait calls of RdmaLibOs: each drives the progress engine (Poll)
-// until its result is in or its time is up.
+// until its result is in or its time is up. No Status, no strings here:
+// a wait that times out is routine, and returns a plain errno.
 #include <cerrno>
 
 #include "demi/rdma_libos.h"
-#include "rdma/status_util.h"
 
 namespace demi {
 namespace {
-
-using rdma::ErrnoError;
 
 // A wait's deadline: NULL is forever.
 absl::Time DeadlineOf(const timespec* timeout) {
@@ -35,81 +33,64 @@ class WaitClock {
   uint32_t passes_ = 0;
 };
 
-absl::Status CheckTimeout(const timespec* timeout) {
-  if (timeout != nullptr && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
-                             timeout->tv_nsec >= 1000000000)) {
-    return ErrnoError(EINVAL, "bad timeout");
-  }
-  return absl::OkStatus();
+bool ValidTimeout(const timespec* timeout) {
+  return timeout == nullptr || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
+                                timeout->tv_nsec < 1000000000);
 }
 
 }  // namespace
 
-absl::Status RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
-                             const timespec* timeout) {
-  DEMI_RETURN_IF_ERROR(CheckTimeout(timeout));
-  if (!tokens_.Contains(qt)) return ErrnoError(EINVAL, "unknown token");
+int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
+                    const timespec* timeout) {
+  if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
   WaitClock clock(timeout);
   while (true) {
-    if (absl::optional<demi_qresult_t> result = tokens_.Take(qt)) {
-      *qr_out = *result;
-      return absl::OkStatus();
-    }
+    if (tokens_.Take(qt, qr_out)) return 0;
     if (clock.Expired()) {
       // A zero timeout still polls once.
       Poll();
-      if (absl::optional<demi_qresult_t> result = tokens_.Take(qt)) {
-        *qr_out = *result;
-        return absl::OkStatus();
-      }
-      return ErrnoError(ETIMEDOUT, "wait");
+      return tokens_.Take(qt, qr_out) ? 0 : ETIMEDOUT;
     }
     Poll();
   }
 }
 
-absl::Status RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
-                                const demi_qtoken_t* qts, int num_qts,
-                                const timespec* timeout) {
-  DEMI_RETURN_IF_ERROR(CheckTimeout(timeout));
-  if (num_qts < 0 || (num_qts > 0 && qts == nullptr)) {
-    return ErrnoError(EINVAL, "token array");
+int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
+                       const demi_qtoken_t* qts, int num_qts,
+                       const timespec* timeout) {
+  if (!ValidTimeout(timeout) || num_qts < 0 ||
+      (num_qts > 0 && qts == nullptr)) {
+    return EINVAL;
   }
   for (int i = 0; i < num_qts; ++i) {
-    if (!tokens_.Contains(qts[i])) return ErrnoError(EINVAL, "unknown token");
+    if (!tokens_.Contains(qts[i])) return EINVAL;
   }
   WaitClock clock(timeout);
   bool last = false;
   while (true) {
     for (int i = 0; i < num_qts; ++i) {
-      if (absl::optional<demi_qresult_t> result = tokens_.Take(qts[i])) {
-        *qr_out = *result;
+      if (tokens_.Take(qts[i], qr_out)) {
         *ready_offset = i;
-        return absl::OkStatus();
+        return 0;
       }
     }
-    if (last) return ErrnoError(ETIMEDOUT, "wait_any");
+    if (last) return ETIMEDOUT;
     last = clock.Expired();
     Poll();
   }
 }
 
-absl::Status RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs,
-                                  int* num_qrs_out, const timespec* timeout) {
-  DEMI_RETURN_IF_ERROR(CheckTimeout(timeout));
-  if (num_qrs <= 0) return ErrnoError(EINVAL, "result count");
+int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
+                         const timespec* timeout) {
+  if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
   WaitClock clock(timeout);
   int count = 0;
   bool last = false;
   while (true) {
-    while (count < num_qrs) {
-      absl::optional<demi_qresult_t> result = tokens_.TakeNextDone();
-      if (!result.has_value()) break;
-      qr_out[count++] = *result;
-    }
+    while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
     *num_qrs_out = count;
-    if (count == num_qrs) return absl::OkStatus();
-    if (last) return ErrnoError(ETIMEDOUT, "wait_next_n");
+    if (count == num_qrs) return 0;
+    if (last) return ETIMEDOUT;
     last = clock.Expired();
     Poll();
   }
