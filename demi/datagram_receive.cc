@@ -68,6 +68,10 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
 
 void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
                              const sockaddr_in& from) {
+  if (closing_) {  // Nobody will pop it.
+    env_.pool->Unref(buffer);
+    return;
+  }
   if (incoming_.size() >= kMaxQueuedDatagrams) {
     ++stats_.queue_full;
     env_.pool->Unref(buffer);

@@ -146,7 +146,6 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
     env_.tokens->Fail(qt, error_);
     return absl::OkStatus();
   }
-  if (TrySendInline(qt, sga, length, dest)) return absl::OkStatus();
   PushOp op;
   op.qt = qt;
   op.dest = dest;
@@ -198,6 +197,12 @@ void DatagramSocket::Service() {
       absl::StatusOr<const Route*> route = routes_.Find(op.dest);
       if (!route.ok()) {
         op.error = rdma::ErrnoOf(route.status());
+        FinishPush(op);
+        it = backlog_.erase(it);
+        continue;
+      }
+      if (*route == nullptr && closing_) {  // Nobody will wait for it.
+        op.error = EBADF;
         FinishPush(op);
         it = backlog_.erase(it);
         continue;
@@ -279,37 +284,11 @@ void DatagramSocket::PostFragment(PushOp& op) {
   }
 }
 
-bool DatagramSocket::TrySendInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                                   uint32_t length, const sockaddr_in& dest) {
-  if (!backlog_.empty() || error_ != 0 || kHeaderSize + length > max_inline_ ||
-      sga.sga_numsegs + 1 > max_send_sge_ ||
-      send_head_ - send_tail_ >= kDatagramSendDepth) {
-    return false;
-  }
-  absl::StatusOr<const Route*> route = routes_.Find(dest);
-  if (!route.ok() || *route == nullptr) return false;
-  // Inline data is copied when posted: no keys, no references, and the
-  // push is complete at once. Its slot only waits for a later signal. The
-  // route is not held: it was just used, so it is the last the cache would
-  // evict.
-  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  DatagramHeader* h = NextHeader(next_id_++, length, 1, 0, 0);
-  sges[0] = {reinterpret_cast<uintptr_t>(h), kHeaderSize, 0};
-  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
-                   sga.sga_segs[i].sgaseg_len, 0};
-  }
-  if (!PostSend(sges, static_cast<int>(sga.sga_numsegs + 1),
-                kHeaderSize + length, **route, /*last=*/false)) {
-    env_.tokens->Fail(qt, error_);
-    return true;
-  }
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_PUSH;
-  env_.tokens->Complete(qt, result);
-  ++stats_.sent;
-  return true;
+void DatagramSocket::StartClose() {
+  closing_ = true;
+  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
+  pops_.clear();
+  Service();
 }
 
 void DatagramSocket::FailAll(int err) {

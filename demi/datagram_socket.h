@@ -85,6 +85,12 @@ class DatagramSocket {
   // this QP. `request` is the request's id, ours to destroy.
   void AnswerResolve(rdma::CmIdPtr request);
 
+  // demi_close: pops fail with EBADF, and so do pushes whose destination
+  // is still being resolved; the rest are sent. Drained() once they all
+  // have.
+  void StartClose();
+  bool Drained() const { return backlog_.empty() && in_flight_.empty(); }
+
   const sockaddr_in& local() const { return local_; }
   DatagramStats stats() const;
 
@@ -138,10 +144,6 @@ class DatagramSocket {
                 bool last);
   // Posts the next fragment of `op` on its route.
   void PostFragment(PushOp& op);
-  // A small datagram to a known route with nothing queued goes out at once,
-  // inline, and its push completes at the call; false if it cannot.
-  bool TrySendInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                     uint32_t length, const sockaddr_in& dest);
   // The QP failed with `err`: every push fails (their memory stays held
   // until the socket goes, as the device may still read it).
   void FailAll(int err);
@@ -164,6 +166,7 @@ class DatagramSocket {
   uint32_t next_id_ = 1;
   int error_ = 0;            // The QP failed: every push fails with it.
   bool refill_dry_ = false;  // The pool ran dry refilling: retry on timers.
+  bool closing_ = false;
   absl::Time now_ = absl::InfinitePast();  // Coarse: set by PollTimers.
 
   // Declared so that the QP goes first, then the CQs, then the headers.

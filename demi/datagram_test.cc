@@ -323,6 +323,29 @@ TEST(DatagramTest, TwoSendersInterleaveLargeDatagrams) {
   for (int qd : {c, senders[0], senders[1]}) EXPECT_EQ(demi_close(qd), 0);
 }
 
+TEST(DatagramTest, CloseSendsWhatWasPushedBeforeIt) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  // The route first, so that every push below is posted at once.
+  PushTo(a, "warm", AddrOrDie(b_port));
+  EXPECT_EQ(PopFrom(b, nullptr), "warm");
+  constexpr int kCount = 300;
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < kCount; ++i) {
+    pushes.push_back(StartPushTo(a, Pattern(64, i), AddrOrDie(b_port)));
+  }
+  EXPECT_EQ(demi_close(a), 0);  // Right after the pushes, none waited for.
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(SameBytes(PopFrom(b, nullptr), Pattern(64, i))) << i;
+  }
+  for (demi_qtoken_t qt : pushes) {
+    demi_qresult_t qr = WaitOrFail(qt);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  }
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 TEST(DatagramTest, CloseFailsPendingPopsWithEbadf) {
   int qd = BoundSocket(NextPort());
   demi_qtoken_t qt = 0;

@@ -400,6 +400,12 @@ void RdmaLibOs::PollClosed(absl::Time now) {
       continue;
     }
     Queue& queue = *it->second;
+    if (queue.dgram != nullptr) {
+      if (queue.dgram->Drained() || now >= queue.linger_deadline) {
+        drained.push_back(qd);
+      }
+      continue;
+    }
     if (queue.flushing) {
       if (queue.conn->FlushDone()) {
         ended.emplace_back(qd, EBADF);

@@ -302,9 +302,23 @@ absl::Status RdmaLibOs::Close(int qd) {
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   switch (queue->kind) {
     case Queue::Kind::kSocket:
-    case Queue::Kind::kDatagram:
-      // Whatever a datagram socket had pending fails with EBADF now.
       Destroy(qd);
+      return absl::OkStatus();
+    case Queue::Kind::kDatagram:
+      // Datagrams already posted still go out (FinishCloses waits for
+      // them at exit); the socket goes once they have, or at its linger
+      // time.
+      if (queue->dgram == nullptr) {
+        Destroy(qd);
+        return absl::OkStatus();
+      }
+      queue->dgram->StartClose();
+      MarkClosed(*queue);
+      queue->flushing = true;
+      queue->linger_deadline =
+          absl::Now() + (queue->linger.l_onoff != 0
+                             ? absl::Seconds(queue->linger.l_linger)
+                             : kDefaultLinger);
       return absl::OkStatus();
     case Queue::Kind::kListener: {
       for (demi_qtoken_t qt : queue->accepts) tokens_.Fail(qt, EBADF);

@@ -174,9 +174,11 @@ extern int demi_connect(demi_qtoken_t *qt_out, int sockqd,
  * (SO_LINGER with l_linger 0: the connection is reset at once). Pops
  * pending at the close complete DEMI_OPC_FAILED with qr_ret EBADF. Closing
  * with messages received but not popped resets the connection (the peer's
- * pending pushes fail with ECONNRESET), as TCP does. A datagram socket goes
- * at once: its pending pushes and pops complete DEMI_OPC_FAILED with qr_ret
- * EBADF, and datagrams not popped are dropped.
+ * pending pushes fail with ECONNRESET), as TCP does. On a datagram socket,
+ * pending pops and pushes whose destination is still being resolved
+ * complete DEMI_OPC_FAILED with qr_ret EBADF; every other pending push is
+ * still sent and completes DEMI_OPC_PUSH (in the background, at exit too,
+ * within the linger time); datagrams not popped are dropped.
  *
  * @param qd The queue.
  *
@@ -233,9 +235,8 @@ extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
  * memory copied at the call). A datagram larger than the UD MTU goes as
  * several fragments; the receiver delivers it whole or not at all. The
  * first datagram to a destination resolves it (rdma_cm, then cached).
- * Completes with DEMI_OPC_PUSH once the datagram has left this host or a
- * small one was copied into the send queue (UDP semantics: it may still
- * be lost), or DEMI_OPC_FAILED with qr_ret
+ * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
+ * semantics: it may still be lost), or DEMI_OPC_FAILED with qr_ret
  * ECONNREFUSED (no datagram socket is bound at that address and port),
  * EHOSTUNREACH (no RDMA route to the address) or EBADF (the socket was
  * closed first).
