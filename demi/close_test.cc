@@ -26,16 +26,13 @@ using demi::testing::NextPort;
 using demi::testing::Pattern;
 using demi::testing::PopString;
 using demi::testing::PushString;
+using demi::testing::Sa;
 using demi::testing::SameBytes;
 using demi::testing::Scaled;
 using demi::testing::WaitOrFail;
 
 const auto* const kInit =
     ::testing::AddGlobalTestEnvironment(new demi::testing::DemiInitEnvironment);
-
-const sockaddr* Sa(const sockaddr_in& addr) {
-  return reinterpret_cast<const sockaddr*>(&addr);
-}
 
 demi_qresult_t PopResult(int qd) {
   demi_qtoken_t qt = 0;

@@ -379,12 +379,9 @@ void Connection::RetireSend(SendSlot& slot, int err) {
 void Connection::CompletePush(demi_qtoken_t qt, int err) {
   if (err != 0) {
     env_.tokens->Fail(qt, err);
-    return;
+  } else {
+    env_.tokens->Succeed(qt, DEMI_OPC_PUSH);
   }
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_PUSH;
-  env_.tokens->Complete(qt, result);
 }
 
 void Connection::FinishPush(PushOp& op, int err) {

@@ -10,17 +10,6 @@
 #include "rdma/wc_status.h"
 
 namespace demi {
-namespace {
-
-// A zero-length sga: what a pop returns at EOF.
-demi_sgarray_t EofSga() {
-  demi_sgarray_t sga;
-  std::memset(&sga, 0, sizeof(sga));
-  sga.sga_numsegs = 1;
-  return sga;
-}
-
-}  // namespace
 
 Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
   for (Incoming& in : incoming_) {
@@ -84,13 +73,9 @@ void Connection::Pop(demi_qtoken_t qt) {
 void Connection::DeliverPops() {
   while (!pops_.empty() && !incoming_.empty()) {
     Incoming& in = incoming_.front();
-    demi_qresult_t result;
-    std::memset(&result, 0, sizeof(result));
-    result.qr_opcode = DEMI_OPC_POP;
-    demi_sgarray_t& sga = result.qr_value.sga;
     if (in.type == WireType::kClose) {
-      sga = EofSga();  // EOF stays at the head: every later pop sees it.
-      env_.tokens->Complete(pops_.front(), result);
+      // EOF, a zero-length sga, stays at the head: every later pop sees it.
+      env_.tokens->CompletePop(pops_.front(), nullptr, nullptr, 0, {});
       pops_.pop_front();
       continue;
     }
@@ -108,13 +93,8 @@ void Connection::DeliverPops() {
       data = buffer->data;
       done_backlog_.push_back(in.cookie);
     }
-    sga.sga_buf = buffer;
-    sga.sga_numsegs = 1;
-    sga.sga_segs[0].sgaseg_buf = data;
-    sga.sga_segs[0].sgaseg_len = in.length;
-    sga.sga_addr = peer_addr;
     env_.app_buffers->insert(buffer);
-    env_.tokens->Complete(pops_.front(), result);
+    env_.tokens->CompletePop(pops_.front(), buffer, data, in.length, peer_addr);
     pops_.pop_front();
     incoming_.pop_front();
     --unpopped_data_;

@@ -85,17 +85,9 @@ void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
 void DatagramSocket::DeliverPops() {
   while (!pops_.empty() && !incoming_.empty()) {
     Incoming& in = incoming_.front();
-    demi_qresult_t result;
-    std::memset(&result, 0, sizeof(result));
-    result.qr_opcode = DEMI_OPC_POP;
-    demi_sgarray_t& sga = result.qr_value.sga;
-    sga.sga_buf = in.buffer;
-    sga.sga_numsegs = 1;
-    sga.sga_segs[0].sgaseg_buf = in.data;
-    sga.sga_segs[0].sgaseg_len = in.length;
-    sga.sga_addr = in.from;
     env_.app_buffers->insert(in.buffer);
-    env_.tokens->Complete(pops_.front(), result);
+    env_.tokens->CompletePop(pops_.front(), in.buffer, in.data, in.length,
+                             in.from);
     pops_.pop_front();
     incoming_.pop_front();
   }

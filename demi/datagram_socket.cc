@@ -307,10 +307,7 @@ void DatagramSocket::FinishPush(PushOp& op) {
     if (op.error != 0) {
       env_.tokens->Fail(op.qt, op.error);
     } else {
-      demi_qresult_t result;
-      std::memset(&result, 0, sizeof(result));
-      result.qr_opcode = DEMI_OPC_PUSH;
-      env_.tokens->Complete(op.qt, result);
+      env_.tokens->Succeed(op.qt, DEMI_OPC_PUSH);
       ++stats_.sent;
     }
     op.qt = 0;

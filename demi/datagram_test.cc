@@ -25,8 +25,10 @@ namespace {
 using demi::DatagramHeader;
 using demi::kMaxDatagram;
 using demi::testing::AddrOrDie;
+using demi::testing::Ms;
 using demi::testing::NextPort;
 using demi::testing::Pattern;
+using demi::testing::Sa;
 using demi::testing::SameBytes;
 using demi::testing::SgaBytes;
 using demi::testing::WaitOrFail;
@@ -34,12 +36,6 @@ using demi::testing::WaitOrFail;
 // A pool small enough that unbounded reassembly would run it dry.
 const auto* const kInit = ::testing::AddGlobalTestEnvironment(
     new demi::testing::DemiInitEnvironment(/*pool_limit_mb=*/64));
-
-const sockaddr* Sa(const sockaddr_in& addr) {
-  return reinterpret_cast<const sockaddr*>(&addr);
-}
-
-timespec Ms(int ms) { return absl::ToTimespec(absl::Milliseconds(ms)); }
 
 // A datagram socket bound to the test address at `port`.
 int BoundSocket(uint16_t port) {

@@ -20,10 +20,12 @@ using demi::testing::AddrOrDie;
 using demi::testing::ClosePair;
 using demi::testing::DemiPair;
 using demi::testing::MakePair;
+using demi::testing::Ms;
 using demi::testing::NextPort;
 using demi::testing::Pattern;
 using demi::testing::PopString;
 using demi::testing::PushString;
+using demi::testing::Sa;
 using demi::testing::SameBytes;
 using demi::testing::SgaBytes;
 using demi::testing::WaitOrFail;
@@ -32,16 +34,10 @@ using demi::testing::WaitOrFail;
 const auto* const kInit = ::testing::AddGlobalTestEnvironment(
     new demi::testing::DemiInitEnvironment(/*pool_limit_mb=*/256));
 
-timespec Ms(int ms) { return absl::ToTimespec(absl::Milliseconds(ms)); }
-
 int NewSocket() {
   int qd = -1;
   EXPECT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
   return qd;
-}
-
-const sockaddr* Sa(const sockaddr_in& addr) {
-  return reinterpret_cast<const sockaddr*>(&addr);
 }
 
 #pragma GCC diagnostic push

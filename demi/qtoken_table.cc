@@ -68,6 +68,27 @@ void QTokenTable::Fail(demi_qtoken_t qt, int err) {
   Complete(qt, result);
 }
 
+void QTokenTable::Succeed(demi_qtoken_t qt, demi_opcode_t opcode) {
+  demi_qresult_t result;
+  std::memset(&result, 0, sizeof(result));
+  result.qr_opcode = opcode;
+  Complete(qt, result);
+}
+
+void QTokenTable::CompletePop(demi_qtoken_t qt, void* handle, void* data,
+                              uint32_t length, const sockaddr_in& from) {
+  demi_qresult_t result;
+  std::memset(&result, 0, sizeof(result));
+  result.qr_opcode = DEMI_OPC_POP;
+  demi_sgarray_t& sga = result.qr_value.sga;
+  sga.sga_buf = handle;
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = data;
+  sga.sga_segs[0].sgaseg_len = length;
+  sga.sga_addr = from;
+  Complete(qt, result);
+}
+
 void QTokenTable::Erase(demi_qtoken_t qt) {
   if (Entry* entry = Lookup(qt)) Forget(qt, *entry);
 }

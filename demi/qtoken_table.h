@@ -4,13 +4,13 @@
 #define DEMI_DEMI_QTOKEN_TABLE_H_
 
 #include <demi/types.h>
+#include <netinet/in.h>
 
 #include <cstdint>
 #include <deque>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/types/optional.h"
 
 namespace demi {
 
@@ -30,6 +30,12 @@ class QTokenTable {
   void Complete(demi_qtoken_t qt, demi_qresult_t result);
   // Completes `qt` as DEMI_OPC_FAILED with `err`.
   void Fail(demi_qtoken_t qt, int err);
+  // Completes `qt` with `opcode` and nothing more (a push, a connect).
+  void Succeed(demi_qtoken_t qt, demi_opcode_t opcode);
+  // Completes the pop `qt` with one segment: `length` bytes at `data` in
+  // the buffer `handle` (the sga's sga_buf), from `from`.
+  void CompletePop(demi_qtoken_t qt, void* handle, void* data, uint32_t length,
+                   const sockaddr_in& from);
 
   // Forgets `qt` (an operation that never started).
   void Erase(demi_qtoken_t qt);

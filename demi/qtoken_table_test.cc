@@ -56,6 +56,31 @@ TEST(QTokenTableTest, ResultIsTakenOnceWithQdAndToken) {
   EXPECT_FALSE(Take(table, qt).has_value());
 }
 
+TEST(QTokenTableTest, SucceedAndCompletePopFillTheResult) {
+  QTokenTable table;
+  demi_qtoken_t push = table.Add(2, DEMI_OPC_PUSH);
+  demi_qtoken_t pop = table.Add(2, DEMI_OPC_POP);
+  table.Succeed(push, DEMI_OPC_PUSH);
+  char bytes[8] = {};
+  sockaddr_in from = {};
+  from.sin_port = 77;
+  table.CompletePop(pop, &bytes, bytes + 2, 6, from);
+  absl::optional<demi_qresult_t> got = Take(table, push);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(got->qr_ret, 0);
+  got = Take(table, pop);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->qr_opcode, DEMI_OPC_POP);
+  const demi_sgarray_t& sga = got->qr_value.sga;
+  EXPECT_EQ(sga.sga_buf, static_cast<void*>(&bytes));
+  EXPECT_EQ(sga.sga_numsegs, 1u);
+  EXPECT_EQ(sga.sga_segs[0].sgaseg_buf, static_cast<void*>(bytes + 2));
+  EXPECT_EQ(sga.sga_segs[0].sgaseg_len, 6u);
+  sockaddr_in got_from = sga.sga_addr;
+  EXPECT_EQ(got_from.sin_port, 77);
+}
+
 TEST(QTokenTableTest, FailSetsOpcodeAndErrno) {
   QTokenTable table;
   demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);

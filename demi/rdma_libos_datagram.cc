@@ -61,10 +61,7 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::ConnectDatagram(
   queue.dgram->has_peer = true;
   queue.dgram->peer = remote;
   demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_CONNECT);
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_CONNECT;
-  tokens_.Complete(qt, result);
+  tokens_.Succeed(qt, DEMI_OPC_CONNECT);
   return qt;
 }
 

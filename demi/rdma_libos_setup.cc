@@ -242,10 +242,7 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
     return;
   }
   queue.conn->Open(*peer);
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_CONNECT;
-  tokens_.Complete(queue.connect_qt, result);
+  tokens_.Succeed(queue.connect_qt, DEMI_OPC_CONNECT);
   queue.connect_qt = 0;
 }
 

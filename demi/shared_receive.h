@@ -21,7 +21,6 @@
 
 namespace demi {
 
-
 class SharedReceive {
  public:
   // An SRQ and its CQ on `context` in `pd`, taking `buffer_size` pieces

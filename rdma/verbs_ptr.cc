@@ -125,20 +125,17 @@ absl::StatusOr<CmIdPtr> CreateCmId(rdma_event_channel* channel, void* context,
   return CmIdPtr(id);
 }
 
-absl::StatusOr<CmQpPtr> CreateRcQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
-                                   ibv_cq* recv_cq, ibv_srq* srq,
-                                   QpCaps* caps) {
-  ibv_qp_init_attr attr = {};
-  attr.send_cq = send_cq;
-  attr.recv_cq = recv_cq;
-  attr.srq = srq;
-  attr.qp_type = IBV_QPT_RC;
+namespace {
+
+// rdma_create_qp with `caps`, which then hold what the device granted.
+absl::StatusOr<CmQpPtr> CreateQp(rdma_cm_id* id, ibv_pd* pd,
+                                 ibv_qp_init_attr& attr, QpCaps* caps) {
   // Selective signalling: the sender asks for completions where it needs them.
   attr.sq_sig_all = 0;
   attr.cap.max_send_wr = caps->max_send_wr;
-  attr.cap.max_recv_wr = srq != nullptr ? 0 : caps->max_recv_wr;
+  attr.cap.max_recv_wr = attr.srq != nullptr ? 0 : caps->max_recv_wr;
   attr.cap.max_send_sge = caps->max_send_sge;
-  attr.cap.max_recv_sge = srq != nullptr ? 0 : caps->max_recv_sge;
+  attr.cap.max_recv_sge = attr.srq != nullptr ? 0 : caps->max_recv_sge;
   attr.cap.max_inline_data = caps->max_inline_data;
   DEMI_RETURN_IF_ERROR(
       CheckCm(rdma_create_qp(id, pd, &attr), "rdma_create_qp"));
@@ -150,26 +147,26 @@ absl::StatusOr<CmQpPtr> CreateRcQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
   return CmQpPtr(id);
 }
 
+}  // namespace
+
+absl::StatusOr<CmQpPtr> CreateRcQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
+                                   ibv_cq* recv_cq, ibv_srq* srq,
+                                   QpCaps* caps) {
+  ibv_qp_init_attr attr = {};
+  attr.send_cq = send_cq;
+  attr.recv_cq = recv_cq;
+  attr.srq = srq;
+  attr.qp_type = IBV_QPT_RC;
+  return CreateQp(id, pd, attr, caps);
+}
+
 absl::StatusOr<CmQpPtr> CreateUdQp(rdma_cm_id* id, ibv_pd* pd, ibv_cq* send_cq,
                                    ibv_cq* recv_cq, QpCaps* caps) {
   ibv_qp_init_attr attr = {};
   attr.send_cq = send_cq;
   attr.recv_cq = recv_cq;
   attr.qp_type = IBV_QPT_UD;
-  attr.sq_sig_all = 0;
-  attr.cap.max_send_wr = caps->max_send_wr;
-  attr.cap.max_recv_wr = caps->max_recv_wr;
-  attr.cap.max_send_sge = caps->max_send_sge;
-  attr.cap.max_recv_sge = caps->max_recv_sge;
-  attr.cap.max_inline_data = caps->max_inline_data;
-  DEMI_RETURN_IF_ERROR(
-      CheckCm(rdma_create_qp(id, pd, &attr), "rdma_create_qp (UD)"));
-  caps->max_send_wr = attr.cap.max_send_wr;
-  caps->max_recv_wr = attr.cap.max_recv_wr;
-  caps->max_send_sge = attr.cap.max_send_sge;
-  caps->max_recv_sge = attr.cap.max_recv_sge;
-  caps->max_inline_data = attr.cap.max_inline_data;
-  return CmQpPtr(id);
+  return CreateQp(id, pd, attr, caps);
 }
 
 absl::StatusOr<AhPtr> CreateAh(ibv_pd* pd, ibv_ah_attr* attr) {

@@ -12,6 +12,12 @@
 
 namespace demi::testing {
 
+const sockaddr* Sa(const sockaddr_in& addr) {
+  return reinterpret_cast<const sockaddr*>(&addr);
+}
+
+timespec Ms(int ms) { return absl::ToTimespec(absl::Milliseconds(ms)); }
+
 void DemiInitEnvironment::SetUp() {
   if (pool_limit_mb_ > 0) {
     setenv("DEMI_POOL_LIMIT_MB", std::to_string(pool_limit_mb_).c_str(), 1);

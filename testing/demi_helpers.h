@@ -4,6 +4,7 @@
 
 #include <demi/libos.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,12 @@ class DemiInitEnvironment : public ::testing::Environment {
  private:
   int pool_limit_mb_;
 };
+
+// An IPv4 address as the API takes it.
+const sockaddr* Sa(const sockaddr_in& addr);
+
+// A timeout of `ms` milliseconds, for the wait calls.
+timespec Ms(int ms);
 
 // A port no other test of this process has used (a per-process base, so
 // tests running side by side on one host do not collide).
