@@ -26,7 +26,9 @@ void DemiInitEnvironment::SetUp() {
 }
 
 uint16_t NextPort() {
-  static uint16_t next = static_cast<uint16_t>(20000 + (getpid() % 400) * 100);
+  // Below 32768, where the kernel (and so rdma_cm) picks ephemeral ports
+  // for connecting ids: a listener there could find its port taken.
+  static uint16_t next = static_cast<uint16_t>(20000 + (getpid() % 120) * 100);
   return next++;
 }
 
@@ -52,12 +54,13 @@ demi_qresult_t WaitOrFail(demi_qtoken_t qt, absl::Duration timeout) {
 bool MakePair(DemiPair* pair) {
   sockaddr_in addr = AddrOrDie(NextPort());
   const sockaddr* sa = reinterpret_cast<const sockaddr*>(&addr);
-  bool ok = demi_socket(&pair->listener, AF_INET, SOCK_STREAM, 0) == 0 &&
-            demi_bind(pair->listener, sa, sizeof(addr)) == 0 &&
-            demi_listen(pair->listener, 16) == 0 &&
-            demi_socket(&pair->client, AF_INET, SOCK_STREAM, 0) == 0;
-  EXPECT_TRUE(ok) << "socket/bind/listen";
-  if (!ok) return false;
+  int err = demi_socket(&pair->listener, AF_INET, SOCK_STREAM, 0);
+  if (err == 0) err = demi_bind(pair->listener, sa, sizeof(addr));
+  if (err == 0) err = demi_listen(pair->listener, 16);
+  if (err == 0) err = demi_socket(&pair->client, AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(err, 0) << "socket/bind/listen on port " << ntohs(addr.sin_port)
+                    << ": " << std::strerror(err);
+  if (err != 0) return false;
   demi_qtoken_t accept_qt = 0, connect_qt = 0;
   EXPECT_EQ(demi_accept(&accept_qt, pair->listener), 0);
   EXPECT_EQ(demi_connect(&connect_qt, pair->client, sa, sizeof(addr)), 0);
