@@ -76,19 +76,24 @@ absl::StatusOr<int> ConnectDatagram(const sockaddr_in& local,
                                     absl::Duration timeout) {
   DEMI_ASSIGN_OR_RETURN(int qd, BindDatagram(local));
   absl::Time deadline = absl::Now() + timeout;
+  // One pop for the answer, whichever hello it answers.
+  demi_qtoken_t pop = 0;
+  if (int err = demi_pop(&pop, qd); err != 0) {
+    demi_close(qd);
+    return rdma::ErrnoError(err, "demi_pop");
+  }
   while (true) {
-    demi_qtoken_t pop = 0;
-    if (int err = demi_pop(&pop, qd); err != 0) {
-      demi_close(qd);
-      return rdma::ErrnoError(err, "demi_pop");
-    }
     absl::Status sent = SendControl(qd, kHello, server, timeout);
     if (sent.ok()) {
       demi_qresult_t qr;
       timespec wait = absl::ToTimespec(absl::Seconds(1));
-      if (demi_wait(&qr, pop, &wait) == 0 && qr.qr_opcode == DEMI_OPC_POP) {
-        demi_sgafree(&qr.qr_value.sga);
-        break;
+      if (demi_wait(&qr, pop, &wait) == 0) {
+        if (qr.qr_opcode == DEMI_OPC_POP) {
+          demi_sgafree(&qr.qr_value.sga);
+          break;
+        }
+        demi_close(qd);
+        return rdma::ErrnoError(static_cast<int>(qr.qr_ret), "demi_pop");
       }
     }
     if (absl::Now() > deadline) {
@@ -97,7 +102,7 @@ absl::StatusOr<int> ConnectDatagram(const sockaddr_in& local,
           absl::StrCat("no datagram server answers at ", AddrString(server),
                        sent.ok() ? "" : ": ", sent.message()));
     }
-    // The pop stays pending (the next hello's answer completes it).
+    // Not up yet, or the hello or its answer was lost: again.
     absl::SleepFor(absl::Milliseconds(100));
   }
   demi_qtoken_t qt = 0;

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "rdma/status_util.h"
 #include "tools/cdf_plot.h"
+#include "tools/datagram_tool.h"
 #include "tools/demi_tool.h"
 #include "tools/latency_stats.h"
 #include "tools/message_server.h"
@@ -115,6 +116,14 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
     ClientConn& c = *by_qd[qr.qr_qd];
     size_t got_bytes = SgaLength(qr.qr_value.sga);
     demi_sgafree(&qr.qr_value.sga);
+    if (absl::GetFlag(FLAGS_udp) && got_bytes < kMinDatagramSize) {
+      // A late answer to a hello (ConnectFromFlags): not this round's.
+      demi_qtoken_t qt = 0;
+      if (int err = demi_pop(&qt, c.qd); err != 0) {
+        return rdma::ErrnoError(err, "demi_pop");
+      }
+      continue;
+    }
     if (got_bytes != size) {
       return absl::DataLossError(
           absl::StrCat("echo of ", size, " bytes came back with ", got_bytes));
