@@ -20,7 +20,7 @@ Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
       max_inline_(max_inline),
       max_send_sge_(max_send_sge),
       credits_(&env.receive->credits()),
-      sends_(qp, kSendDepth, kSignalInterval) {}
+      sends_(qp, kSendDepth, kSignalInterval, nullptr, env.signaled_sends) {}
 
 Connection::~Connection() {
   // Whatever was still posted can no longer complete: the QP is gone first

@@ -56,6 +56,8 @@ struct ConnectionEnv {
   absl::flat_hash_set<int>* aborted;
   ibv_pd* pd;
   int device;  // Index of the device, for SgaPool::Lkey.
+  // Signalled send requests in flight on the device (see SendQueue).
+  uint32_t* signaled_sends;
 };
 
 // Not thread-safe; owned by RdmaLibOs.

@@ -71,6 +71,9 @@ inline constexpr int kPollBatch = 32;
 // Progress passes between looks at the rdma_cm channel: each look is a
 // system call, which would otherwise dominate a pass.
 inline constexpr uint32_t kCmPollInterval = 64;
+// Progress passes between polls of a device's send CQs while no signalled
+// send is in flight there (unsignalled ones complete only on failure).
+inline constexpr uint32_t kIdleSendPollInterval = 16;
 
 // --- Failures and closes ---
 

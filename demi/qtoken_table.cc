@@ -35,7 +35,14 @@ demi_qtoken_t QTokenTable::Add(int qd, demi_opcode_t opcode) {
   demi_qtoken_t qt = next_++;
   Entry& entry = Slot(qt);
   entry.state = Entry::kPending;
+  // The completions below fill in only their own fields: an empty result
+  // here, without zeroing all of qr_value (most of it is segments).
   entry.result.qr_opcode = opcode;
+  entry.result.qr_ret = 0;
+  demi_sgarray_t& sga = entry.result.qr_value.sga;
+  sga.sga_buf = nullptr;
+  sga.sga_numsegs = 0;
+  sga.sga_addr = {};
   entry.result.qr_qd = qd;
   entry.result.qr_qt = qt;
   ++live_;
@@ -47,46 +54,55 @@ bool QTokenTable::IsDone(demi_qtoken_t qt) {
   return entry != nullptr && entry->state == Entry::kDone;
 }
 
-void QTokenTable::Complete(demi_qtoken_t qt, demi_qresult_t result) {
+QTokenTable::Entry* QTokenTable::Pending(demi_qtoken_t qt) {
   Entry* entry = Lookup(qt);
-  if (entry == nullptr || entry->state == Entry::kDone) return;
+  return entry != nullptr && entry->state == Entry::kPending ? entry : nullptr;
+}
+
+void QTokenTable::Finish(demi_qtoken_t qt, Entry& entry) {
+  entry.state = Entry::kDone;
+  done_order_.push_back(qt);
+}
+
+void QTokenTable::Complete(demi_qtoken_t qt, demi_qresult_t result) {
+  Entry* entry = Pending(qt);
+  if (entry == nullptr) return;
   result.qr_qd = entry->result.qr_qd;
   result.qr_qt = qt;
   if (result.qr_opcode == DEMI_OPC_INVALID) {
     result.qr_opcode = entry->result.qr_opcode;
   }
   entry->result = result;
-  entry->state = Entry::kDone;
-  done_order_.push_back(qt);
+  Finish(qt, *entry);
 }
 
 void QTokenTable::Fail(demi_qtoken_t qt, int err) {
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_FAILED;
-  result.qr_ret = err;
-  Complete(qt, result);
+  Entry* entry = Pending(qt);
+  if (entry == nullptr) return;
+  entry->result.qr_opcode = DEMI_OPC_FAILED;
+  entry->result.qr_ret = err;
+  Finish(qt, *entry);
 }
 
 void QTokenTable::Succeed(demi_qtoken_t qt, demi_opcode_t opcode) {
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = opcode;
-  Complete(qt, result);
+  Entry* entry = Pending(qt);
+  if (entry == nullptr) return;
+  entry->result.qr_opcode = opcode;
+  Finish(qt, *entry);
 }
 
 void QTokenTable::CompletePop(demi_qtoken_t qt, void* handle, void* data,
                               uint32_t length, const sockaddr_in& from) {
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_POP;
-  demi_sgarray_t& sga = result.qr_value.sga;
+  Entry* entry = Pending(qt);
+  if (entry == nullptr) return;
+  entry->result.qr_opcode = DEMI_OPC_POP;
+  demi_sgarray_t& sga = entry->result.qr_value.sga;
   sga.sga_buf = handle;
   sga.sga_numsegs = 1;
   sga.sga_segs[0].sgaseg_buf = data;
   sga.sga_segs[0].sgaseg_len = length;
   sga.sga_addr = from;
-  Complete(qt, result);
+  Finish(qt, *entry);
 }
 
 void QTokenTable::Erase(demi_qtoken_t qt) {

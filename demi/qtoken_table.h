@@ -60,6 +60,10 @@ class QTokenTable {
   static constexpr uint64_t kRingSize = 1024;
 
   Entry* Lookup(demi_qtoken_t qt);
+  // The entry of `qt` if it is pending (not done, not gone).
+  Entry* Pending(demi_qtoken_t qt);
+  // Marks a pending entry whose result is filled in as done.
+  void Finish(demi_qtoken_t qt, Entry& entry);
   Entry& Slot(demi_qtoken_t qt) { return ring_[qt % kRingSize]; }
   void Forget(demi_qtoken_t qt, Entry& entry);
 

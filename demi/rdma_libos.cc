@@ -103,6 +103,7 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   env.aborted = &aborted_;
   env.pd = device->pd.get();
   env.device = device->index;
+  env.signaled_sends = &device->signaled_sends;
   return env;
 }
 
@@ -454,7 +455,9 @@ bool RdmaLibOs::PollCompletions(Device& device) {
     }
   }
   more |= n == kPollBatch;
-  for (size_t c = 0; c < device.send_cqs->size(); ++c) {
+  bool sends_due =
+      device.signaled_sends > 0 || poll_passes_ % kIdleSendPollInterval == 0;
+  for (size_t c = 0; sends_due && c < device.send_cqs->size(); ++c) {
     n = ibv_poll_cq(device.send_cqs->cq(c), kPollBatch, wcs);
     if (n < 0) {
       DEMI_LOG(ERROR) << "ibv_poll_cq failed";
@@ -474,7 +477,8 @@ bool RdmaLibOs::PollCompletions(Device& device) {
 void RdmaLibOs::RefillReceives(Device& device) {
   if (!device.receive->Refill()) device.refill_dry = true;
   if (!device.receive->HasWaiting()) return;
-  for (int qd : device.receive->TakeWaiting()) {
+  device.receive->TakeWaiting(waiting_scratch_);
+  for (int qd : waiting_scratch_) {
     auto it = queues_.find(qd);
     if (it != queues_.end() && it->second->conn != nullptr) {
       it->second->conn->OnBuffersPosted();
@@ -483,9 +487,9 @@ void RdmaLibOs::RefillReceives(Device& device) {
 }
 
 void RdmaLibOs::FlushDueCredits() {
-  std::vector<int> due;
-  due.swap(credit_due_);
-  for (int qd : due) {
+  due_scratch_.clear();
+  due_scratch_.swap(credit_due_);
+  for (int qd : due_scratch_) {
     auto it = queues_.find(qd);
     if (it != queues_.end() && it->second->conn != nullptr) {
       it->second->conn->FlushDueCredits();

@@ -81,6 +81,10 @@ class RdmaLibOs {
     rdma::PdPtr pd;
     std::unique_ptr<SharedReceive> receive;
     std::unique_ptr<CqPool> send_cqs;
+    // Signalled send requests in flight on the device's QPs: while there
+    // are none, a pass polls the send CQs only every kIdleSendPollInterval
+    // (a failed unsignalled request completes too, and is found then).
+    uint32_t signaled_sends = 0;
     uint32_t max_send_sge = 1;
     // The pool ran dry refilling the SRQ: retried with the timers, not on
     // every pass (a failed allocation tries to register memory).
@@ -192,8 +196,12 @@ class RdmaLibOs {
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
   // Each QP's connection, for completions: one lookup per completion.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
-  absl::flat_hash_set<int> closed_;   // Closed queues still draining.
-  std::vector<int> credit_due_;       // See ConnectionEnv::credit_due.
+  absl::flat_hash_set<int> closed_;  // Closed queues still draining.
+  std::vector<int> credit_due_;      // See ConnectionEnv::credit_due.
+  // What FlushDueCredits and RefillReceives walk: kept, so that swapping
+  // lists back and forth allocates nothing per pass.
+  std::vector<int> due_scratch_;
+  std::vector<int> waiting_scratch_;
   absl::flat_hash_set<int> aborted_;  // See ConnectionEnv::aborted.
   // The bound datagram sockets, polled on every pass.
   std::vector<DatagramSocket*> datagrams_;

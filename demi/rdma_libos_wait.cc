@@ -8,27 +8,30 @@
 namespace demi {
 namespace {
 
-// A wait's deadline: NULL is forever.
-absl::Time DeadlineOf(const timespec* timeout) {
-  if (timeout == nullptr) return absl::InfiniteFuture();
-  return absl::Now() + absl::DurationFromTimespec(*timeout);
-}
-
-// A wait's clock: reading the time costs more than a progress pass under
-// emulation, so after the first look only every kClockInterval-th pass
-// looks again.
+// A wait's clock (a NULL timeout is forever). Reading the time costs more
+// than a progress pass, and most waits end within a few passes: so the
+// clock is first read after kClockInterval passes, the deadline counting
+// from then (a few microseconds late at most), and then every
+// kClockInterval-th pass. A zero timeout expires at once.
 class WaitClock {
  public:
   explicit WaitClock(const timespec* timeout)
-      : deadline_(DeadlineOf(timeout)) {}
+      : forever_(timeout == nullptr),
+        timeout_(forever_ ? absl::ZeroDuration()
+                          : absl::DurationFromTimespec(*timeout)) {}
   bool Expired() {
-    if (deadline_ == absl::InfiniteFuture()) return false;
-    if (passes_++ % kClockInterval != 0) return false;
-    return absl::Now() >= deadline_;
+    if (forever_) return false;
+    if (timeout_ == absl::ZeroDuration()) return true;
+    if (++passes_ % kClockInterval != 0) return false;
+    absl::Time now = absl::Now();
+    if (passes_ == kClockInterval) deadline_ = now + timeout_;
+    return now >= deadline_;
   }
 
  private:
   static constexpr uint32_t kClockInterval = 32;
+  const bool forever_;
+  const absl::Duration timeout_;
   absl::Time deadline_;
   uint32_t passes_ = 0;
 };

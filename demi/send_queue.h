@@ -39,8 +39,12 @@ class SendQueue {
   using PostFn = int (*)(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad);
 
   // `depth` slots; at most `signal_interval` - 1 unsignalled in a row.
+  // `signaled_total` (borrowed, may be null) counts the signalled requests
+  // posted and not yet completed of every queue sharing a completion
+  // queue, so that the progress engine polls it only while one may come.
   SendQueue(ibv_qp* qp, uint32_t depth, uint32_t signal_interval,
-            PostFn post = nullptr);
+            PostFn post = nullptr, uint32_t* signaled_total = nullptr);
+  ~SendQueue();
   SendQueue(const SendQueue&) = delete;
   SendQueue& operator=(const SendQueue&) = delete;
 
@@ -69,7 +73,10 @@ class SendQueue {
       slots_[tail_ % depth_] = SendSlot();
       bool last = tail_ == wr_id;
       ++tail_;
-      if (done.signaled) --signaled_;
+      if (done.signaled) {
+        --signaled_;
+        if (signaled_total_ != nullptr) --*signaled_total_;
+      }
       retire(done, last ? err : 0);
     }
     return true;
@@ -86,6 +93,7 @@ class SendQueue {
   const uint32_t depth_;
   const uint32_t signal_interval_;
   PostFn post_;
+  uint32_t* signaled_total_;
   std::vector<SendSlot> slots_;
   uint64_t head_ = 0;  // Next wr_id.
   uint64_t tail_ = 0;  // Oldest wr_id not retired.

@@ -48,6 +48,33 @@ TEST_F(SendQueueTest, WrIdsAreSequenceNumbersAndSignalsAreSpaced) {
   EXPECT_TRUE(queue.has_signaled());
 }
 
+TEST_F(SendQueueTest, SignaledSendsInFlightAreCountedAcrossQueues) {
+  uint32_t total = 0;
+  auto ignore = [](SendSlot&, int) {};
+  {
+    SendQueue a(nullptr, 8, 4, RecordPost, &total);
+    SendQueue b(nullptr, 8, 4, RecordPost, &total);
+    PostOne(a);
+    EXPECT_EQ(total, 0u);  // Unsignalled: no completion will come.
+    uint64_t first = PostOne(a, /*must_signal=*/true);
+    PostOne(b, /*must_signal=*/true);
+    uint64_t last = PostOne(a, /*must_signal=*/true);
+    EXPECT_EQ(total, 3u);
+    EXPECT_TRUE(a.Complete(first, 0, ignore));
+    EXPECT_EQ(total, 2u);
+    next_rc = ENOMEM;  // A failed post counts nothing.
+    ibv_send_wr wr = {};
+    SendSlot slot;
+    EXPECT_EQ(a.Post(wr, slot, true), ENOMEM);
+    EXPECT_EQ(total, 2u);
+    next_rc = 0;
+    EXPECT_TRUE(a.Complete(last, 0, ignore));
+    EXPECT_EQ(total, 1u);
+  }
+  // A queue that goes with a signalled request posted takes it along.
+  EXPECT_EQ(total, 0u);
+}
+
 TEST_F(SendQueueTest, ACompletionRetiresEverySlotUpToItInOrder) {
   SendQueue queue(nullptr, 8, 4, RecordPost);
   for (uint64_t i = 0; i < 6; ++i) PostOne(queue, false, 100 + i);

@@ -103,10 +103,9 @@ Buffer* SharedReceive::Take(uint64_t wr_id) {
   return buffer;
 }
 
-std::vector<int> SharedReceive::TakeWaiting() {
-  std::vector<int> waiting;
-  waiting.swap(waiting_);
-  return waiting;
+void SharedReceive::TakeWaiting(std::vector<int>& out) {
+  out.clear();
+  out.swap(waiting_);
 }
 
 }  // namespace demi

@@ -49,7 +49,9 @@ class SharedReceive {
   // credits; the progress engine serves them after a refill.
   void AddWaiting(int qd) { waiting_.push_back(qd); }
   bool HasWaiting() const { return !waiting_.empty(); }
-  std::vector<int> TakeWaiting();
+  // Moves them into `out` (emptied first), which lends its capacity to
+  // the next waiters: no allocation per refill.
+  void TakeWaiting(std::vector<int>& out);
 
  private:
   SharedReceive(SgaPool* pool, int device, uint32_t buffer_size)

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Benchmarks: runs each of ours beside its peer (perftest, rstream) on the
-# same RDMA device in one VM boot (or on this machine's device), then the
-# latency probe between two VMs, and writes BENCHMARKS.md. Installs what is
+# same RDMA device in one VM boot (or on this machine's device), latency
+# and message rate alternately over several rounds (DEMI_BENCH_ROUNDS, 5),
+# counts instructions per round trip under callgrind, then runs the latency
+# probe between two VMs, and writes BENCHMARKS.md. Installs what is
 # missing. Usage: tools/benchmarks.sh [OUTPUT_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -4,7 +4,8 @@
 # GoogleTest, Google Benchmark, and for the soft-RoCE VM QEMU, the Debian
 # kernel (which ships rdma_rxe), static busybox and cpio; clang and
 # libFuzzer for the fuzz targets; python3 and man-db for the man pages,
-# CMake and make for the examples built against an installed prefix.
+# CMake and make for the examples built against an installed prefix;
+# valgrind for the benchmarks' instruction counts.
 # Idempotent.
 set -euo pipefail
 
@@ -16,7 +17,7 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
   gnuplot-nox
   clang-16 libfuzzer-16-dev libclang-rt-16-dev pkg-config
-  python3 man-db cmake make
+  python3 man-db cmake make valgrind
 )
 
 missing=()

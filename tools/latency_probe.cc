@@ -93,6 +93,7 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   }
   std::vector<double> samples;
   samples.reserve(iters);
+  const absl::Duration timeout = FlagTimeout();
   int active = 0;
   for (ClientConn& c : conns) {
     if (c.target == 0) continue;
@@ -101,7 +102,7 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   }
   while (active > 0) {
     demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, FlagTimeout()));
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, timeout));
     if (!got) {
       return absl::DeadlineExceededError(
           absl::StrCat("no answer from the server within ",

@@ -109,9 +109,10 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
   Result result;
   result.size = size;
   double last = start;
+  const absl::Duration timeout = FlagTimeout();
   while (in_flight > 0) {
     demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, FlagTimeout()));
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, timeout));
     if (!got) {
       return absl::DeadlineExceededError(absl::StrCat(
           "no push completed within ", absl::GetFlag(FLAGS_timeout), " s"));

@@ -4,8 +4,10 @@
 #
 # Runs on one RDMA device (one host): each of ours beside its peer from
 # perftest and librdmacm (rstream), client and server as two processes on
-# DEMI_TEST_ADDR. Writes results.txt (NAME VALUE lines), the raw outputs
-# and latency_cdf.png into DEMI_OUT_DIR.
+# DEMI_TEST_ADDR; latency and the 64 B message rate in DEMI_BENCH_ROUNDS
+# (5) alternating rounds, medians kept; then instructions.sh. Writes
+# results.txt (NAME VALUE lines), the raw outputs and latency_cdf.png into
+# DEMI_OUT_DIR.
 set -uo pipefail
 probe=$(readlink -f "$1") tput=$(readlink -f "$2")
 kv_server=$(readlink -f "$3") kv_loadgen=$(readlink -f "$4")
@@ -24,7 +26,7 @@ record env.cpus "$(nproc)"
 perftest() {
   local tool=$1 size=$2 iters=$3
   shift 3
-  local log="$out/$tool-$size${1:+-ud}.log"
+  local log="$out/$tool-$size$(tr -d ' -' <<< "$*").log"
   $limit "$tool" -d "$dev" -R -s "$size" -n "$iters" "$@" > /dev/null 2>&1 &
   local server=$!
   wait_listen 18515
@@ -44,50 +46,95 @@ rstream_run() {
   awk '$1 == "custom"' "$out/rstream.log" | tail -1
 }
 
-echo "== latency: ib_send_lat vs latency_probe (one-way, us)"
-for size in 64 4096; do
-  line=$(perftest ib_send_lat $size 10000)
-  record "ib_send_lat.$size.p50" "$(awk '{print $5}' <<< "$line")"
-  record "ib_send_lat.$size.p99" "$(awk '{print $8}' <<< "$line")"
-  record "ib_send_lat.$size.mean" "$(awk '{print $6}' <<< "$line")"
-done
-$limit "$probe" --server --bind "$addr" --port 13000 --exit_after 1 \
-  2> /dev/null &
-wait_listen 13000
-json=$($limit "$probe" --client "$addr" --port 13000 --size 64,4K \
-  --iters 10000 --warmup 1000 --json --plot "$out/latency_cdf.png")
-wait
-echo "$json" > "$out/latency_probe.json"
-for size in 64 4096; do
-  for field in p50 p99 mean; do
-    record "probe.$size.$field" "$(json_field "$json" $size ${field}_us)"
+# round NAME VALUE: one round's figure; settle then records the median
+# and the spread (NAME.min, NAME.max) of every figure over the rounds.
+round() {
+  echo "$1 $2" >> "$out/rounds.txt"
+  echo "  $1 = $2"
+}
+settle() {
+  local name
+  for name in $(awk '{print $1}' "$out/rounds.txt" | sort -u); do
+    awk -v k="$name" '$1 == k && $2 != "" {print $2}' "$out/rounds.txt" |
+      sort -g | awk -v k="$name" '{ v[NR] = $1 } END {
+        if (NR == 0) exit
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        print k, m; print k ".min", v[1]; print k ".max", v[NR] }' \
+      >> "$out/results.txt"
   done
-done
+}
 
-echo "== message rate and bandwidth: perftest vs throughput (messages/s)"
-for spec in "ib_send_bw 64 100000" "ib_send_bw 65536 3000" \
+# Latency and the 64 B message rate swing with the emulation's load from
+# one run to the next: ours and perftest run alternately, round after
+# round, and the report takes medians.
+rounds=${DEMI_BENCH_ROUNDS:-5}
+record env.rounds "$rounds"
+: > "$out/rounds.txt"
+for ((r = 1; r <= rounds; r++)); do
+  echo "== round $r of $rounds: ib_send_lat, latency_probe (one-way us);" \
+    "ib_send_bw, throughput (64 B messages/s, 1 and 4 connections)"
+  for size in 64 4096; do
+    line=$(perftest ib_send_lat $size 10000)
+    round "ib_send_lat.$size.p50" "$(awk '{print $5}' <<< "$line")"
+    round "ib_send_lat.$size.p99" "$(awk '{print $8}' <<< "$line")"
+    round "ib_send_lat.$size.mean" "$(awk '{print $6}' <<< "$line")"
+  done
+  plot=()
+  [ "$r" != 1 ] || plot=(--plot "$out/latency_cdf.png")
+  $limit "$probe" --server --bind "$addr" --port 13000 --exit_after 1 \
+    2> /dev/null &
+  wait_listen 13000
+  json=$($limit "$probe" --client "$addr" --port 13000 --size 64,4K \
+    --iters 10000 --warmup 1000 --json "${plot[@]}")
+  wait
+  echo "$json" >> "$out/latency_probe.json"
+  for size in 64 4096; do
+    for field in p50 p99 mean; do
+      round "probe.$size.$field" "$(json_field "$json" $size ${field}_us)"
+    done
+  done
+  # BW average [MB/sec, 2^20 B] -> messages per second.
+  line=$(perftest ib_send_bw 64 100000)
+  round ib_send_bw.64.msg_per_s \
+    "$(awk '{printf "%.1f", $4 * 1048576 / 64}' <<< "$line")"
+  line=$(perftest ib_send_bw 64 100000 -q 4)
+  round ib_send_bw.64.q4.msg_per_s \
+    "$(awk '{printf "%.1f", $4 * 1048576 / 64}' <<< "$line")"
+  $limit "$tput" --server --bind "$addr" --port 13001 --exit_after 5 \
+    2> /dev/null &
+  wait_listen 13001
+  one=$($limit "$tput" --client "$addr" --port 13001 --size 64 --window 32 \
+    --seconds 3 --json)
+  four=$($limit "$tput" --client "$addr" --port 13001 --size 64 --window 32 \
+    --connections 4 --seconds 3 --json)
+  wait
+  echo "$one$four" >> "$out/throughput.json"
+  round throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
+  round throughput.64.c4.msg_per_s "$(json_field "$four" 64 msg_per_s)"
+done
+settle
+
+echo "== bandwidth: perftest vs throughput (messages/s)"
+for spec in "ib_send_bw 65536 3000" \
             "ib_send_bw 1048576 100" "ib_write_bw 1048576 100" \
             "ib_write_bw 8388608 15" "ib_read_bw 1048576 100" \
             "ib_read_bw 8388608 15"; do
   set -- $spec
   line=$(perftest "$1" "$2" "$3")
-  # BW average [MB/sec, 2^20 B] -> messages per second (the MsgRate
-  # column has too few digits for large messages).
+  # The MsgRate column has too few digits for large messages.
   record "$1.$2.msg_per_s" \
     "$(awk -v s="$2" '{printf "%.1f", $4 * 1048576 / s}' <<< "$line")"
 done
 $limit "$tput" --server --bind "$addr" --port 13001 --exit_after 2 \
   2> /dev/null &
 wait_listen 13001
-small=$($limit "$tput" --client "$addr" --port 13001 --size 64,64K \
+small=$($limit "$tput" --client "$addr" --port 13001 --size 64K \
   --window 32 --seconds 3 --json)
 large=$($limit "$tput" --client "$addr" --port 13001 --size 1M,8M \
   --window 8 --seconds 4 --json)
 wait
-echo "$small$large" > "$out/throughput.json"
-for size in 64 65536; do
-  record "throughput.$size.msg_per_s" "$(json_field "$small" $size msg_per_s)"
-done
+echo "$small$large" >> "$out/throughput.json"
+record throughput.65536.msg_per_s "$(json_field "$small" 65536 msg_per_s)"
 for size in 1048576 8388608; do
   record "throughput.$size.msg_per_s" "$(json_field "$large" $size msg_per_s)"
 done
@@ -171,3 +218,6 @@ sed -n 's/^scale: server holds \([0-9]*\) connections: \([0-9]*\) QPs, [0-9]* MR
 }
 record churn.cycles_per_s "$(sed -n 's/^churn: .* cycles in .*: \([0-9.]*\) per second/\1/p' "$out/scale_test.log")"
 record churn.heap_growth "$(awk '/^churn: after/ { h[n++] = $NF } END { if (n == 2) print h[1] - h[0] }' "$out/scale_test.log")"
+
+echo "== instructions per 64 B round trip (callgrind)"
+"$(dirname "${BASH_SOURCE[0]}")/instructions.sh" "$probe"

@@ -1,0 +1,85 @@
+#!/bin/bash
+# Usage: instructions.sh LATENCY_PROBE
+#
+# Instructions per 64 B round trip of the client process, ours
+# (latency_probe) and ib_send_lat's, counted by callgrind on the RDMA device
+# of this host. A client that waits spins on its completion queue, and how
+# often it polls an empty one depends on timing, not on the code; so each
+# client runs four times (2,000 and 4,000 round trips, against a native and
+# a slowed server) and the instructions are fitted as
+#   total = setup + per_round_trip * round_trips + per_poll * polls,
+# where polls counts the calls of the provider's most-called function (its
+# poll_cq). Appends ir.* lines to DEMI_OUT_DIR/results.txt.
+set -uo pipefail
+probe=$(readlink -f "$1")
+here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+source "$here/common.sh"
+addr=$DEMI_TEST_ADDR out=$DEMI_OUT_DIR dev=$(bench_device)
+limit="timeout 600"
+provider=$(basename "$(readlink -f "/sys/class/infiniband/$dev/device/driver" \
+  2> /dev/null)")
+[ -n "$provider" ] && [ "$provider" != . ] || provider=rxe
+callgrind="valgrind --tool=callgrind --callgrind-out-file"
+# The slowed server runs under callgrind too, as slow as the client.
+slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
+
+# one TOOL ROUND_TRIPS SERVER_PREFIX: runs the client under callgrind and
+# prints "ROUND_TRIPS TOTAL_IR POLLS POLL_FN".
+one() {
+  local tool=$1 n=$2 prefix=$3 file="$out/callgrind.$1.$2.${3:+slow}"
+  if [ "$tool" = ib_send_lat ]; then
+    $limit $prefix ib_send_lat -d "$dev" -R -s 64 -n "$n" > /dev/null 2>&1 &
+    wait_listen 18515
+    $limit $callgrind="$file" ib_send_lat -d "$dev" -R -s 64 -n "$n" "$addr" \
+      > "$file.log" 2>&1
+  else
+    $limit $prefix "$probe" --server --bind "$addr" --port 13020 \
+      --exit_after 1 2> /dev/null &
+    wait_listen 13020
+    $limit $callgrind="$file" "$probe" --client "$addr" --port 13020 \
+      --size 64 --iters "$n" --warmup 100 > "$file.log" 2>&1
+  fi
+  wait
+  echo "$n $(awk -v provider="$provider" -f "$here/callgrind_polls.awk" "$file")"
+}
+
+# fit: reads "N IR POLLS ..." lines; prints "PER_ROUND_TRIP PER_POLL
+# POLLS_PER_ROUND_TRIP" by least squares on IR = a + b*N + c*POLLS.
+fit() {
+  awk '{ n[NR] = $1; y[NR] = $2; p[NR] = $3 }
+    END {
+      for (i = 1; i <= NR; i++) {
+        x[1] = 1; x[2] = n[i]; x[3] = p[i]
+        for (r = 1; r <= 3; r++) {
+          v[r] += x[r] * y[i]
+          for (c = 1; c <= 3; c++) m[r, c] += x[r] * x[c]
+        }
+      }
+      d = det(m)
+      for (k = 2; k <= 3; k++) {
+        for (r = 1; r <= 3; r++) for (c = 1; c <= 3; c++)
+          t[r, c] = (c == k) ? v[r] : m[r, c]
+        s[k] = det(t) / d
+      }
+      polls = 0; trips = 0
+      for (i = 1; i <= NR; i++) { polls += p[i]; trips += n[i] }
+      printf "%.0f %.1f %.2f\n", s[2], s[3], polls / trips
+    }
+    function det(a) {
+      return a[1,1] * (a[2,2] * a[3,3] - a[2,3] * a[3,2]) \
+           - a[1,2] * (a[2,1] * a[3,3] - a[2,3] * a[3,1]) \
+           + a[1,3] * (a[2,1] * a[3,2] - a[2,2] * a[3,1])
+    }'
+}
+
+for tool in ib_send_lat probe; do
+  runs=$(for n in 2000 4000; do
+    for prefix in "" "$slow"; do one "$tool" "$n" "$prefix"; done
+  done)
+  echo "$runs" > "$out/callgrind.$tool.runs"
+  echo "$runs"
+  read -r per_trip per_poll polls <<< "$(fit <<< "$runs")"
+  record "ir.$tool.64.per_round_trip" "$per_trip"
+  record "ir.$tool.64.per_empty_poll" "$per_poll"
+  record "ir.$tool.64.polls_per_round_trip" "$polls"
+done
