@@ -49,13 +49,13 @@ rstream_run() {
 # round NAME VALUE: one round's figure; settle then records the median
 # and the spread (NAME.min, NAME.max) of every figure over the rounds.
 round() {
-  echo "$1 $2" >> "$out/rounds.txt"
+  echo "$1 $2" >> "$out/rounds.log"
   echo "  $1 = $2"
 }
 settle() {
   local name
-  for name in $(awk '{print $1}' "$out/rounds.txt" | sort -u); do
-    awk -v k="$name" '$1 == k && $2 != "" {print $2}' "$out/rounds.txt" |
+  for name in $(awk '{print $1}' "$out/rounds.log" | sort -u); do
+    awk -v k="$name" '$1 == k && $2 != "" {print $2}' "$out/rounds.log" |
       sort -g | awk -v k="$name" '{ v[NR] = $1 } END {
         if (NR == 0) exit
         m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
@@ -69,7 +69,7 @@ settle() {
 # round, and the report takes medians.
 rounds=${DEMI_BENCH_ROUNDS:-5}
 record env.rounds "$rounds"
-: > "$out/rounds.txt"
+: > "$out/rounds.log"
 for ((r = 1; r <= rounds; r++)); do
   echo "== round $r of $rounds: ib_send_lat, latency_probe (one-way us);" \
     "ib_send_bw, throughput (64 B messages/s, 1 and 4 connections)"

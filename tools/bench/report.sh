@@ -166,8 +166,9 @@ trips + per poll x polls (polls: calls of the provider's poll function).
 ib_send_lat: $(value ir.ib_send_lat.64.per_round_trip) per round trip,
 $(value ir.ib_send_lat.64.per_empty_poll) per empty poll; ours:
 $(value ir.probe.64.per_round_trip) per round trip,
-$(value ir.probe.64.per_empty_poll) per empty pass (it polls the receive
-and the send queue's CQs). Script: \`tools/bench/instructions.sh\`.
+$(value ir.probe.64.per_empty_poll) per empty progress pass (which polls
+the receive CQ, and the send CQs while a signalled send is out).
+Script: \`tools/bench/instructions.sh\`.
 
 ## Latency distribution
 
