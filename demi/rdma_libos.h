@@ -194,6 +194,10 @@ class RdmaLibOs {
   std::unique_ptr<SgaPool> pool_;
   absl::flat_hash_set<Buffer*> app_buffers_;
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
+  // The queue Find found last (most calls name the one the call before
+  // named): no hashing then. Forgotten when its queue goes.
+  int found_qd_ = -1;
+  Queue* found_ = nullptr;
   // Each QP's connection, for completions: one lookup per completion.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.

@@ -21,7 +21,10 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
   WireHeader header;
   std::memcpy(&header, bytes.data(), sizeof(header));
   absl::Span<const std::byte> body = bytes.subspan(sizeof(WireHeader));
-  ParsedMessage message = {};
+  // Not zeroed whole: the descriptor's 256 bytes of segments are written
+  // only for kRndv, on every message's path.
+  ParsedMessage message;
+  message.rndv.num_segments = 0;
   if ((header.flags & ~kFlagStarved) != 0) return Malformed("unknown flags");
   message.flags = header.flags;
   message.credits = header.credits;

@@ -1,0 +1,153 @@
+// The progress engine of RdmaLibOs: one pass polls every device's
+// completion queues, the datagram sockets, and now and then the rdma_cm
+// channel and the timers (closes that drain, keepalive ticks, refills that
+// ran dry).
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "demi/rdma_libos.h"
+#include "rdma/log.h"
+
+namespace demi {
+
+void RdmaLibOs::Poll() {
+  // Before this pass's completions: the application had its chance to
+  // carry the credits in a reply since the last one.
+  if (!credit_due_.empty()) FlushDueCredits();
+  for (auto& device : devices_) PollCompletions(*device);
+  for (DatagramSocket* socket : datagrams_) socket->Poll();
+  // In the same pass: the application may stop polling once its pop failed.
+  if (!aborted_.empty()) DisconnectAborted();
+  if (++poll_passes_ % kCmPollInterval == 0) {
+    PollCmEvents();
+    PollTimers();
+  }
+}
+
+void RdmaLibOs::PollTimers() {
+  absl::Time now = absl::Now();
+  if (!closed_.empty()) PollClosed(now);
+  for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
+  for (auto& device : devices_) {
+    if (device->refill_dry) {
+      device->refill_dry = false;
+      RefillReceives(*device);
+    }
+  }
+  if (keepalive_ == absl::InfiniteDuration() || now < next_tick_) return;
+  next_tick_ = now + keepalive_ / kKeepaliveTicks;
+  for (auto& entry : queues_) {
+    if (entry.second->conn != nullptr) {
+      entry.second->conn->KeepaliveTick(kKeepaliveTicks);
+    }
+  }
+}
+
+void RdmaLibOs::PollClosed(absl::Time now) {
+  std::vector<int> drained;
+  std::vector<std::pair<int, int>> ended;  // qd, errno
+  for (int qd : closed_) {
+    auto it = queues_.find(qd);
+    if (it == queues_.end()) {
+      drained.push_back(qd);
+      continue;
+    }
+    Queue& queue = *it->second;
+    if (queue.dgram != nullptr) {
+      if (queue.dgram->Drained() || now >= queue.linger_deadline) {
+        drained.push_back(qd);
+      }
+      continue;
+    }
+    if (queue.flushing) {
+      if (queue.conn->FlushDone()) {
+        ended.emplace_back(qd, EBADF);
+      } else if (now >= queue.linger_deadline) {
+        ended.emplace_back(qd, ETIMEDOUT);
+      }
+    } else if (queue.conn == nullptr || !queue.conn->HasOutstandingWork()) {
+      drained.push_back(qd);
+    }
+  }
+  for (auto [qd, err] : ended) EndConnection(*queues_[qd], err);
+  for (int qd : drained) Destroy(qd);
+}
+
+void RdmaLibOs::FinishCloses() {
+  auto flushing = [this] {
+    for (int qd : closed_) {
+      auto it = queues_.find(qd);
+      if (it != queues_.end() && it->second->flushing) return true;
+    }
+    return false;
+  };
+  while (flushing()) Poll();
+}
+
+void RdmaLibOs::MarkClosed(Queue& queue) {
+  queue.closed = true;
+  closed_.insert(queue.qd);
+}
+
+bool RdmaLibOs::PollCompletions(Device& device) {
+  ibv_wc wcs[kPollBatch];
+  bool more = false;
+  int n = ibv_poll_cq(device.receive->cq(), kPollBatch, wcs);
+  if (n < 0) {
+    DEMI_LOG(ERROR) << "ibv_poll_cq failed";
+  }
+  for (int i = 0; i < n; ++i) {
+    Buffer* buffer = device.receive->Take(wcs[i].wr_id);
+    if (buffer == nullptr) continue;
+    auto conn = conn_by_qpn_.find(wcs[i].qp_num);
+    if (conn != conn_by_qpn_.end()) {
+      conn->second->OnRecvCompletion(wcs[i], buffer);
+    } else {
+      pool_->Unref(buffer);  // Its connection is gone.
+    }
+  }
+  more |= n == kPollBatch;
+  bool sends_due =
+      device.signaled_sends > 0 || poll_passes_ % kIdleSendPollInterval == 0;
+  for (size_t c = 0; sends_due && c < device.send_cqs->size(); ++c) {
+    n = ibv_poll_cq(device.send_cqs->cq(c), kPollBatch, wcs);
+    if (n < 0) {
+      DEMI_LOG(ERROR) << "ibv_poll_cq failed";
+    }
+    for (int i = 0; i < n; ++i) {
+      auto conn = conn_by_qpn_.find(wcs[i].qp_num);
+      if (conn != conn_by_qpn_.end()) conn->second->OnSendCompletion(wcs[i]);
+    }
+    more |= n == kPollBatch;
+  }
+  if (device.receive->NeedsRefill() && !device.refill_dry) {
+    RefillReceives(device);
+  }
+  return more;
+}
+
+void RdmaLibOs::RefillReceives(Device& device) {
+  if (!device.receive->Refill()) device.refill_dry = true;
+  if (!device.receive->HasWaiting()) return;
+  device.receive->TakeWaiting(waiting_scratch_);
+  for (int qd : waiting_scratch_) {
+    auto it = queues_.find(qd);
+    if (it != queues_.end() && it->second->conn != nullptr) {
+      it->second->conn->OnBuffersPosted();
+    }
+  }
+}
+
+void RdmaLibOs::FlushDueCredits() {
+  due_scratch_.clear();
+  due_scratch_.swap(credit_due_);
+  for (int qd : due_scratch_) {
+    auto it = queues_.find(qd);
+    if (it != queues_.end() && it->second->conn != nullptr) {
+      it->second->conn->FlushDueCredits();
+    }
+  }
+}
+
+}  // namespace demi
