@@ -164,6 +164,7 @@ absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
 }
 
 absl::Status RdmaLibOs::Listen(int qd, int backlog) {
+  ExpectCmEvents();
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   if (backlog < 1 || backlog > SOMAXCONN) {
     return ErrnoError(EINVAL, "backlog");
@@ -187,6 +188,7 @@ absl::Status RdmaLibOs::Listen(int qd, int backlog) {
 }
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::Accept(int qd) {
+  ExpectCmEvents();
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   if (queue->kind != Queue::Kind::kListener) {
     return ErrnoError(EINVAL, "not listening");

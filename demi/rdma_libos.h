@@ -141,7 +141,11 @@ class RdmaLibOs {
   void RefillReceives(Device& device);
   // Sends the credits of ConnectionEnv::credit_due.
   void FlushDueCredits();
-  void PollCmEvents();
+  // Handles every pending rdma_cm event; returns whether there was one.
+  bool PollCmEvents();
+  // Setup or teardown has begun: the rdma_cm channel is looked at every
+  // kCmPollInterval passes again.
+  void ExpectCmEvents();
   void HandleCmEvent(const rdma::CmEvent& event);
   void HandleConnectRequest(const rdma::CmEvent& event);
   void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
@@ -210,6 +214,10 @@ class RdmaLibOs {
   // The bound datagram sockets, polled on every pass.
   std::vector<DatagramSocket*> datagrams_;
   uint32_t poll_passes_ = 0;
+  // Passes until the next look at the rdma_cm channel, and the interval
+  // after that one (see ExpectCmEvents and Poll).
+  uint32_t cm_countdown_ = kCmPollInterval;
+  uint32_t cm_interval_ = kCmPollInterval;
   absl::Duration keepalive_ = kDefaultKeepalive;
   absl::Time next_tick_ = absl::InfinitePast();
   QTokenTable tokens_;

@@ -15,6 +15,7 @@ namespace demi {
 using rdma::ErrnoError;
 
 absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
+  ExpectCmEvents();
   if (queue.dgram != nullptr) return ErrnoError(EINVAL, "already bound");
   if (local.sin_addr.s_addr == htonl(INADDR_ANY)) {
     return ErrnoError(ENOTSUP, "a datagram socket binds to one device");
@@ -69,6 +70,7 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushDatagram(Queue& queue,
                                                       const demi_sgarray_t& sga,
                                                       uint32_t length,
                                                       const sockaddr_in* dest) {
+  ExpectCmEvents();  // A new destination is resolved through rdma_cm.
   if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
   if (dest == nullptr) {
     if (!queue.dgram->has_peer) {

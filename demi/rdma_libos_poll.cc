@@ -19,10 +19,20 @@ void RdmaLibOs::Poll() {
   for (DatagramSocket* socket : datagrams_) socket->Poll();
   // In the same pass: the application may stop polling once its pop failed.
   if (!aborted_.empty()) DisconnectAborted();
-  if (++poll_passes_ % kCmPollInterval == 0) {
-    PollCmEvents();
-    PollTimers();
+  if (--cm_countdown_ == 0) {
+    // Quiet looks back off: on an established data path the channel is
+    // empty, and each look is a system call.
+    bool busy = PollCmEvents() || !closed_.empty();
+    cm_interval_ = busy ? kCmPollInterval
+                        : std::min(2 * cm_interval_, kCmIdlePollInterval);
+    cm_countdown_ = cm_interval_;
   }
+  if (++poll_passes_ % kCmPollInterval == 0) PollTimers();
+}
+
+void RdmaLibOs::ExpectCmEvents() {
+  cm_interval_ = kCmPollInterval;
+  cm_countdown_ = std::min(cm_countdown_, kCmPollInterval);
 }
 
 void RdmaLibOs::PollTimers() {

@@ -36,6 +36,7 @@ sockaddr_in PeerAddr(rdma_cm_id* id) {
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
                                                  socklen_t size) {
+  ExpectCmEvents();
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
   sockaddr_in remote;
@@ -100,15 +101,17 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
   return queue.conn->Start();
 }
 
-void RdmaLibOs::PollCmEvents() {
+bool RdmaLibOs::PollCmEvents() {
+  bool any = false;
   while (true) {
     absl::StatusOr<absl::optional<rdma::CmEvent>> event =
         rdma::PollCmEvent(cm_channel_.get());
     if (!event.ok()) {
       DEMI_LOG(ERROR) << event.status();
-      return;
+      return any;
     }
-    if (!event->has_value()) return;
+    if (!event->has_value()) return any;
+    any = true;
     HandleCmEvent(**event);
   }
 }
@@ -296,6 +299,7 @@ void RdmaLibOs::HandleDisconnect(Queue& queue) {
 }
 
 absl::Status RdmaLibOs::Close(int qd) {
+  ExpectCmEvents();
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   switch (queue->kind) {
     case Queue::Kind::kSocket:
@@ -341,6 +345,7 @@ absl::Status RdmaLibOs::Close(int qd) {
 }
 
 void RdmaLibOs::DisconnectAborted() {
+  ExpectCmEvents();
   for (int qd : aborted_) {
     auto it = queues_.find(qd);
     // The queue may have moved on to a new connection (a failed connect
