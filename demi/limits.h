@@ -70,10 +70,13 @@ inline constexpr int kCqDepth = 32768;
 inline constexpr int kPollBatch = 32;
 // Progress passes between looks at the rdma_cm channel while connections
 // are set up or torn down: each look is a system call, which would
-// otherwise dominate a pass. Looks that find nothing double the interval,
-// up to kCmIdlePollInterval (an established data path; a peer's disconnect
-// is still seen within it); a call that starts setup or teardown resets it.
+// otherwise dominate a pass. After kCmQuietLooks looks in a row that found
+// nothing, each further one doubles the interval, up to
+// kCmIdlePollInterval (an established data path; a peer's disconnect is
+// still seen within it); an event, a close still draining, or a call that
+// starts setup or teardown resets it.
 inline constexpr uint32_t kCmPollInterval = 64;
+inline constexpr uint32_t kCmQuietLooks = 16;
 inline constexpr uint32_t kCmIdlePollInterval = 1024;
 // Progress passes between polls of a device's send CQs while no signalled
 // send is in flight there (unsignalled ones complete only on failure).

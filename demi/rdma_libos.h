@@ -214,10 +214,12 @@ class RdmaLibOs {
   // The bound datagram sockets, polled on every pass.
   std::vector<DatagramSocket*> datagrams_;
   uint32_t poll_passes_ = 0;
-  // Passes until the next look at the rdma_cm channel, and the interval
-  // after that one (see ExpectCmEvents and Poll).
+  // Passes until the next look at the rdma_cm channel, the interval after
+  // that one, and the looks in a row that found nothing (see
+  // ExpectCmEvents and Poll).
   uint32_t cm_countdown_ = kCmPollInterval;
   uint32_t cm_interval_ = kCmPollInterval;
+  uint32_t cm_quiet_looks_ = 0;
   absl::Duration keepalive_ = kDefaultKeepalive;
   absl::Time next_tick_ = absl::InfinitePast();
   QTokenTable tokens_;

@@ -21,16 +21,20 @@ void RdmaLibOs::Poll() {
   if (!aborted_.empty()) DisconnectAborted();
   if (--cm_countdown_ == 0) {
     // Quiet looks back off: on an established data path the channel is
-    // empty, and each look is a system call.
+    // empty, and each look is a system call. Not at once: a connection
+    // being set up goes quiet between its events.
     bool busy = PollCmEvents() || !closed_.empty();
-    cm_interval_ = busy ? kCmPollInterval
-                        : std::min(2 * cm_interval_, kCmIdlePollInterval);
+    cm_quiet_looks_ = busy ? 0 : cm_quiet_looks_ + 1;
+    cm_interval_ = cm_quiet_looks_ < kCmQuietLooks
+                       ? kCmPollInterval
+                       : std::min(2 * cm_interval_, kCmIdlePollInterval);
     cm_countdown_ = cm_interval_;
   }
   if (++poll_passes_ % kCmPollInterval == 0) PollTimers();
 }
 
 void RdmaLibOs::ExpectCmEvents() {
+  cm_quiet_looks_ = 0;
   cm_interval_ = kCmPollInterval;
   cm_countdown_ = std::min(cm_countdown_, kCmPollInterval);
 }
