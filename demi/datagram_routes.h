@@ -67,6 +67,8 @@ class DatagramRoutes {
   absl::optional<Outcome> OnCmEvent(const rdma::CmEvent& event);
 
   size_t size() const { return entries_.size(); }
+  // Whether a destination is being resolved (rdma_cm events will come).
+  bool resolving() const { return !resolving_.empty(); }
 
  private:
   struct Entry {

@@ -90,6 +90,8 @@ class DatagramSocket {
   // have.
   void StartClose();
   bool Drained() const { return backlog_.empty() && in_flight_.empty(); }
+  // Whether a destination's route is being resolved.
+  bool Resolving() const { return routes_.resolving(); }
 
   const sockaddr_in& local() const { return local_; }
   DatagramStats stats() const;

@@ -72,9 +72,10 @@ inline constexpr int kPollBatch = 32;
 // are set up or torn down: each look is a system call, which would
 // otherwise dominate a pass. After kCmQuietLooks looks in a row that found
 // nothing, each further one doubles the interval, up to
-// kCmIdlePollInterval (an established data path; a peer's disconnect is
-// still seen within it); an event, a close still draining, or a call that
-// starts setup or teardown resets it.
+// kCmIdlePollInterval (an established data path; a peer's disconnect, or
+// its resolve of a bound datagram socket, is still seen within it); an
+// event, a close still draining, or a call that starts setup, teardown or
+// a datagram route resets it.
 inline constexpr uint32_t kCmPollInterval = 64;
 inline constexpr uint32_t kCmQuietLooks = 16;
 inline constexpr uint32_t kCmIdlePollInterval = 1024;

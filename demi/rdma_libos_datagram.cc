@@ -70,7 +70,6 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushDatagram(Queue& queue,
                                                       const demi_sgarray_t& sga,
                                                       uint32_t length,
                                                       const sockaddr_in* dest) {
-  ExpectCmEvents();  // A new destination is resolved through rdma_cm.
   if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
   if (dest == nullptr) {
     if (!queue.dgram->has_peer) {
@@ -87,6 +86,9 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushDatagram(Queue& queue,
     tokens_.Erase(qt);
     return status;
   }
+  // A new destination is resolved through rdma_cm; a known one costs
+  // nothing here.
+  if (queue.dgram->Resolving()) ExpectCmEvents();
   return qt;
 }
 
