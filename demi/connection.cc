@@ -183,7 +183,7 @@ absl::Status Connection::BindWindows(PushOp& op) {
 
 absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
                                   size_t extra_size,
-                                  const std::vector<ibv_sge>& body,
+                                  absl::Span<const ibv_sge> body,
                                   SendSlot slot) {
   WireHeader sent = header;
   // Data keeps a credit in reserve: with at most two left, what is queued
@@ -282,8 +282,7 @@ bool Connection::TrySendPush() {
   SendSlot slot{SendSlot::kPush};
   const void* extra = nullptr;
   size_t extra_size = 0;
-  static const std::vector<ibv_sge> kNoBody;
-  const std::vector<ibv_sge>* body = &kNoBody;
+  absl::Span<const ibv_sge> body;
   if (op.is_close) {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
@@ -299,7 +298,7 @@ bool Connection::TrySendPush() {
   } else {
     header.type = static_cast<uint8_t>(WireType::kEager);
     header.length = op.length;
-    body = &op.sges;
+    body = op.sges;
   }
   std::unique_ptr<PushOp> owned = std::move(push_backlog_.front());
   push_backlog_.pop_front();
@@ -312,7 +311,7 @@ bool Connection::TrySendPush() {
     slot.push = std::move(owned);
   }
   absl::Status status =
-      PostSend(header, extra, extra_size, *body, std::move(slot));
+      PostSend(header, extra, extra_size, body, std::move(slot));
   if (!status.ok()) {
     if (is_rndv) {
       auto node = rndv_waiting_.extract(header.cookie);
@@ -335,7 +334,7 @@ void Connection::Service() {
   if (state_ != State::kDead && credits_.ReturnNow()) {
     TrySendControl(WireType::kCredit, 0);
   }
-  StartReads();
+  if (rndv_unread_ > 0) StartReads();
 }
 
 void Connection::OnSendCompletion(const ibv_wc& wc) {

@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "demi/credits.h"
 #include "demi/limits.h"
 #include "demi/push_builder.h"
@@ -43,8 +44,6 @@ static_assert(kSendDepth >= 2 * kMaxRndvSegments,
 struct ConnectionEnv {
   SgaPool* pool;
   QTokenTable* tokens;
-  // Buffers the application holds (popped or allocated), for demi_sgafree.
-  absl::flat_hash_set<Buffer*>* app_buffers;
   // The device's SRQ and credit pool.
   SharedReceive* receive;
   // Queue descriptors of connections whose peer cannot send until credits
@@ -172,10 +171,13 @@ class Connection {
   // rendezvous descriptor) followed by `body`, standing for `slot`;
   // spends one credit.
   absl::Status PostSend(const WireHeader& header, const void* extra,
-                        size_t extra_size, const std::vector<ibv_sge>& body,
+                        size_t extra_size, absl::Span<const ibv_sge> body,
                         SendSlot slot);
   void StartReads();
   void DeliverPops();
+  // Completes the first pop with `length` bytes at `data` in `buffer`,
+  // which the application holds from now on.
+  void Lend(Buffer* buffer, std::byte* data, uint32_t length);
   // Ends what a send work request held; `err` is its completion's errno.
   void RetireSend(SendSlot& slot, int err);
   // Posts `send` into the send queue, standing for `slot` until its

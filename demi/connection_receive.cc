@@ -62,12 +62,21 @@ void Connection::StartReads() {
 
 void Connection::Pop(demi_qtoken_t qt) {
   pops_.push_back(qt);
+  // With nothing received, the pop waits for OnRecvCompletion: nothing to
+  // deliver, no READ to start.
+  if (incoming_.empty() && state_ != State::kDead) return;
   DeliverPops();  // Its Service starts the READs a rendezvous needs.
   if (state_ != State::kDead) return;
   while (!pops_.empty()) {
     env_.tokens->Fail(pops_.front(), error_);
     pops_.pop_front();
   }
+}
+
+void Connection::Lend(Buffer* buffer, std::byte* data, uint32_t length) {
+  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer), data, length,
+                           peer_addr);
+  pops_.pop_front();
 }
 
 void Connection::DeliverPops() {
@@ -93,9 +102,7 @@ void Connection::DeliverPops() {
       data = buffer->data;
       done_backlog_.push_back(in.cookie);
     }
-    env_.app_buffers->insert(buffer);
-    env_.tokens->CompletePop(pops_.front(), buffer, data, in.length, peer_addr);
-    pops_.pop_front();
+    Lend(buffer, data, in.length);
     incoming_.pop_front();
     --unpopped_data_;
     ConsumeCredit();  // The peer may send again.
@@ -118,25 +125,26 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
     if (wc.status != IBV_WC_SUCCESS) Abort(rdma::WcStatusToErrno(wc.status));
     return;
   }
-  absl::StatusOr<ParsedMessage> parsed = ParseMessage(
-      absl::MakeConstSpan(buffer->data, wc.byte_len), kMaxMessageSize);
-  if (!parsed.ok()) {
-    DEMI_LOG(WARNING) << "qd " << qd_ << ": " << parsed.status();
+  ParsedMessage parsed;
+  absl::Status status = ParseMessageInto(
+      absl::MakeConstSpan(buffer->data, wc.byte_len), kMaxMessageSize, &parsed);
+  if (!status.ok()) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": " << status;
     env_.pool->Unref(buffer);
     Abort(EPROTO);
     return;
   }
   const char* violation = nullptr;
   bool is_data =
-      parsed->type == WireType::kEager || parsed->type == WireType::kRndv;
-  send_credits_ += parsed->credits;
-  if (!credits_.OnArrival((parsed->flags & kFlagStarved) != 0)) {
+      parsed.type == WireType::kEager || parsed.type == WireType::kRndv;
+  send_credits_ += parsed.credits;
+  if (!credits_.OnArrival((parsed.flags & kFlagStarved) != 0)) {
     violation = "message without a credit";
   } else if (send_credits_ > peer_max_credits_) {
     // Each credit stands for a buffer the peer posted: never more than it
     // said it would.
     violation = "too many credits returned";
-  } else if (peer_closed_ && (is_data || parsed->type == WireType::kClose)) {
+  } else if (peer_closed_ && (is_data || parsed.type == WireType::kClose)) {
     violation = "data after CLOSE";
   }
   if (violation != nullptr) {
@@ -152,30 +160,37 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
     return;
   }
   bool keep_buffer = false;  // Whether the message holds on to its buffer.
-  switch (parsed->type) {
+  bool consumed = !is_data;  // Whether its credit may go back now.
+  switch (parsed.type) {
     case WireType::kEager: {
+      keep_buffer = true;
+      if (incoming_.empty() && !pops_.empty()) {
+        // The usual case: a pop waits and nothing is ahead of this message.
+        Lend(buffer, buffer->data + sizeof(WireHeader), parsed.length);
+        consumed = true;
+        break;
+      }
       Incoming in;
       in.type = WireType::kEager;
       in.buffer = buffer;
-      in.length = parsed->length;
+      in.length = parsed.length;
       incoming_.push_back(std::move(in));
       ++unpopped_data_;
-      keep_buffer = true;
       break;
     }
     case WireType::kRndv: {
       Incoming in;
       in.type = WireType::kRndv;
-      in.length = parsed->length;
-      in.cookie = parsed->cookie;
-      in.rndv = std::make_unique<RndvDescriptor>(parsed->rndv);
+      in.length = parsed.length;
+      in.cookie = parsed.cookie;
+      in.rndv = std::make_unique<RndvDescriptor>(parsed.rndv);
       ++rndv_unread_;
       ++unpopped_data_;
       incoming_.push_back(std::move(in));
       break;
     }
     case WireType::kRndvDone: {
-      auto node = rndv_waiting_.extract(parsed->cookie);
+      auto node = rndv_waiting_.extract(parsed.cookie);
       if (node.empty()) {
         env_.pool->Unref(buffer);
         ProtocolError("unknown rendezvous");
@@ -198,9 +213,13 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
   if (!keep_buffer) env_.pool->Unref(buffer);
   // Data messages give their credit back when popped, the others now; a
   // starved peer may have been granted more.
-  if (!is_data) credits_.OnConsumed();
+  if (consumed) credits_.OnConsumed();
   BackCredits();
-  DeliverPops();
+  if (!incoming_.empty() && !pops_.empty()) {
+    DeliverPops();  // Its Service ends.
+  } else {
+    Service();
+  }
 }
 
 }  // namespace demi

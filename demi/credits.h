@@ -30,14 +30,20 @@ struct CreditPool {
   uint32_t promised = 0;
   uint32_t allotted = 0;  // Sum of the allotments: the SRQ's refill level.
   uint32_t grown = 0;     // Allotments beyond kBaseCredits, summed.
+  // Buffers posted beyond the allotments: credits are backed at once, and
+  // the SRQ is refilled in batches, not a buffer per message.
+  uint32_t spare = 0;
 
   // A peer that sends without credits takes buffers promised to others
   // (until its connection is aborted): then there is no headroom.
   uint32_t headroom() const {
     return posted > promised ? posted - promised : 0;
   }
-  // Buffers the SRQ lacks to back every allotment.
-  uint32_t deficit() const { return allotted > posted ? allotted - posted : 0; }
+  // Buffers the SRQ lacks to back every allotment and the spares.
+  uint32_t deficit() const {
+    uint32_t target = allotted + spare < capacity ? allotted + spare : capacity;
+    return target > posted ? target - posted : 0;
+  }
 };
 
 // One connection's side of the ledger. Not thread-safe.

@@ -194,6 +194,22 @@ TEST(CreditsTest, BuffersAFlooderTookLeaveNoHeadroom) {
   srq.CheckInvariant();
 }
 
+TEST(CreditsTest, TheSrqHoldsSparesUpToItsCapacity) {
+  CreditPool pool;
+  pool.capacity = 100;
+  pool.allotted = 60;
+  pool.spare = 32;
+  EXPECT_EQ(pool.deficit(), 92u);
+  pool.posted = 90;
+  EXPECT_EQ(pool.deficit(), 2u);
+  pool.allotted = 90;  // Spares stop at the capacity.
+  EXPECT_EQ(pool.deficit(), 10u);
+  pool.posted = 100;
+  EXPECT_EQ(pool.deficit(), 0u);
+  pool.allotted = 10;  // Allotments given back leave more posted.
+  EXPECT_EQ(pool.deficit(), 0u);
+}
+
 TEST(CreditsTest, ClosingGivesEverythingBack) {
   Srq srq;
   auto a = Open(srq);

@@ -78,6 +78,12 @@ void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
     return;
   }
   ++stats_.received;
+  if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
+    env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer), data,
+                             length, from);
+    pops_.pop_front();
+    return;
+  }
   incoming_.push_back({buffer, data, length, from});
   DeliverPops();
 }
@@ -85,9 +91,8 @@ void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
 void DatagramSocket::DeliverPops() {
   while (!pops_.empty() && !incoming_.empty()) {
     Incoming& in = incoming_.front();
-    env_.app_buffers->insert(in.buffer);
-    env_.tokens->CompletePop(pops_.front(), in.buffer, in.data, in.length,
-                             in.from);
+    env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(in.buffer), in.data,
+                             in.length, in.from);
     pops_.pop_front();
     incoming_.pop_front();
   }

@@ -22,18 +22,19 @@ DatagramRoutes::DatagramRoutes(rdma_event_channel* channel, void* context,
 
 absl::StatusOr<const Route*> DatagramRoutes::Find(const sockaddr_in& dest) {
   uint64_t key = RouteKey(dest);
-  auto it = entries_.find(key);
-  if (it != entries_.end()) {
-    it->second.last_used = ++clock_;
-    return it->second.ah != nullptr ? &it->second.route : nullptr;
+  if (Entry* known = Lookup(key)) {
+    known->last_used = ++clock_;
+    return known->ah != nullptr ? &known->route : nullptr;
   }
   if (!MakeRoom()) {
     return rdma::ErrnoError(EAGAIN, "every cached destination is in use");
   }
+  cached_ = nullptr;  // Inserting may move every entry.
   Entry& entry = entries_[key];
   entry.last_used = ++clock_;
   absl::Status status = StartResolve(entry, dest);
   if (!status.ok()) {
+    cached_ = nullptr;
     entries_.erase(key);
     return status;
   }
@@ -66,29 +67,37 @@ bool DatagramRoutes::MakeRoom() {
     }
   }
   if (victim == entries_.end()) return false;
+  cached_ = nullptr;
   entries_.erase(victim);
   return true;
 }
 
-void DatagramRoutes::Hold(uint64_t key) {
+DatagramRoutes::Entry* DatagramRoutes::Lookup(uint64_t key) {
+  if (cached_ != nullptr && cached_key_ == key) return cached_;
   auto it = entries_.find(key);
-  if (it != entries_.end()) ++it->second.in_flight;
+  if (it == entries_.end()) return nullptr;
+  cached_key_ = key;
+  cached_ = &it->second;
+  return cached_;
+}
+
+void DatagramRoutes::Hold(uint64_t key) {
+  if (Entry* entry = Lookup(key)) ++entry->in_flight;
 }
 
 void DatagramRoutes::Release(uint64_t key) {
-  auto it = entries_.find(key);
-  if (it != entries_.end() && it->second.in_flight > 0) {
-    --it->second.in_flight;
-  }
+  Entry* entry = Lookup(key);
+  if (entry != nullptr && entry->in_flight > 0) --entry->in_flight;
 }
 
 void DatagramRoutes::Seen(uint64_t key, uint32_t qpn) {
-  auto it = entries_.find(key);
-  if (it == entries_.end() || it->second.ah == nullptr ||
-      it->second.route.qpn == qpn || it->second.in_flight > 0) {
+  Entry* entry = Lookup(key);
+  if (entry == nullptr || entry->ah == nullptr || entry->route.qpn == qpn ||
+      entry->in_flight > 0) {
     return;
   }
-  entries_.erase(it);
+  cached_ = nullptr;
+  entries_.erase(key);
 }
 
 DatagramRoutes::Outcome DatagramRoutes::Fail(
@@ -96,6 +105,7 @@ DatagramRoutes::Outcome DatagramRoutes::Fail(
   Outcome outcome{it->first, err};
   resolving_.erase(it->second.resolver.get());
   // Not cached: the next send tries again, as the peer may bind by then.
+  cached_ = nullptr;
   entries_.erase(it);
   return outcome;
 }

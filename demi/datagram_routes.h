@@ -79,6 +79,10 @@ class DatagramRoutes {
     uint64_t last_used = 0;
   };
 
+  // The entry of `key`, if any. The last one found is remembered: a
+  // datagram's sender is usually the next push's destination, and a push
+  // looks its route up three times.
+  Entry* Lookup(uint64_t key);
   // Makes room for one more entry; false if every entry is in use.
   bool MakeRoom();
   absl::Status StartResolve(Entry& entry, const sockaddr_in& dest);
@@ -91,6 +95,9 @@ class DatagramRoutes {
   size_t capacity_;
   uint64_t clock_ = 0;
   absl::flat_hash_map<uint64_t, Entry> entries_;
+  // Lookup's memory; null whenever entries_ changes (entries may move).
+  uint64_t cached_key_ = 0;
+  Entry* cached_ = nullptr;
   absl::flat_hash_map<rdma_cm_id*, uint64_t> resolving_;
 };
 

@@ -19,7 +19,6 @@
 #include <memory>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "demi/datagram_routes.h"
@@ -49,7 +48,6 @@ struct DatagramStats {
 struct DatagramEnv {
   SgaPool* pool;
   QTokenTable* tokens;
-  absl::flat_hash_set<Buffer*>* app_buffers;
   rdma_event_channel* cm_channel;
   ibv_pd* pd;
   int device;  // For SgaPool::Lkey.
@@ -111,10 +109,11 @@ class DatagramSocket {
     uint32_t fragment_size = 0;
     uint32_t fragment_count = 0;
     uint32_t next_fragment = 0;  // Fragments posted so far.
-    // The datagram's bytes in registered memory, and the pieces held.
-    ibv_sge segs[DEMI_SGARRAY_MAXSIZE] = {};
+    // The datagram's bytes in registered memory, and the pieces held (only
+    // the first num_segs / num_holds are set).
+    ibv_sge segs[DEMI_SGARRAY_MAXSIZE];
     uint32_t num_segs = 0;
-    Buffer* holds[DEMI_SGARRAY_MAXSIZE + 1] = {};
+    Buffer* holds[DEMI_SGARRAY_MAXSIZE + 1];
     uint32_t num_holds = 0;
     Route route;
     bool routed = false;  // Holds `route` (DatagramRoutes::Hold).

@@ -60,6 +60,12 @@ inline constexpr uint32_t kSrqCapacity = 16384;
 // Credits connections may hold beyond their base, all together (16 MiB of
 // 8 KiB buffers).
 inline constexpr uint32_t kGrowthCredits = 2048;
+// Buffers the SRQ holds beyond all allotments (256 KiB per device), and
+// the fewest it is refilled with at a time while the allotments are backed:
+// a message costs no post of its own.
+inline constexpr uint32_t kSpareReceives = 32;
+inline constexpr uint32_t kRefillBatch = 16;
+static_assert(kRefillBatch <= kSpareReceives, "allotments stay backed");
 
 // --- Progress engine ---
 

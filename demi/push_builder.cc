@@ -10,7 +10,7 @@ namespace demi {
 absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
                           const demi_sgarray_t& sga) {
   uint32_t n = sga.sga_numsegs;
-  std::vector<Buffer*> owners(n);
+  Buffer* owners[DEMI_SGARRAY_MAXSIZE];
   uint32_t foreign_bytes = 0;
   for (uint32_t i = 0; i < n; ++i) {
     owners[i] = memory.pool->Find(sga.sga_segs[i].sgaseg_buf,

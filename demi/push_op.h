@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "demi/sga_pool.h"
 #include "demi/wire.h"
 #include "rdma/verbs_ptr.h"
@@ -18,11 +19,19 @@ namespace demi {
 struct PushOp {
   demi_qtoken_t qt = 0;
   uint32_t length = 0;
+  // Only the rendezvous descriptor's count is set here: the segments
+  // (256 bytes) are written only by a rendezvous.
+  PushOp() {
+    rndv.num_segments = 0;
+    rndv.reserved = 0;  // Sent as is.
+  }
+
   // Pool pieces the push keeps alive (the application's, a copy).
-  // Released when the push ends.
-  std::vector<Buffer*> holds;
+  // Released when the push ends. Inline: a push of a few segments
+  // allocates nothing beyond the PushOp.
+  absl::InlinedVector<Buffer*, 4> holds;
   // Eager: what to post after the header.
-  std::vector<ibv_sge> sges;
+  absl::InlinedVector<ibv_sge, 4> sges;
   // Rendezvous: foreign memory registered for the push, the windows that
   // expose each segment to this connection's QP alone (bound just before
   // the announcement goes out; deallocated, so revoked, when the push
@@ -30,7 +39,7 @@ struct PushOp {
   std::vector<rdma::MrPtr> read_mrs;
   std::vector<rdma::MwPtr> windows;
   std::vector<ibv_mw_bind_info> binds;
-  RndvDescriptor rndv = {};
+  RndvDescriptor rndv;
   bool is_rndv = false;
   bool is_close = false;
 };

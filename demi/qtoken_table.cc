@@ -1,15 +1,45 @@
 #include "demi/qtoken_table.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace demi {
+namespace {
 
-QTokenTable::Entry* QTokenTable::Lookup(demi_qtoken_t qt) {
-  if (qt == 0 || qt >= next_) return nullptr;
-  if (qt >= base_) {
-    Entry& entry = Slot(qt);
-    return entry.state == Entry::kGone ? nullptr : &entry;
+// Copies the header of `from` and the part of its value that its opcode
+// fills in: a pop's segments, an accept's result. Most of a result's 244
+// bytes are segments nobody filled.
+void CopyResult(const demi_qresult_t& from, demi_qresult_t* to) {
+  to->qr_opcode = from.qr_opcode;
+  to->qr_qd = from.qr_qd;
+  to->qr_qt = from.qr_qt;
+  to->qr_ret = from.qr_ret;
+  const demi_sgarray_t& sga = from.qr_value.sga;
+  demi_sgarray_t& out = to->qr_value.sga;
+  switch (from.qr_opcode) {
+    case DEMI_OPC_POP:
+      out.sga_buf = sga.sga_buf;
+      out.sga_numsegs =
+          std::min<uint32_t>(sga.sga_numsegs, DEMI_SGARRAY_MAXSIZE);
+      for (uint32_t i = 0; i < out.sga_numsegs; ++i) {
+        out.sga_segs[i] = sga.sga_segs[i];
+      }
+      out.sga_addr = sga.sga_addr;
+      break;
+    case DEMI_OPC_ACCEPT:
+      to->qr_value.ares = from.qr_value.ares;
+      break;
+    default:  // No value: an empty sga, as before.
+      out.sga_buf = nullptr;
+      out.sga_numsegs = 0;
+      break;
   }
+}
+
+}  // namespace
+
+QTokenTable::Entry* QTokenTable::LookupOld(demi_qtoken_t qt) {
+  if (qt == 0 || qt >= base_) return nullptr;
   auto it = old_.find(qt);
   return it == old_.end() ? nullptr : &it->second;
 }
@@ -109,11 +139,15 @@ void QTokenTable::Erase(demi_qtoken_t qt) {
   if (Entry* entry = Lookup(qt)) Forget(qt, *entry);
 }
 
+void QTokenTable::Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out) {
+  CopyResult(entry.result, out);
+  Forget(qt, entry);
+}
+
 bool QTokenTable::Take(demi_qtoken_t qt, demi_qresult_t* out) {
   Entry* entry = Lookup(qt);
   if (entry == nullptr || entry->state != Entry::kDone) return false;
-  *out = entry->result;
-  Forget(qt, *entry);
+  Consume(qt, *entry, out);
   // Tokens taken by demi_wait stay in done_order_; keep it proportional.
   if (!done_order_.empty() && done_order_.front() == qt) {
     done_order_.pop_front();
@@ -127,11 +161,15 @@ bool QTokenTable::Take(demi_qtoken_t qt, demi_qresult_t* out) {
   return true;
 }
 
-bool QTokenTable::TakeNextDone(demi_qresult_t* out) {
+bool QTokenTable::TakeNextDoneSlow(demi_qresult_t* out) {
   while (!done_order_.empty()) {
     demi_qtoken_t qt = done_order_.front();
     done_order_.pop_front();
-    if (Take(qt, out)) return true;
+    Entry* entry = Lookup(qt);
+    if (entry != nullptr && entry->state == Entry::kDone) {
+      Consume(qt, *entry, out);
+      return true;
+    }
   }
   return false;
 }

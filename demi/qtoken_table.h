@@ -45,7 +45,9 @@ class QTokenTable {
   bool Take(demi_qtoken_t qt, demi_qresult_t* out);
   // Removes the earliest completed result not yet taken into `out`; false
   // if there is none.
-  bool TakeNextDone(demi_qresult_t* out);
+  bool TakeNextDone(demi_qresult_t* out) {
+    return !done_order_.empty() && TakeNextDoneSlow(out);
+  }
 
   size_t size() const { return live_; }
 
@@ -59,13 +61,24 @@ class QTokenTable {
   // (a long wait, or a result nobody takes) moves to old_.
   static constexpr uint64_t kRingSize = 1024;
 
-  Entry* Lookup(demi_qtoken_t qt);
+  // Inline for the ring, where nearly every token is found.
+  Entry* Lookup(demi_qtoken_t qt) {
+    if (qt >= base_ && qt < next_) {  // base_ >= 1: never token 0.
+      Entry& entry = Slot(qt);
+      return entry.state == Entry::kGone ? nullptr : &entry;
+    }
+    return LookupOld(qt);
+  }
+  Entry* LookupOld(demi_qtoken_t qt);
+  bool TakeNextDoneSlow(demi_qresult_t* out);
   // The entry of `qt` if it is pending (not done, not gone).
   Entry* Pending(demi_qtoken_t qt);
   // Marks a pending entry whose result is filled in as done.
   void Finish(demi_qtoken_t qt, Entry& entry);
   Entry& Slot(demi_qtoken_t qt) { return ring_[qt % kRingSize]; }
   void Forget(demi_qtoken_t qt, Entry& entry);
+  // Writes the result of the done `entry` to `out` and forgets it.
+  void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
 
   uint64_t next_ = 1;  // The next token.
   uint64_t base_ = 1;  // The oldest token the ring may hold.

@@ -97,7 +97,6 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   ConnectionEnv env;
   env.pool = pool_.get();
   env.tokens = &tokens_;
-  env.app_buffers = &app_buffers_;
   env.receive = device->receive.get();
   env.credit_due = &credit_due_;
   env.aborted = &aborted_;
@@ -291,8 +290,7 @@ demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
   if (size == 0 || size > kMaxMessageSize) return sga;
   absl::StatusOr<Buffer*> buffer = pool_->Allocate(size);
   if (!buffer.ok()) return sga;
-  app_buffers_.insert(*buffer);
-  sga.sga_buf = *buffer;
+  sga.sga_buf = pool_->Lend(*buffer);
   sga.sga_numsegs = 1;
   sga.sga_segs[0].sgaseg_buf = (*buffer)->data;
   sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(size);
@@ -303,12 +301,10 @@ absl::Status RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
   if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
     return ErrnoError(EINVAL, "segment count");
   }
-  auto it = app_buffers_.find(static_cast<Buffer*>(sga.sga_buf));
-  if (it == app_buffers_.end()) {
+  Buffer* buffer = pool_->Reclaim(sga.sga_buf);
+  if (buffer == nullptr) {
     return ErrnoError(EINVAL, "not an array the application holds");
   }
-  Buffer* buffer = *it;
-  app_buffers_.erase(it);
   pool_->Unref(buffer);
   return absl::OkStatus();
 }

@@ -196,7 +196,6 @@ class RdmaLibOs {
   rdma::EventChannelPtr cm_channel_;
   std::vector<std::unique_ptr<Device>> devices_;
   std::unique_ptr<SgaPool> pool_;
-  absl::flat_hash_set<Buffer*> app_buffers_;
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
   // The queue Find found last (most calls name the one the call before
   // named): no hashing then. Forgotten when its queue goes.

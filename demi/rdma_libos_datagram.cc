@@ -37,7 +37,6 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   DatagramEnv env;
   env.pool = pool_.get();
   env.tokens = &tokens_;
-  env.app_buffers = &app_buffers_;
   env.cm_channel = cm_channel_.get();
   env.pd = device->pd.get();
   env.device = device->index;

@@ -15,23 +15,22 @@ namespace {
 // kClockInterval-th pass. A zero timeout expires at once.
 class WaitClock {
  public:
-  explicit WaitClock(const timespec* timeout)
-      : forever_(timeout == nullptr),
-        timeout_(forever_ ? absl::ZeroDuration()
-                          : absl::DurationFromTimespec(*timeout)) {}
+  // `timeout` (borrowed) is read again at the first clock read.
+  explicit WaitClock(const timespec* timeout) : timeout_(timeout) {}
   bool Expired() {
-    if (forever_) return false;
-    if (timeout_ == absl::ZeroDuration()) return true;
+    if (timeout_ == nullptr) return false;
+    if (timeout_->tv_sec == 0 && timeout_->tv_nsec == 0) return true;
     if (++passes_ % kClockInterval != 0) return false;
     absl::Time now = absl::Now();
-    if (passes_ == kClockInterval) deadline_ = now + timeout_;
+    if (passes_ == kClockInterval) {
+      deadline_ = now + absl::DurationFromTimespec(*timeout_);
+    }
     return now >= deadline_;
   }
 
  private:
   static constexpr uint32_t kClockInterval = 32;
-  const bool forever_;
-  const absl::Duration timeout_;
+  const timespec* timeout_;
   absl::Time deadline_;
   uint32_t passes_ = 0;
 };

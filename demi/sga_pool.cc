@@ -10,6 +10,17 @@
 
 namespace demi {
 
+namespace {
+
+// A handle is generation:32 | slab slot:kSlotBits | piece:kPieceBits, so
+// that giving it back needs no lookup: index, index, compare.
+constexpr int kPieceBits = 15;
+constexpr int kSlotBits = 32 - kPieceBits;
+static_assert((kSlabSize >> kMinClassShift) <= (size_t{1} << kPieceBits),
+              "a slab's pieces are numbered within kPieceBits");
+
+}  // namespace
+
 int SizeClassOf(size_t size) {
   int shift = kMinClassShift;
   while ((size_t{1} << shift) < size) ++shift;
@@ -32,11 +43,7 @@ absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
   }
   int size_class = SizeClassOf(size);
   if (free_[size_class].empty()) DEMI_RETURN_IF_ERROR(Grow(size_class));
-  Buffer* buffer = free_[size_class].back();
-  free_[size_class].pop_back();
-  --buffer->slab->free_count;
-  buffer->refs = 1;
-  return buffer;
+  return TakeFree(size_class);
 }
 
 void SgaPool::Unref(Buffer* buffer) {
@@ -44,6 +51,30 @@ void SgaPool::Unref(Buffer* buffer) {
     free_[buffer->size_class].push_back(buffer);
     ++buffer->slab->free_count;
   }
+}
+
+void* SgaPool::Lend(Buffer* buffer) {
+  uint32_t generation = next_generation_++;
+  if (next_generation_ == 0) next_generation_ = 1;
+  buffer->lent = generation;
+  uint64_t piece = static_cast<uint64_t>(buffer - buffer->slab->buffers.data());
+  uint64_t handle = uint64_t{generation} << 32 |
+                    uint64_t{buffer->slab->slot} << kPieceBits | piece;
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(handle));
+}
+
+Buffer* SgaPool::Reclaim(const void* handle) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(handle);
+  uint32_t generation = static_cast<uint32_t>(bits >> 32);
+  uint32_t slot = static_cast<uint32_t>(bits) >> kPieceBits;
+  uint32_t piece = static_cast<uint32_t>(bits) & ((1u << kPieceBits) - 1);
+  if (generation == 0 || slot >= slab_slots_.size()) return nullptr;
+  Slab* slab = slab_slots_[slot];
+  if (slab == nullptr || piece >= slab->buffers.size()) return nullptr;
+  Buffer* buffer = &slab->buffers[piece];
+  if (buffer->lent != generation) return nullptr;
+  buffer->lent = 0;
+  return buffer;
 }
 
 Buffer* SgaPool::Find(const void* addr, size_t length) const {
@@ -67,6 +98,9 @@ absl::Status SgaPool::Grow(int size_class) {
   size_t slab_size = piece > kSlabSize ? piece : kSlabSize;
   if (registered_bytes_ + slab_size > limit_bytes_ && !Trim(slab_size)) {
     return rdma::ErrnoError(ENOMEM, "registered memory limit reached");
+  }
+  if (free_slab_slots_.empty() && slab_slots_.size() >= (1u << kSlotBits)) {
+    return rdma::ErrnoError(ENOMEM, "too many slabs");
   }
   void* memory = mmap(nullptr, slab_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -103,6 +137,14 @@ absl::Status SgaPool::Grow(int size_class) {
   slab->free_count = count;
   registered_bytes_ += slab_size;
   slabs_by_address_[reinterpret_cast<uintptr_t>(slab->base)] = slab.get();
+  if (free_slab_slots_.empty()) {
+    slab->slot = static_cast<uint32_t>(slab_slots_.size());
+    slab_slots_.push_back(slab.get());
+  } else {
+    slab->slot = free_slab_slots_.back();
+    free_slab_slots_.pop_back();
+    slab_slots_[slab->slot] = slab.get();
+  }
   slabs_.push_back(std::move(slab));
   return absl::OkStatus();
 }
@@ -120,6 +162,8 @@ bool SgaPool::Trim(size_t needed) {
                               [slab](Buffer* b) { return b->slab == slab; }),
                list.end());
     slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
+    slab_slots_[slab->slot] = nullptr;
+    free_slab_slots_.push_back(slab->slot);
     registered_bytes_ -= slab->size;
     slab->mrs.clear();
     munmap(slab->base, slab->size);

@@ -30,6 +30,9 @@ struct Slab;
 struct Buffer {
   std::byte* data = nullptr;
   int32_t refs = 0;
+  // While the application holds the piece: the generation in its handle
+  // (see SgaPool::Lend); 0 otherwise.
+  uint32_t lent = 0;
   uint8_t size_class = 0;
   Slab* slab = nullptr;
 };
@@ -38,6 +41,7 @@ struct Slab {
   std::byte* base = nullptr;
   size_t size = 0;
   uint8_t size_class = 0;
+  uint32_t slot = 0;  // Index in SgaPool's slab table, for handles.
   std::vector<Buffer> buffers;
   size_t free_count = 0;         // Pieces on the free list.
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
@@ -57,9 +61,29 @@ class SgaPool {
   // reference. EINVAL for a size out of range, ENOMEM past the limit.
   absl::StatusOr<Buffer*> Allocate(size_t size);
 
+  // A free piece of `size_class` with one reference, or null if there is
+  // none without growing (then Allocate).
+  Buffer* TakeFree(int size_class) {
+    std::vector<Buffer*>& list = free_[size_class];
+    if (list.empty()) return nullptr;
+    Buffer* buffer = list.back();
+    list.pop_back();
+    --buffer->slab->free_count;
+    buffer->refs = 1;
+    return buffer;
+  }
+
   void Ref(Buffer* buffer) { ++buffer->refs; }
   // Drops one reference; the last one returns the piece to its free list.
   void Unref(Buffer* buffer);
+
+  // The application holds `buffer` (and its reference) from now on: returns
+  // the opaque handle for the sga's sga_buf.
+  void* Lend(Buffer* buffer);
+  // The buffer the application holds under `handle`, which it gives back
+  // (with its reference, for the caller to drop); null if `handle` is not
+  // one the application holds: never lent, given back already, or garbage.
+  Buffer* Reclaim(const void* handle);
 
   // The live piece that holds all of [addr, addr + length), if any.
   Buffer* Find(const void* addr, size_t length) const;
@@ -82,6 +106,12 @@ class SgaPool {
   size_t registered_bytes_ = 0;
   std::vector<std::unique_ptr<Slab>> slabs_;
   std::map<uintptr_t, Slab*> slabs_by_address_;
+  // Slabs by Slab::slot (null where one was trimmed), and the free slots.
+  std::vector<Slab*> slab_slots_;
+  std::vector<uint32_t> free_slab_slots_;
+  // The next handle's generation: a handle given back, or one from a
+  // trimmed slab, never names a later holder's piece (until 2^32 lends).
+  uint32_t next_generation_ = 1;
   std::vector<Buffer*> free_[kNumClasses];
 };
 

@@ -30,6 +30,7 @@ absl::StatusOr<std::unique_ptr<SharedReceive>> SharedReceive::Create(
   DEMI_ASSIGN_OR_RETURN(receive->srq_, rdma::CreateSrq(pd, capacity, 1));
   receive->credits_.capacity = capacity;
   receive->credits_.growth_limit = std::min(kGrowthCredits, capacity / 2);
+  receive->credits_.spare = kSpareReceives;
   return receive;
 }
 
@@ -50,22 +51,26 @@ bool SharedReceive::Refill() {
   sges.reserve(wanted);  // No reallocation below: wrs point into sges.
   bool dry = false;
   for (uint32_t i = 0; i < wanted; ++i) {
-    absl::StatusOr<Buffer*> buffer = pool_->Allocate(buffer_size_);
-    if (!buffer.ok()) {
-      dry = true;
-      break;
+    Buffer* buffer = pool_->TakeFree(size_class_);
+    if (buffer == nullptr) {
+      absl::StatusOr<Buffer*> grown = pool_->Allocate(buffer_size_);
+      if (!grown.ok()) {
+        dry = true;
+        break;
+      }
+      buffer = *grown;
     }
     uint32_t slot;
     if (free_slots_.empty()) {
       slot = static_cast<uint32_t>(slots_.size());
-      slots_.push_back(*buffer);
+      slots_.push_back(buffer);
     } else {
       slot = free_slots_.back();
       free_slots_.pop_back();
-      slots_[slot] = *buffer;
+      slots_[slot] = buffer;
     }
-    sges.push_back({reinterpret_cast<uintptr_t>((*buffer)->data), buffer_size_,
-                    SgaPool::Lkey(*buffer, device_)});
+    sges.push_back({reinterpret_cast<uintptr_t>(buffer->data), buffer_size_,
+                    SgaPool::Lkey(buffer, device_)});
     ibv_recv_wr wr = {};
     wr.wr_id = slot;
     wr.num_sge = 1;
@@ -92,15 +97,6 @@ bool SharedReceive::Refill() {
     return false;
   }
   return !dry;
-}
-
-Buffer* SharedReceive::Take(uint64_t wr_id) {
-  if (wr_id >= slots_.size() || slots_[wr_id] == nullptr) return nullptr;
-  Buffer* buffer = slots_[wr_id];
-  slots_[wr_id] = nullptr;
-  free_slots_.push_back(static_cast<uint32_t>(wr_id));
-  --credits_.posted;
-  return buffer;
 }
 
 void SharedReceive::TakeWaiting(std::vector<int>& out) {

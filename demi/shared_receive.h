@@ -40,10 +40,21 @@ class SharedReceive {
   // False if the pool ran dry first (try again later); a failed post is
   // logged and also returns false.
   bool Refill();
-  // Whether Refill has work to do.
-  bool NeedsRefill() const { return credits_.deficit() > 0; }
+  // Whether Refill has work to do: an allotment lacks buffers, or a batch
+  // of spares has been used.
+  bool NeedsRefill() const {
+    return credits_.posted < credits_.allotted ||
+           credits_.deficit() >= kRefillBatch;
+  }
   // The buffer of a receive completion's `wr_id`; no longer posted.
-  Buffer* Take(uint64_t wr_id);
+  Buffer* Take(uint64_t wr_id) {
+    if (wr_id >= slots_.size() || slots_[wr_id] == nullptr) return nullptr;
+    Buffer* buffer = slots_[wr_id];
+    slots_[wr_id] = nullptr;
+    free_slots_.push_back(static_cast<uint32_t>(wr_id));
+    --credits_.posted;
+    return buffer;
+  }
 
   // Connections (by queue descriptor) waiting for buffers to back their
   // credits; the progress engine serves them after a refill.
@@ -55,11 +66,15 @@ class SharedReceive {
 
  private:
   SharedReceive(SgaPool* pool, int device, uint32_t buffer_size)
-      : pool_(pool), device_(device), buffer_size_(buffer_size) {}
+      : pool_(pool),
+        device_(device),
+        buffer_size_(buffer_size),
+        size_class_(SizeClassOf(buffer_size)) {}
 
   SgaPool* pool_;
   const int device_;
   const uint32_t buffer_size_;
+  const int size_class_;
   CreditPool credits_;
   // The SRQ goes before its CQ (members are destroyed in reverse order).
   rdma::CqPtr cq_;

@@ -15,15 +15,15 @@ absl::Status Malformed(absl::string_view what) {
 
 }  // namespace
 
-absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
-                                           uint32_t max_message) {
+absl::Status ParseMessageInto(absl::Span<const std::byte> bytes,
+                              uint32_t max_message, ParsedMessage* out) {
   if (bytes.size() < sizeof(WireHeader)) return Malformed("short header");
   WireHeader header;
   std::memcpy(&header, bytes.data(), sizeof(header));
   absl::Span<const std::byte> body = bytes.subspan(sizeof(WireHeader));
   // Not zeroed whole: the descriptor's 256 bytes of segments are written
   // only for kRndv, on every message's path.
-  ParsedMessage message;
+  ParsedMessage& message = *out;
   message.rndv.num_segments = 0;
   if ((header.flags & ~kFlagStarved) != 0) return Malformed("unknown flags");
   message.flags = header.flags;
@@ -37,7 +37,7 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
       if (header.length == 0) return Malformed("empty eager message");
       message.type = WireType::kEager;
       message.payload = body;
-      return message;
+      return absl::OkStatus();
     case WireType::kRndv: {
       message.type = WireType::kRndv;
       if (body.size() < 8) return Malformed("short rendezvous");
@@ -63,7 +63,7 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
         total += message.rndv.segments[i].length;
       }
       if (total != header.length) return Malformed("rendezvous total");
-      return message;
+      return absl::OkStatus();
     }
     case WireType::kRndvDone:
     case WireType::kCredit:
@@ -72,9 +72,16 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
         return Malformed("control message with a body");
       }
       message.type = static_cast<WireType>(header.type);
-      return message;
+      return absl::OkStatus();
   }
   return Malformed(absl::StrCat("type ", header.type));
+}
+
+absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
+                                           uint32_t max_message) {
+  ParsedMessage message;
+  DEMI_RETURN_IF_ERROR(ParseMessageInto(bytes, max_message, &message));
+  return message;
 }
 
 std::string EncodeConnectData(uint16_t initial_credits, uint16_t max_credits,

@@ -102,6 +102,10 @@ struct ParsedMessage {
 // buffer, unknown type, lengths that disagree, too many segments.
 absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
                                            uint32_t max_message);
+// The same, written into `out` (also on failure, partly): the data path's
+// form, without a copy of the ~300-byte result.
+absl::Status ParseMessageInto(absl::Span<const std::byte> bytes,
+                              uint32_t max_message, ParsedMessage* out);
 
 // This side's connect data, as rdma_cm private data: magic, version, the
 // credits the peer starts with and the most it will ever get, the size of

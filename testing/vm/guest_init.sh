@@ -45,6 +45,15 @@ if ! setup_rdma > "$results/setup.txt" 2>&1; then
   power_off
 fi
 
+# The other VM may still be booting (both start at once, and a loaded host
+# slows one down): until the server host answers, a client's connect fails
+# with EHOSTUNREACH, not the ECONNREFUSED that clients retry.
+if [ "$VM_HOSTS" != 1 ] && [ "$VM_ADDR" != "$VM_SERVER_ADDR" ]; then
+  for _ in $(seq 120); do
+    busybox ping -c 1 -W 1 "$VM_SERVER_ADDR" > /dev/null 2>&1 && break
+  done
+fi
+
 ulimit -l unlimited
 cd "$VM_CWD" 2>/dev/null || cd /
 (

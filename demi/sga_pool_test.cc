@@ -1,0 +1,67 @@
+// The pool's bookkeeping without a device: a pool with no protection
+// domains registers nothing, so slabs, free lists and handles can be
+// checked on any host.
+#include "demi/sga_pool.h"
+
+#include <cstdint>
+#include <vector>
+
+#include "demi/limits.h"
+#include "gtest/gtest.h"
+
+namespace demi {
+namespace {
+
+void* Garbage(uintptr_t bits) { return reinterpret_cast<void*>(bits); }
+
+TEST(SgaPoolTest, AHandleIsGivenBackOnce) {
+  SgaPool pool({}, kSlabSize * 4);
+  Buffer* buffer = *pool.Allocate(100);
+  void* handle = pool.Lend(buffer);
+  ASSERT_NE(handle, nullptr);
+  EXPECT_EQ(pool.Reclaim(handle), buffer);
+  EXPECT_EQ(pool.Reclaim(handle), nullptr);  // Twice.
+  // Lent again, the piece has a new handle; the old one stays dead.
+  void* again = pool.Lend(buffer);
+  EXPECT_NE(again, handle);
+  EXPECT_EQ(pool.Reclaim(handle), nullptr);
+  EXPECT_EQ(pool.Reclaim(again), buffer);
+  pool.Unref(buffer);
+}
+
+TEST(SgaPoolTest, GarbageHandlesAreRefused) {
+  SgaPool pool({}, kSlabSize * 4);
+  Buffer* buffer = *pool.Allocate(64);
+  void* handle = pool.Lend(buffer);
+  uintptr_t bits = reinterpret_cast<uintptr_t>(handle);
+  EXPECT_EQ(pool.Reclaim(nullptr), nullptr);
+  EXPECT_EQ(pool.Reclaim(&pool), nullptr);  // A pointer, not a handle.
+  EXPECT_EQ(pool.Reclaim(Garbage(bits & 0xffffffffu)), nullptr);  // No gen.
+  EXPECT_EQ(pool.Reclaim(Garbage(bits + (uintptr_t{1} << 32))), nullptr);
+  EXPECT_EQ(pool.Reclaim(Garbage(bits + 1)), nullptr);  // Its neighbour.
+  EXPECT_EQ(pool.Reclaim(Garbage(bits | 0x7fff)), nullptr);
+  EXPECT_EQ(pool.Reclaim(Garbage(~uintptr_t{0})), nullptr);  // No such slab.
+  EXPECT_EQ(pool.Reclaim(handle), buffer);
+  pool.Unref(buffer);
+}
+
+TEST(SgaPoolTest, AHandleOfATrimmedSlabNamesNoLaterPiece) {
+  // Room for one slab: a second class trims the first and takes its slot.
+  SgaPool pool({}, kSlabSize);
+  Buffer* small = *pool.Allocate(64);
+  void* stale = pool.Lend(small);
+  ASSERT_EQ(pool.Reclaim(stale), small);
+  pool.Unref(small);
+  std::vector<Buffer*> held;
+  for (int i = 0; i < 4; ++i) held.push_back(*pool.Allocate(4096));
+  EXPECT_EQ(pool.Reclaim(stale), nullptr);
+  // The first piece of the new slab sits where `small` did in the table.
+  void* first = pool.Lend(held[0]);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(first) & 0xffffffffu,
+            reinterpret_cast<uintptr_t>(stale) & 0xffffffffu);
+  EXPECT_EQ(pool.Reclaim(first), held[0]);
+  for (Buffer* b : held) pool.Unref(b);
+}
+
+}  // namespace
+}  // namespace demi
