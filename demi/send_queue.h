@@ -68,15 +68,21 @@ class SendQueue {
   bool Complete(uint64_t wr_id, int err, Retire&& retire) {
     if (wr_id < tail_ || wr_id >= head_) return false;
     while (tail_ <= wr_id) {
-      // Moved out first: `retire` may post into the slot it frees.
-      SendSlot done = std::move(slots_[tail_ % depth_]);
-      slots_[tail_ % depth_] = SendSlot();
+      SendSlot& slot = slots_[tail_ % depth_];
       bool last = tail_ == wr_id;
       ++tail_;
-      if (done.signaled) {
+      if (slot.signaled) {
         --signaled_;
         if (signaled_total_ != nullptr) --*signaled_total_;
       }
+      // Most slots (inline and control messages) hold nothing: an error
+      // only matters on the last, which is always retired.
+      if (!last && slot.kind == SendSlot::kControl && slot.header == nullptr) {
+        continue;
+      }
+      // Moved out first: `retire` may post into the slot it frees.
+      SendSlot done = std::move(slot);
+      slot = SendSlot();
       retire(done, last ? err : 0);
     }
     return true;

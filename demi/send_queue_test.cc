@@ -23,11 +23,11 @@ class SendQueueTest : public ::testing::Test {
     posted.clear();
     next_rc = 0;
   }
-  // Posts a control slot; returns its wr_id.
+  // Posts a slot of `kind`; returns its wr_id.
   uint64_t PostOne(SendQueue& queue, bool must_signal = false,
-                   uint64_t cookie = 0) {
+                   uint64_t cookie = 0, SendSlot::Kind kind = SendSlot::kRead) {
     ibv_send_wr wr = {};
-    SendSlot slot;
+    SendSlot slot(kind);
     slot.read_cookie = cookie;
     EXPECT_EQ(queue.Post(wr, slot, must_signal), 0);
     return wr.wr_id;
@@ -91,6 +91,26 @@ TEST_F(SendQueueTest, ACompletionRetiresEverySlotUpToItInOrder) {
   EXPECT_FALSE(queue.Complete(6, 0, record));
   EXPECT_EQ(queue.posted(), 2u);
   EXPECT_FALSE(queue.has_signaled());  // The one signalled slot retired.
+}
+
+TEST_F(SendQueueTest, ControlSlotsThatHoldNothingAreRetiredOnlyWhenLast) {
+  SendQueue queue(nullptr, 8, 8, RecordPost);
+  PostOne(queue, false, 1, SendSlot::kControl);
+  PostOne(queue, false, 2);
+  PostOne(queue, false, 3, SendSlot::kControl);
+  PostOne(queue, false, 4, SendSlot::kControl);
+  std::vector<std::pair<uint64_t, int>> retired;
+  auto record = [&](SendSlot& slot, int err) {
+    retired.push_back({slot.read_cookie, err});
+  };
+  // The last carries the completion's error, whatever its kind.
+  EXPECT_TRUE(queue.Complete(3, 7, record));
+  EXPECT_EQ(retired, (std::vector<std::pair<uint64_t, int>>{{2, 0}, {4, 7}}));
+  EXPECT_EQ(queue.posted(), 0u);
+  // A skipped slot is reused like any other.
+  PostOne(queue, false, 5);
+  EXPECT_TRUE(queue.Complete(4, 0, record));
+  EXPECT_EQ(retired.back(), (std::pair<uint64_t, int>{5, 0}));
 }
 
 TEST_F(SendQueueTest, TheRingWrapsAndARetireMayPostIntoTheFreedSlot) {
