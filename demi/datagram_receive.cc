@@ -79,21 +79,24 @@ void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
   }
   ++stats_.received;
   if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
-    env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer), data,
-                             length, from);
-    pops_.pop_front();
+    Lend(buffer, data, length, from);
     return;
   }
   incoming_.push_back({buffer, data, length, from});
   DeliverPops();
 }
 
+void DatagramSocket::Lend(Buffer* buffer, std::byte* data, uint32_t length,
+                          const sockaddr_in& from) {
+  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer), data, length,
+                           from);
+  pops_.pop_front();
+}
+
 void DatagramSocket::DeliverPops() {
   while (!pops_.empty() && !incoming_.empty()) {
     Incoming& in = incoming_.front();
-    env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(in.buffer), in.data,
-                             in.length, in.from);
-    pops_.pop_front();
+    Lend(in.buffer, in.data, in.length, in.from);
     incoming_.pop_front();
   }
 }

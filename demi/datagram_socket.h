@@ -154,6 +154,10 @@ class DatagramSocket {
   void Deliver(Buffer* buffer, std::byte* data, uint32_t length,
                const sockaddr_in& from);
   void DeliverPops();
+  // Completes the first pop with the datagram at `data` in `buffer`, which
+  // the application holds from now on.
+  void Lend(Buffer* buffer, std::byte* data, uint32_t length,
+            const sockaddr_in& from);
   // Posts receives into the empty slots, in one chain.
   void Refill();
   void FinishPush(PushOp& op);

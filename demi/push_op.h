@@ -17,15 +17,15 @@
 namespace demi {
 
 struct PushOp {
-  demi_qtoken_t qt = 0;
-  uint32_t length = 0;
-  // Only the rendezvous descriptor's count is set here: the segments
+  // Only the rendezvous descriptor's header is set here: the segments
   // (256 bytes) are written only by a rendezvous.
   PushOp() {
     rndv.num_segments = 0;
     rndv.reserved = 0;  // Sent as is.
   }
 
+  demi_qtoken_t qt = 0;
+  uint32_t length = 0;
   // Pool pieces the push keeps alive (the application's, a copy).
   // Released when the push ends. Inline: a push of a few segments
   // allocates nothing beyond the PushOp.

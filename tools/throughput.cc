@@ -44,13 +44,8 @@ absl::Status RunServer() {
   // By queue descriptor (small integers): no hashing per message, which
   // would count against the library's message rate.
   std::vector<Totals> totals;
-  std::vector<bool> seen;
   auto of = [&](int qd) -> Totals& {
-    if (totals.size() <= static_cast<size_t>(qd)) {
-      totals.resize(qd + 1);
-      seen.resize(qd + 1);
-    }
-    seen[qd] = true;
+    if (totals.size() <= static_cast<size_t>(qd)) totals.resize(qd + 1);
     return totals[qd];
   };
   absl::Status status = ServeFromFlags(
@@ -65,7 +60,6 @@ absl::Status RunServer() {
       [&](int qd, int err) {
         Totals t = of(qd);
         totals[qd] = Totals();
-        seen[qd] = false;
         std::fprintf(stderr,
                      "throughput: qd %d %s after %llu messages, %llu bytes\n",
                      qd, err == 0 ? "closed" : std::strerror(err),
@@ -73,9 +67,8 @@ absl::Status RunServer() {
                      static_cast<unsigned long long>(t.bytes));
       });
   // Datagram sockets never end one by one: what each received, at the end.
-  for (size_t qd = 0; qd < totals.size(); ++qd) {
-    if (!seen[qd]) continue;
-    const Totals& t = totals[qd];
+  for (const Totals& t : totals) {
+    if (t.messages == 0) continue;  // Not a datagram socket, or idle.
     std::fprintf(stderr, "throughput: received %llu datagrams, %llu bytes\n",
                  static_cast<unsigned long long>(t.messages),
                  static_cast<unsigned long long>(t.bytes));
