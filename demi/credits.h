@@ -74,9 +74,10 @@ class ConnectionCredits {
   // The credits to put in the next header; the peer holds them from now.
   uint16_t TakeReturn();
 
-  // Whether a CREDIT message should go now: at least kMinCreditReturn are
-  // owed, and the peer said it is starved, or half of an allotment that
-  // grew is owed (a streaming peer keeps its pipe full).
+  // Whether a CREDIT message should go now: half of an allotment that grew
+  // is owed, or of the base one and the peer said it is starved (at least
+  // kMinCreditReturn either way). A streaming peer keeps its pipe full, and
+  // its credits come back in few messages.
   bool ReturnNow() const;
   // Whether the peer cannot send data until credits come back (and enough
   // are owed for a CREDIT message): the progress engine sends them if
@@ -95,7 +96,10 @@ class ConnectionCredits {
 
   CreditPool* pool_;
   bool reserved_ = false;
-  bool urgent_ = false;        // The peer said it is starved.
+  bool urgent_ = false;        // The peer said it is starved since the
+                               // last return of credits,
+  bool was_urgent_ = false;    // or before it.
+  bool shrunk_ = false;        // The allotment shrank since the last return.
   uint32_t allotment_ = 0;     // peer_credits_ + owed_ + unbacked_ + taken.
   uint32_t peer_credits_ = 0;  // Granted, not yet used.
   uint32_t owed_ = 0;          // Backed, to return in the next header.

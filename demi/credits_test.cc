@@ -1,6 +1,8 @@
 #include "demi/credits.h"
 
+#include <deque>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -16,9 +18,7 @@ class Srq {
     pool.capacity = capacity;
     pool.growth_limit = growth_limit;
   }
-  void Refill() {
-    if (pool.posted < pool.allotted) pool.posted = pool.allotted;
-  }
+  void Refill() { pool.posted += pool.deficit(); }
   // A message from the peer of `c`, as the data path handles it.
   bool Arrive(ConnectionCredits& c, bool starved = false) {
     if (pool.posted == 0) return false;  // RNR: never with honest credits.
@@ -131,6 +131,78 @@ TEST(CreditsTest, AStarvedPeerGrowsByDoublingUpToTheMaximum) {
   EXPECT_EQ(seen.back(), kMaxConnCredits);
   EXPECT_EQ(c->peer_credits(), kMaxConnCredits);
   EXPECT_EQ(srq.pool.grown, kMaxConnCredits - kBaseCredits);
+}
+
+// A peer that pushes as fast as its credits allow, to a receiver that pops
+// each message on arrival; `delay` passes on the wire each way.
+struct Stream {
+  explicit Stream(int delay) : delay(delay) {
+    srq.pool.spare = kSpareReceives;
+    c = Open(srq);
+    sender = c->peer_credits();
+  }
+  void Return(int now) {
+    wire_back.push_back({now + delay, c->TakeReturn()});
+    ++credit_messages;
+  }
+  // One pass of each side: the sender posts up to `send` pushes, the
+  // receiver handles up to `take` arrivals.
+  void Pass(int now, int send, int take) {
+    while (!wire_back.empty() && wire_back.front().first <= now) {
+      sender += wire_back.front().second;
+      wire_back.pop_front();
+    }
+    // As Connection: data keeps a credit in reserve, and a push sent with
+    // at most two left says the pushes queued behind it are starved.
+    for (int i = 0; i < send && sender >= 2; ++i) {
+      wire.push_back({now + delay, sender <= 2});
+      --sender;
+      ++data_messages;
+    }
+    for (int i = 0; i < take && !wire.empty() && wire.front().first <= now;
+         ++i) {
+      ASSERT_TRUE(srq.Arrive(*c, wire.front().second));
+      wire.pop_front();
+      c->OnConsumed();
+      srq.Refill();
+      c->Back();
+      if (c->ReturnNow()) Return(now);
+    }
+    if (c->ReturnSoon()) Return(now);  // The progress engine's next pass.
+    srq.CheckInvariant();
+  }
+
+  int delay;
+  Srq srq;
+  std::unique_ptr<ConnectionCredits> c;
+  uint32_t sender;  // The credits the peer holds, by its own count.
+  std::deque<std::pair<int, bool>> wire;  // Arrival pass, starved flag.
+  std::deque<std::pair<int, uint16_t>> wire_back;  // Arrival pass, credits.
+  int data_messages = 0;
+  int credit_messages = 0;
+};
+
+TEST(CreditsTest, AStreamingPeerGetsItsCreditsBackInFewMessages) {
+  // Within a round trip that the largest allotment covers.
+  for (int delay : {1, 2, 4}) {
+    SCOPED_TRACE(testing::Message() << "delay " << delay);
+    // A sender faster than its receiver is starved again and again: its
+    // allotment grows to the maximum and stays there, and every credit
+    // message returns half of it.
+    Stream fast(delay);
+    int now = 0;
+    while (fast.data_messages < 20000) fast.Pass(now++, /*send=*/8, /*take=*/4);
+    EXPECT_EQ(fast.c->allotment(), kMaxConnCredits);
+    EXPECT_LE(fast.credit_messages * (kMaxConnCredits / 2),
+              fast.data_messages + 64 * 8);
+    // A slower one keeps what it needs not to stall, and its credits still
+    // come back in few messages: each one is a packet the device carries.
+    Stream slow(delay);
+    now = 0;
+    while (slow.data_messages < 20000) slow.Pass(now++, /*send=*/4, /*take=*/8);
+    EXPECT_GE(slow.data_messages, 4 * now * 95 / 100) << "passes " << now;
+    EXPECT_LE(slow.credit_messages * 8, slow.data_messages);
+  }
 }
 
 TEST(CreditsTest, GrowthStopsAtTheDeviceBudget) {
