@@ -91,7 +91,7 @@ int demi_close(int qd) {
 int demi_push(demi_qtoken_t* qt_out, int qd, const demi_sgarray_t* sga) {
   if (libos == nullptr) return ENOSYS;
   if (qt_out == nullptr || sga == nullptr) return EINVAL;
-  return Output(libos->Push(qd, *sga), qt_out);
+  return libos->Push(qd, *sga, qt_out);
 }
 
 int demi_pushto(demi_qtoken_t* qt_out, int sockqd, const demi_sgarray_t* sga,
@@ -106,7 +106,7 @@ int demi_pushto(demi_qtoken_t* qt_out, int sockqd, const demi_sgarray_t* sga,
 int demi_pop(demi_qtoken_t* qt_out, int qd) {
   if (libos == nullptr) return ENOSYS;
   if (qt_out == nullptr) return EINVAL;
-  return Output(libos->Pop(qd), qt_out);
+  return libos->Pop(qd, qt_out);
 }
 
 int demi_setsockopt(int qd, int level, int optname, const void* optval,
@@ -161,7 +161,7 @@ demi_sgarray_t demi_sgaalloc(size_t size) {
 int demi_sgafree(demi_sgarray_t* sga) {
   if (libos == nullptr) return ENOSYS;
   if (sga == nullptr) return EINVAL;
-  return ErrnoOf(libos->SgaFree(*sga));
+  return libos->SgaFree(*sga);
 }
 
 }  // extern "C"

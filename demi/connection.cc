@@ -36,7 +36,10 @@ Connection::~Connection() {
     if (in.buffer != nullptr) env_.pool->Unref(in.buffer);
     if (in.target != nullptr) env_.pool->Unref(in.target);
   }
-  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
+  while (!pops_.empty()) {
+    env_.tokens->Fail(pops_.front(), EBADF);
+    pops_.pop_front();
+  }
 }
 
 absl::Status Connection::Start() {
@@ -100,13 +103,13 @@ void Connection::FlushDueCredits() {
   }
 }
 
-absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                              uint32_t length) {
+int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                     uint32_t length) {
   if (state_ == State::kDead) {
     env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
-    return absl::OkStatus();
+    return 0;
   }
-  if (TryPushInline(qt, sga, length)) return absl::OkStatus();
+  if (TryPushInline(qt, sga, length)) return 0;
   auto op = std::make_unique<PushOp>();
   op->qt = qt;
   op->length = length;
@@ -118,11 +121,11 @@ absl::Status Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
   if (!status.ok()) {
     op->qt = 0;  // The call fails; no token to complete.
     FinishPush(*op, 0);
-    return status;
+    return rdma::ErrnoOf(status);
   }
   push_backlog_.push_back(std::move(op));
   Service();
-  return absl::OkStatus();
+  return 0;
 }
 
 bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "demi/credits.h"
+#include "demi/fifo_ring.h"
 #include "demi/limits.h"
 #include "demi/push_builder.h"
 #include "demi/push_op.h"
@@ -85,10 +86,10 @@ class Connection {
   // The connection is established; `peer` is the peer's private data.
   void Open(const ConnectData& peer);
 
-  // Starts pushing `sga` for token `qt`. EINVAL/EAGAIN: nothing started.
-  // `length` is the sum of the segments' lengths (checked by the caller).
-  absl::Status Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                    uint32_t length);
+  // Starts pushing `sga` for token `qt`; returns 0, or an errno (EINVAL,
+  // ENOMEM...) if nothing started. `length` is the sum of the segments'
+  // lengths (checked by the caller).
+  int Push(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length);
   // Starts popping for token `qt`.
   void Pop(demi_qtoken_t qt);
 
@@ -230,7 +231,7 @@ class Connection {
   std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.
   absl::flat_hash_map<uint64_t, std::unique_ptr<PushOp>> rndv_waiting_;
   std::deque<Incoming> incoming_;
-  std::deque<demi_qtoken_t> pops_;
+  FifoRing<demi_qtoken_t> pops_;
 };
 
 }  // namespace demi

@@ -152,11 +152,7 @@ bool QTokenTable::Take(demi_qtoken_t qt, demi_qresult_t* out) {
   if (!done_order_.empty() && done_order_.front() == qt) {
     done_order_.pop_front();
   } else if (done_order_.size() > 2 * live_ + 1024) {
-    std::deque<demi_qtoken_t> live;
-    for (demi_qtoken_t t : done_order_) {
-      if (IsDone(t)) live.push_back(t);
-    }
-    done_order_.swap(live);
+    done_order_.RetainIf([this](demi_qtoken_t t) { return IsDone(t); });
   }
   return true;
 }

@@ -7,10 +7,10 @@
 #include <netinet/in.h>
 
 #include <cstdint>
-#include <deque>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "demi/fifo_ring.h"
 
 namespace demi {
 
@@ -86,7 +86,7 @@ class QTokenTable {
   std::vector<Entry> ring_ = std::vector<Entry>(kRingSize);
   absl::flat_hash_map<demi_qtoken_t, Entry> old_;
   // Completion order, for TakeNextDone; may hold tokens already taken.
-  std::deque<demi_qtoken_t> done_order_;
+  FifoRing<demi_qtoken_t> done_order_;
 };
 
 }  // namespace demi

@@ -37,6 +37,13 @@ size_t PoolLimit() {
   return kDefaultPoolLimit;
 }
 
+// Writes the token of a datagram call and returns 0, or returns its errno.
+int Output(const absl::StatusOr<demi_qtoken_t>& qt, demi_qtoken_t* qt_out) {
+  if (!qt.ok()) return rdma::ErrnoOf(qt.status());
+  *qt_out = *qt;
+  return 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RdmaLibOs>> RdmaLibOs::Create() {
@@ -106,17 +113,18 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   return env;
 }
 
+bool RdmaLibOs::Remember(int qd) {
+  auto it = queues_.find(qd);
+  if (it == queues_.end()) return false;
+  found_qd_ = qd;
+  found_ = it->second.get();
+  return true;
+}
+
 absl::StatusOr<RdmaLibOs::Queue*> RdmaLibOs::Find(int qd) {
-  if (qd != found_qd_) {
-    auto it = queues_.find(qd);
-    if (it == queues_.end()) return ErrnoError(EBADF, "not an open queue");
-    found_qd_ = qd;
-    found_ = it->second.get();
-  }
-  if (found_->closed || found_->listener >= 0) {
-    return ErrnoError(EBADF, "not an open queue");
-  }
-  return found_;
+  Queue* queue = OpenQueue(qd);
+  if (queue == nullptr) return ErrnoError(EBADF, "not an open queue");
+  return queue;
 }
 
 RdmaLibOs::Queue* RdmaLibOs::NewQueue(Queue::Kind kind) {
@@ -216,48 +224,53 @@ void RdmaLibOs::MatchAccepts(Queue& listener) {
   }
 }
 
-absl::StatusOr<uint32_t> RdmaLibOs::CheckedLength(const demi_sgarray_t& sga) {
+int RdmaLibOs::CheckLength(const demi_sgarray_t& sga, uint32_t* total) {
+  // EINVAL: no segments or too many, an empty one, or more than a piece.
   if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
-    return ErrnoError(EINVAL, "segment count");
+    return EINVAL;
   }
-  uint64_t total = 0;
+  uint64_t sum = 0;
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
     if (sga.sga_segs[i].sgaseg_buf == nullptr ||
         sga.sga_segs[i].sgaseg_len == 0) {
-      return ErrnoError(EINVAL, "empty segment");
+      return EINVAL;
     }
-    total += sga.sga_segs[i].sgaseg_len;
+    sum += sga.sga_segs[i].sgaseg_len;
   }
-  if (total > kMaxMessageSize) return ErrnoError(EINVAL, "message too large");
-  return static_cast<uint32_t>(total);
+  if (sum > kMaxMessageSize) return EINVAL;
+  *total = static_cast<uint32_t>(sum);
+  return 0;
 }
 
-absl::StatusOr<demi_qtoken_t> RdmaLibOs::Push(int qd,
-                                              const demi_sgarray_t& sga) {
-  DEMI_ASSIGN_OR_RETURN(uint32_t total, CheckedLength(sga));
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out) {
+  uint32_t total = 0;
+  if (int err = CheckLength(sga, &total); err != 0) return err;
+  Queue* queue = OpenQueue(qd);
+  if (queue == nullptr) return EBADF;
   if (queue->kind == Queue::Kind::kDatagram) {
-    return PushDatagram(*queue, sga, total, nullptr);
+    return Output(PushDatagram(*queue, sga, total, nullptr), qt_out);
   }
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {
-    return ErrnoError(ENOTCONN, "not connected");
+    return ENOTCONN;
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
-  absl::Status status = queue->conn->Push(qt, sga, total);
-  if (!status.ok()) {
+  if (int err = queue->conn->Push(qt, sga, total); err != 0) {
     tokens_.Erase(qt);
-    int err = rdma::ErrnoOf(status);
-    return ErrnoError(err == ENOMEM ? EAGAIN : err, "push");
+    return err == ENOMEM ? EAGAIN : err;
   }
-  return qt;
+  *qt_out = qt;
+  return 0;
 }
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
                                                 const demi_sgarray_t& sga,
                                                 const sockaddr* addr,
                                                 socklen_t size) {
-  DEMI_ASSIGN_OR_RETURN(uint32_t total, CheckedLength(sga));
+  uint32_t total = 0;
+  if (int err = CheckLength(sga, &total); err != 0) {
+    return ErrnoError(err, "scatter-gather array");
+  }
   if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
   sockaddr_in dest;
   std::memcpy(&dest, addr, sizeof(dest));
@@ -272,16 +285,20 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
   return PushDatagram(*queue, sga, total, &dest);
 }
 
-absl::StatusOr<demi_qtoken_t> RdmaLibOs::Pop(int qd) {
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  if (queue->kind == Queue::Kind::kDatagram) return PopDatagram(*queue);
+int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
+  Queue* queue = OpenQueue(qd);
+  if (queue == nullptr) return EBADF;
+  if (queue->kind == Queue::Kind::kDatagram) {
+    return Output(PopDatagram(*queue), qt_out);
+  }
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {
-    return ErrnoError(ENOTCONN, "not connected");
+    return ENOTCONN;
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
   queue->conn->Pop(qt);
-  return qt;
+  *qt_out = qt;
+  return 0;
 }
 
 demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
@@ -297,16 +314,14 @@ demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
   return sga;
 }
 
-absl::Status RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
+int RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
   if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
-    return ErrnoError(EINVAL, "segment count");
+    return EINVAL;
   }
   Buffer* buffer = pool_->Reclaim(sga.sga_buf);
-  if (buffer == nullptr) {
-    return ErrnoError(EINVAL, "not an array the application holds");
-  }
+  if (buffer == nullptr) return EINVAL;  // Not an array the application holds.
   pool_->Unref(buffer);
-  return absl::OkStatus();
+  return 0;
 }
 
 absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,

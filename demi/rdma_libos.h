@@ -50,10 +50,12 @@ class RdmaLibOs {
   absl::StatusOr<demi_qtoken_t> Connect(int qd, const sockaddr* addr,
                                         socklen_t size);
   absl::Status Close(int qd);
-  absl::StatusOr<demi_qtoken_t> Push(int qd, const demi_sgarray_t& sga);
+  // Push, Pop and SgaFree, called once per message, return a plain errno
+  // and write the token only on success: no Status to build and take apart.
+  int Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out);
   absl::StatusOr<demi_qtoken_t> PushTo(int qd, const demi_sgarray_t& sga,
                                        const sockaddr* addr, socklen_t size);
-  absl::StatusOr<demi_qtoken_t> Pop(int qd);
+  int Pop(int qd, demi_qtoken_t* qt_out);
   // The waits return a plain errno (0, EINVAL, ETIMEDOUT) and write each
   // result once, straight into `qr_out`.
   int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout);
@@ -62,7 +64,7 @@ class RdmaLibOs {
   int WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                 const timespec* timeout);
   demi_sgarray_t SgaAlloc(size_t size);
-  absl::Status SgaFree(const demi_sgarray_t& sga);
+  int SgaFree(const demi_sgarray_t& sga);
   absl::Status SetSockOpt(int qd, int level, int optname, const void* optval,
                           socklen_t optlen);
   absl::Status GetSockOpt(int qd, int level, int optname, void* optval,
@@ -127,6 +129,14 @@ class RdmaLibOs {
 
   // The open queue `qd` (EBADF otherwise).
   absl::StatusOr<Queue*> Find(int qd);
+  // The same without a Status: nullptr if `qd` is not open. Inline for the
+  // queue of the last call, which is nearly always the one asked for.
+  Queue* OpenQueue(int qd) {
+    if (qd != found_qd_ && !Remember(qd)) return nullptr;
+    return found_->closed || found_->listener >= 0 ? nullptr : found_;
+  }
+  // Makes `qd` the remembered queue; false if there is no such queue.
+  bool Remember(int qd);
   Queue* NewQueue(Queue::Kind kind);
   Device* DeviceOf(ibv_context* context);
 
@@ -172,8 +182,9 @@ class RdmaLibOs {
   void MarkClosed(Queue& queue);
   ConnectionEnv EnvFor(Device* device);
 
-  // The length of a message to push: EINVAL for a bad sga.
-  static absl::StatusOr<uint32_t> CheckedLength(const demi_sgarray_t& sga);
+  // Writes the length of a message to push to `total`; EINVAL for a bad
+  // sga.
+  static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
 
   // The datagram half (rdma_libos_datagram.cc).
   absl::Status BindDatagram(Queue& queue, const sockaddr_in& local);
