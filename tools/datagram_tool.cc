@@ -140,7 +140,7 @@ absl::Status ServeDatagrams(
           static_cast<int>(ended.size()) < options.exit_after) &&
          (options.stop == nullptr || !*options.stop)) {
     demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Milliseconds(200)));
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, kTick));
     if (!got) continue;
     if (qr.qr_opcode == DEMI_OPC_FAILED) {
       // A reply that found nobody (the client went away) ends nothing.

@@ -116,12 +116,15 @@ absl::StatusOr<demi_qresult_t> Wait(demi_qtoken_t qt, absl::Duration timeout,
   return qr;
 }
 
-absl::StatusOr<bool> WaitNext(demi_qresult_t* result, absl::Duration timeout) {
-  timespec ts = absl::ToTimespec(timeout);
+absl::StatusOr<bool> WaitNext(demi_qresult_t* result, timespec timeout) {
   int n = 0;
-  int err = demi_wait_next_n(result, 1, &n, &ts);
+  int err = demi_wait_next_n(result, 1, &n, &timeout);
   if (err != 0 && err != ETIMEDOUT) return DemiError(err, "demi_wait_next_n");
   return n == 1;
+}
+
+absl::StatusOr<bool> WaitNext(demi_qresult_t* result, absl::Duration timeout) {
+  return WaitNext(result, absl::ToTimespec(timeout));
 }
 
 absl::StatusOr<size_t> ParseSize(const std::string& text) {

@@ -5,6 +5,7 @@
 
 #include <demi/libos.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include <string>
 #include <vector>
@@ -33,9 +34,13 @@ absl::StatusOr<int> Connect(const sockaddr_in& addr, absl::Duration timeout);
 absl::StatusOr<demi_qresult_t> Wait(demi_qtoken_t qt, absl::Duration timeout,
                                     const char* what);
 
-// The next result of any operation, waiting at most `timeout`; false if
-// none came in time.
+// The next result of any operation, waiting at most `timeout` (converted
+// once by the caller, not per call); false if none came in time.
+absl::StatusOr<bool> WaitNext(demi_qresult_t* result, timespec timeout);
 absl::StatusOr<bool> WaitNext(demi_qresult_t* result, absl::Duration timeout);
+// How long the servers wait at a time before they look at their exit
+// conditions again.
+inline constexpr timespec kTick = {0, 200 * 1000 * 1000};
 
 // "64", "4K", "1M" (binary units) -> bytes; INVALID_ARGUMENT otherwise.
 absl::StatusOr<size_t> ParseSize(const std::string& text);

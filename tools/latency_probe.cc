@@ -95,7 +95,7 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   }
   std::vector<double> samples;
   samples.reserve(iters);
-  const absl::Duration timeout = FlagTimeout();
+  const timespec timeout = absl::ToTimespec(FlagTimeout());
   const bool udp = absl::GetFlag(FLAGS_udp);
   int active = 0;
   for (ClientConn& c : conns) {

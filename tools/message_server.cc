@@ -36,7 +36,7 @@ absl::Status ServeMessages(
   while ((options.exit_after == 0 || ended < options.exit_after) &&
          (options.stop == nullptr || !*options.stop)) {
     demi_qresult_t qr;
-    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, absl::Milliseconds(200)));
+    DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, kTick));
     if (!got) continue;
     switch (qr.qr_opcode) {
       case DEMI_OPC_ACCEPT:

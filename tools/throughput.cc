@@ -116,7 +116,7 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
   Result result;
   result.size = size;
   double last = start;
-  const absl::Duration timeout = FlagTimeout();
+  const timespec timeout = absl::ToTimespec(FlagTimeout());
   while (in_flight > 0) {
     demi_qresult_t qr;
     DEMI_ASSIGN_OR_RETURN(bool got, WaitNext(&qr, timeout));
