@@ -52,8 +52,11 @@ inline constexpr uint32_t kBaseCredits = 3;
 // The fewest credits a CREDIT message returns (it costs one itself).
 inline constexpr uint32_t kMinCreditReturn = 2;
 static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
-// The most credits one connection's peer may hold.
-inline constexpr uint32_t kMaxConnCredits = 64;
+// The most credits one connection's peer may hold: as many messages in
+// flight as the send queue holds (and ib_send_bw keeps), so that a stream
+// over a long round trip is not held back by its credits first.
+inline constexpr uint32_t kMaxConnCredits = 128;
+static_assert(kMaxConnCredits <= kSendDepth, "more would wait for the QP");
 // Buffers the SRQ may hold: every connection's base credits plus the
 // growth budget must fit, and so must their completions in the CQ.
 inline constexpr uint32_t kSrqCapacity = 16384;
