@@ -2,9 +2,9 @@
 # Benchmarks: runs each of ours beside its peer (perftest, rstream) on the
 # same RDMA device in one VM boot (or on this machine's device), latency
 # and message rate alternately over several rounds (DEMI_BENCH_ROUNDS, 5),
-# counts instructions per round trip under callgrind, then runs the latency
-# probe between two VMs, and writes BENCHMARKS.md. Installs what is
-# missing. Usage: tools/benchmarks.sh [OUTPUT_DIR]
+# counts instructions per round trip under callgrind, then measures the
+# latency and the message rate between two VMs, and writes BENCHMARKS.md.
+# Installs what is missing. Usage: tools/benchmarks.sh [OUTPUT_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -23,7 +23,7 @@ testing/run_on_rdma.sh --out "$out" -- tools/bench/on_device.sh \
   examples/kv/bazel-bin/kv_server examples/kv/bazel-bin/kv_loadgen \
   bazel-bin/tools/connect_rate bazel-bin/demi/scale_test_bin
 testing/run_on_rdma.sh --hosts 2 --out "$out" -- tools/bench/two_hosts.sh \
-  bazel-bin/tools/latency_probe
+  bazel-bin/tools/latency_probe bazel-bin/tools/throughput
 seconds=$(($(date +%s) - start))
 tools/bench/report.sh "$out" "$seconds" > BENCHMARKS.md
 mkdir -p docs

@@ -125,6 +125,9 @@ row "64 B latency p50, two VMs" "ib_send_lat typical" \
 row "64 B latency p99, two VMs" "ib_send_lat 99%" \
   "$(value two_hosts.ib_send_lat.64.p99)" "$(value two_hosts.probe.64.p99)" \
   "<= 1.10"
+row "64 B rate, two VMs (msg/s)" "ib_send_bw" \
+  "$(value two_hosts.ib_send_bw.64.msg_per_s)" \
+  "$(value two_hosts.throughput.64.msg_per_s)" ">= 1.00"
 
 cat <<KV
 
@@ -206,6 +209,7 @@ tools/bench/instructions.sh latency_probe   # callgrind, see above
 \`\`\`
 
 Then, between two VMs (two hosts), \`ib_send_lat -s 64 -n 300\` and
-\`latency_probe --size 64 --iters 300 --warmup 30\`. The raw outputs are in the
-directory the command prints.
+\`latency_probe --size 64 --iters 300 --warmup 30\`, then \`ib_send_bw -s 64
+-n 5000\` and \`throughput --size 64 --window 32 --seconds 4\`. The raw outputs
+are in the directory the command prints.
 KV
