@@ -69,6 +69,8 @@ inline constexpr uint32_t kGrowthCredits = 2048;
 inline constexpr uint32_t kSpareReceives = 32;
 inline constexpr uint32_t kRefillBatch = 16;
 static_assert(kRefillBatch <= kSpareReceives, "allotments stay backed");
+// Receives posted by one ibv_post_srq_recv at most (a chain on the stack).
+inline constexpr uint32_t kRefillChain = 64;
 
 // --- Progress engine ---
 

@@ -387,7 +387,10 @@ void RdmaLibOs::Destroy(int qd) {
   }
   Device* device = queue.device;
   bool queue_had_qp = queue.qp != nullptr;
-  if (queue.qp != nullptr) conn_by_qpn_.erase(queue.qp->qp->qp_num);
+  if (queue.qp != nullptr) {
+    conn_by_qpn_.erase(queue.qp->qp->qp_num);
+    last_conn_ = nullptr;
+  }
   if (queue.send_cq != nullptr) {
     device->send_cqs->Release(queue.send_cq, kSendDepth);
   }

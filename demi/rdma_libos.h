@@ -127,6 +127,16 @@ class RdmaLibOs {
   RdmaLibOs() = default;
   absl::Status Init();
 
+  // The connection of QP number `qpn`; nullptr if it is gone.
+  Connection* ConnOf(uint32_t qpn) {
+    if (qpn == last_qpn_ && last_conn_ != nullptr) return last_conn_;
+    auto it = conn_by_qpn_.find(qpn);
+    if (it == conn_by_qpn_.end()) return nullptr;
+    last_qpn_ = qpn;
+    last_conn_ = it->second;
+    return last_conn_;
+  }
+
   // The open queue `qd` (EBADF otherwise).
   absl::StatusOr<Queue*> Find(int qd);
   // The same without a Status: nullptr if `qd` is not open. Inline for the
@@ -212,8 +222,11 @@ class RdmaLibOs {
   // named): no hashing then. Forgotten when its queue goes.
   int found_qd_ = -1;
   Queue* found_ = nullptr;
-  // Each QP's connection, for completions: one lookup per completion.
+  // Each QP's connection, for completions: one lookup per completion,
+  // none for a completion of the QP the one before came from.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
+  uint32_t last_qpn_ = 0;
+  Connection* last_conn_ = nullptr;  // Null: nothing cached.
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.
   std::vector<int> credit_due_;      // See ConnectionEnv::credit_due.
   // What FlushDueCredits and RefillReceives walk: kept, so that swapping

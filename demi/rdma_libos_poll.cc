@@ -114,9 +114,8 @@ bool RdmaLibOs::PollCompletions(Device& device) {
   for (int i = 0; i < n; ++i) {
     Buffer* buffer = device.receive->Take(wcs[i].wr_id);
     if (buffer == nullptr) continue;
-    auto conn = conn_by_qpn_.find(wcs[i].qp_num);
-    if (conn != conn_by_qpn_.end()) {
-      conn->second->OnRecvCompletion(wcs[i], buffer);
+    if (Connection* conn = ConnOf(wcs[i].qp_num)) {
+      conn->OnRecvCompletion(wcs[i], buffer);
     } else {
       pool_->Unref(buffer);  // Its connection is gone.
     }
@@ -130,8 +129,9 @@ bool RdmaLibOs::PollCompletions(Device& device) {
       DEMI_LOG(ERROR) << "ibv_poll_cq failed";
     }
     for (int i = 0; i < n; ++i) {
-      auto conn = conn_by_qpn_.find(wcs[i].qp_num);
-      if (conn != conn_by_qpn_.end()) conn->second->OnSendCompletion(wcs[i]);
+      if (Connection* conn = ConnOf(wcs[i].qp_num)) {
+        conn->OnSendCompletion(wcs[i]);
+      }
     }
     more |= n == kPollBatch;
   }

@@ -98,6 +98,7 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
       std::make_unique<Connection>(queue.qd, EnvFor(device), queue.qp->qp,
                                    caps.max_inline_data, caps.max_send_sge);
   conn_by_qpn_[queue.qp->qp->qp_num] = queue.conn.get();
+  last_conn_ = nullptr;
   return queue.conn->Start();
 }
 

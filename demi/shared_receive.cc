@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "demi/limits.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -43,60 +44,61 @@ SharedReceive::~SharedReceive() {
 
 bool SharedReceive::Refill() {
   uint32_t wanted = credits_.deficit();
-  if (wanted == 0) return true;
-  std::vector<ibv_sge>& sges = scratch_sges_;
-  std::vector<ibv_recv_wr>& wrs = scratch_wrs_;
-  sges.clear();
-  wrs.clear();
-  sges.reserve(wanted);  // No reallocation below: wrs point into sges.
-  bool dry = false;
-  for (uint32_t i = 0; i < wanted; ++i) {
-    Buffer* buffer = pool_->TakeFree(size_class_);
-    if (buffer == nullptr) {
-      absl::StatusOr<Buffer*> grown = pool_->Allocate(buffer_size_);
-      if (!grown.ok()) {
-        dry = true;
-        break;
+  while (wanted > 0) {
+    // A chain of up to kRefillChain on the stack: nothing to allocate or
+    // to zero, and one post per chain.
+    ibv_sge sges[kRefillChain];
+    ibv_recv_wr wrs[kRefillChain];
+    uint32_t n = 0;
+    bool dry = false;
+    for (; n < wanted && n < kRefillChain; ++n) {
+      Buffer* buffer = pool_->TakeFree(size_class_);
+      if (buffer == nullptr) {
+        absl::StatusOr<Buffer*> grown = pool_->Allocate(buffer_size_);
+        if (!grown.ok()) {
+          dry = true;
+          break;
+        }
+        buffer = *grown;
       }
-      buffer = *grown;
+      uint32_t slot;
+      if (free_slots_.empty()) {
+        slot = static_cast<uint32_t>(slots_.size());
+        slots_.push_back(buffer);
+      } else {
+        slot = free_slots_.back();
+        free_slots_.pop_back();
+        slots_[slot] = buffer;
+      }
+      sges[n].addr = reinterpret_cast<uintptr_t>(buffer->data);
+      sges[n].length = buffer_size_;
+      sges[n].lkey = SgaPool::Lkey(buffer, device_);
+      wrs[n].wr_id = slot;
+      wrs[n].next = &wrs[n + 1];
+      wrs[n].sg_list = &sges[n];
+      wrs[n].num_sge = 1;
     }
-    uint32_t slot;
-    if (free_slots_.empty()) {
-      slot = static_cast<uint32_t>(slots_.size());
-      slots_.push_back(buffer);
-    } else {
-      slot = free_slots_.back();
-      free_slots_.pop_back();
-      slots_[slot] = buffer;
+    if (n == 0) return false;  // The pool is dry.
+    wrs[n - 1].next = nullptr;
+    ibv_recv_wr* bad = nullptr;
+    int rc = ibv_post_srq_recv(srq_.get(), wrs, &bad);
+    // Everything before `bad` is posted; from it on, nothing is.
+    uint32_t posted = rc == 0 ? n : static_cast<uint32_t>(bad - wrs);
+    for (uint32_t i = posted; i < n; ++i) {
+      uint32_t slot = static_cast<uint32_t>(wrs[i].wr_id);
+      pool_->Unref(slots_[slot]);
+      slots_[slot] = nullptr;
+      free_slots_.push_back(slot);
     }
-    sges.push_back({reinterpret_cast<uintptr_t>(buffer->data), buffer_size_,
-                    SgaPool::Lkey(buffer, device_)});
-    ibv_recv_wr wr = {};
-    wr.wr_id = slot;
-    wr.num_sge = 1;
-    wrs.push_back(wr);
+    credits_.posted += posted;
+    if (rc != 0) {
+      DEMI_LOG(ERROR) << "ibv_post_srq_recv: " << rc;
+      return false;
+    }
+    if (dry) return false;
+    wanted -= n;
   }
-  if (wrs.empty()) return !dry;
-  for (size_t i = 0; i < wrs.size(); ++i) {
-    wrs[i].sg_list = &sges[i];
-    wrs[i].next = i + 1 < wrs.size() ? &wrs[i + 1] : nullptr;
-  }
-  ibv_recv_wr* bad = nullptr;
-  int rc = ibv_post_srq_recv(srq_.get(), wrs.data(), &bad);
-  // Everything before `bad` is posted; from it on, nothing is.
-  size_t posted = rc == 0 ? wrs.size() : static_cast<size_t>(bad - wrs.data());
-  for (size_t i = posted; i < wrs.size(); ++i) {
-    uint32_t slot = static_cast<uint32_t>(wrs[i].wr_id);
-    pool_->Unref(slots_[slot]);
-    slots_[slot] = nullptr;
-    free_slots_.push_back(slot);
-  }
-  credits_.posted += static_cast<uint32_t>(posted);
-  if (rc != 0) {
-    DEMI_LOG(ERROR) << "ibv_post_srq_recv: " << rc;
-    return false;
-  }
-  return !dry;
+  return true;
 }
 
 void SharedReceive::TakeWaiting(std::vector<int>& out) {

@@ -36,7 +36,7 @@ class SharedReceive {
   ibv_cq* cq() const { return cq_.get(); }
   CreditPool& credits() { return credits_; }
 
-  // Posts buffers, in one chain, until the SRQ backs every allotment.
+  // Posts buffers, in chains, until the SRQ backs every allotment.
   // False if the pool ran dry first (try again later); a failed post is
   // logged and also returns false.
   bool Refill();
@@ -82,9 +82,6 @@ class SharedReceive {
   std::vector<Buffer*> slots_;        // By wr_id; null when free.
   std::vector<uint32_t> free_slots_;  // Indices of null slots.
   std::vector<int> waiting_;
-  // Refill's work lists, kept to spare an allocation per refill.
-  std::vector<ibv_sge> scratch_sges_;
-  std::vector<ibv_recv_wr> scratch_wrs_;
 };
 
 }  // namespace demi
