@@ -228,12 +228,22 @@ void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
 void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   if (queue.conn == nullptr) return;
   queue.conn->peer_addr = PeerAddr(queue.id.get());
+  // Receives complete from the moment the QP is ready, which can be before
+  // this event is polled: a peer that broke the protocol at once may have
+  // aborted the connection already. rdma_cm sends no disconnect before the
+  // connection is established, so the peer learns it now.
+  auto open = [&](const ConnectData& peer) {
+    queue.conn->Open(peer);
+    if (queue.conn->state() == Connection::State::kDead) {
+      rdma::Disconnect(queue.id.get()).IgnoreError();
+    }
+  };
   if (queue.listener >= 0) {
     auto it = queues_.find(queue.listener);
     if (it == queues_.end()) return;
     Queue& listener = *it->second;
     --listener.in_setup;
-    queue.conn->Open(queue.peer_data);
+    open(queue.peer_data);
     listener.ready.push_back(queue.qd);
     MatchAccepts(listener);
     return;
@@ -245,7 +255,7 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
     HandleConnectFailure(queue, EPROTO);
     return;
   }
-  queue.conn->Open(*peer);
+  open(*peer);
   tokens_.Succeed(queue.connect_qt, DEMI_OPC_CONNECT);
   queue.connect_qt = 0;
 }
