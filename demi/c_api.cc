@@ -21,6 +21,7 @@ namespace {
 
 using demi::RdmaLibOs;
 using demi::rdma::ErrnoOf;
+using demi::rdma::ErrnoOrOutput;
 
 // One per process (the API is not thread-safe); never destroyed, so that
 // calls made while the process exits stay safe.
@@ -30,13 +31,6 @@ RdmaLibOs* libos = nullptr;
 // was pushed before (bounded by their linger time), as a kernel's TCP would.
 void FinishClosesAtExit() {
   if (libos != nullptr) libos->FinishCloses();
-}
-
-template <typename T>
-int Output(const absl::StatusOr<T>& result, T* out) {
-  if (!result.ok()) return ErrnoOf(result.status());
-  *out = *result;
-  return 0;
 }
 
 }  // namespace
@@ -56,7 +50,7 @@ int demi_init(const struct demi_args* args) {
 int demi_socket(int* sockqd_out, int domain, int type, int protocol) {
   if (libos == nullptr) return ENOSYS;
   if (sockqd_out == nullptr) return EINVAL;
-  return Output(libos->Socket(domain, type, protocol), sockqd_out);
+  return ErrnoOrOutput(libos->Socket(domain, type, protocol), sockqd_out);
 }
 
 int demi_listen(int sockqd, int backlog) {
@@ -73,14 +67,14 @@ int demi_bind(int sockqd, const struct sockaddr* addr, socklen_t size) {
 int demi_accept(demi_qtoken_t* qt_out, int sockqd) {
   if (libos == nullptr) return ENOSYS;
   if (qt_out == nullptr) return EINVAL;
-  return Output(libos->Accept(sockqd), qt_out);
+  return ErrnoOrOutput(libos->Accept(sockqd), qt_out);
 }
 
 int demi_connect(demi_qtoken_t* qt_out, int sockqd, const struct sockaddr* addr,
                  socklen_t size) {
   if (libos == nullptr) return ENOSYS;
   if (qt_out == nullptr || addr == nullptr) return EINVAL;
-  return Output(libos->Connect(sockqd, addr, size), qt_out);
+  return ErrnoOrOutput(libos->Connect(sockqd, addr, size), qt_out);
 }
 
 int demi_close(int qd) {
@@ -100,7 +94,7 @@ int demi_pushto(demi_qtoken_t* qt_out, int sockqd, const demi_sgarray_t* sga,
   if (qt_out == nullptr || sga == nullptr || dest_addr == nullptr) {
     return EINVAL;
   }
-  return Output(libos->PushTo(sockqd, *sga, dest_addr, size), qt_out);
+  return ErrnoOrOutput(libos->PushTo(sockqd, *sga, dest_addr, size), qt_out);
 }
 
 int demi_pop(demi_qtoken_t* qt_out, int qd) {

@@ -37,13 +37,6 @@ size_t PoolLimit() {
   return kDefaultPoolLimit;
 }
 
-// Writes the token of a datagram call and returns 0, or returns its errno.
-int Output(const absl::StatusOr<demi_qtoken_t>& qt, demi_qtoken_t* qt_out) {
-  if (!qt.ok()) return rdma::ErrnoOf(qt.status());
-  *qt_out = *qt;
-  return 0;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RdmaLibOs>> RdmaLibOs::Create() {
@@ -248,7 +241,8 @@ int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out) {
   Queue* queue = OpenQueue(qd);
   if (queue == nullptr) return EBADF;
   if (queue->kind == Queue::Kind::kDatagram) {
-    return Output(PushDatagram(*queue, sga, total, nullptr), qt_out);
+    return rdma::ErrnoOrOutput(PushDatagram(*queue, sga, total, nullptr),
+                               qt_out);
   }
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {
@@ -289,7 +283,7 @@ int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
   Queue* queue = OpenQueue(qd);
   if (queue == nullptr) return EBADF;
   if (queue->kind == Queue::Kind::kDatagram) {
-    return Output(PopDatagram(*queue), qt_out);
+    return rdma::ErrnoOrOutput(PopDatagram(*queue), qt_out);
   }
   if (queue->kind != Queue::Kind::kConnection ||
       queue->conn->state() == Connection::State::kSetup) {

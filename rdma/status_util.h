@@ -19,6 +19,15 @@ absl::Status ErrnoError(int err, absl::string_view what);
 // ETIMEDOUT, kNotFound: ENOENT, kUnimplemented: ENOSYS, anything else: EIO).
 int ErrnoOf(const absl::Status& status);
 
+// The C API's form of a result: writes `result`'s value to `out` and returns
+// 0, or returns its errno and leaves `out` alone.
+template <typename T>
+int ErrnoOrOutput(const absl::StatusOr<T>& result, T* out) {
+  if (!result.ok()) return ErrnoOf(result.status());
+  *out = *result;
+  return 0;
+}
+
 }  // namespace demi::rdma
 
 #define DEMI_STATUS_CONCAT_INNER_(a, b) a##b
