@@ -146,12 +146,18 @@ class Connection {
     uint32_t length = 0;
     uint64_t cookie = 0;
     // kRndv: where to read from (out of line: Incoming stays small), the
-    // destination piece and READs still in flight.
+    // destination piece, where the next READ starts (segment, offset in
+    // it, offset in the message) and READs still in flight.
     std::unique_ptr<RndvDescriptor> rndv;
     Buffer* target = nullptr;
+    uint32_t read_segment = 0;
+    uint32_t segment_offset = 0;
+    uint32_t read_offset = 0;
     uint32_t reads_left = 0;
     bool reading = false;
     int read_error = 0;
+    // Every READ of a rendezvous has been posted.
+    bool AllReadsPosted() const { return read_segment == rndv->num_segments; }
   };
 
   // A small push with nothing queued before it goes out at once, inline,
@@ -162,7 +168,7 @@ class Connection {
     return {env_.pool, env_.pd, env_.device, max_send_sge_};
   }
   // Posts the memory-window binds of `op` and puts their rkeys in its
-  // descriptor (zero-based: offsets, not addresses, go on the wire).
+  // descriptor.
   absl::Status BindWindows(PushOp& op);
   // Posts what credits and queue room allow: control messages, then pushes.
   void Service();
@@ -175,6 +181,10 @@ class Connection {
                         size_t extra_size, absl::Span<const ibv_sge> body,
                         SendSlot slot);
   void StartReads();
+  // Posts the READs of `in`, in pieces of at most kReadPiece, while the
+  // send queue has room. False if it ran out of room or the post failed
+  // (the connection is then aborted).
+  bool PostReads(Incoming& in);
   void DeliverPops();
   // Completes the first pop with `length` bytes at `data` in `buffer`,
   // which the application holds from now on.
@@ -214,7 +224,7 @@ class Connection {
   bool credit_due_ = false;       // In ConnectionEnv::credit_due.
   bool waiting_buffers_ = false;  // Waiting on the SRQ for buffers.
   uint64_t next_cookie_ = 1;
-  uint32_t rndv_unread_ = 0;    // Rendezvous messages whose READs wait.
+  uint32_t rndv_unread_ = 0;    // Rendezvous messages with READs to post.
   uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.
   // Keepalive: whether a completion arrived since the last tick, idle ticks
   // since, and whether a probe is out.

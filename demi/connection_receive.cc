@@ -23,41 +23,57 @@ void Connection::StartReads() {
   size_t wanted = std::min(pops_.size(), incoming_.size());
   for (size_t i = 0; i < wanted; ++i) {
     Incoming& in = incoming_[i];
-    if (in.type != WireType::kRndv || in.reading) continue;
-    if (in.rndv->num_segments > sends_.room()) return;
-    absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
-    if (!target.ok()) {
-      // No memory to receive into: this pop fails, the message waits.
-      env_.tokens->Fail(pops_.front(), EAGAIN);
-      pops_.pop_front();
-      return;
+    if (in.type != WireType::kRndv || (in.reading && in.AllReadsPosted())) {
+      continue;
     }
-    in.target = *target;
-    in.reading = true;
-    --rndv_unread_;
-    uint32_t offset = 0;
-    for (uint32_t s = 0; s < in.rndv->num_segments; ++s) {
-      const RndvSegment& seg = in.rndv->segments[s];
-      ibv_sge sge = {reinterpret_cast<uintptr_t>(in.target->data + offset),
-                     seg.length, SgaPool::Lkey(in.target, env_.device)};
-      SendSlot slot{SendSlot::kRead};
-      slot.read_cookie = in.cookie;
-      ibv_send_wr send = {};
-      send.sg_list = &sge;
-      send.num_sge = 1;
-      send.opcode = IBV_WR_RDMA_READ;
-      send.wr.rdma.remote_addr = seg.addr;
-      send.wr.rdma.rkey = seg.rkey;
-      // The data is there only when the READ's completion says so.
-      absl::Status status = PostSendWr(send, std::move(slot), true);
-      if (!status.ok()) {
-        Abort(rdma::ErrnoOf(status));
+    if (sends_.room() == 0) return;
+    if (!in.reading) {
+      absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
+      if (!target.ok()) {
+        // No memory to receive into: this pop fails, the message waits.
+        env_.tokens->Fail(pops_.front(), EAGAIN);
+        pops_.pop_front();
         return;
       }
-      ++in.reads_left;
-      offset += seg.length;
+      in.target = *target;
+      in.reading = true;
+    }
+    if (!PostReads(in)) return;
+  }
+}
+
+bool Connection::PostReads(Incoming& in) {
+  while (!in.AllReadsPosted()) {
+    if (sends_.room() == 0) return false;
+    const RndvSegment& seg = in.rndv->segments[in.read_segment];
+    uint32_t piece = std::min(seg.length - in.segment_offset, kReadPiece);
+    ibv_sge sge = {
+        reinterpret_cast<uintptr_t>(in.target->data + in.read_offset), piece,
+        SgaPool::Lkey(in.target, env_.device)};
+    SendSlot slot{SendSlot::kRead};
+    slot.read_cookie = in.cookie;
+    ibv_send_wr send = {};
+    send.sg_list = &sge;
+    send.num_sge = 1;
+    send.opcode = IBV_WR_RDMA_READ;
+    send.wr.rdma.remote_addr = seg.addr + in.segment_offset;
+    send.wr.rdma.rkey = seg.rkey;
+    // The data is there only when the READ's completion says so.
+    absl::Status status = PostSendWr(send, std::move(slot), true);
+    if (!status.ok()) {
+      Abort(rdma::ErrnoOf(status));
+      return false;
+    }
+    ++in.reads_left;
+    in.read_offset += piece;
+    in.segment_offset += piece;
+    if (in.segment_offset == seg.length) {
+      ++in.read_segment;
+      in.segment_offset = 0;
     }
   }
+  --rndv_unread_;
+  return true;
 }
 
 void Connection::Pop(demi_qtoken_t qt) {
@@ -94,7 +110,8 @@ void Connection::DeliverPops() {
       buffer = in.buffer;
       data = buffer->data + sizeof(WireHeader);
     } else {
-      if (!in.reading || in.reads_left > 0) break;  // Service starts reads.
+      // Service posts the READs.
+      if (!in.reading || !in.AllReadsPosted() || in.reads_left > 0) break;
       // A READ that failed (a bogus rkey, a flush) left the target with
       // whatever the pool piece held before: never hand that out.
       if (in.read_error != 0) break;

@@ -39,6 +39,11 @@ inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
 // RDMA READs each side may have in flight against the other.
 inline constexpr uint8_t kReadDepth = 16;
+// A rendezvous is read in pieces of at most this many bytes: after a lost
+// packet, the retry replays the rest of one piece, not of the message (10
+// pushes of 4 MiB between two VMs whose links lose 0.1% of packets: 8.3,
+// 8.9 and 11.3 s in pieces, 15.8 and 20.6 s whole).
+inline constexpr uint32_t kReadPiece = 256 * 1024;
 
 // --- Flow control (credits over the shared receive queue) ---
 

@@ -88,10 +88,14 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
     bind.mr = mr;
     bind.addr = reinterpret_cast<uintptr_t>(addr);
     bind.length = len;
-    bind.mw_access_flags = IBV_ACCESS_REMOTE_READ | IBV_ACCESS_ZERO_BASED;
+    // Addressed by virtual address, not zero-based: rxe (Linux 6.1) checks
+    // a retried READ's address against the window's own start, so through
+    // a zero-based window every retry is dropped and one lost packet ends
+    // the connection.
+    bind.mw_access_flags = IBV_ACCESS_REMOTE_READ;
     op.binds.push_back(bind);
     op.windows.push_back(std::move(window));
-    op.rndv.segments[i] = {0, 0, len};
+    op.rndv.segments[i] = {bind.addr, 0, len};
   }
   return absl::OkStatus();
 }

@@ -59,7 +59,7 @@ cd "$VM_CWD" 2>/dev/null || cd /
 (
   export DEMI_TEST_HOST="$VM_INDEX" DEMI_TEST_HOSTS="$VM_HOSTS"
   export DEMI_TEST_ADDR="$VM_ADDR" DEMI_TEST_SERVER_ADDR="$VM_SERVER_ADDR"
-  export DEMI_TEST_RESULTS="$results" TEST_TMPDIR=/tmp
+  export DEMI_TEST_RESULTS="$results" TEST_TMPDIR=/tmp DEMI_TEST_VM=1
   [ -f "$results/env.sh" ] && . "$results/env.sh"
   exec /bin/bash "$results/cmd.sh"
 ) > "$out" 2>&1
