@@ -24,7 +24,7 @@ callgrind="valgrind --tool=callgrind --callgrind-out-file"
 slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
 
 # one TOOL ROUND_TRIPS SERVER_PREFIX: runs the client under callgrind and
-# prints "ROUND_TRIPS TOTAL_IR POLLS POLL_FN".
+# prints "ROUND_TRIPS TOTAL_IR POLLS LIBRARY_IR POLL_FN".
 one() {
   local tool=$1 n=$2 prefix=$3 file="$out/callgrind.$1.$2.${3:+slow}"
   if [ "$tool" = ib_send_lat ]; then
@@ -82,4 +82,9 @@ for tool in ib_send_lat probe; do
   record "ir.$tool.64.per_round_trip" "$per_trip"
   record "ir.$tool.64.per_empty_poll" "$per_poll"
   record "ir.$tool.64.polls_per_round_trip" "$polls"
+  # The same fit over the instructions inside the library's calls only.
+  read -r per_trip per_poll polls <<< "$(awk '{ print $1, $4, $3 }' <<< "$runs" |
+    fit)"
+  record "ir.$tool.64.library_per_round_trip" "$per_trip"
+  record "ir.$tool.64.library_per_empty_poll" "$per_poll"
 done
