@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "demi/limits.h"
 #include "gtest/gtest.h"
 #include "testing/demi_helpers.h"
 #include "testing/rdma_env.h"
@@ -319,6 +320,33 @@ TEST(StreamTest, ManyMorePushesThanCreditsWaitInTheLibrary) {
   }
   for (demi_qtoken_t qt : pushes) {
     ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  }
+  ClosePair(pair);
+}
+
+TEST(StreamTest, LargeMessagesTakeMoreReadsThanTheSendQueueHolds) {
+  // Every pop waits at once, so the receiver wants all these READs at
+  // once: it posts what the send queue has room for, the rest as READs
+  // complete.
+  constexpr size_t kSize = 4 << 20;
+  constexpr int kMessages = 12;
+  static_assert(kMessages * (kSize / demi::kReadPiece) > demi::kSendDepth);
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < kMessages; ++i) {
+    pushes.push_back(PushString(pair.client, Pattern(kSize, 40 + i)));
+  }
+  std::vector<demi_qtoken_t> pops(kMessages);
+  for (demi_qtoken_t& pop : pops) ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+  for (int i = 0; i < kMessages; ++i) {
+    demi_qresult_t qr = WaitOrFail(pops[i]);
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+    EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), Pattern(kSize, 40 + i)));
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  }
+  for (demi_qtoken_t qt : pushes) {
+    EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   }
   ClosePair(pair);
 }
