@@ -10,8 +10,8 @@ addr=${DEMI_TEST_SERVER_ADDR:?run through testing/run_on_rdma.sh}
 host=${DEMI_TEST_HOST:?two hosts: testing/run_on_rdma.sh --hosts 2}
 if [ "${DEMI_TEST_VM:-0}" != 1 ]; then
   # A real device's link is not this test's to make lossy.
-  echo "lossy link: skipped, runs only between the project's VMs"
-  exit 0
+  echo "lossy link: runs only between the project's VMs (DEMI_FORCE_VM=1)" >&2
+  exit 1
 fi
 netdev=$(ip -o addr show | awk -v a="${DEMI_TEST_ADDR:-$addr}" \
   'index($4, a "/") == 1 { print $2 }')

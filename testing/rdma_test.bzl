@@ -53,7 +53,7 @@ def rdma_cc_test(
     )
 
 def rdma_sh_test(name, script, data = [], hosts = 1, args = [], tags = [],
-                 timeout = "long"):
+                 timeout = "long", vm_only = False):
     """A shell test whose `script` runs on a real RDMA device.
 
     Args:
@@ -64,12 +64,15 @@ def rdma_sh_test(name, script, data = [], hosts = 1, args = [], tags = [],
       args: arguments for the script.
       tags: extra tags; "rdma" and "cpu:2" are added.
       timeout: Bazel's test timeout.
+      vm_only: run in the soft-RoCE VM(s) even on a machine with a device
+        (DEMI_FORCE_VM=1), for a script that changes the VMs' network.
     """
     native.sh_test(
         name = name,
         srcs = [Label("//testing:run_on_rdma.sh")],
         args = ["--hosts", str(hosts), "--", "$(rootpath %s)" % script] + args,
         data = [script, Label("//testing/vm:vm_files")] + data,
+        env = {"DEMI_FORCE_VM": "1"} if vm_only else {},
         tags = ["rdma", "cpu:2"] + tags,
         timeout = timeout,
     )
