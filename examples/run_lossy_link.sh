@@ -35,11 +35,11 @@ run_pair() {
 }
 
 before=$(retries)
-run_pair push-pop "$push_pop" 12101 4194304 10
-run_pair ping-pong "$ping_pong" 12102 1048576 4
+run_pair push-pop "$push_pop" 12101 4194304 5
+run_pair ping-pong "$ping_pong" 12102 1048576 2
 after=$(retries)
 echo "transport retries on this host: $((after - before))"
-# The server reads 40 MiB (40,960 packets of 1 KiB) and some of its READs
+# The server reads 22 MiB (22,528 packets of 1 KiB) and some of its READs
 # must have been retried, or the link lost nothing and this proved nothing.
 if [ "$host" = 0 ] && [ "$after" -le "$before" ]; then
   echo "no READ was retried: did netem drop anything?" >&2
