@@ -1,9 +1,11 @@
 # Prints "TOTAL_IR POLLS LIBRARY_IR FN": the run's instructions, the calls
 # to the most-called function of the RDMA provider library (its poll_cq),
-# and the instructions spent inside the library the client calls: the
-# inclusive cost of every call into a demi_* function (ours, linked into
-# the executable) or into libibverbs or the provider (perftest's verbs).
-# The client's own loop, clock reads and statistics are left out.
+# and the instructions spent inside the library the client calls: with
+# entry=demi, the inclusive cost of every call into a demi_* function (ours,
+# linked into the executable; its own calls into the provider are inside
+# those); otherwise of every call from the executable into libibverbs or
+# the provider (perftest's verbs). The client's own loop, clock reads and
+# statistics are left out.
 function id_of(s,   m) { return substr(s, index(s, "(") + 1, index(s, ")") - index(s, "(") - 1) }
 function def(s, table,   id, rest) {
   id = id_of(s); rest = substr(s, index(s, ")") + 2)
@@ -11,7 +13,7 @@ function def(s, table,   id, rest) {
   return id
 }
 function is_library(o, f) {
-  return fname[f] ~ /^demi_/ || obj[o] ~ ("libibverbs|" provider)
+  return entry == "demi" ? fname[f] ~ /^demi_/ : obj[o] ~ ("libibverbs|" provider)
 }
 /^ob=/ { ob = def(substr($0, 4), obj); cob = ob; next }
 /^cob=/ { cob = def(substr($0, 5), obj); next }

@@ -40,7 +40,10 @@ one() {
       --size 64 --iters "$n" --warmup 100 > "$file.log" 2>&1
   fi
   wait
-  echo "$n $(awk -v provider="$provider" -f "$here/callgrind_polls.awk" "$file")"
+  local entry=verbs
+  [ "$tool" = ib_send_lat ] || entry=demi
+  echo "$n $(awk -v provider="$provider" -v entry="$entry" \
+    -f "$here/callgrind_polls.awk" "$file")"
 }
 
 # fit: reads "N IR POLLS ..." lines; prints "PER_ROUND_TRIP PER_POLL
