@@ -5,9 +5,11 @@
 //   latency_probe --server [--bind ADDR] [--port P]
 //   latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]
 //                 [--warmup N] [--connections N] [--json] [--plot F.png]
+//                 [--samples F.txt]
 //   --udp on both sides: datagrams (the server then needs --bind ADDR).
 #include <demi/libos.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -34,6 +36,9 @@ ABSL_FLAG(int, warmup, 1000,
           "and connection first");
 ABSL_FLAG(bool, rtt, false, "client: report round trips, not one-way");
 ABSL_FLAG(std::string, plot, "", "client: write a latency CDF PNG here");
+ABSL_FLAG(std::string, samples, "",
+          "client: write every measured latency here, one line each "
+          "(size, then microseconds), in the order measured");
 
 namespace demi::tools {
 namespace {
@@ -143,6 +148,17 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   return samples;
 }
 
+// Unsorted, as perftest's -U prints them: a pattern over the iterations
+// (a slow round every so many) shows only in measurement order.
+absl::Status AppendSamples(const std::string& path, bool first, size_t size,
+                           const std::vector<double>& samples) {
+  FILE* out = std::fopen(path.c_str(), first ? "w" : "a");
+  if (out == nullptr) return rdma::ErrnoError(errno, path);
+  for (double sample : samples) std::fprintf(out, "%zu %.3f\n", size, sample);
+  if (std::fclose(out) != 0) return rdma::ErrnoError(errno, path);
+  return absl::OkStatus();
+}
+
 absl::Status RunClient() {
   DEMI_ASSIGN_OR_RETURN(std::vector<size_t> sizes,
                         ParseSizes(absl::GetFlag(FLAGS_size)));
@@ -174,6 +190,9 @@ absl::Status RunClient() {
   for (size_t size : sizes) {
     DEMI_ASSIGN_OR_RETURN(std::vector<double> samples,
                           MeasureSize(conns, size));
+    if (std::string path = absl::GetFlag(FLAGS_samples); !path.empty()) {
+      DEMI_RETURN_IF_ERROR(AppendSamples(path, series.empty(), size, samples));
+    }
     LatencySummary s = Summarize(samples);
     if (json) {
       rows.push_back(ToJson(size, s));

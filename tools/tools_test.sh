@@ -35,12 +35,16 @@ retry_client() { retry 30 "$@"; }
 
 # Table, then JSON with a plot, over two connections.
 retry_client "$probe" --client "$server" --port 14000 --size 64,4K \
-  --iters 200 --warmup 20 > "$out/table.txt"
+  --iters 200 --warmup 20 --samples "$out/samples.txt" > "$out/table.txt"
 cat "$out/table.txt"
 grep -q "one-way latency" "$out/table.txt" || fail "no header"
 for size in 64 4096; do
   grep -qE "^$size +200 " "$out/table.txt" || fail "no $size B row"
+  # Every sample, each a positive number of microseconds.
+  [ "$(awk -v s=$size '$1 == s && $2 > 0' "$out/samples.txt" | wc -l)" = 200 ] ||
+    fail "not 200 samples of $size B"
 done
+[ "$(wc -l < "$out/samples.txt")" = 400 ] || fail "samples file"
 if [ "$hosts" = 1 ]; then
   "$probe" --client "$server" --port 14000 --size 1K --iters 100 \
     --warmup 10 --connections 2 --json --plot "$out/cdf.png" > "$out/p.json"
