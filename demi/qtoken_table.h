@@ -19,29 +19,54 @@ class QTokenTable {
  public:
   // Starts a pending operation of `opcode` on `qd` and returns its token
   // (never 0 or UINT64_MAX, never reused).
-  demi_qtoken_t Add(int qd, demi_opcode_t opcode);
+  demi_qtoken_t Add(int qd, demi_opcode_t opcode) {
+    demi_qtoken_t qt = next_++;
+    Entry& entry = Slot(qt);
+    if (entry.state != Entry::kGone) Evict(entry);
+    entry.qt = qt;
+    entry.state = Entry::kPending;
+    entry.opcode = opcode;
+    entry.qd = qd;
+    entry.err = 0;
+    ++live_;
+    return qt;
+  }
 
   // Whether `qt` names an operation whose result has not been taken.
   bool Contains(demi_qtoken_t qt) { return Lookup(qt) != nullptr; }
   bool IsDone(demi_qtoken_t qt);
 
-  // Completes the pending operation `qt` with `result` (whose opcode, qd and
-  // token fields are filled in here). Does nothing if `qt` is not pending.
-  void Complete(demi_qtoken_t qt, demi_qresult_t result);
+  // The completions below do nothing if `qt` is not pending.
   // Completes `qt` as DEMI_OPC_FAILED with `err`.
   void Fail(demi_qtoken_t qt, int err);
   // Completes `qt` with `opcode` and nothing more (a push, a connect).
-  void Succeed(demi_qtoken_t qt, demi_opcode_t opcode);
+  void Succeed(demi_qtoken_t qt, demi_opcode_t opcode) {
+    if (Entry* entry = Pending(qt)) {
+      entry->opcode = opcode;
+      Finish(qt, *entry);
+    }
+  }
   // Completes the pop `qt` with one segment: `length` bytes at `data` in
   // the buffer `handle` (the sga's sga_buf), from `from`.
   void CompletePop(demi_qtoken_t qt, void* handle, void* data, uint32_t length,
-                   const sockaddr_in& from);
+                   const sockaddr_in& from) {
+    if (Entry* entry = Pending(qt)) {
+      entry->opcode = DEMI_OPC_POP;
+      entry->handle = handle;
+      entry->data = data;
+      entry->length = length;
+      entry->addr = from;
+      Finish(qt, *entry);
+    }
+  }
+  // Completes the accept `qt` with the new connection `qd` to `peer`.
+  void CompleteAccept(demi_qtoken_t qt, int qd, const sockaddr_in& peer);
 
   // Forgets `qt` (an operation that never started).
   void Erase(demi_qtoken_t qt);
 
-  // If `qt` is done, removes it and writes its result to `out` (once, no
-  // copy in between); false if it is not done.
+  // If `qt` is done, removes it and writes its result to `out`; false if
+  // it is not done.
   bool Take(demi_qtoken_t qt, demi_qresult_t* out);
   // Removes the earliest completed result not yet taken into `out`; false
   // if there is none.
@@ -52,36 +77,53 @@ class QTokenTable {
   size_t size() const { return live_; }
 
  private:
+  // What a result needs, without demi_qresult_t's 244 bytes (mostly
+  // segments nobody fills): written out once, by Take or TakeNextDone.
   struct Entry {
     enum State : uint8_t { kGone, kPending, kDone } state = kGone;
-    demi_qresult_t result = {};
+    demi_qtoken_t qt = 0;
+    demi_opcode_t opcode = DEMI_OPC_INVALID;
+    int32_t qd = -1;
+    int32_t err = 0;
+    uint32_t length = 0;     // DEMI_OPC_POP: the segment's length.
+    int32_t accepted = -1;   // DEMI_OPC_ACCEPT: the new connection.
+    void* handle = nullptr;  // DEMI_OPC_POP: sga_buf.
+    void* data = nullptr;    // DEMI_OPC_POP: the segment.
+    sockaddr_in addr = {};   // The pop's source, the accept's peer.
   };
   // Recent tokens live in a ring indexed by token number: no hashing on
-  // the hot path. A token still there when kRingSize newer ones exist
-  // (a long wait, or a result nobody takes) moves to old_.
+  // the hot path. A token still there when a token kRingSize newer wants
+  // its slot (a long wait, or a result nobody takes) moves to old_.
   static constexpr uint64_t kRingSize = 1024;
 
   // Inline for the ring, where nearly every token is found.
   Entry* Lookup(demi_qtoken_t qt) {
-    if (qt >= base_ && qt < next_) {  // base_ >= 1: never token 0.
-      Entry& entry = Slot(qt);
-      return entry.state == Entry::kGone ? nullptr : &entry;
-    }
-    return LookupOld(qt);
+    Entry& entry = Slot(qt);
+    // Token 0 is never added: its slot's qt is 0 only while it is gone.
+    if (entry.qt == qt) return entry.state == Entry::kGone ? nullptr : &entry;
+    return old_.empty() ? nullptr : LookupOld(qt);
   }
   Entry* LookupOld(demi_qtoken_t qt);
-  bool TakeNextDoneSlow(demi_qresult_t* out);
   // The entry of `qt` if it is pending (not done, not gone).
-  Entry* Pending(demi_qtoken_t qt);
+  Entry* Pending(demi_qtoken_t qt) {
+    Entry* entry = Lookup(qt);
+    return entry != nullptr && entry->state == Entry::kPending ? entry
+                                                               : nullptr;
+  }
+  // Moves the live entry of an older token out of the ring, into old_.
+  void Evict(Entry& entry);
+  bool TakeNextDoneSlow(demi_qresult_t* out);
   // Marks a pending entry whose result is filled in as done.
-  void Finish(demi_qtoken_t qt, Entry& entry);
+  void Finish(demi_qtoken_t qt, Entry& entry) {
+    entry.state = Entry::kDone;
+    done_order_.push_back(qt);
+  }
   Entry& Slot(demi_qtoken_t qt) { return ring_[qt % kRingSize]; }
   void Forget(demi_qtoken_t qt, Entry& entry);
   // Writes the result of the done `entry` to `out` and forgets it.
   void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
 
   uint64_t next_ = 1;  // The next token.
-  uint64_t base_ = 1;  // The oldest token the ring may hold.
   size_t live_ = 0;
   std::vector<Entry> ring_ = std::vector<Entry>(kRingSize);
   absl::flat_hash_map<demi_qtoken_t, Entry> old_;

@@ -10,13 +10,9 @@
 namespace demi {
 namespace {
 
-demi_qresult_t PopResult(uint32_t length) {
-  demi_qresult_t result;
-  std::memset(&result, 0, sizeof(result));
-  result.qr_opcode = DEMI_OPC_POP;
-  result.qr_value.sga.sga_numsegs = 1;
-  result.qr_value.sga.sga_segs[0].sgaseg_len = length;
-  return result;
+// Completes the pop `qt` with `length` bytes (no buffer, no source).
+void CompletePop(QTokenTable& table, demi_qtoken_t qt, uint32_t length) {
+  table.CompletePop(qt, nullptr, nullptr, length, sockaddr_in{});
 }
 
 absl::optional<demi_qresult_t> Take(QTokenTable& table, demi_qtoken_t qt) {
@@ -45,7 +41,7 @@ TEST(QTokenTableTest, ResultIsTakenOnceWithQdAndToken) {
   QTokenTable table;
   demi_qtoken_t qt = table.Add(7, DEMI_OPC_POP);
   EXPECT_FALSE(Take(table, qt).has_value());  // Still pending.
-  table.Complete(qt, PopResult(42));
+  CompletePop(table, qt, 42);
   absl::optional<demi_qresult_t> result = Take(table, qt);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->qr_opcode, DEMI_OPC_POP);
@@ -81,11 +77,46 @@ TEST(QTokenTableTest, SucceedAndCompletePopFillTheResult) {
   EXPECT_EQ(got_from.sin_port, 77);
 }
 
+TEST(QTokenTableTest, CompleteAcceptFillsTheNewConnection) {
+  QTokenTable table;
+  demi_qtoken_t qt = table.Add(5, DEMI_OPC_ACCEPT);
+  sockaddr_in peer = {};
+  peer.sin_port = 99;
+  table.CompleteAccept(qt, 12, peer);
+  demi_qresult_t result;
+  std::memset(&result, 0xff, sizeof(result));
+  ASSERT_TRUE(table.TakeNextDone(&result));
+  EXPECT_EQ(result.qr_opcode, DEMI_OPC_ACCEPT);
+  EXPECT_EQ(result.qr_qd, 5);
+  EXPECT_EQ(result.qr_qt, qt);
+  EXPECT_EQ(result.qr_ret, 0);
+  EXPECT_EQ(result.qr_value.ares.qd, 12);
+  sockaddr_in got_peer = result.qr_value.ares.addr;
+  EXPECT_EQ(got_peer.sin_port, 99);
+}
+
+// A result without a value (a push, a failure) says so with an empty sga,
+// whatever the caller's result held before.
+TEST(QTokenTableTest, ResultsWithoutValueHaveAnEmptySga) {
+  QTokenTable table;
+  demi_qtoken_t push = table.Add(1, DEMI_OPC_PUSH);
+  demi_qtoken_t pop = table.Add(1, DEMI_OPC_POP);
+  table.Succeed(push, DEMI_OPC_PUSH);
+  table.Fail(pop, ECONNRESET);
+  for (demi_qtoken_t qt : {push, pop}) {
+    demi_qresult_t result;
+    std::memset(&result, 0xff, sizeof(result));
+    ASSERT_TRUE(table.Take(qt, &result));
+    EXPECT_EQ(result.qr_value.sga.sga_buf, nullptr);
+    EXPECT_EQ(result.qr_value.sga.sga_numsegs, 0u);
+  }
+}
+
 TEST(QTokenTableTest, FailSetsOpcodeAndErrno) {
   QTokenTable table;
   demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);
   table.Fail(qt, ECONNRESET);
-  table.Complete(qt, PopResult(1));  // A second completion is ignored.
+  CompletePop(table, qt, 1);  // A second completion is ignored.
   absl::optional<demi_qresult_t> result = Take(table, qt);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->qr_opcode, DEMI_OPC_FAILED);

@@ -207,12 +207,7 @@ void RdmaLibOs::MatchAccepts(Queue& listener) {
     if (it == queues_.end()) continue;
     Queue& queue = *it->second;
     queue.listener = -1;  // Now the application's.
-    demi_qresult_t result;
-    std::memset(&result, 0, sizeof(result));
-    result.qr_opcode = DEMI_OPC_ACCEPT;
-    result.qr_value.ares.qd = qd;
-    result.qr_value.ares.addr = queue.conn->peer_addr;
-    tokens_.Complete(listener.accepts.front(), result);
+    tokens_.CompleteAccept(listener.accepts.front(), qd, queue.conn->peer_addr);
     listener.accepts.pop_front();
   }
 }
