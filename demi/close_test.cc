@@ -68,6 +68,29 @@ TEST(CloseTest, CloseRightAfterPushesDeliversEverythingThenEof) {
   }
 }
 
+// A burst of small pushes is staged for one post (SendQueue) when the
+// close comes: CLOSE goes after them, never before, and none is lost.
+TEST(CloseTest, CloseRightAfterABurstOfSmallPushesDeliversThemAll) {
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  std::vector<std::string> sent;
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < 40; ++i) {
+    sent.push_back("burst " + std::to_string(i));
+    pushes.push_back(PushString(pair.client, sent.back()));
+  }
+  ASSERT_EQ(demi_close(pair.client), 0);
+  for (const std::string& bytes : sent)
+    EXPECT_EQ(PopString(pair.server), bytes);
+  EXPECT_EQ(PopString(pair.server), "");
+  for (demi_qtoken_t qt : pushes) {
+    demi_qresult_t qr = WaitOrFail(qt);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  }
+  EXPECT_EQ(demi_close(pair.server), 0);
+  EXPECT_EQ(demi_close(pair.listener), 0);
+}
+
 TEST(CloseTest, LingerZeroResetsAtOnce) {
   DemiPair pair;
   ASSERT_TRUE(MakePair(&pair));

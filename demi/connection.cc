@@ -20,9 +20,13 @@ Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
       max_inline_(max_inline),
       max_send_sge_(max_send_sge),
       credits_(&env.receive->credits()),
-      sends_(qp, kSendDepth, kSignalInterval, nullptr, env.signaled_sends) {}
+      sends_(qp, kSendDepth, kSignalInterval, nullptr, env.signaled_sends) {
+  // Not this pass: the first push goes out at once.
+  posted_pass_ = *env_.poll_passes - 1;
+}
 
 Connection::~Connection() {
+  sends_.DropStaged(EBADF, StagedDone());
   // Whatever was still posted can no longer complete: the QP is gone first
   // (RdmaLibOs destroys it before us only after draining, or on shutdown).
   sends_.ForEachPosted([&](SendSlot& slot) {
@@ -148,9 +152,14 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
     sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
                    sga.sga_segs[i].sgaseg_len, 0};
   }
+  int num_sge = static_cast<int>(sga.sga_numsegs + 1);
+  if (StageIfBurst(sges, num_sge, sizeof(WireHeader) + length, qt)) {
+    --send_credits_;
+    return true;
+  }
   ibv_send_wr send = {};
   send.sg_list = sges;
-  send.num_sge = static_cast<int>(sga.sga_numsegs + 1);
+  send.num_sge = num_sge;
   send.opcode = IBV_WR_SEND;
   send.send_flags = IBV_SEND_INLINE;
   absl::Status status =
@@ -163,6 +172,40 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   --send_credits_;
   CompletePush(qt, 0);
   return true;
+}
+
+bool Connection::StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
+                              demi_qtoken_t qt) {
+  if (total > kStagedInlineSize ||
+      (sends_.staged() == 0 && posted_pass_ != *env_.poll_passes)) {
+    return false;
+  }
+  if (sends_.staged() == kDoorbellBatch) {
+    PostStaged();
+    if (state_ == State::kDead) {
+      if (qt != 0) CompletePush(qt, error_);
+      return true;  // Gone with the connection, as if staged.
+    }
+  }
+  sends_.StageInline(sges, num_sge, qt);
+  if (!doorbell_due_) {
+    doorbell_due_ = true;
+    env_.doorbell_due->push_back(qd_);
+  }
+  return true;
+}
+
+void Connection::RingDoorbell() {
+  doorbell_due_ = false;
+  PostStaged();
+}
+
+void Connection::PostStaged() {
+  posted_pass_ = *env_.poll_passes;
+  if (int rc = sends_.Flush(StagedDone()); rc != 0) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": ibv_post_send: " << rc;
+    Abort(rc);
+  }
 }
 
 absl::Status Connection::BindWindows(PushOp& op) {
@@ -234,6 +277,20 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   if (inline_data && slot.push != nullptr && !slot.push->is_close) {
     done_now = std::move(slot.push);
   }
+  if (inline_data && slot.push == nullptr && slot.header == nullptr) {
+    // Copied when staged: the push's memory is free now, its token
+    // completes when the stage is posted.
+    demi_qtoken_t qt = done_now != nullptr ? done_now->qt : 0;
+    if (StageIfBurst(sges, static_cast<int>(body.size() + 1),
+                     static_cast<uint32_t>(total), qt)) {
+      if (done_now != nullptr) {
+        done_now->qt = 0;
+        FinishPush(*done_now, 0);
+      }
+      --send_credits_;
+      return absl::OkStatus();
+    }
+  }
   // A push completes with its send unless it was inline; CLOSE is waited for.
   bool must_signal = slot.push != nullptr;
   absl::Status status = PostSendWr(send, std::move(slot), must_signal);
@@ -248,7 +305,8 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
 
 absl::Status Connection::PostSendWr(ibv_send_wr& send, SendSlot slot,
                                     bool must_signal) {
-  if (int rc = sends_.Post(send, slot, must_signal); rc != 0) {
+  posted_pass_ = *env_.poll_passes;
+  if (int rc = sends_.Post(send, slot, must_signal, StagedDone()); rc != 0) {
     if (slot.header != nullptr) env_.pool->Unref(slot.header);
     if (slot.push != nullptr) FinishPush(*slot.push, rc);
     return rdma::ErrnoError(rc, "ibv_post_send");
@@ -455,6 +513,7 @@ void Connection::Abort(int err) {
       slot.push->qt = 0;
     }
   });
+  sends_.DropStaged(error_, StagedDone());
   for (auto& op : push_backlog_) FinishPush(*op, error_);
   push_backlog_.clear();
   for (auto& entry : rndv_waiting_) FinishPush(*entry.second, error_);

@@ -58,6 +58,12 @@ struct ConnectionEnv {
   int device;  // Index of the device, for SgaPool::Lkey.
   // Signalled send requests in flight on the device (see SendQueue).
   uint32_t* signaled_sends;
+  // Queue descriptors of connections with sends staged for the doorbell
+  // (see SendQueue): the progress engine's next pass posts them.
+  std::vector<int>* doorbell_due;
+  // The progress engine's pass count: a push that follows another in the
+  // same pass is staged.
+  const uint32_t* poll_passes;
 };
 
 // Not thread-safe; owned by RdmaLibOs.
@@ -115,6 +121,9 @@ class Connection {
   // The progress engine's next pass after ConnectionEnv::credit_due: sends
   // the credits the peer waits for, unless a message carried them.
   void FlushDueCredits();
+  // The progress engine's next pass after ConnectionEnv::doorbell_due:
+  // posts the staged sends.
+  void RingDoorbell();
   // Called by the progress engine every `tick` of the keepalive interval
   // (`ticks` of them make one interval). A connection that waits on its
   // peer (pops, rendezvous, credits, a close) and has heard nothing for a
@@ -160,8 +169,10 @@ class Connection {
     bool AllReadsPosted() const { return read_segment == rndv->num_segments; }
   };
 
-  // A small push with nothing queued before it goes out at once, inline,
-  // without a PushOp: returns false if it cannot (nothing happened then).
+  // A small push with nothing queued before it goes out inline, without a
+  // PushOp: at once, or staged for the next doorbell if another send went
+  // out in this progress pass. Returns false if it cannot (nothing
+  // happened then).
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                      uint32_t length);
   PushMemory PushMemoryOf() const {
@@ -204,6 +215,19 @@ class Connection {
   void ProtocolError(const char* what);
   void FinishPush(PushOp& op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
+  // Stages an inline SEND of `sges` (`total` bytes) for push `qt` (0:
+  // none) if it is small and follows another send in this progress pass:
+  // a burst then goes out in one post. False if it should go at once.
+  // True also if a full stage failed to post and took the connection
+  // with it (`qt` fails then).
+  bool StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
+                    demi_qtoken_t qt);
+  // Posts the staged sends (aborts if that fails).
+  void PostStaged();
+  // SendQueue's report on a staged push that was posted or dropped.
+  auto StagedDone() {
+    return [this](demi_qtoken_t qt, int err) { CompletePush(qt, err); };
+  }
 
   const int qd_;
   ConnectionEnv env_;
@@ -221,7 +245,10 @@ class Connection {
   // Receive side: what the peer may send. A message that arrives without a
   // credit breaks the protocol (EPROTO).
   ConnectionCredits credits_;
-  bool credit_due_ = false;       // In ConnectionEnv::credit_due.
+  bool credit_due_ = false;    // In ConnectionEnv::credit_due.
+  bool doorbell_due_ = false;  // In ConnectionEnv::doorbell_due.
+  // The progress pass of the last post (see ConnectionEnv::poll_passes).
+  uint32_t posted_pass_ = 0;
   bool waiting_buffers_ = false;  // Waiting on the SRQ for buffers.
   uint64_t next_cookie_ = 1;
   uint32_t rndv_unread_ = 0;    // Rendezvous messages with READs to post.

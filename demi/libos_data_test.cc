@@ -307,6 +307,29 @@ TEST(StreamTest, MessagesKeepTheirBoundariesAndOrder) {
   ClosePair(pair);
 }
 
+// Small pushes in a burst are staged and posted together (SendQueue); the
+// others go at once, behind whatever was staged: the order holds.
+TEST(StreamTest, BurstsOfSmallPushesKeepTheirOrderAmongLargerOnes) {
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  // Staged (at most 112 bytes), inline but not staged, eager, rendezvous.
+  const size_t kSizes[] = {8, 112, 1, 113, 60, 5000, 100, 9000, 2, 2};
+  std::vector<std::string> sent;
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < 300; ++i) {
+    size_t size = kSizes[i % (sizeof(kSizes) / sizeof(kSizes[0]))];
+    sent.push_back(Pattern(size, static_cast<uint32_t>(i)));
+    pushes.push_back(PushString(pair.client, sent.back()));
+  }
+  for (size_t i = 0; i < sent.size(); ++i) {
+    ASSERT_TRUE(SameBytes(PopString(pair.server), sent[i])) << "message " << i;
+  }
+  for (demi_qtoken_t qt : pushes) {
+    ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  }
+  ClosePair(pair);
+}
+
 TEST(StreamTest, ManyMorePushesThanCreditsWaitInTheLibrary) {
   DemiPair pair;
   ASSERT_TRUE(MakePair(&pair));

@@ -34,6 +34,12 @@ inline constexpr uint32_t kSendDepth = 128;
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
 inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
+// Inline sends up to this size (header included) that follow another send
+// in the same progress pass are staged, and up to kDoorbellBatch of them
+// go to the device in one post: one doorbell (on soft-RoCE, one system
+// call) for a burst of small pushes.
+inline constexpr uint32_t kStagedInlineSize = 128;
+inline constexpr uint32_t kDoorbellBatch = 16;
 // Foreign (unregistered) segments up to this size are copied; larger ones
 // are registered for the one push.
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;

@@ -103,6 +103,8 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   env.pd = device->pd.get();
   env.device = device->index;
   env.signaled_sends = &device->signaled_sends;
+  env.doorbell_due = &doorbell_due_;
+  env.poll_passes = &poll_passes_;
   return env;
 }
 

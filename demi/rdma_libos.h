@@ -161,6 +161,8 @@ class RdmaLibOs {
   void RefillReceives(Device& device);
   // Sends the credits of ConnectionEnv::credit_due.
   void FlushDueCredits();
+  // Posts the staged sends of ConnectionEnv::doorbell_due.
+  void RingDoorbells();
   // Handles every pending rdma_cm event; returns whether there was one.
   bool PollCmEvents();
   // Setup or teardown has begun: the rdma_cm channel is looked at every
@@ -229,6 +231,7 @@ class RdmaLibOs {
   Connection* last_conn_ = nullptr;  // Null: nothing cached.
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.
   std::vector<int> credit_due_;      // See ConnectionEnv::credit_due.
+  std::vector<int> doorbell_due_;    // See ConnectionEnv::doorbell_due.
   // What FlushDueCredits and RefillReceives walk: kept, so that swapping
   // lists back and forth allocates nothing per pass.
   std::vector<int> due_scratch_;

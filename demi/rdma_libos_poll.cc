@@ -17,6 +17,9 @@ void RdmaLibOs::Poll() {
   if (!credit_due_.empty()) FlushDueCredits();
   for (auto& device : devices_) PollCompletions(*device);
   for (DatagramSocket* socket : datagrams_) socket->Poll();
+  // The sends staged since the last pass, the application's and this
+  // pass's (credits came back, a backlog went out), go in one post each.
+  if (!doorbell_due_.empty()) RingDoorbells();
   // In the same pass: the application may stop polling once its pop failed.
   if (!aborted_.empty()) DisconnectAborted();
   if (--cm_countdown_ == 0) {
@@ -149,6 +152,17 @@ void RdmaLibOs::RefillReceives(Device& device) {
     auto it = queues_.find(qd);
     if (it != queues_.end() && it->second->conn != nullptr) {
       it->second->conn->OnBuffersPosted();
+    }
+  }
+}
+
+void RdmaLibOs::RingDoorbells() {
+  due_scratch_.clear();
+  due_scratch_.swap(doorbell_due_);
+  for (int qd : due_scratch_) {
+    auto it = queues_.find(qd);
+    if (it != queues_.end() && it->second->conn != nullptr) {
+      it->second->conn->RingDoorbell();
     }
   }
 }

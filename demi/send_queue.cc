@@ -1,5 +1,7 @@
 #include "demi/send_queue.h"
 
+#include <cstring>
+
 namespace demi {
 namespace {
 
@@ -22,22 +24,32 @@ SendQueue::~SendQueue() {
   if (signaled_total_ != nullptr) *signaled_total_ -= signaled_;
 }
 
-int SendQueue::Post(ibv_send_wr& wr, SendSlot& slot, bool must_signal) {
-  slot.signaled = must_signal || unsignaled_run_ + 1 >= signal_interval_;
-  wr.wr_id = head_;
-  if (slot.signaled) wr.send_flags |= IBV_SEND_SIGNALED;
-  ibv_send_wr* bad = nullptr;
-  if (int rc = post_(qp_, &wr, &bad); rc != 0) return rc;
-  if (slot.signaled) {
-    ++signaled_;
-    if (signaled_total_ != nullptr) ++*signaled_total_;
-    unsignaled_run_ = 0;
-  } else {
-    ++unsignaled_run_;
+bool SendQueue::StageInline(const ibv_sge* sges, int num_sge,
+                            demi_qtoken_t qt) {
+  if (num_staged_ == kDoorbellBatch) return false;
+  if (staged_.empty()) staged_.resize(kDoorbellBatch);
+  Staged& staged = staged_[num_staged_];
+  uint32_t length = 0;
+  for (int i = 0; i < num_sge; ++i) {
+    std::memcpy(staged.bytes + length,
+                reinterpret_cast<const void*>(sges[i].addr), sges[i].length);
+    length += sges[i].length;
   }
-  slots_[head_ % depth_] = std::move(slot);
-  ++head_;
-  return 0;
+  staged.sge = {reinterpret_cast<uintptr_t>(staged.bytes), length, 0};
+  staged.qt = qt;
+  staged.wr = {};
+  staged.wr.wr_id = head_;
+  staged.wr.sg_list = &staged.sge;
+  staged.wr.num_sge = 1;
+  staged.wr.opcode = IBV_WR_SEND;
+  staged.wr.send_flags = IBV_SEND_INLINE;
+  SendSlot slot(SendSlot::kControl);
+  slot.signaled = unsignaled_run_ + 1 >= signal_interval_;
+  if (slot.signaled) staged.wr.send_flags |= IBV_SEND_SIGNALED;
+  if (num_staged_ > 0) staged_[num_staged_ - 1].wr.next = &staged.wr;
+  ++num_staged_;
+  Commit(std::move(slot));
+  return true;
 }
 
 }  // namespace demi

@@ -3,16 +3,24 @@
 // its slot by arithmetic (no search, no allocation per send), and every
 // slot before it retires with it: RC completes in order, and unsignalled
 // requests complete with the next signalled one.
+//
+// Small inline sends may also be staged: copied here, and posted behind
+// one doorbell (one ibv_post_send, one system call on soft-RoCE) with the
+// ones staged after them, or ahead of the next request posted at once.
 #ifndef DEMI_DEMI_SEND_QUEUE_H_
 #define DEMI_DEMI_SEND_QUEUE_H_
 
+#include <demi/types.h>
 #include <infiniband/verbs.h>
 
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
 
+#include "demi/limits.h"
 #include "demi/push_op.h"
 #include "demi/sga_pool.h"
 
@@ -58,8 +66,39 @@ class SendQueue {
   // Posts `wr` (its wr_id set here) into the next slot, which then holds
   // `slot`; signalled if `must_signal` or the unsignalled run is long. The
   // caller checks room() first. Returns 0, or ibv_post_send's errno with
-  // `slot` left to the caller.
-  int Post(ibv_send_wr& wr, SendSlot& slot, bool must_signal);
+  // `slot` left to the caller. The staged sends go first, in the same
+  // post: `done(qt, err)` then reports each staged push, in order.
+  template <typename Done>
+  int Post(ibv_send_wr& wr, SendSlot& slot, bool must_signal, Done&& done) {
+    slot.signaled = must_signal || unsignaled_run_ + 1 >= signal_interval_;
+    wr.wr_id = head_;
+    if (slot.signaled) wr.send_flags |= IBV_SEND_SIGNALED;
+    if (int rc = num_staged_ == 0 ? PostChain(&wr) : PostStaged(&wr, done);
+        rc != 0) {
+      return rc;
+    }
+    Commit(std::move(slot));
+    return 0;
+  }
+
+  // Stages an inline SEND of the bytes `sges` point at (at most
+  // kStagedInlineSize in all; no keys needed): copied now, posted by the
+  // next Flush or Post. `qt` (0: none) is reported to their `done` then.
+  // The caller checks room() first; false if kDoorbellBatch are staged
+  // (Flush first).
+  bool StageInline(const ibv_sge* sges, int num_sge, demi_qtoken_t qt);
+  uint32_t staged() const { return num_staged_; }
+  // Posts the staged sends; returns 0 or ibv_post_send's errno. `done` as
+  // for Post: a staged send that was not posted reports the errno.
+  template <typename Done>
+  int Flush(Done&& done) {
+    return num_staged_ == 0 ? 0 : PostStaged(nullptr, done);
+  }
+  // Forgets the staged sends (the connection is gone): `done(qt, err)`.
+  template <typename Done>
+  void DropStaged(int err, Done&& done) {
+    Unstage(0, err, done);
+  }
 
   // A completion for `wr_id` with `err`: calls `retire(slot, err)` for
   // every slot up to it, oldest first (`err` only for that one; the ones
@@ -95,6 +134,71 @@ class SendQueue {
   }
 
  private:
+  struct Staged {
+    ibv_send_wr wr;
+    ibv_sge sge;
+    demi_qtoken_t qt;
+    alignas(8) std::byte bytes[kStagedInlineSize];
+  };
+
+  int PostChain(ibv_send_wr* first) {
+    ibv_send_wr* bad = nullptr;
+    int rc = post_(qp_, first, &bad);
+    if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
+    last_bad_ = rc != 0 ? bad : nullptr;
+    return rc;
+  }
+  // Posts the staged sends, then `last` (may be null) in one chain.
+  template <typename Done>
+  int PostStaged(ibv_send_wr* last, Done& done) {
+    uint32_t n = num_staged_;
+    staged_[n - 1].wr.next = last;
+    int rc = PostChain(&staged_[0].wr);
+    staged_[n - 1].wr.next = nullptr;
+    // What was posted is everything before the one ibv_post_send names
+    // (if it names none, nothing was).
+    uint32_t posted = rc == 0 || (last != nullptr && last_bad_ == last) ? n : 0;
+    for (uint32_t i = 0; rc != 0 && i < n; ++i) {
+      if (last_bad_ == &staged_[i].wr) posted = i;
+    }
+    for (uint32_t i = 0; i < posted; ++i) {
+      if (staged_[i].qt != 0) done(staged_[i].qt, 0);
+    }
+    Unstage(posted, rc, done);
+    return rc;
+  }
+  // Takes back the staged sends from the `from`-th on (never posted):
+  // their slots are the newest.
+  template <typename Done>
+  void Unstage(uint32_t from, int err, Done& done) {
+    for (uint32_t i = from; i < num_staged_; ++i) {
+      SendSlot& slot = slots_[staged_[i].wr.wr_id % depth_];
+      if (slot.signaled) {
+        --signaled_;
+        if (signaled_total_ != nullptr) --*signaled_total_;
+      }
+      slot = SendSlot();
+    }
+    if (from < num_staged_) head_ = staged_[from].wr.wr_id;
+    uint32_t n = num_staged_;
+    num_staged_ = 0;
+    for (uint32_t i = from; i < n; ++i) {
+      if (staged_[i].qt != 0) done(staged_[i].qt, err);
+    }
+  }
+  // `slot` takes the next wr_id.
+  void Commit(SendSlot&& slot) {
+    if (slot.signaled) {
+      ++signaled_;
+      if (signaled_total_ != nullptr) ++*signaled_total_;
+      unsignaled_run_ = 0;
+    } else {
+      ++unsignaled_run_;
+    }
+    slots_[head_ % depth_] = std::move(slot);
+    ++head_;
+  }
+
   ibv_qp* qp_;
   const uint32_t depth_;
   const uint32_t signal_interval_;
@@ -105,6 +209,11 @@ class SendQueue {
   uint64_t tail_ = 0;  // Oldest wr_id not retired.
   uint32_t signaled_ = 0;
   uint32_t unsignaled_run_ = 0;
+  // Allocated at the first StageInline: a connection that never sends in
+  // bursts does without.
+  std::vector<Staged> staged_;
+  uint32_t num_staged_ = 0;
+  ibv_send_wr* last_bad_ = nullptr;  // What the last failed post named.
 };
 
 }  // namespace demi

@@ -1,5 +1,8 @@
 #include "demi/send_queue.h"
 
+#include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -7,21 +10,43 @@
 namespace demi {
 namespace {
 
-// What the device was given, and whether it accepts the next post.
+// What the device was given (each request, and the bytes of its first
+// segment), in how many posts, and which request of the next post it fails
+// (-1: none) with which errno.
 std::vector<ibv_send_wr> posted;
-int next_rc = 0;
+std::vector<std::string> posted_bytes;
+int posts = 0;
+int fail_at = -1;
+int fail_rc = ENOMEM;
 
-int RecordPost(ibv_qp*, ibv_send_wr* wr, ibv_send_wr**) {
-  if (next_rc != 0) return next_rc;
-  posted.push_back(*wr);
+int RecordPost(ibv_qp*, ibv_send_wr* wr, ibv_send_wr** bad) {
+  ++posts;
+  for (int i = 0; wr != nullptr; wr = wr->next, ++i) {
+    if (i == fail_at) {
+      *bad = wr;
+      return fail_rc;
+    }
+    posted.push_back(*wr);
+    posted_bytes.emplace_back(
+        wr->num_sge > 0 ? reinterpret_cast<const char*>(wr->sg_list[0].addr)
+                        : "",
+        wr->num_sge > 0 ? wr->sg_list[0].length : 0);
+  }
   return 0;
+}
+
+auto NoStaged() {
+  return [](demi_qtoken_t, int) { ADD_FAILURE() << "nothing was staged"; };
 }
 
 class SendQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
     posted.clear();
-    next_rc = 0;
+    posted_bytes.clear();
+    posts = 0;
+    fail_at = -1;
+    fail_rc = ENOMEM;
   }
   // Posts a slot of `kind`; returns its wr_id.
   uint64_t PostOne(SendQueue& queue, bool must_signal = false,
@@ -29,7 +54,7 @@ class SendQueueTest : public ::testing::Test {
     ibv_send_wr wr = {};
     SendSlot slot(kind);
     slot.read_cookie = cookie;
-    EXPECT_EQ(queue.Post(wr, slot, must_signal), 0);
+    EXPECT_EQ(queue.Post(wr, slot, must_signal, NoStaged()), 0);
     return wr.wr_id;
   }
 };
@@ -62,12 +87,12 @@ TEST_F(SendQueueTest, SignaledSendsInFlightAreCountedAcrossQueues) {
     EXPECT_EQ(total, 3u);
     EXPECT_TRUE(a.Complete(first, 0, ignore));
     EXPECT_EQ(total, 2u);
-    next_rc = ENOMEM;  // A failed post counts nothing.
+    fail_at = 0;  // A failed post counts nothing.
     ibv_send_wr wr = {};
     SendSlot slot;
-    EXPECT_EQ(a.Post(wr, slot, true), ENOMEM);
+    EXPECT_EQ(a.Post(wr, slot, true, NoStaged()), ENOMEM);
     EXPECT_EQ(total, 2u);
-    next_rc = 0;
+    fail_at = -1;
     EXPECT_TRUE(a.Complete(last, 0, ignore));
     EXPECT_EQ(total, 1u);
   }
@@ -135,14 +160,140 @@ TEST_F(SendQueueTest, TheRingWrapsAndARetireMayPostIntoTheFreedSlot) {
 
 TEST_F(SendQueueTest, AFailedPostLeavesTheSlotToTheCaller) {
   SendQueue queue(nullptr, 4, 2, RecordPost);
-  next_rc = ENOMEM;
+  fail_at = 0;
   ibv_send_wr wr = {};
   SendSlot slot;
   slot.read_cookie = 7;
-  EXPECT_EQ(queue.Post(wr, slot, true), ENOMEM);
+  EXPECT_EQ(queue.Post(wr, slot, true, NoStaged()), ENOMEM);
   EXPECT_EQ(slot.read_cookie, 7u);
   EXPECT_EQ(queue.posted(), 0u);
   EXPECT_FALSE(queue.has_signaled());
+}
+
+// Stages an inline send of `text` for `qt`.
+bool Stage(SendQueue& queue, std::string text, demi_qtoken_t qt) {
+  ibv_sge sges[2] = {{reinterpret_cast<uintptr_t>(text.data()), 1, 0},
+                     {reinterpret_cast<uintptr_t>(text.data() + 1),
+                      static_cast<uint32_t>(text.size() - 1), 0}};
+  bool staged = queue.StageInline(sges, 2, qt);
+  text.assign(text.size(), 'x');  // Copied: the caller's bytes are free.
+  return staged;
+}
+
+using Reports = std::vector<std::pair<demi_qtoken_t, int>>;
+
+TEST_F(SendQueueTest, StagedSendsGoFirstInTheNextPostInOrder) {
+  SendQueue queue(nullptr, 8, 8, RecordPost);
+  Reports reports;
+  auto report = [&](demi_qtoken_t qt, int err) {
+    reports.push_back({qt, err});
+  };
+  ASSERT_TRUE(Stage(queue, "one", 11));
+  ASSERT_TRUE(Stage(queue, "two", 12));
+  EXPECT_EQ(queue.staged(), 2u);
+  EXPECT_EQ(queue.posted(), 2u);  // They hold their slots already.
+  EXPECT_EQ(queue.room(), 6u);
+  EXPECT_EQ(posts, 0);
+  ibv_send_wr wr = {};
+  SendSlot slot(SendSlot::kRead);
+  ASSERT_EQ(queue.Post(wr, slot, false, report), 0);
+  EXPECT_EQ(posts, 1);  // One doorbell for all three.
+  ASSERT_EQ(posted.size(), 3u);
+  EXPECT_EQ(posted_bytes[0], "one");
+  EXPECT_EQ(posted_bytes[1], "two");
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(posted[i].wr_id, i);
+  EXPECT_EQ(posted[0].opcode, IBV_WR_SEND);
+  EXPECT_NE(posted[0].send_flags & IBV_SEND_INLINE, 0u);
+  EXPECT_EQ(reports, (Reports{{11, 0}, {12, 0}}));
+  EXPECT_EQ(queue.staged(), 0u);
+  EXPECT_EQ(queue.posted(), 3u);
+}
+
+TEST_F(SendQueueTest, FlushPostsABatchInOnePostAndABatchHasALimit) {
+  SendQueue queue(nullptr, 2 * kDoorbellBatch, kDoorbellBatch, RecordPost);
+  Reports reports;
+  auto report = [&](demi_qtoken_t qt, int err) {
+    reports.push_back({qt, err});
+  };
+  EXPECT_EQ(queue.Flush(report), 0);  // Nothing staged: nothing posted.
+  EXPECT_EQ(posts, 0);
+  for (uint32_t i = 0; i < kDoorbellBatch; ++i) {
+    ASSERT_TRUE(Stage(queue, "m" + std::to_string(i), 100 + i));
+  }
+  EXPECT_FALSE(Stage(queue, "full", 999));
+  ASSERT_EQ(queue.Flush(report), 0);
+  EXPECT_EQ(posts, 1);
+  ASSERT_EQ(posted.size(), kDoorbellBatch);
+  EXPECT_EQ(posted_bytes.back(), "m" + std::to_string(kDoorbellBatch - 1));
+  ASSERT_EQ(reports.size(), kDoorbellBatch);
+  EXPECT_EQ(reports.back(),
+            (std::pair<demi_qtoken_t, int>{100 + kDoorbellBatch - 1, 0}));
+  // The signalling rule runs through staged sends too.
+  EXPECT_NE(posted.back().send_flags & IBV_SEND_SIGNALED, 0u);
+  EXPECT_TRUE(queue.has_signaled());
+  ASSERT_TRUE(Stage(queue, "again", 7));  // Room in the batch again.
+}
+
+TEST_F(SendQueueTest, AFailedChainReportsWhatWasNotPostedAndTakesItsSlotsBack) {
+  uint32_t total = 0;
+  SendQueue queue(nullptr, 8, 2, RecordPost, &total);
+  Reports reports;
+  auto report = [&](demi_qtoken_t qt, int err) {
+    reports.push_back({qt, err});
+  };
+  ASSERT_TRUE(Stage(queue, "a", 1));
+  ASSERT_TRUE(Stage(queue, "b", 2));  // Signalled (every 2nd).
+  ASSERT_TRUE(Stage(queue, "c", 3));
+  EXPECT_EQ(total, 1u);
+  fail_at = 1;
+  fail_rc = EINVAL;
+  ibv_send_wr wr = {};
+  SendSlot slot(SendSlot::kRead);
+  slot.read_cookie = 9;
+  EXPECT_EQ(queue.Post(wr, slot, true, report), EINVAL);
+  EXPECT_EQ(reports, (Reports{{1, 0}, {2, EINVAL}, {3, EINVAL}}));
+  EXPECT_EQ(slot.read_cookie, 9u);  // Still the caller's.
+  EXPECT_EQ(queue.posted(), 1u);
+  EXPECT_EQ(queue.staged(), 0u);
+  EXPECT_EQ(total, 0u);  // The signalled one never went out.
+  // The next request takes the first slot not posted.
+  fail_at = -1;
+  ibv_send_wr next = {};
+  SendSlot again(SendSlot::kRead);
+  ASSERT_EQ(queue.Post(next, again, false, NoStaged()), 0);
+  EXPECT_EQ(next.wr_id, 1u);
+}
+
+TEST_F(SendQueueTest, DroppedStagedSendsReportTheErrorAndFreeTheirSlots) {
+  uint32_t total = 0;
+  SendQueue queue(nullptr, 8, 1, RecordPost, &total);
+  Reports reports;
+  auto report = [&](demi_qtoken_t qt, int err) {
+    reports.push_back({qt, err});
+  };
+  ASSERT_TRUE(Stage(queue, "a", 5));
+  ASSERT_TRUE(Stage(queue, "b", 0));  // No token: nothing to report.
+  EXPECT_EQ(total, 2u);
+  queue.DropStaged(ECONNRESET, report);
+  EXPECT_EQ(reports, (Reports{{5, ECONNRESET}}));
+  EXPECT_EQ(queue.posted(), 0u);
+  EXPECT_EQ(total, 0u);
+  EXPECT_FALSE(queue.has_signaled());
+  EXPECT_EQ(posts, 0);
+}
+
+TEST_F(SendQueueTest, APostThatNamesNoRequestPostedNone) {
+  SendQueue queue(nullptr, 8, 8, [](ibv_qp*, ibv_send_wr*, ibv_send_wr**) {
+    return -1;  // Not even an errno.
+  });
+  Reports reports;
+  auto report = [&](demi_qtoken_t qt, int err) {
+    reports.push_back({qt, err});
+  };
+  ASSERT_TRUE(Stage(queue, "a", 5));
+  EXPECT_EQ(queue.Flush(report), EIO);
+  EXPECT_EQ(reports, (Reports{{5, EIO}}));
+  EXPECT_EQ(queue.posted(), 0u);
 }
 
 }  // namespace

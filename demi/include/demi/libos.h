@@ -199,10 +199,13 @@ extern int demi_close(int qd);
  * Pushes beyond what the connection can send at once wait inside the
  * library, in order.
  *
- * Completes with DEMI_OPC_PUSH once the peer's device has the message, or
- * DEMI_OPC_FAILED with qr_ret ECONNRESET (connection aborted, also for a
- * push on a connection that had already failed), ETIMEDOUT (peer stopped
- * answering), EPROTO (the peer broke the protocol) or, for pushes pending
+ * Completes with DEMI_OPC_PUSH once the peer's device has the message (a
+ * small message, up to 112 bytes on soft-RoCE: once it is posted, its
+ * bytes copied; small pushes made in a burst, between two waits, are
+ * posted together by the next wait), or DEMI_OPC_FAILED with qr_ret
+ * ECONNRESET (connection aborted, also for a push on a connection that
+ * had already failed), ETIMEDOUT (peer stopped answering), EPROTO (the
+ * peer broke the protocol) or, for pushes pending
  * at demi_close, as that call says.
  *
  * On a datagram socket it sends one datagram to the destination set by
