@@ -1,5 +1,7 @@
 #include "demi/connection.h"
 
+#include <endian.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -136,31 +138,28 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                                uint32_t length) {
   // Data keeps one credit in reserve, as in TrySendPush.
   if (state_ != State::kOpen || !push_backlog_.empty() ||
-      sizeof(WireHeader) + length > max_inline_ ||
-      sga.sga_numsegs + 1 > max_send_sge_ || send_credits_ < 2 ||
-      sends_.room() == 0) {
+      length > max_inline_ || sga.sga_numsegs > max_send_sge_ ||
+      send_credits_ < 2 || sends_.room() == 0) {
     return false;
   }
-  WireHeader header = {};
-  header.type = static_cast<uint8_t>(WireType::kEager);
-  header.length = length;
-  header.credits = credits_.TakeReturn();
+  // No header: its credits go in the immediate data (wire.h).
+  uint32_t imm = htobe32(EagerImm(0, credits_.TakeReturn()));
   // Inline data is copied when posted: no keys, no references.
-  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  sges[0] = {reinterpret_cast<uintptr_t>(&header), sizeof(header), 0};
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE];
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
-                   sga.sga_segs[i].sgaseg_len, 0};
+    sges[i] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+               sga.sga_segs[i].sgaseg_len, 0};
   }
-  int num_sge = static_cast<int>(sga.sga_numsegs + 1);
-  if (StageIfBurst(sges, num_sge, sizeof(WireHeader) + length, qt)) {
+  int num_sge = static_cast<int>(sga.sga_numsegs);
+  if (StageIfBurst(sges, num_sge, length, IBV_WR_SEND_WITH_IMM, imm, qt)) {
     --send_credits_;
     return true;
   }
   ibv_send_wr send = {};
   send.sg_list = sges;
   send.num_sge = num_sge;
-  send.opcode = IBV_WR_SEND;
+  send.opcode = IBV_WR_SEND_WITH_IMM;
+  send.imm_data = imm;
   send.send_flags = IBV_SEND_INLINE;
   absl::Status status =
       PostSendWr(send, SendSlot(SendSlot::kControl), /*must_signal=*/false);
@@ -175,6 +174,7 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
 }
 
 bool Connection::StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
+                              ibv_wr_opcode opcode, uint32_t imm,
                               demi_qtoken_t qt) {
   if (total > kStagedInlineSize ||
       (sends_.staged() == 0 && posted_pass_ != *env_.poll_passes)) {
@@ -187,7 +187,7 @@ bool Connection::StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
       return true;  // Gone with the connection, as if staged.
     }
   }
-  sends_.StageInline(sges, num_sge, qt);
+  sends_.StageInline(sges, num_sge, opcode, imm, qt);
   if (!doorbell_due_) {
     doorbell_due_ = true;
     env_.doorbell_due->push_back(qd_);
@@ -237,7 +237,10 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   if (!push_backlog_.empty() && send_credits_ <= 2) {
     sent.flags |= kFlagStarved;
   }
-  size_t head_size = sizeof(WireHeader) + extra_size;
+  // Data goes without a header: its credits and flags in the immediate
+  // data (wire.h).
+  bool headless = sent.type == static_cast<uint8_t>(WireType::kEager);
+  size_t head_size = headless ? 0 : sizeof(WireHeader) + extra_size;
   size_t total = head_size;
   for (const ibv_sge& sge : body) total += sge.length;
   // Inline data is copied at posting time: the header can live here, and
@@ -246,7 +249,9 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   alignas(8) std::byte local_head[sizeof(WireHeader) + sizeof(RndvDescriptor)];
   std::byte* head_bytes = local_head;
   uint32_t head_lkey = 0;
-  if (!inline_data && head_size == sizeof(WireHeader)) {
+  if (headless) {
+    // Nothing to place.
+  } else if (!inline_data && head_size == sizeof(WireHeader)) {
     // The slot's own header space: registered once, nothing to allocate.
     head_bytes = header_ring_->data + sends_.next_index() * sizeof(WireHeader);
     head_lkey = SgaPool::Lkey(header_ring_, env_.device);
@@ -260,18 +265,22 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
     head_bytes = slot.header->data;
     head_lkey = SgaPool::Lkey(slot.header, env_.device);
   }
-  std::memcpy(head_bytes, &sent, sizeof(sent));
-  if (extra_size > 0) {
-    std::memcpy(head_bytes + sizeof(sent), extra, extra_size);
-  }
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  sges[0] = {reinterpret_cast<uintptr_t>(head_bytes),
-             static_cast<uint32_t>(head_size), head_lkey};
-  for (size_t i = 0; i < body.size(); ++i) sges[i + 1] = body[i];
+  int num_sge = 0;
+  if (!headless) {
+    std::memcpy(head_bytes, &sent, sizeof(sent));
+    if (extra_size > 0) {
+      std::memcpy(head_bytes + sizeof(sent), extra, extra_size);
+    }
+    sges[num_sge++] = {reinterpret_cast<uintptr_t>(head_bytes),
+                       static_cast<uint32_t>(head_size), head_lkey};
+  }
+  for (const ibv_sge& sge : body) sges[num_sge++] = sge;
   ibv_send_wr send = {};
   send.sg_list = sges;
-  send.num_sge = static_cast<int>(body.size() + 1);
-  send.opcode = IBV_WR_SEND;
+  send.num_sge = num_sge;
+  send.opcode = headless ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  if (headless) send.imm_data = htobe32(EagerImm(sent.flags, sent.credits));
   if (inline_data) send.send_flags |= IBV_SEND_INLINE;
   std::unique_ptr<PushOp> done_now;
   if (inline_data && slot.push != nullptr && !slot.push->is_close) {
@@ -281,8 +290,8 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
     // Copied when staged: the push's memory is free now, its token
     // completes when the stage is posted.
     demi_qtoken_t qt = done_now != nullptr ? done_now->qt : 0;
-    if (StageIfBurst(sges, static_cast<int>(body.size() + 1),
-                     static_cast<uint32_t>(total), qt)) {
+    if (StageIfBurst(sges, num_sge, static_cast<uint32_t>(total), send.opcode,
+                     send.imm_data, qt)) {
       if (done_now != nullptr) {
         done_now->qt = 0;
         FinishPush(*done_now, 0);

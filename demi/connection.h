@@ -150,8 +150,9 @@ class Connection {
  private:
   // A message received and not yet popped.
   struct Incoming {
-    WireType type;             // kEager, kRndv or kClose.
-    Buffer* buffer = nullptr;  // kEager: the receive piece.
+    WireType type;              // kEager, kRndv or kClose.
+    Buffer* buffer = nullptr;   // kEager: the receive piece,
+    std::byte* data = nullptr;  // and the message's bytes in it.
     uint32_t length = 0;
     uint64_t cookie = 0;
     // kRndv: where to read from (out of line: Incoming stays small), the
@@ -215,13 +216,14 @@ class Connection {
   void ProtocolError(const char* what);
   void FinishPush(PushOp& op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
-  // Stages an inline SEND of `sges` (`total` bytes) for push `qt` (0:
-  // none) if it is small and follows another send in this progress pass:
-  // a burst then goes out in one post. False if it should go at once.
+  // Stages an inline `opcode` (with `imm`, see SendQueue::StageInline) of
+  // `sges` (`total` bytes) for push `qt` (0: none) if it is small and
+  // follows another send in this progress pass: a burst then goes out in
+  // one post. False if it should go at once.
   // True also if a full stage failed to post and took the connection
   // with it (`qt` fails then).
   bool StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
-                    demi_qtoken_t qt);
+                    ibv_wr_opcode opcode, uint32_t imm, demi_qtoken_t qt);
   // Posts the staged sends (aborts if that fails).
   void PostStaged();
   // SendQueue's report on a staged push that was posted or dropped.

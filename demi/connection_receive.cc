@@ -1,5 +1,7 @@
 // The receive half of Connection: messages taken from the shared receive
 // queue, rendezvous READs, and pops.
+#include <endian.h>
+
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -108,7 +110,7 @@ void Connection::DeliverPops() {
     std::byte* data;
     if (in.type == WireType::kEager) {
       buffer = in.buffer;
-      data = buffer->data + sizeof(WireHeader);
+      data = in.data;
     } else {
       // Service posts the READs.
       if (!in.reading || !in.AllReadsPosted() || in.reads_left > 0) break;
@@ -143,8 +145,12 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
     return;
   }
   ParsedMessage parsed;
-  absl::Status status = ParseMessageInto(
-      absl::MakeConstSpan(buffer->data, wc.byte_len), kMaxMessageSize, &parsed);
+  auto bytes = absl::MakeConstSpan(buffer->data, wc.byte_len);
+  // Data comes without a header, with immediate data (wire.h).
+  absl::Status status =
+      (wc.wc_flags & IBV_WC_WITH_IMM) != 0
+          ? ParseEagerImmInto(be32toh(wc.imm_data), bytes, &parsed)
+          : ParseMessageInto(bytes, kMaxMessageSize, &parsed);
   if (!status.ok()) {
     DEMI_LOG(WARNING) << "qd " << qd_ << ": " << status;
     env_.pool->Unref(buffer);
@@ -181,15 +187,18 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
   switch (parsed.type) {
     case WireType::kEager: {
       keep_buffer = true;
+      // After the header, or at the start (immediate data).
+      std::byte* data = buffer->data + (parsed.payload.data() - buffer->data);
       if (incoming_.empty() && !pops_.empty()) {
         // The usual case: a pop waits and nothing is ahead of this message.
-        Lend(buffer, buffer->data + sizeof(WireHeader), parsed.length);
+        Lend(buffer, data, parsed.length);
         consumed = true;
         break;
       }
       Incoming in;
       in.type = WireType::kEager;
       in.buffer = buffer;
+      in.data = data;
       in.length = parsed.length;
       incoming_.push_back(std::move(in));
       ++unpopped_data_;

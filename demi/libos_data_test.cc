@@ -312,8 +312,8 @@ TEST(StreamTest, MessagesKeepTheirBoundariesAndOrder) {
 TEST(StreamTest, BurstsOfSmallPushesKeepTheirOrderAmongLargerOnes) {
   DemiPair pair;
   ASSERT_TRUE(MakePair(&pair));
-  // Staged (at most 112 bytes), inline but not staged, eager, rendezvous.
-  const size_t kSizes[] = {8, 112, 1, 113, 60, 5000, 100, 9000, 2, 2};
+  // Staged (at most 128 bytes), eager but not inline, rendezvous.
+  const size_t kSizes[] = {8, 128, 1, 129, 60, 5000, 100, 9000, 2, 2};
   std::vector<std::string> sent;
   std::vector<demi_qtoken_t> pushes;
   for (int i = 0; i < 300; ++i) {

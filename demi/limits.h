@@ -34,7 +34,7 @@ inline constexpr uint32_t kSendDepth = 128;
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
 inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
-// Inline sends up to this size (header included) that follow another send
+// Inline sends up to this size (a header included) that follow another send
 // in the same progress pass are staged, and up to kDoorbellBatch of them
 // go to the device in one post: one doorbell (on soft-RoCE, one system
 // call) for a burst of small pushes.

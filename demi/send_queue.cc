@@ -25,6 +25,7 @@ SendQueue::~SendQueue() {
 }
 
 bool SendQueue::StageInline(const ibv_sge* sges, int num_sge,
+                            ibv_wr_opcode opcode, uint32_t imm,
                             demi_qtoken_t qt) {
   if (num_staged_ == kDoorbellBatch) return false;
   if (staged_.empty()) staged_.resize(kDoorbellBatch);
@@ -41,7 +42,8 @@ bool SendQueue::StageInline(const ibv_sge* sges, int num_sge,
   staged.wr.wr_id = head_;
   staged.wr.sg_list = &staged.sge;
   staged.wr.num_sge = 1;
-  staged.wr.opcode = IBV_WR_SEND;
+  staged.wr.opcode = opcode;
+  staged.wr.imm_data = imm;
   staged.wr.send_flags = IBV_SEND_INLINE;
   SendSlot slot(SendSlot::kControl);
   slot.signaled = unsignaled_run_ + 1 >= signal_interval_;

@@ -81,12 +81,14 @@ class SendQueue {
     return 0;
   }
 
-  // Stages an inline SEND of the bytes `sges` point at (at most
+  // Stages an inline `opcode` (IBV_WR_SEND, or IBV_WR_SEND_WITH_IMM with
+  // `imm`, in network order) of the bytes `sges` point at (at most
   // kStagedInlineSize in all; no keys needed): copied now, posted by the
   // next Flush or Post. `qt` (0: none) is reported to their `done` then.
   // The caller checks room() first; false if kDoorbellBatch are staged
   // (Flush first).
-  bool StageInline(const ibv_sge* sges, int num_sge, demi_qtoken_t qt);
+  bool StageInline(const ibv_sge* sges, int num_sge, ibv_wr_opcode opcode,
+                   uint32_t imm, demi_qtoken_t qt);
   uint32_t staged() const { return num_staged_; }
   // Posts the staged sends; returns 0 or ibv_post_send's errno. `done` as
   // for Post: a staged send that was not posted reports the errno.

@@ -175,7 +175,8 @@ bool Stage(SendQueue& queue, std::string text, demi_qtoken_t qt) {
   ibv_sge sges[2] = {{reinterpret_cast<uintptr_t>(text.data()), 1, 0},
                      {reinterpret_cast<uintptr_t>(text.data() + 1),
                       static_cast<uint32_t>(text.size() - 1), 0}};
-  bool staged = queue.StageInline(sges, 2, qt);
+  bool staged = queue.StageInline(sges, 2, IBV_WR_SEND_WITH_IMM,
+                                  static_cast<uint32_t>(qt) + 1000, qt);
   text.assign(text.size(), 'x');  // Copied: the caller's bytes are free.
   return staged;
 }
@@ -202,7 +203,8 @@ TEST_F(SendQueueTest, StagedSendsGoFirstInTheNextPostInOrder) {
   EXPECT_EQ(posted_bytes[0], "one");
   EXPECT_EQ(posted_bytes[1], "two");
   for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(posted[i].wr_id, i);
-  EXPECT_EQ(posted[0].opcode, IBV_WR_SEND);
+  EXPECT_EQ(posted[0].opcode, IBV_WR_SEND_WITH_IMM);
+  EXPECT_EQ(posted[0].imm_data, 1011u);
   EXPECT_NE(posted[0].send_flags & IBV_SEND_INLINE, 0u);
   EXPECT_EQ(reports, (Reports{{11, 0}, {12, 0}}));
   EXPECT_EQ(queue.staged(), 0u);

@@ -1,5 +1,5 @@
 // The wire protocol on one RC connection. Every SEND starts with a
-// WireHeader; what follows depends on its type:
+// WireHeader (but see kEager below); what follows depends on its type:
 //   kEager:    the message's bytes (header.length of them).
 //   kRndv:     a RndvDescriptor: where the receiver reads the message with
 //              RDMA READ (header.length bytes in all).
@@ -8,6 +8,11 @@
 //   kClose:    nothing; the sender will push no more (EOF after this).
 // Every header returns `credits` receive buffers to its receiver, and may
 // set kFlagStarved: the sender has pushes waiting for credits.
+//
+// This library sends kEager messages without a header: a SEND with
+// immediate data (EagerImm), all of whose bytes are the message. A 4 KiB
+// message is then four 1 KiB packets, not five. A kEager with a header is
+// still understood.
 //
 // Everything that arrives is checked by ParseMessage before use: a peer
 // that sends garbage gets its connection aborted, never memory corrupted.
@@ -45,6 +50,13 @@ static_assert(sizeof(WireHeader) == 16, "the header is 16 bytes on the wire");
 // The sender ran out of credits with pushes still queued: its receiver may
 // give it a larger share of its receive buffers.
 inline constexpr uint8_t kFlagStarved = 1;
+
+// The immediate data (host order) of a kEager message sent without a
+// header: the type in bits 24-31, the flags in 16-23, the credits in 0-15.
+constexpr uint32_t EagerImm(uint8_t flags, uint16_t credits) {
+  return uint32_t{static_cast<uint8_t>(WireType::kEager)} << 24 |
+         uint32_t{flags} << 16 | credits;
+}
 
 // Most segments one rendezvous describes (one per pushed segment).
 inline constexpr uint32_t kMaxRndvSegments = 16;
@@ -84,7 +96,8 @@ inline constexpr uint32_t kConnectMagic = 0x444d4952;  // "RIMD"
 inline constexpr uint16_t kMaxPeerCredits = 4096;
 inline constexpr uint32_t kMaxPeerEagerSize = 1 << 20;
 // 2: credits start at initial_credits and may grow up to max_credits.
-inline constexpr uint16_t kWireVersion = 2;
+// 3: kEager messages may come as a SEND with immediate data (EagerImm).
+inline constexpr uint16_t kWireVersion = 3;
 
 // A received message, checked. `payload` points into the receive buffer.
 struct ParsedMessage {
@@ -106,6 +119,12 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
 // form, without a copy of the ~300-byte result.
 absl::Status ParseMessageInto(absl::Span<const std::byte> bytes,
                               uint32_t max_message, ParsedMessage* out);
+
+// Checks and decodes a SEND with immediate data `imm` (host order) whose
+// `bytes` are a kEager message (EagerImm): EPROTO for another type,
+// unknown flags or no bytes.
+absl::Status ParseEagerImmInto(uint32_t imm, absl::Span<const std::byte> bytes,
+                               ParsedMessage* out);
 
 // This side's connect data, as rdma_cm private data: magic, version, the
 // credits the peer starts with and the most it will ever get, the size of

@@ -164,6 +164,38 @@ TEST(WireTest, EmptyEagerMessageIsRejected) {
 
 // Every truncation and every single-byte corruption of valid messages is
 // either accepted consistently or rejected with EPROTO; never a crash.
+TEST(WireTest, EagerWithImmediateDataCarriesCreditsFlagsAndEveryByte) {
+  std::vector<std::byte> bytes(4096, std::byte{7});
+  ParsedMessage parsed;
+  ASSERT_TRUE(
+      ParseEagerImmInto(EagerImm(kFlagStarved, 513), bytes, &parsed).ok());
+  EXPECT_EQ(parsed.type, WireType::kEager);
+  EXPECT_EQ(parsed.flags, kFlagStarved);
+  EXPECT_EQ(parsed.credits, 513);
+  EXPECT_EQ(parsed.length, 4096u);
+  EXPECT_EQ(parsed.payload.data(), bytes.data());
+  EXPECT_EQ(parsed.payload.size(), 4096u);
+  EXPECT_EQ(EagerImm(0, 0xffff) & 0xffff, 0xffffu);
+}
+
+TEST(WireTest, BadImmediateDataIsEproto) {
+  std::vector<std::byte> bytes(10);
+  ParsedMessage parsed;
+  auto errno_of = [&](uint32_t imm, absl::Span<const std::byte> body) {
+    return rdma::ErrnoOf(ParseEagerImmInto(imm, body, &parsed));
+  };
+  EXPECT_EQ(errno_of(EagerImm(0, 1), bytes), 0);
+  // Only kEager comes this way; the others always have a header.
+  for (WireType type : {WireType::kRndv, WireType::kRndvDone, WireType::kCredit,
+                        WireType::kClose}) {
+    uint32_t imm = uint32_t{static_cast<uint8_t>(type)} << 24 | 1;
+    EXPECT_EQ(errno_of(imm, bytes), EPROTO);
+  }
+  EXPECT_EQ(errno_of(0, bytes), EPROTO);
+  EXPECT_EQ(errno_of(EagerImm(2, 1), bytes), EPROTO);  // Unknown flag.
+  EXPECT_EQ(errno_of(EagerImm(0, 1), {}), EPROTO);     // Would pop as EOF.
+}
+
 TEST(WireTest, CorruptedMessagesNeverCrash) {
   std::vector<std::vector<std::byte>> seeds = {Rndv(4, 100, 400)};
   WireHeader header = {};

@@ -1,5 +1,7 @@
 #include "testing/wire_peer.h"
 
+#include <endian.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -18,12 +20,27 @@ using rdma::ErrnoError;
 constexpr size_t kSendOffset = kRcPeerBufferSize / 2;
 
 // Copies the message a receive completion delivered and posts the receive
-// again (always at offset 0, below kSendOffset).
+// again (always at offset 0, below kSendOffset). A kEager message that came
+// with immediate data and no header gets the header it stands for, so that
+// what is kept parses like any other message.
 absl::StatusOr<std::string> TakeReceive(RcPeer& peer, const ibv_wc& wc) {
   std::string bytes(reinterpret_cast<const char*>(peer.buffer.data()),
                     wc.byte_len);
   DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
-  return bytes;
+  if ((wc.wc_flags & IBV_WC_WITH_IMM) == 0) return bytes;
+  ParsedMessage parsed;
+  DEMI_RETURN_IF_ERROR(ParseEagerImmInto(
+      be32toh(wc.imm_data),
+      absl::MakeConstSpan(reinterpret_cast<const std::byte*>(bytes.data()),
+                          bytes.size()),
+      &parsed));
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kEager);
+  header.flags = parsed.flags;
+  header.credits = parsed.credits;
+  header.length = parsed.length;
+  return std::string(reinterpret_cast<const char*>(&header), sizeof(header)) +
+         bytes;
 }
 
 // The next failed completion, or the next successful one of the kind asked

@@ -200,7 +200,7 @@ extern int demi_close(int qd);
  * library, in order.
  *
  * Completes with DEMI_OPC_PUSH once the peer's device has the message (a
- * small message, up to 112 bytes on soft-RoCE: once it is posted, its
+ * small message, up to 128 bytes on soft-RoCE: once it is posted, its
  * bytes copied; small pushes made in a burst, between two waits, are
  * posted together by the next wait), or DEMI_OPC_FAILED with qr_ret
  * ECONNRESET (connection aborted, also for a push on a connection that
