@@ -42,6 +42,7 @@ using demi::testing::PopString;
 using demi::testing::PushString;
 using demi::testing::RcPeer;
 using demi::testing::Scaled;
+using demi::testing::SendBytes;
 using demi::testing::SendEager;
 using demi::testing::SendWire;
 using demi::testing::WaitDisconnected;
@@ -201,6 +202,44 @@ TEST(HostilePeerTest, EmptyEagerMessageIsEprotoNotEof) {
   EXPECT_TRUE(peer_status.ok()) << peer_status;
   EXPECT_EQ(demi_close(qd), 0);
   EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+// Data comes as a SEND with immediate data and no header (wire.h): an
+// immediate value that is not an EAGER one, or an empty message, breaks
+// the protocol. A good one is popped first, so the form itself is taken.
+TEST(HostilePeerTest, BadImmediateDataIsEproto) {
+  struct Case {
+    const char* what;
+    uint32_t imm;
+    std::string bytes;
+  };
+  const uint32_t kClose = uint32_t{static_cast<uint8_t>(WireType::kClose)};
+  for (const Case& c : {Case{"CLOSE type", kClose << 24, "x"},
+                        Case{"unknown flag", demi::EagerImm(0x80, 0), "x"},
+                        Case{"empty", demi::EagerImm(0, 0), ""}}) {
+    SCOPED_TRACE(c.what);
+    Listener listener = Listen();
+    RawPeerThread peer;
+    int qd = AcceptRawPeer(
+        listener, 1,
+        [&c](RcPeer& peer) -> absl::Status {
+          DEMI_RETURN_IF_ERROR(
+              SendBytes(peer, "good", demi::EagerImm(0, 0), Scaled(kStep)));
+          DEMI_RETURN_IF_ERROR(SendBytes(peer, c.bytes, c.imm, Scaled(kStep)));
+          return WaitDisconnected(peer, Scaled(kStep));
+        },
+        &peer);
+    ASSERT_GE(qd, 0);
+    EXPECT_EQ(PopString(qd), "good");
+    int popped = 0;
+    demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_EQ(qr.qr_ret, EPROTO);
+    absl::Status peer_status = peer.Finish();
+    EXPECT_TRUE(peer_status.ok()) << peer_status;
+    EXPECT_EQ(demi_close(qd), 0);
+    EXPECT_EQ(demi_close(listener.qd), 0);
+  }
 }
 
 TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {

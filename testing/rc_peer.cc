@@ -1,5 +1,7 @@
 #include "testing/rc_peer.h"
 
+#include <endian.h>
+
 #include <cerrno>
 #include <utility>
 
@@ -64,7 +66,8 @@ ibv_sge BufferSge(RcPeer& peer, size_t offset, size_t length) {
 
 // Posts one signalled work request of `opcode` over the buffer range.
 absl::Status PostSignaled(RcPeer& peer, ibv_wr_opcode opcode, size_t offset,
-                          size_t length, uint64_t remote_addr, uint32_t rkey) {
+                          size_t length, uint64_t remote_addr, uint32_t rkey,
+                          uint32_t imm = 0) {
   ibv_sge sge = BufferSge(peer, offset, length);
   ibv_send_wr wr = {};
   wr.wr_id = offset;
@@ -74,6 +77,7 @@ absl::Status PostSignaled(RcPeer& peer, ibv_wr_opcode opcode, size_t offset,
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = remote_addr;
   wr.wr.rdma.rkey = rkey;
+  wr.imm_data = htobe32(imm);
   ibv_send_wr* bad = nullptr;
   return rdma::CheckRc(ibv_post_send(peer.qp->qp, &wr, &bad), "ibv_post_send");
 }
@@ -158,6 +162,11 @@ absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length) {
 
 absl::Status PostSend(RcPeer& peer, size_t offset, size_t length) {
   return PostSignaled(peer, IBV_WR_SEND, offset, length, 0, 0);
+}
+
+absl::Status PostSendWithImm(RcPeer& peer, size_t offset, size_t length,
+                             uint32_t imm) {
+  return PostSignaled(peer, IBV_WR_SEND_WITH_IMM, offset, length, 0, 0, imm);
 }
 
 absl::Status PostRead(RcPeer& peer, size_t offset, size_t length,

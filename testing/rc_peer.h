@@ -67,6 +67,9 @@ absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length);
 
 // Posts a signalled SEND of `length` bytes at `offset` of the buffer.
 absl::Status PostSend(RcPeer& peer, size_t offset, size_t length);
+// The same with immediate data `imm` (host order).
+absl::Status PostSendWithImm(RcPeer& peer, size_t offset, size_t length,
+                             uint32_t imm);
 
 // Posts a signalled RDMA READ of `length` bytes from the peer's
 // (`remote_addr`, `rkey`) into the buffer at `offset`.

@@ -69,14 +69,19 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
 
 absl::Status SendWire(RcPeer& peer, const WireHeader& header,
                       const std::string& body, absl::Duration timeout) {
-  if (sizeof(header) + body.size() > kRcPeerBufferSize - kSendOffset) {
+  std::string bytes(reinterpret_cast<const char*>(&header), sizeof(header));
+  return SendBytes(peer, bytes + body, std::nullopt, timeout);
+}
+
+absl::Status SendBytes(RcPeer& peer, const std::string& bytes,
+                       std::optional<uint32_t> imm, absl::Duration timeout) {
+  if (bytes.size() > kRcPeerBufferSize - kSendOffset) {
     return ErrnoError(EINVAL, "message too large for the peer's buffer");
   }
-  std::byte* out = peer.buffer.data() + kSendOffset;
-  std::memcpy(out, &header, sizeof(header));
-  std::memcpy(out + sizeof(header), body.data(), body.size());
+  std::memcpy(peer.buffer.data() + kSendOffset, bytes.data(), bytes.size());
   DEMI_RETURN_IF_ERROR(
-      PostSend(peer, kSendOffset, sizeof(header) + body.size()));
+      imm.has_value() ? PostSendWithImm(peer, kSendOffset, bytes.size(), *imm)
+                      : PostSend(peer, kSendOffset, bytes.size()));
   DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollFor(peer, /*want_recv=*/false, timeout));
   if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_SEND) {
     return ErrnoError(rdma::WcStatusToErrno(wc.status),

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,11 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
 // or never completes.
 absl::Status SendWire(RcPeer& peer, const WireHeader& header,
                       const std::string& body, absl::Duration timeout);
+
+// Sends `bytes` as they are, with immediate data `imm` (host order) if
+// given, as SendWire does.
+absl::Status SendBytes(RcPeer& peer, const std::string& bytes,
+                       std::optional<uint32_t> imm, absl::Duration timeout);
 
 // An EAGER message of `payload` returning `credits`.
 absl::Status SendEager(RcPeer& peer, const std::string& payload,
