@@ -151,7 +151,8 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                sga.sga_segs[i].sgaseg_len, 0};
   }
   int num_sge = static_cast<int>(sga.sga_numsegs);
-  if (StageIfBurst(sges, num_sge, length, IBV_WR_SEND_WITH_IMM, imm, qt)) {
+  if (WouldStage(length)) {
+    Stage(sges, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
     --send_credits_;
     return true;
   }
@@ -173,18 +174,14 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   return true;
 }
 
-bool Connection::StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
-                              ibv_wr_opcode opcode, uint32_t imm,
-                              demi_qtoken_t qt) {
-  if (total > kStagedInlineSize ||
-      (sends_.staged() == 0 && posted_pass_ != *env_.poll_passes)) {
-    return false;
-  }
+void Connection::Stage(const ibv_sge* sges, int num_sge, ibv_wr_opcode opcode,
+                       uint32_t imm, demi_qtoken_t qt) {
   if (sends_.staged() == kDoorbellBatch) {
     PostStaged();
     if (state_ == State::kDead) {
+      // Gone with the connection, as if it had been staged.
       if (qt != 0) CompletePush(qt, error_);
-      return true;  // Gone with the connection, as if staged.
+      return;
     }
   }
   sends_.StageInline(sges, num_sge, opcode, imm, qt);
@@ -192,7 +189,6 @@ bool Connection::StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
     doorbell_due_ = true;
     env_.doorbell_due->push_back(qd_);
   }
-  return true;
 }
 
 void Connection::RingDoorbell() {
@@ -286,19 +282,18 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   if (inline_data && slot.push != nullptr && !slot.push->is_close) {
     done_now = std::move(slot.push);
   }
-  if (inline_data && slot.push == nullptr && slot.header == nullptr) {
+  if (inline_data && slot.push == nullptr && slot.header == nullptr &&
+      WouldStage(static_cast<uint32_t>(total))) {
     // Copied when staged: the push's memory is free now, its token
     // completes when the stage is posted.
     demi_qtoken_t qt = done_now != nullptr ? done_now->qt : 0;
-    if (StageIfBurst(sges, num_sge, static_cast<uint32_t>(total), send.opcode,
-                     send.imm_data, qt)) {
-      if (done_now != nullptr) {
-        done_now->qt = 0;
-        FinishPush(*done_now, 0);
-      }
-      --send_credits_;
-      return absl::OkStatus();
+    Stage(sges, num_sge, send.opcode, send.imm_data, qt);
+    if (done_now != nullptr) {
+      done_now->qt = 0;
+      FinishPush(*done_now, 0);
     }
+    --send_credits_;
+    return absl::OkStatus();
   }
   // A push completes with its send unless it was inline; CLOSE is waited for.
   bool must_signal = slot.push != nullptr;

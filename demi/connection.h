@@ -216,14 +216,18 @@ class Connection {
   void ProtocolError(const char* what);
   void FinishPush(PushOp& op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
+  // Whether an inline send of `total` bytes is staged: if it is small and
+  // follows another send in this progress pass (a burst then goes out in
+  // one post).
+  bool WouldStage(uint32_t total) const {
+    return total <= kStagedInlineSize &&
+           (sends_.staged() > 0 || posted_pass_ == *env_.poll_passes);
+  }
   // Stages an inline `opcode` (with `imm`, see SendQueue::StageInline) of
-  // `sges` (`total` bytes) for push `qt` (0: none) if it is small and
-  // follows another send in this progress pass: a burst then goes out in
-  // one post. False if it should go at once.
-  // True also if a full stage failed to post and took the connection
-  // with it (`qt` fails then).
-  bool StageIfBurst(const ibv_sge* sges, int num_sge, uint32_t total,
-                    ibv_wr_opcode opcode, uint32_t imm, demi_qtoken_t qt);
+  // `sges` for push `qt` (0: none). If the stage is full and fails to
+  // post, the connection is gone and `qt` fails.
+  void Stage(const ibv_sge* sges, int num_sge, ibv_wr_opcode opcode,
+             uint32_t imm, demi_qtoken_t qt);
   // Posts the staged sends (aborts if that fails).
   void PostStaged();
   // SendQueue's report on a staged push that was posted or dropped.

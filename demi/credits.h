@@ -14,6 +14,7 @@
 #ifndef DEMI_DEMI_CREDITS_H_
 #define DEMI_DEMI_CREDITS_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "demi/limits.h"
@@ -105,6 +106,63 @@ class ConnectionCredits {
   uint32_t owed_ = 0;          // Backed, to return in the next header.
   uint32_t unbacked_ = 0;      // Consumed or grown; waiting for buffers.
 };
+
+// Inline: each runs once or twice per message.
+inline bool ConnectionCredits::OnArrival(bool starved) {
+  if (peer_credits_ == 0) return false;
+  --peer_credits_;
+  --pool_->promised;
+  if (starved) {
+    urgent_ = true;
+    Grow();
+  }
+  return true;
+}
+
+inline void ConnectionCredits::OnConsumed() {
+  // A peer that leaves half its credits unused does not need them all;
+  // what it gives up lets others grow. By one credit per return at most,
+  // and not while the peer was starved before the last return or since: a
+  // streaming peer holds many credits right after a return too, and
+  // shrinking its allotment then would starve it again.
+  if (allotment_ > kBaseCredits && !urgent_ && !was_urgent_ && !shrunk_ &&
+      peer_credits_ * 2 >= allotment_) {
+    shrunk_ = true;
+    --allotment_;
+    --pool_->allotted;
+    --pool_->grown;
+    return;
+  }
+  ++unbacked_;
+}
+
+inline bool ConnectionCredits::Back() {
+  uint32_t n = std::min(unbacked_, pool_->headroom());
+  unbacked_ -= n;
+  owed_ += n;
+  pool_->promised += n;
+  return unbacked_ > 0;
+}
+
+inline uint16_t ConnectionCredits::TakeReturn() {
+  uint32_t credits = std::min<uint32_t>(owed_, UINT16_MAX);
+  owed_ -= credits;
+  peer_credits_ += credits;
+  if (credits > 0) {
+    was_urgent_ = urgent_;
+    urgent_ = false;
+    shrunk_ = false;
+  }
+  return static_cast<uint16_t>(credits);
+}
+
+inline bool ConnectionCredits::ReturnNow() const {
+  // Half an allotment at a time, even to a starved peer: what it still has
+  // on the way keeps coming meanwhile, and a peer with nothing left on the
+  // way gets what is owed by ReturnSoon.
+  return owed_ >= kMinCreditReturn && (allotment_ > kBaseCredits || urgent_) &&
+         owed_ * 2 >= allotment_;
+}
 
 }  // namespace demi
 

@@ -77,23 +77,12 @@ absl::Status ParseMessageInto(absl::Span<const std::byte> bytes,
   return Malformed(absl::StrCat("type ", header.type));
 }
 
-absl::Status ParseEagerImmInto(uint32_t imm, absl::Span<const std::byte> bytes,
-                               ParsedMessage* out) {
-  uint8_t flags = static_cast<uint8_t>(imm >> 16);
+absl::Status MalformedEagerImm(uint32_t imm, size_t size) {
   if (imm >> 24 != static_cast<uint8_t>(WireType::kEager)) {
     return Malformed(absl::StrCat("immediate type ", imm >> 24));
   }
-  if ((flags & ~kFlagStarved) != 0) return Malformed("unknown flags");
-  // An empty message would pop as EOF; pushes are never empty.
-  if (bytes.empty()) return Malformed("empty eager message");
-  out->type = WireType::kEager;
-  out->flags = flags;
-  out->credits = static_cast<uint16_t>(imm);
-  out->length = static_cast<uint32_t>(bytes.size());
-  out->cookie = 0;
-  out->payload = bytes;
-  out->rndv.num_segments = 0;
-  return absl::OkStatus();
+  if (size == 0) return Malformed("empty eager message");
+  return Malformed("unknown flags");
 }
 
 absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,

@@ -120,11 +120,30 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::Span<const std::byte> bytes,
 absl::Status ParseMessageInto(absl::Span<const std::byte> bytes,
                               uint32_t max_message, ParsedMessage* out);
 
+// EPROTO for a bad immediate value or an empty message (ParseEagerImmInto).
+absl::Status MalformedEagerImm(uint32_t imm, size_t size);
+
 // Checks and decodes a SEND with immediate data `imm` (host order) whose
 // `bytes` are a kEager message (EagerImm): EPROTO for another type,
-// unknown flags or no bytes.
-absl::Status ParseEagerImmInto(uint32_t imm, absl::Span<const std::byte> bytes,
-                               ParsedMessage* out);
+// unknown flags or no bytes. Inline: it runs for every message.
+inline absl::Status ParseEagerImmInto(uint32_t imm,
+                                      absl::Span<const std::byte> bytes,
+                                      ParsedMessage* out) {
+  uint8_t flags = static_cast<uint8_t>(imm >> 16);
+  // An empty message would pop as EOF; pushes are never empty.
+  if (imm >> 24 != static_cast<uint8_t>(WireType::kEager) ||
+      (flags & ~kFlagStarved) != 0 || bytes.empty()) {
+    return MalformedEagerImm(imm, bytes.size());
+  }
+  out->type = WireType::kEager;
+  out->flags = flags;
+  out->credits = static_cast<uint16_t>(imm);
+  out->length = static_cast<uint32_t>(bytes.size());
+  out->cookie = 0;
+  out->payload = bytes;
+  out->rndv.num_segments = 0;
+  return absl::OkStatus();
+}
 
 // This side's connect data, as rdma_cm private data: magic, version, the
 // credits the peer starts with and the most it will ever get, the size of

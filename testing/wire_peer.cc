@@ -28,7 +28,7 @@ absl::StatusOr<std::string> TakeReceive(RcPeer& peer, const ibv_wc& wc) {
                     wc.byte_len);
   DEMI_RETURN_IF_ERROR(PostRecv(peer, 0, kSendOffset));
   if ((wc.wc_flags & IBV_WC_WITH_IMM) == 0) return bytes;
-  ParsedMessage parsed;
+  ParsedMessage parsed = {};
   DEMI_RETURN_IF_ERROR(ParseEagerImmInto(
       be32toh(wc.imm_data),
       absl::MakeConstSpan(reinterpret_cast<const std::byte*>(bytes.data()),
