@@ -127,6 +127,20 @@ demi_qresult_t PopUntilFailure(int qd, int limit, int* popped) {
   }
 }
 
+// The next pop on `qd` fails with EPROTO; the raw peer's side ended well;
+// `qd` and the listener close.
+void ExpectEprotoThenClose(int qd, RawPeerThread& peer,
+                           const Listener& listener) {
+  int popped = 0;
+  demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EPROTO);
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
 // A well-behaved connection on the same listener still works.
 void ExpectOthersCarryOn(const Listener& listener) {
   int client = -1;
@@ -194,14 +208,7 @@ TEST(HostilePeerTest, EmptyEagerMessageIsEprotoNotEof) {
       },
       &peer);
   ASSERT_GE(qd, 0);
-  int popped = 0;
-  demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
-  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-  EXPECT_EQ(qr.qr_ret, EPROTO);
-  absl::Status peer_status = peer.Finish();
-  EXPECT_TRUE(peer_status.ok()) << peer_status;
-  EXPECT_EQ(demi_close(qd), 0);
-  EXPECT_EQ(demi_close(listener.qd), 0);
+  ExpectEprotoThenClose(qd, peer, listener);
 }
 
 // Data comes as a SEND with immediate data and no header (wire.h): an
@@ -231,14 +238,7 @@ TEST(HostilePeerTest, BadImmediateDataIsEproto) {
         &peer);
     ASSERT_GE(qd, 0);
     EXPECT_EQ(PopString(qd), "good");
-    int popped = 0;
-    demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
-    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-    EXPECT_EQ(qr.qr_ret, EPROTO);
-    absl::Status peer_status = peer.Finish();
-    EXPECT_TRUE(peer_status.ok()) << peer_status;
-    EXPECT_EQ(demi_close(qd), 0);
-    EXPECT_EQ(demi_close(listener.qd), 0);
+    ExpectEprotoThenClose(qd, peer, listener);
   }
 }
 

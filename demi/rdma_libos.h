@@ -159,6 +159,10 @@ class RdmaLibOs {
   // Refills the SRQ of `device` and hands the new buffers' credits to the
   // connections waiting for them.
   void RefillReceives(Device& device);
+  // Calls `f(conn)` for each connection `due` names (a list of queue
+  // descriptors, which this empties).
+  template <typename F>
+  void ForEachDue(std::vector<int>& due, F&& f);
   // Sends the credits of ConnectionEnv::credit_due.
   void FlushDueCredits();
   // Posts the staged sends of ConnectionEnv::doorbell_due.
@@ -232,7 +236,7 @@ class RdmaLibOs {
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.
   std::vector<int> credit_due_;      // See ConnectionEnv::credit_due.
   std::vector<int> doorbell_due_;    // See ConnectionEnv::doorbell_due.
-  // What FlushDueCredits and RefillReceives walk: kept, so that swapping
+  // What ForEachDue and RefillReceives walk: kept, so that swapping
   // lists back and forth allocates nothing per pass.
   std::vector<int> due_scratch_;
   std::vector<int> waiting_scratch_;

@@ -156,26 +156,24 @@ void RdmaLibOs::RefillReceives(Device& device) {
   }
 }
 
-void RdmaLibOs::RingDoorbells() {
+template <typename F>
+void RdmaLibOs::ForEachDue(std::vector<int>& due, F&& f) {
   due_scratch_.clear();
-  due_scratch_.swap(doorbell_due_);
+  due_scratch_.swap(due);
   for (int qd : due_scratch_) {
     auto it = queues_.find(qd);
     if (it != queues_.end() && it->second->conn != nullptr) {
-      it->second->conn->RingDoorbell();
+      f(*it->second->conn);
     }
   }
 }
 
+void RdmaLibOs::RingDoorbells() {
+  ForEachDue(doorbell_due_, [](Connection& conn) { conn.RingDoorbell(); });
+}
+
 void RdmaLibOs::FlushDueCredits() {
-  due_scratch_.clear();
-  due_scratch_.swap(credit_due_);
-  for (int qd : due_scratch_) {
-    auto it = queues_.find(qd);
-    if (it != queues_.end() && it->second->conn != nullptr) {
-      it->second->conn->FlushDueCredits();
-    }
-  }
+  ForEachDue(credit_due_, [](Connection& conn) { conn.FlushDueCredits(); });
 }
 
 }  // namespace demi

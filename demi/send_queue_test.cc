@@ -39,8 +39,16 @@ auto NoStaged() {
   return [](demi_qtoken_t, int) { ADD_FAILURE() << "nothing was staged"; };
 }
 
+using Reports = std::vector<std::pair<demi_qtoken_t, int>>;
+
 class SendQueueTest : public ::testing::Test {
  protected:
+  // A `done` for Post, Flush and DropStaged that records into `reports`.
+  auto Report() {
+    return [this](demi_qtoken_t qt, int err) { reports.push_back({qt, err}); };
+  }
+  Reports reports;
+
   void SetUp() override {
     posted.clear();
     posted_bytes.clear();
@@ -181,14 +189,9 @@ bool Stage(SendQueue& queue, std::string text, demi_qtoken_t qt) {
   return staged;
 }
 
-using Reports = std::vector<std::pair<demi_qtoken_t, int>>;
-
 TEST_F(SendQueueTest, StagedSendsGoFirstInTheNextPostInOrder) {
   SendQueue queue(nullptr, 8, 8, RecordPost);
-  Reports reports;
-  auto report = [&](demi_qtoken_t qt, int err) {
-    reports.push_back({qt, err});
-  };
+  auto report = Report();
   ASSERT_TRUE(Stage(queue, "one", 11));
   ASSERT_TRUE(Stage(queue, "two", 12));
   EXPECT_EQ(queue.staged(), 2u);
@@ -213,10 +216,7 @@ TEST_F(SendQueueTest, StagedSendsGoFirstInTheNextPostInOrder) {
 
 TEST_F(SendQueueTest, FlushPostsABatchInOnePostAndABatchHasALimit) {
   SendQueue queue(nullptr, 2 * kDoorbellBatch, kDoorbellBatch, RecordPost);
-  Reports reports;
-  auto report = [&](demi_qtoken_t qt, int err) {
-    reports.push_back({qt, err});
-  };
+  auto report = Report();
   EXPECT_EQ(queue.Flush(report), 0);  // Nothing staged: nothing posted.
   EXPECT_EQ(posts, 0);
   for (uint32_t i = 0; i < kDoorbellBatch; ++i) {
@@ -239,10 +239,7 @@ TEST_F(SendQueueTest, FlushPostsABatchInOnePostAndABatchHasALimit) {
 TEST_F(SendQueueTest, AFailedChainReportsWhatWasNotPostedAndTakesItsSlotsBack) {
   uint32_t total = 0;
   SendQueue queue(nullptr, 8, 2, RecordPost, &total);
-  Reports reports;
-  auto report = [&](demi_qtoken_t qt, int err) {
-    reports.push_back({qt, err});
-  };
+  auto report = Report();
   ASSERT_TRUE(Stage(queue, "a", 1));
   ASSERT_TRUE(Stage(queue, "b", 2));  // Signalled (every 2nd).
   ASSERT_TRUE(Stage(queue, "c", 3));
@@ -269,10 +266,7 @@ TEST_F(SendQueueTest, AFailedChainReportsWhatWasNotPostedAndTakesItsSlotsBack) {
 TEST_F(SendQueueTest, DroppedStagedSendsReportTheErrorAndFreeTheirSlots) {
   uint32_t total = 0;
   SendQueue queue(nullptr, 8, 1, RecordPost, &total);
-  Reports reports;
-  auto report = [&](demi_qtoken_t qt, int err) {
-    reports.push_back({qt, err});
-  };
+  auto report = Report();
   ASSERT_TRUE(Stage(queue, "a", 5));
   ASSERT_TRUE(Stage(queue, "b", 0));  // No token: nothing to report.
   EXPECT_EQ(total, 2u);
@@ -288,10 +282,7 @@ TEST_F(SendQueueTest, APostThatNamesNoRequestPostedNone) {
   SendQueue queue(nullptr, 8, 8, [](ibv_qp*, ibv_send_wr*, ibv_send_wr**) {
     return -1;  // Not even an errno.
   });
-  Reports reports;
-  auto report = [&](demi_qtoken_t qt, int err) {
-    reports.push_back({qt, err});
-  };
+  auto report = Report();
   ASSERT_TRUE(Stage(queue, "a", 5));
   EXPECT_EQ(queue.Flush(report), EIO);
   EXPECT_EQ(reports, (Reports{{5, EIO}}));
