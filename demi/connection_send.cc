@@ -1,0 +1,296 @@
+// The send half of Connection: pushes (inline, staged for the doorbell,
+// eager or rendezvous from the backlog), control messages, and the posting
+// of send work requests.
+#include <endian.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "demi/connection.h"
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+
+namespace demi {
+
+int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                     uint32_t length) {
+  if (state_ == State::kDead) {
+    env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
+    return 0;
+  }
+  if (TryPushInline(qt, sga, length)) return 0;
+  auto op = std::make_unique<PushOp>();
+  op->qt = qt;
+  op->length = length;
+  absl::Status status =
+      op->length <= std::min(kMaxEagerPayload,
+                             peer_eager_size_ - uint32_t{sizeof(WireHeader)})
+          ? PrepareEager(PushMemoryOf(), *op, sga)
+          : PrepareRndv(PushMemoryOf(), *op, sga);
+  if (!status.ok()) {
+    op->qt = 0;  // The call fails; no token to complete.
+    FinishPush(*op, 0);
+    return rdma::ErrnoOf(status);
+  }
+  push_backlog_.push_back(std::move(op));
+  Service();
+  return 0;
+}
+
+bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                               uint32_t length) {
+  // Data keeps one credit in reserve, as in TrySendPush.
+  if (state_ != State::kOpen || !push_backlog_.empty() ||
+      length > max_inline_ || sga.sga_numsegs > max_send_sge_ ||
+      send_credits_ < 2 || sends_.room() == 0) {
+    return false;
+  }
+  // No header: its credits go in the immediate data (wire.h).
+  uint32_t imm = htobe32(EagerImm(0, credits_.TakeReturn()));
+  // Inline data is copied when posted: no keys, no references.
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE];
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    sges[i] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+               sga.sga_segs[i].sgaseg_len, 0};
+  }
+  int num_sge = static_cast<int>(sga.sga_numsegs);
+  if (WouldStage(length)) {
+    Stage(sges, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
+    --send_credits_;
+    return true;
+  }
+  ibv_send_wr send = {};
+  send.sg_list = sges;
+  send.num_sge = num_sge;
+  send.opcode = IBV_WR_SEND_WITH_IMM;
+  send.imm_data = imm;
+  send.send_flags = IBV_SEND_INLINE;
+  absl::Status status =
+      PostSendWr(send, SendSlot(SendSlot::kControl), /*must_signal=*/false);
+  if (!status.ok()) {
+    CompletePush(qt, rdma::ErrnoOf(status));
+    Abort(rdma::ErrnoOf(status));
+    return true;
+  }
+  --send_credits_;
+  CompletePush(qt, 0);
+  return true;
+}
+
+void Connection::Stage(const ibv_sge* sges, int num_sge, ibv_wr_opcode opcode,
+                       uint32_t imm, demi_qtoken_t qt) {
+  if (sends_.staged() == kDoorbellBatch) {
+    PostStaged();
+    if (state_ == State::kDead) {
+      // Gone with the connection, as if it had been staged.
+      if (qt != 0) CompletePush(qt, error_);
+      return;
+    }
+  }
+  sends_.StageInline(sges, num_sge, opcode, imm, qt);
+  if (!doorbell_due_) {
+    doorbell_due_ = true;
+    env_.doorbell_due->push_back(qd_);
+  }
+}
+
+void Connection::RingDoorbell() {
+  doorbell_due_ = false;
+  PostStaged();
+}
+
+void Connection::PostStaged() {
+  posted_pass_ = *env_.poll_passes;
+  if (int rc = sends_.Flush(StagedDone()); rc != 0) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": ibv_post_send: " << rc;
+    Abort(rc);
+  }
+}
+
+absl::Status Connection::BindWindows(PushOp& op) {
+  for (size_t i = 0; i < op.windows.size(); ++i) {
+    ibv_mw* mw = op.windows[i].get();
+    ibv_send_wr bind = {};
+    bind.opcode = IBV_WR_BIND_MW;
+    bind.bind_mw.mw = mw;
+    bind.bind_mw.rkey = ibv_inc_rkey(mw->rkey);
+    bind.bind_mw.bind_info = op.binds[i];
+    // Unsignalled: a failed bind completes on its own and aborts; RC runs
+    // the send queue in order, so the window is bound before the peer can
+    // see the announcement that names it.
+    DEMI_RETURN_IF_ERROR(PostSendWr(bind, SendSlot(SendSlot::kControl),
+                                    /*must_signal=*/false));
+    mw->rkey = bind.bind_mw.rkey;
+    op.rndv.segments[i].rkey = mw->rkey;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
+                                  size_t extra_size,
+                                  absl::Span<const ibv_sge> body,
+                                  SendSlot slot) {
+  WireHeader sent = header;
+  // Data keeps a credit in reserve: with at most two left, what is queued
+  // behind this message waits for the peer to return some.
+  if (!push_backlog_.empty() && send_credits_ <= 2) {
+    sent.flags |= kFlagStarved;
+  }
+  // Data goes without a header: its credits and flags in the immediate
+  // data (wire.h).
+  bool headless = sent.type == static_cast<uint8_t>(WireType::kEager);
+  size_t head_size = headless ? 0 : sizeof(WireHeader) + extra_size;
+  size_t total = head_size;
+  for (const ibv_sge& sge : body) total += sge.length;
+  // Inline data is copied at posting time: the header can live here, and
+  // a push's memory is free again as soon as the post returns.
+  bool inline_data = total <= max_inline_;
+  alignas(8) std::byte local_head[sizeof(WireHeader) + sizeof(RndvDescriptor)];
+  std::byte* head_bytes = local_head;
+  uint32_t head_lkey = 0;
+  if (headless) {
+    // Nothing to place.
+  } else if (!inline_data && head_size == sizeof(WireHeader)) {
+    // The slot's own header space: registered once, nothing to allocate.
+    head_bytes = header_ring_->data + sends_.next_index() * sizeof(WireHeader);
+    head_lkey = SgaPool::Lkey(header_ring_, env_.device);
+  } else if (!inline_data || head_size > sizeof(local_head)) {
+    absl::StatusOr<Buffer*> piece = env_.pool->Allocate(head_size);
+    if (!piece.ok()) {
+      if (slot.push != nullptr) FinishPush(*slot.push, ENOMEM);
+      return piece.status();
+    }
+    slot.header = *piece;
+    head_bytes = slot.header->data;
+    head_lkey = SgaPool::Lkey(slot.header, env_.device);
+  }
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  int num_sge = 0;
+  if (!headless) {
+    std::memcpy(head_bytes, &sent, sizeof(sent));
+    if (extra_size > 0) {
+      std::memcpy(head_bytes + sizeof(sent), extra, extra_size);
+    }
+    sges[num_sge++] = {reinterpret_cast<uintptr_t>(head_bytes),
+                       static_cast<uint32_t>(head_size), head_lkey};
+  }
+  for (const ibv_sge& sge : body) sges[num_sge++] = sge;
+  ibv_send_wr send = {};
+  send.sg_list = sges;
+  send.num_sge = num_sge;
+  send.opcode = headless ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  if (headless) send.imm_data = htobe32(EagerImm(sent.flags, sent.credits));
+  if (inline_data) send.send_flags |= IBV_SEND_INLINE;
+  std::unique_ptr<PushOp> done_now;
+  if (inline_data && slot.push != nullptr && !slot.push->is_close) {
+    done_now = std::move(slot.push);
+  }
+  if (inline_data && slot.push == nullptr && slot.header == nullptr &&
+      WouldStage(static_cast<uint32_t>(total))) {
+    // Copied when staged: the push's memory is free now, its token
+    // completes when the stage is posted.
+    demi_qtoken_t qt = done_now != nullptr ? done_now->qt : 0;
+    Stage(sges, num_sge, send.opcode, send.imm_data, qt);
+    if (done_now != nullptr) {
+      done_now->qt = 0;
+      FinishPush(*done_now, 0);
+    }
+    --send_credits_;
+    return absl::OkStatus();
+  }
+  // A push completes with its send unless it was inline; CLOSE is waited for.
+  bool must_signal = slot.push != nullptr;
+  absl::Status status = PostSendWr(send, std::move(slot), must_signal);
+  if (!status.ok()) {
+    if (done_now != nullptr) FinishPush(*done_now, rdma::ErrnoOf(status));
+    return status;
+  }
+  --send_credits_;
+  if (done_now != nullptr) FinishPush(*done_now, 0);
+  return absl::OkStatus();
+}
+
+absl::Status Connection::PostSendWr(ibv_send_wr& send, SendSlot slot,
+                                    bool must_signal) {
+  posted_pass_ = *env_.poll_passes;
+  if (int rc = sends_.Post(send, slot, must_signal, StagedDone()); rc != 0) {
+    if (slot.header != nullptr) env_.pool->Unref(slot.header);
+    if (slot.push != nullptr) FinishPush(*slot.push, rc);
+    return rdma::ErrnoError(rc, "ibv_post_send");
+  }
+  return absl::OkStatus();
+}
+
+bool Connection::TrySendControl(WireType type, uint64_t cookie) {
+  if (send_credits_ < 1 || sends_.room() == 0) return false;
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(type);
+  header.credits = credits_.TakeReturn();
+  header.cookie = cookie;
+  absl::Status status =
+      PostSend(header, nullptr, 0, {}, SendSlot(SendSlot::kControl));
+  if (!status.ok()) {
+    Abort(rdma::ErrnoOf(status));
+    return false;
+  }
+  return true;
+}
+
+bool Connection::TrySendPush() {
+  PushOp& op = *push_backlog_.front();
+  // Data keeps one credit in reserve so that credits and rendezvous
+  // completions can always be sent: otherwise two peers that both ran out
+  // could wait on each other forever.
+  uint32_t needed = op.is_close ? 1 : 2;
+  if (send_credits_ < needed || op.windows.size() >= sends_.room()) {
+    return false;
+  }
+  WireHeader header = {};
+  header.credits = credits_.TakeReturn();
+  SendSlot slot{SendSlot::kPush};
+  const void* extra = nullptr;
+  size_t extra_size = 0;
+  absl::Span<const ibv_sge> body;
+  if (op.is_close) {
+    header.type = static_cast<uint8_t>(WireType::kClose);
+  } else if (op.is_rndv) {
+    if (absl::Status status = BindWindows(op); !status.ok()) {
+      Abort(rdma::ErrnoOf(status));
+      return false;
+    }
+    header.type = static_cast<uint8_t>(WireType::kRndv);
+    header.length = op.length;
+    header.cookie = next_cookie_++;
+    extra = &op.rndv;
+    extra_size = RndvMessageSize(op.rndv.num_segments) - sizeof(WireHeader);
+  } else {
+    header.type = static_cast<uint8_t>(WireType::kEager);
+    header.length = op.length;
+    body = op.sges;
+  }
+  std::unique_ptr<PushOp> owned = std::move(push_backlog_.front());
+  push_backlog_.pop_front();
+  // `op` may be gone once PostSend returns (finished inline, or failed).
+  bool is_rndv = op.is_rndv;
+  if (is_rndv) {
+    // The peer may answer before this send's own completion shows up.
+    rndv_waiting_.emplace(header.cookie, std::move(owned));
+  } else {
+    slot.push = std::move(owned);
+  }
+  absl::Status status =
+      PostSend(header, extra, extra_size, body, std::move(slot));
+  if (!status.ok()) {
+    if (is_rndv) {
+      auto node = rndv_waiting_.extract(header.cookie);
+      FinishPush(*node.mapped(), rdma::ErrnoOf(status));
+    }
+    Abort(rdma::ErrnoOf(status));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace demi
