@@ -73,7 +73,9 @@ class SendQueue {
     slot.signaled = must_signal || unsignaled_run_ + 1 >= signal_interval_;
     wr.wr_id = head_;
     if (slot.signaled) wr.send_flags |= IBV_SEND_SIGNALED;
-    if (int rc = num_staged_ == 0 ? PostChain(&wr) : PostStaged(&wr, done);
+    ibv_send_wr* bad;
+    if (int rc =
+            num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
         rc != 0) {
       return rc;
     }
@@ -143,25 +145,25 @@ class SendQueue {
     alignas(8) std::byte bytes[kStagedInlineSize];
   };
 
-  int PostChain(ibv_send_wr* first) {
-    ibv_send_wr* bad = nullptr;
-    int rc = post_(qp_, first, &bad);
-    if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
-    last_bad_ = rc != 0 ? bad : nullptr;
-    return rc;
+  // `*bad` (may be null) names the request the post stopped at.
+  int PostChain(ibv_send_wr* first, ibv_send_wr** bad) {
+    *bad = nullptr;
+    int rc = post_(qp_, first, bad);
+    return rc < 0 ? EIO : rc;  // Not an errno: report one all the same.
   }
   // Posts the staged sends, then `last` (may be null) in one chain.
   template <typename Done>
   int PostStaged(ibv_send_wr* last, Done& done) {
     uint32_t n = num_staged_;
     staged_[n - 1].wr.next = last;
-    int rc = PostChain(&staged_[0].wr);
+    ibv_send_wr* bad;
+    int rc = PostChain(&staged_[0].wr, &bad);
     staged_[n - 1].wr.next = nullptr;
     // What was posted is everything before the one ibv_post_send names
     // (if it names none, nothing was).
-    uint32_t posted = rc == 0 || (last != nullptr && last_bad_ == last) ? n : 0;
+    uint32_t posted = rc == 0 || (last != nullptr && bad == last) ? n : 0;
     for (uint32_t i = 0; rc != 0 && i < n; ++i) {
-      if (last_bad_ == &staged_[i].wr) posted = i;
+      if (bad == &staged_[i].wr) posted = i;
     }
     for (uint32_t i = 0; i < posted; ++i) {
       if (staged_[i].qt != 0) done(staged_[i].qt, 0);
@@ -215,7 +217,6 @@ class SendQueue {
   // bursts does without.
   std::vector<Staged> staged_;
   uint32_t num_staged_ = 0;
-  ibv_send_wr* last_bad_ = nullptr;  // What the last failed post named.
 };
 
 }  // namespace demi
