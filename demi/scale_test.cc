@@ -6,7 +6,6 @@
 //   DEMI_SCALE_CONNECTIONS=4096 DEMI_CHURN_CYCLES=10000
 //   testing/run_on_rdma.sh -- bazel-bin/demi/scale_test_bin
 #include <demi/libos.h>
-#include <malloc.h>
 #include <poll.h>
 #include <rdma/rdma_cma.h>
 #include <sys/socket.h>
@@ -17,11 +16,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "demi/connection.h"
@@ -30,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "testing/child_process.h"
 #include "testing/demi_helpers.h"
+#include "testing/process_resources.h"
 #include "testing/rdma_env.h"
 
 namespace {
@@ -38,105 +36,19 @@ using demi::testing::AddrOrDie;
 using demi::testing::ChildListen;
 using demi::testing::ChildWait;
 using demi::testing::ConnectWithRetry;
+using demi::testing::EnvInt;
 using demi::testing::NextPort;
+using demi::testing::Progress;
 using demi::testing::Reap;
+using demi::testing::Resources;
+using demi::testing::ResourcesOf;
 using demi::testing::Scaled;
+using demi::testing::SettledResources;
 using demi::testing::Spawn;
 
 // The bound for 1,024 connections.
 constexpr uint64_t kMaxRegisteredBytes = uint64_t{64} << 20;
 constexpr size_t kEchoSize = 64;
-
-int EnvInt(const char* name, int fallback) {
-  const char* text = std::getenv(name);
-  int value = 0;
-  return text != nullptr && absl::SimpleAtoi(text, &value) && value > 0
-             ? value
-             : fallback;
-}
-
-// What `rdma resource show` lists for one process.
-struct Resources {
-  int qps = 0;
-  int mrs = 0;
-  uint64_t mr_bytes = 0;
-  size_t heap = 0;  // Bytes malloc has handed out (not under ASan).
-
-  std::string ToString() const {
-    return absl::StrFormat("%d QPs, %d MRs of %.1f MiB, heap %zu B", qps, mrs,
-                           mr_bytes / 1048576.0, heap);
-  }
-};
-
-// Runs `command` and calls `line` for each line of its output that names
-// `pid`, with the line's "key value" pairs.
-template <typename F>
-void ForEachLineOf(const char* command, pid_t pid, F line) {
-  FILE* out = popen(command, "r");
-  CHILD_CHECK(out != nullptr);
-  char buffer[4096];
-  std::string want = std::to_string(pid);
-  while (std::fgets(buffer, sizeof(buffer), out) != nullptr) {
-    std::istringstream words(buffer);
-    std::vector<std::string> tokens;
-    for (std::string word; words >> word;) tokens.push_back(word);
-    bool ours = false;
-    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-      if (tokens[i] == "pid" && tokens[i + 1] == want) ours = true;
-    }
-    if (ours) line(tokens);
-  }
-  CHILD_CHECK(pclose(out) == 0);
-}
-
-Resources ResourcesOf(pid_t pid) {
-  Resources r;
-  ForEachLineOf("rdma resource show qp", pid,
-                [&](const std::vector<std::string>&) { ++r.qps; });
-  ForEachLineOf(
-      "rdma resource show mr", pid,
-      [&](const std::vector<std::string>& tokens) {
-        ++r.mrs;
-        for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-          uint64_t len = 0;
-          if (tokens[i] == "mrlen" && absl::SimpleAtoi(tokens[i + 1], &len)) {
-            r.mr_bytes += len;
-          }
-        }
-      });
-  r.heap = mallinfo2().uordblks;
-  return r;
-}
-
-// Drives the progress engine for `d` (closes drain, QPs are destroyed).
-// Only pushes may complete meanwhile: nothing else is expected.
-void Progress(absl::Duration d) {
-  absl::Time end = absl::Now() + d;
-  while (absl::Now() < end) {
-    demi_qresult_t qr;
-    int n = 0;
-    timespec wait = absl::ToTimespec(absl::Milliseconds(50));
-    int err = demi_wait_next_n(&qr, 1, &n, &wait);
-    CHILD_CHECK(err == 0 || err == ETIMEDOUT);
-    CHILD_CHECK(n == 0 || qr.qr_opcode == DEMI_OPC_PUSH);
-  }
-}
-
-// The server's resources once they stop changing (closed connections take
-// a moment to drain).
-Resources SettledResources() {
-  Resources last = ResourcesOf(getpid());
-  for (int i = 0; i < 20; ++i) {
-    Progress(absl::Milliseconds(500));
-    Resources now = ResourcesOf(getpid());
-    if (now.qps == last.qps && now.mrs == last.mrs &&
-        now.mr_bytes == last.mr_bytes) {
-      return now;
-    }
-    last = now;
-  }
-  return last;
-}
 
 // An echo server for `total` connections: pops on each, pushes every
 // message back, closes a connection at its EOF. `on_idle(accepted)` runs
