@@ -144,6 +144,7 @@ void Connection::RetireSend(SendSlot& slot, int err) {
       if (slot.push == nullptr) break;
       if (slot.push->is_close && err == 0) close_sent_ = true;
       FinishPush(*slot.push, err);
+      env_.push_ops->Give(std::move(slot.push));
       break;
     case SendSlot::kControl:
       break;
@@ -183,7 +184,7 @@ bool Connection::StartClose() {
   if (state_ != State::kOpen || peer_closed_ || unpopped_data_ > 0) {
     return false;
   }
-  auto op = std::make_unique<PushOp>();
+  std::unique_ptr<PushOp> op = env_.push_ops->Take();
   op->is_close = true;
   push_backlog_.push_back(std::move(op));
   state_ = State::kClosing;

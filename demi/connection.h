@@ -64,6 +64,7 @@ struct ConnectionEnv {
   // The progress engine's pass count: a push that follows another in the
   // same pass is staged.
   const uint32_t* poll_passes;
+  PushOpCache* push_ops;  // Shared by the libOS's connections.
 };
 
 // Not thread-safe; owned by RdmaLibOs.
@@ -186,6 +187,11 @@ class Connection {
   void Service();
   bool TrySendControl(WireType type, uint64_t cookie);
   bool TrySendPush();
+  // Whether credits and queue room allow an eager push now. Data keeps
+  // one credit in reserve (see TrySendPush).
+  bool CanSendEager() const { return send_credits_ >= 2 && sends_.room() > 0; }
+  // Posts an eager push; false if it failed (the connection aborted).
+  bool SendEager(std::unique_ptr<PushOp> op);
   // Posts a SEND of `header` (plus `extra` bytes after it, such as a
   // rendezvous descriptor) followed by `body`, standing for `slot`;
   // spends one credit.

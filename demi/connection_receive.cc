@@ -223,6 +223,7 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
         return;
       }
       FinishPush(*node.mapped(), 0);
+      env_.push_ops->Give(std::move(node.mapped()));
       break;
     }
     case WireType::kCredit:

@@ -21,7 +21,7 @@ int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
     return 0;
   }
   if (TryPushInline(qt, sga, length)) return 0;
-  auto op = std::make_unique<PushOp>();
+  std::unique_ptr<PushOp> op = env_.push_ops->Take();
   op->qt = qt;
   op->length = length;
   absl::Status status =
@@ -32,7 +32,14 @@ int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
   if (!status.ok()) {
     op->qt = 0;  // The call fails; no token to complete.
     FinishPush(*op, 0);
+    env_.push_ops->Give(std::move(op));
     return rdma::ErrnoOf(status);
+  }
+  if (push_backlog_.empty() && done_backlog_.empty() &&
+      state_ == State::kOpen && !op->is_rndv && CanSendEager()) {
+    // Nothing waits ahead of it: straight to the wire, as Service would.
+    SendEager(std::move(op));
+    return 0;
   }
   push_backlog_.push_back(std::move(op));
   Service();
@@ -196,6 +203,7 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
     if (done_now != nullptr) {
       done_now->qt = 0;
       FinishPush(*done_now, 0);
+      env_.push_ops->Give(std::move(done_now));
     }
     --send_credits_;
     return absl::OkStatus();
@@ -205,10 +213,12 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   absl::Status status = PostSendWr(send, std::move(slot), must_signal);
   if (!status.ok()) {
     if (done_now != nullptr) FinishPush(*done_now, rdma::ErrnoOf(status));
+    env_.push_ops->Give(std::move(done_now));
     return status;
   }
   --send_credits_;
   if (done_now != nullptr) FinishPush(*done_now, 0);
+  env_.push_ops->Give(std::move(done_now));
   return absl::OkStatus();
 }
 
@@ -238,11 +248,33 @@ bool Connection::TrySendControl(WireType type, uint64_t cookie) {
   return true;
 }
 
+bool Connection::SendEager(std::unique_ptr<PushOp> op) {
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kEager);
+  header.credits = credits_.TakeReturn();
+  header.length = op->length;
+  absl::Span<const ibv_sge> body = op->sges;  // Where the slot keeps it.
+  SendSlot slot{SendSlot::kPush};
+  slot.push = std::move(op);
+  absl::Status status = PostSend(header, nullptr, 0, body, std::move(slot));
+  if (!status.ok()) {
+    Abort(rdma::ErrnoOf(status));
+    return false;
+  }
+  return true;
+}
+
 bool Connection::TrySendPush() {
   PushOp& op = *push_backlog_.front();
+  if (!op.is_close && !op.is_rndv) {
+    if (!CanSendEager()) return false;
+    std::unique_ptr<PushOp> owned = std::move(push_backlog_.front());
+    push_backlog_.pop_front();
+    return SendEager(std::move(owned));
+  }
   // Data keeps one credit in reserve so that credits and rendezvous
   // completions can always be sent: otherwise two peers that both ran out
-  // could wait on each other forever.
+  // could wait on each other forever. The rest is CLOSE or a rendezvous.
   uint32_t needed = op.is_close ? 1 : 2;
   if (send_credits_ < needed || op.windows.size() >= sends_.room()) {
     return false;
@@ -252,7 +284,6 @@ bool Connection::TrySendPush() {
   SendSlot slot{SendSlot::kPush};
   const void* extra = nullptr;
   size_t extra_size = 0;
-  absl::Span<const ibv_sge> body;
   if (op.is_close) {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
@@ -265,10 +296,6 @@ bool Connection::TrySendPush() {
     header.cookie = next_cookie_++;
     extra = &op.rndv;
     extra_size = RndvMessageSize(op.rndv.num_segments) - sizeof(WireHeader);
-  } else {
-    header.type = static_cast<uint8_t>(WireType::kEager);
-    header.length = op.length;
-    body = op.sges;
   }
   std::unique_ptr<PushOp> owned = std::move(push_backlog_.front());
   push_backlog_.pop_front();
@@ -281,7 +308,7 @@ bool Connection::TrySendPush() {
     slot.push = std::move(owned);
   }
   absl::Status status =
-      PostSend(header, extra, extra_size, body, std::move(slot));
+      PostSend(header, extra, extra_size, {}, std::move(slot));
   if (!status.ok()) {
     if (is_rndv) {
       auto node = rndv_waiting_.extract(header.cookie);

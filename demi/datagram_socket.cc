@@ -160,8 +160,8 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
   bool copy = sga.sga_numsegs + 1 > max_send_sge_;
   Buffer* owners[DEMI_SGARRAY_MAXSIZE] = {};
   for (uint32_t i = 0; i < sga.sga_numsegs && !copy; ++i) {
-    owners[i] =
-        env_.pool->Find(sga.sga_segs[i].sgaseg_buf, sga.sga_segs[i].sgaseg_len);
+    owners[i] = env_.pool->Find(sga.sga_buf, sga.sga_segs[i].sgaseg_buf,
+                                sga.sga_segs[i].sgaseg_len);
     copy = owners[i] == nullptr;
   }
   if (copy) {

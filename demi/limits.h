@@ -40,6 +40,10 @@ inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
 // call) for a burst of small pushes.
 inline constexpr uint32_t kStagedInlineSize = 128;
 inline constexpr uint32_t kDoorbellBatch = 16;
+// Finished pushes kept for reuse by the next ones, shared by all
+// connections (~500 bytes each): a push that is neither inline nor a
+// rendezvous allocates nothing once this many are in circulation.
+inline constexpr uint32_t kSparePushOps = 64;
 // Foreign (unregistered) segments up to this size are copied; larger ones
 // are registered for the one push.
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;

@@ -13,7 +13,7 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
   Buffer* owners[DEMI_SGARRAY_MAXSIZE];
   uint32_t foreign_bytes = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    owners[i] = memory.pool->Find(sga.sga_segs[i].sgaseg_buf,
+    owners[i] = memory.pool->Find(sga.sga_buf, sga.sga_segs[i].sgaseg_buf,
                                   sga.sga_segs[i].sgaseg_len);
     if (owners[i] == nullptr) foreign_bytes += sga.sga_segs[i].sgaseg_len;
   }
@@ -59,7 +59,7 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
     std::byte* addr = static_cast<std::byte*>(sga.sga_segs[i].sgaseg_buf);
     uint32_t len = sga.sga_segs[i].sgaseg_len;
-    Buffer* owner = memory.pool->Find(addr, len);
+    Buffer* owner = memory.pool->Find(sga.sga_buf, addr, len);
     if (owner == nullptr && len <= kMaxForeignCopy) {
       DEMI_ASSIGN_OR_RETURN(owner, memory.pool->Allocate(len));
       std::memcpy(owner->data, addr, len);

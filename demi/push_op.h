@@ -7,9 +7,11 @@
 #include <infiniband/verbs.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "demi/limits.h"
 #include "demi/sga_pool.h"
 #include "demi/wire.h"
 #include "rdma/verbs_ptr.h"
@@ -42,6 +44,34 @@ struct PushOp {
   RndvDescriptor rndv;
   bool is_rndv = false;
   bool is_close = false;
+};
+
+// Finished PushOps kept for the next pushes, up to kSparePushOps: a push's
+// malloc and free would cost more than the rest of its bookkeeping.
+class PushOpCache {
+ public:
+  std::unique_ptr<PushOp> Take() {
+    if (spare_.empty()) return std::make_unique<PushOp>();
+    std::unique_ptr<PushOp> op = std::move(spare_.back());
+    spare_.pop_back();
+    return op;
+  }
+  // `op` must be finished (ReleasePush): it holds no memory of anyone's.
+  // Its vectors keep what they have allocated.
+  void Give(std::unique_ptr<PushOp> op) {
+    if (op == nullptr || spare_.size() >= kSparePushOps) return;
+    op->qt = 0;
+    op->length = 0;
+    op->sges.clear();
+    op->binds.clear();
+    op->rndv.num_segments = 0;
+    op->is_rndv = false;
+    op->is_close = false;
+    spare_.push_back(std::move(op));
+  }
+
+ private:
+  std::vector<std::unique_ptr<PushOp>> spare_;
 };
 
 }  // namespace demi

@@ -105,6 +105,7 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   env.signaled_sends = &device->signaled_sends;
   env.doorbell_due = &doorbell_due_;
   env.poll_passes = &poll_passes_;
+  env.push_ops = &push_ops_;
   return env;
 }
 

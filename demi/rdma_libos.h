@@ -244,6 +244,7 @@ class RdmaLibOs {
   // The bound datagram sockets, polled on every pass.
   std::vector<DatagramSocket*> datagrams_;
   uint32_t poll_passes_ = 0;
+  PushOpCache push_ops_;  // See ConnectionEnv::push_ops.
   // Passes until the next look at the rdma_cm channel, the interval after
   // that one, and the looks in a row that found nothing (see
   // ExpectCmEvents and Poll).

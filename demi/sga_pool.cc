@@ -63,7 +63,7 @@ void* SgaPool::Lend(Buffer* buffer) {
   return reinterpret_cast<void*>(static_cast<uintptr_t>(handle));
 }
 
-Buffer* SgaPool::Reclaim(const void* handle) {
+Buffer* SgaPool::LentUnder(const void* handle) const {
   uint64_t bits = reinterpret_cast<uintptr_t>(handle);
   uint32_t generation = static_cast<uint32_t>(bits >> 32);
   uint32_t slot = static_cast<uint32_t>(bits) >> kPieceBits;
@@ -72,9 +72,27 @@ Buffer* SgaPool::Reclaim(const void* handle) {
   Slab* slab = slab_slots_[slot];
   if (slab == nullptr || piece >= slab->buffers.size()) return nullptr;
   Buffer* buffer = &slab->buffers[piece];
-  if (buffer->lent != generation) return nullptr;
-  buffer->lent = 0;
+  return buffer->lent == generation ? buffer : nullptr;
+}
+
+Buffer* SgaPool::Reclaim(const void* handle) {
+  Buffer* buffer = LentUnder(handle);
+  if (buffer != nullptr) buffer->lent = 0;
   return buffer;
+}
+
+Buffer* SgaPool::Find(const void* handle, const void* addr,
+                      size_t length) const {
+  // The segment is usually in the piece its sga was lent with: no search.
+  if (Buffer* buffer = LentUnder(handle)) {
+    uintptr_t start = reinterpret_cast<uintptr_t>(addr);
+    uintptr_t piece_start = reinterpret_cast<uintptr_t>(buffer->data);
+    size_t piece = size_t{1} << (buffer->size_class + kMinClassShift);
+    if (start >= piece_start && length <= piece_start + piece - start) {
+      return buffer;
+    }
+  }
+  return Find(addr, length);
 }
 
 Buffer* SgaPool::Find(const void* addr, size_t length) const {

@@ -87,6 +87,9 @@ class SgaPool {
 
   // The live piece that holds all of [addr, addr + length), if any.
   Buffer* Find(const void* addr, size_t length) const;
+  // The same, looking first in the piece lent under `handle` (an sga's
+  // sga_buf, which may be anything).
+  Buffer* Find(const void* handle, const void* addr, size_t length) const;
 
   // The lkey of `buffer` on device `device`.
   static uint32_t Lkey(const Buffer* buffer, int device) {
@@ -96,6 +99,8 @@ class SgaPool {
   size_t registered_bytes() const { return registered_bytes_; }
 
  private:
+  // The piece lent under `handle`, if the application holds it.
+  Buffer* LentUnder(const void* handle) const;
   absl::Status Grow(int size_class);
   // Unmaps slabs (of any class) whose pieces are all free, until `needed`
   // more bytes fit under the limit. Returns whether they do.

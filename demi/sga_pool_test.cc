@@ -3,6 +3,7 @@
 // checked on any host.
 #include "demi/sga_pool.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -43,6 +44,29 @@ TEST(SgaPoolTest, GarbageHandlesAreRefused) {
   EXPECT_EQ(pool.Reclaim(Garbage(~uintptr_t{0})), nullptr);  // No such slab.
   EXPECT_EQ(pool.Reclaim(handle), buffer);
   pool.Unref(buffer);
+}
+
+TEST(SgaPoolTest, FindWithAHandleLooksThereFirstAndChecksTheRange) {
+  SgaPool pool({}, kSlabSize * 4);
+  Buffer* lent = *pool.Allocate(256);
+  Buffer* other = *pool.Allocate(256);
+  void* handle = pool.Lend(lent);
+  std::byte* data = lent->data;
+  EXPECT_EQ(pool.Find(handle, data, 256), lent);
+  EXPECT_EQ(pool.Find(handle, data + 100, 156), lent);
+  // Past the piece's end, or before it: not in it.
+  EXPECT_EQ(pool.Find(handle, data + 100, 157), nullptr);
+  EXPECT_EQ(pool.Find(handle, data - 1, 1), pool.Find(data - 1, 1));
+  // A segment in another piece is found by its address, whatever the
+  // handle says: garbage, a stale handle, or another piece's.
+  EXPECT_EQ(pool.Find(handle, other->data, 10), other);
+  EXPECT_EQ(pool.Find(&pool, other->data, 10), other);
+  EXPECT_EQ(pool.Find(nullptr, data, 10), lent);
+  ASSERT_EQ(pool.Reclaim(handle), lent);
+  EXPECT_EQ(pool.Find(handle, data, 10), lent);  // By address: still live.
+  pool.Unref(lent);
+  EXPECT_EQ(pool.Find(handle, data, 10), nullptr);  // Free now.
+  pool.Unref(other);
 }
 
 TEST(SgaPoolTest, AHandleOfATrimmedSlabNamesNoLaterPiece) {
