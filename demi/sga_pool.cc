@@ -88,7 +88,8 @@ Buffer* SgaPool::Find(const void* handle, const void* addr,
     uintptr_t start = reinterpret_cast<uintptr_t>(addr);
     uintptr_t piece_start = reinterpret_cast<uintptr_t>(buffer->data);
     size_t piece = size_t{1} << (buffer->size_class + kMinClassShift);
-    if (start >= piece_start && length <= piece_start + piece - start) {
+    if (start >= piece_start && start - piece_start < piece &&
+        length <= piece - (start - piece_start)) {
       return buffer;
     }
   }

@@ -3,6 +3,7 @@
 // checked on any host.
 #include "demi/sga_pool.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -67,6 +68,21 @@ TEST(SgaPoolTest, FindWithAHandleLooksThereFirstAndChecksTheRange) {
   pool.Unref(lent);
   EXPECT_EQ(pool.Find(handle, data, 10), nullptr);  // Free now.
   pool.Unref(other);
+}
+
+TEST(SgaPoolTest, FindWithAHandleFindsASegmentFarPastItsPiece) {
+  SgaPool pool({}, kSlabSize * 4);
+  std::vector<Buffer*> pieces;
+  for (int i = 0; i < 8; ++i) pieces.push_back(*pool.Allocate(256));
+  auto by_address = [](Buffer* a, Buffer* b) { return a->data < b->data; };
+  Buffer* low = *std::min_element(pieces.begin(), pieces.end(), by_address);
+  Buffer* high = *std::max_element(pieces.begin(), pieces.end(), by_address);
+  ASSERT_GE(high->data - low->data, 2 * 256);
+  void* handle = pool.Lend(low);
+  // Not the lent piece: the address is far past its end.
+  EXPECT_EQ(pool.Find(handle, high->data, 10), high);
+  ASSERT_EQ(pool.Reclaim(handle), low);
+  for (Buffer* b : pieces) pool.Unref(b);
 }
 
 TEST(SgaPoolTest, AHandleOfATrimmedSlabNamesNoLaterPiece) {
