@@ -9,6 +9,13 @@ record() {
   echo "  $1 = $2"
 }
 
+# msg_rate SIZE: a perftest bandwidth line on stdin (BW average in MB/s
+# of 2^20 B) -> messages per second of SIZE bytes; nothing for a run that
+# gave no figure, which must not enter a median as 0.
+msg_rate() {
+  awk -v s="$1" 'NF >= 5 && $4 > 0 {printf "%.1f", $4 * 1048576 / s}'
+}
+
 # json_field JSON BYTES FIELD: FIELD of the result object for BYTES.
 json_field() {
   grep -o "{\"bytes\":$2,[^}]*}" <<< "$1" | grep -o "\"$3\":[0-9.]*" |

@@ -93,13 +93,12 @@ for ((r = 1; r <= rounds; r++)); do
       round "probe.$size.$field" "$(json_field "$json" $size ${field}_us)"
     done
   done
-  # BW average [MB/sec, 2^20 B] -> messages per second.
   line=$(perftest ib_send_bw 64 100000)
   round ib_send_bw.64.msg_per_s \
-    "$(awk '{printf "%.1f", $4 * 1048576 / 64}' <<< "$line")"
+    "$(msg_rate 64 <<< "$line")"
   line=$(perftest ib_send_bw 64 100000 -q 4)
   round ib_send_bw.64.q4.msg_per_s \
-    "$(awk '{printf "%.1f", $4 * 1048576 / 64}' <<< "$line")"
+    "$(msg_rate 64 <<< "$line")"
   $limit "$tput" --server --bind "$addr" --port 13001 --exit_after 5 \
     2> /dev/null &
   wait_listen 13001
@@ -123,7 +122,7 @@ for spec in "ib_send_bw 65536 3000" \
   line=$(perftest "$1" "$2" "$3")
   # The MsgRate column has too few digits for large messages.
   record "$1.$2.msg_per_s" \
-    "$(awk -v s="$2" '{printf "%.1f", $4 * 1048576 / s}' <<< "$line")"
+    "$(msg_rate "$2" <<< "$line")"
 done
 $limit "$tput" --server --bind "$addr" --port 13001 --exit_after 2 \
   2> /dev/null &
@@ -145,7 +144,7 @@ record ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
 record ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
 line=$(perftest ib_send_bw 64 100000 -c UD)
 record ud.ib_send_bw.64.msg_per_s \
-  "$(awk '{printf "%.1f", $4 * 1048576 / 64}' <<< "$line")"
+  "$(msg_rate 64 <<< "$line")"
 $limit "$probe" --udp --server --bind "$addr" --port 13010 --exit_after 1 \
   2> /dev/null &
 wait_listen 13010

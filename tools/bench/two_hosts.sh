@@ -36,9 +36,7 @@ results=$DEMI_OUT_DIR/two_hosts.txt
   echo "two_hosts.ib_send_lat.64.p99 $(awk '{print $8}' <<< "$line")"
   echo "two_hosts.probe.64.p50 $(json_field "$json" 64 p50_us)"
   echo "two_hosts.probe.64.p99 $(json_field "$json" 64 p99_us)"
-  # BW average [MB/sec, 2^20 B] -> messages per second.
-  echo "two_hosts.ib_send_bw.64.msg_per_s $(awk \
-    '{printf "%.1f", $4 * 1048576 / 64}' <<< "$bw_line")"
+  echo "two_hosts.ib_send_bw.64.msg_per_s $(msg_rate 64 <<< "$bw_line")"
   echo "two_hosts.throughput.64.msg_per_s $(json_field "$tput_json" 64 \
     msg_per_s)"
 } | tee "$results"
