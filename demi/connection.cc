@@ -143,8 +143,7 @@ void Connection::RetireSend(SendSlot& slot, int err) {
       // A rendezvous announcement carries no push: it waits for RNDV_DONE.
       if (slot.push == nullptr) break;
       if (slot.push->is_close && err == 0) close_sent_ = true;
-      FinishPush(*slot.push, err);
-      env_.push_ops->Give(std::move(slot.push));
+      EndPush(std::move(slot.push), err);
       break;
     case SendSlot::kControl:
       break;
@@ -166,6 +165,12 @@ void Connection::CompletePush(demi_qtoken_t qt, int err) {
   } else {
     env_.tokens->Succeed(qt, DEMI_OPC_PUSH);
   }
+}
+
+void Connection::EndPush(std::unique_ptr<PushOp> op, int err) {
+  if (op == nullptr) return;
+  FinishPush(*op, err);
+  env_.push_ops->Give(std::move(op));
 }
 
 void Connection::FinishPush(PushOp& op, int err) {

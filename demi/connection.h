@@ -220,7 +220,10 @@ class Connection {
   // SRQ for the rest.
   void BackCredits();
   void ProtocolError(const char* what);
+  // Completes the push's token (if any) and releases what it holds.
   void FinishPush(PushOp& op, int err);
+  // FinishPush, then the PushOp goes back to the cache (null: nothing).
+  void EndPush(std::unique_ptr<PushOp> op, int err);
   void CompletePush(demi_qtoken_t qt, int err);
   // Whether an inline send of `total` bytes is staged: if it is small and
   // follows another send in this progress pass (a burst then goes out in

@@ -222,8 +222,7 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
         ProtocolError("unknown rendezvous");
         return;
       }
-      FinishPush(*node.mapped(), 0);
-      env_.push_ops->Give(std::move(node.mapped()));
+      EndPush(std::move(node.mapped()), 0);
       break;
     }
     case WireType::kCredit:

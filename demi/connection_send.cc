@@ -31,8 +31,7 @@ int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
           : PrepareRndv(PushMemoryOf(), *op, sga);
   if (!status.ok()) {
     op->qt = 0;  // The call fails; no token to complete.
-    FinishPush(*op, 0);
-    env_.push_ops->Give(std::move(op));
+    EndPush(std::move(op), 0);
     return rdma::ErrnoOf(status);
   }
   if (push_backlog_.empty() && done_backlog_.empty() &&
@@ -202,8 +201,7 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
     Stage(sges, num_sge, send.opcode, send.imm_data, qt);
     if (done_now != nullptr) {
       done_now->qt = 0;
-      FinishPush(*done_now, 0);
-      env_.push_ops->Give(std::move(done_now));
+      EndPush(std::move(done_now), 0);
     }
     --send_credits_;
     return absl::OkStatus();
@@ -212,13 +210,11 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   bool must_signal = slot.push != nullptr;
   absl::Status status = PostSendWr(send, std::move(slot), must_signal);
   if (!status.ok()) {
-    if (done_now != nullptr) FinishPush(*done_now, rdma::ErrnoOf(status));
-    env_.push_ops->Give(std::move(done_now));
+    EndPush(std::move(done_now), rdma::ErrnoOf(status));
     return status;
   }
   --send_credits_;
-  if (done_now != nullptr) FinishPush(*done_now, 0);
-  env_.push_ops->Give(std::move(done_now));
+  EndPush(std::move(done_now), 0);
   return absl::OkStatus();
 }
 
