@@ -30,16 +30,10 @@ Connection::~Connection() {
   // Whatever was still posted can no longer complete: the QP is gone first
   // (RdmaLibOs destroys it before us only after draining, or on shutdown).
   sends_.ForEachPosted([&](SendSlot& slot) {
-    if (slot.header != nullptr) env_.pool->Unref(slot.header);
     if (slot.push != nullptr) FinishPush(*slot.push, EBADF);
   });
-  if (header_ring_ != nullptr) env_.pool->Unref(header_ring_);
   for (auto& op : push_backlog_) FinishPush(*op, EBADF);
   for (auto& entry : rndv_waiting_) FinishPush(*entry.second, EBADF);
-  for (Incoming& in : incoming_) {
-    if (in.buffer != nullptr) env_.pool->Unref(in.buffer);
-    if (in.target != nullptr) env_.pool->Unref(in.target);
-  }
   while (!pops_.empty()) {
     env_.tokens->Fail(pops_.front(), EBADF);
     pops_.pop_front();
@@ -50,7 +44,7 @@ absl::Status Connection::Start() {
   absl::StatusOr<Buffer*> ring =
       env_.pool->Allocate(size_t{kSendDepth} * sizeof(WireHeader));
   if (!ring.ok()) return rdma::ErrnoError(ENOMEM, "no memory for headers");
-  header_ring_ = *ring;
+  header_ring_.reset(*ring);
   if (!credits_.Reserve()) {
     return rdma::ErrnoError(ENOBUFS, "the shared receive queue is full");
   }
@@ -137,7 +131,6 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
 }
 
 void Connection::RetireSend(SendSlot& slot, int err) {
-  if (slot.header != nullptr) env_.pool->Unref(slot.header);
   switch (slot.kind) {
     case SendSlot::kPush:
       // A rendezvous announcement carries no push: it waits for RNDV_DONE.
@@ -178,7 +171,7 @@ void Connection::FinishPush(PushOp& op, int err) {
     CompletePush(op.qt, err);
     op.qt = 0;
   }
-  ReleasePush(env_.pool, op);
+  ReleasePush(op);
 }
 
 bool Connection::StartClose() {

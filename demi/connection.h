@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "demi/buffer_ref.h"
 #include "demi/credits.h"
 #include "demi/fifo_ring.h"
 #include "demi/limits.h"
@@ -103,8 +104,8 @@ class Connection {
   // Handles a send-side work completion of this connection's QP.
   void OnSendCompletion(const ibv_wc& wc);
   // Handles a receive completion of this connection's QP into `buffer`
-  // (taken from the SRQ; ours now).
-  void OnRecvCompletion(const ibv_wc& wc, Buffer* buffer);
+  // (taken from the SRQ).
+  void OnRecvCompletion(const ibv_wc& wc, BufferRef buffer);
   // The peer disconnected (rdma_cm DISCONNECTED).
   void OnDisconnected();
 
@@ -152,7 +153,7 @@ class Connection {
   // A message received and not yet popped.
   struct Incoming {
     WireType type;              // kEager, kRndv or kClose.
-    Buffer* buffer = nullptr;   // kEager: the receive piece,
+    BufferRef buffer;           // kEager: the receive piece,
     std::byte* data = nullptr;  // and the message's bytes in it.
     uint32_t length = 0;
     uint64_t cookie = 0;
@@ -160,7 +161,7 @@ class Connection {
     // destination piece, where the next READ starts (segment, offset in
     // it, offset in the message) and READs still in flight.
     std::unique_ptr<RndvDescriptor> rndv;
-    Buffer* target = nullptr;
+    BufferRef target;
     uint32_t read_segment = 0;
     uint32_t segment_offset = 0;
     uint32_t read_offset = 0;
@@ -206,7 +207,7 @@ class Connection {
   void DeliverPops();
   // Completes the first pop with `length` bytes at `data` in `buffer`,
   // which the application holds from now on.
-  void Lend(Buffer* buffer, std::byte* data, uint32_t length);
+  void Lend(BufferRef buffer, std::byte* data, uint32_t length);
   // Ends what a send work request held; `err` is its completion's errno.
   void RetireSend(SendSlot& slot, int err);
   // Posts `send` into the send queue, standing for `slot` until its
@@ -278,7 +279,7 @@ class Connection {
   SendQueue sends_;
   // One WireHeader per send slot (a pool piece): a message that is not
   // inline sends its header from here, with no allocation.
-  Buffer* header_ring_ = nullptr;
+  BufferRef header_ring_;
   std::deque<std::unique_ptr<PushOp>> push_backlog_;
   std::deque<uint64_t> done_backlog_;  // RNDV_DONE cookies to send.
   absl::flat_hash_map<uint64_t, std::unique_ptr<PushOp>> rndv_waiting_;

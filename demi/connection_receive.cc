@@ -37,7 +37,7 @@ void Connection::StartReads() {
         pops_.pop_front();
         return;
       }
-      in.target = *target;
+      in.target.reset(*target);
       in.reading = true;
     }
     if (!PostReads(in)) return;
@@ -51,7 +51,7 @@ bool Connection::PostReads(Incoming& in) {
     uint32_t piece = std::min(seg.length - in.segment_offset, kReadPiece);
     ibv_sge sge = {
         reinterpret_cast<uintptr_t>(in.target->data + in.read_offset), piece,
-        SgaPool::Lkey(in.target, env_.device)};
+        SgaPool::Lkey(in.target.get(), env_.device)};
     SendSlot slot{SendSlot::kRead};
     slot.read_cookie = in.cookie;
     ibv_send_wr send = {};
@@ -91,9 +91,9 @@ void Connection::Pop(demi_qtoken_t qt) {
   }
 }
 
-void Connection::Lend(Buffer* buffer, std::byte* data, uint32_t length) {
-  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer), data, length,
-                           peer_addr);
+void Connection::Lend(BufferRef buffer, std::byte* data, uint32_t length) {
+  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer.release()),
+                           data, length, peer_addr);
   pops_.pop_front();
 }
 
@@ -106,10 +106,10 @@ void Connection::DeliverPops() {
       pops_.pop_front();
       continue;
     }
-    Buffer* buffer;
+    BufferRef buffer;
     std::byte* data;
     if (in.type == WireType::kEager) {
-      buffer = in.buffer;
+      buffer = std::move(in.buffer);
       data = in.data;
     } else {
       // Service posts the READs.
@@ -117,11 +117,11 @@ void Connection::DeliverPops() {
       // A READ that failed (a bogus rkey, a flush) left the target with
       // whatever the pool piece held before: never hand that out.
       if (in.read_error != 0) break;
-      buffer = in.target;
+      buffer = std::move(in.target);
       data = buffer->data;
       done_backlog_.push_back(in.cookie);
     }
-    Lend(buffer, data, in.length);
+    Lend(std::move(buffer), data, in.length);
     incoming_.pop_front();
     --unpopped_data_;
     ConsumeCredit();  // The peer may send again.
@@ -134,13 +134,12 @@ void Connection::ProtocolError(const char* what) {
   Abort(EPROTO);
 }
 
-void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
+void Connection::OnRecvCompletion(const ibv_wc& wc, BufferRef buffer) {
   heard_ = true;
   // After an abort nothing more is taken in: what arrives now is data
   // nobody will pop (its credit is still counted as spent).
   if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
     if (wc.status == IBV_WC_SUCCESS) credits_.OnArrival(false);
-    env_.pool->Unref(buffer);
     if (wc.status != IBV_WC_SUCCESS) Abort(rdma::WcStatusToErrno(wc.status));
     return;
   }
@@ -153,7 +152,6 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
           : ParseMessageInto(bytes, kMaxMessageSize, &parsed);
   if (!status.ok()) {
     DEMI_LOG(WARNING) << "qd " << qd_ << ": " << status;
-    env_.pool->Unref(buffer);
     Abort(EPROTO);
     return;
   }
@@ -171,33 +169,29 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
     violation = "data after CLOSE";
   }
   if (violation != nullptr) {
-    env_.pool->Unref(buffer);
     ProtocolError(violation);
     return;
   }
   if (is_data && state_ == State::kClosing) {
     // The application closed and will never pop this: reset, as TCP does
     // when data arrives for a closed socket.
-    env_.pool->Unref(buffer);
     Abort(ECONNRESET);
     return;
   }
-  bool keep_buffer = false;  // Whether the message holds on to its buffer.
   bool consumed = !is_data;  // Whether its credit may go back now.
   switch (parsed.type) {
     case WireType::kEager: {
-      keep_buffer = true;
       // After the header, or at the start (immediate data).
       std::byte* data = buffer->data + (parsed.payload.data() - buffer->data);
       if (incoming_.empty() && !pops_.empty()) {
         // The usual case: a pop waits and nothing is ahead of this message.
-        Lend(buffer, data, parsed.length);
+        Lend(std::move(buffer), data, parsed.length);
         consumed = true;
         break;
       }
       Incoming in;
       in.type = WireType::kEager;
-      in.buffer = buffer;
+      in.buffer = std::move(buffer);
       in.data = data;
       in.length = parsed.length;
       incoming_.push_back(std::move(in));
@@ -218,7 +212,6 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
     case WireType::kRndvDone: {
       auto node = rndv_waiting_.extract(parsed.cookie);
       if (node.empty()) {
-        env_.pool->Unref(buffer);
         ProtocolError("unknown rendezvous");
         return;
       }
@@ -235,8 +228,9 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, Buffer* buffer) {
       break;
     }
   }
-  // The SRQ is refilled from the pool once per progress pass.
-  if (!keep_buffer) env_.pool->Unref(buffer);
+  // A message that did not keep `buffer` gives it back here: the SRQ is
+  // refilled from the pool once per progress pass.
+  buffer.reset();
   // Data messages give their credit back when popped, the others now; a
   // starved peer may have been granted more.
   if (consumed) credits_.OnConsumed();

@@ -161,16 +161,16 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   } else if (!inline_data && head_size == sizeof(WireHeader)) {
     // The slot's own header space: registered once, nothing to allocate.
     head_bytes = header_ring_->data + sends_.next_index() * sizeof(WireHeader);
-    head_lkey = SgaPool::Lkey(header_ring_, env_.device);
+    head_lkey = SgaPool::Lkey(header_ring_.get(), env_.device);
   } else if (!inline_data || head_size > sizeof(local_head)) {
     absl::StatusOr<Buffer*> piece = env_.pool->Allocate(head_size);
     if (!piece.ok()) {
       if (slot.push != nullptr) FinishPush(*slot.push, ENOMEM);
       return piece.status();
     }
-    slot.header = *piece;
+    slot.header.reset(*piece);
     head_bytes = slot.header->data;
-    head_lkey = SgaPool::Lkey(slot.header, env_.device);
+    head_lkey = SgaPool::Lkey(slot.header.get(), env_.device);
   }
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
   int num_sge = 0;
@@ -193,7 +193,7 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   if (inline_data && slot.push != nullptr && !slot.push->is_close) {
     done_now = std::move(slot.push);
   }
-  if (inline_data && slot.push == nullptr && slot.header == nullptr &&
+  if (inline_data && slot.push == nullptr && !slot.header &&
       WouldStage(static_cast<uint32_t>(total))) {
     // Copied when staged: the push's memory is free now, its token
     // completes when the stage is posted.
@@ -222,7 +222,6 @@ absl::Status Connection::PostSendWr(ibv_send_wr& send, SendSlot slot,
                                     bool must_signal) {
   posted_pass_ = *env_.poll_passes;
   if (int rc = sends_.Post(send, slot, must_signal, StagedDone()); rc != 0) {
-    if (slot.header != nullptr) env_.pool->Unref(slot.header);
     if (slot.push != nullptr) FinishPush(*slot.push, rc);
     return rdma::ErrnoError(rc, "ibv_post_send");
   }

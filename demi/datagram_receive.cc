@@ -28,13 +28,11 @@ void DatagramSocket::Pop(demi_qtoken_t qt) {
 
 void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   uint32_t slot = static_cast<uint32_t>(wc.wr_id);
-  if (slot >= recv_slots_.size() || recv_slots_[slot] == nullptr) return;
-  Buffer* buffer = recv_slots_[slot];
-  recv_slots_[slot] = nullptr;
+  if (slot >= recv_slots_.size() || !recv_slots_[slot]) return;
+  BufferRef buffer = std::move(recv_slots_[slot]);
   empty_slots_.push_back(slot);
   if (wc.status != IBV_WC_SUCCESS || wc.byte_len < kGrhSize) {
     if (wc.status != IBV_WC_WR_FLUSH_ERR) ++stats_.malformed;
-    env_.pool->Unref(buffer);
     return;
   }
   auto message =
@@ -46,7 +44,6 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   if (!fragment.ok() || fragment->header.total_length == 0 ||
       (grh_addr != 0 && grh_addr != fragment->header.src_addr)) {
     ++stats_.malformed;
-    env_.pool->Unref(buffer);
     return;
   }
   const DatagramHeader& h = fragment->header;
@@ -56,47 +53,45 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   from.sin_addr.s_addr = h.src_addr;
   routes_.Seen(RouteKey(from), wc.src_qp);
   if (h.fragment_count == 1) {
-    Deliver(buffer, buffer->data + kGrhSize + kHeaderSize, h.total_length,
-            from);
+    std::byte* data = buffer->data + kGrhSize + kHeaderSize;
+    Deliver(std::move(buffer), data, h.total_length, from);
     return;
   }
+  // Copied into the datagram's own piece: `buffer` goes back at once.
   absl::optional<Reassembled> whole = reassembly_.Add(*fragment, now_);
-  env_.pool->Unref(buffer);
-  if (whole.has_value())
-    Deliver(whole->buffer, whole->buffer->data, whole->length, from);
+  if (whole.has_value()) {
+    std::byte* data = whole->buffer->data;
+    Deliver(std::move(whole->buffer), data, whole->length, from);
+  }
 }
 
-void DatagramSocket::Deliver(Buffer* buffer, std::byte* data, uint32_t length,
+void DatagramSocket::Deliver(BufferRef buffer, std::byte* data, uint32_t length,
                              const sockaddr_in& from) {
-  if (closing_) {  // Nobody will pop it.
-    env_.pool->Unref(buffer);
-    return;
-  }
+  if (closing_) return;  // Nobody will pop it.
   if (incoming_.size() >= kMaxQueuedDatagrams) {
     ++stats_.queue_full;
-    env_.pool->Unref(buffer);
     return;
   }
   ++stats_.received;
   if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
-    Lend(buffer, data, length, from);
+    Lend(std::move(buffer), data, length, from);
     return;
   }
-  incoming_.push_back({buffer, data, length, from});
+  incoming_.push_back({std::move(buffer), data, length, from});
   DeliverPops();
 }
 
-void DatagramSocket::Lend(Buffer* buffer, std::byte* data, uint32_t length,
+void DatagramSocket::Lend(BufferRef buffer, std::byte* data, uint32_t length,
                           const sockaddr_in& from) {
-  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer), data, length,
-                           from);
+  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer.release()),
+                           data, length, from);
   pops_.pop_front();
 }
 
 void DatagramSocket::DeliverPops() {
   while (!pops_.empty() && !incoming_.empty()) {
     Incoming& in = incoming_.front();
-    Lend(in.buffer, in.data, in.length, in.from);
+    Lend(std::move(in.buffer), in.data, in.length, in.from);
     incoming_.pop_front();
   }
 }
@@ -114,7 +109,7 @@ void DatagramSocket::Refill() {
       }
       uint32_t slot = empty_slots_.back();
       empty_slots_.pop_back();
-      recv_slots_[slot] = *buffer;
+      recv_slots_[slot].reset(*buffer);
       sges[n] = {reinterpret_cast<uintptr_t>((*buffer)->data),
                  kGrhSize + ud_mtu_, SgaPool::Lkey(*buffer, env_.device)};
       wrs[n] = {};
@@ -131,8 +126,7 @@ void DatagramSocket::Refill() {
       // What was not posted goes back to be tried again.
       for (ibv_recv_wr* wr = bad; wr != nullptr; wr = wr->next) {
         uint32_t slot = static_cast<uint32_t>(wr->wr_id);
-        env_.pool->Unref(recv_slots_[slot]);
-        recv_slots_[slot] = nullptr;
+        recv_slots_[slot].reset();
         empty_slots_.push_back(slot);
       }
       return;

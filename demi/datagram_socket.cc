@@ -94,10 +94,10 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
                          headers_.size() * kHeaderSize),
           IBV_ACCESS_LOCAL_WRITE));
   send_slots_.resize(kDatagramSendDepth);
-  recv_slots_.assign(kDatagramRecvDepth, nullptr);
+  recv_slots_.resize(kDatagramRecvDepth);
   for (uint32_t i = 0; i < kDatagramRecvDepth; ++i) empty_slots_.push_back(i);
   Refill();
-  if (recv_slots_[0] == nullptr) {
+  if (!recv_slots_[0]) {
     return rdma::ErrnoError(ENOMEM, "no memory for receive buffers");
   }
   now_ = absl::Now();
@@ -117,17 +117,15 @@ DatagramSocket::~DatagramSocket() {
                  << ", evicted " << s.reassembly.evicted << ", inconsistent "
                  << s.reassembly.inconsistent << ", no memory "
                  << s.reassembly.no_memory;
-  qp_.reset();  // Nothing is posted any more: every buffer is ours again.
+  // First: with the QP gone nothing is posted, so the buffers that
+  // recv_slots_ and incoming_ hold may go back to the pool with them.
+  qp_.reset();
   for (auto* ops : {&backlog_, &in_flight_}) {
     for (PushOp& op : *ops) {
       if (op.error == 0) op.error = EBADF;
       FinishPush(op);
     }
   }
-  for (Buffer* buffer : recv_slots_) {
-    if (buffer != nullptr) env_.pool->Unref(buffer);
-  }
-  for (Incoming& in : incoming_) env_.pool->Unref(in.buffer);
   for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
 }
 
@@ -176,13 +174,12 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
                   sga.sga_segs[i].sgaseg_len);
       at += sga.sga_segs[i].sgaseg_len;
     }
-    op.holds[op.num_holds++] = *staging;
+    op.holds[op.num_holds++].reset(*staging);
     op.segs[op.num_segs++] = {reinterpret_cast<uintptr_t>((*staging)->data),
                               length, SgaPool::Lkey(*staging, env_.device)};
   } else {
     for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-      env_.pool->Ref(owners[i]);
-      op.holds[op.num_holds++] = owners[i];
+      op.holds[op.num_holds++] = BufferRef::Share(owners[i]);
       op.segs[op.num_segs++] = {
           reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
           sga.sga_segs[i].sgaseg_len, SgaPool::Lkey(owners[i], env_.device)};
@@ -223,7 +220,7 @@ void DatagramSocket::Service() {
       PostFragment(op);
     }
     if (op.next_fragment < op.fragment_count && error_ == 0) return;
-    in_flight_.push_back(op);
+    in_flight_.push_back(std::move(op));
     it = backlog_.erase(it);
   }
 }
@@ -315,7 +312,7 @@ void DatagramSocket::FinishPush(PushOp& op) {
     }
     op.qt = 0;
   }
-  for (uint32_t i = 0; i < op.num_holds; ++i) env_.pool->Unref(op.holds[i]);
+  for (uint32_t i = 0; i < op.num_holds; ++i) op.holds[i].reset();
   op.num_holds = 0;
   if (op.routed) routes_.Release(op.route_key);
   op.routed = false;

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "demi/buffer_ref.h"
 #include "demi/datagram_routes.h"
 #include "demi/datagram_wire.h"
 #include "demi/limits.h"
@@ -113,7 +114,7 @@ class DatagramSocket {
     // the first num_segs / num_holds are set).
     ibv_sge segs[DEMI_SGARRAY_MAXSIZE];
     uint32_t num_segs = 0;
-    Buffer* holds[DEMI_SGARRAY_MAXSIZE + 1];
+    BufferRef holds[DEMI_SGARRAY_MAXSIZE + 1];
     uint32_t num_holds = 0;
     Route route;
     bool routed = false;  // Holds `route` (DatagramRoutes::Hold).
@@ -124,7 +125,7 @@ class DatagramSocket {
     bool signaled = false;
   };
   struct Incoming {
-    Buffer* buffer;
+    BufferRef buffer;
     std::byte* data;
     uint32_t length;
     sockaddr_in from;
@@ -151,12 +152,12 @@ class DatagramSocket {
   void OnSendCompletion(const ibv_wc& wc);
   void OnRecvCompletion(const ibv_wc& wc);
   // Hands the datagram in `buffer` (ours now) to a pop or the queue.
-  void Deliver(Buffer* buffer, std::byte* data, uint32_t length,
+  void Deliver(BufferRef buffer, std::byte* data, uint32_t length,
                const sockaddr_in& from);
   void DeliverPops();
   // Completes the first pop with the datagram at `data` in `buffer`, which
   // the application holds from now on.
-  void Lend(Buffer* buffer, std::byte* data, uint32_t length,
+  void Lend(BufferRef buffer, std::byte* data, uint32_t length,
             const sockaddr_in& from);
   // Posts receives into the empty slots, in one chain.
   void Refill();
@@ -188,7 +189,7 @@ class DatagramSocket {
   std::deque<PushOp> backlog_;    // Not fully posted, in push order.
   std::deque<PushOp> in_flight_;  // Fully posted, in posting order.
 
-  std::vector<Buffer*> recv_slots_;  // Null: to be refilled.
+  std::vector<BufferRef> recv_slots_;  // Null: to be refilled.
   std::vector<uint32_t> empty_slots_;
   std::deque<Incoming> incoming_;
   std::deque<demi_qtoken_t> pops_;

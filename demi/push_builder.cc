@@ -24,7 +24,7 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
   Buffer* staging = nullptr;
   if (foreign_bytes > 0) {
     DEMI_ASSIGN_OR_RETURN(staging, memory.pool->Allocate(foreign_bytes));
-    op.holds.push_back(staging);
+    op.holds.emplace_back(staging);
   }
   uint32_t staged = 0;
   uint32_t staging_lkey =
@@ -33,8 +33,7 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
     const void* addr = sga.sga_segs[i].sgaseg_buf;
     uint32_t len = sga.sga_segs[i].sgaseg_len;
     if (owners[i] != nullptr && !copy_all) {
-      memory.pool->Ref(owners[i]);
-      op.holds.push_back(owners[i]);
+      op.holds.push_back(BufferRef::Share(owners[i]));
       op.sges.push_back({reinterpret_cast<uintptr_t>(addr), len,
                          SgaPool::Lkey(owners[i], memory.device)});
       continue;
@@ -62,12 +61,12 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
     Buffer* owner = memory.pool->Find(sga.sga_buf, addr, len);
     if (owner == nullptr && len <= kMaxForeignCopy) {
       DEMI_ASSIGN_OR_RETURN(owner, memory.pool->Allocate(len));
+      op.holds.emplace_back(owner);
       std::memcpy(owner->data, addr, len);
       addr = owner->data;
     } else if (owner != nullptr) {
-      memory.pool->Ref(owner);
+      op.holds.push_back(BufferRef::Share(owner));
     }
-    if (owner != nullptr) op.holds.push_back(owner);
     // The peer may read exactly this range, through this QP only, and only
     // until the push ends. Pool pieces are registered for binding already;
     // foreign memory is registered for this push (no remote access of its
@@ -100,12 +99,11 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
   return absl::OkStatus();
 }
 
-void ReleasePush(SgaPool* pool, PushOp& op) {
+void ReleasePush(PushOp& op) {
   // Revoke the peer's access before the memory can be reused: a window
   // deallocated is invalid at once, whatever the peer still tries.
   op.windows.clear();
   op.read_mrs.clear();
-  for (Buffer* buffer : op.holds) pool->Unref(buffer);
   op.holds.clear();
 }
 

@@ -36,7 +36,7 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
                          const demi_sgarray_t& sga);
 // Gives back what `op` holds: windows first (the peer's access ends at
 // once), then registrations and pool pieces.
-void ReleasePush(SgaPool* pool, PushOp& op);
+void ReleasePush(PushOp& op);
 
 }  // namespace demi
 

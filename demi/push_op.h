@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "demi/buffer_ref.h"
 #include "demi/limits.h"
 #include "demi/sga_pool.h"
 #include "demi/wire.h"
@@ -31,7 +32,7 @@ struct PushOp {
   // Pool pieces the push keeps alive (the application's, a copy).
   // Released when the push ends. Inline: a push of a few segments
   // allocates nothing beyond the PushOp.
-  absl::InlinedVector<Buffer*, 4> holds;
+  absl::InlinedVector<BufferRef, 4> holds;
   // Eager: what to post after the header.
   absl::InlinedVector<ibv_sge, 4> sges;
   // Rendezvous: foreign memory registered for the push, the windows that

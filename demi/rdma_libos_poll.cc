@@ -115,12 +115,11 @@ bool RdmaLibOs::PollCompletions(Device& device) {
     DEMI_LOG(ERROR) << "ibv_poll_cq failed";
   }
   for (int i = 0; i < n; ++i) {
-    Buffer* buffer = device.receive->Take(wcs[i].wr_id);
-    if (buffer == nullptr) continue;
+    BufferRef buffer = device.receive->Take(wcs[i].wr_id);
+    if (!buffer) continue;
+    // If its connection is gone, the buffer goes back to the pool.
     if (Connection* conn = ConnOf(wcs[i].qp_num)) {
-      conn->OnRecvCompletion(wcs[i], buffer);
-    } else {
-      pool_->Unref(buffer);  // Its connection is gone.
+      conn->OnRecvCompletion(wcs[i], std::move(buffer));
     }
   }
   more |= n == kPollBatch;

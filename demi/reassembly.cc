@@ -6,13 +6,8 @@
 
 namespace demi {
 
-Reassembly::~Reassembly() {
-  for (auto& entry : entries_) pool_->Unref(entry.second.buffer);
-}
-
 void Reassembly::Drop(absl::flat_hash_map<Key, Entry>::iterator it) {
   bytes_ -= it->second.total_length;
-  pool_->Unref(it->second.buffer);
   entries_.erase(it);
 }
 
@@ -46,7 +41,7 @@ absl::optional<Reassembled> Reassembly::Add(const Fragment& fragment,
       return absl::nullopt;
     }
     Entry entry;
-    entry.buffer = *buffer;
+    entry.buffer.reset(*buffer);
     entry.total_length = h.total_length;
     entry.fragment_count = h.fragment_count;
     entry.fragment_size = fragment.fragment_size;
@@ -72,7 +67,7 @@ absl::optional<Reassembled> Reassembly::Add(const Fragment& fragment,
   std::memcpy(entry.buffer->data + h.offset, fragment.payload.data(),
               fragment.payload.size());
   if (++entry.received < entry.fragment_count) return absl::nullopt;
-  Reassembled done{entry.buffer, entry.total_length};
+  Reassembled done{std::move(entry.buffer), entry.total_length};
   bytes_ -= entry.total_length;
   entries_.erase(it);
   return done;

@@ -15,6 +15,7 @@
 #include "absl/hash/hash.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
+#include "demi/buffer_ref.h"
 #include "demi/datagram_wire.h"
 #include "demi/limits.h"
 #include "demi/sga_pool.h"
@@ -39,7 +40,7 @@ struct ReassemblyDrops {
 // A whole datagram: a pool piece (one reference, the caller's) holding
 // `length` bytes at its start.
 struct Reassembled {
-  Buffer* buffer = nullptr;
+  BufferRef buffer;
   uint32_t length = 0;
 };
 
@@ -48,7 +49,6 @@ class Reassembly {
  public:
   Reassembly(SgaPool* pool, ReassemblyLimits limits)
       : pool_(pool), limits_(limits) {}
-  ~Reassembly();
   Reassembly(const Reassembly&) = delete;
   Reassembly& operator=(const Reassembly&) = delete;
 
@@ -77,7 +77,7 @@ class Reassembly {
     }
   };
   struct Entry {
-    Buffer* buffer = nullptr;
+    BufferRef buffer;
     uint32_t total_length = 0;
     uint32_t fragment_count = 0;
     uint32_t fragment_size = 0;

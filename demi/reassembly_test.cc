@@ -51,7 +51,6 @@ class ReassemblyTest : public ::testing::Test {
     ASSERT_TRUE(got.has_value());
     ASSERT_EQ(got->length, d.bytes.size());
     EXPECT_EQ(std::memcmp(got->buffer->data, d.bytes.data(), got->length), 0);
-    pool_.Unref(got->buffer);
   }
 };
 

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "demi/buffer_ref.h"
 #include "demi/limits.h"
 #include "demi/push_op.h"
 #include "demi/sga_pool.h"
@@ -36,7 +37,7 @@ struct SendSlot {
   bool signaled = false;
   // kPush: the push, until its completion (eager not inline, or CLOSE).
   std::unique_ptr<PushOp> push;
-  Buffer* header = nullptr;  // A pool piece holding a long header.
+  BufferRef header;          // A pool piece holding a long header.
   uint64_t read_cookie = 0;  // kRead: which incoming message.
 };
 
@@ -120,7 +121,7 @@ class SendQueue {
       }
       // Most slots (inline and control messages) hold nothing: an error
       // only matters on the last, which is always retired.
-      if (!last && slot.kind == SendSlot::kControl && slot.header == nullptr) {
+      if (!last && slot.kind == SendSlot::kControl && !slot.header) {
         continue;
       }
       // Moved out first: `retire` may post into the slot it frees.

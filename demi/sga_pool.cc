@@ -128,6 +128,7 @@ absl::Status SgaPool::Grow(int size_class) {
   slab->base = static_cast<std::byte*>(memory);
   slab->size = slab_size;
   slab->size_class = static_cast<uint8_t>(size_class);
+  slab->pool = this;
   for (ibv_pd* pd : pds_) {
     absl::StatusOr<rdma::MrPtr> mr = rdma::RegisterMr(
         pd, absl::MakeSpan(slab->base, slab_size),

@@ -23,6 +23,7 @@ namespace demi {
 inline constexpr int kNumClasses = kMaxClassShift - kMinClassShift + 1;
 
 struct Slab;
+class SgaPool;
 
 // One piece of a slab. Reference-counted: the application's hold (from
 // demi_sgaalloc or demi_pop) and every operation that uses the piece each
@@ -45,6 +46,7 @@ struct Slab {
   std::vector<Buffer> buffers;
   size_t free_count = 0;         // Pieces on the free list.
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
+  SgaPool* pool = nullptr;       // Its owner, for BufferRef.
 };
 
 // Not thread-safe; owned by RdmaLibOs.
@@ -73,7 +75,6 @@ class SgaPool {
     return buffer;
   }
 
-  void Ref(Buffer* buffer) { ++buffer->refs; }
   // Drops one reference; the last one returns the piece to its free list.
   void Unref(Buffer* buffer);
 

@@ -36,10 +36,9 @@ absl::StatusOr<std::unique_ptr<SharedReceive>> SharedReceive::Create(
 }
 
 SharedReceive::~SharedReceive() {
-  srq_.reset();  // Nothing is posted any more: the buffers are ours again.
-  for (Buffer* buffer : slots_) {
-    if (buffer != nullptr) pool_->Unref(buffer);
-  }
+  // First: with the SRQ gone nothing is posted, so the buffers in slots_
+  // may go back to the pool with them.
+  srq_.reset();
 }
 
 bool SharedReceive::Refill() {
@@ -64,11 +63,11 @@ bool SharedReceive::Refill() {
       uint32_t slot;
       if (free_slots_.empty()) {
         slot = static_cast<uint32_t>(slots_.size());
-        slots_.push_back(buffer);
+        slots_.emplace_back(buffer);
       } else {
         slot = free_slots_.back();
         free_slots_.pop_back();
-        slots_[slot] = buffer;
+        slots_[slot].reset(buffer);
       }
       sges[n].addr = reinterpret_cast<uintptr_t>(buffer->data);
       sges[n].length = buffer_size_;
@@ -86,8 +85,7 @@ bool SharedReceive::Refill() {
     uint32_t posted = rc == 0 ? n : static_cast<uint32_t>(bad - wrs);
     for (uint32_t i = posted; i < n; ++i) {
       uint32_t slot = static_cast<uint32_t>(wrs[i].wr_id);
-      pool_->Unref(slots_[slot]);
-      slots_[slot] = nullptr;
+      slots_[slot].reset();
       free_slots_.push_back(slot);
     }
     credits_.posted += posted;

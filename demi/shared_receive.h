@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "demi/buffer_ref.h"
 #include "demi/credits.h"
 #include "demi/sga_pool.h"
 #include "rdma/verbs_ptr.h"
@@ -47,13 +48,11 @@ class SharedReceive {
            credits_.deficit() >= kRefillBatch;
   }
   // The buffer of a receive completion's `wr_id`; no longer posted.
-  Buffer* Take(uint64_t wr_id) {
-    if (wr_id >= slots_.size() || slots_[wr_id] == nullptr) return nullptr;
-    Buffer* buffer = slots_[wr_id];
-    slots_[wr_id] = nullptr;
+  BufferRef Take(uint64_t wr_id) {
+    if (wr_id >= slots_.size() || !slots_[wr_id]) return BufferRef();
     free_slots_.push_back(static_cast<uint32_t>(wr_id));
     --credits_.posted;
-    return buffer;
+    return std::move(slots_[wr_id]);
   }
 
   // Connections (by queue descriptor) waiting for buffers to back their
@@ -79,7 +78,7 @@ class SharedReceive {
   // The SRQ goes before its CQ (members are destroyed in reverse order).
   rdma::CqPtr cq_;
   rdma::SrqPtr srq_;
-  std::vector<Buffer*> slots_;        // By wr_id; null when free.
+  std::vector<BufferRef> slots_;      // By wr_id; null when free.
   std::vector<uint32_t> free_slots_;  // Indices of null slots.
   std::vector<int> waiting_;
 };

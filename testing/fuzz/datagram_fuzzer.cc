@@ -42,9 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         table.bytes() > limits.max_bytes) {
       __builtin_trap();
     }
-    if (whole.has_value()) {
-      if (whole->length != h.total_length) __builtin_trap();
-      pool.Unref(whole->buffer);
+    if (whole.has_value() && whole->length != h.total_length) {
+      __builtin_trap();
     }
   }
   return 0;
