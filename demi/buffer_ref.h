@@ -28,7 +28,9 @@ class BufferRef {
   }
   BufferRef(const BufferRef&) = delete;
   BufferRef& operator=(const BufferRef&) = delete;
-  ~BufferRef() { reset(); }
+  ~BufferRef() {
+    if (buffer_ != nullptr) GiveBack(buffer_);
+  }
 
   Buffer* get() const { return buffer_; }
   Buffer* operator->() const { return buffer_; }
@@ -39,10 +41,14 @@ class BufferRef {
   // Gives back the reference held (if any), and holds `buffer`'s instead.
   void reset(Buffer* buffer = nullptr) {
     Buffer* old = std::exchange(buffer_, buffer);
-    if (old != nullptr) old->slab->pool->Unref(old);
+    if (old != nullptr) GiveBack(old);
   }
 
  private:
+  // Out of line: what is inlined where a BufferRef goes (every send slot,
+  // every receive) stays a test and a branch.
+  static void GiveBack(Buffer* buffer);
+
   Buffer* buffer_ = nullptr;
 };
 
