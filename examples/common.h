@@ -62,6 +62,23 @@ static inline demi_qresult_t example_wait(demi_qtoken_t qt) {
   return qr;
 }
 
+/* As example_wait, for at most `seconds`: datagrams may be lost, and a
+ * program that waits on one forever never ends. */
+static inline demi_qresult_t example_wait_at_most(demi_qtoken_t qt,
+                                                  time_t seconds,
+                                                  const char *what) {
+  demi_qresult_t qr;
+  struct timespec timeout = {seconds, 0};
+  int err = demi_wait(&qr, qt, &timeout);
+  if (err == ETIMEDOUT) {
+    fprintf(stderr, "%s: nothing in %ld s\n", what, (long)seconds);
+    exit(1);
+  }
+  example_check(err, "demi_wait");
+  if (qr.qr_opcode == DEMI_OPC_FAILED) example_check((int)qr.qr_ret, what);
+  return qr;
+}
+
 /* Listens on args->addr and returns the first connection accepted. */
 static inline int example_accept(const struct example_args *args) {
   int listener = -1;
@@ -164,7 +181,14 @@ static inline void example_pushto(int qd, const demi_sgarray_t *sga,
     example_check(
         demi_pushto(&qt, qd, sga, (const struct sockaddr *)dest, sizeof(*dest)),
         "pushto");
-    example_check(demi_wait(&qr, qt, NULL), "demi_wait");
+    /* A datagram's send completes on this host: bounded all the same. */
+    struct timespec timeout = {60, 0};
+    int err = demi_wait(&qr, qt, &timeout);
+    if (err == ETIMEDOUT) {
+      fprintf(stderr, "pushto: not sent in 60 s\n");
+      exit(1);
+    }
+    example_check(err, "demi_wait");
     if (qr.qr_opcode == DEMI_OPC_PUSH) return;
     if (!patient || qr.qr_ret != ECONNREFUSED || attempt >= 600) {
       example_check((int)qr.qr_ret, "pushto");

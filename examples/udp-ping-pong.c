@@ -13,7 +13,8 @@ static int run_server(const struct example_udp_args *args) {
   for (int i = 0; i < args->count; ++i) {
     demi_qtoken_t qt;
     example_check(demi_pop(&qt, qd), "pop");
-    demi_qresult_t qr = example_wait(qt);
+    demi_qresult_t qr =
+        example_wait_at_most(qt, i == 0 ? 120 : 10, "server: pop");
     /* Echo the very buffer that arrived to its sender: no copy. */
     struct sockaddr_in from = qr.qr_value.sga.sga_addr;
     example_pushto(qd, &qr.qr_value.sga, &from, 0);
@@ -36,7 +37,8 @@ static int run_client(const struct example_udp_args *args) {
     demi_qtoken_t qt;
     example_check(demi_pop(&qt, qd), "pop");
     example_pushto(qd, &sga, &args->remote, i == 0);
-    demi_qresult_t qr = example_wait(qt);
+    demi_qresult_t qr =
+        example_wait_at_most(qt, i == 0 ? 120 : 10, "client: echo");
     total_us += example_now_us() - start;
     const demi_sgaseg_t *seg = &qr.qr_value.sga.sga_segs[0];
     struct sockaddr_in from = qr.qr_value.sga.sga_addr;
