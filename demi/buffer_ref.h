@@ -46,7 +46,8 @@ class BufferRef {
 
  private:
   // Out of line: what is inlined where a BufferRef goes (every send slot,
-  // every receive) stays a test and a branch.
+  // every receive) stays a test and a branch. Defined beside the pool, in
+  // sga_pool.cc.
   static void GiveBack(Buffer* buffer);
 
   Buffer* buffer_ = nullptr;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "demi/buffer_ref.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 
@@ -52,6 +53,8 @@ void SgaPool::Unref(Buffer* buffer) {
     ++buffer->slab->free_count;
   }
 }
+
+void BufferRef::GiveBack(Buffer* buffer) { buffer->slab->pool->Unref(buffer); }
 
 void* SgaPool::Lend(Buffer* buffer) {
   uint32_t generation = next_generation_++;

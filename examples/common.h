@@ -62,11 +62,11 @@ static inline demi_qresult_t example_wait(demi_qtoken_t qt) {
   return qr;
 }
 
-/* As example_wait, for at most `seconds`: datagrams may be lost, and a
- * program that waits on one forever never ends. */
-static inline demi_qresult_t example_wait_at_most(demi_qtoken_t qt,
-                                                  time_t seconds,
-                                                  const char *what) {
+/* Waits at most `seconds` for `qt`'s result, which may be a failure:
+ * datagrams may be lost, and a program that waits on one forever never
+ * ends. */
+static inline demi_qresult_t example_wait_for(demi_qtoken_t qt, time_t seconds,
+                                              const char *what) {
   demi_qresult_t qr;
   struct timespec timeout = {seconds, 0};
   int err = demi_wait(&qr, qt, &timeout);
@@ -75,6 +75,14 @@ static inline demi_qresult_t example_wait_at_most(demi_qtoken_t qt,
     exit(1);
   }
   example_check(err, "demi_wait");
+  return qr;
+}
+
+/* As example_wait, for at most `seconds`. */
+static inline demi_qresult_t example_wait_at_most(demi_qtoken_t qt,
+                                                  time_t seconds,
+                                                  const char *what) {
+  demi_qresult_t qr = example_wait_for(qt, seconds, what);
   if (qr.qr_opcode == DEMI_OPC_FAILED) example_check((int)qr.qr_ret, what);
   return qr;
 }
@@ -177,18 +185,11 @@ static inline void example_pushto(int qd, const demi_sgarray_t *sga,
                                   const struct sockaddr_in *dest, int patient) {
   for (int attempt = 0;; ++attempt) {
     demi_qtoken_t qt;
-    demi_qresult_t qr;
     example_check(
         demi_pushto(&qt, qd, sga, (const struct sockaddr *)dest, sizeof(*dest)),
         "pushto");
     /* A datagram's send completes on this host: bounded all the same. */
-    struct timespec timeout = {60, 0};
-    int err = demi_wait(&qr, qt, &timeout);
-    if (err == ETIMEDOUT) {
-      fprintf(stderr, "pushto: not sent in 60 s\n");
-      exit(1);
-    }
-    example_check(err, "demi_wait");
+    demi_qresult_t qr = example_wait_for(qt, 60, "pushto");
     if (qr.qr_opcode == DEMI_OPC_PUSH) return;
     if (!patient || qr.qr_ret != ECONNREFUSED || attempt >= 600) {
       example_check((int)qr.qr_ret, "pushto");

@@ -43,8 +43,7 @@ build_and_run connect_data_fuzzer testing/fuzz/corpus/connect_data \
   testing/fuzz/connect_data_fuzzer.cc demi/wire.cc rdma/status_util.cc || status=1
 build_and_run datagram_fuzzer testing/fuzz/corpus/datagram \
   testing/fuzz/datagram_fuzzer.cc demi/datagram_wire.cc demi/reassembly.cc \
-  demi/sga_pool.cc demi/buffer_ref.cc rdma/verbs_ptr.cc rdma/log.cc \
-  rdma/status_util.cc \
+  demi/sga_pool.cc rdma/verbs_ptr.cc rdma/log.cc rdma/status_util.cc \
   $absl_tables -libverbs -lrdmacm || status=1
 build_and_run kv_request_fuzzer examples/kv/fuzz_corpus \
   examples/kv/protocol_fuzzer.cc examples/kv/protocol.cc || status=1
