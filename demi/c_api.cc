@@ -8,6 +8,7 @@
 #include <demi/libos.h>
 #include <demi/sga.h>
 #include <demi/wait.h>
+#include <pthread.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -26,11 +27,31 @@ using demi::rdma::ErrnoOrOutput;
 // One per process (the API is not thread-safe); never destroyed, so that
 // calls made while the process exits stay safe.
 RdmaLibOs* libos = nullptr;
+// The thread that called demi_init: the one that uses the library.
+pthread_t owner;
 
 // At a normal exit, connections the application closed still deliver what
 // was pushed before (bounded by their linger time), as a kernel's TCP would.
+// Only when the owner exits: another thread calling exit() may find the
+// owner inside a wait, and two threads must never run the progress engine.
 void FinishClosesAtExit() {
-  if (libos != nullptr) libos->FinishCloses();
+  if (libos != nullptr && pthread_equal(pthread_self(), owner)) {
+    libos->FinishCloses();
+  }
+}
+
+// A child of fork() shares its parent's QPs and CQs (and on some devices
+// their memory): it must never post, poll or destroy them. It forgets the
+// libOS, which stays allocated and untouched: its calls are ENOSYS. Nor can
+// it make a libOS of its own: the verbs state it inherited is not its own
+// (rxe's connections from such a child fail), so demi_init is ENOTSUP.
+RdmaLibOs* parents_libos = nullptr;  // Still reachable: not a leak.
+bool forked = false;
+void ForgetLibOsInChild() {
+  if (libos == nullptr) return;
+  parents_libos = libos;
+  libos = nullptr;
+  forked = true;
 }
 
 }  // namespace
@@ -40,10 +61,17 @@ extern "C" {
 int demi_init(const struct demi_args* args) {
   (void)args;
   if (libos != nullptr) return EEXIST;
+  if (forked) return ENOTSUP;
   absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
   if (!created.ok()) return ErrnoOf(created.status());
   libos = created->release();
-  std::atexit(FinishClosesAtExit);
+  owner = pthread_self();
+  static bool registered = false;
+  if (!registered) {
+    registered = true;
+    std::atexit(FinishClosesAtExit);
+    pthread_atfork(nullptr, nullptr, ForgetLibOsInChild);
+  }
   return 0;
 }
 

@@ -265,7 +265,8 @@ class Connection {
   bool doorbell_due_ = false;  // In ConnectionEnv::doorbell_due.
   // The progress pass of the last post (see ConnectionEnv::poll_passes).
   uint32_t posted_pass_ = 0;
-  bool waiting_buffers_ = false;  // Waiting on the SRQ for buffers.
+  // Waiting on the SRQ for buffers, or on the pool for a rendezvous target.
+  bool waiting_buffers_ = false;
   uint64_t next_cookie_ = 1;
   uint32_t rndv_unread_ = 0;    // Rendezvous messages with READs to post.
   uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.

@@ -32,9 +32,20 @@ void Connection::StartReads() {
     if (!in.reading) {
       absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
       if (!target.ok()) {
-        // No memory to receive into: this pop fails, the message waits.
-        env_.tokens->Fail(pops_.front(), EAGAIN);
-        pops_.pop_front();
+        if (!env_.pool->CanEverHold(in.length)) {
+          // Waiting would be forever: this pop fails, the message stays.
+          env_.tokens->Fail(pops_.front(), ENOBUFS);
+          pops_.pop_front();
+          return;
+        }
+        // The pool is full for now: the pop waits. The progress engine
+        // serves the SRQ's waiters on its timers, and OnBuffersPosted's
+        // Service tries again (memory comes back as the application frees
+        // it, which no completion announces).
+        if (!waiting_buffers_) {
+          waiting_buffers_ = true;
+          env_.receive->AddWaiting(qd_);
+        }
         return;
       }
       in.target.reset(*target);

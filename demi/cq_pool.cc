@@ -16,7 +16,7 @@ absl::StatusOr<ibv_cq*> CqPool::Reserve(int entries) {
     }
   }
   Entry entry;
-  DEMI_ASSIGN_OR_RETURN(entry.cq, rdma::CreateCq(context_, depth_, nullptr));
+  DEMI_ASSIGN_OR_RETURN(entry.cq, rdma::CreateCq(context_, depth_, channel_));
   entry.reserved = entries;
   cqs_.push_back(std::move(entry));
   return cqs_.back().cq.get();

@@ -16,8 +16,10 @@ namespace demi {
 
 class CqPool {
  public:
-  // CQs of `depth` entries on `context` (borrowed).
-  CqPool(ibv_context* context, int depth) : context_(context), depth_(depth) {}
+  // CQs of `depth` entries on `context`, reporting to `channel` once armed
+  // (both borrowed).
+  CqPool(ibv_context* context, int depth, ibv_comp_channel* channel)
+      : context_(context), depth_(depth), channel_(channel) {}
 
   // A CQ with room for `entries` more completions, now reserved.
   absl::StatusOr<ibv_cq*> Reserve(int entries);
@@ -35,6 +37,7 @@ class CqPool {
 
   ibv_context* context_;
   const int depth_;
+  ibv_comp_channel* channel_;
   std::vector<Entry> cqs_;
 };
 

@@ -1,5 +1,6 @@
 // The receive half of DatagramSocket: receive buffers in slots indexed by
 // wr_id, checks of what arrives, reassembly, and pops.
+#include <cstdint>
 #include <cstring>
 
 #include "demi/datagram_socket.h"
@@ -10,12 +11,37 @@ namespace {
 
 constexpr uint32_t kHeaderSize = sizeof(DatagramHeader);
 
-// The sender's IPv4 address from a RoCE v2 receive's network header, which
-// sits in the last 20 bytes of the GRH space; 0 if there is none.
+bool Ipv4ChecksumOk(const uint8_t* header) {
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += (header[i] << 8) | header[i + 1];
+  while ((sum >> 16) != 0) sum = (sum & 0xffff) + (sum >> 16);
+  return sum == 0xffff;
+}
+
+// The sender's IPv4 address as the packet's own network header gives it,
+// or 0 where it gives none. RoCE v2 over IPv4 puts the IPv4 header in the
+// last 20 bytes of the GRH space. A true GRH (InfiniBand, RoCE v1, RoCE v2
+// over IPv6) carries the source GID, which names an IPv4 address only when
+// it is IPv4-mapped (::ffff:a.b.c.d, as the RoCE GID of an IPv4 address
+// is); a GID made from a port GUID or MAC names none. When both version
+// fields fit, the IPv4 checksum decides, as in ibv_init_ah_from_wc.
 uint32_t GrhSourceAddr(const std::byte* grh) {
-  if ((static_cast<uint8_t>(grh[20]) >> 4) != 4) return 0;
-  uint32_t addr;
-  std::memcpy(&addr, grh + 32, sizeof(addr));
+  const auto* bytes = reinterpret_cast<const uint8_t*>(grh);
+  const uint8_t* ip4 = bytes + 20;
+  bool ip6 = (bytes[0] >> 4) == 6;
+  uint32_t addr = 0;
+  if ((ip4[0] >> 4) == 4 &&
+      (!ip6 || ((ip4[0] & 0xf) == 5 && Ipv4ChecksumOk(ip4)))) {
+    std::memcpy(&addr, ip4 + 12, sizeof(addr));
+    return addr;
+  }
+  constexpr uint8_t kIpv4Mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
+  const uint8_t* sgid = bytes + 8;
+  if (!ip6 || std::memcmp(sgid, kIpv4Mapped, sizeof(kIpv4Mapped)) != 0) {
+    return 0;
+  }
+  std::memcpy(&addr, sgid + 12, sizeof(addr));
   return addr;
 }
 
@@ -51,14 +77,21 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   from.sin_family = AF_INET;
   from.sin_port = h.src_port;
   from.sin_addr.s_addr = h.src_addr;
-  routes_.Seen(RouteKey(from), wc.src_qp);
+  // The header's port is only a claim: another process on the sender's
+  // host may make it. What can be checked is whether the QP it came from
+  // is the one the claimed port resolves to.
+  if (!routes_.Seen(from, wc.src_qp)) {
+    ++stats_.malformed;
+    return;
+  }
   if (h.fragment_count == 1) {
     std::byte* data = buffer->data + kGrhSize + kHeaderSize;
     Deliver(std::move(buffer), data, h.total_length, from);
     return;
   }
   // Copied into the datagram's own piece: `buffer` goes back at once.
-  absl::optional<Reassembled> whole = reassembly_.Add(*fragment, now_);
+  absl::optional<Reassembled> whole =
+      reassembly_.Add(*fragment, wc.src_qp, now_);
   if (whole.has_value()) {
     std::byte* data = whole->buffer->data;
     Deliver(std::move(whole->buffer), data, whole->length, from);

@@ -90,14 +90,26 @@ void DatagramRoutes::Release(uint64_t key) {
   if (entry != nullptr && entry->in_flight > 0) --entry->in_flight;
 }
 
-void DatagramRoutes::Seen(uint64_t key, uint32_t qpn) {
+bool DatagramRoutes::Seen(const sockaddr_in& from, uint32_t qpn) {
+  uint64_t key = RouteKey(from);
   Entry* entry = Lookup(key);
-  if (entry == nullptr || entry->ah == nullptr || entry->route.qpn == qpn ||
-      entry->in_flight > 0) {
-    return;
+  if (entry == nullptr) return true;
+  if (entry->ah == nullptr) {
+    return !entry->verifying || entry->previous_qpn == qpn;
   }
+  if (entry->route.qpn == qpn) return true;
+  // The route's copy in a posted send needs its address handle.
+  if (entry->in_flight > 0) return false;
+  uint32_t known = entry->route.qpn;
   cached_ = nullptr;
   entries_.erase(key);
+  absl::StatusOr<const Route*> route = Find(from);
+  if (route.ok() && *route == nullptr) {
+    Entry* fresh = Lookup(key);
+    fresh->verifying = true;
+    fresh->previous_qpn = known;
+  }
+  return false;
 }
 
 DatagramRoutes::Outcome DatagramRoutes::Fail(

@@ -53,10 +53,15 @@ class DatagramRoutes {
   // A send to `key` is posted / has completed: the route stays meanwhile.
   void Hold(uint64_t key);
   void Release(uint64_t key);
-  // A datagram came from `key` through QP `qpn`: if the cache knows another
-  // QP there, the peer's socket was made anew, and the route is resolved
-  // again before the next send.
-  void Seen(uint64_t key, uint32_t qpn);
+  // A datagram that claims to come from `from` arrived through QP `qpn`:
+  // whether that QP may speak for `from`. Yes if the cache holds no route
+  // there (nothing to check against) or one to that very QP: the port
+  // space lets only the socket bound at `from` answer its resolution.
+  // Another QP is a forgery or the peer's socket made anew: its datagram is
+  // dropped, and unless sends to `from` are in flight `from` is resolved
+  // again at once. What it resolves to then decides; meanwhile only the QP
+  // known before speaks for it.
+  bool Seen(const sockaddr_in& from, uint32_t qpn);
 
   struct Outcome {
     uint64_t key = 0;
@@ -77,6 +82,10 @@ class DatagramRoutes {
     rdma::CmIdPtr resolver;  // While resolving.
     uint32_t in_flight = 0;
     uint64_t last_used = 0;
+    // Resolving again because another QP claimed this destination: the QP
+    // known before.
+    bool verifying = false;
+    uint32_t previous_qpn = 0;
   };
 
   // The entry of `key`, if any. The last one found is remembered: a

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "rdma/log.h"
@@ -37,6 +38,29 @@ int SliceSges(const ibv_sge* segs, uint32_t num_segs, uint32_t offset,
   return n;
 }
 
+uint64_t Mix(uint64_t x) {  // SplitMix64's finalizer.
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9u;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
+
+// A keyed permutation of 32-bit numbers: a four-round Feistel network over
+// 16-bit halves, a bijection whatever the round function. Not cryptography:
+// it only has to keep ids unpredictable from outside.
+uint32_t PermuteId(const uint64_t key[2], uint32_t n) {
+  uint32_t left = n >> 16;
+  uint32_t right = n & 0xffff;
+  for (uint64_t round = 0; round < 4; ++round) {
+    uint64_t f = Mix(key[round & 1] + (round << 32) + right);
+    uint32_t next = (left ^ static_cast<uint32_t>(f >> 48)) & 0xffff;
+    left = right;
+    right = next;
+  }
+  return (left << 16) | right;
+}
+
 }  // namespace
 
 DatagramSocket::DatagramSocket(DatagramEnv env, rdma_cm_id* id,
@@ -47,7 +71,11 @@ DatagramSocket::DatagramSocket(DatagramEnv env, rdma_cm_id* id,
       routes_(env.cm_channel,
               reinterpret_cast<void*>(static_cast<intptr_t>(env.qd)), env.pd,
               local, kMaxRoutes),
-      reassembly_(env.pool, ReassemblyLimits{}) {}
+      reassembly_(env.pool, ReassemblyLimits{}) {
+  std::random_device random;
+  for (uint64_t& k : id_key_) k = (uint64_t{random()} << 32) | random();
+  next_id_ = static_cast<uint32_t>(Mix(id_key_[0] ^ id_key_[1]));
+}
 
 absl::StatusOr<std::unique_ptr<DatagramSocket>> DatagramSocket::Create(
     DatagramEnv env, rdma_cm_id* id, const sockaddr_in& local) {
@@ -64,10 +92,10 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
   ibv_device_attr attr = {};
   DEMI_RETURN_IF_ERROR(
       rdma::CheckRc(ibv_query_device(context, &attr), "ibv_query_device"));
-  DEMI_ASSIGN_OR_RETURN(send_cq_,
-                        rdma::CreateCq(context, kDatagramSendDepth, nullptr));
-  DEMI_ASSIGN_OR_RETURN(recv_cq_,
-                        rdma::CreateCq(context, kDatagramRecvDepth, nullptr));
+  DEMI_ASSIGN_OR_RETURN(
+      send_cq_, rdma::CreateCq(context, kDatagramSendDepth, env_.channel));
+  DEMI_ASSIGN_OR_RETURN(
+      recv_cq_, rdma::CreateCq(context, kDatagramRecvDepth, env_.channel));
   rdma::QpCaps caps;
   caps.max_send_wr = kDatagramSendDepth;
   caps.max_recv_wr = kDatagramRecvDepth;
@@ -97,7 +125,10 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
   recv_slots_.resize(kDatagramRecvDepth);
   for (uint32_t i = 0; i < kDatagramRecvDepth; ++i) empty_slots_.push_back(i);
   Refill();
-  if (!recv_slots_[0]) {
+  // Some buffers are enough: the rest are posted on timers as memory comes
+  // back (refill_dry_), and meanwhile a full queue drops datagrams, as UDP
+  // may. None would be a socket that cannot receive at all.
+  if (empty_slots_.size() == kDatagramRecvDepth) {
     return rdma::ErrnoError(ENOMEM, "no memory for receive buffers");
   }
   now_ = absl::Now();
@@ -150,7 +181,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
   op.dest = dest;
   op.route_key = RouteKey(dest);
   op.length = length;
-  op.id = next_id_++;
+  op.id = PermuteId(id_key_, next_id_++);
   op.fragment_size = FragmentPayload(ud_mtu_);
   op.fragment_count = FragmentCount(length, op.fragment_size);
   // Registered memory goes as it is; anything else, or more segments than

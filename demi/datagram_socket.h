@@ -53,6 +53,8 @@ struct DatagramEnv {
   ibv_pd* pd;
   int device;  // For SgaPool::Lkey.
   int qd;
+  // The device's, for the socket's CQs (null: none, they never sleep).
+  ibv_comp_channel* channel = nullptr;
 };
 
 // Not thread-safe; owned by RdmaLibOs.
@@ -75,6 +77,11 @@ class DatagramSocket {
 
   // Handles completions; returns whether a CQ may hold more.
   bool Poll();
+  // Arms both CQs (see IdleSleep::Arm).
+  void ArmCqs() {
+    ibv_req_notify_cq(send_cq_.get(), 0);
+    ibv_req_notify_cq(recv_cq_.get(), 0);
+  }
   // Every few milliseconds: reassembly timeouts, receive refills the pool
   // could not make before.
   void PollTimers(absl::Time now);
@@ -86,9 +93,13 @@ class DatagramSocket {
 
   // demi_close: pops fail with EBADF, and so do pushes whose destination
   // is still being resolved; the rest are sent. Drained() once they all
-  // have.
+  // have, or at once if the QP failed: its pushes have all failed then, and
+  // a datagram left half posted would never see its last completion. What
+  // they hold stays held until the socket (its QP first) goes.
   void StartClose();
-  bool Drained() const { return backlog_.empty() && in_flight_.empty(); }
+  bool Drained() const {
+    return error_ != 0 || (backlog_.empty() && in_flight_.empty());
+  }
   // Whether a destination's route is being resolved.
   bool Resolving() const { return routes_.resolving(); }
 
@@ -169,7 +180,11 @@ class DatagramSocket {
   uint32_t ud_mtu_ = 0;
   uint32_t max_inline_ = 0;
   uint32_t max_send_sge_ = 1;
-  uint32_t next_id_ = 1;
+  // Datagram n goes out with id PermuteId(id_key_, n): never repeated
+  // within 2^32 datagrams, and not guessable by a process that does not
+  // see this socket's traffic (so it cannot aim a fragment at the next one).
+  uint32_t next_id_ = 0;
+  uint64_t id_key_[2] = {};
   int error_ = 0;            // The QP failed: every push fails with it.
   bool refill_dry_ = false;  // The pool ran dry refilling: retry on timers.
   bool closing_ = false;

@@ -4,6 +4,7 @@
 // that sends malformed, spoofed and endless partial datagrams on purpose.
 #include <arpa/inet.h>
 #include <demi/libos.h>
+#include <infiniband/verbs.h>
 
 #include <atomic>
 #include <cerrno>
@@ -442,6 +443,69 @@ TEST_F(RawPeerTest, MalformedAndSpoofedDatagramsAreDroppedAndCounted) {
   demi_datagram_stats_t stats = Stats(qd_);
   EXPECT_EQ(stats.dropped_malformed, 6u);
   EXPECT_EQ(stats.received, 1u);
+}
+
+// The fragment payload of this device's UD MTU, as the library cuts it.
+uint32_t FragmentSize(const demi::testing::UdPeer& peer) {
+  ibv_port_attr port = {};
+  EXPECT_EQ(ibv_query_port(peer.id->verbs, peer.id->port_num, &port), 0);
+  return demi::FragmentPayload(128u << port.active_mtu);
+}
+
+TEST_F(RawPeerTest, AForgedFragmentCannotTakeTheRealOnesPlace) {
+  uint16_t b_port = NextPort();
+  int b = BoundSocket(b_port);
+  sockaddr_in b_addr = AddrOrDie(b_port);
+  // B's first datagram: with numbered datagrams its next would be id 2.
+  PushTo(b, "first", AddrOrDie(port_));
+  demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  // Another process on B's host sends the first half of B's next datagram
+  // ahead of B, with B's address and port in the header.
+  uint32_t size = FragmentSize(*peer_);
+  uint32_t total = size + 500;
+  for (uint32_t id = 1; id <= 8; ++id) {
+    Send(RawFragment(b_addr, id, total, 2, 0, size, size));
+  }
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 100, &pending_));
+  std::string real = Pattern(total, 77);
+  PushTo(b, real, AddrOrDie(port_));
+  qr = WaitOrFail(pending_);
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), real));
+  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, htons(b_port));
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST_F(RawPeerTest, ADatagramFromAnotherQpThanItsSourceResolvesToIsDropped) {
+  uint16_t b_port = NextPort();
+  int b = BoundSocket(b_port);
+  sockaddr_in b_addr = AddrOrDie(b_port);
+  // Sending to B makes this socket resolve B: it knows B's QP from then on.
+  PushTo(qd_, "to B", b_addr);
+  EXPECT_EQ(PopFrom(b, nullptr), "to B");
+  // The raw peer claims to be B, whole datagrams and a fragment.
+  Send(RawFragment(b_addr, 5, 5, 1, 0, 5, 5));
+  uint32_t size = FragmentSize(*peer_);
+  Send(RawFragment(b_addr, 6, size + 5, 2, 1, size, 5));
+  Send(RawFragment(b_addr, 7, 5, 1, 0, 5, 5));
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+  EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
+  EXPECT_EQ(Stats(qd_).received, 0u);
+  // B itself still gets through, and so does the raw peer as itself.
+  PushTo(b, "really B", AddrOrDie(port_));
+  demi_qresult_t qr = WaitOrFail(pending_);
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "really B");
+  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, htons(b_port));
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  ExpectValidDatagramArrives();
+  EXPECT_EQ(demi_close(b), 0);
 }
 
 TEST_F(RawPeerTest, AFloodOfFirstFragmentsIsBounded) {

@@ -6,7 +6,9 @@
 //
 // The sender's IPv4 address and port travel in the header because a UD
 // completion names only the sending QP; the receiver checks the address
-// against the packet's own IP header where the transport provides one.
+// against the packet's own network header where it names one, and the
+// sending QP against what the claimed port resolves to, where it has
+// resolved it (docs/design.md says what the claim is worth).
 #ifndef DEMI_DEMI_DATAGRAM_WIRE_H_
 #define DEMI_DEMI_DATAGRAM_WIRE_H_
 

@@ -187,6 +187,20 @@ TEST(ConnectTest, NoSuchHostFailsWithEhostunreach) {
   EXPECT_EQ(demi_close(qd), 0);
 }
 
+TEST(ConnectTest, InaddrAnyFailsWithEhostunreach) {
+  // 0.0.0.0 resolves to the loopback, which has no RDMA route (found by
+  // api_fuzzer: the connect failed with ENODEV).
+  sockaddr_in addr = AddrOrDie(NextPort());
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  int qd = NewSocket();
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_connect(&qt, qd, Sa(addr), sizeof(addr)), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EHOSTUNREACH) << std::strerror(qr.qr_ret);
+  EXPECT_EQ(demi_close(qd), 0);
+}
+
 TEST(ConnectTest, ClosingAConnectingSocketFailsItsTokenWithEbadf) {
   sockaddr_in addr = AddrOrDie(NextPort());
   int qd = NewSocket();

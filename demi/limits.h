@@ -108,6 +108,13 @@ inline constexpr uint32_t kCmIdlePollInterval = 1024;
 // Progress passes between polls of a device's send CQs while no signalled
 // send is in flight there (unsignalled ones complete only on failure).
 inline constexpr uint32_t kIdleSendPollInterval = 16;
+// How long a wait spins (polls) before it sleeps on the completion
+// channels (DEMI_SPIN_US overrides; -1 spins forever). Longer than a round
+// trip on soft-RoCE under emulation, so that a ping-pong never sleeps.
+inline constexpr absl::Duration kDefaultSpin = absl::Microseconds(100);
+// While a wait sleeps, the timers (closes draining, datagram reassembly and
+// routes, refills waiting for memory) run at least this often.
+inline constexpr absl::Duration kSleepTimerInterval = absl::Milliseconds(50);
 
 // --- Failures and closes ---
 

@@ -74,6 +74,9 @@ class QTokenTable {
     return !done_order_.empty() && TakeNextDoneSlow(out);
   }
 
+  // False if no result is waiting for TakeNextDone (true may be stale).
+  bool MayHaveDone() const { return !done_order_.empty(); }
+
   size_t size() const { return live_; }
 
  private:

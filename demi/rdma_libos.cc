@@ -28,6 +28,17 @@ absl::Duration KeepaliveInterval() {
   return kDefaultKeepalive;
 }
 
+// DEMI_SPIN_US: how long a wait spins before it sleeps (-1: forever).
+absl::Duration SpinBudget() {
+  const char* text = std::getenv("DEMI_SPIN_US");
+  int64_t us = 0;
+  if (text != nullptr && absl::SimpleAtoi(text, &us)) {
+    if (us == -1) return absl::InfiniteDuration();
+    if (us >= 0) return absl::Microseconds(us);
+  }
+  return kDefaultSpin;
+}
+
 size_t PoolLimit() {
   const char* text = std::getenv("DEMI_POOL_LIMIT_MB");
   size_t mb = 0;
@@ -52,6 +63,11 @@ absl::Status RdmaLibOs::Init() {
     return ErrnoError(ENODEV, "no RDMA device");
   }
   DEMI_ASSIGN_OR_RETURN(cm_channel_, rdma::CreateEventChannel(true));
+  DEMI_ASSIGN_OR_RETURN(
+      sleep_,
+      IdleSleep::Create(std::vector<ibv_context*>(device_list_.get(),
+                                                  device_list_.get() + count),
+                        cm_channel_.get()));
   std::vector<ibv_pd*> pds;
   for (int i = 0; i < count; ++i) {
     auto device = std::make_unique<Device>();
@@ -64,7 +80,7 @@ absl::Status RdmaLibOs::Init() {
         static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
     DEMI_ASSIGN_OR_RETURN(device->pd, rdma::AllocPd(device->context));
     device->send_cqs = std::make_unique<CqPool>(
-        device->context, std::min(kCqDepth, attr.max_cqe));
+        device->context, std::min(kCqDepth, attr.max_cqe), sleep_->channel(i));
     pds.push_back(device->pd.get());
     devices_.push_back(std::move(device));
   }
@@ -72,10 +88,12 @@ absl::Status RdmaLibOs::Init() {
   for (auto& device : devices_) {
     DEMI_ASSIGN_OR_RETURN(
         device->receive,
-        SharedReceive::Create(device->context, device->pd.get(), pool_.get(),
-                              device->index, kEagerBufferSize));
+        SharedReceive::Create(device->context, sleep_->channel(device->index),
+                              device->pd.get(), pool_.get(), device->index,
+                              kEagerBufferSize));
   }
   keepalive_ = KeepaliveInterval();
+  spin_ = SpinBudget();
   return absl::OkStatus();
 }
 
@@ -126,7 +144,7 @@ absl::StatusOr<RdmaLibOs::Queue*> RdmaLibOs::Find(int qd) {
 RdmaLibOs::Queue* RdmaLibOs::NewQueue(Queue::Kind kind) {
   auto queue = std::make_unique<Queue>();
   queue->kind = kind;
-  queue->qd = next_qd_++;
+  queue->qd = qds_.Next([this](int qd) { return queues_.contains(qd); });
   Queue* raw = queue.get();
   queues_.emplace(raw->qd, std::move(queue));
   return raw;
@@ -242,8 +260,7 @@ int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out) {
     return rdma::ErrnoOrOutput(PushDatagram(*queue, sga, total, nullptr),
                                qt_out);
   }
-  if (queue->kind != Queue::Kind::kConnection ||
-      queue->conn->state() == Connection::State::kSetup) {
+  if (!Connected(*queue)) {
     return ENOTCONN;
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
@@ -283,8 +300,7 @@ int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
   if (queue->kind == Queue::Kind::kDatagram) {
     return rdma::ErrnoOrOutput(PopDatagram(*queue), qt_out);
   }
-  if (queue->kind != Queue::Kind::kConnection ||
-      queue->conn->state() == Connection::State::kSetup) {
+  if (!Connected(*queue)) {
     return ENOTCONN;
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
@@ -360,8 +376,7 @@ absl::Status RdmaLibOs::GetPeerName(int qd, sockaddr* addr,
     std::memcpy(addr, &queue->dgram->peer, sizeof(sockaddr_in));
     return absl::OkStatus();
   }
-  if (queue->kind != Queue::Kind::kConnection ||
-      queue->conn->state() == Connection::State::kSetup) {
+  if (!Connected(*queue)) {
     return ErrnoError(ENOTCONN, "not connected");
   }
   std::memcpy(addr, &queue->conn->peer_addr, sizeof(sockaddr_in));
@@ -387,7 +402,7 @@ void RdmaLibOs::Destroy(int qd) {
     device->send_cqs->Release(queue.send_cq, kSendDepth);
   }
   queues_.erase(it);
-  if (qd == found_qd_) found_qd_ = -1;
+  if (qd == found_qd_) found_ = nullptr;
   // Messages the QP took in before it went may still wait in the shared
   // receive CQ under its number, which a new QP could get: handle them
   // now, while the number is nobody's.

@@ -20,13 +20,16 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "demi/connection.h"
 #include "demi/cq_pool.h"
 #include "demi/datagram_socket.h"
+#include "demi/idle_sleep.h"
 #include "demi/limits.h"
+#include "demi/qd_counter.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "rdma/cm_event.h"
@@ -142,8 +145,17 @@ class RdmaLibOs {
   // The same without a Status: nullptr if `qd` is not open. Inline for the
   // queue of the last call, which is nearly always the one asked for.
   Queue* OpenQueue(int qd) {
-    if (qd != found_qd_ && !Remember(qd)) return nullptr;
+    if ((found_ == nullptr || qd != found_qd_) && !Remember(qd)) {
+      return nullptr;
+    }
     return found_->closed || found_->listener >= 0 ? nullptr : found_;
+  }
+  // Whether `queue` is a connection past its setup: one that can push, pop
+  // and name its peer. A connecting socket has no Connection until its
+  // route is resolved, and is not connected until it is established.
+  static bool Connected(const Queue& queue) {
+    return queue.kind == Queue::Kind::kConnection && queue.conn != nullptr &&
+           queue.conn->state() != Connection::State::kSetup;
   }
   // Makes `qd` the remembered queue; false if there is no such queue.
   bool Remember(int qd);
@@ -167,6 +179,19 @@ class RdmaLibOs {
   void FlushDueCredits();
   // Posts the staged sends of ConnectionEnv::doorbell_due.
   void RingDoorbells();
+  // A wait's sleep (rdma_libos_sleep.cc), once its spin budget is spent:
+  // arms every CQ, polls once more, and blocks until a completion, an
+  // rdma_cm event, `deadline` or the next timer. Returns at once if `done()`
+  // or the engine has work to do now.
+  void Sleep(absl::Time deadline, absl::FunctionRef<bool()> done);
+  // Work the next pass does at once, so a wait must not sleep on it.
+  bool HasUrgentWork() const {
+    return !credit_due_.empty() || !doorbell_due_.empty() || !aborted_.empty();
+  }
+  // When the timers want their next run (PollTimers): keepalive ticks, and
+  // every kSleepTimerInterval while closes drain, datagram sockets are
+  // bound or receive refills wait for memory.
+  absl::Time NextTimer(absl::Time now) const;
   // Handles every pending rdma_cm event; returns whether there was one.
   bool PollCmEvents();
   // Setup or teardown has begun: the rdma_cm channel is looked at every
@@ -221,12 +246,14 @@ class RdmaLibOs {
   // Declared in teardown order reversed (see the file comment).
   std::unique_ptr<ibv_context*, DeviceListDeleter> device_list_;
   rdma::EventChannelPtr cm_channel_;
+  std::unique_ptr<IdleSleep> sleep_;  // Its channels outlive every CQ.
   std::vector<std::unique_ptr<Device>> devices_;
   std::unique_ptr<SgaPool> pool_;
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
   // The queue Find found last (most calls name the one the call before
-  // named): no hashing then. Forgotten when its queue goes.
-  int found_qd_ = -1;
+  // named): no hashing then. Null when nothing is remembered (found_qd_ is
+  // then meaningless: every int is a qd an application may pass).
+  int found_qd_ = 0;
   Queue* found_ = nullptr;
   // Each QP's connection, for completions: one lookup per completion,
   // none for a completion of the QP the one before came from.
@@ -252,9 +279,14 @@ class RdmaLibOs {
   uint32_t cm_interval_ = kCmPollInterval;
   uint32_t cm_quiet_looks_ = 0;
   absl::Duration keepalive_ = kDefaultKeepalive;
+  absl::Duration spin_ = kDefaultSpin;  // DEMI_SPIN_US.
+  // Set while a pass follows a sleep: every send CQ is polled then (the
+  // event may be a failed unsignalled send, which idle passes look for
+  // only now and then).
+  bool poll_all_sends_ = false;
   absl::Time next_tick_ = absl::InfinitePast();
   QTokenTable tokens_;
-  int next_qd_ = 1;
+  QdCounter qds_;
 };
 
 }  // namespace demi

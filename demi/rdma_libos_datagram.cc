@@ -40,6 +40,7 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   env.cm_channel = cm_channel_.get();
   env.pd = device->pd.get();
   env.device = device->index;
+  env.channel = sleep_->channel(device->index);
   env.qd = queue.qd;
   absl::StatusOr<std::unique_ptr<DatagramSocket>> socket =
       DatagramSocket::Create(env, id.get(), addr);

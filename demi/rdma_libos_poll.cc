@@ -47,7 +47,9 @@ void RdmaLibOs::PollTimers() {
   if (!closed_.empty()) PollClosed(now);
   for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {
-    if (device->refill_dry) {
+    // Waiters too: a rendezvous waiting for pool memory has no completion
+    // to wake it when the application frees some.
+    if (device->refill_dry || device->receive->HasWaiting()) {
       device->refill_dry = false;
       RefillReceives(*device);
     }
@@ -123,8 +125,8 @@ bool RdmaLibOs::PollCompletions(Device& device) {
     }
   }
   more |= n == kPollBatch;
-  bool sends_due =
-      device.signaled_sends > 0 || poll_passes_ % kIdleSendPollInterval == 0;
+  bool sends_due = device.signaled_sends > 0 || poll_all_sends_ ||
+                   poll_passes_ % kIdleSendPollInterval == 0;
   for (size_t c = 0; sends_due && c < device.send_cqs->size(); ++c) {
     n = ibv_poll_cq(device.send_cqs->cq(c), kPollBatch, wcs);
     if (n < 0) {

@@ -147,8 +147,10 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
   }
   switch (event.type) {
     case RDMA_CM_EVENT_ADDR_RESOLVED: {
+      // Its errno (ENODEV for an address that resolves to the loopback,
+      // 0.0.0.0 say) is not one the header lists: no route is what it is.
       absl::Status status = rdma::ResolveRoute(queue.id.get());
-      if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
+      if (!status.ok()) HandleConnectFailure(queue, EHOSTUNREACH);
       break;
     }
     case RDMA_CM_EVENT_ROUTE_RESOLVED: {

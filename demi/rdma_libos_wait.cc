@@ -8,30 +8,52 @@
 namespace demi {
 namespace {
 
-// A wait's clock (a NULL timeout is forever). Reading the time costs more
-// than a progress pass, and most waits end within a few passes: so the
-// clock is first read after kClockInterval passes, the deadline counting
-// from then (a few microseconds late at most), and then every
+// A wait's clock: its deadline (a NULL timeout is forever) and its spin
+// budget. Reading the time costs more than a progress pass, and most waits
+// end within a few passes: so the clock is first read after kClockInterval
+// passes (at once with no spin budget), the deadline and the budget
+// counting from then (a few microseconds late at most), and then every
 // kClockInterval-th pass. A zero timeout expires at once.
 class WaitClock {
  public:
-  // `timeout` (borrowed) is read again at the first clock read.
-  explicit WaitClock(const timespec* timeout) : timeout_(timeout) {}
-  bool Expired() {
-    if (timeout_ == nullptr) return false;
-    if (timeout_->tv_sec == 0 && timeout_->tv_nsec == 0) return true;
-    if (++passes_ % kClockInterval != 0) return false;
-    absl::Time now = absl::Now();
-    if (passes_ == kClockInterval) {
-      deadline_ = now + absl::DurationFromTimespec(*timeout_);
+  enum class Step { kSpin, kSleep, kExpired };
+
+  // `timeout` (borrowed) is read at the first clock read.
+  WaitClock(const timespec* timeout, absl::Duration spin)
+      : timeout_(timeout), spin_(spin) {}
+
+  // What the wait does after its latest pass.
+  Step Next() {
+    if (timeout_ != nullptr && timeout_->tv_sec == 0 &&
+        timeout_->tv_nsec == 0) {
+      return Step::kExpired;
     }
-    return now >= deadline_;
+    ++passes_;
+    if (passes_ % kClockInterval != 0 && spin_ != absl::ZeroDuration()) {
+      return Step::kSpin;
+    }
+    absl::Time now = absl::Now();
+    if (!started_) {
+      started_ = true;
+      deadline_ = timeout_ == nullptr
+                      ? absl::InfiniteFuture()
+                      : now + absl::DurationFromTimespec(*timeout_);
+      spin_until_ = now + spin_;
+    }
+    if (now >= deadline_) return Step::kExpired;
+    return now >= spin_until_ ? Step::kSleep : Step::kSpin;
   }
+  absl::Time deadline() const { return deadline_; }
+  // After a sleep: something happened, so spinning pays again.
+  void Woke() { spin_until_ = absl::Now() + spin_; }
 
  private:
   static constexpr uint32_t kClockInterval = 32;
   const timespec* timeout_;
+  const absl::Duration spin_;
+  bool started_ = false;
   absl::Time deadline_;
+  absl::Time spin_until_;
   uint32_t passes_ = 0;
 };
 
@@ -45,13 +67,20 @@ bool ValidTimeout(const timespec* timeout) {
 int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
                     const timespec* timeout) {
   if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
-  WaitClock clock(timeout);
+  WaitClock clock(timeout, spin_);
   while (true) {
     if (tokens_.Take(qt, qr_out)) return 0;
-    if (clock.Expired()) {
-      // A zero timeout still polls once.
-      Poll();
-      return tokens_.Take(qt, qr_out) ? 0 : ETIMEDOUT;
+    switch (clock.Next()) {
+      case WaitClock::Step::kExpired:
+        // A zero timeout still polls once.
+        Poll();
+        return tokens_.Take(qt, qr_out) ? 0 : ETIMEDOUT;
+      case WaitClock::Step::kSleep:
+        Sleep(clock.deadline(), [&] { return tokens_.IsDone(qt); });
+        clock.Woke();
+        continue;
+      case WaitClock::Step::kSpin:
+        break;
     }
     Poll();
   }
@@ -67,7 +96,7 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
   for (int i = 0; i < num_qts; ++i) {
     if (!tokens_.Contains(qts[i])) return EINVAL;
   }
-  WaitClock clock(timeout);
+  WaitClock clock(timeout, spin_);
   bool last = false;
   while (true) {
     for (int i = 0; i < num_qts; ++i) {
@@ -77,7 +106,18 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
       }
     }
     if (last) return ETIMEDOUT;
-    last = clock.Expired();
+    WaitClock::Step step = clock.Next();
+    last = step == WaitClock::Step::kExpired;
+    if (step == WaitClock::Step::kSleep) {
+      Sleep(clock.deadline(), [&] {
+        for (int i = 0; i < num_qts; ++i) {
+          if (tokens_.IsDone(qts[i])) return true;
+        }
+        return false;
+      });
+      clock.Woke();
+      continue;
+    }
     Poll();
   }
 }
@@ -85,7 +125,7 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
 int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                          const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
-  WaitClock clock(timeout);
+  WaitClock clock(timeout, spin_);
   int count = 0;
   bool last = false;
   while (true) {
@@ -93,7 +133,13 @@ int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
     *num_qrs_out = count;
     if (count == num_qrs) return 0;
     if (last) return ETIMEDOUT;
-    last = clock.Expired();
+    WaitClock::Step step = clock.Next();
+    last = step == WaitClock::Step::kExpired;
+    if (step == WaitClock::Step::kSleep) {
+      Sleep(clock.deadline(), [&] { return tokens_.MayHaveDone(); });
+      clock.Woke();
+      continue;
+    }
     Poll();
   }
 }

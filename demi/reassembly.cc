@@ -26,9 +26,10 @@ bool Reassembly::MakeRoom(uint32_t length) {
 }
 
 absl::optional<Reassembled> Reassembly::Add(const Fragment& fragment,
+                                            uint32_t source_qpn,
                                             absl::Time now) {
   const DatagramHeader& h = fragment.header;
-  Key key{h.src_addr, h.src_port, h.id};
+  Key key{h.src_addr, h.src_port, h.id, source_qpn};
   auto it = entries_.find(key);
   if (it == entries_.end()) {
     if (!MakeRoom(h.total_length)) {

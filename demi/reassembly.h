@@ -53,9 +53,17 @@ class Reassembly {
   Reassembly& operator=(const Reassembly&) = delete;
 
   // Takes one fragment of a multi-fragment datagram (ParseFragment checked
-  // it) that arrived at `now`. Returns the datagram once its last missing
-  // fragment is in.
-  absl::optional<Reassembled> Add(const Fragment& fragment, absl::Time now);
+  // it) that arrived at `now` from QP `source_qpn`. Returns the datagram
+  // once its last missing fragment is in. The QP is part of a datagram's
+  // identity: its sender posts every fragment on one QP, so fragments that
+  // claim its address, port and id from another QP (another process on
+  // its host) can neither fill in nor spoil the real datagram.
+  absl::optional<Reassembled> Add(const Fragment& fragment, uint32_t source_qpn,
+                                  absl::Time now);
+  // The same for callers with no QP to name (the fuzzer): all from one.
+  absl::optional<Reassembled> Add(const Fragment& fragment, absl::Time now) {
+    return Add(fragment, 0, now);
+  }
   // Drops the datagrams whose time ran out at `now`.
   void Expire(absl::Time now);
 
@@ -68,12 +76,13 @@ class Reassembly {
     uint32_t addr;
     uint16_t port;
     uint32_t id;
+    uint32_t qpn;
     bool operator==(const Key& o) const {
-      return addr == o.addr && port == o.port && id == o.id;
+      return addr == o.addr && port == o.port && id == o.id && qpn == o.qpn;
     }
     template <typename H>
     friend H AbslHashValue(H h, const Key& k) {
-      return H::combine(std::move(h), k.addr, k.port, k.id);
+      return H::combine(std::move(h), k.addr, k.port, k.id, k.qpn);
     }
   };
   struct Entry {

@@ -34,6 +34,7 @@ namespace {
 
 using demi::testing::AddrOrDie;
 using demi::testing::ChildListen;
+using demi::testing::ChildPush;
 using demi::testing::ChildWait;
 using demi::testing::ConnectWithRetry;
 using demi::testing::EnvInt;
@@ -111,16 +112,6 @@ std::string EchoMessage(int c, int round) {
   std::string text = absl::StrFormat("connection %d round %d ", c, round);
   text.resize(kEchoSize, '.');
   return text;
-}
-
-demi_qtoken_t PushText(int qd, const std::string& text) {
-  demi_sgarray_t sga = demi_sgaalloc(text.size());
-  CHILD_CHECK(sga.sga_numsegs == 1);
-  std::memcpy(sga.sga_segs[0].sgaseg_buf, text.data(), text.size());
-  demi_qtoken_t qt = 0;
-  CHILD_CHECK(demi_push(&qt, qd, &sga) == 0);
-  CHILD_CHECK(demi_sgafree(&sga) == 0);
-  return qt;
 }
 
 void ExpectEcho(int qd, const std::string& text) {
@@ -210,7 +201,7 @@ TEST(ScaleTest, OneServerHoldsAThousandConnectionsInBoundedMemory) {
     for (int round = 0; round < 2; ++round) {
       std::vector<demi_qtoken_t> pushes;
       for (size_t c = 0; c < qds.size(); ++c) {
-        pushes.push_back(PushText(qds[c], EchoMessage(c, round)));
+        pushes.push_back(ChildPush(qds[c], EchoMessage(c, round)));
       }
       for (size_t c = 0; c < qds.size(); ++c) {
         ExpectEcho(qds[c], EchoMessage(c, round));
@@ -274,7 +265,7 @@ TEST(ScaleTest, ConnectEchoCloseCyclesLeaveTheServerAsItWas) {
       }
       int qd = c == 0 ? ConnectWithRetry(port) : Connect(port);
       std::string text = EchoMessage(c, 0);
-      demi_qtoken_t push = PushText(qd, text);
+      demi_qtoken_t push = ChildPush(qd, text);
       ExpectEcho(qd, text);
       CHILD_CHECK(ChildWait(push, absl::Seconds(60)).qr_opcode ==
                   DEMI_OPC_PUSH);
@@ -416,7 +407,7 @@ TEST(ScaleTest, AbandonedHandshakesHoldNoBacklogSlotAndNoQp) {
     CHILD_CHECK(demi_init(nullptr) == 0);
     int qd = ConnectWithRetry(port);
     std::string text = EchoMessage(0, 0);
-    demi_qtoken_t push = PushText(qd, text);
+    demi_qtoken_t push = ChildPush(qd, text);
     ExpectEcho(qd, text);
     CHILD_CHECK(ChildWait(push, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
     CHILD_CHECK(demi_close(qd) == 0);

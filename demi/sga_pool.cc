@@ -47,6 +47,12 @@ absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
   return TakeFree(size_class);
 }
 
+bool SgaPool::CanEverHold(size_t size) const {
+  if (size == 0 || size > (size_t{1} << kMaxClassShift)) return false;
+  size_t piece = size_t{1} << (SizeClassOf(size) + kMinClassShift);
+  return std::max(piece, kSlabSize) <= limit_bytes_;
+}
+
 void SgaPool::Unref(Buffer* buffer) {
   if (--buffer->refs == 0) {
     free_[buffer->size_class].push_back(buffer);

@@ -62,6 +62,9 @@ class SgaPool {
   // A piece of at least `size` bytes (1 up to 2^kMaxClassShift) with one
   // reference. EINVAL for a size out of range, ENOMEM past the limit.
   absl::StatusOr<Buffer*> Allocate(size_t size);
+  // Whether a piece of `size` bytes fits under the limit at all: if not,
+  // waiting for memory to come back is waiting forever.
+  bool CanEverHold(size_t size) const;
 
   // A free piece of `size_class` with one reference, or null if there is
   // none without growing (then Allocate).

@@ -10,8 +10,8 @@
 namespace demi {
 
 absl::StatusOr<std::unique_ptr<SharedReceive>> SharedReceive::Create(
-    ibv_context* context, ibv_pd* pd, SgaPool* pool, int device,
-    uint32_t buffer_size) {
+    ibv_context* context, ibv_comp_channel* channel, ibv_pd* pd, SgaPool* pool,
+    int device, uint32_t buffer_size) {
   ibv_device_attr attr = {};
   DEMI_RETURN_IF_ERROR(
       rdma::CheckRc(ibv_query_device(context, &attr), "ibv_query_device"));
@@ -27,7 +27,7 @@ absl::StatusOr<std::unique_ptr<SharedReceive>> SharedReceive::Create(
   std::unique_ptr<SharedReceive> receive(
       new SharedReceive(pool, device, buffer_size));
   DEMI_ASSIGN_OR_RETURN(receive->cq_,
-                        rdma::CreateCq(context, capacity, nullptr));
+                        rdma::CreateCq(context, capacity, channel));
   DEMI_ASSIGN_OR_RETURN(receive->srq_, rdma::CreateSrq(pd, capacity, 1));
   receive->credits_.capacity = capacity;
   receive->credits_.growth_limit = std::min(kGrowthCredits, capacity / 2);

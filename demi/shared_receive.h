@@ -25,10 +25,11 @@ namespace demi {
 class SharedReceive {
  public:
   // An SRQ and its CQ on `context` in `pd`, taking `buffer_size` pieces
-  // from `pool` (borrowed; registered with device index `device`).
+  // from `pool` (borrowed; registered with device index `device`). The CQ
+  // reports to `channel` (borrowed) once armed.
   static absl::StatusOr<std::unique_ptr<SharedReceive>> Create(
-      ibv_context* context, ibv_pd* pd, SgaPool* pool, int device,
-      uint32_t buffer_size);
+      ibv_context* context, ibv_comp_channel* channel, ibv_pd* pd,
+      SgaPool* pool, int device, uint32_t buffer_size);
   ~SharedReceive();
   SharedReceive(const SharedReceive&) = delete;
   SharedReceive& operator=(const SharedReceive&) = delete;

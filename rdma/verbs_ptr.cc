@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "rdma/log.h"
 #include "rdma/verbs_call.h"
@@ -13,6 +14,14 @@ namespace {
 
 void LogFailedDestroy(const char* what, int err) {
   DEMI_LOG(ERROR) << what << " failed: " << std::strerror(err);
+}
+
+absl::Status SetNonBlocking(int fd, const char* what) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    return ErrnoError(errno, std::string("fcntl(O_NONBLOCK) on ") + what);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -52,6 +61,12 @@ void AhDeleter::operator()(ibv_ah* ah) const {
 
 void EventChannelDeleter::operator()(rdma_event_channel* channel) const {
   rdma_destroy_event_channel(channel);
+}
+
+void CompChannelDeleter::operator()(ibv_comp_channel* channel) const {
+  if (int rc = ibv_destroy_comp_channel(channel); rc != 0) {
+    LogFailedDestroy("ibv_destroy_comp_channel", rc);
+  }
 }
 
 void CmIdDeleter::operator()(rdma_cm_id* id) const {
@@ -94,6 +109,15 @@ absl::StatusOr<CqPtr> CreateCq(ibv_context* context, int cqe,
   return CqPtr(cq);
 }
 
+absl::StatusOr<CompChannelPtr> CreateCompChannel(ibv_context* context) {
+  DEMI_ASSIGN_OR_RETURN(
+      ibv_comp_channel * channel,
+      CheckPtr(ibv_create_comp_channel(context), "ibv_create_comp_channel"));
+  CompChannelPtr owned(channel);
+  DEMI_RETURN_IF_ERROR(SetNonBlocking(channel->fd, "the completion channel"));
+  return owned;
+}
+
 absl::StatusOr<SrqPtr> CreateSrq(ibv_pd* pd, int max_wr, int max_sge) {
   ibv_srq_init_attr attr = {};
   attr.attr.max_wr = max_wr;
@@ -109,10 +133,7 @@ absl::StatusOr<EventChannelPtr> CreateEventChannel(bool nonblocking) {
       CheckPtr(rdma_create_event_channel(), "rdma_create_event_channel"));
   EventChannelPtr channel(raw);
   if (nonblocking) {
-    int flags = fcntl(channel->fd, F_GETFL);
-    if (flags < 0 || fcntl(channel->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-      return ErrnoError(errno, "fcntl(O_NONBLOCK) on the cm event channel");
-    }
+    DEMI_RETURN_IF_ERROR(SetNonBlocking(channel->fd, "the cm event channel"));
   }
   return channel;
 }

@@ -39,6 +39,10 @@ struct AhDeleter {
 struct EventChannelDeleter {
   void operator()(rdma_event_channel* channel) const;
 };
+// ibv_destroy_comp_channel: after every CQ that uses it.
+struct CompChannelDeleter {
+  void operator()(ibv_comp_channel* channel) const;
+};
 // rdma_destroy_id: blocks until every event of the id has been acked.
 struct CmIdDeleter {
   void operator()(rdma_cm_id* id) const;
@@ -60,6 +64,7 @@ using SrqPtr = std::unique_ptr<ibv_srq, SrqDeleter>;
 using AhPtr = std::unique_ptr<ibv_ah, AhDeleter>;
 using EventChannelPtr =
     std::unique_ptr<rdma_event_channel, EventChannelDeleter>;
+using CompChannelPtr = std::unique_ptr<ibv_comp_channel, CompChannelDeleter>;
 using CmIdPtr = std::unique_ptr<rdma_cm_id, CmIdDeleter>;
 using CmQpPtr = std::unique_ptr<rdma_cm_id, CmQpDeleter>;
 using CmEventPtr = std::unique_ptr<rdma_cm_event, CmEventDeleter>;
@@ -79,6 +84,10 @@ absl::StatusOr<MrPtr> RegisterMr(ibv_pd* pd, absl::Span<std::byte> bytes,
 // Creates a completion queue of at least `cqe` entries; `channel` may be null.
 absl::StatusOr<CqPtr> CreateCq(ibv_context* context, int cqe,
                                ibv_comp_channel* channel);
+
+// Creates a completion channel on `context` whose fd never blocks (its
+// events are read when poll or epoll says there are some).
+absl::StatusOr<CompChannelPtr> CreateCompChannel(ibv_context* context);
 
 // Creates a shared receive queue in `pd` for `max_wr` receives of up to
 // `max_sge` segments each.

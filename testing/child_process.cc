@@ -47,6 +47,29 @@ demi_qresult_t ChildWait(demi_qtoken_t qt, absl::Duration timeout) {
   return qr;
 }
 
+demi_qtoken_t ChildPush(int qd, const std::string& bytes) {
+  demi_sgarray_t sga = demi_sgaalloc(bytes.size());
+  CHILD_CHECK(sga.sga_numsegs == 1);
+  std::memcpy(sga.sga_segs[0].sgaseg_buf, bytes.data(), bytes.size());
+  demi_qtoken_t qt = 0;
+  CHILD_CHECK(demi_push(&qt, qd, &sga) == 0);
+  CHILD_CHECK(demi_sgafree(&sga) == 0);
+  return qt;
+}
+
+std::string ChildPop(int qd, absl::Duration timeout) {
+  demi_qtoken_t qt = 0;
+  CHILD_CHECK(demi_pop(&qt, qd) == 0);
+  demi_qresult_t qr = ChildWait(qt, timeout);
+  CHILD_CHECK(qr.qr_opcode == DEMI_OPC_POP);
+  demi_sgarray_t& sga = qr.qr_value.sga;
+  if (sga.sga_buf == nullptr) return "";  // EOF: a zero-length sga.
+  std::string bytes(static_cast<const char*>(sga.sga_segs[0].sgaseg_buf),
+                    sga.sga_segs[0].sgaseg_len);
+  CHILD_CHECK(demi_sgafree(&sga) == 0);
+  return bytes;
+}
+
 int ChildListen(uint16_t port, int backlog) {
   sockaddr_in addr = AddrOrDie(port);
   int listener = -1;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 
 #include "absl/time/time.h"
 
@@ -38,6 +39,14 @@ int Reap(pid_t pid, absl::Duration timeout);
 // demi_wait for `qt` within `timeout` (scaled); exits the child if the
 // wait itself fails. The caller checks the opcode.
 demi_qresult_t ChildWait(demi_qtoken_t qt, absl::Duration timeout);
+
+// Pushes `bytes` as one message from a fresh demi_sgaalloc buffer (freed
+// right after the push); returns its token.
+demi_qtoken_t ChildPush(int qd, const std::string& bytes);
+
+// Pops one message within `timeout` (scaled) and returns its bytes (empty
+// at EOF); frees the sga.
+std::string ChildPop(int qd, absl::Duration timeout = absl::Seconds(60));
 
 // A queue listening on `port` of this host with `backlog`.
 int ChildListen(uint16_t port, int backlog);

@@ -79,6 +79,15 @@ void ClosePair(const DemiPair& pair) {
   EXPECT_EQ(demi_close(pair.listener), 0);
 }
 
+void WitnessPair::ExpectUntouched() {
+  demi_qtoken_t qt = PushString(pair_.client, "still here");
+  EXPECT_EQ(PopString(pair_.server), "still here");
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  qt = PushString(pair_.server, "and back");
+  EXPECT_EQ(PopString(pair_.client), "and back");
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+}
+
 demi_qtoken_t PushString(int qd, const std::string& bytes) {
   demi_sgarray_t sga = demi_sgaalloc(bytes.size());
   EXPECT_EQ(sga.sga_numsegs, 1u);

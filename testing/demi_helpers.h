@@ -56,6 +56,21 @@ bool MakePair(DemiPair* pair);
 // Closes all three queues of `pair`, expecting each close to succeed.
 void ClosePair(const DemiPair& pair);
 
+// A connection a test's calls never name: after them it must still carry
+// a message (the calls changed no other queue).
+class WitnessPair {
+ public:
+  WitnessPair() { EXPECT_TRUE(MakePair(&pair_)); }
+  ~WitnessPair() { ClosePair(pair_); }
+  WitnessPair(const WitnessPair&) = delete;
+  WitnessPair& operator=(const WitnessPair&) = delete;
+  // A message each way.
+  void ExpectUntouched();
+
+ private:
+  DemiPair pair_;
+};
+
 // Waits for `qt` with a deadline that only guards against hangs; a gtest
 // failure and a zeroed result if it expires.
 demi_qresult_t WaitOrFail(demi_qtoken_t qt,

@@ -5,8 +5,9 @@
 //   latency_probe --server [--bind ADDR] [--port P]
 //   latency_probe --client ADDR [--port P] [--size 64,4K] [--iters N]
 //                 [--warmup N] [--connections N] [--json] [--plot F.png]
-//                 [--samples F.txt]
-//   --udp on both sides: datagrams (the server then needs --bind ADDR).
+//                 [--samples F.txt] [--pause_ms N]
+//   --udp on both sides: datagrams (the server then needs --bind ADDR);
+//   --sleep: wait with the library's default spin budget, not spinning.
 #include <demi/libos.h>
 
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "rdma/status_util.h"
 #include "tools/cdf_plot.h"
 #include "tools/datagram_tool.h"
@@ -35,6 +37,9 @@ ABSL_FLAG(int, warmup, 1000,
           "client: unmeasured round trips per size "
           "and connection first");
 ABSL_FLAG(bool, rtt, false, "client: report round trips, not one-way");
+ABSL_FLAG(int, pause_ms, 0,
+          "client: stay idle this long before each measured round trip "
+          "(what the first message after a quiet spell costs)");
 ABSL_FLAG(std::string, plot, "", "client: write a latency CDF PNG here");
 ABSL_FLAG(std::string, samples, "",
           "client: write every measured latency here, one line each "
@@ -87,6 +92,8 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   int iters = absl::GetFlag(FLAGS_iters);
   int warmup = absl::GetFlag(FLAGS_warmup);
   double scale = absl::GetFlag(FLAGS_rtt) ? 1.0 : 0.5;
+  const absl::Duration pause =
+      absl::Milliseconds(absl::GetFlag(FLAGS_pause_ms));
   // Queue descriptors are small integers: a vector finds a result's
   // connection without hashing (the probe measures the library, not this).
   std::vector<ClientConn*> by_qd;
@@ -105,6 +112,7 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
   int active = 0;
   for (ClientConn& c : conns) {
     if (c.target == 0) continue;
+    if (warmup == 0 && pause > absl::ZeroDuration()) absl::SleepFor(pause);
     DEMI_RETURN_IF_ERROR(StartRound(c));
     ++active;
   }
@@ -139,6 +147,9 @@ absl::StatusOr<std::vector<double>> MeasureSize(std::vector<ClientConn>& conns,
     }
     if (++c.rounds > warmup) samples.push_back((now - c.sent_at) * scale);
     if (c.rounds < c.target) {
+      if (c.rounds >= warmup && pause > absl::ZeroDuration()) {
+        absl::SleepFor(pause);
+      }
       DEMI_RETURN_IF_ERROR(StartRound(c));
     } else {
       --active;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -25,6 +26,9 @@ ABSL_FLAG(int, exit_after, 0,
 ABSL_FLAG(bool, udp, false,
           "datagrams (SOCK_DGRAM over UD queue pairs) instead of "
           "connections; the server needs --bind ADDR");
+ABSL_FLAG(bool, sleep, false,
+          "wait as the library does by default (spin for DEMI_SPIN_US, then "
+          "sleep) instead of spinning forever, as a measurement should");
 
 namespace demi::tools {
 
@@ -124,6 +128,11 @@ int RunServerOrClient(const char* name,
                  "(--help for more)\n",
                  name);
     return 2;
+  }
+  // A wait that sleeps adds its wake-up to the latency it measures. An
+  // explicit DEMI_SPIN_US wins.
+  if (!absl::GetFlag(FLAGS_sleep) && std::getenv("DEMI_SPIN_US") == nullptr) {
+    setenv("DEMI_SPIN_US", "-1", 1);
   }
   absl::Status status = Init();
   if (status.ok()) status = server ? run_server() : run_client();

@@ -23,6 +23,7 @@ ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(double, timeout);
 ABSL_DECLARE_FLAG(int, exit_after);
 ABSL_DECLARE_FLAG(bool, udp);
+ABSL_DECLARE_FLAG(bool, sleep);
 
 namespace demi::tools {
 
@@ -60,8 +61,9 @@ absl::Status CheckSizesForFlags(const std::vector<size_t>& sizes);
 void ParseToolCommandLine(int argc, char** argv, const char* usage);
 
 // main() after the flags are parsed: exactly one of --server and --client
-// must be given. Runs demi_init, then that side; prints an error as
-// "name: message". Returns the exit status.
+// must be given. Runs demi_init (spinning forever unless --sleep or
+// DEMI_SPIN_US), then that side; prints an error as "name: message".
+// Returns the exit status.
 int RunServerOrClient(const char* name,
                       absl::FunctionRef<absl::Status()> run_server,
                       absl::FunctionRef<absl::Status()> run_client);

@@ -110,8 +110,69 @@ for ((r = 1; r <= rounds; r++)); do
   echo "$one$four" >> "$out/throughput.json"
   round throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
   round throughput.64.c4.msg_per_s "$(json_field "$four" 64 msg_per_s)"
+  # The same with the library's default spin budget (waits that sleep).
+  $limit "$probe" --sleep --server --bind "$addr" --port 13003 \
+    --exit_after 1 2> /dev/null &
+  wait_listen 13003
+  json=$($limit "$probe" --sleep --client "$addr" --port 13003 --size 64 \
+    --iters 10000 --warmup 1000 --json)
+  wait
+  round probe_sleep.64.p50 "$(json_field "$json" 64 p50_us)"
+  round probe_sleep.64.p99 "$(json_field "$json" 64 p99_us)"
+  $limit "$tput" --sleep --server --bind "$addr" --port 13004 --exit_after 1 \
+    2> /dev/null &
+  wait_listen 13004
+  one=$($limit "$tput" --sleep --client "$addr" --port 13004 --size 64 \
+    --window 32 --seconds 3 --json)
+  wait
+  round throughput_sleep.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
 done
 settle
+
+echo "== idle waits: CPU of idle servers, the first round trip after idle"
+# cpu_share PID SECONDS: the share of a core PID used over SECONDS.
+cpu_share() {
+  local ticks before after
+  ticks=$(getconf CLK_TCK)
+  before=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  sleep "$2"
+  after=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  awk -v d=$((after - before)) -v t="$ticks" -v s="$2" \
+    'BEGIN { printf "%.3f", d / t / s }'
+}
+# idle_server NAME PORT COMMAND...: CPU of an idle server over 10 s.
+idle_server() {
+  local name=$1 port=$2
+  shift 2
+  "$@" > /dev/null 2>&1 &
+  local pid=$!
+  wait_listen "$port"
+  sleep 1
+  record "idle.$name.cpu" "$(cpu_share "$pid" 10)"
+  kill "$pid"
+  wait "$pid" 2> /dev/null
+}
+idle_server kv_server 13005 "$kv_server" --bind "$addr" --port 13005
+idle_server probe 13006 "$probe" --server --bind "$addr" --port 13006
+idle_server probe_sleep 13007 "$probe" --sleep --server --bind "$addr" \
+  --port 13007
+# idle_rtt NAME PAUSE_MS [--sleep]: the first round trips after PAUSE_MS
+# of idle, median and worst of 3.
+idle_rtt() {
+  local name=$1 pause=$2
+  shift 2
+  $limit "$probe" "$@" --server --bind "$addr" --port 13008 --exit_after 1 \
+    2> /dev/null &
+  wait_listen 13008
+  json=$($limit "$probe" "$@" --client "$addr" --port 13008 --size 64 \
+    --iters 3 --warmup 1000 --pause_ms "$pause" --timeout 60 --json)
+  wait
+  echo "$json" >> "$out/latency_probe_idle.json"
+  record "idle.$name.p50" "$(json_field "$json" 64 p50_us)"
+  record "idle.$name.max" "$(json_field "$json" 64 max_us)"
+}
+for pause in 1000 5000 30000; do idle_rtt "after_$pause" "$pause" --sleep; done
+idle_rtt after_5000_spinning 5000
 
 echo "== bandwidth: perftest vs throughput (messages/s)"
 for spec in "ib_send_bw 65536 3000" \

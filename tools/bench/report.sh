@@ -132,6 +132,43 @@ row "64 B rate, two VMs (msg/s)" "ib_send_bw" \
   "$(value two_hosts.ib_send_bw.64.msg_per_s)" \
   "$(value two_hosts.throughput.64.msg_per_s)" ">= 1.00"
 
+pct() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f%%", v * 100 }'; }
+cat <<IDLE
+
+## Idle waits (spin, then sleep)
+
+A wait spins for DEMI_SPIN_US (default 100 us), then sleeps on the
+completion channels (docs/design.md, "Waits that sleep"). The tools spin
+forever unless given \`--sleep\`. Same boot, alternating rounds: ours
+with the default budget (both sides \`--sleep\`) against ours spinning
+forever (the rows above), medians and ranges.
+
+| What | Spinning forever | Default budget | Ratio | Target |
+|---|---:|---:|---:|---|
+IDLE
+printf '| 64 B latency p50 | %s | %s | %s | <= 1.05 |\n' "$(spread probe.64.p50)" \
+  "$(spread probe_sleep.64.p50)" "$(ratio "$(value probe_sleep.64.p50)" "$(value probe.64.p50)")"
+printf '| 64 B latency p99 | %s | %s | %s | <= 1.05 |\n' "$(spread probe.64.p99)" \
+  "$(spread probe_sleep.64.p99)" "$(ratio "$(value probe_sleep.64.p99)" "$(value probe.64.p99)")"
+printf '| 64 B rate (msg/s) | %s | %s | %s | >= 0.95 |\n' \
+  "$(spread throughput.64.msg_per_s)" "$(spread throughput_sleep.64.msg_per_s)" \
+  "$(ratio "$(value throughput_sleep.64.msg_per_s)" "$(value throughput.64.msg_per_s)")"
+cat <<IDLE
+
+Idle servers, share of a core over 10 s (from /proc/PID/stat): the KV
+server $(pct "$(value idle.kv_server.cpu)"), the probe's server
+$(pct "$(value idle.probe.cpu)") (spinning, its default) and
+$(pct "$(value idle.probe_sleep.cpu)") with \`--sleep\`.
+
+The first 64 B round trip after the connection was idle (one-way us,
+median and worst of 3, both sides \`--sleep\`), against the busy p50 of
+$(two "$(value probe_sleep.64.p50)") us: after 1 s $(two "$(value idle.after_1000.p50)") (worst
+$(two "$(value idle.after_1000.max)")), after 5 s $(two "$(value idle.after_5000.p50)") (worst
+$(two "$(value idle.after_5000.max)")), after 30 s $(two "$(value idle.after_30000.p50)") (worst
+$(two "$(value idle.after_30000.max)")). Both sides spinning forever, after 5 s:
+$(two "$(value idle.after_5000_spinning.p50)") (worst $(two "$(value idle.after_5000_spinning.max)")).
+IDLE
+
 cat <<KV
 
 ## Key-value server (examples/kv)

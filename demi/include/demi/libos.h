@@ -7,7 +7,26 @@
  * demi_init return ENOSYS. demi_accept, demi_connect, demi_push and
  * demi_pop start an operation and return its token; demi_wait* report how
  * it ended. The library is one per process and not thread-safe: call it
- * from one thread.
+ * from one thread, the one that called demi_init.
+ *
+ * No argument crashes a call: a qd that names no open queue (negative, 0,
+ * never returned, closed) is EBADF; a NULL pointer is EINVAL, also where
+ * the prototype says nonnull (the library is built without the attribute;
+ * define ATTR_NONNULL empty before including this header to pass NULL
+ * without a warning). Queue descriptors are positive and never name two
+ * queues; a closed one is handed out again only after 2^31 - 1 others.
+ *
+ * The process: a child of fork() after demi_init inherits no libOS (its
+ * calls are ENOSYS, demi_init ENOTSUP: the verbs state it inherited is its
+ * parent's) and never touches its parent's queues; fork before demi_init,
+ * or exec, to run libOS processes side by side.
+ *
+ * At exit(), closed connections finish delivering (demi_close), including
+ * those closed by atexit handlers registered after demi_init; handlers
+ * registered before it run after that and their closes are not delivered.
+ * If exit() is called from a thread other than the one that called
+ * demi_init, nothing is delivered at exit: that thread may be inside the
+ * library.
  *
  * Transport: SOCK_STREAM queues are reliable-connected RDMA queue pairs set
  * up with librdmacm. Unlike TCP, they carry messages: one demi_pop returns
@@ -38,6 +57,7 @@ extern "C" {
  *
  * @return 0 on success, or:
  * - EEXIST: already initialised.
+ * - ENOTSUP: a child of fork() of a process with a libOS.
  * - ENODEV: this machine has no RDMA device.
  * - ENOMEM, or another errno of the verbs library: a device could not be
  *   set up.
@@ -102,7 +122,8 @@ extern int demi_listen(int sockqd, int backlog);
  *   0; a datagram socket's address is INADDR_ANY.
  * - EADDRINUSE: another socket is bound to the address.
  * - EADDRNOTAVAIL: no RDMA device has the address.
- * - ENOBUFS: no memory for a datagram socket's receive buffers.
+ * - ENOBUFS: no memory for any of a datagram socket's receive buffers
+ *   (with some it binds, and posts the rest as memory comes back).
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(2)
@@ -220,7 +241,8 @@ extern int demi_close(int qd);
  *   DEMI_SGARRAY_MAXSIZE, a segment pointer is NULL or its length 0, or
  *   the message exceeds DEMI_MAX_MESSAGE_SIZE.
  * - EBADF: @p qd is not an open queue.
- * - ENOTCONN: the queue is not a connected socket.
+ * - ENOTCONN: the queue is not a connected socket, or is still
+ *   connecting (wait for demi_connect's token first).
  * - EAGAIN: no memory for the operation (the pool limit is reached).
  * - EDESTADDRREQ: a datagram socket that is not bound or has no
  *   destination (demi_connect).
@@ -281,7 +303,11 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * on its peer probes it after 3 s of silence, DEMI_KEEPALIVE_MS, so a
  * vanished host is noticed within about 5 s) or EPROTO (the peer broke the
  * protocol: sent without credit, after CLOSE, an empty message, a
- * malformed one); if the queue is closed first, with EBADF.
+ * malformed one); if the queue is closed first, with EBADF. A message that
+ * needs memory the pool does not have right now (one above 8 KiB is read
+ * into a buffer of its own) waits for it: the pop completes once the
+ * application frees enough. One larger than the pool can ever hold
+ * (DEMI_POOL_LIMIT_MB) fails its pop with ENOBUFS and stays unread.
  *
  * On a datagram socket it completes with one whole datagram, its sender's
  * address and port in qr_value.sga.sga_addr. Datagrams that cannot be
@@ -293,7 +319,8 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * @return 0 on success, or:
  * - EINVAL: @p qt_out is NULL.
  * - EBADF: @p qd is not an open queue.
- * - ENOTCONN: the queue is not a connected socket.
+ * - ENOTCONN: the queue is not a connected socket, or is still
+ *   connecting.
  * - EDESTADDRREQ: a datagram socket that is not bound.
  * - ENOSYS: demi_init has not run.
  */
@@ -345,7 +372,8 @@ extern int demi_getsockopt(int qd, int level, int optname, void *optval,
  * @return 0 on success, or:
  * - EINVAL: @p addr or @p addrlen is NULL, or *addrlen is wrong.
  * - EBADF: @p qd is not an open queue.
- * - ENOTCONN: the queue is not a connected socket.
+ * - ENOTCONN: the queue is not a connected socket (or still connecting),
+ *   or a datagram socket without a destination.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(2)

@@ -8,6 +8,15 @@
  * returns; waiting on it again is EINVAL. Timeouts are intervals: NULL
  * waits forever, {0, 0} polls once.
  *
+ * A wait spins (polls) for up to 100 us, then sleeps until a completion, a
+ * connection event or its timeout wakes it, so an idle wait costs almost no
+ * CPU: it arms the completion queues' notification, polls once more, and
+ * blocks in epoll_wait on their completion channels and the rdma_cm
+ * channel. The library's own work (keepalive probes, closes that drain,
+ * datagram reassembly) goes on while it sleeps. DEMI_SPIN_US sets the spin
+ * budget in microseconds: 0 sleeps at once, -1 spins forever (lowest
+ * latency, a core per waiting thread).
+ *
  * With -std=c99, define _POSIX_C_SOURCE 199309L or higher for struct
  * timespec.
  */

@@ -1,0 +1,53 @@
+// How a wait of RdmaLibOs sleeps once spinning stops paying: every CQ armed
+// on its device's completion channel, one more pass (no lost wake-up), then
+// one epoll_wait on the channels and the rdma_cm channel, bounded by the
+// wait's deadline and the next timer.
+#include <algorithm>
+
+#include "demi/rdma_libos.h"
+
+namespace demi {
+
+absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
+  absl::Time next = absl::InfiniteFuture();
+  bool housekeeping = !closed_.empty() || !datagrams_.empty();
+  for (const auto& device : devices_) {
+    housekeeping |= device->refill_dry || device->receive->HasWaiting();
+  }
+  if (housekeeping) next = now + kSleepTimerInterval;
+  if (keepalive_ != absl::InfiniteDuration() && !conn_by_qpn_.empty()) {
+    next = std::min(next, next_tick_);
+  }
+  return next;
+}
+
+void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
+  if (HasUrgentWork()) return;
+  for (auto& device : devices_) {
+    IdleSleep::Arm(device->receive->cq());
+    for (size_t i = 0; i < device->send_cqs->size(); ++i) {
+      IdleSleep::Arm(device->send_cqs->cq(i));
+    }
+  }
+  for (DatagramSocket* socket : datagrams_) socket->ArmCqs();
+  // What completed between the last pass and the arms raised no event.
+  poll_all_sends_ = true;
+  Poll();
+  poll_all_sends_ = false;
+  if (done() || HasUrgentWork()) return;
+  absl::Time now = absl::Now();
+  absl::Time wake = std::min(deadline, NextTimer(now));
+  if (wake > now) {
+    IdleSleep::Woken woken = sleep_->Sleep(wake - now);
+    if (woken.cm) {
+      ExpectCmEvents();
+      PollCmEvents();
+    }
+  }
+  if (absl::Now() >= NextTimer(now)) PollTimers();
+  poll_all_sends_ = true;
+  Poll();
+  poll_all_sends_ = false;
+}
+
+}  // namespace demi

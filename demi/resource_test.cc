@@ -1,0 +1,305 @@
+// What happens when resources run out or a queue pair fails: pops and
+// datagram binds under pool pressure (this binary's pool is small, and the
+// tests fill it on purpose), and a datagram socket whose UD QP breaks with
+// datagrams half posted, which must still drain at once.
+#include <arpa/inet.h>
+#include <demi/libos.h>
+#include <infiniband/verbs.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "demi/datagram_socket.h"
+#include "demi/datagram_wire.h"
+#include "demi/qtoken_table.h"
+#include "demi/sga_pool.h"
+#include "gtest/gtest.h"
+#include "rdma/cm_event.h"
+#include "rdma/verbs_ptr.h"
+#include "testing/demi_helpers.h"
+
+namespace {
+
+using demi::testing::AddrOrDie;
+using demi::testing::Ms;
+using demi::testing::NextPort;
+using demi::testing::Pattern;
+using demi::testing::Sa;
+using demi::testing::SameBytes;
+using demi::testing::SgaBytes;
+using demi::testing::WaitOrFail;
+
+// Small enough to fill in a test, large enough for a 1 MiB message and a
+// few sockets; below DEMI_MAX_MESSAGE_SIZE, so a 16 MiB message never fits.
+constexpr int kPoolLimitMb = 12;
+const auto* const kInit = ::testing::AddGlobalTestEnvironment(
+    new demi::testing::DemiInitEnvironment(kPoolLimitMb));
+
+// Allocates `size`-byte sgas until the pool says no; frees them with Free.
+class PoolHog {
+ public:
+  explicit PoolHog(size_t size) {
+    while (true) {
+      demi_sgarray_t sga = demi_sgaalloc(size);
+      if (sga.sga_numsegs == 0) break;
+      held_.push_back(sga);
+    }
+  }
+  ~PoolHog() { Free(held_.size()); }
+  // Gives `n` of them back (the last taken first).
+  void Free(size_t n) {
+    for (; n > 0 && !held_.empty(); --n) {
+      EXPECT_EQ(demi_sgafree(&held_.back()), 0);
+      held_.pop_back();
+    }
+  }
+  size_t size() const { return held_.size(); }
+
+ private:
+  std::vector<demi_sgarray_t> held_;
+};
+
+int DatagramSocketAt(uint16_t port, int* bind_result) {
+  int qd = -1;
+  EXPECT_EQ(demi_socket(&qd, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in local = AddrOrDie(port);
+  *bind_result = demi_bind(qd, Sa(local), sizeof(local));
+  return qd;
+}
+
+TEST(PoolPressureTest, ADatagramBindTakesTheReceiveBuffersThereAre) {
+  uint16_t b_port = NextPort();
+  int bound = -1;
+  int b = DatagramSocketAt(b_port, &bound);
+  ASSERT_EQ(bound, 0);
+  demi_sgarray_t message = demi_sgaalloc(64);  // Before the pool is full.
+  ASSERT_EQ(message.sga_numsegs, 1u);
+  std::memcpy(message.sga_segs[0].sgaseg_buf, Pattern(64, 3).data(), 64);
+  {
+    // Receive buffers are 2 KiB pieces (40 B GRH + the UD MTU).
+    PoolHog hog(2048);
+    ASSERT_GT(hog.size(), 1000u);
+    int none = DatagramSocketAt(NextPort(), &bound);
+    EXPECT_EQ(bound, ENOBUFS) << "not one receive buffer could be posted";
+    EXPECT_EQ(demi_close(none), 0);
+    // A tenth of a receive queue: enough to receive, the rest later.
+    hog.Free(100);
+    uint16_t a_port = NextPort();
+    int a = DatagramSocketAt(a_port, &bound);
+    EXPECT_EQ(bound, 0);
+    if (bound == 0) {
+      sockaddr_in dest = AddrOrDie(a_port);
+      demi_qtoken_t qt = 0;
+      ASSERT_EQ(demi_pushto(&qt, b, &message, Sa(dest), sizeof(dest)), 0);
+      EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+      ASSERT_EQ(demi_pop(&qt, a), 0);
+      demi_qresult_t qr = WaitOrFail(qt, absl::Seconds(20));
+      ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+      EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), Pattern(64, 3)));
+      EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    }
+    EXPECT_EQ(demi_close(a), 0);
+  }
+  EXPECT_EQ(demi_sgafree(&message), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST(PoolPressureTest, APopWaitsForMemoryToReadIntoInsteadOfFailing) {
+  demi::testing::DemiPair pair;
+  ASSERT_TRUE(demi::testing::MakePair(&pair));
+  // Rendezvous: the server needs a 1 MiB piece to READ the message into.
+  constexpr size_t kSize = size_t{1} << 20;
+  std::string bytes = Pattern(kSize, 11);
+  demi_sgarray_t sga = demi_sgaalloc(kSize);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  std::memcpy(sga.sga_segs[0].sgaseg_buf, bytes.data(), kSize);
+  demi_qtoken_t push = 0;
+  ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  demi_qresult_t qr;
+  timespec t = Ms(200);  // The announcement reaches the server meanwhile.
+  ASSERT_EQ(demi_wait(&qr, push, &t), ETIMEDOUT);
+  {
+    PoolHog hog(kSize);
+    demi_qtoken_t pop = 0;
+    ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+    t = Ms(500);
+    int rc = demi_wait(&qr, pop, &t);
+    EXPECT_EQ(rc, ETIMEDOUT) << "the pop completed with opcode " << qr.qr_opcode
+                             << ", qr_ret " << qr.qr_ret;
+    if (rc == ETIMEDOUT) {
+      hog.Free(hog.size());
+      qr = WaitOrFail(pop);
+      ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+      EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), bytes));
+      EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+      EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+    }
+  }
+  demi::testing::ClosePair(pair);
+}
+
+TEST(PoolPressureTest, AMessageThePoolCanNeverHoldFailsItsPopWithEnobufs) {
+  demi::testing::DemiPair pair;
+  ASSERT_TRUE(demi::testing::MakePair(&pair));
+  // Not from the pool: registered for the push alone, so it can be sent
+  // even though the receiver's pool (the same one) can never hold it.
+  constexpr size_t kSize = DEMI_MAX_MESSAGE_SIZE;
+  std::string bytes = Pattern(kSize, 12);
+  demi_sgarray_t sga = {};
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = bytes.data();
+  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(kSize);
+  demi_qtoken_t push = 0;
+  ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
+  demi_qtoken_t pop = 0;
+  ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+  demi_qresult_t qr = WaitOrFail(pop, absl::Seconds(20));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ENOBUFS);
+  ASSERT_EQ(demi_close(pair.client), 0);
+  ASSERT_EQ(demi_close(pair.server), 0);
+  ASSERT_EQ(demi_close(pair.listener), 0);
+  // The push ends with the connection (never read).
+  EXPECT_EQ(WaitOrFail(push, absl::Seconds(40)).qr_opcode, DEMI_OPC_FAILED);
+}
+
+// A DatagramSocket driven by hand, without the libOS around it, so that
+// the test can reach its QP (on the rdma_cm id it is given) and break it.
+class FailedDatagramSocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<demi::rdma::EventChannelPtr> channel =
+        demi::rdma::CreateEventChannel(/*nonblocking=*/true);
+    ASSERT_TRUE(channel.ok()) << channel.status();
+    channel_ = std::move(channel).value();
+    for (int i = 0; i < 2; ++i) {
+      ports_[i] = NextPort();
+      absl::StatusOr<demi::rdma::CmIdPtr> id = demi::rdma::CreateCmId(
+          channel_.get(), reinterpret_cast<void*>(intptr_t{i}), RDMA_PS_UDP);
+      ASSERT_TRUE(id.ok()) << id.status();
+      ids_[i] = std::move(id).value();
+      sockaddr_in local = AddrOrDie(ports_[i]);
+      ASSERT_EQ(
+          rdma_bind_addr(ids_[i].get(), reinterpret_cast<sockaddr*>(&local)), 0)
+          << std::strerror(errno);
+    }
+    absl::StatusOr<demi::rdma::PdPtr> pd = demi::rdma::AllocPd(ids_[0]->verbs);
+    ASSERT_TRUE(pd.ok()) << pd.status();
+    pd_ = std::move(pd).value();
+    pool_ = std::make_unique<demi::SgaPool>(std::vector<ibv_pd*>{pd_.get()},
+                                            size_t{64} << 20);
+    for (int i = 0; i < 2; ++i) {
+      demi::DatagramEnv env = {pool_.get(), &tokens_, channel_.get(),
+                               pd_.get(),   0,        i};
+      absl::StatusOr<std::unique_ptr<demi::DatagramSocket>> socket =
+          demi::DatagramSocket::Create(env, ids_[i].get(),
+                                       AddrOrDie(ports_[i]));
+      ASSERT_TRUE(socket.ok()) << socket.status();
+      sockets_[i] = std::move(socket).value();
+    }
+  }
+
+  // One pass of what the libOS's progress engine does for the sockets.
+  void Pump() {
+    for (auto& socket : sockets_) socket->Poll();
+    absl::Time now = absl::Now();
+    for (auto& socket : sockets_) socket->PollTimers(now);
+    while (true) {
+      absl::StatusOr<absl::optional<demi::rdma::CmEvent>> event =
+          demi::rdma::PollCmEvent(channel_.get());
+      ASSERT_TRUE(event.ok()) << event.status();
+      if (!event->has_value()) return;
+      const demi::rdma::CmEvent& e = **event;
+      if (e.type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+        demi::rdma::CmIdPtr request(e.id);
+        Of(e.listen_id).AnswerResolve(std::move(request));
+      } else {
+        Of(e.id).OnCmEvent(e);
+      }
+    }
+  }
+  demi::DatagramSocket& Of(rdma_cm_id* id) {
+    return *sockets_[reinterpret_cast<intptr_t>(id->context)];
+  }
+  // Pumps until `done` or `timeout`; returns `done`'s last answer.
+  template <typename F>
+  bool PumpUntil(F&& done, absl::Duration timeout) {
+    absl::Time deadline = absl::Now() + timeout;
+    while (!done()) {
+      if (absl::Now() > deadline) return false;
+      Pump();
+    }
+    return true;
+  }
+  // Starts a push of `length` bytes of `buffer` from socket 0 to socket 1.
+  demi_qtoken_t Push(demi::Buffer* buffer, uint32_t length) {
+    demi_sgarray_t sga = {};
+    sga.sga_numsegs = 1;
+    sga.sga_segs[0].sgaseg_buf = buffer->data;
+    sga.sga_segs[0].sgaseg_len = length;
+    demi_qtoken_t qt = tokens_.Add(0, DEMI_OPC_PUSH);
+    absl::Status status =
+        sockets_[0]->PushTo(qt, sga, length, AddrOrDie(ports_[1]));
+    EXPECT_TRUE(status.ok()) << status;
+    return qt;
+  }
+
+  // Declared so that the sockets go first, then the pool, the PD and the
+  // ids they borrow.
+  demi::rdma::EventChannelPtr channel_;
+  demi::rdma::CmIdPtr ids_[2];
+  uint16_t ports_[2] = {};
+  demi::rdma::PdPtr pd_;
+  std::unique_ptr<demi::SgaPool> pool_;
+  demi::QTokenTable tokens_;
+  std::unique_ptr<demi::DatagramSocket> sockets_[2];
+};
+
+TEST_F(FailedDatagramSocketTest, ClosingItDrainsAtOnce) {
+  absl::StatusOr<demi::Buffer*> buffer = pool_->Allocate(demi::kMaxDatagram);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  // First a datagram that goes through: the route is known from then on.
+  demi_qtoken_t warm = Push(*buffer, 64);
+  ASSERT_TRUE(
+      PumpUntil([&] { return tokens_.IsDone(warm); }, absl::Seconds(20)));
+  demi_qresult_t qr;
+  ASSERT_TRUE(tokens_.Take(warm, &qr));
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  // The QP fails, then more fragments than the send ring holds are pushed:
+  // one datagram is left half posted, the last one not posted at all.
+  ibv_qp_attr attr = {};
+  attr.qp_state = IBV_QPS_ERR;
+  ASSERT_EQ(ibv_modify_qp(ids_[0]->qp, &attr, IBV_QP_STATE), 0);
+  std::vector<demi_qtoken_t> pushes;
+  for (int i = 0; i < 5; ++i)
+    pushes.push_back(Push(*buffer, demi::kMaxDatagram));
+  pool_->Unref(*buffer);  // The pushes hold it.
+  ASSERT_TRUE(PumpUntil(
+      [&] {
+        for (demi_qtoken_t qt : pushes) {
+          if (!tokens_.IsDone(qt)) return false;
+        }
+        return true;
+      },
+      absl::Seconds(10)))
+      << "the pushes of a failed socket never completed";
+  for (demi_qtoken_t qt : pushes) {
+    ASSERT_TRUE(tokens_.Take(qt, &qr));
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_NE(qr.qr_ret, 0);
+  }
+  sockets_[0]->StartClose();
+  absl::Time start = absl::Now();
+  EXPECT_TRUE(
+      PumpUntil([&] { return sockets_[0]->Drained(); }, absl::Seconds(3)))
+      << "the close of a failed socket would wait its whole linger time";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
+}  // namespace
