@@ -45,7 +45,9 @@ void FinishClosesAtExit() {
 // libOS, which stays allocated and untouched: its calls are ENOSYS. Nor can
 // it make a libOS of its own: the verbs state it inherited is not its own
 // (rxe's connections from such a child fail), so demi_init is ENOTSUP.
-RdmaLibOs* parents_libos = nullptr;  // Still reachable: not a leak.
+// Volatile: a store the program never reads back would be optimized away,
+// and LeakSanitizer in the child would then report the libOS as leaked.
+RdmaLibOs* volatile parents_libos = nullptr;
 bool forked = false;
 void ForgetLibOsInChild() {
   if (libos == nullptr) return;
