@@ -1,5 +1,5 @@
 // The only extern "C" definitions: each checks its pointers, calls one
-// method of the process's RdmaLibOs, writes outputs only on success and
+// method of the calling thread's RdmaLibOs, writes outputs only on success and
 // returns 0 or a positive errno.
 //
 // The headers promise nonnull pointers, yet the contract requires NULL to
@@ -24,36 +24,44 @@ using demi::RdmaLibOs;
 using demi::rdma::ErrnoOf;
 using demi::rdma::ErrnoOrOutput;
 
-// One per process (the API is not thread-safe); never destroyed, so that
-// calls made while the process exits stay safe.
-RdmaLibOs* libos = nullptr;
-// The thread that called demi_init: the one that uses the library.
-pthread_t owner;
+// A libOS per thread, as Demikernel keeps: each thread that calls demi_init
+// gets its own, and no call takes a lock to reach it.
+thread_local RdmaLibOs* libos = nullptr;
 
-// At a normal exit, connections the application closed still deliver what
-// was pushed before (bounded by their linger time), as a kernel's TCP would.
-// Only when the owner exits: another thread calling exit() may find the
-// owner inside a wait, and two threads must never run the progress engine.
-void FinishClosesAtExit() {
-  if (libos != nullptr && pthread_equal(pthread_self(), owner)) {
-    libos->FinishCloses();
+// When its thread ends (returns, pthread_exit, or calls exit()), the
+// thread's libOS closes what the application left open, delivers what was
+// pushed before (bounded by the linger time, as a kernel's TCP would) and is
+// torn down. Threads still running when another calls exit() are left as
+// they are: two threads must never run one progress engine.
+struct ThreadLibOs {
+  bool armed =
+      false;  // Set at demi_init: the first use registers ~ThreadLibOs.
+  ~ThreadLibOs() {
+    if (libos == nullptr) return;
+    RdmaLibOs* ending = libos;
+    libos = nullptr;  // Calls made from here on are ENOSYS.
+    ending->CloseAll();
+    ending->FinishCloses();
+    delete ending;
   }
-}
+};
+thread_local ThreadLibOs thread_libos;
 
 // A child of fork() shares its parent's QPs and CQs (and on some devices
 // their memory): it must never post, poll or destroy them. It forgets the
-// libOS, which stays allocated and untouched: its calls are ENOSYS. Nor can
-// it make a libOS of its own: the verbs state it inherited is not its own
-// (rxe's connections from such a child fail), so demi_init is ENOTSUP.
+// libOS of the thread that forked, which stays allocated and untouched: its
+// calls are ENOSYS. Nor can it make a libOS of its own: the verbs state it
+// inherited is not its own (rxe's connections from such a child fail), so
+// demi_init is ENOTSUP.
 // Volatile: a store the program never reads back would be optimized away,
 // and LeakSanitizer in the child would then report the libOS as leaked.
 RdmaLibOs* volatile parents_libos = nullptr;
 bool forked = false;
 void ForgetLibOsInChild() {
+  forked = true;
   if (libos == nullptr) return;
   parents_libos = libos;
   libos = nullptr;
-  forked = true;
 }
 
 }  // namespace
@@ -66,14 +74,11 @@ int demi_init(const struct demi_args* args) {
   if (forked) return ENOTSUP;
   absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
   if (!created.ok()) return ErrnoOf(created.status());
+  static const bool registered =
+      pthread_atfork(nullptr, nullptr, ForgetLibOsInChild) == 0;
+  (void)registered;
+  thread_libos.armed = true;
   libos = created->release();
-  owner = pthread_self();
-  static bool registered = false;
-  if (!registered) {
-    registered = true;
-    std::atexit(FinishClosesAtExit);
-    pthread_atfork(nullptr, nullptr, ForgetLibOsInChild);
-  }
   return 0;
 }
 
@@ -183,7 +188,12 @@ demi_sgarray_t demi_sgaalloc(size_t size) {
 }
 
 int demi_sgafree(demi_sgarray_t* sga) {
-  if (libos == nullptr) return ENOSYS;
+  if (libos == nullptr) {
+    // Any thread may give back a buffer a libOS lent; not a child of fork,
+    // whose copy of the pools is its parent's.
+    if (sga == nullptr || forked) return ENOSYS;
+    return RdmaLibOs::SgaFreeWithoutLibOs(*sga);
+  }
   if (sga == nullptr) return EINVAL;
   return libos->SgaFree(*sga);
 }

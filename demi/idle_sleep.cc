@@ -29,27 +29,36 @@ int TimeoutMs(absl::Duration timeout) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<IdleSleep>> IdleSleep::Create(
-    const std::vector<ibv_context*>& contexts, rdma_event_channel* cm) {
+    const std::vector<ibv_context*>& contexts, rdma_event_channel* cm,
+    int setup_fd) {
   std::unique_ptr<IdleSleep> sleep(new IdleSleep());
   sleep->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (sleep->epoll_fd_ < 0) return rdma::ErrnoError(errno, "epoll_create1");
-  auto watch = [&](int fd, uint32_t tag) {
-    epoll_event event = {};
-    event.events = EPOLLIN;
-    event.data.u32 = tag;
-    if (epoll_ctl(sleep->epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
-      return rdma::ErrnoError(errno, "epoll_ctl");
-    }
-    return absl::OkStatus();
-  };
   for (size_t i = 0; i < contexts.size(); ++i) {
     DEMI_ASSIGN_OR_RETURN(rdma::CompChannelPtr channel,
                           rdma::CreateCompChannel(contexts[i]));
-    DEMI_RETURN_IF_ERROR(watch(channel->fd, static_cast<uint32_t>(i)));
+    DEMI_RETURN_IF_ERROR(sleep->Add(channel->fd, static_cast<uint32_t>(i)));
     sleep->channels_.push_back(std::move(channel));
   }
-  DEMI_RETURN_IF_ERROR(watch(cm->fd, kCmTag));
+  DEMI_RETURN_IF_ERROR(sleep->Add(cm->fd, kCmTag));
+  DEMI_RETURN_IF_ERROR(sleep->Add(setup_fd, kCmTag));
   return sleep;
+}
+
+absl::Status IdleSleep::Watch(int fd) { return Add(fd, kCmTag); }
+
+absl::Status IdleSleep::Add(int fd, uint32_t tag) {
+  epoll_event event = {};
+  event.events = EPOLLIN;
+  event.data.u32 = tag;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
+    return rdma::ErrnoError(errno, "epoll_ctl");
+  }
+  return absl::OkStatus();
+}
+
+void IdleSleep::Unwatch(int fd) {
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
 }
 
 IdleSleep::~IdleSleep() {

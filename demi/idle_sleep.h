@@ -1,6 +1,7 @@
 // What a wait sleeps on once spinning no longer pays: one epoll set that
 // holds each device's completion channel (every CQ of the libOS reports
-// there once armed) and the rdma_cm event channel.
+// there once armed), the rdma_cm event channel, and what connection setup
+// shares with other threads (their arrivals, shared listeners).
 #ifndef DEMI_DEMI_IDLE_SLEEP_H_
 #define DEMI_DEMI_IDLE_SLEEP_H_
 
@@ -19,9 +20,11 @@ namespace demi {
 class IdleSleep {
  public:
   // A completion channel for each of `contexts` (borrowed, in device
-  // order), and `cm` (borrowed).
+  // order), `cm` (borrowed), and `setup_fd`: readable when another thread
+  // handed this one a connection (ArrivalInbox).
   static absl::StatusOr<std::unique_ptr<IdleSleep>> Create(
-      const std::vector<ibv_context*>& contexts, rdma_event_channel* cm);
+      const std::vector<ibv_context*>& contexts, rdma_event_channel* cm,
+      int setup_fd);
   ~IdleSleep();
   IdleSleep(const IdleSleep&) = delete;
   IdleSleep& operator=(const IdleSleep&) = delete;
@@ -36,9 +39,15 @@ class IdleSleep {
   // poll and the arm raises no event.
   static void Arm(ibv_cq* cq) { ibv_req_notify_cq(cq, 0); }
 
+  // Wakes the sleep when `fd` is readable, as an rdma_cm event would (a
+  // shared listener's channel); Unwatch before `fd` closes.
+  absl::Status Watch(int fd);
+  void Unwatch(int fd);
+
   struct Woken {
     bool completions = false;  // An armed CQ has a completion.
-    bool cm = false;           // The rdma_cm channel has an event.
+    // The rdma_cm channel has an event, or a watched fd is readable.
+    bool cm = false;
   };
   // Blocks until an armed CQ completes, an rdma_cm event comes, or
   // `timeout` passes (InfiniteDuration: no bound). Takes and acks the
@@ -47,6 +56,9 @@ class IdleSleep {
 
  private:
   IdleSleep() = default;
+  // Wakes a sleep with `tag` (a device index, or the cm tag) when `fd` is
+  // readable.
+  absl::Status Add(int fd, uint32_t tag);
 
   int epoll_fd_ = -1;
   std::vector<rdma::CompChannelPtr> channels_;

@@ -17,6 +17,10 @@ namespace demi {
 // Not thread-safe; owned by RdmaLibOs.
 class QTokenTable {
  public:
+  // Tokens count up from `first` (TakeTokenRange: a range of the
+  // process's own).
+  explicit QTokenTable(uint64_t first = 1) : next_(first) {}
+
   // Starts a pending operation of `opcode` on `qd` and returns its token
   // (never 0 or UINT64_MAX, never reused).
   demi_qtoken_t Add(int qd, demi_opcode_t opcode) {
@@ -126,7 +130,7 @@ class QTokenTable {
   // Writes the result of the done `entry` to `out` and forgets it.
   void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
 
-  uint64_t next_ = 1;  // The next token.
+  uint64_t next_;  // The next token.
   size_t live_ = 0;
   std::vector<Entry> ring_ = std::vector<Entry>(kRingSize);
   absl::flat_hash_map<demi_qtoken_t, Entry> old_;

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "demi/shared_devices.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -57,31 +58,25 @@ absl::StatusOr<std::unique_ptr<RdmaLibOs>> RdmaLibOs::Create() {
 }
 
 absl::Status RdmaLibOs::Init() {
-  int count = 0;
-  device_list_.reset(rdma_get_devices(&count));
-  if (device_list_ == nullptr || count == 0) {
-    return ErrnoError(ENODEV, "no RDMA device");
-  }
+  DEMI_ASSIGN_OR_RETURN(const std::vector<SharedDevice>* shared,
+                        SharedDevices());
   DEMI_ASSIGN_OR_RETURN(cm_channel_, rdma::CreateEventChannel(true));
+  DEMI_ASSIGN_OR_RETURN(inbox_, ArrivalInbox::Create(cm_channel_.get()));
+  std::vector<ibv_context*> contexts;
+  for (const SharedDevice& device : *shared) contexts.push_back(device.context);
   DEMI_ASSIGN_OR_RETURN(
-      sleep_,
-      IdleSleep::Create(std::vector<ibv_context*>(device_list_.get(),
-                                                  device_list_.get() + count),
-                        cm_channel_.get()));
+      sleep_, IdleSleep::Create(contexts, cm_channel_.get(), inbox_->fd()));
   std::vector<ibv_pd*> pds;
-  for (int i = 0; i < count; ++i) {
+  for (const SharedDevice& shared_device : *shared) {
     auto device = std::make_unique<Device>();
-    device->context = device_list_.get()[i];
-    device->index = i;
-    ibv_device_attr attr = {};
-    DEMI_RETURN_IF_ERROR(rdma::CheckRc(ibv_query_device(device->context, &attr),
-                                       "ibv_query_device"));
-    device->max_send_sge =
-        static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
-    DEMI_ASSIGN_OR_RETURN(device->pd, rdma::AllocPd(device->context));
+    device->context = shared_device.context;
+    device->index = shared_device.index;
+    device->pd = shared_device.pd;
+    device->max_send_sge = shared_device.max_send_sge;
     device->send_cqs = std::make_unique<CqPool>(
-        device->context, std::min(kCqDepth, attr.max_cqe), sleep_->channel(i));
-    pds.push_back(device->pd.get());
+        device->context, std::min(kCqDepth, shared_device.max_cqe),
+        sleep_->channel(device->index));
+    pds.push_back(device->pd);
     devices_.push_back(std::move(device));
   }
   pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimit());
@@ -89,7 +84,7 @@ absl::Status RdmaLibOs::Init() {
     DEMI_ASSIGN_OR_RETURN(
         device->receive,
         SharedReceive::Create(device->context, sleep_->channel(device->index),
-                              device->pd.get(), pool_.get(), device->index,
+                              device->pd, pool_.get(), device->index,
                               kEagerBufferSize));
   }
   keepalive_ = KeepaliveInterval();
@@ -100,8 +95,15 @@ absl::Status RdmaLibOs::Init() {
 RdmaLibOs::~RdmaLibOs() {
   // QPs before their CQs and SRQ: the queues go first, whatever their
   // state; then the SRQs, whose buffers go back to the pool before it goes.
+  for (const auto& entry : queues_) {
+    LeaveShare(*entry.second);
+    GiveBackQd(entry.first);
+  }
   queues_.clear();
   for (auto& device : devices_) device->receive.reset();
+  // Only the application's holds are left: pieces it may free from another
+  // thread later, so the pool outlives this libOS until they come back.
+  SgaPool::Retire(std::move(pool_));
 }
 
 RdmaLibOs::Device* RdmaLibOs::DeviceOf(ibv_context* context) {
@@ -118,7 +120,7 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   env.receive = device->receive.get();
   env.credit_due = &credit_due_;
   env.aborted = &aborted_;
-  env.pd = device->pd.get();
+  env.pd = device->pd;
   env.device = device->index;
   env.signaled_sends = &device->signaled_sends;
   env.doorbell_due = &doorbell_due_;
@@ -144,7 +146,7 @@ absl::StatusOr<RdmaLibOs::Queue*> RdmaLibOs::Find(int qd) {
 RdmaLibOs::Queue* RdmaLibOs::NewQueue(Queue::Kind kind) {
   auto queue = std::make_unique<Queue>();
   queue->kind = kind;
-  queue->qd = qds_.Next([this](int qd) { return queues_.contains(qd); });
+  queue->qd = TakeQd();
   Queue* raw = queue.get();
   queues_.emplace(raw->qd, std::move(queue));
   return raw;
@@ -170,6 +172,12 @@ absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
     return ErrnoError(EINVAL, "already bound or in use");
   }
   if (local.sin_port == 0) return ErrnoError(ENOTSUP, "port 0");
+  if (queue->reuse_port) {
+    DEMI_ASSIGN_OR_RETURN(queue->share, SharedListener::Bind(local));
+    queue->bound = true;
+    queue->local = local;
+    return absl::OkStatus();
+  }
   DEMI_ASSIGN_OR_RETURN(
       rdma::CmIdPtr id,
       rdma::CreateCmId(cm_channel_.get(),
@@ -201,8 +209,22 @@ absl::Status RdmaLibOs::Listen(int qd, int backlog) {
                       "a connection");
   }
   if (!queue->bound) return ErrnoError(EDESTADDRREQ, "not bound");
-  DEMI_RETURN_IF_ERROR(
-      rdma::CheckCm(rdma_listen(queue->id.get(), backlog), "rdma_listen"));
+  if (queue->share != nullptr) {
+    // Watched once, however many of this thread's listeners share it.
+    bool watched = std::find(shares_.begin(), shares_.end(),
+                             queue->share.get()) != shares_.end();
+    if (!watched) DEMI_RETURN_IF_ERROR(sleep_->Watch(queue->share->fd()));
+    absl::Status joined =
+        queue->share->Join(inbox_.get(), qd, backlog, &queue->load);
+    if (!joined.ok()) {
+      if (!watched) sleep_->Unwatch(queue->share->fd());
+      return joined;
+    }
+    shares_.push_back(queue->share.get());
+  } else {
+    DEMI_RETURN_IF_ERROR(
+        rdma::CheckCm(rdma_listen(queue->id.get(), backlog), "rdma_listen"));
+  }
   queue->kind = Queue::Kind::kListener;
   queue->backlog = backlog;
   return absl::OkStatus();
@@ -231,6 +253,7 @@ void RdmaLibOs::MatchAccepts(Queue& listener) {
     tokens_.CompleteAccept(listener.accepts.front(), qd, queue.conn->peer_addr);
     listener.accepts.pop_front();
   }
+  PublishLoad(listener);
 }
 
 int RdmaLibOs::CheckLength(const demi_sgarray_t& sga, uint32_t* total) {
@@ -313,6 +336,9 @@ demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
   demi_sgarray_t sga;
   std::memset(&sga, 0, sizeof(sga));
   if (size == 0 || size > kMaxMessageSize) return sga;
+  // A thread that only allocates (its buffers freed by workers) must see
+  // them back without running its progress engine.
+  pool_->DrainOtherThreadFrees();
   absl::StatusOr<Buffer*> buffer = pool_->Allocate(size);
   if (!buffer.ok()) return sga;
   sga.sga_buf = pool_->Lend(*buffer);
@@ -326,16 +352,42 @@ int RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
   if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
     return EINVAL;
   }
-  Buffer* buffer = pool_->Reclaim(sga.sga_buf);
-  if (buffer == nullptr) return EINVAL;  // Not an array the application holds.
-  pool_->Unref(buffer);
-  return 0;
+  if (Buffer* buffer = pool_->Reclaim(sga.sga_buf)) {
+    pool_->Unref(buffer);
+    return 0;
+  }
+  // Another thread's (popped there, handed to this one): it goes back to
+  // its owner, which takes it in at its next pass.
+  SgaPool* owner = SgaPool::OwnerOf(sga.sga_buf);
+  if (owner == nullptr || owner == pool_.get()) {
+    return EINVAL;  // Not an array the application holds.
+  }
+  return owner->FreeFromOtherThread(sga.sga_buf);
+}
+
+int RdmaLibOs::SgaFreeWithoutLibOs(const demi_sgarray_t& sga) {
+  SgaPool* owner = nullptr;
+  if (sga.sga_numsegs != 0 && sga.sga_numsegs <= DEMI_SGARRAY_MAXSIZE) {
+    owner = SgaPool::OwnerOf(sga.sga_buf);
+  }
+  return owner == nullptr ? ENOSYS : owner->FreeFromOtherThread(sga.sga_buf);
 }
 
 absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
                                    const void* optval, socklen_t optlen) {
   DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
   if (level != SOL_SOCKET) return ErrnoError(ENOTSUP, "level");
+  if (optname == SO_REUSEPORT) {
+    if (queue->kind == Queue::Kind::kDatagram) {
+      return ErrnoError(ENOPROTOOPT, "SO_REUSEPORT on a datagram socket");
+    }
+    if (optval == nullptr || optlen != sizeof(int)) {
+      return ErrnoError(EINVAL, "option value");
+    }
+    // As in Linux, it counts at the bind: set after it, it changes nothing.
+    queue->reuse_port = *static_cast<const int*>(optval) != 0;
+    return absl::OkStatus();
+  }
   if (optname != SO_LINGER) return ErrnoError(ENOPROTOOPT, "option");
   if (optval == nullptr || optlen != sizeof(struct linger)) {
     return ErrnoError(EINVAL, "option value");
@@ -351,6 +403,15 @@ absl::Status RdmaLibOs::GetSockOpt(int qd, int level, int optname, void* optval,
   if (optname == DEMI_SO_DATAGRAM_STATS &&
       queue->kind == Queue::Kind::kDatagram) {
     return GetDatagramStats(*queue, optval, optlen);
+  }
+  if (optname == SO_REUSEPORT && queue->kind != Queue::Kind::kDatagram) {
+    if (optval == nullptr || optlen == nullptr || *optlen < sizeof(int)) {
+      return ErrnoError(EINVAL, "option buffer");
+    }
+    int on = queue->reuse_port ? 1 : 0;
+    std::memcpy(optval, &on, sizeof(on));
+    *optlen = sizeof(on);
+    return absl::OkStatus();
   }
   if (optname != SO_LINGER) return ErrnoError(ENOPROTOOPT, "option");
   if (optval == nullptr || optlen == nullptr ||
@@ -402,6 +463,7 @@ void RdmaLibOs::Destroy(int qd) {
     device->send_cqs->Release(queue.send_cq, kSendDepth);
   }
   queues_.erase(it);
+  GiveBackQd(qd);
   if (qd == found_qd_) found_ = nullptr;
   // Messages the QP took in before it went may still wait in the shared
   // receive CQ under its number, which a new QP could get: handle them

@@ -1,10 +1,11 @@
-// The libOS: one per process. Owns the RDMA devices, the registered memory
-// pool, the queue-descriptor and token tables, and the progress engine that
-// the wait calls drive. One method per demi_* call; each returns a Status
-// whose errno (rdma::ErrnoOf) is what the C API returns.
+// The libOS: one per thread that calls demi_init. Owns its thread's
+// registered memory pool, receive queues and CQs, queues and tokens, and the
+// progress engine that the wait calls drive; the devices and their PDs are
+// the process's (SharedDevices). One method per demi_* call; each returns a
+// Status whose errno (rdma::ErrnoOf) is what the C API returns.
 //
 // Member order is teardown order reversed: the cm event channel, then the
-// devices (PD, CQ), the pool (MRs), the queues (QPs, cm ids), the tokens.
+// devices (CQs, SRQs), the pool (MRs), the queues (QPs, cm ids), the tokens.
 #ifndef DEMI_DEMI_RDMA_LIBOS_H_
 #define DEMI_DEMI_RDMA_LIBOS_H_
 
@@ -13,9 +14,11 @@
 #include <rdma/rdma_cma.h>
 #include <time.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -29,7 +32,8 @@
 #include "demi/datagram_socket.h"
 #include "demi/idle_sleep.h"
 #include "demi/limits.h"
-#include "demi/qd_counter.h"
+#include "demi/port_share.h"
+#include "demi/process_ids.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "rdma/cm_event.h"
@@ -37,10 +41,10 @@
 
 namespace demi {
 
-// Not thread-safe: one thread calls it.
+// Not thread-safe: the thread that made it calls it.
 class RdmaLibOs {
  public:
-  // Opens every RDMA device. ENODEV if there is none.
+  // Uses every RDMA device. ENODEV if there is none.
   static absl::StatusOr<std::unique_ptr<RdmaLibOs>> Create();
   ~RdmaLibOs();
   RdmaLibOs(const RdmaLibOs&) = delete;
@@ -68,6 +72,9 @@ class RdmaLibOs {
                 const timespec* timeout);
   demi_sgarray_t SgaAlloc(size_t size);
   int SgaFree(const demi_sgarray_t& sga);
+  // demi_sgafree in a thread without a libOS (a worker handed a popped
+  // buffer): the buffer goes back to its owner; ENOSYS if it has none.
+  static int SgaFreeWithoutLibOs(const demi_sgarray_t& sga);
   absl::Status SetSockOpt(int qd, int level, int optname, const void* optval,
                           socklen_t optlen);
   absl::Status GetSockOpt(int qd, int level, int optname, void* optval,
@@ -78,12 +85,15 @@ class RdmaLibOs {
   // what was pushed before its close, or its linger time ran out. For the
   // end of the process (the C API calls it at exit).
   void FinishCloses();
+  // Closes every queue the application still has open (its thread is
+  // exiting), as demi_close would; FinishCloses then delivers their pushes.
+  void CloseAll();
 
  private:
   struct Device {
     ibv_context* context = nullptr;  // Borrowed from librdmacm.
     int index = 0;                   // In devices_ (and SgaPool's MRs).
-    rdma::PdPtr pd;
+    ibv_pd* pd = nullptr;            // The process's (SharedDevices).
     std::unique_ptr<SharedReceive> receive;
     std::unique_ptr<CqPool> send_cqs;
     // Signalled send requests in flight on the device's QPs: while there
@@ -112,8 +122,14 @@ class RdmaLibOs {
     struct linger linger = {};
     rdma::CmIdPtr id;
     std::unique_ptr<DatagramSocket> dgram;  // kDatagram, once bound.
+    bool reuse_port = false;                // SO_REUSEPORT.
+    // Bound with SO_REUSEPORT: the listener it shares (`id` stays null).
+    std::shared_ptr<SharedListener> share;
     // kListener.
     int backlog = 0;
+    // ready + in_setup, for the threads that spread a shared listener's
+    // requests (PublishLoad).
+    std::atomic<int> load{0};
     std::deque<int> ready;  // Established, not yet accepted.
     std::deque<demi_qtoken_t> accepts;
     int in_setup = 0;  // Connection requests being accepted.
@@ -186,7 +202,8 @@ class RdmaLibOs {
   void Sleep(absl::Time deadline, absl::FunctionRef<bool()> done);
   // Work the next pass does at once, so a wait must not sleep on it.
   bool HasUrgentWork() const {
-    return !credit_due_.empty() || !doorbell_due_.empty() || !aborted_.empty();
+    return !credit_due_.empty() || !doorbell_due_.empty() ||
+           !aborted_.empty() || pool_->HasOtherThreadFrees();
   }
   // When the timers want their next run (PollTimers): keepalive ticks, and
   // every kSleepTimerInterval while closes drain, datagram sockets are
@@ -199,6 +216,19 @@ class RdmaLibOs {
   void ExpectCmEvents();
   void HandleCmEvent(const rdma::CmEvent& event);
   void HandleConnectRequest(const rdma::CmEvent& event);
+  // Accepts `id`, a request for `listener` carrying `private_data`, or
+  // rejects it (backlog full, bad private data).
+  void AcceptRequest(Queue& listener, rdma::CmIdPtr id,
+                     const std::string& private_data);
+  // A request another thread's poll of a shared listener handed us.
+  void AcceptArrival(Arrival& arrival);
+  // Stops taking connections from the shared listener of `queue`.
+  void LeaveShare(Queue& queue);
+  static void PublishLoad(Queue& listener) {
+    listener.load.store(
+        static_cast<int>(listener.ready.size()) + listener.in_setup,
+        std::memory_order_relaxed);
+  }
   void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
   void HandleConnectFailure(Queue& queue, int err);
   void HandleDisconnect(Queue& queue);
@@ -239,14 +269,10 @@ class RdmaLibOs {
   absl::StatusOr<demi_qtoken_t> PopDatagram(Queue& queue);
   absl::Status GetDatagramStats(Queue& queue, void* optval, socklen_t* optlen);
 
-  struct DeviceListDeleter {
-    void operator()(ibv_context** list) const { rdma_free_devices(list); }
-  };
-
   // Declared in teardown order reversed (see the file comment).
-  std::unique_ptr<ibv_context*, DeviceListDeleter> device_list_;
   rdma::EventChannelPtr cm_channel_;
-  std::unique_ptr<IdleSleep> sleep_;  // Its channels outlive every CQ.
+  std::unique_ptr<ArrivalInbox> inbox_;  // Its ids are on cm_channel_.
+  std::unique_ptr<IdleSleep> sleep_;     // Its channels outlive every CQ.
   std::vector<std::unique_ptr<Device>> devices_;
   std::unique_ptr<SgaPool> pool_;
   absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
@@ -268,6 +294,9 @@ class RdmaLibOs {
   std::vector<int> due_scratch_;
   std::vector<int> waiting_scratch_;
   absl::flat_hash_set<int> aborted_;  // See ConnectionEnv::aborted.
+  // The shared listeners this thread listens on, polled with the rdma_cm
+  // channel.
+  std::vector<SharedListener*> shares_;
   // The bound datagram sockets, polled on every pass.
   std::vector<DatagramSocket*> datagrams_;
   uint32_t poll_passes_ = 0;
@@ -285,8 +314,7 @@ class RdmaLibOs {
   // only now and then).
   bool poll_all_sends_ = false;
   absl::Time next_tick_ = absl::InfinitePast();
-  QTokenTable tokens_;
-  QdCounter qds_;
+  QTokenTable tokens_{TakeTokenRange()};
 };
 
 }  // namespace demi

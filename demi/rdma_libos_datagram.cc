@@ -38,7 +38,7 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   env.pool = pool_.get();
   env.tokens = &tokens_;
   env.cm_channel = cm_channel_.get();
-  env.pd = device->pd.get();
+  env.pd = device->pd;
   env.device = device->index;
   env.channel = sleep_->channel(device->index);
   env.qd = queue.qd;

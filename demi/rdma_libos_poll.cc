@@ -44,6 +44,9 @@ void RdmaLibOs::ExpectCmEvents() {
 
 void RdmaLibOs::PollTimers() {
   absl::Time now = absl::Now();
+  // Frees from other threads: now and then is soon enough (one load when
+  // there are none).
+  pool_->DrainOtherThreadFrees();
   if (!closed_.empty()) PollClosed(now);
   for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {
@@ -102,6 +105,17 @@ void RdmaLibOs::FinishCloses() {
     return false;
   };
   while (flushing()) Poll();
+}
+
+void RdmaLibOs::CloseAll() {
+  std::vector<int> open;
+  for (const auto& entry : queues_) {
+    // Accepted connections nobody took go with their listener.
+    if (!entry.second->closed && entry.second->listener < 0) {
+      open.push_back(entry.first);
+    }
+  }
+  for (int qd : open) Close(qd).IgnoreError();
 }
 
 void RdmaLibOs::MarkClosed(Queue& queue) {

@@ -1,5 +1,6 @@
 // The setup path of RdmaLibOs: connecting, accepting, closing, and the
 // rdma_cm events that drive them.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -78,14 +79,13 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
   caps.max_send_sge = device->max_send_sge;
   caps.max_inline_data = 128;
   SharedReceive& receive = *device->receive;
-  absl::StatusOr<rdma::CmQpPtr> qp =
-      rdma::CreateRcQp(queue.id.get(), device->pd.get(), send_cq, receive.cq(),
-                       receive.srq(), &caps);
+  absl::StatusOr<rdma::CmQpPtr> qp = rdma::CreateRcQp(
+      queue.id.get(), device->pd, send_cq, receive.cq(), receive.srq(), &caps);
   if (!qp.ok()) {
     // Some devices inline less, or nothing.
     caps.max_inline_data = 0;
-    qp = rdma::CreateRcQp(queue.id.get(), device->pd.get(), send_cq,
-                          receive.cq(), receive.srq(), &caps);
+    qp = rdma::CreateRcQp(queue.id.get(), device->pd, send_cq, receive.cq(),
+                          receive.srq(), &caps);
   }
   if (!qp.ok()) {
     device->send_cqs->Release(send_cq, kSendDepth);
@@ -104,6 +104,11 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
 
 bool RdmaLibOs::PollCmEvents() {
   bool any = false;
+  for (SharedListener* share : shares_) any |= share->Poll();
+  if (inbox_->MayHaveArrivals()) {
+    any = true;
+    for (Arrival& arrival : inbox_->TakeAll()) AcceptArrival(arrival);
+  }
   while (true) {
     absl::StatusOr<absl::optional<rdma::CmEvent>> event =
         rdma::PollCmEvent(cm_channel_.get());
@@ -198,10 +203,25 @@ void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
     rdma::Reject(id.get()).IgnoreError();
     return;
   }
-  Queue& listener = *it->second;
+  AcceptRequest(*it->second, std::move(id), event.private_data);
+}
+
+void RdmaLibOs::AcceptArrival(Arrival& arrival) {
+  auto it = queues_.find(arrival.listener_qd);
+  if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
+      it->second->closed) {
+    // Closed after the request was handed over: the peer's connect fails.
+    rdma::Reject(arrival.id.get()).IgnoreError();
+    return;
+  }
+  AcceptRequest(*it->second, std::move(arrival.id), arrival.private_data);
+}
+
+void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
+                              const std::string& private_data) {
   absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
-      reinterpret_cast<const std::byte*>(event.private_data.data()),
-      event.private_data.size()));
+      reinterpret_cast<const std::byte*>(private_data.data()),
+      private_data.size()));
   if (!peer.ok() ||
       static_cast<int>(listener.ready.size()) + listener.in_setup >=
           listener.backlog) {
@@ -225,6 +245,7 @@ void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
     return;
   }
   ++listener.in_setup;
+  PublishLoad(listener);
 }
 
 void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
@@ -266,7 +287,10 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
   if (queue.listener >= 0) {
     // An accepted connection that never got established.
     auto it = queues_.find(queue.listener);
-    if (it != queues_.end()) --it->second->in_setup;
+    if (it != queues_.end()) {
+      --it->second->in_setup;
+      PublishLoad(*it->second);
+    }
     MarkClosed(queue);
     if (queue.conn != nullptr) queue.conn->Abort(err);
     return;
@@ -338,6 +362,7 @@ absl::Status RdmaLibOs::Close(int qd) {
       for (demi_qtoken_t qt : queue->accepts) tokens_.Fail(qt, EBADF);
       queue->accepts.clear();
       MarkClosed(*queue);
+      LeaveShare(*queue);
       queue->id.reset();
       // Connections it accepted that nobody took go with it.
       std::vector<int> children;
@@ -355,6 +380,19 @@ absl::Status RdmaLibOs::Close(int qd) {
       return absl::OkStatus();
   }
   return absl::OkStatus();
+}
+
+void RdmaLibOs::LeaveShare(Queue& queue) {
+  if (queue.share == nullptr) return;
+  if (queue.kind == Queue::Kind::kListener) {
+    queue.share->Leave(inbox_.get(), queue.qd);
+    shares_.erase(std::find(shares_.begin(), shares_.end(), queue.share.get()));
+    if (std::find(shares_.begin(), shares_.end(), queue.share.get()) ==
+        shares_.end()) {
+      sleep_->Unwatch(queue.share->fd());
+    }
+  }
+  queue.share.reset();
 }
 
 void RdmaLibOs::DisconnectAborted() {

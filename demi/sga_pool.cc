@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
+#include "absl/base/attributes.h"
 #include "demi/buffer_ref.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -17,8 +19,83 @@ namespace {
 // that giving it back needs no lookup: index, index, compare.
 constexpr int kPieceBits = 15;
 constexpr int kSlotBits = 32 - kPieceBits;
+constexpr uint32_t kNumSlots = uint32_t{1} << kSlotBits;
 static_assert((kSlabSize >> kMinClassShift) <= (size_t{1} << kPieceBits),
               "a slab's pieces are numbered within kPieceBits");
+
+// std::mutex for ThreadSanitizer: see SgaPool::handoff_mutex_.
+ABSL_CONST_INIT std::mutex slots_mutex;
+
+// The slab table is the process's, not a pool's: any thread can tell from
+// a handle which pool lent it (OwnerOf) without reading that pool's own
+// data, and a pool refuses another's handle by the owner alone.
+struct SlabSlot {
+  std::atomic<SgaPool*> owner{nullptr};
+  // Written and read by the owner only (or, retired, under its handoff
+  // mutex); a slot changes hands through slots_mutex.
+  Slab* slab = nullptr;
+  // The generation its last owner would have lent next (0: none yet).
+  // Generations are a pool's, so the next owner starts from here: a stale
+  // handle from the last one never names the new owner's piece (within
+  // 2^32 lends, as in one pool).
+  uint32_t next_generation = 0;  // Guarded by slots_mutex.
+};
+// 3 MiB of zeroes until used: only the touched pages are ever resident.
+ABSL_CONST_INIT SlabSlot slab_slots[kNumSlots];
+
+// Allocated once, never freed: pools come and go until the process's very
+// end, and retired pools must stay reachable (for LeakSanitizer too).
+// All three guarded by slots_mutex.
+std::vector<uint32_t>* free_slots = nullptr;
+uint32_t next_slot = 0;
+std::vector<SgaPool*>* retired_pools = nullptr;
+
+std::atomic<size_t> process_registered{0};
+
+uint32_t SlotOf(uint64_t bits) {
+  return static_cast<uint32_t>(bits) >> kPieceBits;
+}
+
+// Counts `bytes` as registered if they fit under `limit` with what every
+// pool has.
+bool Reserve(size_t bytes, size_t limit) {
+  size_t total = process_registered.load(std::memory_order_relaxed);
+  do {
+    if (bytes > limit || total > limit - bytes) return false;
+  } while (!process_registered.compare_exchange_weak(
+      total, total + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+// A free slot, and moves `next_generation` past every handle it was in.
+bool TakeSlot(uint32_t* slot, uint32_t* next_generation) {
+  std::lock_guard<std::mutex> lock(slots_mutex);
+  if (free_slots != nullptr && !free_slots->empty()) {
+    *slot = free_slots->back();
+    free_slots->pop_back();
+  } else if (next_slot < kNumSlots) {
+    *slot = next_slot++;
+  } else {
+    return false;
+  }
+  uint32_t floor = slab_slots[*slot].next_generation;
+  // Compared as a distance, so that a counter that wrapped still moves on.
+  if (floor != 0 && static_cast<int32_t>(floor - *next_generation) > 0) {
+    *next_generation = floor;
+  }
+  return true;
+}
+
+void GiveBackSlot(uint32_t slot, uint32_t next_generation) {
+  // The owner goes first: a racing OwnerOf then sees no pool, or one that
+  // refuses the handle.
+  slab_slots[slot].owner.store(nullptr, std::memory_order_release);
+  slab_slots[slot].slab = nullptr;
+  std::lock_guard<std::mutex> lock(slots_mutex);
+  slab_slots[slot].next_generation = next_generation;
+  if (free_slots == nullptr) free_slots = new std::vector<uint32_t>();
+  free_slots->push_back(slot);
+}
 
 }  // namespace
 
@@ -31,11 +108,10 @@ int SizeClassOf(size_t size) {
 SgaPool::SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes)
     : pds_(std::move(pds)), limit_bytes_(limit_bytes) {}
 
-SgaPool::~SgaPool() {
-  for (auto& slab : slabs_) {
-    slab->mrs.clear();  // Deregister before the memory goes.
-    munmap(slab->base, slab->size);
-  }
+SgaPool::~SgaPool() { UnmapAll(); }
+
+size_t SgaPool::process_registered_bytes() {
+  return process_registered.load(std::memory_order_relaxed);
 }
 
 absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
@@ -66,6 +142,7 @@ void* SgaPool::Lend(Buffer* buffer) {
   uint32_t generation = next_generation_++;
   if (next_generation_ == 0) next_generation_ = 1;
   buffer->lent = generation;
+  ++lent_count_;
   uint64_t piece = static_cast<uint64_t>(buffer - buffer->slab->buffers.data());
   uint64_t handle = uint64_t{generation} << 32 |
                     uint64_t{buffer->slab->slot} << kPieceBits | piece;
@@ -75,19 +152,99 @@ void* SgaPool::Lend(Buffer* buffer) {
 Buffer* SgaPool::LentUnder(const void* handle) const {
   uint64_t bits = reinterpret_cast<uintptr_t>(handle);
   uint32_t generation = static_cast<uint32_t>(bits >> 32);
-  uint32_t slot = static_cast<uint32_t>(bits) >> kPieceBits;
   uint32_t piece = static_cast<uint32_t>(bits) & ((1u << kPieceBits) - 1);
-  if (generation == 0 || slot >= slab_slots_.size()) return nullptr;
-  Slab* slab = slab_slots_[slot];
-  if (slab == nullptr || piece >= slab->buffers.size()) return nullptr;
+  if (generation == 0) return nullptr;
+  const SlabSlot& slot = slab_slots[SlotOf(bits)];
+  // Relaxed: only this pool stores itself there, so seeing itself is
+  // seeing its own write, and its `slab` is then set.
+  if (slot.owner.load(std::memory_order_relaxed) != this) return nullptr;
+  Slab* slab = slot.slab;
+  if (piece >= slab->buffers.size()) return nullptr;
   Buffer* buffer = &slab->buffers[piece];
   return buffer->lent == generation ? buffer : nullptr;
 }
 
 Buffer* SgaPool::Reclaim(const void* handle) {
   Buffer* buffer = LentUnder(handle);
-  if (buffer != nullptr) buffer->lent = 0;
+  if (buffer != nullptr) {
+    buffer->lent = 0;
+    --lent_count_;
+  }
   return buffer;
+}
+
+SgaPool* SgaPool::OwnerOf(const void* handle) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(handle);
+  if ((bits >> 32) == 0) return nullptr;
+  return slab_slots[SlotOf(bits)].owner.load(std::memory_order_acquire);
+}
+
+int SgaPool::FreeFromOtherThread(const void* handle) {
+  if (OwnerOf(handle) != this) return EINVAL;
+  bool unmap = false;
+  {
+    std::lock_guard<std::mutex> lock(handoff_mutex_);
+    if (!retired_) {
+      handoff_.push_back(handle);
+      handoff_pending_.store(true, std::memory_order_release);
+      return 0;
+    }
+    // Released between OwnerOf and the lock: its slabs are going.
+    if (released_) return EINVAL;
+    Buffer* buffer = Reclaim(handle);
+    if (buffer == nullptr) {
+      ++dropped_frees_;
+      return EINVAL;
+    }
+    Unref(buffer);
+    unmap = released_ = lent_count_ == 0;
+  }
+  // Outside the mutex: released_ keeps everyone else off the slabs, and
+  // deregistering can take a while.
+  if (unmap) UnmapAll();
+  return 0;
+}
+
+void SgaPool::FreeDraining() {
+  for (const void* handle : draining_) {
+    if (Buffer* buffer = Reclaim(handle)) {
+      Unref(buffer);
+    } else {
+      ++dropped_frees_;
+    }
+  }
+  draining_.clear();
+}
+
+void SgaPool::DrainHandoff() {
+  {
+    std::lock_guard<std::mutex> lock(handoff_mutex_);
+    draining_.swap(handoff_);
+    handoff_pending_.store(false, std::memory_order_relaxed);
+  }
+  FreeDraining();
+}
+
+void SgaPool::Retire(std::unique_ptr<SgaPool> pool) {
+  if (pool == nullptr) return;
+  SgaPool* retired = pool.release();
+  {
+    std::lock_guard<std::mutex> lock(slots_mutex);
+    if (retired_pools == nullptr) retired_pools = new std::vector<SgaPool*>();
+    retired_pools->push_back(retired);
+  }
+  bool unmap;
+  {
+    std::lock_guard<std::mutex> lock(retired->handoff_mutex_);
+    // The owner's last drain, under the mutex so that no free slips in
+    // between it and retired_.
+    retired->draining_.swap(retired->handoff_);
+    retired->handoff_pending_.store(false, std::memory_order_relaxed);
+    retired->FreeDraining();
+    retired->retired_ = true;
+    unmap = retired->released_ = retired->lent_count_ == 0;
+  }
+  if (unmap) retired->UnmapAll();
 }
 
 Buffer* SgaPool::Find(const void* handle, const void* addr,
@@ -124,19 +281,28 @@ Buffer* SgaPool::Find(const void* addr, size_t length) const {
 absl::Status SgaPool::Grow(int size_class) {
   size_t piece = size_t{1} << (size_class + kMinClassShift);
   size_t slab_size = piece > kSlabSize ? piece : kSlabSize;
-  if (registered_bytes_ + slab_size > limit_bytes_ && !Trim(slab_size)) {
+  if (!Reserve(slab_size, limit_bytes_) && !Trim(slab_size)) {
     return rdma::ErrnoError(ENOMEM, "registered memory limit reached");
   }
-  if (free_slab_slots_.empty() && slab_slots_.size() >= (1u << kSlotBits)) {
+  // Taken after Trim: a slot it gave back is reused first.
+  uint32_t slot;
+  if (!TakeSlot(&slot, &next_generation_)) {
+    process_registered.fetch_sub(slab_size, std::memory_order_relaxed);
     return rdma::ErrnoError(ENOMEM, "too many slabs");
   }
   void* memory = mmap(nullptr, slab_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED) return rdma::ErrnoError(errno, "mmap");
+  if (memory == MAP_FAILED) {
+    int err = errno;
+    GiveBackSlot(slot, next_generation_);
+    process_registered.fetch_sub(slab_size, std::memory_order_relaxed);
+    return rdma::ErrnoError(err, "mmap");
+  }
   auto slab = std::make_unique<Slab>();
   slab->base = static_cast<std::byte*>(memory);
   slab->size = slab_size;
   slab->size_class = static_cast<uint8_t>(size_class);
+  slab->slot = slot;
   slab->pool = this;
   for (ibv_pd* pd : pds_) {
     absl::StatusOr<rdma::MrPtr> mr = rdma::RegisterMr(
@@ -147,6 +313,8 @@ absl::Status SgaPool::Grow(int size_class) {
     if (!mr.ok()) {
       slab->mrs.clear();
       munmap(memory, slab_size);
+      GiveBackSlot(slot, next_generation_);
+      process_registered.fetch_sub(slab_size, std::memory_order_relaxed);
       return mr.status();
     }
     slab->mrs.push_back(std::move(mr).value());
@@ -166,21 +334,15 @@ absl::Status SgaPool::Grow(int size_class) {
   slab->free_count = count;
   registered_bytes_ += slab_size;
   slabs_by_address_[reinterpret_cast<uintptr_t>(slab->base)] = slab.get();
-  if (free_slab_slots_.empty()) {
-    slab->slot = static_cast<uint32_t>(slab_slots_.size());
-    slab_slots_.push_back(slab.get());
-  } else {
-    slab->slot = free_slab_slots_.back();
-    free_slab_slots_.pop_back();
-    slab_slots_[slab->slot] = slab.get();
-  }
+  // The slab before the owner: whoever sees this pool there finds it set.
+  slab_slots[slot].slab = slab.get();
+  slab_slots[slot].owner.store(this, std::memory_order_release);
   slabs_.push_back(std::move(slab));
   return absl::OkStatus();
 }
 
 bool SgaPool::Trim(size_t needed) {
-  for (size_t i = 0;
-       i < slabs_.size() && registered_bytes_ + needed > limit_bytes_;) {
+  for (size_t i = 0; i < slabs_.size();) {
     Slab* slab = slabs_[i].get();
     if (slab->free_count != slab->buffers.size()) {
       ++i;
@@ -191,15 +353,31 @@ bool SgaPool::Trim(size_t needed) {
                               [slab](Buffer* b) { return b->slab == slab; }),
                list.end());
     slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
-    slab_slots_[slab->slot] = nullptr;
-    free_slab_slots_.push_back(slab->slot);
-    registered_bytes_ -= slab->size;
-    slab->mrs.clear();
-    munmap(slab->base, slab->size);
+    Unmap(slab);
     slabs_[i] = std::move(slabs_.back());
     slabs_.pop_back();
+    // Another pool may take what was given back first: try at each slab.
+    if (Reserve(needed, limit_bytes_)) return true;
   }
-  return registered_bytes_ + needed <= limit_bytes_;
+  return false;
+}
+
+void SgaPool::Unmap(Slab* slab) {
+  GiveBackSlot(slab->slot, next_generation_);
+  slab->mrs.clear();  // Deregister before the memory goes.
+  munmap(slab->base, slab->size);
+  registered_bytes_ -= slab->size;
+  process_registered.fetch_sub(slab->size, std::memory_order_relaxed);
+}
+
+void SgaPool::UnmapAll() {
+  for (auto& slab : slabs_) Unmap(slab.get());
+  // Swapped out, not cleared: a retired pool is kept for good, as small as
+  // it can be.
+  std::vector<std::unique_ptr<Slab>>().swap(slabs_);
+  slabs_by_address_.clear();
+  for (std::vector<Buffer*>& list : free_) std::vector<Buffer*>().swap(list);
+  std::vector<const void*>().swap(draining_);
 }
 
 }  // namespace demi

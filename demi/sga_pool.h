@@ -1,16 +1,21 @@
 // The registered memory behind demi_sgaalloc, receive buffers and
 // rendezvous targets: large slabs registered once with every device's
 // protection domain (local write only: nothing in the pool is ever exposed
-// to a remote peer) and cut into power-of-two pieces.
+// to a remote peer) and cut into power-of-two pieces. Each thread's libOS
+// has its own pool; a piece lent to the application may be given back from
+// any thread (FreeFromOtherThread), and a pool outlives its thread while
+// the application still holds its pieces (Retire).
 #ifndef DEMI_DEMI_SGA_POOL_H_
 #define DEMI_DEMI_SGA_POOL_H_
 
 #include <infiniband/verbs.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,25 +47,36 @@ struct Slab {
   std::byte* base = nullptr;
   size_t size = 0;
   uint8_t size_class = 0;
-  uint32_t slot = 0;  // Index in SgaPool's slab table, for handles.
+  uint32_t slot = 0;  // Index in the process's slab table, for handles.
   std::vector<Buffer> buffers;
   size_t free_count = 0;         // Pieces on the free list.
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
   SgaPool* pool = nullptr;       // Its owner, for BufferRef.
 };
 
-// Not thread-safe; owned by RdmaLibOs.
+// Owned by one thread's RdmaLibOs, its owner: only the owner thread may
+// call its members, except OwnerOf, FreeFromOtherThread and Retire, which
+// any thread may call. Nothing the owner does per message takes a lock.
+//
+// Destroying a pool directly unmaps its memory at once, pieces lent or
+// not; only do so when no other thread may free into it (a test, or a
+// process with one thread). A thread that goes away hands its pool to
+// Retire instead.
 class SgaPool {
  public:
-  // `pds` (borrowed) are the devices' protection domains, in device order.
-  // The pool registers at most `limit_bytes` in all.
+  // `pds` (borrowed; they must outlive the pool, which may outlive its
+  // thread: see Retire) are the devices' protection domains, in device
+  // order. All the pools of the process together register at most
+  // `limit_bytes`, as this pool counts them.
   SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes);
   ~SgaPool();
   SgaPool(const SgaPool&) = delete;
   SgaPool& operator=(const SgaPool&) = delete;
 
   // A piece of at least `size` bytes (1 up to 2^kMaxClassShift) with one
-  // reference. EINVAL for a size out of range, ENOMEM past the limit.
+  // reference. EINVAL for a size out of range, ENOMEM past the limit (the
+  // process's: the other pools' memory counts, and only this pool's free
+  // slabs can be unmapped to make room).
   absl::StatusOr<Buffer*> Allocate(size_t size);
   // Whether a piece of `size` bytes fits under the limit at all: if not,
   // waiting for memory to come back is waiting forever.
@@ -86,8 +102,42 @@ class SgaPool {
   void* Lend(Buffer* buffer);
   // The buffer the application holds under `handle`, which it gives back
   // (with its reference, for the caller to drop); null if `handle` is not
-  // one the application holds: never lent, given back already, or garbage.
+  // one the application holds from this pool: never lent, given back
+  // already, another pool's, or garbage.
   Buffer* Reclaim(const void* handle);
+
+  // The pool whose slab `handle` names, or null (garbage, or a slab since
+  // unmapped). Any thread. A pool does not mean a live handle: the pool
+  // checks that when it reclaims it. The pool stays valid to call
+  // FreeFromOtherThread on, even once retired and released.
+  static SgaPool* OwnerOf(const void* handle);
+  // Gives back, from a thread other than the owner, the piece lent under
+  // `handle` and its reference. Any thread. The owner frees it at its next
+  // DrainOtherThreadFrees (a handle no longer lent by then is dropped);
+  // a retired pool frees it here. Returns 0, or EINVAL if `handle` names no
+  // slab of this pool (or, retired, no piece lent under it).
+  int FreeFromOtherThread(const void* handle);
+  // Whether other threads have handed frees over since the last drain: a
+  // wait about to sleep drains first. Owner only.
+  bool HasOtherThreadFrees() const {
+    return handoff_pending_.load(std::memory_order_acquire);
+  }
+  // Frees what other threads handed over: the owner's progress engine calls
+  // it every pass (one load when there is nothing). An owner asleep when a
+  // free arrives is not woken: it frees at its next pass. Owner only.
+  void DrainOtherThreadFrees() {
+    if (HasOtherThreadFrees()) DrainHandoff();
+  }
+
+  // The owner thread is going away, and with it every reference but the
+  // application's holds. With no piece lent, the pool's memory is unmapped
+  // now; otherwise it stays valid (and registered) for the application,
+  // and the last piece given back (FreeFromOtherThread, from any thread)
+  // unmaps it. Either way the SgaPool object is kept for the life of the
+  // process (a few hundred bytes per thread that ever had a pool): a
+  // thread that has just read it from OwnerOf may still call it. Call it
+  // from the owner thread.
+  static void Retire(std::unique_ptr<SgaPool> pool);
 
   // The live piece that holds all of [addr, addr + length), if any.
   Buffer* Find(const void* addr, size_t length) const;
@@ -100,28 +150,59 @@ class SgaPool {
     return buffer->slab->mrs[device]->lkey;
   }
 
+  // What this pool has registered.
   size_t registered_bytes() const { return registered_bytes_; }
+  // What all the pools of the process have registered. Any thread.
+  static size_t process_registered_bytes();
+  // Pieces the application holds (lent and not reclaimed). Owner only.
+  size_t lent_count() const { return lent_count_; }
+  // Handles given to FreeFromOtherThread that were not lent any more when
+  // their turn came (freed twice, or garbage that named a slab of ours).
+  // Owner only (or once nobody frees into a retired pool).
+  size_t dropped_other_thread_frees() const { return dropped_frees_; }
 
  private:
   // The piece lent under `handle`, if the application holds it.
   Buffer* LentUnder(const void* handle) const;
+  // Reclaims and unrefs what is in draining_, then empties it.
+  void FreeDraining();
+  void DrainHandoff();
   absl::Status Grow(int size_class);
   // Unmaps slabs (of any class) whose pieces are all free, until `needed`
-  // more bytes fit under the limit. Returns whether they do.
+  // more bytes fit under the limit. Returns whether they do, and if so has
+  // counted them for the caller.
   bool Trim(size_t needed);
+  // Deregisters and unmaps `slab`, gives back its slot and its bytes;
+  // the caller drops it from its lists.
+  void Unmap(Slab* slab);
+  void UnmapAll();
 
   std::vector<ibv_pd*> pds_;
   size_t limit_bytes_;
   size_t registered_bytes_ = 0;
   std::vector<std::unique_ptr<Slab>> slabs_;
   std::map<uintptr_t, Slab*> slabs_by_address_;
-  // Slabs by Slab::slot (null where one was trimmed), and the free slots.
-  std::vector<Slab*> slab_slots_;
-  std::vector<uint32_t> free_slab_slots_;
   // The next handle's generation: a handle given back, or one from a
   // trimmed slab, never names a later holder's piece (until 2^32 lends).
   uint32_t next_generation_ = 1;
+  size_t lent_count_ = 0;
+  size_t dropped_frees_ = 0;
   std::vector<Buffer*> free_[kNumClasses];
+
+  // Other threads' frees (FreeFromOtherThread). The owner takes the mutex
+  // only when the flag says there is something, outside its fast path.
+  // std::mutex, not absl::Mutex: ThreadSanitizer sees pthread's, and not
+  // the uninstrumented system Abseil's.
+  std::mutex handoff_mutex_;
+  std::vector<const void*> handoff_;  // Guarded by handoff_mutex_.
+  std::atomic<bool> handoff_pending_{false};
+  // Owner only: swapped with handoff_, so that neither reallocates.
+  std::vector<const void*> draining_;
+  // Retired, nobody owns the pool: the pool's state is under the mutex,
+  // and those who free do what the owner would. Released: unmapped.
+  // Both guarded by handoff_mutex_.
+  bool retired_ = false;
+  bool released_ = false;
 };
 
 // The size class of a piece of `size` bytes (size >= 1).

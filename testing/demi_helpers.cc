@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,8 +29,10 @@ void DemiInitEnvironment::SetUp() {
 uint16_t NextPort() {
   // Below 32768, where the kernel (and so rdma_cm) picks ephemeral ports
   // for connecting ids: a listener there could find its port taken.
-  static uint16_t next = static_cast<uint16_t>(20000 + (getpid() % 120) * 100);
-  return next++;
+  // Atomic: threads of one test take ports too.
+  static std::atomic<uint16_t> next{
+      static_cast<uint16_t>(20000 + (getpid() % 120) * 100)};
+  return next.fetch_add(1);
 }
 
 sockaddr_in AddrOrDie(uint16_t port) {

@@ -2,7 +2,8 @@
 # The project's test command: installs what is missing, then runs every test
 # (pure-logic tests on this machine; tests tagged rdma on an RDMA device:
 # this machine's, or a soft-RoCE device in a QEMU VM when it has none),
-# first in a normal build, then under AddressSanitizer and UBSan.
+# first in a normal build, then under AddressSanitizer and UBSan, then the
+# tests of code that threads share (tagged `threads`) under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,6 +19,8 @@ run() {
 }
 run bazel test //... "$@"
 run bazel test --config=asan //... "$@"
+# clang-16 in its own output base; only the thread tests and what they need.
+run tools/tsan.sh "$@"
 # The key-value example is its own Bazel workspace, built on this one the
 # way an outside project would be.
 (cd examples/kv && run bazel test //... "$@")
@@ -31,7 +34,7 @@ else
 fi
 passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY)|FAILED TO BUILD' "$log" || true)
-echo "tools/test.sh: $(($(date +%s) - start))s (normal and sanitizer builds)"
+echo "tools/test.sh: $(($(date +%s) - start))s (normal, ASan/UBSan and TSan builds)"
 echo "tests: $passed passed, $failed failed"
 [ ! -e "$log.failed" ] || status=1
 rm -f "$log.failed"

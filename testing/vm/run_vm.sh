@@ -13,7 +13,8 @@
 # (host 0, the server) and 192.0.2.2 (host 1). CMD sees DEMI_TEST_HOST (its
 # index), DEMI_TEST_HOSTS, DEMI_TEST_ADDR (its own address) and
 # DEMI_TEST_SERVER_ADDR (host 0's). Environment variables named GTEST_*,
-# DEMI_*, ASAN_OPTIONS, UBSAN_OPTIONS and LSAN_OPTIONS are passed through.
+# DEMI_*, ASAN_OPTIONS, UBSAN_OPTIONS, LSAN_OPTIONS, TSAN_OPTIONS and
+# TSAN_SYMBOLIZER_PATH are passed through.
 set -euo pipefail
 
 hosts=1
@@ -85,7 +86,7 @@ prepare_share() {
   : > "$share/env.sh"
   for name in $(compgen -e); do
     case $name in
-      GTEST_*|DEMI_*|ASAN_OPTIONS|UBSAN_OPTIONS|LSAN_OPTIONS)
+      GTEST_*|DEMI_*|ASAN_OPTIONS|UBSAN_OPTIONS|LSAN_OPTIONS|TSAN_OPTIONS|TSAN_SYMBOLIZER_PATH)
         printf 'export %s=%q\n' "$name" "${!name}" >> "$share/env.sh" ;;
     esac
   done

@@ -1,0 +1,471 @@
+// A libOS per thread: demi_init per thread, each thread's queues and tokens
+// its own, and a thread's exit delivering what it pushed. On an RDMA
+// device; the main thread's libOS comes from DemiInitEnvironment.
+#include <demi/libos.h>
+#include <demi/sga.h>
+#include <demi/wait.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "testing/demi_helpers.h"
+
+namespace demi::testing {
+namespace {
+
+// Registered memory for the whole process, every thread's pool together:
+// small, so that memory that never came back runs the pool dry quickly.
+constexpr int kPoolLimitMb = 512;
+::testing::Environment* const env = ::testing::AddGlobalTestEnvironment(
+    new DemiInitEnvironment(kPoolLimitMb));
+
+// A message each way on `pair`, checked.
+void EchoOnce(const DemiPair& pair, const std::string& bytes) {
+  demi_qtoken_t qt = PushString(pair.client, bytes);
+  EXPECT_TRUE(SameBytes(PopString(pair.server), bytes));
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  qt = PushString(pair.server, bytes);
+  EXPECT_TRUE(SameBytes(PopString(pair.client), bytes));
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+}
+
+TEST(ThreadTest, InitIsPerThread) {
+  EXPECT_EQ(demi_init(nullptr), EEXIST);
+  std::thread([] {
+    // Before its own demi_init, a thread has no libOS, whatever the main
+    // thread has.
+    int qd = -1;
+    demi_qtoken_t qt = 0;
+    demi_qresult_t qr;
+    timespec zero = {0, 0};
+    EXPECT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), ENOSYS);
+    EXPECT_EQ(demi_pop(&qt, 1), ENOSYS);
+    EXPECT_EQ(demi_wait(&qr, 1, &zero), ENOSYS);
+    EXPECT_EQ(demi_close(1), ENOSYS);
+    EXPECT_EQ(demi_sgaalloc(64).sga_numsegs, 0u);
+    ASSERT_EQ(demi_init(nullptr), 0);
+    EXPECT_EQ(demi_init(nullptr), EEXIST);
+    DemiPair pair;
+    ASSERT_TRUE(MakePair(&pair));
+    EchoOnce(pair, "from a thread of its own");
+    ClosePair(pair);
+  }).join();
+  WitnessPair witness;
+  witness.ExpectUntouched();
+}
+
+TEST(ThreadTest, ThreadsRunTheirOwnLibOsesAtOnce) {
+  WitnessPair witness;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([t] {
+      ASSERT_EQ(demi_init(nullptr), 0);
+      DemiPair pair;
+      ASSERT_TRUE(MakePair(&pair));
+      for (int i = 0; i < 100; ++i) {
+        // Now and then a message past the eager size: a rendezvous.
+        size_t size = i % 10 == 0 ? 64 << 10 : 64;
+        EchoOnce(pair, Pattern(size, t * 1000 + i));
+      }
+      ClosePair(pair);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  witness.ExpectUntouched();
+}
+
+TEST(ThreadTest, AnotherThreadsQueuesAndTokensAreNotItsOwn) {
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  demi_qtoken_t pending = 0;
+  ASSERT_EQ(demi_pop(&pending, pair.server), 0);
+  std::thread([&pair, pending] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    // Its own queues have qds of their own: unique in the process.
+    for (int i = 0; i < 3; ++i) {
+      int qd = -1;
+      ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
+      EXPECT_NE(qd, pair.listener);
+      EXPECT_NE(qd, pair.client);
+      EXPECT_NE(qd, pair.server);
+    }
+    // The main thread's qds name nothing here, its token no token.
+    demi_sgarray_t sga = demi_sgaalloc(16);
+    ASSERT_EQ(sga.sga_numsegs, 1u);
+    demi_qtoken_t qt = 0;
+    demi_qresult_t qr;
+    timespec zero = {0, 0};
+    int offset = -1;
+    EXPECT_EQ(demi_push(&qt, pair.client, &sga), EBADF);
+    EXPECT_EQ(demi_pop(&qt, pair.server), EBADF);
+    EXPECT_EQ(demi_accept(&qt, pair.listener), EBADF);
+    EXPECT_EQ(demi_close(pair.client), EBADF);
+    EXPECT_EQ(demi_close(pair.listener), EBADF);
+    EXPECT_EQ(demi_wait(&qr, pending, &zero), EINVAL);
+    EXPECT_EQ(demi_wait_any(&qr, &offset, &pending, 1, &zero), EINVAL);
+    EXPECT_EQ(demi_sgafree(&sga), 0);
+  }).join();
+  // Untouched, and the pending pop still the main thread's.
+  demi_qtoken_t push = PushString(pair.client, "still here");
+  demi_qresult_t qr = WaitOrFail(pending);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "still here");
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+  ClosePair(pair);
+}
+
+// A thread that ends without waiting for its pushes or closing its queue:
+// its libOS delivers them all (eager and rendezvous), then closes.
+TEST(ThreadTest, AThreadThatEndsDeliversWhatItPushed) {
+  constexpr int kMessages = 32;
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int listener = -1;
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  std::thread client([addr] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    int qd = -1;
+    ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_connect(&qt, qd, Sa(addr), sizeof(addr)), 0);
+    ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+    for (int i = 0; i < kMessages; ++i) {
+      size_t size = i % 8 == 7 ? 1 << 20 : 64;
+      PushString(qd, Pattern(size, i));  // Never waited for.
+    }
+    // Returns with the pushes in flight and the queue open.
+  });
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_accept(&qt, listener), 0);
+  demi_qresult_t accepted = WaitOrFail(qt);
+  ASSERT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT);
+  int server = accepted.qr_value.ares.qd;
+  for (int i = 0; i < kMessages; ++i) {
+    size_t size = i % 8 == 7 ? 1 << 20 : 64;
+    EXPECT_TRUE(SameBytes(PopString(server), Pattern(size, i))) << i;
+  }
+  EXPECT_EQ(PopString(server), "");  // EOF: it closed after them.
+  client.join();
+  EXPECT_EQ(demi_close(server), 0);
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
+// A worker thread without a libOS that frees what it is handed.
+class FreeingWorker {
+ public:
+  FreeingWorker() : thread_([this] { Run(); }) {}
+  ~FreeingWorker() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    ready_.notify_one();
+    thread_.join();
+  }
+  void Hand(const demi_sgarray_t& sga) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      handed_.push_back(sga);
+      ++outstanding_;
+    }
+    ready_.notify_one();
+  }
+  // Until every buffer handed so far is freed.
+  void Drain() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    drained_.wait(lock, [this] { return outstanding_ == 0; });
+  }
+  int failures() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return failures_;
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      ready_.wait(lock, [this] { return done_ || !handed_.empty(); });
+      if (handed_.empty()) return;
+      std::vector<demi_sgarray_t> batch;
+      batch.swap(handed_);
+      lock.unlock();
+      int failed = 0;
+      for (demi_sgarray_t& sga : batch) failed += demi_sgafree(&sga) != 0;
+      lock.lock();
+      failures_ += failed;
+      outstanding_ -= static_cast<int>(batch.size());
+      if (outstanding_ == 0) drained_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::condition_variable drained_;
+  std::vector<demi_sgarray_t> handed_;
+  int outstanding_ = 0;
+  int failures_ = 0;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// Buffers popped in one thread and freed by a worker go back to their
+// owner and are reused: 12 GiB of 64 KiB buffers allocated here and freed
+// there, under a pool limit of kPoolLimitMb, never run the pool dry.
+TEST(CrossThreadFreeTest, AWorkersFreesComeBackToTheOwner) {
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  {
+    FreeingWorker worker;
+    for (int i = 0; i < 200; ++i) {
+      std::string bytes = Pattern(i % 4 == 0 ? 64 << 10 : 64, i);
+      demi_qtoken_t push = PushString(pair.client, bytes);
+      demi_qtoken_t pop = 0;
+      ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+      demi_qresult_t qr = WaitOrFail(pop);
+      ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+      EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), bytes));
+      worker.Hand(qr.qr_value.sga);
+      EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+    }
+    constexpr size_t kBuffer = 64 << 10;
+    constexpr int kBatch = 1024;  // 64 MiB in flight at most.
+    constexpr int kBatches =
+        static_cast<int>((size_t{12} << 30) / kBuffer / kBatch);
+    for (int b = 0; b < kBatches; ++b) {
+      for (int i = 0; i < kBatch; ++i) {
+        demi_sgarray_t sga = demi_sgaalloc(kBuffer);
+        ASSERT_EQ(sga.sga_numsegs, 1u) << "ran dry at batch " << b;
+        static_cast<char*>(sga.sga_segs[0].sgaseg_buf)[kBuffer - 1] = 1;
+        worker.Hand(sga);
+      }
+      worker.Drain();
+    }
+    EXPECT_EQ(worker.failures(), 0);
+  }
+  // A thread with a libOS of its own gives them back the same way.
+  demi_sgarray_t sga = demi_sgaalloc(4096);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  std::thread([&sga] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    EXPECT_EQ(demi_sgafree(&sga), 0);
+  }).join();
+  WitnessPair witness;
+  witness.ExpectUntouched();
+  ClosePair(pair);
+}
+
+// A socket bound to `addr` with SO_REUSEPORT (if `reuse`); the bind's
+// errno in `err`.
+int BoundSocket(const sockaddr_in& addr, bool reuse, int* err) {
+  int qd = -1;
+  EXPECT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
+  int one = 1;
+  if (reuse) {
+    EXPECT_EQ(demi_setsockopt(qd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
+              0);
+  }
+  *err = demi_bind(qd, Sa(addr), sizeof(addr));
+  return qd;
+}
+
+TEST(ReusePortTest, OnlySocketsThatAskShareAPort) {
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int err = -1;
+  int plain = BoundSocket(addr, false, &err);
+  ASSERT_EQ(err, 0);
+  std::thread([addr] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    int err = -1;
+    int qd = BoundSocket(addr, true, &err);
+    EXPECT_EQ(err, EADDRINUSE);  // Taken without the option.
+    EXPECT_EQ(demi_close(qd), 0);
+  }).join();
+  EXPECT_EQ(demi_close(plain), 0);
+
+  int shared = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  int on = 0;
+  socklen_t len = sizeof(on);
+  EXPECT_EQ(demi_getsockopt(shared, SOL_SOCKET, SO_REUSEPORT, &on, &len), 0);
+  EXPECT_EQ(on, 1);
+  std::thread([addr] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    int err = -1;
+    int qd = BoundSocket(addr, false, &err);
+    EXPECT_EQ(err, EADDRINUSE);  // Shared, but not with it.
+    EXPECT_EQ(demi_close(qd), 0);
+    qd = BoundSocket(addr, true, &err);
+    EXPECT_EQ(err, 0);
+    EXPECT_EQ(demi_close(qd), 0);
+  }).join();
+  EXPECT_EQ(demi_close(shared), 0);
+  // Its last holder gone, the port is free for anyone.
+  int again = BoundSocket(addr, false, &err);
+  EXPECT_EQ(err, 0);
+  EXPECT_EQ(demi_close(again), 0);
+  int datagram = -1;
+  ASSERT_EQ(demi_socket(&datagram, AF_INET, SOCK_DGRAM, 0), 0);
+  int one = 1;
+  EXPECT_EQ(
+      demi_setsockopt(datagram, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
+      ENOPROTOOPT);
+  EXPECT_EQ(demi_close(datagram), 0);
+}
+
+// Serves echoes on a listener shared on `addr` until `finished` reaches
+// `total` connections; counts the connections it accepted.
+void EchoServer(const sockaddr_in& addr, std::atomic<int>* finished, int total,
+                std::atomic<int>* accepted) {
+  ASSERT_EQ(demi_init(nullptr), 0);
+  int err = -1;
+  int listener = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  ASSERT_EQ(demi_listen(listener, 16), 0);
+  std::vector<demi_qtoken_t> tokens(1);
+  std::vector<int> qds = {listener};
+  ASSERT_EQ(demi_accept(&tokens[0], listener), 0);
+  while (finished->load() < total) {
+    demi_qresult_t qr;
+    int offset = -1;
+    timespec timeout = Ms(100);
+    int rc = demi_wait_any(&qr, &offset, tokens.data(),
+                           static_cast<int>(tokens.size()), &timeout);
+    if (rc == ETIMEDOUT) continue;
+    ASSERT_EQ(rc, 0);
+    if (qr.qr_opcode == DEMI_OPC_ACCEPT) {
+      accepted->fetch_add(1);
+      ASSERT_EQ(demi_accept(&tokens[offset], listener), 0);
+      int qd = qr.qr_value.ares.qd;
+      qds.push_back(qd);
+      tokens.emplace_back();
+      ASSERT_EQ(demi_pop(&tokens.back(), qd), 0);
+      continue;
+    }
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+    int qd = qds[offset];
+    if (qr.qr_value.sga.sga_buf == nullptr) {  // EOF: the client is done.
+      EXPECT_EQ(demi_close(qd), 0);
+      tokens.erase(tokens.begin() + offset);
+      qds.erase(qds.begin() + offset);
+      finished->fetch_add(1);
+      continue;
+    }
+    demi_qtoken_t push = PushString(qd, SgaBytes(qr.qr_value.sga));
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+    ASSERT_EQ(demi_pop(&tokens[offset], qd), 0);
+  }
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
+// Four threads listen on one port; a four-thread client opens 16
+// connections: each reaches one of them, every echo comes back, and the
+// connections spread over the threads.
+TEST(ReusePortTest, FourThreadsServeOnePort) {
+  constexpr int kServers = 4;
+  constexpr int kClients = 4;
+  constexpr int kPerClient = 4;
+  constexpr int kTotal = kClients * kPerClient;
+  sockaddr_in addr = AddrOrDie(NextPort());
+  std::atomic<int> finished{0};
+  std::atomic<int> accepted[kServers] = {};
+  std::vector<std::thread> servers;
+  for (int i = 0; i < kServers; ++i) {
+    servers.emplace_back(EchoServer, addr, &finished, kTotal, &accepted[i]);
+  }
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([addr, c] {
+      ASSERT_EQ(demi_init(nullptr), 0);
+      std::vector<int> qds;
+      for (int i = 0; i < kPerClient; ++i) {
+        int qd = -1;
+        ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
+        // Until every server thread listens, a connect may be refused.
+        demi_qresult_t qr = {};
+        for (int attempt = 0; attempt < 100; ++attempt) {
+          demi_qtoken_t qt = 0;
+          ASSERT_EQ(demi_connect(&qt, qd, Sa(addr), sizeof(addr)), 0);
+          qr = WaitOrFail(qt);
+          if (qr.qr_opcode == DEMI_OPC_CONNECT) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        ASSERT_EQ(qr.qr_opcode, DEMI_OPC_CONNECT);
+        qds.push_back(qd);
+      }
+      for (int round = 0; round < 10; ++round) {
+        for (int i = 0; i < kPerClient; ++i) {
+          std::string bytes = Pattern(round % 3 == 0 ? 32 << 10 : 64,
+                                      c * 1000 + i * 10 + round);
+          demi_qtoken_t qt = PushString(qds[i], bytes);
+          EXPECT_TRUE(SameBytes(PopString(qds[i]), bytes));
+          EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+        }
+      }
+      for (int qd : qds) EXPECT_EQ(demi_close(qd), 0);
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (std::thread& server : servers) server.join();
+  EXPECT_EQ(finished.load(), kTotal);
+  int sum = 0;
+  for (int i = 0; i < kServers; ++i) {
+    EXPECT_GE(accepted[i].load(), 1) << "server thread " << i;
+    sum += accepted[i].load();
+  }
+  EXPECT_EQ(sum, kTotal);
+}
+
+// A listener that closes, and one whose thread ends without closing it,
+// take no more connections; the one left takes them all.
+TEST(ReusePortTest, ListenersThatGoTakeNoMore) {
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int err = -1;
+  int listener = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  ASSERT_EQ(demi_listen(listener, 16), 0);
+  std::thread([addr] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    int err = -1;
+    int closes = BoundSocket(addr, true, &err);
+    ASSERT_EQ(err, 0);
+    ASSERT_EQ(demi_listen(closes, 16), 0);
+    EXPECT_EQ(demi_close(closes), 0);
+    int stays_open = BoundSocket(addr, true, &err);
+    ASSERT_EQ(err, 0);
+    ASSERT_EQ(demi_listen(stays_open, 16), 0);
+    // Ends with it open: its libOS closes it.
+  }).join();
+  for (int i = 0; i < 6; ++i) {
+    int client = -1;
+    ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
+    demi_qtoken_t connect = 0;
+    demi_qtoken_t accept = 0;
+    ASSERT_EQ(demi_connect(&connect, client, Sa(addr), sizeof(addr)), 0);
+    ASSERT_EQ(demi_accept(&accept, listener), 0);
+    ASSERT_EQ(WaitOrFail(connect).qr_opcode, DEMI_OPC_CONNECT);
+    demi_qresult_t accepted = WaitOrFail(accept);
+    ASSERT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT);
+    DemiPair pair;
+    pair.listener = -1;
+    pair.client = client;
+    pair.server = accepted.qr_value.ares.qd;
+    EchoOnce(pair, "connection " + std::to_string(i));
+    EXPECT_EQ(demi_close(pair.client), 0);
+    EXPECT_EQ(demi_close(pair.server), 0);
+  }
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
+}  // namespace
+}  // namespace demi::testing
