@@ -9,6 +9,8 @@
 #include <demi/sga.h>
 #include <demi/wait.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -28,24 +30,39 @@ using demi::rdma::ErrnoOrOutput;
 // gets its own, and no call takes a lock to reach it.
 thread_local RdmaLibOs* libos = nullptr;
 
-// When its thread ends (returns, pthread_exit, or calls exit()), the
-// thread's libOS closes what the application left open, delivers what was
-// pushed before (bounded by the linger time, as a kernel's TCP would) and is
-// torn down. Threads still running when another calls exit() are left as
-// they are: two threads must never run one progress engine.
+// The end of a thread's libOS: it closes what the application left open,
+// delivers what was pushed before (bounded by the linger time, as a
+// kernel's TCP would) and is torn down. Calls made after it are ENOSYS.
+void EndLibOs() {
+  if (libos == nullptr) return;
+  RdmaLibOs* ending = libos;
+  libos = nullptr;
+  ending->CloseAll();
+  ending->FinishCloses();
+  delete ending;
+}
+
+bool IsMainThread() { return syscall(SYS_gettid) == getpid(); }
+
+// Any thread but the main one: at its end (return, pthread_exit, or its
+// own exit()).
 struct ThreadLibOs {
   bool armed =
       false;  // Set at demi_init: the first use registers ~ThreadLibOs.
   ~ThreadLibOs() {
-    if (libos == nullptr) return;
-    RdmaLibOs* ending = libos;
-    libos = nullptr;  // Calls made from here on are ENOSYS.
-    ending->CloseAll();
-    ending->FinishCloses();
-    delete ending;
+    if (!IsMainThread()) EndLibOs();
   }
 };
 thread_local ThreadLibOs thread_libos;
+
+// The main thread's ends at exit(), from an atexit handler rather than with
+// the thread's destructors (which run before every atexit handler): so
+// closes made by atexit handlers registered after demi_init are delivered
+// too. Only when the main thread itself exits: the libOSes of threads
+// still running are left as they are (they may be inside the library).
+void EndMainLibOsAtExit() {
+  if (IsMainThread()) EndLibOs();
+}
 
 // A child of fork() shares its parent's QPs and CQs (and on some devices
 // their memory): it must never post, poll or destroy them. It forgets the
@@ -75,7 +92,8 @@ int demi_init(const struct demi_args* args) {
   absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
   if (!created.ok()) return ErrnoOf(created.status());
   static const bool registered =
-      pthread_atfork(nullptr, nullptr, ForgetLibOsInChild) == 0;
+      pthread_atfork(nullptr, nullptr, ForgetLibOsInChild) == 0 &&
+      std::atexit(EndMainLibOsAtExit) == 0;
   (void)registered;
   thread_libos.armed = true;
   libos = created->release();

@@ -6,8 +6,21 @@
  * Every call returns 0 or a positive errno, never -1. Calls before
  * demi_init return ENOSYS. demi_accept, demi_connect, demi_push and
  * demi_pop start an operation and return its token; demi_wait* report how
- * it ended. The library is one per process and not thread-safe: call it
- * from one thread, the one that called demi_init.
+ * it ended.
+ *
+ * Threads: a libOS per thread, as in Demikernel. Each thread that calls
+ * demi_init gets its own (a second call in that thread is EEXIST); calls
+ * from a thread that never called it are ENOSYS, except demi_sgafree. A
+ * thread's queues and tokens are its own: another thread's qd is EBADF
+ * there, its token EINVAL. demi_sgafree works from any thread, with or
+ * without a libOS: the buffer goes back to the thread it came from. With
+ * SO_REUSEPORT set before demi_bind, threads of one process bind and listen
+ * on one address and port, and each incoming connection goes to one of
+ * them (round-robin among those with room in their backlog); another
+ * process on the port, or a socket without the option, is EADDRINUSE.
+ * When a thread ends (or calls exit()), its libOS closes what is still
+ * open, delivers what was pushed (bounded by the linger time) and is torn
+ * down; buffers the application still holds stay valid until freed.
  *
  * No argument crashes a call: a qd that names no open queue (negative, 0,
  * never returned, closed) is EBADF; a NULL pointer is EINVAL, also where
@@ -21,12 +34,11 @@
  * parent's) and never touches its parent's queues; fork before demi_init,
  * or exec, to run libOS processes side by side.
  *
- * At exit(), closed connections finish delivering (demi_close), including
- * those closed by atexit handlers registered after demi_init; handlers
- * registered before it run after that and their closes are not delivered.
- * If exit() is called from a thread other than the one that called
- * demi_init, nothing is delivered at exit: that thread may be inside the
- * library.
+ * At exit(), the calling thread's libOS closes and delivers as at a
+ * thread's end, the main thread's after the atexit handlers registered
+ * after its demi_init (their closes are delivered too); the libOSes of
+ * threads still running are left as they are (they may be inside the
+ * library).
  *
  * Transport: SOCK_STREAM queues are reliable-connected RDMA queue pairs set
  * up with librdmacm. Unlike TCP, they carry messages: one demi_pop returns
