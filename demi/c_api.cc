@@ -64,6 +64,13 @@ void EndMainLibOsAtExit() {
   if (IsMainThread()) EndLibOs();
 }
 
+// And at the main thread's pthread_exit (the process goes on with other
+// threads), which runs pthread key destructors but neither thread-local
+// ones (for the main thread) nor atexit handlers: a key whose value the
+// main thread sets.
+pthread_key_t main_end_key;
+void EndMainLibOs(void*) { EndLibOs(); }
+
 // A child of fork() shares its parent's QPs and CQs (and on some devices
 // their memory): it must never post, poll or destroy them. It forgets the
 // libOS of the thread that forked, which stays allocated and untouched: its
@@ -93,8 +100,11 @@ int demi_init(const struct demi_args* args) {
   if (!created.ok()) return ErrnoOf(created.status());
   static const bool registered =
       pthread_atfork(nullptr, nullptr, ForgetLibOsInChild) == 0 &&
-      std::atexit(EndMainLibOsAtExit) == 0;
-  (void)registered;
+      std::atexit(EndMainLibOsAtExit) == 0 &&
+      pthread_key_create(&main_end_key, EndMainLibOs) == 0;
+  if (registered && IsMainThread()) {
+    pthread_setspecific(main_end_key, &main_end_key);
+  }
   thread_libos.armed = true;
   libos = created->release();
   return 0;

@@ -54,10 +54,11 @@ void ArrivalInbox::Deliver(Arrival arrival) {
     rdma::Reject(arrival.id.get()).IgnoreError();
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    arrivals_.push_back(std::move(arrival));
-  }
+  // The list, the count and the eventfd change together, under the lock:
+  // an eventfd left readable with nothing queued would wake every sleep
+  // of the owner at once.
+  std::lock_guard<std::mutex> lock(mutex_);
+  arrivals_.push_back(std::move(arrival));
   queued_.fetch_add(1, std::memory_order_release);
   uint64_t one = 1;
   if (write(event_fd_, &one, sizeof(one)) < 0 && errno != EAGAIN) {
@@ -66,12 +67,12 @@ void ArrivalInbox::Deliver(Arrival arrival) {
 }
 
 std::vector<Arrival> ArrivalInbox::TakeAll() {
+  std::vector<Arrival> taken;
+  std::lock_guard<std::mutex> lock(mutex_);
   uint64_t count = 0;
   if (read(event_fd_, &count, sizeof(count)) < 0 && errno != EAGAIN) {
     DEMI_LOG(WARNING) << "eventfd read: " << errno;
   }
-  std::vector<Arrival> taken;
-  std::lock_guard<std::mutex> lock(mutex_);
   taken.swap(arrivals_);
   queued_.fetch_sub(static_cast<int>(taken.size()), std::memory_order_relaxed);
   return taken;
@@ -93,6 +94,7 @@ absl::StatusOr<std::shared_ptr<SharedListener>> SharedListener::Bind(
   }
   std::shared_ptr<SharedListener> listener(new SharedListener());
   listener->key_ = key;
+  listener->addr_ = addr;
   DEMI_ASSIGN_OR_RETURN(listener->channel_, rdma::CreateEventChannel(true));
   DEMI_ASSIGN_OR_RETURN(listener->id_,
                         rdma::CreateCmId(listener->channel_.get(), nullptr));
@@ -120,6 +122,7 @@ SharedListener::~SharedListener() {
 absl::Status SharedListener::Join(ArrivalInbox* inbox, int qd, int backlog,
                                   const std::atomic<int>* load) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (id_ == nullptr) return ErrnoError(EADDRINUSE, "port lost");
   if (!listening_) {
     // rdma_cm's own queue holds requests until a member polls: as deep as
     // the kernel allows; each member's backlog is enforced by the member.
@@ -136,8 +139,26 @@ void SharedListener::Leave(ArrivalInbox* inbox, int qd) {
   for (size_t i = 0; i < members_.size(); ++i) {
     if (members_[i].inbox == inbox && members_[i].qd == qd) {
       members_.erase(members_.begin() + static_cast<ptrdiff_t>(i));
-      return;
+      break;
     }
+  }
+  if (members_.empty() && listening_) StopListening();
+}
+
+void SharedListener::StopListening() {
+  // rdma_cm cannot stop a listen: with nobody left to take requests, the
+  // id goes (its queued requests are rejected with it) and a new one holds
+  // the port for the sockets still bound, as a bound TCP socket refuses
+  // connections.
+  listening_ = false;
+  sockaddr_in local = addr_;
+  id_.reset();
+  absl::StatusOr<rdma::CmIdPtr> id = rdma::CreateCmId(channel_.get(), nullptr);
+  if (id.ok() &&
+      rdma_bind_addr(id->get(), reinterpret_cast<sockaddr*>(&local)) == 0) {
+    id_ = std::move(id).value();
+  } else {
+    DEMI_LOG(WARNING) << "shared listener: could not bind again";
   }
 }
 

@@ -104,8 +104,11 @@ class SharedListener {
   SharedListener() = default;
   // The member to give the next request to, or null if none has room.
   Member* Pick();  // With mutex_ held.
+  // The last member left: no more listening (with mutex_ held).
+  void StopListening();
 
   uint64_t key_ = 0;
+  sockaddr_in addr_ = {};
   bool registered_ = false;  // In the registry under key_.
   rdma::EventChannelPtr channel_;
   rdma::CmIdPtr id_;

@@ -83,6 +83,20 @@ class QTokenTable {
 
   size_t size() const { return live_; }
 
+  // Calls `give_back(handle)` for the buffer (an sga_buf) of every pop that
+  // is done and was never taken: at a libOS's end, nobody will take it.
+  template <typename F>
+  void ForEachUntakenPop(F&& give_back) const {
+    auto visit = [&](const Entry& entry) {
+      if (entry.state == Entry::kDone && entry.opcode == DEMI_OPC_POP &&
+          entry.handle != nullptr) {
+        give_back(entry.handle);
+      }
+    };
+    for (const Entry& entry : ring_) visit(entry);
+    for (const auto& old : old_) visit(old.second);
+  }
+
  private:
   // What a result needs, without demi_qresult_t's 244 bytes (mostly
   // segments nobody fills): written out once, by Take or TakeNextDone.

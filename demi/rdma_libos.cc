@@ -101,6 +101,10 @@ RdmaLibOs::~RdmaLibOs() {
   }
   queues_.clear();
   for (auto& device : devices_) device->receive.reset();
+  // Pops done but never waited for: their buffers are nobody's now.
+  tokens_.ForEachUntakenPop([this](void* handle) {
+    if (Buffer* buffer = pool_->Reclaim(handle)) pool_->Unref(buffer);
+  });
   // Only the application's holds are left: pieces it may free from another
   // thread later, so the pool outlives this libOS until they come back.
   SgaPool::Retire(std::move(pool_));
@@ -381,7 +385,7 @@ absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
     if (queue->kind == Queue::Kind::kDatagram) {
       return ErrnoError(ENOPROTOOPT, "SO_REUSEPORT on a datagram socket");
     }
-    if (optval == nullptr || optlen != sizeof(int)) {
+    if (optval == nullptr || optlen < sizeof(int)) {
       return ErrnoError(EINVAL, "option value");
     }
     // As in Linux, it counts at the bind: set after it, it changes nothing.

@@ -104,7 +104,14 @@ void RdmaLibOs::FinishCloses() {
     }
     return false;
   };
-  while (flushing()) Poll();
+  // A flush may wait on a slow peer up to its linger time: sleep between
+  // passes rather than spin a core for it.
+  while (flushing()) {
+    Poll();
+    if (flushing()) {
+      Sleep(absl::Now() + kSleepTimerInterval, [&] { return !flushing(); });
+    }
+  }
 }
 
 void RdmaLibOs::CloseAll() {

@@ -53,6 +53,10 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
     return ErrnoError(queue->connect_qt != 0 ? EINPROGRESS : EISCONN,
                       "a connection");
   }
+  if (queue->share != nullptr) {
+    // Its port is the shared listener's: no connection can have it.
+    return ErrnoError(EADDRINUSE, "bound with SO_REUSEPORT");
+  }
   if (queue->id == nullptr) {
     DEMI_ASSIGN_OR_RETURN(queue->id,
                           rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));

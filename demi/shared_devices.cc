@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <mutex>
 
+#include "absl/cleanup/cleanup.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
 #include "rdma/verbs_ptr.h"
@@ -25,9 +26,10 @@ absl::StatusOr<std::vector<SharedDevice>> Open() {
     if (list != nullptr) rdma_free_devices(list);
     return rdma::ErrnoError(ENODEV, "no RDMA device");
   }
-  // Never freed: freeing the list may close the contexts (librdmacm counts
-  // their users), and they serve the process to its end.
+  // Never freed once opened: freeing the list may close the contexts
+  // (librdmacm counts their users), and they serve the process to its end.
   std::vector<ibv_context*> contexts(list, list + count);
+  absl::Cleanup free_list = [list] { rdma_free_devices(list); };
   std::vector<SharedDevice> opened;
   std::vector<rdma::PdPtr> pds;
   for (int i = 0; i < count; ++i) {
@@ -46,6 +48,7 @@ absl::StatusOr<std::vector<SharedDevice>> Open() {
     opened.push_back(device);
   }
   for (rdma::PdPtr& pd : pds) pd.release();  // Kept for the process's life.
+  std::move(free_list).Cancel();
   return opened;
 }
 

@@ -24,8 +24,8 @@ namespace {
 // Registered memory for the whole process, every thread's pool together:
 // small, so that memory that never came back runs the pool dry quickly.
 constexpr int kPoolLimitMb = 512;
-::testing::Environment* const env = ::testing::AddGlobalTestEnvironment(
-    new DemiInitEnvironment(kPoolLimitMb));
+::testing::Environment* const env =
+    ::testing::AddGlobalTestEnvironment(new DemiInitEnvironment(kPoolLimitMb));
 
 // A message each way on `pair`, checked.
 void EchoOnce(const DemiPair& pair, const std::string& bytes) {
@@ -320,6 +320,43 @@ TEST(ReusePortTest, OnlySocketsThatAskShareAPort) {
       demi_setsockopt(datagram, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
       ENOPROTOOPT);
   EXPECT_EQ(demi_close(datagram), 0);
+}
+
+// With its last listener gone, a port still bound with SO_REUSEPORT
+// refuses connections (rather than leaving them unanswered), takes them
+// again when a listener comes, and cannot connect out itself.
+TEST(ReusePortTest, ABoundPortWithoutListenersRefuses) {
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int err = -1;
+  int bound = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  demi_qtoken_t qt = 0;
+  sockaddr_in elsewhere = AddrOrDie(NextPort());
+  EXPECT_EQ(demi_connect(&qt, bound, Sa(elsewhere), sizeof(elsewhere)),
+            EADDRINUSE);
+  int listener = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  ASSERT_EQ(demi_close(listener), 0);
+  int client = -1;
+  ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_connect(&qt, client, Sa(addr), sizeof(addr)), 0);
+  demi_qresult_t qr = WaitOrFail(qt, absl::Seconds(30));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  listener = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  demi_qtoken_t accept = 0;
+  ASSERT_EQ(demi_connect(&qt, client, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_accept(&accept, listener), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+  qr = WaitOrFail(accept);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_ACCEPT);
+  EXPECT_EQ(demi_close(qr.qr_value.ares.qd), 0);
+  EXPECT_EQ(demi_close(client), 0);
+  EXPECT_EQ(demi_close(listener), 0);
+  EXPECT_EQ(demi_close(bound), 0);
 }
 
 // Serves echoes on a listener shared on `addr` until `finished` reaches
