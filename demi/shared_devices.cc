@@ -18,6 +18,9 @@ namespace {
 std::mutex devices_mutex;  // std::mutex: see process_ids.cc.
 // Guarded by devices_mutex. Reachable to the end: not a leak.
 std::vector<SharedDevice>* devices = nullptr;
+// Guarded by devices_mutex: kept so that it stays reachable (not a leak);
+// volatile, or the store nobody reads back would be optimized away.
+ibv_context** volatile device_list = nullptr;
 
 absl::StatusOr<std::vector<SharedDevice>> Open() {
   int count = 0;
@@ -49,6 +52,7 @@ absl::StatusOr<std::vector<SharedDevice>> Open() {
   }
   for (rdma::PdPtr& pd : pds) pd.release();  // Kept for the process's life.
   std::move(free_list).Cancel();
+  device_list = list;
   return opened;
 }
 

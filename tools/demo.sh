@@ -1,8 +1,9 @@
 #!/bin/bash
 # The main job: the library at work on a real RDMA device. On a machine
 # without one it boots the soft-RoCE VM. Runs the key-value server of
-# examples/kv under its load generator, then the latency probe (with a CDF
-# plot) and the throughput tool. Installs what is missing.
+# examples/kv (two serving threads on one port) under its load generator
+# (two client threads), then the latency probe (with a CDF plot) and the
+# throughput tool. Installs what is missing.
 # Usage: tools/demo.sh [OUTPUT_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -12,16 +12,26 @@ ibv_devinfo | grep -E "hca_id|transport|state|active_mtu|link_layer"
 
 echo
 echo "== key-value server (examples/kv) and its load generator:"
-echo "   8 clients, 1,000 keys, 64 B values, 90% GET, 5 s"
-"$kv_server" --bind "$addr" --port 7000 & server=$!
-wait_listen 7000
-"$kv_loadgen" --server "$addr" --port 7000 --connections 8 --keys 1000 \
-  --value_size 64 --get_ratio 0.9 --seconds 5
-echo "   ... and 1 MiB values, 2 clients, 50% GET"
-"$kv_loadgen" --server "$addr" --port 7000 --connections 2 --keys 20 \
-  --value_size 1048576 --get_ratio 0.5 --seconds 3 --key_prefix big-
+echo "   2 server threads on one port (a libOS each), 8 clients on 2 threads,"
+echo "   1,000 keys, 64 B values, 90% GET, 5 s"
+log=$(mktemp)
+"$kv_server" --bind "$addr" --port 7000 --threads 2 2> "$log" & server=$!
+# Announced once both threads listen.
+for ((i = 0; i < 300; i++)); do
+  grep -q "listening on" "$log" && break
+  sleep 0.1
+done
+cat "$log"
+"$kv_loadgen" --server "$addr" --port 7000 --connections 8 --threads 2 \
+  --keys 1000 --value_size 64 --get_ratio 0.9 --seconds 5
+echo "   ... and 1 MiB values, 2 clients on 2 threads, 50% GET"
+"$kv_loadgen" --server "$addr" --port 7000 --connections 2 --threads 2 \
+  --keys 20 --value_size 1048576 --get_ratio 0.5 --seconds 3 --key_prefix big-
 kill "$server"
 wait "$server"
+echo "   the server at exit:"
+tail -n +2 "$log"
+rm -f "$log"
 
 echo
 echo "== latency probe: 64 B, 4 KiB and 64 KiB"

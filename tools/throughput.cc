@@ -1,11 +1,13 @@
 // Throughput tool: message rate and bandwidth of one-way pushes over the
 // Demikernel API, with a window of pushes outstanding per connection.
 //
-//   throughput --server [--bind ADDR] [--port P]
+//   throughput --server [--bind ADDR] [--port P] [--threads N]
 //   throughput --client ADDR [--port P] [--size 64,64K,1M] [--window W]
-//              [--connections N] [--seconds S] [--json]
+//              [--connections N] [--threads N] [--seconds S] [--json]
 #include <demi/libos.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -19,6 +21,7 @@
 #include "rdma/status_util.h"
 #include "tools/demi_tool.h"
 #include "tools/message_server.h"
+#include "tools/thread_group.h"
 #include "tools/tool_flags.h"
 
 ABSL_FLAG(int, port, 12346, "server port");
@@ -27,15 +30,22 @@ ABSL_FLAG(std::vector<std::string>, size,
           "client: message sizes, e.g. 64,64K,1M");
 ABSL_FLAG(int, window, 32, "client: pushes outstanding per connection");
 ABSL_FLAG(double, seconds, 2, "client: how long to push each size");
+ABSL_FLAG(int, threads, 1,
+          "threads, each with its own libOS: the server's listen on one "
+          "port (SO_REUSEPORT) and share its connections; the client's "
+          "share --connections (at least one each) and push at the same "
+          "time, their rates summed");
 
 namespace demi::tools {
 namespace {
 
-// Pops and drops every message; prints each connection's totals at its end.
-absl::Status RunServer() {
-  DEMI_ASSIGN_OR_RETURN(
-      int listener,
-      ListenFromFlags(absl::GetFlag(FLAGS_port), "throughput", "receiving"));
+// Thread `index` of the server: pops and drops every message; prints each
+// connection's totals at its end.
+absl::Status ServeThread(ThreadGroup& group, int index, std::atomic<int>* ended,
+                         int* accepted) {
+  DEMI_ASSIGN_OR_RETURN(int listener,
+                        ListenFromFlags(absl::GetFlag(FLAGS_port), "throughput",
+                                        "receiving", group, index));
   struct Totals {
     uint64_t messages = 0;
     uint64_t bytes = 0;
@@ -47,8 +57,13 @@ absl::Status RunServer() {
     if (totals.size() <= static_cast<size_t>(qd)) totals.resize(qd + 1);
     return totals[qd];
   };
+  ServeOptions options = ServeOptionsFromFlags();
+  // --exit_after counts the connections of every thread.
+  if (group.size() > 1) options.ended = ended;
+  options.stop = group.stop();
+  options.on_accept = [accepted](int) { ++*accepted; };
   absl::Status status = ServeFromFlags(
-      listener,
+      listener, options,
       [&](int qd, demi_sgarray_t& sga) {
         Totals& t = of(qd);
         ++t.messages;
@@ -76,13 +91,47 @@ absl::Status RunServer() {
   return status;
 }
 
+absl::Status RunServer() {
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads < 1) {
+    return absl::InvalidArgumentError("--threads must be at least 1");
+  }
+  ThreadGroup group(threads);
+  std::atomic<int> ended{0};
+  std::vector<int> accepted(threads);
+  absl::Status status = group.Run([&](int index) {
+    return ServeThread(group, index, &ended, &accepted[index]);
+  });
+  if (threads > 1) {
+    for (int i = 0; i < threads; ++i) {
+      std::fprintf(stderr, "throughput: thread %d accepted %d connections\n", i,
+                   accepted[i]);
+    }
+  }
+  return status;
+}
+
 struct Result {
   size_t size = 0;
   uint64_t messages = 0;
-  double seconds = 0;
-  double rate() const { return messages / seconds; }
-  double mbytes_per_s() const { return messages * size / seconds / 1e6; }
+  double start = 0;  // Microseconds (NowMicros).
+  double last = 0;   // When the last push completed.
+  double seconds() const { return (last - start) / 1e6; }
+  double rate() const { return messages / seconds(); }
+  double mbytes_per_s() const { return messages * size / seconds() / 1e6; }
 };
+
+// What the threads measured together: their messages over the time from
+// the first start to the last completion.
+Result Merge(const std::vector<Result>& parts) {
+  Result all = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    all.messages += parts[i].messages;
+    all.start = std::min(all.start, parts[i].start);
+    all.last = std::max(all.last, parts[i].last);
+  }
+  return all;
+}
 
 // Keeps `window` pushes of `size` bytes in flight on every connection for
 // the configured time, then lets them drain.
@@ -119,6 +168,7 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
   }
   Result result;
   result.size = size;
+  result.start = start;
   double last = start;
   const timespec timeout = absl::ToTimespec(FlagTimeout());
   while (in_flight > 0) {
@@ -141,7 +191,7 @@ absl::StatusOr<Result> MeasureSize(const std::vector<int>& qds, size_t size) {
       ++in_flight;
     }
   }
-  result.seconds = (last - start) / 1e6;
+  result.last = last;
   for (demi_sgarray_t& sga : messages) demi_sgafree(&sga);
   return result;
 }
@@ -151,46 +201,72 @@ absl::Status RunClient() {
                         ParseSizes(absl::GetFlag(FLAGS_size)));
   int connections = absl::GetFlag(FLAGS_connections);
   int window = absl::GetFlag(FLAGS_window);
+  int threads = absl::GetFlag(FLAGS_threads);
   if (connections < 1 || window < 1 || absl::GetFlag(FLAGS_seconds) <= 0) {
     return absl::InvalidArgumentError(
         "--connections, --window and --seconds must be positive");
   }
+  if (threads < 1 || threads > connections) {
+    return absl::InvalidArgumentError(
+        "--threads: 1 to --connections (each thread has its own)");
+  }
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
                         ServerFromFlags(absl::GetFlag(FLAGS_port)));
   DEMI_RETURN_IF_ERROR(CheckSizesForFlags(sizes));
-  std::vector<int> qds;
-  for (int i = 0; i < connections; ++i) {
-    DEMI_ASSIGN_OR_RETURN(int qd, ConnectFromFlags(addr));
-    qds.push_back(qd);
-  }
   bool json = absl::GetFlag(FLAGS_json);
-  if (!json) {
-    std::printf("# throughput to %s, %d connection(s), window %d\n",
-                AddrString(addr).c_str(), connections, window);
-    std::printf("%-10s %12s %10s %14s %12s\n", "#bytes", "#messages", "seconds",
-                "msg/s", "MB/s");
-  }
+  // By size, then thread: each thread writes only its own entries, and
+  // thread 0 reads a size's once every thread has measured it.
+  std::vector<std::vector<Result>> results(sizes.size(),
+                                           std::vector<Result>(threads));
   std::vector<std::string> rows;
-  for (size_t size : sizes) {
-    DEMI_ASSIGN_OR_RETURN(Result r, MeasureSize(qds, size));
-    if (json) {
-      rows.push_back(absl::StrFormat(
-          "{\"bytes\":%d,\"messages\":%d,\"seconds\":%.3f,\"msg_per_s\":%.1f,"
-          "\"mb_per_s\":%.2f}",
-          r.size, r.messages, r.seconds, r.rate(), r.mbytes_per_s()));
-    } else {
-      std::printf("%-10zu %12llu %10.3f %14.1f %12.2f\n", r.size,
-                  static_cast<unsigned long long>(r.messages), r.seconds,
-                  r.rate(), r.mbytes_per_s());
-      std::fflush(stdout);
+  ThreadGroup group(threads);
+  DEMI_RETURN_IF_ERROR(group.Run([&](int index) -> absl::Status {
+    std::vector<int> qds;
+    int mine = connections / threads + (index < connections % threads);
+    for (int i = 0; i < mine; ++i) {
+      DEMI_ASSIGN_OR_RETURN(int qd, ConnectFromFlags(addr));
+      qds.push_back(qd);
     }
-  }
-  for (int qd : qds) CloseFromFlags(qd);
+    if (!group.Sync()) return ThreadGroup::Cancelled();
+    if (index == 0 && !json) {
+      std::string spread =
+          threads == 1 ? "" : absl::StrCat(", ", threads, " threads");
+      std::printf("# throughput to %s, %d connection(s), window %d%s\n",
+                  AddrString(addr).c_str(), connections, window,
+                  spread.c_str());
+      std::printf("%-10s %12s %10s %14s %12s\n", "#bytes", "#messages",
+                  "seconds", "msg/s", "MB/s");
+    }
+    for (size_t s = 0; s < sizes.size(); ++s) {
+      // Every thread pushes at the same time, and only then.
+      if (!group.Sync()) return ThreadGroup::Cancelled();
+      DEMI_ASSIGN_OR_RETURN(results[s][index], MeasureSize(qds, sizes[s]));
+      if (!group.Sync()) return ThreadGroup::Cancelled();
+      if (index != 0) continue;
+      Result r = Merge(results[s]);
+      if (json) {
+        rows.push_back(absl::StrFormat(
+            "{\"bytes\":%d,\"messages\":%d,\"seconds\":%.3f,"
+            "\"msg_per_s\":%.1f,\"mb_per_s\":%.2f}",
+            r.size, r.messages, r.seconds(), r.rate(), r.mbytes_per_s()));
+      } else {
+        std::printf("%-10zu %12llu %10.3f %14.1f %12.2f\n", r.size,
+                    static_cast<unsigned long long>(r.messages), r.seconds(),
+                    r.rate(), r.mbytes_per_s());
+        std::fflush(stdout);
+      }
+    }
+    for (int qd : qds) CloseFromFlags(qd);
+    return absl::OkStatus();
+  }));
   if (json) {
+    // No "threads" key for one: the output of before --threads.
+    std::string spread =
+        threads == 1 ? "" : absl::StrCat("\"threads\":", threads, ",");
     std::printf(
         "{\"tool\":\"throughput\",\"server\":\"%s\",\"connections\":%d,"
-        "\"window\":%d,\"results\":[%s]}\n",
-        AddrString(addr).c_str(), connections, window,
+        "%s\"window\":%d,\"results\":[%s]}\n",
+        AddrString(addr).c_str(), connections, spread.c_str(), window,
         absl::StrJoin(rows, ",").c_str());
   }
   return absl::OkStatus();
@@ -203,8 +279,8 @@ int main(int argc, char** argv) {
   demi::tools::ParseToolCommandLine(
       argc, argv,
       "message rate and bandwidth over the Demikernel API.\n"
-      "  throughput --server [--bind ADDR] [--port P]\n"
-      "  throughput --client ADDR [--size 64,1M] [--window W]");
+      "  throughput --server [--bind ADDR] [--port P] [--threads N]\n"
+      "  throughput --client ADDR [--size 64,1M] [--window W] [--threads N]");
   return demi::tools::RunServerOrClient("throughput", demi::tools::RunServer,
                                         demi::tools::RunClient);
 }

@@ -60,6 +60,28 @@ absl::StatusOr<int> ListenFromFlags(int port, const char* name,
   return listener;
 }
 
+absl::StatusOr<int> ListenFromFlags(int port, const char* name,
+                                    const char* what, ThreadGroup& group,
+                                    int index) {
+  if (group.size() == 1) return ListenFromFlags(port, name, what);
+  if (absl::GetFlag(FLAGS_udp)) {
+    return absl::InvalidArgumentError(
+        "--udp: datagram sockets cannot share a port between threads");
+  }
+  DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
+                        ParseAddr(absl::GetFlag(FLAGS_bind), port));
+  DEMI_ASSIGN_OR_RETURN(int listener, ListenShared(addr, 128));
+  if (!group.Sync()) {
+    demi_close(listener);
+    return ThreadGroup::Cancelled();
+  }
+  if (index == 0) {
+    std::fprintf(stderr, "%s: %s on %s (%d threads)\n", name, what,
+                 AddrString(addr).c_str(), group.size());
+  }
+  return listener;
+}
+
 ServeOptions ServeOptionsFromFlags() {
   ServeOptions options;
   options.exit_after = absl::GetFlag(FLAGS_exit_after);
@@ -93,10 +115,17 @@ absl::Status ServeFromFlags(
     int listener,
     absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
     absl::FunctionRef<void(int qd, int err)> on_end) {
+  return ServeFromFlags(listener, ServeOptionsFromFlags(), on_message, on_end);
+}
+
+absl::Status ServeFromFlags(
+    int listener, const ServeOptions& options,
+    absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
+    absl::FunctionRef<void(int qd, int err)> on_end) {
   if (absl::GetFlag(FLAGS_udp)) {
-    return ServeDatagrams(listener, ServeOptionsFromFlags(), on_message);
+    return ServeDatagrams(listener, options, on_message);
   }
-  return ServeMessages(listener, ServeOptionsFromFlags(), on_message, on_end);
+  return ServeMessages(listener, options, on_message, on_end);
 }
 
 int ReplyFromFlags(int qd, demi_sgarray_t& sga) {

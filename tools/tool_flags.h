@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tools/message_server.h"
+#include "tools/thread_group.h"
 
 ABSL_DECLARE_FLAG(bool, server);
 ABSL_DECLARE_FLAG(std::string, client);
@@ -34,6 +35,13 @@ absl::Duration FlagTimeout();
 // ADDR"; and the serving options from --exit_after.
 absl::StatusOr<int> ListenFromFlags(int port, const char* name,
                                     const char* what);
+// The same for thread `index` of `group`, called on each of its threads:
+// with more than one, a listener shared with SO_REUSEPORT (not with --udp:
+// INVALID_ARGUMENT), announced by thread 0 once all of them listen, so
+// that a client that saw the announcement reaches every thread.
+absl::StatusOr<int> ListenFromFlags(int port, const char* name,
+                                    const char* what, ThreadGroup& group,
+                                    int index);
 ServeOptions ServeOptionsFromFlags();
 
 // The server the client connects to: --client and `port`.
@@ -48,6 +56,11 @@ void CloseFromFlags(int qd);
 // datagrams (`on_end` is then never called).
 absl::Status ServeFromFlags(
     int listener,
+    absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
+    absl::FunctionRef<void(int qd, int err)> on_end);
+// The same with `options` (ServeOptionsFromFlags() and more).
+absl::Status ServeFromFlags(
+    int listener, const ServeOptions& options,
     absl::FunctionRef<bool(int qd, demi_sgarray_t& sga)> on_message,
     absl::FunctionRef<void(int qd, int err)> on_end);
 // Sends `sga` back where it came from: on its connection, or with --udp to

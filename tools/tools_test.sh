@@ -2,7 +2,8 @@
 # Usage: tools_test.sh LATENCY_PROBE THROUGHPUT
 # The probe and the throughput tool end to end on an RDMA device: on one
 # host, server and client side by side; on two hosts (DEMI_TEST_HOSTS=2),
-# host 0 serves. Checks the table, the JSON and the PNG, and the errors.
+# host 0 serves. Checks the table, the JSON and the PNG, the errors, and
+# the throughput tool with two threads on each side (--threads 2).
 set -euo pipefail
 probe=$(readlink -f "$1") tput=$(readlink -f "$2")
 source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/bench/common.sh"
@@ -19,6 +20,10 @@ if [ "$host" = 0 ]; then
   probe_server=$!
   "$tput" --server --bind "$server" --port 14001 --exit_after 1 &
   tput_server=$!
+  # Two threads on one port, each with its own libOS (SO_REUSEPORT).
+  "$tput" --server --bind "$server" --port 14002 --threads 2 --exit_after 4 \
+    2> "$out/threads_server.log" &
+  threads_server=$!
   # The same over datagrams.
   "$probe" --udp --server --bind "$server" --port 14010 --exit_after 1 &
   udp_probe_server=$!
@@ -26,9 +31,25 @@ if [ "$host" = 0 ]; then
   udp_tput_server=$!
   wait_listen 14000
   wait_listen 14001
+  # Announced once both threads listen: a client sooner might reach only
+  # the first.
+  for ((i = 0; i < 300; i++)); do
+    grep -q "receiving on .* (2 threads)" "$out/threads_server.log" && break
+    sleep 0.1
+  done
 fi
+# threads_counts: the server's "thread I accepted N connections" lines.
+threads_counts() {
+  cat "$out/threads_server.log"
+  accepted=($(sed -n 's/^throughput: thread [01] accepted \([0-9]*\) .*/\1/p' \
+    "$out/threads_server.log"))
+  [ "${#accepted[@]}" = 2 ] || fail "no accept count of each server thread"
+  [ $((accepted[0] + accepted[1])) = 4 ] || fail "threads accepted ${accepted[*]}"
+}
 if [ "$hosts" = 2 ] && [ "$host" = 0 ]; then
-  wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server"
+  wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server" \
+    "$threads_server"
+  threads_counts
   exit
 fi
 retry_client() { retry 30 "$@"; }
@@ -74,6 +95,23 @@ for size in 64 1048576; do
   grep -qE "\{\"bytes\":$size,\"messages\":[1-9]" "$out/t.json" ||
     fail "no $size B messages"
 done
+# Two client threads, two connections each, against the two server threads:
+# one result per size, the threads' messages summed.
+retry_client "$tput" --client "$server" --port 14002 --threads 2 \
+  --connections 4 --size 64,64K --seconds 0.5 --window 8 --json \
+  > "$out/threads.json"
+cat "$out/threads.json"
+grep -q '"connections":4,"threads":2,' "$out/threads.json" || fail "threads JSON"
+for size in 64 65536; do
+  grep -qE "\{\"bytes\":$size,\"messages\":[1-9]" "$out/threads.json" ||
+    fail "no $size B messages with 2 threads"
+done
+set +e
+msg=$("$tput" --client "$server" --port 14002 --threads 3 --connections 2 2>&1)
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "threads: 1 to --connections" <<< "$msg" ||
+  fail "3 threads for 2 connections"
 # Datagrams: the client finds its own address on the way to the server.
 # Between two VMs a 60,000-byte round trip takes ~0.2 s: 64 B only there.
 udp_sizes=64,60000
@@ -99,6 +137,12 @@ msg=$("$probe" --udp --server --port 14012 2>&1)
 rc=$?
 set -e
 [ "$rc" = 1 ] && grep -q "needs --bind" <<< "$msg" || fail "UDP no --bind"
-[ "$hosts" = 2 ] ||
-  wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server"
+if [ "$hosts" = 1 ]; then
+  wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server" \
+    "$threads_server"
+  threads_counts
+  # Here the client waited for both server threads: each took a share.
+  [ "${accepted[0]}" -ge 1 ] && [ "${accepted[1]}" -ge 1 ] ||
+    fail "a server thread took no connection: ${accepted[*]}"
+fi
 echo PASS

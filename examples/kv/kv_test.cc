@@ -1,8 +1,10 @@
 // The key-value example end to end on an RDMA device: kv_server runs as its
-// own process; clients here, in kv_loadgen processes, and in children of
-// this binary that die in the middle of a request.
+// own process (with one serving thread, or two on one port); clients here,
+// on one thread or two, in kv_loadgen processes, and in children of this
+// binary that die in the middle of a request.
 //
 // Usage: kv_test <kv_server> <kv_loadgen>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,16 +13,22 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client.h"
 #include "gtest/gtest.h"
 #include "testing/rdma_env.h"
 #include "tools/demi_tool.h"
+#include "tools/thread_group.h"
 
 namespace kv {
 namespace {
@@ -36,6 +44,8 @@ constexpr int kLimitsPort = 7124;
 constexpr uint64_t kLimitBytes = 64 * 1024;
 constexpr int kLimitKeys = 10;
 constexpr int kLimitUnfinished = 4;
+// A third, with two serving threads, for KvThreadsTest.
+constexpr int kThreadsPort = 7125;
 
 std::string Pattern(size_t size, int seed) {
   std::string value(size, '\0');
@@ -59,9 +69,15 @@ std::string AddrText() {
   return text.substr(0, text.find(':'));
 }
 
-pid_t Spawn(const std::vector<std::string>& argv) {
+// Runs `argv`; its stderr goes to `stderr_path` if one is given.
+pid_t Spawn(const std::vector<std::string>& argv,
+            const std::string& stderr_path = "") {
   pid_t pid = fork();
   if (pid == 0) {
+    if (!stderr_path.empty()) {
+      int fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || dup2(fd, 2) < 0) std::_Exit(126);
+    }
     std::vector<char*> args;
     for (const std::string& arg : argv) {
       args.push_back(const_cast<char*>(arg.c_str()));
@@ -80,7 +96,26 @@ int WaitExit(pid_t pid) {
   return 128 + WTERMSIG(status);
 }
 
-// demi_init, once per process (both suites need it).
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A writable place that outlives the test: the run's outputs (the VM's
+// share) when there are any.
+std::string OutputPath(const std::string& name) {
+  for (const char* var : {"DEMI_OUT_DIR", "TEST_UNDECLARED_OUTPUTS_DIR"}) {
+    const char* dir = std::getenv(var);
+    if (dir != nullptr && access(dir, W_OK) == 0) {
+      return absl::StrCat(dir, "/", name);
+    }
+  }
+  return absl::StrCat("/tmp/", name);
+}
+
+// demi_init, once per process (every suite needs it).
 void InitOnce() {
   static bool done = false;
   if (done) return;
@@ -284,7 +319,6 @@ TEST_F(KvTest, ClientKilledMidRequest) {
   EXPECT_TRUE(*still == big);
 }
 
-// The child of ClientKilledMidRequest: starts a request and kills itself
 // A server with small limits: what one client can take from the others.
 class KvLimitsTest : public KvTest {
  protected:
@@ -389,6 +423,118 @@ TEST_F(KvLimitsTest, AClientThatNeverTakesRepliesStopsBeingRead) {
   }
 }
 
+// A server with two threads listening on one port (--threads 2): the
+// library spreads the connections over both, and a GET sees every PUT,
+// whichever thread took it. The test owns the server: it reads the
+// server's closing stats.
+class KvThreadsTest : public KvTest {
+ protected:
+  static void SetUpTestSuite() { InitOnce(); }
+  static void TearDownTestSuite() {}
+};
+
+// The "thread I: N connections accepted" lines of kv_server's stats.
+std::vector<int> AcceptsByThread(const std::string& log) {
+  std::vector<int> accepted;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    constexpr absl::string_view kPrefix = "kv_server: thread ";
+    if (!absl::ConsumePrefix(&line, kPrefix)) continue;
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
+    int thread = -1, count = -1;
+    if (words.size() < 3 || !absl::ConsumeSuffix(&words[0], ":") ||
+        !absl::SimpleAtoi(words[0], &thread) ||
+        !absl::SimpleAtoi(words[1], &count) ||
+        thread != static_cast<int>(accepted.size())) {
+      ADD_FAILURE() << "stats line: " << line;
+      continue;
+    }
+    accepted.push_back(count);
+  }
+  return accepted;
+}
+
+TEST_F(KvThreadsTest, TwoServerThreadsShareThePortAndTheTable) {
+  std::string log = OutputPath("kv_server_threads.log");
+  pid_t server = Spawn({server_binary, "--bind=" + AddrText(),
+                        absl::StrCat("--port=", kThreadsPort), "--threads=2"},
+                       log);
+  ASSERT_GT(server, 0);
+  // Announced once both threads listen: a connection made before would
+  // find only the first.
+  absl::Time deadline = absl::Now() + Scaled(absl::Seconds(60));
+  while (ReadFile(log).find("listening on") == std::string::npos) {
+    ASSERT_EQ(waitpid(server, nullptr, WNOHANG), 0) << ReadFile(log);
+    ASSERT_LT(absl::Now(), deadline) << "kv_server did not listen";
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+
+  // Two client threads, each with its own libOS and four connections: each
+  // connection stores its keys, then every connection reads every key.
+  constexpr int kClientThreads = 2;
+  constexpr int kPerThread = 4;
+  constexpr int kKeysEach = 8;
+  auto key = [](int thread, int connection, int k) {
+    return absl::StrCat("t", thread, "-c", connection, "-", k);
+  };
+  auto value = [](int thread, int connection, int k) {
+    return Pattern(64 + 997 * k, thread * 100 + connection * 10 + k);
+  };
+  demi::tools::ThreadGroup clients(kClientThreads);
+  absl::Status status = clients.Run([&](int t) -> absl::Status {
+    std::vector<std::unique_ptr<Client>> mine;
+    for (int i = 0; i < kPerThread; ++i) {
+      mine.push_back(NewClient(kThreadsPort));
+      if (mine.back() == nullptr) return absl::UnavailableError("connect");
+    }
+    for (int i = 0; i < kPerThread; ++i) {
+      for (int k = 0; k < kKeysEach; ++k) {
+        absl::Status put = mine[i]->Put(key(t, i, k), value(t, i, k));
+        if (!put.ok()) return put;
+      }
+    }
+    if (!clients.Sync()) return demi::tools::ThreadGroup::Cancelled();
+    for (int i = 0; i < kPerThread; ++i) {
+      for (int owner = 0; owner < kClientThreads; ++owner) {
+        for (int c = 0; c < kPerThread; ++c) {
+          for (int k = 0; k < kKeysEach; ++k) {
+            absl::StatusOr<std::string> got = mine[i]->Get(key(owner, c, k));
+            if (!got.ok()) return got.status();
+            if (*got != value(owner, c, k)) {
+              return absl::DataLossError(
+                  absl::StrCat("wrong value for ", key(owner, c, k)));
+            }
+          }
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(status.ok()) << status;
+
+  // The same from a process: two threads, eight connections, every GET
+  // checked by the load generator.
+  pid_t loadgen =
+      Spawn({loadgen_binary, "--server=" + AddrText(),
+             absl::StrCat("--port=", kThreadsPort), "--threads=2",
+             "--connections=8", "--keys=200", "--value_size=256",
+             "--key_prefix=threads-", "--seconds=2", "--get_ratio=0.7",
+             absl::StrCat("--timeout=",
+                          absl::ToDoubleSeconds(Scaled(absl::Seconds(20))))});
+  EXPECT_EQ(WaitExit(loadgen), 0);
+
+  EXPECT_EQ(waitpid(server, nullptr, WNOHANG), 0) << "kv_server died";
+  kill(server, SIGTERM);
+  EXPECT_EQ(WaitExit(server), 0) << "kv_server did not stop cleanly";
+  std::string stats = ReadFile(log);
+  std::printf("%s", stats.c_str());
+  std::vector<int> accepted = AcceptsByThread(stats);
+  ASSERT_EQ(accepted.size(), 2u) << stats;
+  EXPECT_GE(accepted[0], 1) << "server thread 0 took no connection";
+  EXPECT_GE(accepted[1], 1) << "server thread 1 took no connection";
+  EXPECT_EQ(accepted[0] + accepted[1], kClientThreads * kPerThread + 8);
+}
+
+// The child of ClientKilledMidRequest: starts a request and kills itself
 // while it is in flight.
 int DieMidRequest(const std::string& mode, const std::string& host) {
   if (!demi::tools::Init().ok()) return 1;
