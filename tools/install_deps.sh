@@ -16,7 +16,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
   gnuplot-nox
-  clang-16 libfuzzer-16-dev libclang-rt-16-dev pkg-config
+  clang-16 libfuzzer-16-dev libclang-rt-16-dev llvm-16 pkg-config
   python3 man-db cmake make valgrind
 )
 

@@ -253,6 +253,9 @@ record kv.ops_per_s "$(grep -o '"ops_per_s":[0-9.]*' <<< "$json" | cut -d: -f2)"
 record kv.p50_us "$(grep -o '"p50_us":[0-9.]*' <<< "$json" | cut -d: -f2)"
 record kv.p99_us "$(grep -o '"p99_us":[0-9.]*' <<< "$json" | cut -d: -f2)"
 
+echo "== key-value server: 1 and 2 threads on one port, alternating"
+"$(dirname "${BASH_SOURCE[0]}")/kv_threads.sh" "$kv_server" "$kv_loadgen"
+
 echo "== connects: 1,000 sequential, ours and rdma_cm by hand, alternating"
 for round in 1 2 3; do
   for mode in rdma_cm demi; do

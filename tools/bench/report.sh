@@ -177,6 +177,13 @@ cat <<KV
 5 s, every GET's value checked: **$(two "$(value kv.ops_per_s)") operations/s**,
 request round trip p50 $(two "$(value kv.p50_us)") us, p99 $(two "$(value kv.p99_us)") us.
 
+With threads (\`kv_server --threads N\`, a libOS per thread, one port through
+SO_REUSEPORT), a 2-thread loadgen over 8 connections, median of 3
+alternating rounds: 1 server thread $(two "$(value kv.threads1.ops_per_s)") ops/s,
+2 server threads $(two "$(value kv.threads2.ops_per_s)") ops/s. This VM has
+$(value env.cpus) CPUs for the server and the loadgen together: see
+docs/design.md ("Threads") for what a 32-core host would need.
+
 ## Datagrams (--udp: SOCK_DGRAM over UD queue pairs)
 
 One-way latency p50 / p99: 64 B $(value ud.probe.64.p50) / $(value ud.probe.64.p99) us,

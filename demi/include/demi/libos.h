@@ -62,13 +62,14 @@ extern "C" {
 #endif
 
 /**
- * @brief Initialises the library: opens the RDMA devices, allocates their
- * protection domains and completion queues and the registered memory pool.
+ * @brief Initialises the calling thread's libOS: its completion queues,
+ * receive queues and registered memory pool (the first call in the process
+ * also opens the RDMA devices and allocates their protection domains).
  *
  * @param args Arguments; may be NULL. argc, argv and callback are ignored.
  *
  * @return 0 on success, or:
- * - EEXIST: already initialised.
+ * - EEXIST: this thread's libOS is initialised already.
  * - ENOTSUP: a child of fork() of a process with a libOS.
  * - ENODEV: this machine has no RDMA device.
  * - ENOMEM, or another errno of the verbs library: a device could not be
@@ -132,7 +133,8 @@ extern int demi_listen(int sockqd, int backlog);
  *   bound, or the queue is a connection.
  * - ENOTSUP: the address family is not AF_INET; a stream socket's port is
  *   0; a datagram socket's address is INADDR_ANY.
- * - EADDRINUSE: another socket is bound to the address.
+ * - EADDRINUSE: another socket is bound to the address (and not both
+ *   with SO_REUSEPORT, or the other is another process's).
  * - EADDRNOTAVAIL: no RDMA device has the address.
  * - ENOBUFS: no memory for any of a datagram socket's receive buffers
  *   (with some it binds, and posts the rest as memory comes back).
@@ -185,6 +187,7 @@ extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
  * - EOPNOTSUPP: the socket is listening.
  * - EINPROGRESS: the socket is already connecting.
  * - EISCONN: the socket is already connected.
+ * - EADDRINUSE: the socket is bound with SO_REUSEPORT.
  * - EDESTADDRREQ: a datagram socket that is not bound.
  * - ENOSYS: demi_init has not run.
  */
@@ -340,15 +343,21 @@ ATTR_NONNULL(1)
 extern int demi_pop(demi_qtoken_t *qt_out, int qd);
 
 /**
- * @brief Sets a socket option. Only SOL_SOCKET/SO_LINGER is supported: with
- * l_onoff set, l_linger bounds how long a closed connection goes on
- * delivering (0: reset at once); see demi_close, which never blocks.
+ * @brief Sets a socket option, of SOL_SOCKET: SO_LINGER (with l_onoff
+ * set, l_linger bounds how long a closed connection goes on delivering; 0:
+ * reset at once; see demi_close, which never blocks), or SO_REUSEPORT on a
+ * stream socket (an int; nonzero before demi_bind: threads of this process
+ * may bind and listen on the same address and port, and each incoming
+ * connection goes to one of the listening threads; such a socket cannot
+ * connect: EADDRINUSE).
  *
  * @return 0 on success, or:
  * - EBADF: @p qd is not an open queue.
  * - ENOTSUP: @p level is not SOL_SOCKET.
- * - ENOPROTOOPT: @p optname is not SO_LINGER.
- * - EINVAL: @p optval is NULL or @p optlen is not sizeof(struct linger).
+ * - ENOPROTOOPT: @p optname is neither of the above (SO_REUSEPORT on a
+ *   datagram socket).
+ * - EINVAL: @p optval is NULL or @p optlen is not sizeof(struct linger)
+ *   (SO_LINGER) or less than sizeof(int) (SO_REUSEPORT).
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(4)
@@ -356,7 +365,8 @@ extern int demi_setsockopt(int qd, int level, int optname, const void *optval,
                            socklen_t optlen);
 
 /**
- * @brief Reads a socket option: SOL_SOCKET/SO_LINGER, or on a datagram
+ * @brief Reads a socket option: SOL_SOCKET/SO_LINGER, SO_REUSEPORT on a
+ * stream socket, or on a datagram
  * socket SOL_SOCKET/DEMI_SO_DATAGRAM_STATS (a demi_datagram_stats_t: what
  * it sent, received and dropped, by cause).
  *

@@ -34,13 +34,19 @@ ATTR_NODISCARD extern demi_sgarray_t demi_sgaalloc(size_t size);
  * Free-protection: an array that a push still uses stays valid for that
  * push; its memory is recycled only when the push completes.
  *
+ * Any thread may free an array, also one without a libOS: it goes back to
+ * the thread whose libOS handed it out, which takes it in at its next
+ * pass (or its next demi_sgaalloc), checking it then. So a second free of
+ * one array from another thread returns 0 and is dropped there.
+ *
  * @param sga The array.
  *
  * @return 0 on success, or a positive error code:
  * - EINVAL: @p sga is NULL, has no segments or more than
  *   DEMI_SGARRAY_MAXSIZE, or its sga_buf is not an array the application
- *   holds (never allocated, or already freed).
- * - ENOSYS: demi_init has not run.
+ *   holds (never allocated, or already freed in this thread).
+ * - ENOSYS: no thread's libOS handed it out and this thread has none (or
+ *   @p sga is NULL there).
  */
 extern int demi_sgafree(demi_sgarray_t *sga);
 
