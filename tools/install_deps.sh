@@ -32,7 +32,17 @@ fi
 
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
-echo "install_deps.sh: installing ${missing[*]}"
-$sudo apt-get update -q
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
-  "${missing[@]}"
+# apt's output goes to a log, not the first screens of whoever runs this:
+# one line now, one at the end, and the log's tail if it fails.
+log=${DEMI_DEPS_LOG:-${TMPDIR:-/tmp}/demi-install-deps.log}
+echo "install_deps.sh: installing ${#missing[@]} packages (${missing[*]});" \
+  "apt's log: $log"
+start=$(date +%s)
+if ! { $sudo apt-get update -q &&
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
+    --no-install-recommends "${missing[@]}"; } > "$log" 2>&1; then
+  echo "install_deps.sh: apt failed; the end of $log:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+fi
+echo "install_deps.sh: installed in $(($(date +%s) - start))s"

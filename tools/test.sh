@@ -15,7 +15,10 @@ trap 'rm -f "$log"' EXIT
 status=0
 run() {
   echo "+ $*"
-  "$@" --test_summary=short 2>&1 | tee -a "$log" || echo 1 > "$log.failed"
+  local step_start=$(date +%s) result=ok
+  "$@" --test_summary=short 2>&1 | tee -a "$log" ||
+    { echo 1 > "$log.failed"; result=FAILED; }
+  echo "tools/test.sh: $* ($(pwd)): $(($(date +%s) - step_start))s, $result"
 }
 run bazel test //... "$@"
 run bazel test --config=asan //... "$@"
