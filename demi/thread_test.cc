@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "demi/sga_pool.h"
 #include "gtest/gtest.h"
 #include "testing/demi_helpers.h"
 
@@ -264,6 +265,29 @@ TEST(CrossThreadFreeTest, AWorkersFreesComeBackToTheOwner) {
   ClosePair(pair);
 }
 
+// A thread that ends with a pop done but never waited for: the pop's
+// buffer is nobody's, so the thread's pool goes whole (its registered
+// memory is given back), not kept for a free that never comes.
+TEST(CrossThreadFreeTest, APopNeverTakenDoesNotKeepAnEndedThreadsPool) {
+  size_t before = SgaPool::process_registered_bytes();
+  std::thread([] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    DemiPair pair;
+    ASSERT_TRUE(MakePair(&pair));
+    demi_qtoken_t pop = 0;
+    ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+    EXPECT_EQ(WaitOrFail(PushString(pair.client, "never taken")).qr_opcode,
+              DEMI_OPC_PUSH);
+    // Runs the engine until the pop is done, without taking its result.
+    demi_qtoken_t idle = 0;
+    ASSERT_EQ(demi_pop(&idle, pair.client), 0);
+    demi_qresult_t qr;
+    timespec timeout = Ms(200);
+    EXPECT_EQ(demi_wait(&qr, idle, &timeout), ETIMEDOUT);
+  }).join();
+  EXPECT_EQ(SgaPool::process_registered_bytes(), before);
+}
+
 // A socket bound to `addr` with SO_REUSEPORT (if `reuse`); the bind's
 // errno in `err`.
 int BoundSocket(const sockaddr_in& addr, bool reuse, int* err) {
@@ -313,9 +337,26 @@ TEST(ReusePortTest, OnlySocketsThatAskShareAPort) {
   int again = BoundSocket(addr, false, &err);
   EXPECT_EQ(err, 0);
   EXPECT_EQ(demi_close(again), 0);
+  // The option's own edge values.
+  int one = 1;
+  int closed = BoundSocket(addr, true, &err);
+  ASSERT_EQ(err, 0);
+  ASSERT_EQ(demi_close(closed), 0);
+  EXPECT_EQ(demi_setsockopt(-1, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
+            EBADF);
+  EXPECT_EQ(
+      demi_setsockopt(closed, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
+      EBADF);
+  int qd = -1;
+  ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
+  EXPECT_EQ(demi_setsockopt(qd, SOL_SOCKET, SO_REUSEPORT, &one, 1), EINVAL);
+  socklen_t small = 1;
+  EXPECT_EQ(demi_getsockopt(qd, SOL_SOCKET, SO_REUSEPORT, &on, &small), EINVAL);
+  EXPECT_EQ(demi_getsockopt(closed, SOL_SOCKET, SO_REUSEPORT, &on, &len),
+            EBADF);
+  EXPECT_EQ(demi_close(qd), 0);
   int datagram = -1;
   ASSERT_EQ(demi_socket(&datagram, AF_INET, SOCK_DGRAM, 0), 0);
-  int one = 1;
   EXPECT_EQ(
       demi_setsockopt(datagram, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
       ENOPROTOOPT);
