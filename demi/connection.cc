@@ -174,11 +174,15 @@ void Connection::FinishPush(PushOp& op, int err) {
   ReleasePush(op);
 }
 
-bool Connection::StartClose() {
+void Connection::FailPopsOnClose() {
   while (!pops_.empty()) {
     env_.tokens->Fail(pops_.front(), EBADF);
     pops_.pop_front();
   }
+}
+
+bool Connection::StartClose() {
+  FailPopsOnClose();
   if (state_ != State::kOpen || peer_closed_ || unpopped_data_ > 0) {
     return false;
   }

@@ -115,6 +115,9 @@ class Connection {
   // that the application will never pop): then call Abort, which resets the
   // connection as TCP does when unread data is discarded.
   bool StartClose();
+  // The application closed the queue: its pending pops fail with EBADF
+  // (whatever happens to the connection after).
+  void FailPopsOnClose();
   // Whether the orderly close has finished: the peer has every push and
   // CLOSE (or the connection died on the way).
   bool FlushDone() const;

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "demi/rdma_path.h"
 #include "demi/shared_devices.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -408,6 +409,7 @@ absl::Status RdmaLibOs::GetSockOpt(int qd, int level, int optname, void* optval,
       queue->kind == Queue::Kind::kDatagram) {
     return GetDatagramStats(*queue, optval, optlen);
   }
+  if (optname == DEMI_SO_RDMA_PATH) return GetRdmaPath(*queue, optval, optlen);
   if (optname == SO_REUSEPORT && queue->kind != Queue::Kind::kDatagram) {
     if (optval == nullptr || optlen == nullptr || *optlen < sizeof(int)) {
       return ErrnoError(EINVAL, "option buffer");
@@ -424,6 +426,28 @@ absl::Status RdmaLibOs::GetSockOpt(int qd, int level, int optname, void* optval,
   }
   std::memcpy(optval, &queue->linger, sizeof(queue->linger));
   *optlen = sizeof(struct linger);
+  return absl::OkStatus();
+}
+
+absl::Status RdmaLibOs::GetRdmaPath(const Queue& queue, void* optval,
+                                    socklen_t* optlen) {
+  if (optval == nullptr || optlen == nullptr ||
+      *optlen < sizeof(demi_rdma_path_t)) {
+    return ErrnoError(EINVAL, "option buffer");
+  }
+  absl::StatusOr<demi_rdma_path_t> path;
+  if (queue.kind == Queue::Kind::kDatagram) {
+    if (queue.dgram == nullptr) return ErrnoError(ENOTCONN, "not bound");
+    path = QueryDatagramPath(queue.id.get());
+  } else {
+    if (!Connected(queue) || queue.qp == nullptr) {
+      return ErrnoError(ENOTCONN, "not connected");
+    }
+    path = QueryConnectionPath(queue.qp.get());
+  }
+  if (!path.ok()) return path.status();
+  std::memcpy(optval, &*path, sizeof(demi_rdma_path_t));
+  *optlen = sizeof(demi_rdma_path_t);
   return absl::OkStatus();
 }
 

@@ -268,6 +268,9 @@ class RdmaLibOs {
                                              const sockaddr_in* dest);
   absl::StatusOr<demi_qtoken_t> PopDatagram(Queue& queue);
   absl::Status GetDatagramStats(Queue& queue, void* optval, socklen_t* optlen);
+  // DEMI_SO_RDMA_PATH: asks the device about the queue's QP and port
+  // (rdma_path.h). ENOTCONN before there is one.
+  absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
 
   // Declared in teardown order reversed (see the file comment).
   rdma::EventChannelPtr cm_channel_;

@@ -434,6 +434,7 @@ void RdmaLibOs::CloseConnection(Queue& queue) {
   if (queue.conn == nullptr) return;  // Still resolving: Poll destroys it.
   bool abortive = queue.linger.l_onoff != 0 && queue.linger.l_linger == 0;
   if (abortive) {
+    queue.conn->FailPopsOnClose();
     EndConnection(queue, ECONNABORTED);
     return;
   }

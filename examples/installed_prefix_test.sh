@@ -1,19 +1,26 @@
 #!/bin/bash
-# Usage: installed_prefix_test.sh INSTALL_TREE LIBDEMI_A LIBDEMI_LDFLAGS
-#          MAN_TAR HEADER...
-# Installs libdemi into a fresh prefix as tools/install.sh does, reads a
-# page with man, builds the examples against the prefix with pkg-config
-# alone (cc, CMake, make), runs them on the RDMA device, and uninstalls:
-# the prefix must be empty again.
+# Usage: installed_prefix_test.sh INSTALL_TREE LATENCY_PROBE PROBE_PAGE
+#          LIBDEMI_A LIBDEMI_LDFLAGS MAN_TAR HEADER...
+# Installs libdemi and demi-latency-probe into a fresh prefix as
+# tools/install.sh does, reads pages with man, builds the examples against
+# the prefix with pkg-config alone (cc, CMake, make), runs them and the
+# installed probe on the RDMA device, and uninstalls: the prefix must be
+# empty again.
 set -euo pipefail
-install_tree=$(readlink -f "$1") archive=$(readlink -f "$2") ldflags=$3
-man_tar=$4
-shift 4
+install_tree=$(readlink -f "$1") probe=$2 probe_page=$3
+archive=$(readlink -f "$4") ldflags=$5 man_tar=$6
+shift 6
 work=${TEST_TMPDIR:-/tmp}/installed
 rm -rf "$work" && mkdir -p "$work"
 prefix=$work/prefix
-"$install_tree" "$prefix" "$archive" "$ldflags" "$man_tar" "$@"
+"$install_tree" --program "$probe" demi-latency-probe --man1 "$probe_page" \
+  "$prefix" "$archive" "$ldflags" "$man_tar" "$@"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+"$prefix/bin/demi-latency-probe" --version | grep -x "demi-latency-probe $(
+  pkg-config --modversion demi)" > /dev/null
+MANWIDTH=80 man -M "$prefix/share/man" 1 demi-latency-probe 2> /dev/null |
+  grep -e "--iters=N" > /dev/null
+echo "demi-latency-probe --version and its page match demi.pc's version"
 
 man -M "$prefix/share/man" -w demi_push > /dev/null
 MANWIDTH=80 man -M "$prefix/share/man" 7 demi-rdma 2> /dev/null |
@@ -48,6 +55,16 @@ wait "$server"
 examples/make/tcp-push-pop --server "$addr" 12201 64 1000 & server=$!
 examples/make/tcp-push-pop --client "$addr" 12201 64 1000
 wait "$server"
+"$prefix/bin/demi-latency-probe" --server --port 12202 --exit_after 1 & server=$!
+for ((try = 1; ; try++)); do  # Until the server listens.
+  json=$("$prefix/bin/demi-latency-probe" --client "$addr" --port 12202 \
+    --iters 100 --warmup 10 --json) && break
+  [ "$try" -lt 30 ] || exit 1
+  sleep 0.5
+done
+grep '"p50_us"' <<< "$json" > /dev/null
+wait "$server"
+echo "the installed demi-latency-probe measured"
 
 "$install_tree" --uninstall "$prefix"
 left=$(find "$prefix" -mindepth 1)

@@ -5,7 +5,8 @@
 # kernel (which ships rdma_rxe), static busybox and cpio; clang and
 # libFuzzer for the fuzz targets; python3 and man-db for the man pages,
 # CMake and make for the examples built against an installed prefix;
-# valgrind for the benchmarks' instruction counts.
+# valgrind for the benchmarks' instruction counts; dpkg-dev, lintian and
+# debootstrap to build the Debian packages and try them in a fresh root.
 # Idempotent.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ packages=(
   gnuplot-nox
   clang-16 libfuzzer-16-dev libclang-rt-16-dev llvm-16 pkg-config
   python3 man-db cmake make valgrind
+  dpkg-dev lintian debootstrap
 )
 
 missing=()

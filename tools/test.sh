@@ -20,7 +20,19 @@ run() {
     { echo 1 > "$log.failed"; result=FAILED; }
   echo "tools/test.sh: $* ($(pwd)): $(($(date +%s) - step_start))s, $result"
 }
+# step NAME CMD...: a step outside Bazel, counted as the test NAME.
+step() {
+  local name=$1 step_start=$(date +%s) result=PASSED
+  shift
+  echo "+ $*"
+  "$@" || { echo 1 > "$log.failed"; result=FAILED; }
+  echo "$name $result" >> "$log"
+  echo "tools/test.sh: $*: $(($(date +%s) - step_start))s, $result"
+}
 run bazel test //... "$@"
+# The Debian packages, installed in a fresh Debian root and run between two
+# VMs; right after the tests' build, whose outputs they package.
+step //tools:package_test.sh tools/package_test.sh
 run bazel test --config=asan //... "$@"
 # clang-16 in its own output base; only the thread tests and what they need.
 run tools/tsan.sh "$@"
@@ -29,12 +41,7 @@ run tools/tsan.sh "$@"
 (cd examples/kv && run bazel test //... "$@")
 (cd examples/kv && run bazel test --config=asan //... "$@")
 # The fuzz targets, 20 s each (tools/fuzz.sh --runs 1000000 by hand).
-if tools/fuzz.sh --seconds "${DEMI_FUZZ_SECONDS:-20}"; then
-  echo "//tools:fuzz.sh PASSED" >> "$log"
-else
-  echo "//tools:fuzz.sh FAILED" >> "$log"
-  echo 1 > "$log.failed"
-fi
+step //tools:fuzz.sh tools/fuzz.sh --seconds "${DEMI_FUZZ_SECONDS:-20}"
 passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY)|FAILED TO BUILD' "$log" || true)
 echo "tools/test.sh: $(($(date +%s) - start))s (normal, ASan/UBSan and TSan builds)"

@@ -6,10 +6,6 @@
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "rdma/status_util.h"
 #include "tools/datagram_tool.h"
@@ -19,7 +15,9 @@ ABSL_FLAG(bool, server, false, "run the server side");
 ABSL_FLAG(std::string, client, "", "run the client side against this server");
 ABSL_FLAG(std::string, bind, "0.0.0.0", "server: address to listen on");
 ABSL_FLAG(int, connections, 1, "client: connections to the server");
-ABSL_FLAG(bool, json, false, "client: print JSON instead of the table");
+ABSL_FLAG(bool, json, false,
+          "print JSON instead of text: the client its results and path, the "
+          "server its path per connection (docs/probe-json.md)");
 ABSL_FLAG(double, timeout, 10, "seconds to wait for any progress");
 ABSL_FLAG(int, exit_after, 0,
           "server: exit after this many connections ended (0: never)");
@@ -31,16 +29,6 @@ ABSL_FLAG(bool, sleep, false,
           "sleep) instead of spinning forever, as a measurement should");
 
 namespace demi::tools {
-
-void ParseToolCommandLine(int argc, char** argv, const char* usage) {
-  absl::FlagsUsageConfig config;
-  config.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "tools/");
-  };
-  absl::SetFlagsUsageConfig(config);
-  absl::SetProgramUsageMessage(usage);
-  absl::ParseCommandLine(argc, argv);
-}
 
 absl::Duration FlagTimeout() {
   return absl::Seconds(absl::GetFlag(FLAGS_timeout));

@@ -70,9 +70,6 @@ int ReplyFromFlags(int qd, demi_sgarray_t& sga);
 // UDP datagram's 65,507).
 absl::Status CheckSizesForFlags(const std::vector<size_t>& sizes);
 
-// Parses the command line; --help lists these shared flags too.
-void ParseToolCommandLine(int argc, char** argv, const char* usage);
-
 // main() after the flags are parsed: exactly one of --server and --client
 // must be given. Runs demi_init (spinning forever unless --sleep or
 // DEMI_SPIN_US), then that side; prints an error as "name: message".

@@ -18,8 +18,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -27,6 +25,7 @@
 #include "rdma/status_util.h"
 #include "tools/demi_tool.h"
 #include "tools/latency_stats.h"
+#include "tools/program_info.h"
 #include "tools/thread_group.h"
 
 ABSL_FLAG(std::string, server, "", "the kv_server's address");
@@ -251,11 +250,20 @@ absl::Status Run() {
 }  // namespace kv
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "closed-loop load for kv_server.\n"
-      "  kv_loadgen --server ADDR [--connections N] [--threads N] "
-      "[--seconds S]");
-  absl::ParseCommandLine(argc, argv);
+  demi::tools::ParseProgramCommandLine(
+      argc, argv,
+      {"demi-kv-loadgen", "closed-loop load for demi-kv-server",
+       "demi-kv-loadgen --server ADDR [--connections N] [--threads N] "
+       "[--seconds S] [--json]",
+       "Runs closed-loop clients against demi-kv-server: each connection "
+       "keeps one request in flight, in a mix of GETs and PUTs over a fixed "
+       "set of keys, and every value a GET returns is checked against what "
+       "was put. Prints operations per second and the request latency (the "
+       "round trip, as the client sees it), as a table or as JSON with "
+       "--json.\n\n"
+       "With --threads N, N threads, each with its own libOS, share the "
+       "connections and run the mix at the same time.",
+       "demi-kv-server(1)"});
   if (absl::GetFlag(FLAGS_server).empty()) {
     std::fprintf(stderr, "kv_loadgen: --server ADDR is required\n");
     return 2;

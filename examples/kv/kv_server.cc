@@ -20,14 +20,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "protocol.h"
 #include "rdma/status_util.h"
 #include "tools/demi_tool.h"
 #include "tools/message_server.h"
+#include "tools/program_info.h"
 #include "tools/thread_group.h"
 
 ABSL_FLAG(std::string, bind, "0.0.0.0", "address to listen on");
@@ -275,11 +274,21 @@ absl::Status Main() {
 }  // namespace kv
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "in-memory key-value server over RDMA.\n"
-      "  kv_server [--bind ADDR] [--port P] [--threads N] [--max_bytes N]\n"
-      "            [--max_keys N] [--max_unfinished_replies N]");
-  absl::ParseCommandLine(argc, argv);
+  demi::tools::ParseProgramCommandLine(
+      argc, argv,
+      {"demi-kv-server", "in-memory key-value server over RDMA",
+       "demi-kv-server [--bind ADDR] [--port P] [--threads N] "
+       "[--max_bytes N] [--max_keys N]",
+       "Serves an in-memory table of keys and values to any number of "
+       "clients (demi-kv-loadgen, or a program built on the kv client "
+       "library) through the Demikernel API over RDMA, one request per "
+       "message: GET, PUT and DELETE.\n\n"
+       "With --threads N, N threads each run their own libOS and event loop "
+       "and listen on the one port (SO_REUSEPORT); the library hands each "
+       "incoming connection to one of them, and they share the table. "
+       "SIGTERM or SIGINT stops the server, which then prints what it "
+       "served.",
+       "demi-kv-loadgen(1)"});
   std::signal(SIGTERM, [](int) { kv::stop_requested.store(true); });
   std::signal(SIGINT, [](int) { kv::stop_requested.store(true); });
   absl::Status status = kv::Main();

@@ -57,6 +57,11 @@
  * demi_datagram_stats_t. */
 #define DEMI_SO_DATAGRAM_STATS 0x4d01
 
+/** demi_getsockopt option (level SOL_SOCKET) of a connection or a bound
+ * datagram socket: the RDMA path its queue pair uses, a demi_rdma_path_t
+ * (device, port, link layer, MTUs, source GID, local address). */
+#define DEMI_SO_RDMA_PATH 0x4d02
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -366,18 +371,38 @@ extern int demi_setsockopt(int qd, int level, int optname, const void *optval,
 
 /**
  * @brief Reads a socket option: SOL_SOCKET/SO_LINGER, SO_REUSEPORT on a
- * stream socket, or on a datagram
- * socket SOL_SOCKET/DEMI_SO_DATAGRAM_STATS (a demi_datagram_stats_t: what
- * it sent, received and dropped, by cause).
+ * stream socket, on a datagram socket SOL_SOCKET/DEMI_SO_DATAGRAM_STATS (a
+ * demi_datagram_stats_t: what it sent, received and dropped, by cause), or
+ * SOL_SOCKET/DEMI_SO_RDMA_PATH on a connection or a bound datagram socket.
  *
+ * DEMI_SO_RDMA_PATH fills a demi_rdma_path_t (its fields are described in
+ * <demi/types.h>) with the path the queue's own queue pair uses: its device
+ * and port, the port's link layer and active MTU, the source GID and local
+ * address, and for a connection the path MTU and source GID index read back
+ * from the queue pair (ibv_query_qp), so that a measurement can say what it
+ * measured. It asks the device each time (a few system calls): read it
+ * once, not per message.
+ *
+ * @param qd The queue.
+ * @param level SOL_SOCKET.
+ * @param optname SO_LINGER, SO_REUSEPORT, DEMI_SO_DATAGRAM_STATS or
+ *        DEMI_SO_RDMA_PATH.
+ * @param optval Receives the option's value.
  * @param optlen In: the size of @p optval; out: the option's size.
  *
  * @return 0 on success, or:
  * - EBADF: @p qd is not an open queue.
  * - ENOTSUP: @p level is not SOL_SOCKET.
- * - ENOPROTOOPT: @p optname is neither of the above.
+ * - ENOPROTOOPT: @p optname is none of the above (or one of them on a
+ *   queue without it: DEMI_SO_DATAGRAM_STATS on a stream socket,
+ *   SO_REUSEPORT on a datagram socket).
  * - EINVAL: @p optval or @p optlen is NULL, or *optlen is smaller than
  *   the option.
+ * - ENOTCONN: DEMI_SO_RDMA_PATH on a stream socket that is not a
+ *   connection yet (unbound, bound, listening, or still connecting), or on
+ *   a datagram socket that is not bound.
+ * - EIO, or another errno of the verbs library: DEMI_SO_RDMA_PATH could
+ *   not query the queue pair or its port (the device went away).
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(4)

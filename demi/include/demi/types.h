@@ -85,6 +85,41 @@ typedef struct demi_datagram_stats {
   uint64_t dropped_reassembly_invalid; /**< Fragments that disagree. */
 } demi_datagram_stats_t;
 
+/** demi_rdma_path_t.link_layer: the port's link layer (the values of
+ * IBV_LINK_LAYER_*). */
+#define DEMI_LINK_LAYER_UNSPECIFIED 0
+#define DEMI_LINK_LAYER_INFINIBAND 1
+#define DEMI_LINK_LAYER_ETHERNET 2
+
+/** demi_rdma_path_t.gid_type: the kind of the source GID. */
+#define DEMI_GID_TYPE_UNKNOWN 0 /**< No GID index is fixed (datagrams). */
+#define DEMI_GID_TYPE_IB 1      /**< InfiniBand. */
+#define DEMI_GID_TYPE_ROCE_V1 2 /**< RoCE v1 (Ethernet frames). */
+#define DEMI_GID_TYPE_ROCE_V2 3 /**< RoCE v2 (UDP/IP, routable). */
+
+/** The RDMA path of a queue, read with demi_getsockopt(qd, SOL_SOCKET,
+ * DEMI_SO_RDMA_PATH, ...): what its queue pair uses, as the device reports
+ * it at the time of the call. Fixed size; strings are NUL-terminated. */
+typedef struct demi_rdma_path {
+  char device[64];     /**< The RDMA device (ibv_get_device_name). */
+  uint32_t port_num;   /**< Its port, from 1. */
+  uint32_t link_layer; /**< DEMI_LINK_LAYER_*. */
+  uint32_t active_mtu; /**< The port's active MTU, in bytes. */
+  /** The MTU the queue pair sends with, in bytes: a connection's path MTU
+   * (set up by rdma_cm, at most active_mtu); a datagram socket's is
+   * active_mtu, the most one fragment carries with its header. */
+  uint32_t path_mtu;
+  /** The source GID's index in the port's GID table; -1 where none is
+   * fixed: a datagram socket (its sends take it from each destination's
+   * route) or a connection without a GRH (InfiniBand within a subnet). */
+  int32_t gid_index;
+  uint32_t gid_type; /**< DEMI_GID_TYPE_* of that GID. */
+  /** The source GID, in network byte order; on RoCE the local IPv4
+   * address mapped into IPv6 (::ffff:a.b.c.d). */
+  uint8_t gid[16];
+  struct sockaddr_in local; /**< The local IPv4 address and port. */
+} demi_rdma_path_t;
+
 /** Optional callback of demi_args (accepted, never called). */
 typedef void (*demi_callback_t)(const char *, uint32_t, uint64_t);
 
