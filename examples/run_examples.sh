@@ -1,12 +1,14 @@
 #!/bin/bash
-# Usage: run_examples.sh PING_PONG PUSH_POP [UDP_PING_PONG UDP_PUSH_POP]
-# Runs each example as server and client. One host: two processes side by
+# Usage: run_examples.sh PING_PONG PUSH_POP [UDP_PING_PONG UDP_PUSH_POP
+#   [BAD_CALLS]]
+# Runs BAD_CALLS once, then each example as server and client. One host: two processes side by
 # side. Two hosts (DEMI_TEST_HOSTS=2): host 0 serves, host 1 is the client.
 set -euo pipefail
 ping_pong=$1
 push_pop=$2
 udp_ping_pong=${3:-}
 udp_push_pop=${4:-}
+bad_calls=${5:-}
 addr=${DEMI_TEST_SERVER_ADDR:?run through testing/run_on_rdma.sh}
 local_addr=${DEMI_TEST_ADDR:-$addr}
 hosts=${DEMI_TEST_HOSTS:-1}
@@ -45,6 +47,11 @@ run_udp_pair() {
       "$count"
   fi
 }
+
+if [ -n "$bad_calls" ] && [ "$host" = 0 ]; then
+  echo "== bad-calls"
+  "$bad_calls" "$local_addr" 12000
+fi
 
 # Emulated NICs between two VMs take ~40 ms a round trip: fewer there.
 scale=1
