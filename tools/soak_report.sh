@@ -1,0 +1,184 @@
+#!/bin/bash
+# Usage: soak_report.sh DIR VM_STATUS
+#
+# Turns what the soak's two hosts wrote into DIR (tools/soak_vm.sh) into
+# DIR/report.md (per-interval table, faults, end checks) and DIR/soak.png,
+# and exits 1 if a check failed. VM_STATUS is the hosts' exit status: the
+# good client's read-back, the hostile peer and the fresh client are
+# checked there.
+set -euo pipefail
+dir=$1 vm_status=$2
+cd "$dir"
+report=report.md
+# What the end state may differ from the start by: the table holds the
+# values put (about 2 MiB) and the heap keeps some of what it grew to; the
+# library's pools may keep a slab or two.
+rss_tolerance_kib=$((32 * 1024))
+mr_tolerance=2
+mr_bytes_tolerance=$((4 * 1024 * 1024))
+# Errors a good client may see after its own link came back: its keepalive
+# and request timeouts, then reconnecting.
+cut_grace=60
+
+failures=()
+fail() { failures+=("$1"); }
+for f in stats.txt faults.txt marks.txt resources.txt; do
+  [ -s "$f" ] || fail "missing or empty: $f"
+done
+t0=$(awk '$2 == "mix" { print $1; exit }' marks.txt 2> /dev/null || true)
+if [ -z "$t0" ] || [ ! -s stats.txt ] || [ ! -s resources.txt ]; then
+  printf '%s\n' "${failures[@]}" "soak: no run to report on (see vms.log)" |
+    tee "$report" >&2
+  exit 1
+fi
+read -r cut_from cut_to < <(awk '$3 == "cut" { print $1, $2; exit }' \
+  faults.txt)
+cut_from=${cut_from:-0} cut_to=${cut_to:-0}
+
+# The table: one row per interval of the good client's stats, with the
+# server's last sample at or before the interval's end and the faults that
+# overlapped it.
+awk -v t0="$t0" '
+  FILENAME == "resources.txt" { n++; rt[n] = $1; rss[n] = $2; qps[n] = $3
+                                mrs[n] = $4; mrb[n] = $5; ids[n] = $6; next }
+  FILENAME == "faults.txt" { m++; ff[m] = $1; ft[m] = $2; fn[m] = $3; next }
+  {
+    len = $1 - (prev ? prev : t0); prev = $1
+    if (len <= 0) next
+    k = 0
+    for (i = 1; i <= n; i++) if (rt[i] <= $1) k = i
+    faults = ""; kills = 0
+    for (j = 1; j <= m; j++) {
+      if (ff[j] > $1 || ft[j] < $1 - len) continue
+      if (fn[j] == "kill") { kills++; continue }
+      if (index(faults, fn[j]) == 0) faults = faults (faults ? "," : "") fn[j]
+    }
+    if (kills) faults = faults (faults ? "," : "") "kill" (kills > 1 ? "x" kills : "")
+    printf "%.0f %.1f %.1f %.1f %d %d %.1f %d %d %.1f %d %s\n", \
+      $1 - t0, $2 / len, $3 / 1000, $4 / 1000, $5, $6, \
+      (k ? rss[k] / 1024 : 0), (k ? qps[k] : 0), (k ? mrs[k] : 0), \
+      (k ? mrb[k] / 1048576 : 0), (k ? ids[k] : 0), (faults ? faults : "-")
+  }' resources.txt faults.txt stats.txt > table.txt
+
+# Every error of the good client must fall in its own host's link cut
+# (plus the time to notice and reconnect).
+stray=$(awk -v a="$cut_from" -v b="$cut_to" -v g="$cut_grace" '
+  /error at/ { t = $4 + 0; if (a == 0 || t < a - 1 || t > b + g) n++ }
+  END { print n + 0 }' good.err 2> /dev/null || echo 0)
+[ "$stray" = 0 ] ||
+  fail "$stray errors of the good client outside its host's link cut"
+errors=$(grep -c "error at" good.err 2> /dev/null || true)
+
+# The link cut: the server must drop the cut host's connections on its own
+# (keepalive) and take the good client's reconnects afterwards.
+read -r before during < <(awk -v a="$cut_from" -v b="$cut_to" '
+  $1 >= a - 30 && $1 < a && $3 > before { before = $3 }
+  $1 >= a && $1 <= b + 2 { if (!seen || $3 < during) during = $3; seen = 1 }
+  END { print before + 0, (seen ? during : -1) }' resources.txt)
+back=$(awk -v a="$cut_from" '/back at/ { if ($NF + 0 > a) n++ }
+  END { print n + 0 }' good.err 2> /dev/null || echo 0)
+if [ "$cut_from" = 0 ]; then
+  fail "the link cut did not happen"
+else
+  [ "$during" -ge 0 ] && [ "$during" -le $((before - 4)) ] ||
+    fail "the server kept the cut host's connections (QPs $before before, lowest $during during the cut)"
+  [ "$back" -ge 4 ] ||
+    fail "the good client got $back of its 4 connections back after the cut"
+fi
+
+# The end against the start. QPs: against the server before any client
+# (none may be left). Memory: against the server under the good load just
+# before the first fault, once the library's pools and the table have
+# grown to what that load needs (the pools keep their slabs for reuse).
+first_fault=$(awk 'NR == 1 || $1 < m { m = $1 } END { print m }' faults.txt)
+read -r s_rss s_qps s_mrs s_mrb < <(awk -v f="$first_fault" '
+  NR == 1 { q = $3 } $1 < f { r = $2; m = $4; b = $5 }
+  END { print r, q, m, b }' resources.txt)
+read -r e_rss e_qps e_mrs e_mrb < <(tail -1 resources.txt | awk '{ print $2, $3, $4, $5 }')
+read -r p_rss p_qps p_mrs p_mrb < <(awk '
+  { if ($2 > r) r = $2; if ($3 > q) q = $3; if ($4 > m) m = $4; if ($5 > b) b = $5 }
+  END { print r, q, m, b }' resources.txt)
+[ "$e_qps" -eq "$s_qps" ] || fail "server QPs: $s_qps at the start, $e_qps at the end"
+[ "$e_mrs" -le $((s_mrs + mr_tolerance)) ] ||
+  fail "server MRs: $s_mrs at the start, $e_mrs at the end (tolerance $mr_tolerance)"
+[ "$e_mrb" -le $((s_mrb + mr_bytes_tolerance)) ] ||
+  fail "server registered bytes: $s_mrb at the start, $e_mrb at the end"
+[ "$e_rss" -le $((s_rss + rss_tolerance_kib)) ] ||
+  fail "server RSS: $s_rss KiB at the start, $e_rss KiB at the end"
+verify=$(grep -h "verify:" good.log 2> /dev/null || echo "no read-back")
+fresh=$(awk '$2 == "fresh" { print $3 }' marks.txt)
+[ "$fresh" = ok ] || fail "a fresh client was not served"
+[ "$vm_status" = 0 ] || fail "a host's part failed (exit status $vm_status; see vms.log)"
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+{
+  echo "# Soak under faults"
+  echo
+  echo "Run of $(awk -v a="$t0" -v b="$(awk '$2 == "end" { print $1 }' marks.txt)" \
+    'BEGIN { printf "%.0f", b - a }') s of mix; good client: 4 connections, 128 keys"
+  echo "(every 8th 64 KiB, the others 64 B), 90% GET, every reply checked."
+  echo
+  echo "| t (s) | ops/s | p50 (ms) | p99 (ms) | errors | reconnects | server RSS (MiB) | QPs | MRs | registered (MiB) | cm ids | faults |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|"
+  awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 }' table.txt
+  echo
+  echo "Faults (seconds after the mix began):"
+  echo
+  awk -v t0="$t0" '$3 != "kill" { printf "- %s: %.0f to %.0f s\n", $3, $1 - t0, $2 - t0 }
+    $3 == "kill" { k++ } END { printf "- a client SIGKILLed and restarted: %d times\n", k }' \
+    faults.txt
+  grep -h "hostile_peer:" hostile.log 2> /dev/null | sort | uniq -c |
+    sed 's/^ */- /' || true
+  grep -h "idle:\|deaf:" idle.log deaf.log 2> /dev/null | sed 's/^/- /' || true
+  echo
+  echo "End checks:"
+  echo
+  echo "- good client: $errors errors, all within its own host's link cut (+${cut_grace} s): $([ "$stray" = 0 ] && echo yes || echo NO)"
+  echo "- ${verify#soak_client: }"
+  echo "- link cut: server QPs $before before, lowest $during during the cut; $back connections back after it"
+  echo "- server at the start (QPs: before any client; memory: under the good load before the first fault) / peak / end (every client gone):"
+  echo "  RSS $((s_rss / 1024)) / $((p_rss / 1024)) / $((e_rss / 1024)) MiB (tolerance $((rss_tolerance_kib / 1024)) MiB),"
+  echo "  QPs $s_qps / $p_qps / $e_qps (exact), MRs $s_mrs / $p_mrs / $e_mrs (tolerance $mr_tolerance),"
+  echo "  registered $(mib "$s_mrb") / $(mib "$p_mrb") / $(mib "$e_mrb") MiB (tolerance $(mib "$mr_bytes_tolerance") MiB)"
+  echo "- a fresh client afterwards: ${fresh:-not run}"
+  echo
+  if [ ${#failures[@]} = 0 ]; then
+    echo "**PASS**"
+  else
+    echo "**FAIL**:"
+    printf -- '- %s\n' "${failures[@]}"
+  fi
+} > "$report"
+
+# The plot: ops/s and p99 per interval; faults as shaded spans, kills as
+# ticks along the top.
+{
+  echo "set terminal png size 1000,480"
+  echo "set output 'soak.png'"
+  echo "set title 'demi-rdma KV soak: good client under faults'"
+  echo "set xlabel 'seconds'"
+  echo "set ylabel 'ops/s'"
+  echo "set y2label 'p99 (ms)'"
+  echo "set ytics nomirror"
+  echo "set y2tics"
+  echo "set yrange [0:*]"
+  echo "set y2range [0:*]"
+  echo "set key outside bottom center horizontal"
+  awk -v t0="$t0" '
+    BEGIN { split("#ffb0b0 #b0d0ff #c0f0c0 #f0e0a0 #e0c0f0", c, " ") }
+    $3 == "kill" { printf "set arrow from %.1f,graph 1 to %.1f,graph 0.93 nohead lc rgb \"#aa0000\"\n", $1 - t0, $1 - t0; next }
+    {
+      if (!($3 in col)) col[$3] = c[++n]
+      a = $1 - t0; b = $2 - t0; if (b - a < 1) b = a + 1
+      printf "set object rect from %.1f,graph 0 to %.1f,graph 1 fc rgb \"%s\" fs solid 0.5 noborder behind\n", a, b, col[$3]
+      printf "set label \"%s\" at %.1f,graph %.2f font \",9\"\n", $3, a, 0.97 - 0.05 * (n % 4)
+    }' faults.txt
+  echo "plot 'table.txt' using 1:2 with linespoints lw 2 title 'ops/s', \\"
+  echo "     'table.txt' using 1:4 axes x1y2 with linespoints lw 2 title 'p99 (ms)', \\"
+  echo "     NaN with lines lc rgb '#aa0000' title 'client SIGKILLed'"
+} > soak.gp
+gnuplot soak.gp || fail "gnuplot could not draw soak.png"
+
+cat "$report"
+[ ${#failures[@]} = 0 ]
