@@ -50,7 +50,10 @@ absl::Status DataAfterClose(RcPeer& peer, absl::Duration timeout) {
   WireHeader close = {};
   close.type = static_cast<uint8_t>(WireType::kClose);
   DEMI_RETURN_IF_ERROR(SendWire(peer, close, "", timeout));
-  DEMI_RETURN_IF_ERROR(SendEager(peer, "late", 0, timeout));
+  // A server that closes at EOF may have torn the connection down already:
+  // then the late send finds nobody (retry exceeded), and that is fine, as
+  // long as the connection ends.
+  SendEager(peer, "late", 0, timeout).IgnoreError();
   return WaitDisconnected(peer, timeout);
 }
 

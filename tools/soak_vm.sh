@@ -171,7 +171,7 @@ if [ "$seconds" -ge 300 ]; then
   done
 fi
 deaf_at=$(frac 0.2 10) deaf_for=$(frac 0.1 10)
-idle_at=$(frac 0.3 15) idle_for=$(frac 0.15 15)
+idle_at=$(frac 0.3 15) idle_for=$(frac 0.25 15)
 netem_for=$(frac 0.1 10) cut_for=20
 # The cut leaves the good client time to notice, reconnect and carry on
 # before its mix ends; the lossy link comes before it.
@@ -208,7 +208,7 @@ deaf=$!
   from=$(now)
   timeout $((idle_for + 60)) "$client_bin" --server "$server_addr" \
     --port "$port" --mode idle --connections "$idle_connections" \
-    --window 16 --seconds "$idle_for" >> "$out/idle.log" 2>&1 || true
+    --window 32 --seconds "$idle_for" >> "$out/idle.log" 2>&1 || true
   mark "$from" "$(now)" idle
 ) &
 idle=$!

@@ -305,6 +305,8 @@ class GoodClient {
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (slots_[i].client == nullptr) {
         DEMI_ASSIGN_OR_RETURN(slots_[i].client, ConnectUntil(addr_, deadline));
+        std::fprintf(stderr, "soak_client: connection %zu back at %.3f\n", i,
+                     WallSeconds());
       }
     }
     int intact = 0, bad = 0;
