@@ -153,32 +153,44 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
   fi
 } > "$report"
 
-# The plot: ops/s and p99 per interval; faults as shaded spans, kills as
-# ticks along the top.
+# The plot: ops/s and p99 per interval below; above them, a lane per
+# fault showing when it was on, and the kills as ticks.
+read -r max_ops max_p99 < <(awk '$2 > o { o = $2 } $4 > p { p = $4 }
+  END { print (o > 0 ? o : 1), (p > 0 ? p : 1) }' table.txt)
 {
-  echo "set terminal png size 1000,480"
+  echo "set terminal pngcairo size 1000,520 font ',10'"
   echo "set output 'soak.png'"
-  echo "set title 'demi-rdma KV soak: good client under faults'"
-  echo "set xlabel 'seconds'"
+  echo "set title 'demi-rdma KV soak: the good client under faults'"
+  echo "set xlabel 'seconds since the mix began'"
   echo "set ylabel 'ops/s'"
   echo "set y2label 'p99 (ms)'"
   echo "set ytics nomirror"
   echo "set y2tics"
-  echo "set yrange [0:*]"
-  echo "set y2range [0:*]"
+  # The data use the lower 60%; the fault lanes sit above.
+  echo "set yrange [0:$max_ops * 1.7]"
+  echo "set y2range [0:$max_p99 * 1.7]"
   echo "set key outside bottom center horizontal"
   awk -v t0="$t0" '
-    BEGIN { split("#ffb0b0 #b0d0ff #c0f0c0 #f0e0a0 #e0c0f0", c, " ") }
-    $3 == "kill" { printf "set arrow from %.1f,graph 1 to %.1f,graph 0.93 nohead lc rgb \"#aa0000\"\n", $1 - t0, $1 - t0; next }
+    BEGIN { split("#e06060 #5080e0 #40a040 #d0a020 #a050c0", c, " ")
+            split("hostile deaf idle netem cut", order, " ")
+            for (i = 1; i <= 5; i++) lane[order[i]] = i }
+    $3 == "kill" {
+      printf "set arrow from %.1f,graph 0.98 to %.1f,graph 0.93 nohead lw 2 lc rgb \"#aa0000\"\n", $1 - t0, $1 - t0
+      next
+    }
     {
-      if (!($3 in col)) col[$3] = c[++n]
+      l = ($3 in lane) ? lane[$3] : 5
+      top = 0.92 - 0.055 * (l - 1); bottom = top - 0.04
       a = $1 - t0; b = $2 - t0; if (b - a < 1) b = a + 1
-      printf "set object rect from %.1f,graph 0 to %.1f,graph 1 fc rgb \"%s\" fs solid 0.5 noborder behind\n", a, b, col[$3]
-      printf "set label \"%s\" at %.1f,graph %.2f font \",9\"\n", $3, a, 0.97 - 0.05 * (n % 4)
+      printf "set object rect from %.1f,graph %.3f to %.1f,graph %.3f fc rgb \"%s\" fs solid 0.6 noborder\n", a, bottom, b, top, c[l]
+      if (!($3 in named)) {
+        printf "set label \"%s\" at %.1f,graph %.3f right offset -0.5,0 font \",9\"\n", $3, a, bottom + 0.02
+        named[$3] = 1
+      }
     }' faults.txt
   echo "plot 'table.txt' using 1:2 with linespoints lw 2 title 'ops/s', \\"
   echo "     'table.txt' using 1:4 axes x1y2 with linespoints lw 2 title 'p99 (ms)', \\"
-  echo "     NaN with lines lc rgb '#aa0000' title 'client SIGKILLed'"
+  echo "     NaN with lines lw 2 lc rgb '#aa0000' title 'client SIGKILLed (ticks)'"
 } > soak.gp
 gnuplot soak.gp || fail "gnuplot could not draw soak.png"
 
