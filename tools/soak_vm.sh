@@ -93,7 +93,7 @@ if [ "$host" = 0 ]; then
   done
   netem off
   # Closed connections drain in the background: give them time to go.
-  sleep 20
+  sleep 10
   kill "$sampler" 2> /dev/null || true
   wait "$sampler" 2> /dev/null || true
   sample >> "$out/resources.txt"
@@ -240,7 +240,7 @@ cat "$out/good.log"
 
 # The server still accepts and serves a new client.
 if "$client_bin" --server "$server_addr" --port "$port" --mode good \
-  --connections 2 --keys 16 --seconds 5 --interval 5 --key_prefix fresh- \
+  --connections 2 --keys 16 --seconds 3 --interval 3 --key_prefix fresh- \
   > "$out/fresh.log" 2> "$out/fresh.err"; then
   echo "$(now) fresh ok" >> "$out/marks.txt"
 else

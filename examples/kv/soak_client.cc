@@ -148,7 +148,10 @@ class GoodClient {
         Slot& slot = slots_[i];
         if (slot.busy && now - slot.started > absl::GetFlag(FLAGS_timeout)) {
           CheckTokenKnown(slot.client->pop_qt(), "pop");
-          Fail(i, "no reply in time");
+          Fail(i, absl::StrFormat(
+                      "no reply in time to a %s of %s (%zu B values) on qd %d",
+                      slot.op == Op::kGet ? "GET" : "PUT", KeyOf(slot.key),
+                      ValueOf(slot.key, 0).size(), slot.client->qd()));
         }
         if (slot.client == nullptr && running) Reconnect(i, end);
         if (!slot.busy && slot.client != nullptr && running) Start(i);
