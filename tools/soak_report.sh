@@ -40,7 +40,8 @@ cut_from=${cut_from:-0} cut_to=${cut_to:-0}
 # overlapped it.
 awk -v t0="$t0" '
   FILENAME == "resources.txt" { n++; rt[n] = $1; rss[n] = $2; qps[n] = $3
-                                mrs[n] = $4; mrb[n] = $5; ids[n] = $6; next }
+                                mrs[n] = $4; mrb[n] = $5; ids[n] = $6
+                                dev[n] = NF >= 7 ? $7 : "-"; next }
   FILENAME == "faults.txt" { m++; ff[m] = $1; ft[m] = $2; fn[m] = $3; next }
   {
     len = $1 - (prev ? prev : t0); prev = $1
@@ -54,10 +55,11 @@ awk -v t0="$t0" '
       if (index(faults, fn[j]) == 0) faults = faults (faults ? "," : "") fn[j]
     }
     if (kills) faults = faults (faults ? "," : "") "kill" (kills > 1 ? "x" kills : "")
-    printf "%.0f %.1f %.1f %.1f %d %d %.1f %d %d %.1f %d %s\n", \
+    printf "%.0f %.1f %.1f %.1f %d %d %.1f %d %d %.1f %d %s %s\n", \
       $1 - t0, $2 / len, $3 / 1000, $4 / 1000, $5, $6, \
       (k ? rss[k] / 1024 : 0), (k ? qps[k] : 0), (k ? mrs[k] : 0), \
-      (k ? mrb[k] / 1048576 : 0), (k ? ids[k] : 0), (faults ? faults : "-")
+      (k ? mrb[k] / 1048576 : 0), (k ? ids[k] : 0), (faults ? faults : "-"), \
+      (k ? dev[k] : "-")
   }' resources.txt faults.txt stats.txt > table.txt
 
 # Every error of the good client must fall in its own host's link cut
@@ -120,10 +122,15 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
     'BEGIN { printf "%.0f", b - a }') s of mix; good client: 4 connections, 128 keys"
   echo "(every 8th 64 KiB, the others 64 B), 90% GET, every reply checked."
   echo
-  echo "| t (s) | ops/s | p50 (ms) | p99 (ms) | errors | reconnects | server RSS (MiB) | QPs | MRs | registered (MiB) | cm ids | faults |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|"
-  awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 }' table.txt
+  echo "| t (s) | ops/s | p50 (ms) | p99 (ms) | errors | reconnects | server RSS (MiB) | QPs | device QPs | MRs | registered (MiB) | cm ids | faults |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|"
+  awk '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
+    $1, $2, $3, $4, $5, $6, $7, $8, $13, $9, $10, $11, $12 }' table.txt
+  echo
+  echo "QPs: the server's, as \`rdma resource show qp\` lists them; device QPs:"
+  echo "the server VM's device count (\`rdma resource show\`), the kernel's GSI QP"
+  echo "included; cm ids: the server's rdma_cm ids (listener and connections)."
+
   echo
   echo "Faults (seconds after the mix began):"
   echo
