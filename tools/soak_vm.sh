@@ -51,23 +51,22 @@ if [ "$host" = 0 ]; then
   # One line per sample: wall time, RSS (KiB), QPs, MRs, registered bytes,
   # rdma_cm ids (listeners and connections). The process's own lines only.
   sample() {
-    local rss qps mrs mr_bytes ids
+    local rss tids qps mr_bytes ids dev_qps
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$server/status" 2> /dev/null ||
           echo 0)
-    qps=$(rdma resource show qp 2> /dev/null | grep -c " pid $server " || true)
-    mr_bytes=$(rdma resource show mr 2> /dev/null | awk -v p="$server" '
-      { ours = 0; len = 0
-        for (i = 1; i < NF; i++) {
-          if ($i == "pid" && $(i + 1) == p) ours = 1
-          if ($i == "mrlen") len = $(i + 1)
-        }
-        if (ours) { n++; bytes += len } }
+    # rdma_cm and verbs record an object under the thread that made it:
+    # the serving threads' ids, not only the process's.
+    tids=$(ls "/proc/$server/task" 2> /dev/null | tr '\n' ' ')
+    ours() {
+      awk -v t=" $tids" '
+        { for (i = 1; i < NF; i++) if ($i == "pid" && index(t, " " $(i + 1) " ")) { print; next } }'
+    }
+    qps=$(rdma resource show qp 2> /dev/null | ours | wc -l)
+    mr_bytes=$(rdma resource show mr 2> /dev/null | ours | awk '
+      { for (i = 1; i < NF; i++) if ($i == "mrlen") bytes += $(i + 1); n++ }
       END { printf "%d %d\n", n, bytes }')
-    ids=$(rdma resource show cm_id 2> /dev/null | grep -c " pid $server " ||
-          true)
-    # The device's own count too: the per-process listing stopped at
-    # 1,001 QPs in a 600 s run while 2,000 connections were up. Only the
-    # server uses this VM's device, beside the kernel's GSI QP.
+    ids=$(rdma resource show cm_id 2> /dev/null | ours | wc -l)
+    # The device's own count too (the kernel's GSI QP included).
     dev_qps=$(rdma resource show 2> /dev/null |
               awk '{ for (i = 1; i < NF; i++) if ($i == "qp") n += $(i + 1) }
                    END { print n + 0 }')
