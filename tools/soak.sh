@@ -1,5 +1,6 @@
 #!/bin/bash
 # Usage: tools/soak.sh [--seconds N] [--idle N] [--out DIR]
+#                      [--mr_tolerance N] [--registered_tolerance_mib N]
 #                      [--kv_server BIN --soak_client BIN --hostile_peer BIN]
 #
 # The KV server (--threads 2) on one host of the two-VM test bed under a
@@ -12,7 +13,9 @@
 #
 # Writes DIR/report.md (per-interval table, faults, end checks) and
 # DIR/soak.png (ops/s and p99 over time, faults marked); exits 1 if a check
-# failed. Without the BIN options it builds them with Bazel first.
+# failed. Without the BIN options it builds them with Bazel first. The
+# server's MRs and registered memory at the end may exceed their start by
+# the two tolerances (default 2 MRs, 4 MiB).
 set -euo pipefail
 
 seconds=600
@@ -27,6 +30,8 @@ while [ $# -gt 0 ]; do
     --kv_server) kv_server=$2; shift 2 ;;
     --soak_client) soak_client=$2; shift 2 ;;
     --hostile_peer) hostile_peer=$2; shift 2 ;;
+    --mr_tolerance) export SOAK_MR_TOLERANCE=$2; shift 2 ;;
+    --registered_tolerance_mib) export SOAK_REGISTERED_TOLERANCE_MIB=$2; shift 2 ;;
     *) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done

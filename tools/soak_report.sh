@@ -14,8 +14,8 @@ report=report.md
 # values put (about 2 MiB) and the heap keeps some of what it grew to; the
 # library's pools may keep a slab or two.
 rss_tolerance_kib=$((32 * 1024))
-mr_tolerance=2
-mr_bytes_tolerance=$((4 * 1024 * 1024))
+mr_tolerance=${SOAK_MR_TOLERANCE:-2}
+mr_bytes_tolerance=$((${SOAK_REGISTERED_TOLERANCE_MIB:-4} * 1024 * 1024))
 # Errors a good client may see after its own link came back: its keepalive
 # and request timeouts, then reconnecting.
 cut_grace=60
