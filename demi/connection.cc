@@ -117,7 +117,7 @@ void Connection::Service() {
 
 void Connection::OnSendCompletion(const ibv_wc& wc) {
   heard_ = true;
-  int err = rdma::WcStatusToErrno(wc.status);
+  int err = rdma::WcStatusToConnectionErrno(wc.status);
   // Everything posted before it is complete too: those requests were
   // unsignalled and succeeded (a failure always completes on its own).
   bool known = sends_.Complete(

@@ -151,7 +151,9 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, BufferRef buffer) {
   // nobody will pop (its credit is still counted as spent).
   if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
     if (wc.status == IBV_WC_SUCCESS) credits_.OnArrival(false);
-    if (wc.status != IBV_WC_SUCCESS) Abort(rdma::WcStatusToErrno(wc.status));
+    if (wc.status != IBV_WC_SUCCESS) {
+      Abort(rdma::WcStatusToConnectionErrno(wc.status));
+    }
     return;
   }
   ParsedMessage parsed;

@@ -38,4 +38,9 @@ int WcStatusToErrno(ibv_wc_status status) {
   }
 }
 
+int WcStatusToConnectionErrno(ibv_wc_status status) {
+  int err = WcStatusToErrno(status);
+  return err == EINVAL ? ECONNRESET : err;
+}
+
 }  // namespace demi::rdma

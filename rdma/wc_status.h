@@ -13,6 +13,15 @@ namespace demi::rdma {
 // and EIO for anything else.
 int WcStatusToErrno(ibv_wc_status status);
 
+// The errno a connection fails with when one of its own work requests
+// completes with `status` (0 for IBV_WC_SUCCESS): as WcStatusToErrno, but
+// the local-error class (EINVAL) becomes ECONNRESET. The library builds
+// those requests itself, so such an error is the device giving up on the
+// connection (rxe completes with IBV_WC_LOC_QP_OP_ERR what it cannot
+// transmit, for one while the local link is down), not a bad argument of
+// the application's.
+int WcStatusToConnectionErrno(ibv_wc_status status);
+
 }  // namespace demi::rdma
 
 #endif  // DEMI_RDMA_WC_STATUS_H_

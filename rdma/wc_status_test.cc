@@ -43,5 +43,34 @@ TEST(WcStatusTest, MapsEveryStatusToTheDocumentedErrno) {
   }
 }
 
+// A connection's own requests never carry the application's arguments:
+// none of their failures may read as EINVAL (the soak saw pops fail with
+// it while rxe could not transmit, the local link down).
+TEST(WcStatusTest, ConnectionErrnoIsNeverEinval) {
+  const Case local[] = {
+      {IBV_WC_LOC_LEN_ERR, ECONNRESET},
+      {IBV_WC_LOC_QP_OP_ERR, ECONNRESET},
+      {IBV_WC_LOC_EEC_OP_ERR, ECONNRESET},
+      {IBV_WC_LOC_RDD_VIOL_ERR, ECONNRESET},
+      {IBV_WC_INV_EECN_ERR, ECONNRESET},
+      {IBV_WC_INV_EEC_STATE_ERR, ECONNRESET},
+      {IBV_WC_RETRY_EXC_ERR, ETIMEDOUT},
+      {IBV_WC_WR_FLUSH_ERR, ECONNRESET},
+      {IBV_WC_REM_ACCESS_ERR, EFAULT},
+      {IBV_WC_BAD_RESP_ERR, EPROTO},
+      {IBV_WC_SUCCESS, 0},
+  };
+  for (const Case& c : local) {
+    EXPECT_EQ(WcStatusToConnectionErrno(c.status), c.err)
+        << ibv_wc_status_str(c.status);
+  }
+  for (int status = IBV_WC_SUCCESS; status <= IBV_WC_TM_RNDV_INCOMPLETE;
+       ++status) {
+    EXPECT_NE(WcStatusToConnectionErrno(static_cast<ibv_wc_status>(status)),
+              EINVAL)
+        << ibv_wc_status_str(static_cast<ibv_wc_status>(status));
+  }
+}
+
 }  // namespace
 }  // namespace demi::rdma

@@ -44,6 +44,10 @@ class Client {
                                       std::string* value);
 
   int qd() const { return qd_; }
+  // The tokens of the last Start: a program waiting on many connections
+  // tells a result of this request from a stale one by them.
+  demi_qtoken_t push_qt() const { return push_qt_; }
+  demi_qtoken_t pop_qt() const { return pop_qt_; }
   void set_timeout(absl::Duration timeout) { timeout_ = timeout; }
 
  private:
