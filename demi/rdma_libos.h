@@ -35,7 +35,10 @@
 #include "demi/port_share.h"
 #include "demi/process_ids.h"
 #include "demi/qtoken_table.h"
+#include "demi/queue.h"
+#include "demi/queue_table.h"
 #include "demi/sga_pool.h"
+#include "demi/thread_device.h"
 #include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
 
@@ -90,59 +93,6 @@ class RdmaLibOs {
   void CloseAll();
 
  private:
-  struct Device {
-    ibv_context* context = nullptr;  // Borrowed from librdmacm.
-    int index = 0;                   // In devices_ (and SgaPool's MRs).
-    ibv_pd* pd = nullptr;            // The process's (SharedDevices).
-    std::unique_ptr<SharedReceive> receive;
-    std::unique_ptr<CqPool> send_cqs;
-    // Signalled send requests in flight on the device's QPs: while there
-    // are none, a pass polls the send CQs only every kIdleSendPollInterval
-    // (a failed unsignalled request completes too, and is found then).
-    uint32_t signaled_sends = 0;
-    uint32_t max_send_sge = 1;
-    // The pool ran dry refilling the SRQ: retried with the timers, not on
-    // every pass (a failed allocation tries to register memory).
-    bool refill_dry = false;
-  };
-
-  // A queue descriptor's state. Members are declared so that the QP goes
-  // before the connection's buffers and both before the cm id.
-  struct Queue {
-    // kDatagram: a SOCK_DGRAM socket, with its DatagramSocket once bound.
-    enum class Kind { kSocket, kListener, kConnection, kDatagram };
-    Kind kind = Kind::kSocket;
-    int qd = -1;
-    bool bound = false;
-    bool closed = false;  // Closed by the application; draining.
-    // Closed and still delivering earlier pushes, until `linger_deadline`.
-    bool flushing = false;
-    absl::Time linger_deadline;
-    sockaddr_in local = {};
-    struct linger linger = {};
-    rdma::CmIdPtr id;
-    std::unique_ptr<DatagramSocket> dgram;  // kDatagram, once bound.
-    bool reuse_port = false;                // SO_REUSEPORT.
-    // Bound with SO_REUSEPORT: the listener it shares (`id` stays null).
-    std::shared_ptr<SharedListener> share;
-    // kListener.
-    int backlog = 0;
-    // ready + in_setup, for the threads that spread a shared listener's
-    // requests (PublishLoad).
-    std::atomic<int> load{0};
-    std::deque<int> ready;  // Established, not yet accepted.
-    std::deque<demi_qtoken_t> accepts;
-    int in_setup = 0;  // Connection requests being accepted.
-    // kConnection.
-    int listener = -1;  // Accepted but not yet handed out: its listener.
-    demi_qtoken_t connect_qt = 0;
-    Device* device = nullptr;
-    ibv_cq* send_cq = nullptr;  // Reserved in device->send_cqs.
-    ConnectData peer_data = {};
-    std::unique_ptr<Connection> conn;
-    rdma::CmQpPtr qp;
-  };
-
   RdmaLibOs() = default;
   absl::Status Init();
 
@@ -156,37 +106,17 @@ class RdmaLibOs {
     return last_conn_;
   }
 
-  // The open queue `qd` (EBADF otherwise).
-  absl::StatusOr<Queue*> Find(int qd);
-  // The same without a Status: nullptr if `qd` is not open. Inline for the
-  // queue of the last call, which is nearly always the one asked for.
-  Queue* OpenQueue(int qd) {
-    if ((found_ == nullptr || qd != found_qd_) && !Remember(qd)) {
-      return nullptr;
-    }
-    return found_->closed || found_->listener >= 0 ? nullptr : found_;
-  }
-  // Whether `queue` is a connection past its setup: one that can push, pop
-  // and name its peer. A connecting socket has no Connection until its
-  // route is resolved, and is not connected until it is established.
-  static bool Connected(const Queue& queue) {
-    return queue.kind == Queue::Kind::kConnection && queue.conn != nullptr &&
-           queue.conn->state() != Connection::State::kSetup;
-  }
-  // Makes `qd` the remembered queue; false if there is no such queue.
-  bool Remember(int qd);
-  Queue* NewQueue(Queue::Kind kind);
-  Device* DeviceOf(ibv_context* context);
+  ThreadDevice* DeviceOf(ibv_context* context);
 
   // One pass of the progress engine: completions, then cm events, then
   // draining closed connections.
   void Poll();
   // Handles up to kPollBatch completions of each CQ of `device`, then
   // refills its SRQ. Returns whether a CQ may hold more.
-  bool PollCompletions(Device& device);
+  bool PollCompletions(ThreadDevice& device);
   // Refills the SRQ of `device` and hands the new buffers' credits to the
   // connections waiting for them.
-  void RefillReceives(Device& device);
+  void RefillReceives(ThreadDevice& device);
   // Calls `f(conn)` for each connection `due` names (a list of queue
   // descriptors, which this empties).
   template <typename F>
@@ -224,17 +154,12 @@ class RdmaLibOs {
   void AcceptArrival(Arrival& arrival);
   // Stops taking connections from the shared listener of `queue`.
   void LeaveShare(Queue& queue);
-  static void PublishLoad(Queue& listener) {
-    listener.load.store(
-        static_cast<int>(listener.ready.size()) + listener.in_setup,
-        std::memory_order_relaxed);
-  }
   void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
   void HandleConnectFailure(Queue& queue, int err);
   void HandleDisconnect(Queue& queue);
   // Creates the QP and Connection of `queue`, whose id is routed.
   absl::Status SetupConnection(Queue& queue);
-  void MatchAccepts(Queue& listener);
+  void MatchAccepts(ListenerState& listener);
   void CloseConnection(Queue& queue);
   // What Poll does every kCmPollInterval passes only, with one look at the
   // clock: closed queues, receive refills, keepalive ticks. None of it is
@@ -251,7 +176,7 @@ class RdmaLibOs {
   void Destroy(int qd);
   // Hides `queue` from the application; Poll destroys it once drained.
   void MarkClosed(Queue& queue);
-  ConnectionEnv EnvFor(Device* device);
+  ConnectionEnv EnvFor(ThreadDevice* device);
 
   // Writes the length of a message to push to `total`; EINVAL for a bad
   // sga.
@@ -276,14 +201,9 @@ class RdmaLibOs {
   rdma::EventChannelPtr cm_channel_;
   std::unique_ptr<ArrivalInbox> inbox_;  // Its ids are on cm_channel_.
   std::unique_ptr<IdleSleep> sleep_;     // Its channels outlive every CQ.
-  std::vector<std::unique_ptr<Device>> devices_;
+  std::vector<std::unique_ptr<ThreadDevice>> devices_;
   std::unique_ptr<SgaPool> pool_;
-  absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
-  // The queue Find found last (most calls name the one the call before
-  // named): no hashing then. Null when nothing is remembered (found_qd_ is
-  // then meaningless: every int is a qd an application may pass).
-  int found_qd_ = 0;
-  Queue* found_ = nullptr;
+  QueueTable queues_;
   // Each QP's connection, for completions: one lookup per completion,
   // none for a completion of the QP the one before came from.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;

@@ -38,20 +38,22 @@ sockaddr_in PeerAddr(rdma_cm_id* id) {
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
                                                  socklen_t size) {
   ExpectCmEvents();
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
   if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
   sockaddr_in remote;
   std::memcpy(&remote, addr, sizeof(remote));
   if (remote.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
-  if (queue->kind == Queue::Kind::kDatagram) {
-    return ConnectDatagram(*queue, remote);
-  }
-  if (queue->kind == Queue::Kind::kListener) {
-    return ErrnoError(EOPNOTSUPP, "listening");
-  }
-  if (queue->kind == Queue::Kind::kConnection) {
-    return ErrnoError(queue->connect_qt != 0 ? EINPROGRESS : EISCONN,
-                      "a connection");
+  switch (queue->kind()) {
+    case Queue::Kind::kSocket:
+      break;
+    case Queue::Kind::kDatagram:
+      return ConnectDatagram(*queue, remote);
+    case Queue::Kind::kListener:
+      return ErrnoError(EOPNOTSUPP, "listening");
+    case Queue::Kind::kConnection:
+      return ErrnoError(
+          queue->connection()->connect_qt != 0 ? EINPROGRESS : EISCONN,
+          "a connection");
   }
   if (queue->share != nullptr) {
     // Its port is the shared listener's: no connection can have it.
@@ -61,9 +63,8 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
     DEMI_ASSIGN_OR_RETURN(queue->id,
                           rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));
   }
-  queue->kind = Queue::Kind::kConnection;
-  queue->connect_qt = tokens_.Add(qd, DEMI_OPC_CONNECT);
-  demi_qtoken_t qt = queue->connect_qt;
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_CONNECT);
+  queue->state.emplace<ConnectionState>().connect_qt = qt;
   absl::Status status = rdma::ResolveAddr(
       queue->id.get(), queue->bound ? &queue->local : nullptr, remote);
   // No route to the address: the operation fails, as a TCP connect would.
@@ -72,7 +73,8 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
 }
 
 absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
-  Device* device = DeviceOf(queue.id->verbs);
+  ConnectionState& connection = *queue.connection();
+  ThreadDevice* device = DeviceOf(queue.id->verbs);
   if (device == nullptr) return ErrnoError(ENODEV, "unknown device");
   // Room for every send work request of the QP in its CQ; receives come
   // from the device's SRQ and complete on its own CQ.
@@ -95,15 +97,15 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
     device->send_cqs->Release(send_cq, kSendDepth);
     return qp.status();
   }
-  queue.qp = std::move(qp).value();
-  queue.device = device;
-  queue.send_cq = send_cq;
-  queue.conn =
-      std::make_unique<Connection>(queue.qd, EnvFor(device), queue.qp->qp,
+  connection.qp = std::move(qp).value();
+  connection.device = device;
+  connection.send_cq = send_cq;
+  connection.conn =
+      std::make_unique<Connection>(queue.qd, EnvFor(device), connection.qp->qp,
                                    caps.max_inline_data, caps.max_send_sge);
-  conn_by_qpn_[queue.qp->qp->qp_num] = queue.conn.get();
+  conn_by_qpn_[connection.qp->qp->qp_num] = connection.conn.get();
   last_conn_ = nullptr;
-  return queue.conn->Start();
+  return connection.conn->Start();
 }
 
 bool RdmaLibOs::PollCmEvents() {
@@ -133,17 +135,22 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
     HandleConnectRequest(event);
     return;
   }
-  auto it = queues_.find(QdOf(event.id));
-  if (it != queues_.end() && it->second->dgram != nullptr) {
-    it->second->dgram->OnCmEvent(event);  // Its routes' resolvers.
+  Queue* found = queues_.Get(QdOf(event.id));
+  if (found != nullptr && found->dgram() != nullptr) {
+    found->dgram()->OnCmEvent(event);  // Its routes' resolvers.
     return;
   }
-  if (it == queues_.end() || it->second->id.get() != event.id) return;
-  Queue& queue = *it->second;
+  // Only connections (and the husks of failed connects) resolve, connect
+  // and disconnect: a listener's or a bound socket's id has nothing more.
+  if (found == nullptr || found->connection() == nullptr ||
+      found->id.get() != event.id) {
+    return;
+  }
+  Queue& queue = *found;
   if (queue.closed) {
     // Still flushing, or gone from the wire already: only the end of the
     // connection matters now.
-    if (queue.conn == nullptr) return;
+    if (queue.conn() == nullptr) return;
     if (event.type == RDMA_CM_EVENT_DISCONNECTED ||
         event.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
       HandleDisconnect(queue);
@@ -165,7 +172,7 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
     case RDMA_CM_EVENT_ROUTE_RESOLVED: {
       absl::Status status = SetupConnection(queue);
       if (status.ok()) {
-        status = rdma::Connect(queue.id.get(), queue.conn->LocalConnectData(),
+        status = rdma::Connect(queue.id.get(), queue.conn()->LocalConnectData(),
                                rdma::ReadDepth(queue.id.get(), kReadDepth));
       }
       if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
@@ -196,33 +203,31 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
 
 void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
   rdma::CmIdPtr id(event.id);  // Ours now: destroyed unless accepted.
-  auto it = queues_.find(QdOf(event.listen_id));
-  if (it != queues_.end() && it->second->dgram != nullptr &&
-      !it->second->closed) {
-    it->second->dgram->AnswerResolve(std::move(id));
+  Queue* queue = queues_.Get(QdOf(event.listen_id));
+  if (queue != nullptr && queue->dgram() != nullptr && !queue->closed) {
+    queue->dgram()->AnswerResolve(std::move(id));
     return;
   }
-  if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
-      it->second->closed) {
+  if (queue == nullptr || queue->listener() == nullptr || queue->closed) {
     rdma::Reject(id.get()).IgnoreError();
     return;
   }
-  AcceptRequest(*it->second, std::move(id), event.private_data);
+  AcceptRequest(*queue, std::move(id), event.private_data);
 }
 
 void RdmaLibOs::AcceptArrival(Arrival& arrival) {
-  auto it = queues_.find(arrival.listener_qd);
-  if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
-      it->second->closed) {
+  Queue* queue = queues_.Get(arrival.listener_qd);
+  if (queue == nullptr || queue->listener() == nullptr || queue->closed) {
     // Closed after the request was handed over: the peer's connect fails.
     rdma::Reject(arrival.id.get()).IgnoreError();
     return;
   }
-  AcceptRequest(*it->second, std::move(arrival.id), arrival.private_data);
+  AcceptRequest(*queue, std::move(arrival.id), arrival.private_data);
 }
 
-void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
+void RdmaLibOs::AcceptRequest(Queue& listener_queue, rdma::CmIdPtr id,
                               const std::string& private_data) {
+  ListenerState& listener = *listener_queue.listener();
   absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
       reinterpret_cast<const std::byte*>(private_data.data()),
       private_data.size()));
@@ -232,14 +237,15 @@ void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
     rdma::Reject(id.get()).IgnoreError();
     return;
   }
-  Queue* queue = NewQueue(Queue::Kind::kConnection);
-  queue->listener = listener.qd;
-  queue->peer_data = *peer;
+  Queue* queue = queues_.Add<ConnectionState>();
+  queue->unclaimed = true;
+  queue->connection()->listener_qd = listener_queue.qd;
+  queue->connection()->peer_data = *peer;
   id->context = ContextOf(queue->qd);
   queue->id = std::move(id);
   absl::Status status = SetupConnection(*queue);
   if (status.ok()) {
-    status = rdma::Accept(queue->id.get(), queue->conn->LocalConnectData(),
+    status = rdma::Accept(queue->id.get(), queue->conn()->LocalConnectData(),
                           rdma::ReadDepth(queue->id.get(), kReadDepth));
   }
   if (!status.ok()) {
@@ -249,28 +255,30 @@ void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
     return;
   }
   ++listener.in_setup;
-  PublishLoad(listener);
+  listener.PublishLoad();
 }
 
 void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
-  if (queue.conn == nullptr) return;
-  queue.conn->peer_addr = PeerAddr(queue.id.get());
+  ConnectionState* connection = queue.connection();
+  if (connection == nullptr || connection->conn == nullptr) return;
+  Connection& conn = *connection->conn;
+  conn.peer_addr = PeerAddr(queue.id.get());
   // Receives complete from the moment the QP is ready, which can be before
   // this event is polled: a peer that broke the protocol at once may have
   // aborted the connection already. rdma_cm sends no disconnect before the
   // connection is established, so the peer learns it now.
   auto open = [&](const ConnectData& peer) {
-    queue.conn->Open(peer);
-    if (queue.conn->state() == Connection::State::kDead) {
+    conn.Open(peer);
+    if (conn.state() == Connection::State::kDead) {
       rdma::Disconnect(queue.id.get()).IgnoreError();
     }
   };
-  if (queue.listener >= 0) {
-    auto it = queues_.find(queue.listener);
-    if (it == queues_.end()) return;
-    Queue& listener = *it->second;
+  if (connection->listener_qd >= 0) {
+    Queue* listener_queue = queues_.Get(connection->listener_qd);
+    if (listener_queue == nullptr) return;
+    ListenerState& listener = *listener_queue->listener();
     --listener.in_setup;
-    open(queue.peer_data);
+    open(connection->peer_data);
     listener.ready.push_back(queue.qd);
     MatchAccepts(listener);
     return;
@@ -283,66 +291,63 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
     return;
   }
   open(*peer);
-  tokens_.Succeed(queue.connect_qt, DEMI_OPC_CONNECT);
-  queue.connect_qt = 0;
+  tokens_.Succeed(connection->connect_qt, DEMI_OPC_CONNECT);
+  connection->connect_qt = 0;
 }
 
 void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
-  if (queue.listener >= 0) {
+  ConnectionState& connection = *queue.connection();
+  if (connection.listener_qd >= 0) {
     // An accepted connection that never got established.
-    auto it = queues_.find(queue.listener);
-    if (it != queues_.end()) {
-      --it->second->in_setup;
-      PublishLoad(*it->second);
+    if (Queue* listener_queue = queues_.Get(connection.listener_qd)) {
+      ListenerState& listener = *listener_queue->listener();
+      --listener.in_setup;
+      listener.PublishLoad();
     }
     MarkClosed(queue);
-    if (queue.conn != nullptr) queue.conn->Abort(err);
+    if (connection.conn != nullptr) connection.conn->Abort(err);
     return;
   }
-  if (queue.connect_qt != 0) tokens_.Fail(queue.connect_qt, err);
-  queue.connect_qt = 0;
+  if (connection.connect_qt != 0) tokens_.Fail(connection.connect_qt, err);
+  connection.connect_qt = 0;
   // Back to a plain socket, ready for another connect; the failed id and
   // QP drain first.
-  if (queue.conn != nullptr) {
-    queue.conn->Abort(err);
-    Queue* husk = NewQueue(Queue::Kind::kConnection);
+  if (connection.conn != nullptr) {
+    connection.conn->Abort(err);
+    Queue* husk = queues_.Add<ConnectionState>();
     MarkClosed(*husk);
-    husk->device = queue.device;
-    husk->send_cq = queue.send_cq;
     husk->id = std::move(queue.id);
     husk->id->context = ContextOf(husk->qd);
-    husk->conn = std::move(queue.conn);
-    husk->qp = std::move(queue.qp);
     // The connection (and its entry in conn_by_qpn_) moves as it is.
-    queue.device = nullptr;
-    queue.send_cq = nullptr;
+    *husk->connection() = std::move(connection);
   } else {
     queue.id.reset();
   }
-  queue.kind = Queue::Kind::kSocket;
+  queue.state.emplace<SocketState>();
   queue.bound = false;
 }
 
 void RdmaLibOs::HandleDisconnect(Queue& queue) {
-  if (queue.conn == nullptr) return;
-  if (queue.conn->state() == Connection::State::kSetup) {
+  ConnectionState* connection = queue.connection();
+  if (connection == nullptr || connection->conn == nullptr) return;
+  if (connection->conn->state() == Connection::State::kSetup) {
     HandleConnectFailure(queue, ECONNRESET);
     return;
   }
   // Whatever the peer sent before it disconnected is already in the CQ
   // (its ACKs came before its DREQ): deliver that first, then abort.
-  if (queue.device != nullptr) {
-    while (PollCompletions(*queue.device)) {
+  if (connection->device != nullptr) {
+    while (PollCompletions(*connection->device)) {
     }
   }
-  queue.conn->OnDisconnected();
+  connection->conn->OnDisconnected();
   rdma::Disconnect(queue.id.get()).IgnoreError();
 }
 
 absl::Status RdmaLibOs::Close(int qd) {
   ExpectCmEvents();
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  switch (queue->kind) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
+  switch (queue->kind()) {
     case Queue::Kind::kSocket:
       Destroy(qd);
       return absl::OkStatus();
@@ -350,11 +355,11 @@ absl::Status RdmaLibOs::Close(int qd) {
       // Datagrams already posted still go out (FinishCloses waits for
       // them at exit); the socket goes once they have, or at its linger
       // time.
-      if (queue->dgram == nullptr) {
+      if (queue->dgram() == nullptr) {
         Destroy(qd);
         return absl::OkStatus();
       }
-      queue->dgram->StartClose();
+      queue->dgram()->StartClose();
       MarkClosed(*queue);
       queue->flushing = true;
       queue->linger_deadline =
@@ -363,19 +368,22 @@ absl::Status RdmaLibOs::Close(int qd) {
                              : kDefaultLinger);
       return absl::OkStatus();
     case Queue::Kind::kListener: {
-      for (demi_qtoken_t qt : queue->accepts) tokens_.Fail(qt, EBADF);
-      queue->accepts.clear();
+      ListenerState& listener = *queue->listener();
+      for (demi_qtoken_t qt : listener.accepts) tokens_.Fail(qt, EBADF);
+      listener.accepts.clear();
       MarkClosed(*queue);
       LeaveShare(*queue);
       queue->id.reset();
       // Connections it accepted that nobody took go with it.
       std::vector<int> children;
-      for (auto& entry : queues_) {
-        if (entry.second->listener == qd) children.push_back(entry.first);
-      }
+      queues_.ForEach([&](Queue& child) {
+        const ConnectionState* connection = child.connection();
+        if (connection != nullptr && connection->listener_qd == qd) {
+          children.push_back(child.qd);
+        }
+      });
       for (int child : children) {
-        auto it = queues_.find(child);
-        if (it != queues_.end()) CloseConnection(*it->second);
+        if (Queue* queue = queues_.Get(child)) CloseConnection(*queue);
       }
       return absl::OkStatus();
     }
@@ -388,7 +396,7 @@ absl::Status RdmaLibOs::Close(int qd) {
 
 void RdmaLibOs::LeaveShare(Queue& queue) {
   if (queue.share == nullptr) return;
-  if (queue.kind == Queue::Kind::kListener) {
+  if (queue.listener() != nullptr) {
     queue.share->Leave(inbox_.get(), queue.qd);
     shares_.erase(std::find(shares_.begin(), shares_.end(), queue.share.get()));
     if (std::find(shares_.begin(), shares_.end(), queue.share.get()) ==
@@ -402,45 +410,47 @@ void RdmaLibOs::LeaveShare(Queue& queue) {
 void RdmaLibOs::DisconnectAborted() {
   ExpectCmEvents();
   for (int qd : aborted_) {
-    auto it = queues_.find(qd);
+    Queue* queue = queues_.Get(qd);
     // The queue may have moved on to a new connection (a failed connect
     // leaves its old one in a husk, under another qd).
-    if (it == queues_.end() || it->second->conn == nullptr ||
-        it->second->conn->state() != Connection::State::kDead) {
+    if (queue == nullptr || queue->conn() == nullptr ||
+        queue->conn()->state() != Connection::State::kDead) {
       continue;
     }
-    rdma::Disconnect(it->second->id.get()).IgnoreError();
+    rdma::Disconnect(queue->id.get()).IgnoreError();
   }
   aborted_.clear();
 }
 
 void RdmaLibOs::EndConnection(Queue& queue, int err) {
   queue.flushing = false;
-  if (queue.conn != nullptr) {
-    queue.conn->Abort(err);
+  if (Connection* conn = queue.conn()) {
+    conn->Abort(err);
     rdma::Disconnect(queue.id.get()).IgnoreError();
   }
 }
 
 void RdmaLibOs::CloseConnection(Queue& queue) {
-  if (queue.connect_qt != 0) {
-    tokens_.Fail(queue.connect_qt, EBADF);
-    queue.connect_qt = 0;
+  ConnectionState& connection = *queue.connection();
+  if (connection.connect_qt != 0) {
+    tokens_.Fail(connection.connect_qt, EBADF);
+    connection.connect_qt = 0;
   }
   // Nothing here polls: the progress engine finishes the close, so no cm
   // event can free this queue while we look at it, and demi_close returns
   // at once.
   MarkClosed(queue);
-  if (queue.conn == nullptr) return;  // Still resolving: Poll destroys it.
+  Connection* conn = connection.conn.get();
+  if (conn == nullptr) return;  // Still resolving: Poll destroys it.
   bool abortive = queue.linger.l_onoff != 0 && queue.linger.l_linger == 0;
   if (abortive) {
-    queue.conn->FailPopsOnClose();
+    conn->FailPopsOnClose();
     EndConnection(queue, ECONNABORTED);
     return;
   }
   // Orderly: every earlier push goes out, then CLOSE, so the peer pops
   // them all and then EOF; the disconnect comes after that (PollClosed).
-  if (queue.conn->StartClose()) {
+  if (conn->StartClose()) {
     queue.flushing = true;
     queue.linger_deadline =
         absl::Now() + (queue.linger.l_onoff != 0
@@ -448,9 +458,8 @@ void RdmaLibOs::CloseConnection(Queue& queue) {
                            : kDefaultLinger);
     return;
   }
-  EndConnection(queue, queue.conn->state() == Connection::State::kSetup
-                           ? EBADF
-                           : ECONNRESET);
+  EndConnection(
+      queue, conn->state() == Connection::State::kSetup ? EBADF : ECONNRESET);
 }
 
 }  // namespace demi
