@@ -6,6 +6,12 @@
 //
 // Member order is teardown order reversed: the cm event channel, then the
 // devices (CQs, SRQs), the pool (MRs), the queues (QPs, cm ids), the tokens.
+//
+// One file per concern, named in the private part below: the queues
+// themselves are in queue.h and queue_table.h, the RC setup path in
+// rdma_libos_setup.cc and rdma_libos_cm_events.cc, closing in
+// rdma_libos_close.cc, and the progress engine, which only polls and
+// dispatches, in rdma_libos_poll.cc (docs/design.md, "Code map").
 #ifndef DEMI_DEMI_RDMA_LIBOS_H_
 #define DEMI_DEMI_RDMA_LIBOS_H_
 
@@ -93,9 +99,61 @@ class RdmaLibOs {
   void CloseAll();
 
  private:
+  // The life of the libOS and the calls on open queues (rdma_libos.cc).
   RdmaLibOs() = default;
   absl::Status Init();
+  ThreadDevice* DeviceOf(ibv_context* context);
+  ConnectionEnv EnvFor(ThreadDevice* device);
+  // Writes the length of a message to push to `total`; EINVAL for a bad
+  // sga.
+  static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
+  // DEMI_SO_RDMA_PATH: asks the device about the queue's QP and port
+  // (rdma_path.h). ENOTCONN before there is one.
+  absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
 
+  // The RC setup path as the application drives it (rdma_libos_setup.cc).
+  // Creates the QP and Connection of `queue`, whose id is routed.
+  absl::Status SetupConnection(Queue& queue);
+  // Hands established connections to waiting accepts.
+  void MatchAccepts(ListenerState& listener);
+  // Accepts `id`, a request for `listener` carrying `private_data`, or
+  // rejects it (backlog full, bad private data).
+  void AcceptRequest(Queue& listener, rdma::CmIdPtr id,
+                     const std::string& private_data);
+  // Stops taking connections from the shared listener of `queue`.
+  void LeaveShare(Queue& queue);
+
+  // The RC setup path as rdma_cm drives it (rdma_libos_cm_events.cc).
+  // Handles every pending rdma_cm event; returns whether there was one.
+  bool PollCmEvents();
+  void HandleCmEvent(const rdma::CmEvent& event);
+  void HandleConnectRequest(const rdma::CmEvent& event);
+  // A request another thread's poll of a shared listener handed us.
+  void AcceptArrival(Arrival& arrival);
+  void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
+  // A connect that failed goes back to a plain socket (its connection
+  // drains in a closed husk); an accepted one that failed is closed.
+  void HandleConnectFailure(Queue& queue, int err);
+  void HandleDisconnect(Queue& queue);
+  // Disconnects the connections that aborted since the last time.
+  void DisconnectAborted();
+
+  // Closing (rdma_libos_close.cc).
+  void CloseConnection(Queue& queue);
+  // Ends a closed connection's life on the wire: fails what is left with
+  // `err`, disconnects; the queue goes once its flushes have drained.
+  void EndConnection(Queue& queue, int err);
+  // Hides `queue` from the application; Poll destroys it once drained.
+  void MarkClosed(Queue& queue);
+  // Closed queues: ends finished flushes (or those past their linger time
+  // at `now`), destroys drained queues.
+  void PollClosed(absl::Time now);
+  // Frees the queue `qd` and what it holds of its device (QP, CQ room).
+  void Destroy(int qd);
+
+  // The progress engine (rdma_libos_poll.cc): it polls and dispatches.
+  // One pass: completions, doorbells, now and then cm events and timers.
+  void Poll();
   // The connection of QP number `qpn`; nullptr if it is gone.
   Connection* ConnOf(uint32_t qpn) {
     if (qpn == last_qpn_ && last_conn_ != nullptr) return last_conn_;
@@ -105,12 +163,6 @@ class RdmaLibOs {
     last_conn_ = it->second;
     return last_conn_;
   }
-
-  ThreadDevice* DeviceOf(ibv_context* context);
-
-  // One pass of the progress engine: completions, then cm events, then
-  // draining closed connections.
-  void Poll();
   // Handles up to kPollBatch completions of each CQ of `device`, then
   // refills its SRQ. Returns whether a CQ may hold more.
   bool PollCompletions(ThreadDevice& device);
@@ -125,10 +177,18 @@ class RdmaLibOs {
   void FlushDueCredits();
   // Posts the staged sends of ConnectionEnv::doorbell_due.
   void RingDoorbells();
-  // A wait's sleep (rdma_libos_sleep.cc), once its spin budget is spent:
-  // arms every CQ, polls once more, and blocks until a completion, an
-  // rdma_cm event, `deadline` or the next timer. Returns at once if `done()`
-  // or the engine has work to do now.
+  // Setup or teardown has begun: the rdma_cm channel is looked at every
+  // kCmPollInterval passes again.
+  void ExpectCmEvents();
+  // What Poll does every kCmPollInterval passes only, with one look at the
+  // clock: closed queues, receive refills, keepalive ticks. None of it is
+  // urgent to the microsecond.
+  void PollTimers();
+
+  // Sleeping (rdma_libos_sleep.cc). A wait's sleep, once its spin budget is
+  // spent: arms every CQ, polls once more, and blocks until a completion,
+  // an rdma_cm event, `deadline` or the next timer. Returns at once if
+  // `done()` or the engine has work to do now.
   void Sleep(absl::Time deadline, absl::FunctionRef<bool()> done);
   // Work the next pass does at once, so a wait must not sleep on it.
   bool HasUrgentWork() const {
@@ -139,50 +199,8 @@ class RdmaLibOs {
   // every kSleepTimerInterval while closes drain, datagram sockets are
   // bound or receive refills wait for memory.
   absl::Time NextTimer(absl::Time now) const;
-  // Handles every pending rdma_cm event; returns whether there was one.
-  bool PollCmEvents();
-  // Setup or teardown has begun: the rdma_cm channel is looked at every
-  // kCmPollInterval passes again.
-  void ExpectCmEvents();
-  void HandleCmEvent(const rdma::CmEvent& event);
-  void HandleConnectRequest(const rdma::CmEvent& event);
-  // Accepts `id`, a request for `listener` carrying `private_data`, or
-  // rejects it (backlog full, bad private data).
-  void AcceptRequest(Queue& listener, rdma::CmIdPtr id,
-                     const std::string& private_data);
-  // A request another thread's poll of a shared listener handed us.
-  void AcceptArrival(Arrival& arrival);
-  // Stops taking connections from the shared listener of `queue`.
-  void LeaveShare(Queue& queue);
-  void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
-  void HandleConnectFailure(Queue& queue, int err);
-  void HandleDisconnect(Queue& queue);
-  // Creates the QP and Connection of `queue`, whose id is routed.
-  absl::Status SetupConnection(Queue& queue);
-  void MatchAccepts(ListenerState& listener);
-  void CloseConnection(Queue& queue);
-  // What Poll does every kCmPollInterval passes only, with one look at the
-  // clock: closed queues, receive refills, keepalive ticks. None of it is
-  // urgent to the microsecond.
-  void PollTimers();
-  // Disconnects the connections that aborted since the last time.
-  void DisconnectAborted();
-  // Closed queues: ends finished flushes (or those past their linger time
-  // at `now`), destroys drained queues.
-  void PollClosed(absl::Time now);
-  // Ends a closed connection's life on the wire: fails what is left with
-  // `err`, disconnects; the queue goes once its flushes have drained.
-  void EndConnection(Queue& queue, int err);
-  void Destroy(int qd);
-  // Hides `queue` from the application; Poll destroys it once drained.
-  void MarkClosed(Queue& queue);
-  ConnectionEnv EnvFor(ThreadDevice* device);
 
-  // Writes the length of a message to push to `total`; EINVAL for a bad
-  // sga.
-  static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
-
-  // The datagram half (rdma_libos_datagram.cc).
+  // Datagram sockets (rdma_libos_datagram.cc).
   absl::Status BindDatagram(Queue& queue, const sockaddr_in& local);
   absl::StatusOr<demi_qtoken_t> ConnectDatagram(Queue& queue,
                                                 const sockaddr_in& remote);
@@ -193,9 +211,6 @@ class RdmaLibOs {
                                              const sockaddr_in* dest);
   absl::StatusOr<demi_qtoken_t> PopDatagram(Queue& queue);
   absl::Status GetDatagramStats(Queue& queue, void* optval, socklen_t* optlen);
-  // DEMI_SO_RDMA_PATH: asks the device about the queue's QP and port
-  // (rdma_path.h). ENOTCONN before there is one.
-  absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
 
   // Declared in teardown order reversed (see the file comment).
   rdma::EventChannelPtr cm_channel_;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "demi/cm_context.h"
 #include "demi/rdma_libos.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -22,9 +23,7 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   }
   DEMI_ASSIGN_OR_RETURN(
       rdma::CmIdPtr id,
-      rdma::CreateCmId(cm_channel_.get(),
-                       reinterpret_cast<void*>(static_cast<intptr_t>(queue.qd)),
-                       RDMA_PS_UDP));
+      rdma::CreateCmId(cm_channel_.get(), ContextOf(queue.qd), RDMA_PS_UDP));
   sockaddr_in addr = local;
   if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&addr)) != 0) {
     int err = errno;

@@ -64,68 +64,6 @@ void RdmaLibOs::PollTimers() {
   });
 }
 
-void RdmaLibOs::PollClosed(absl::Time now) {
-  std::vector<int> drained;
-  std::vector<std::pair<int, int>> ended;  // qd, errno
-  for (int qd : closed_) {
-    Queue* queue = queues_.Get(qd);
-    if (queue == nullptr) {
-      drained.push_back(qd);
-      continue;
-    }
-    if (DatagramSocket* dgram = queue->dgram()) {
-      if (dgram->Drained() || now >= queue->linger_deadline) {
-        drained.push_back(qd);
-      }
-      continue;
-    }
-    Connection* conn = queue->conn();
-    if (queue->flushing) {
-      if (conn->FlushDone()) {
-        ended.emplace_back(qd, EBADF);
-      } else if (now >= queue->linger_deadline) {
-        ended.emplace_back(qd, ETIMEDOUT);
-      }
-    } else if (conn == nullptr || !conn->HasOutstandingWork()) {
-      drained.push_back(qd);
-    }
-  }
-  for (auto [qd, err] : ended) EndConnection(*queues_.Get(qd), err);
-  for (int qd : drained) Destroy(qd);
-}
-
-void RdmaLibOs::FinishCloses() {
-  auto flushing = [this] {
-    for (int qd : closed_) {
-      Queue* queue = queues_.Get(qd);
-      if (queue != nullptr && queue->flushing) return true;
-    }
-    return false;
-  };
-  // A flush may wait on a slow peer up to its linger time: sleep between
-  // passes rather than spin a core for it.
-  while (flushing()) {
-    Poll();
-    if (flushing()) {
-      Sleep(absl::Now() + kSleepTimerInterval, [&] { return !flushing(); });
-    }
-  }
-}
-
-void RdmaLibOs::CloseAll() {
-  std::vector<int> open;
-  queues_.ForEach([&](Queue& queue) {
-    // Accepted connections nobody took go with their listener.
-    if (!queue.closed && !queue.unclaimed) open.push_back(queue.qd);
-  });
-  for (int qd : open) Close(qd).IgnoreError();
-}
-
-void RdmaLibOs::MarkClosed(Queue& queue) {
-  queue.closed = true;
-  closed_.insert(queue.qd);
-}
-
 bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
   ibv_wc wcs[kPollBatch];
   bool more = false;
