@@ -1,3 +1,7 @@
+// RdmaLibOs's life (devices, pool, teardown) and the calls on open queues
+// that are not setup or close: socket, push, pop, the sga calls, socket
+// options. Push and Pop are the per-message path: one table lookup (none
+// for the queue of the call before), no Status.
 #include "demi/rdma_libos.h"
 
 #include <demi/libos.h>

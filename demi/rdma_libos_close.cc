@@ -2,6 +2,7 @@
 // flush and linger time (SO_LINGER), and the destruction of a queue once
 // what it had in flight has drained; also the closes at a thread's end.
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 #include <vector>
 
