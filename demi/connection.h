@@ -1,7 +1,8 @@
 // The data path of one RC connection: pushes and pops of whole messages
 // over the wire protocol of wire.h, with credit-based flow control and
 // RDMA READ rendezvous for large messages. The setup path (rdma_cm) lives
-// in RdmaLibOs; a Connection starts once its QP exists.
+// in RdmaLibOs (rdma_libos_setup.cc, rdma_libos_cm_events.cc); a
+// Connection starts once its QP exists.
 #ifndef DEMI_DEMI_CONNECTION_H_
 #define DEMI_DEMI_CONNECTION_H_
 

@@ -1,3 +1,7 @@
+// RdmaLibOs's life (devices, pool, teardown) and the calls on open queues
+// that are not setup or close: socket, push, pop, the sga calls, socket
+// options. Push and Pop are the per-message path: one table lookup (none
+// for the queue of the call before), no Status.
 #include "demi/rdma_libos.h"
 
 #include <demi/libos.h>
@@ -69,7 +73,7 @@ absl::Status RdmaLibOs::Init() {
       sleep_, IdleSleep::Create(contexts, cm_channel_.get(), inbox_->fd()));
   std::vector<ibv_pd*> pds;
   for (const SharedDevice& shared_device : *shared) {
-    auto device = std::make_unique<Device>();
+    auto device = std::make_unique<ThreadDevice>();
     device->context = shared_device.context;
     device->index = shared_device.index;
     device->pd = shared_device.pd;
@@ -96,11 +100,8 @@ absl::Status RdmaLibOs::Init() {
 RdmaLibOs::~RdmaLibOs() {
   // QPs before their CQs and SRQ: the queues go first, whatever their
   // state; then the SRQs, whose buffers go back to the pool before it goes.
-  for (const auto& entry : queues_) {
-    LeaveShare(*entry.second);
-    GiveBackQd(entry.first);
-  }
-  queues_.clear();
+  queues_.ForEach([this](Queue& queue) { LeaveShare(queue); });
+  queues_.Clear();
   for (auto& device : devices_) device->receive.reset();
   // Pops done but never waited for: their buffers are nobody's now.
   tokens_.ForEachUntakenPop([this](void* handle) {
@@ -111,14 +112,14 @@ RdmaLibOs::~RdmaLibOs() {
   SgaPool::Retire(std::move(pool_));
 }
 
-RdmaLibOs::Device* RdmaLibOs::DeviceOf(ibv_context* context) {
+ThreadDevice* RdmaLibOs::DeviceOf(ibv_context* context) {
   for (auto& device : devices_) {
     if (device->context == context) return device.get();
   }
   return nullptr;
 }
 
-ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
+ConnectionEnv RdmaLibOs::EnvFor(ThreadDevice* device) {
   ConnectionEnv env;
   env.pool = pool_.get();
   env.tokens = &tokens_;
@@ -134,131 +135,12 @@ ConnectionEnv RdmaLibOs::EnvFor(Device* device) {
   return env;
 }
 
-bool RdmaLibOs::Remember(int qd) {
-  auto it = queues_.find(qd);
-  if (it == queues_.end()) return false;
-  found_qd_ = qd;
-  found_ = it->second.get();
-  return true;
-}
-
-absl::StatusOr<RdmaLibOs::Queue*> RdmaLibOs::Find(int qd) {
-  Queue* queue = OpenQueue(qd);
-  if (queue == nullptr) return ErrnoError(EBADF, "not an open queue");
-  return queue;
-}
-
-RdmaLibOs::Queue* RdmaLibOs::NewQueue(Queue::Kind kind) {
-  auto queue = std::make_unique<Queue>();
-  queue->kind = kind;
-  queue->qd = TakeQd();
-  Queue* raw = queue.get();
-  queues_.emplace(raw->qd, std::move(queue));
-  return raw;
-}
-
 absl::StatusOr<int> RdmaLibOs::Socket(int domain, int type, int protocol) {
   (void)protocol;
   if (domain != AF_INET) return ErrnoError(ENOTSUP, "domain");
-  if (type == SOCK_DGRAM) return NewQueue(Queue::Kind::kDatagram)->qd;
+  if (type == SOCK_DGRAM) return queues_.Add<DatagramState>()->qd;
   if (type != SOCK_STREAM) return ErrnoError(ENOTSUP, "type");
-  return NewQueue(Queue::Kind::kSocket)->qd;
-}
-
-absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
-  sockaddr_in local;
-  std::memcpy(&local, addr, sizeof(local));
-  if (local.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
-  if (queue->kind == Queue::Kind::kDatagram) return BindDatagram(*queue, local);
-  if (queue->kind != Queue::Kind::kSocket || queue->bound ||
-      queue->id != nullptr) {
-    return ErrnoError(EINVAL, "already bound or in use");
-  }
-  if (local.sin_port == 0) return ErrnoError(ENOTSUP, "port 0");
-  if (queue->reuse_port) {
-    DEMI_ASSIGN_OR_RETURN(queue->share, SharedListener::Bind(local));
-    queue->bound = true;
-    queue->local = local;
-    return absl::OkStatus();
-  }
-  DEMI_ASSIGN_OR_RETURN(
-      rdma::CmIdPtr id,
-      rdma::CreateCmId(cm_channel_.get(),
-                       reinterpret_cast<void*>(static_cast<intptr_t>(qd))));
-  if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&local)) != 0) {
-    int err = errno;
-    return ErrnoError(err == ENODEV ? EADDRNOTAVAIL : err, "rdma_bind_addr");
-  }
-  queue->id = std::move(id);
-  queue->bound = true;
-  queue->local = local;
-  return absl::OkStatus();
-}
-
-absl::Status RdmaLibOs::Listen(int qd, int backlog) {
-  ExpectCmEvents();
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  if (backlog < 1 || backlog > SOMAXCONN) {
-    return ErrnoError(EINVAL, "backlog");
-  }
-  if (queue->kind == Queue::Kind::kListener) {
-    return ErrnoError(EADDRINUSE, "already listening");
-  }
-  if (queue->kind == Queue::Kind::kDatagram) {
-    return ErrnoError(EOPNOTSUPP, "a datagram socket");
-  }
-  if (queue->kind == Queue::Kind::kConnection) {
-    return ErrnoError(queue->connect_qt != 0 ? EADDRINUSE : EISCONN,
-                      "a connection");
-  }
-  if (!queue->bound) return ErrnoError(EDESTADDRREQ, "not bound");
-  if (queue->share != nullptr) {
-    // Watched once, however many of this thread's listeners share it.
-    bool watched = std::find(shares_.begin(), shares_.end(),
-                             queue->share.get()) != shares_.end();
-    if (!watched) DEMI_RETURN_IF_ERROR(sleep_->Watch(queue->share->fd()));
-    absl::Status joined =
-        queue->share->Join(inbox_.get(), qd, backlog, &queue->load);
-    if (!joined.ok()) {
-      if (!watched) sleep_->Unwatch(queue->share->fd());
-      return joined;
-    }
-    shares_.push_back(queue->share.get());
-  } else {
-    DEMI_RETURN_IF_ERROR(
-        rdma::CheckCm(rdma_listen(queue->id.get(), backlog), "rdma_listen"));
-  }
-  queue->kind = Queue::Kind::kListener;
-  queue->backlog = backlog;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<demi_qtoken_t> RdmaLibOs::Accept(int qd) {
-  ExpectCmEvents();
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  if (queue->kind != Queue::Kind::kListener) {
-    return ErrnoError(EINVAL, "not listening");
-  }
-  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_ACCEPT);
-  queue->accepts.push_back(qt);
-  MatchAccepts(*queue);
-  return qt;
-}
-
-void RdmaLibOs::MatchAccepts(Queue& listener) {
-  while (!listener.accepts.empty() && !listener.ready.empty()) {
-    int qd = listener.ready.front();
-    listener.ready.pop_front();
-    auto it = queues_.find(qd);
-    if (it == queues_.end()) continue;
-    Queue& queue = *it->second;
-    queue.listener = -1;  // Now the application's.
-    tokens_.CompleteAccept(listener.accepts.front(), qd, queue.conn->peer_addr);
-    listener.accepts.pop_front();
-  }
-  PublishLoad(listener);
+  return queues_.Add<SocketState>()->qd;
 }
 
 int RdmaLibOs::CheckLength(const demi_sgarray_t& sga, uint32_t* total) {
@@ -282,17 +164,16 @@ int RdmaLibOs::CheckLength(const demi_sgarray_t& sga, uint32_t* total) {
 int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out) {
   uint32_t total = 0;
   if (int err = CheckLength(sga, &total); err != 0) return err;
-  Queue* queue = OpenQueue(qd);
+  Queue* queue = queues_.Open(qd);
   if (queue == nullptr) return EBADF;
-  if (queue->kind == Queue::Kind::kDatagram) {
+  ConnectionState* connection = queue->connected();
+  if (connection == nullptr) {
+    if (queue->datagram() == nullptr) return ENOTCONN;
     return rdma::ErrnoOrOutput(PushDatagram(*queue, sga, total, nullptr),
                                qt_out);
   }
-  if (!Connected(*queue)) {
-    return ENOTCONN;
-  }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
-  if (int err = queue->conn->Push(qt, sga, total); err != 0) {
+  if (int err = connection->conn->Push(qt, sga, total); err != 0) {
     tokens_.Erase(qt);
     return err == ENOMEM ? EAGAIN : err;
   }
@@ -311,8 +192,8 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
   if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
   sockaddr_in dest;
   std::memcpy(&dest, addr, sizeof(dest));
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  if (queue->kind != Queue::Kind::kDatagram) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
+  if (queue->datagram() == nullptr) {
     return ErrnoError(ENOTSUP, "pushto needs a datagram socket");
   }
   if (dest.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
@@ -323,16 +204,15 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
 }
 
 int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
-  Queue* queue = OpenQueue(qd);
+  Queue* queue = queues_.Open(qd);
   if (queue == nullptr) return EBADF;
-  if (queue->kind == Queue::Kind::kDatagram) {
+  ConnectionState* connection = queue->connected();
+  if (connection == nullptr) {
+    if (queue->datagram() == nullptr) return ENOTCONN;
     return rdma::ErrnoOrOutput(PopDatagram(*queue), qt_out);
   }
-  if (!Connected(*queue)) {
-    return ENOTCONN;
-  }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
-  queue->conn->Pop(qt);
+  connection->conn->Pop(qt);
   *qt_out = qt;
   return 0;
 }
@@ -380,10 +260,10 @@ int RdmaLibOs::SgaFreeWithoutLibOs(const demi_sgarray_t& sga) {
 
 absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
                                    const void* optval, socklen_t optlen) {
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
   if (level != SOL_SOCKET) return ErrnoError(ENOTSUP, "level");
   if (optname == SO_REUSEPORT) {
-    if (queue->kind == Queue::Kind::kDatagram) {
+    if (queue->datagram() != nullptr) {
       return ErrnoError(ENOPROTOOPT, "SO_REUSEPORT on a datagram socket");
     }
     if (optval == nullptr || optlen < sizeof(int)) {
@@ -403,14 +283,13 @@ absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
 
 absl::Status RdmaLibOs::GetSockOpt(int qd, int level, int optname, void* optval,
                                    socklen_t* optlen) {
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
   if (level != SOL_SOCKET) return ErrnoError(ENOTSUP, "level");
-  if (optname == DEMI_SO_DATAGRAM_STATS &&
-      queue->kind == Queue::Kind::kDatagram) {
+  if (optname == DEMI_SO_DATAGRAM_STATS && queue->datagram() != nullptr) {
     return GetDatagramStats(*queue, optval, optlen);
   }
   if (optname == DEMI_SO_RDMA_PATH) return GetRdmaPath(*queue, optval, optlen);
-  if (optname == SO_REUSEPORT && queue->kind != Queue::Kind::kDatagram) {
+  if (optname == SO_REUSEPORT && queue->datagram() == nullptr) {
     if (optval == nullptr || optlen == nullptr || *optlen < sizeof(int)) {
       return ErrnoError(EINVAL, "option buffer");
     }
@@ -436,14 +315,16 @@ absl::Status RdmaLibOs::GetRdmaPath(const Queue& queue, void* optval,
     return ErrnoError(EINVAL, "option buffer");
   }
   absl::StatusOr<demi_rdma_path_t> path;
-  if (queue.kind == Queue::Kind::kDatagram) {
-    if (queue.dgram == nullptr) return ErrnoError(ENOTCONN, "not bound");
+  if (queue.datagram() != nullptr) {
+    if (queue.dgram() == nullptr) return ErrnoError(ENOTCONN, "not bound");
     path = QueryDatagramPath(queue.id.get());
   } else {
-    if (!Connected(queue) || queue.qp == nullptr) {
+    const ConnectionState* connection = queue.connection();
+    if (connection == nullptr || !connection->connected() ||
+        connection->qp == nullptr) {
       return ErrnoError(ENOTCONN, "not connected");
     }
-    path = QueryConnectionPath(queue.qp.get());
+    path = QueryConnectionPath(connection->qp.get());
   }
   if (!path.ok()) return path.status();
   std::memcpy(optval, &*path, sizeof(demi_rdma_path_t));
@@ -457,49 +338,19 @@ absl::Status RdmaLibOs::GetPeerName(int qd, sockaddr* addr,
       *addrlen != sizeof(sockaddr_in)) {
     return ErrnoError(EINVAL, "address buffer");
   }
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  if (queue->kind == Queue::Kind::kDatagram) {
-    if (queue->dgram == nullptr || !queue->dgram->has_peer) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
+  if (queue->datagram() != nullptr) {
+    DatagramSocket* dgram = queue->dgram();
+    if (dgram == nullptr || !dgram->has_peer) {
       return ErrnoError(ENOTCONN, "no default destination");
     }
-    std::memcpy(addr, &queue->dgram->peer, sizeof(sockaddr_in));
+    std::memcpy(addr, &dgram->peer, sizeof(sockaddr_in));
     return absl::OkStatus();
   }
-  if (!Connected(*queue)) {
-    return ErrnoError(ENOTCONN, "not connected");
-  }
-  std::memcpy(addr, &queue->conn->peer_addr, sizeof(sockaddr_in));
+  ConnectionState* connection = queue->connected();
+  if (connection == nullptr) return ErrnoError(ENOTCONN, "not connected");
+  std::memcpy(addr, &connection->conn->peer_addr, sizeof(sockaddr_in));
   return absl::OkStatus();
-}
-
-void RdmaLibOs::Destroy(int qd) {
-  closed_.erase(qd);
-  auto it = queues_.find(qd);
-  if (it == queues_.end()) return;
-  Queue& queue = *it->second;
-  if (queue.dgram != nullptr) {
-    datagrams_.erase(
-        std::find(datagrams_.begin(), datagrams_.end(), queue.dgram.get()));
-  }
-  Device* device = queue.device;
-  bool queue_had_qp = queue.qp != nullptr;
-  if (queue.qp != nullptr) {
-    conn_by_qpn_.erase(queue.qp->qp->qp_num);
-    last_conn_ = nullptr;
-  }
-  if (queue.send_cq != nullptr) {
-    device->send_cqs->Release(queue.send_cq, kSendDepth);
-  }
-  queues_.erase(it);
-  GiveBackQd(qd);
-  if (qd == found_qd_) found_ = nullptr;
-  // Messages the QP took in before it went may still wait in the shared
-  // receive CQ under its number, which a new QP could get: handle them
-  // now, while the number is nobody's.
-  if (device != nullptr && queue_had_qp) {
-    while (PollCompletions(*device)) {
-    }
-  }
 }
 
 }  // namespace demi

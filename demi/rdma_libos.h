@@ -6,6 +6,12 @@
 //
 // Member order is teardown order reversed: the cm event channel, then the
 // devices (CQs, SRQs), the pool (MRs), the queues (QPs, cm ids), the tokens.
+//
+// One file per concern, named in the private part below: the queues
+// themselves are in queue.h and queue_table.h, the RC setup path in
+// rdma_libos_setup.cc and rdma_libos_cm_events.cc, closing in
+// rdma_libos_close.cc, and the progress engine, which only polls and
+// dispatches, in rdma_libos_poll.cc (docs/design.md, "Code map").
 #ifndef DEMI_DEMI_RDMA_LIBOS_H_
 #define DEMI_DEMI_RDMA_LIBOS_H_
 
@@ -35,7 +41,10 @@
 #include "demi/port_share.h"
 #include "demi/process_ids.h"
 #include "demi/qtoken_table.h"
+#include "demi/queue.h"
+#include "demi/queue_table.h"
 #include "demi/sga_pool.h"
+#include "demi/thread_device.h"
 #include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
 
@@ -90,62 +99,61 @@ class RdmaLibOs {
   void CloseAll();
 
  private:
-  struct Device {
-    ibv_context* context = nullptr;  // Borrowed from librdmacm.
-    int index = 0;                   // In devices_ (and SgaPool's MRs).
-    ibv_pd* pd = nullptr;            // The process's (SharedDevices).
-    std::unique_ptr<SharedReceive> receive;
-    std::unique_ptr<CqPool> send_cqs;
-    // Signalled send requests in flight on the device's QPs: while there
-    // are none, a pass polls the send CQs only every kIdleSendPollInterval
-    // (a failed unsignalled request completes too, and is found then).
-    uint32_t signaled_sends = 0;
-    uint32_t max_send_sge = 1;
-    // The pool ran dry refilling the SRQ: retried with the timers, not on
-    // every pass (a failed allocation tries to register memory).
-    bool refill_dry = false;
-  };
-
-  // A queue descriptor's state. Members are declared so that the QP goes
-  // before the connection's buffers and both before the cm id.
-  struct Queue {
-    // kDatagram: a SOCK_DGRAM socket, with its DatagramSocket once bound.
-    enum class Kind { kSocket, kListener, kConnection, kDatagram };
-    Kind kind = Kind::kSocket;
-    int qd = -1;
-    bool bound = false;
-    bool closed = false;  // Closed by the application; draining.
-    // Closed and still delivering earlier pushes, until `linger_deadline`.
-    bool flushing = false;
-    absl::Time linger_deadline;
-    sockaddr_in local = {};
-    struct linger linger = {};
-    rdma::CmIdPtr id;
-    std::unique_ptr<DatagramSocket> dgram;  // kDatagram, once bound.
-    bool reuse_port = false;                // SO_REUSEPORT.
-    // Bound with SO_REUSEPORT: the listener it shares (`id` stays null).
-    std::shared_ptr<SharedListener> share;
-    // kListener.
-    int backlog = 0;
-    // ready + in_setup, for the threads that spread a shared listener's
-    // requests (PublishLoad).
-    std::atomic<int> load{0};
-    std::deque<int> ready;  // Established, not yet accepted.
-    std::deque<demi_qtoken_t> accepts;
-    int in_setup = 0;  // Connection requests being accepted.
-    // kConnection.
-    int listener = -1;  // Accepted but not yet handed out: its listener.
-    demi_qtoken_t connect_qt = 0;
-    Device* device = nullptr;
-    ibv_cq* send_cq = nullptr;  // Reserved in device->send_cqs.
-    ConnectData peer_data = {};
-    std::unique_ptr<Connection> conn;
-    rdma::CmQpPtr qp;
-  };
-
+  // The life of the libOS and the calls on open queues (rdma_libos.cc).
   RdmaLibOs() = default;
   absl::Status Init();
+  ThreadDevice* DeviceOf(ibv_context* context);
+  ConnectionEnv EnvFor(ThreadDevice* device);
+  // Writes the length of a message to push to `total`; EINVAL for a bad
+  // sga.
+  static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
+  // DEMI_SO_RDMA_PATH: asks the device about the queue's QP and port
+  // (rdma_path.h). ENOTCONN before there is one.
+  absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
 
+  // The RC setup path as the application drives it (rdma_libos_setup.cc).
+  // Creates the QP and Connection of `queue`, whose id is routed.
+  absl::Status SetupConnection(Queue& queue);
+  // Hands established connections to waiting accepts.
+  void MatchAccepts(ListenerState& listener);
+  // Accepts `id`, a request for `listener` carrying `private_data`, or
+  // rejects it (backlog full, bad private data).
+  void AcceptRequest(Queue& listener, rdma::CmIdPtr id,
+                     const std::string& private_data);
+  // Stops taking connections from the shared listener of `queue`.
+  void LeaveShare(Queue& queue);
+
+  // The RC setup path as rdma_cm drives it (rdma_libos_cm_events.cc).
+  // Handles every pending rdma_cm event; returns whether there was one.
+  bool PollCmEvents();
+  void HandleCmEvent(const rdma::CmEvent& event);
+  void HandleConnectRequest(const rdma::CmEvent& event);
+  // A request another thread's poll of a shared listener handed us.
+  void AcceptArrival(Arrival& arrival);
+  void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
+  // A connect that failed goes back to a plain socket (its connection
+  // drains in a closed husk); an accepted one that failed is closed.
+  void HandleConnectFailure(Queue& queue, int err);
+  void HandleDisconnect(Queue& queue);
+  // Disconnects the connections that aborted since the last time.
+  void DisconnectAborted();
+
+  // Closing (rdma_libos_close.cc).
+  void CloseConnection(Queue& queue);
+  // Ends a closed connection's life on the wire: fails what is left with
+  // `err`, disconnects; the queue goes once its flushes have drained.
+  void EndConnection(Queue& queue, int err);
+  // Hides `queue` from the application; Poll destroys it once drained.
+  void MarkClosed(Queue& queue);
+  // Closed queues: ends finished flushes (or those past their linger time
+  // at `now`), destroys drained queues.
+  void PollClosed(absl::Time now);
+  // Frees the queue `qd` and what it holds of its device (QP, CQ room).
+  void Destroy(int qd);
+
+  // The progress engine (rdma_libos_poll.cc): it polls and dispatches.
+  // One pass: completions, doorbells, now and then cm events and timers.
+  void Poll();
   // The connection of QP number `qpn`; nullptr if it is gone.
   Connection* ConnOf(uint32_t qpn) {
     if (qpn == last_qpn_ && last_conn_ != nullptr) return last_conn_;
@@ -155,38 +163,12 @@ class RdmaLibOs {
     last_conn_ = it->second;
     return last_conn_;
   }
-
-  // The open queue `qd` (EBADF otherwise).
-  absl::StatusOr<Queue*> Find(int qd);
-  // The same without a Status: nullptr if `qd` is not open. Inline for the
-  // queue of the last call, which is nearly always the one asked for.
-  Queue* OpenQueue(int qd) {
-    if ((found_ == nullptr || qd != found_qd_) && !Remember(qd)) {
-      return nullptr;
-    }
-    return found_->closed || found_->listener >= 0 ? nullptr : found_;
-  }
-  // Whether `queue` is a connection past its setup: one that can push, pop
-  // and name its peer. A connecting socket has no Connection until its
-  // route is resolved, and is not connected until it is established.
-  static bool Connected(const Queue& queue) {
-    return queue.kind == Queue::Kind::kConnection && queue.conn != nullptr &&
-           queue.conn->state() != Connection::State::kSetup;
-  }
-  // Makes `qd` the remembered queue; false if there is no such queue.
-  bool Remember(int qd);
-  Queue* NewQueue(Queue::Kind kind);
-  Device* DeviceOf(ibv_context* context);
-
-  // One pass of the progress engine: completions, then cm events, then
-  // draining closed connections.
-  void Poll();
   // Handles up to kPollBatch completions of each CQ of `device`, then
   // refills its SRQ. Returns whether a CQ may hold more.
-  bool PollCompletions(Device& device);
+  bool PollCompletions(ThreadDevice& device);
   // Refills the SRQ of `device` and hands the new buffers' credits to the
   // connections waiting for them.
-  void RefillReceives(Device& device);
+  void RefillReceives(ThreadDevice& device);
   // Calls `f(conn)` for each connection `due` names (a list of queue
   // descriptors, which this empties).
   template <typename F>
@@ -195,10 +177,18 @@ class RdmaLibOs {
   void FlushDueCredits();
   // Posts the staged sends of ConnectionEnv::doorbell_due.
   void RingDoorbells();
-  // A wait's sleep (rdma_libos_sleep.cc), once its spin budget is spent:
-  // arms every CQ, polls once more, and blocks until a completion, an
-  // rdma_cm event, `deadline` or the next timer. Returns at once if `done()`
-  // or the engine has work to do now.
+  // Setup or teardown has begun: the rdma_cm channel is looked at every
+  // kCmPollInterval passes again.
+  void ExpectCmEvents();
+  // What Poll does every kCmPollInterval passes only, with one look at the
+  // clock: closed queues, receive refills, keepalive ticks. None of it is
+  // urgent to the microsecond.
+  void PollTimers();
+
+  // Sleeping (rdma_libos_sleep.cc). A wait's sleep, once its spin budget is
+  // spent: arms every CQ, polls once more, and blocks until a completion,
+  // an rdma_cm event, `deadline` or the next timer. Returns at once if
+  // `done()` or the engine has work to do now.
   void Sleep(absl::Time deadline, absl::FunctionRef<bool()> done);
   // Work the next pass does at once, so a wait must not sleep on it.
   bool HasUrgentWork() const {
@@ -209,55 +199,8 @@ class RdmaLibOs {
   // every kSleepTimerInterval while closes drain, datagram sockets are
   // bound or receive refills wait for memory.
   absl::Time NextTimer(absl::Time now) const;
-  // Handles every pending rdma_cm event; returns whether there was one.
-  bool PollCmEvents();
-  // Setup or teardown has begun: the rdma_cm channel is looked at every
-  // kCmPollInterval passes again.
-  void ExpectCmEvents();
-  void HandleCmEvent(const rdma::CmEvent& event);
-  void HandleConnectRequest(const rdma::CmEvent& event);
-  // Accepts `id`, a request for `listener` carrying `private_data`, or
-  // rejects it (backlog full, bad private data).
-  void AcceptRequest(Queue& listener, rdma::CmIdPtr id,
-                     const std::string& private_data);
-  // A request another thread's poll of a shared listener handed us.
-  void AcceptArrival(Arrival& arrival);
-  // Stops taking connections from the shared listener of `queue`.
-  void LeaveShare(Queue& queue);
-  static void PublishLoad(Queue& listener) {
-    listener.load.store(
-        static_cast<int>(listener.ready.size()) + listener.in_setup,
-        std::memory_order_relaxed);
-  }
-  void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
-  void HandleConnectFailure(Queue& queue, int err);
-  void HandleDisconnect(Queue& queue);
-  // Creates the QP and Connection of `queue`, whose id is routed.
-  absl::Status SetupConnection(Queue& queue);
-  void MatchAccepts(Queue& listener);
-  void CloseConnection(Queue& queue);
-  // What Poll does every kCmPollInterval passes only, with one look at the
-  // clock: closed queues, receive refills, keepalive ticks. None of it is
-  // urgent to the microsecond.
-  void PollTimers();
-  // Disconnects the connections that aborted since the last time.
-  void DisconnectAborted();
-  // Closed queues: ends finished flushes (or those past their linger time
-  // at `now`), destroys drained queues.
-  void PollClosed(absl::Time now);
-  // Ends a closed connection's life on the wire: fails what is left with
-  // `err`, disconnects; the queue goes once its flushes have drained.
-  void EndConnection(Queue& queue, int err);
-  void Destroy(int qd);
-  // Hides `queue` from the application; Poll destroys it once drained.
-  void MarkClosed(Queue& queue);
-  ConnectionEnv EnvFor(Device* device);
 
-  // Writes the length of a message to push to `total`; EINVAL for a bad
-  // sga.
-  static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
-
-  // The datagram half (rdma_libos_datagram.cc).
+  // Datagram sockets (rdma_libos_datagram.cc).
   absl::Status BindDatagram(Queue& queue, const sockaddr_in& local);
   absl::StatusOr<demi_qtoken_t> ConnectDatagram(Queue& queue,
                                                 const sockaddr_in& remote);
@@ -268,22 +211,14 @@ class RdmaLibOs {
                                              const sockaddr_in* dest);
   absl::StatusOr<demi_qtoken_t> PopDatagram(Queue& queue);
   absl::Status GetDatagramStats(Queue& queue, void* optval, socklen_t* optlen);
-  // DEMI_SO_RDMA_PATH: asks the device about the queue's QP and port
-  // (rdma_path.h). ENOTCONN before there is one.
-  absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
 
   // Declared in teardown order reversed (see the file comment).
   rdma::EventChannelPtr cm_channel_;
   std::unique_ptr<ArrivalInbox> inbox_;  // Its ids are on cm_channel_.
   std::unique_ptr<IdleSleep> sleep_;     // Its channels outlive every CQ.
-  std::vector<std::unique_ptr<Device>> devices_;
+  std::vector<std::unique_ptr<ThreadDevice>> devices_;
   std::unique_ptr<SgaPool> pool_;
-  absl::flat_hash_map<int, std::unique_ptr<Queue>> queues_;
-  // The queue Find found last (most calls name the one the call before
-  // named): no hashing then. Null when nothing is remembered (found_qd_ is
-  // then meaningless: every int is a qd an application may pass).
-  int found_qd_ = 0;
-  Queue* found_ = nullptr;
+  QueueTable queues_;
   // Each QP's connection, for completions: one lookup per completion,
   // none for a completion of the QP the one before came from.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "demi/cm_context.h"
 #include "demi/rdma_libos.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -16,21 +17,19 @@ using rdma::ErrnoError;
 
 absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   ExpectCmEvents();
-  if (queue.dgram != nullptr) return ErrnoError(EINVAL, "already bound");
+  if (queue.dgram() != nullptr) return ErrnoError(EINVAL, "already bound");
   if (local.sin_addr.s_addr == htonl(INADDR_ANY)) {
     return ErrnoError(ENOTSUP, "a datagram socket binds to one device");
   }
   DEMI_ASSIGN_OR_RETURN(
       rdma::CmIdPtr id,
-      rdma::CreateCmId(cm_channel_.get(),
-                       reinterpret_cast<void*>(static_cast<intptr_t>(queue.qd)),
-                       RDMA_PS_UDP));
+      rdma::CreateCmId(cm_channel_.get(), ContextOf(queue.qd), RDMA_PS_UDP));
   sockaddr_in addr = local;
   if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&addr)) != 0) {
     int err = errno;
     return ErrnoError(err == ENODEV ? EADDRNOTAVAIL : err, "rdma_bind_addr");
   }
-  Device* device = DeviceOf(id->verbs);
+  ThreadDevice* device = DeviceOf(id->verbs);
   if (device == nullptr) return ErrnoError(EADDRNOTAVAIL, "not an RDMA device");
   // Port 0: the port space picked one.
   std::memcpy(&addr, rdma_get_local_addr(id.get()), sizeof(addr));
@@ -49,18 +48,19 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
     return ErrnoError(err == ENOMEM ? ENOBUFS : err, "datagram socket");
   }
   queue.id = std::move(id);
-  queue.dgram = std::move(socket).value();
+  queue.datagram()->socket = std::move(socket).value();
   queue.bound = true;
   queue.local = addr;
-  datagrams_.push_back(queue.dgram.get());
+  datagrams_.push_back(queue.dgram());
   return absl::OkStatus();
 }
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::ConnectDatagram(
     Queue& queue, const sockaddr_in& remote) {
-  if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
-  queue.dgram->has_peer = true;
-  queue.dgram->peer = remote;
+  DatagramSocket* socket = queue.dgram();
+  if (socket == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  socket->has_peer = true;
+  socket->peer = remote;
   demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_CONNECT);
   tokens_.Succeed(qt, DEMI_OPC_CONNECT);
   return qt;
@@ -70,32 +70,34 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushDatagram(Queue& queue,
                                                       const demi_sgarray_t& sga,
                                                       uint32_t length,
                                                       const sockaddr_in* dest) {
-  if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  DatagramSocket* socket = queue.dgram();
+  if (socket == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
   if (dest == nullptr) {
-    if (!queue.dgram->has_peer) {
+    if (!socket->has_peer) {
       return ErrnoError(EDESTADDRREQ, "no destination (demi_connect)");
     }
-    dest = &queue.dgram->peer;
+    dest = &socket->peer;
   }
   if (length > kMaxDatagram) {
     return ErrnoError(EMSGSIZE, "longer than a UDP datagram");
   }
   demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_PUSH);
-  absl::Status status = queue.dgram->PushTo(qt, sga, length, *dest);
+  absl::Status status = socket->PushTo(qt, sga, length, *dest);
   if (!status.ok()) {
     tokens_.Erase(qt);
     return status;
   }
   // A new destination is resolved through rdma_cm; a known one costs
   // nothing here.
-  if (queue.dgram->Resolving()) ExpectCmEvents();
+  if (socket->Resolving()) ExpectCmEvents();
   return qt;
 }
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::PopDatagram(Queue& queue) {
-  if (queue.dgram == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  DatagramSocket* socket = queue.dgram();
+  if (socket == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
   demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_POP);
-  queue.dgram->Pop(qt);
+  socket->Pop(qt);
   return qt;
 }
 
@@ -106,8 +108,8 @@ absl::Status RdmaLibOs::GetDatagramStats(Queue& queue, void* optval,
     return ErrnoError(EINVAL, "option buffer");
   }
   demi_datagram_stats_t out = {};
-  if (queue.dgram != nullptr) {
-    DatagramStats s = queue.dgram->stats();
+  if (queue.dgram() != nullptr) {
+    DatagramStats s = queue.dgram()->stats();
     out.sent = s.sent;
     out.received = s.received;
     out.dropped_malformed = s.malformed;

@@ -59,78 +59,12 @@ void RdmaLibOs::PollTimers() {
   }
   if (keepalive_ == absl::InfiniteDuration() || now < next_tick_) return;
   next_tick_ = now + keepalive_ / kKeepaliveTicks;
-  for (auto& entry : queues_) {
-    if (entry.second->conn != nullptr) {
-      entry.second->conn->KeepaliveTick(kKeepaliveTicks);
-    }
-  }
+  queues_.ForEach([](Queue& queue) {
+    if (Connection* conn = queue.conn()) conn->KeepaliveTick(kKeepaliveTicks);
+  });
 }
 
-void RdmaLibOs::PollClosed(absl::Time now) {
-  std::vector<int> drained;
-  std::vector<std::pair<int, int>> ended;  // qd, errno
-  for (int qd : closed_) {
-    auto it = queues_.find(qd);
-    if (it == queues_.end()) {
-      drained.push_back(qd);
-      continue;
-    }
-    Queue& queue = *it->second;
-    if (queue.dgram != nullptr) {
-      if (queue.dgram->Drained() || now >= queue.linger_deadline) {
-        drained.push_back(qd);
-      }
-      continue;
-    }
-    if (queue.flushing) {
-      if (queue.conn->FlushDone()) {
-        ended.emplace_back(qd, EBADF);
-      } else if (now >= queue.linger_deadline) {
-        ended.emplace_back(qd, ETIMEDOUT);
-      }
-    } else if (queue.conn == nullptr || !queue.conn->HasOutstandingWork()) {
-      drained.push_back(qd);
-    }
-  }
-  for (auto [qd, err] : ended) EndConnection(*queues_[qd], err);
-  for (int qd : drained) Destroy(qd);
-}
-
-void RdmaLibOs::FinishCloses() {
-  auto flushing = [this] {
-    for (int qd : closed_) {
-      auto it = queues_.find(qd);
-      if (it != queues_.end() && it->second->flushing) return true;
-    }
-    return false;
-  };
-  // A flush may wait on a slow peer up to its linger time: sleep between
-  // passes rather than spin a core for it.
-  while (flushing()) {
-    Poll();
-    if (flushing()) {
-      Sleep(absl::Now() + kSleepTimerInterval, [&] { return !flushing(); });
-    }
-  }
-}
-
-void RdmaLibOs::CloseAll() {
-  std::vector<int> open;
-  for (const auto& entry : queues_) {
-    // Accepted connections nobody took go with their listener.
-    if (!entry.second->closed && entry.second->listener < 0) {
-      open.push_back(entry.first);
-    }
-  }
-  for (int qd : open) Close(qd).IgnoreError();
-}
-
-void RdmaLibOs::MarkClosed(Queue& queue) {
-  queue.closed = true;
-  closed_.insert(queue.qd);
-}
-
-bool RdmaLibOs::PollCompletions(Device& device) {
+bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
   ibv_wc wcs[kPollBatch];
   bool more = false;
   int n = ibv_poll_cq(device.receive->cq(), kPollBatch, wcs);
@@ -166,14 +100,14 @@ bool RdmaLibOs::PollCompletions(Device& device) {
   return more;
 }
 
-void RdmaLibOs::RefillReceives(Device& device) {
+void RdmaLibOs::RefillReceives(ThreadDevice& device) {
   if (!device.receive->Refill()) device.refill_dry = true;
   if (!device.receive->HasWaiting()) return;
   device.receive->TakeWaiting(waiting_scratch_);
   for (int qd : waiting_scratch_) {
-    auto it = queues_.find(qd);
-    if (it != queues_.end() && it->second->conn != nullptr) {
-      it->second->conn->OnBuffersPosted();
+    Queue* queue = queues_.Get(qd);
+    if (Connection* conn = queue == nullptr ? nullptr : queue->conn()) {
+      conn->OnBuffersPosted();
     }
   }
 }
@@ -183,9 +117,9 @@ void RdmaLibOs::ForEachDue(std::vector<int>& due, F&& f) {
   due_scratch_.clear();
   due_scratch_.swap(due);
   for (int qd : due_scratch_) {
-    auto it = queues_.find(qd);
-    if (it != queues_.end() && it->second->conn != nullptr) {
-      f(*it->second->conn);
+    Queue* queue = queues_.Get(qd);
+    if (Connection* conn = queue == nullptr ? nullptr : queue->conn()) {
+      f(*conn);
     }
   }
 }

@@ -1,11 +1,12 @@
-// The setup path of RdmaLibOs: connecting, accepting, closing, and the
-// rdma_cm events that drive them.
+// The RC setup path of RdmaLibOs, as the application calls it: bind,
+// listen, accept and connect, and a connection's QP. What rdma_cm answers
+// is handled in rdma_libos_cm_events.cc.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
-#include <vector>
 
+#include "demi/cm_context.h"
 #include "demi/rdma_libos.h"
 #include "rdma/cm_connection.h"
 #include "rdma/log.h"
@@ -13,45 +14,131 @@
 #include "rdma/verbs_call.h"
 
 namespace demi {
-namespace {
 
 using rdma::ErrnoError;
 
-void* ContextOf(int qd) {
-  return reinterpret_cast<void*>(static_cast<intptr_t>(qd));
-}
-int QdOf(const rdma_cm_id* id) {
-  return static_cast<int>(reinterpret_cast<intptr_t>(id->context));
-}
-
-sockaddr_in PeerAddr(rdma_cm_id* id) {
-  sockaddr_in addr = {};
-  sockaddr* peer = rdma_get_peer_addr(id);
-  if (peer != nullptr && peer->sa_family == AF_INET) {
-    std::memcpy(&addr, peer, sizeof(addr));
+absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
+  if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
+  sockaddr_in local;
+  std::memcpy(&local, addr, sizeof(local));
+  if (local.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
+  if (queue->datagram() != nullptr) return BindDatagram(*queue, local);
+  if (queue->kind() != Queue::Kind::kSocket || queue->bound ||
+      queue->id != nullptr) {
+    return ErrnoError(EINVAL, "already bound or in use");
   }
-  return addr;
+  if (local.sin_port == 0) return ErrnoError(ENOTSUP, "port 0");
+  if (queue->reuse_port) {
+    DEMI_ASSIGN_OR_RETURN(queue->share, SharedListener::Bind(local));
+    queue->bound = true;
+    queue->local = local;
+    return absl::OkStatus();
+  }
+  DEMI_ASSIGN_OR_RETURN(rdma::CmIdPtr id,
+                        rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));
+  if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&local)) != 0) {
+    int err = errno;
+    return ErrnoError(err == ENODEV ? EADDRNOTAVAIL : err, "rdma_bind_addr");
+  }
+  queue->id = std::move(id);
+  queue->bound = true;
+  queue->local = local;
+  return absl::OkStatus();
 }
 
-}  // namespace
+absl::Status RdmaLibOs::Listen(int qd, int backlog) {
+  ExpectCmEvents();
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
+  if (backlog < 1 || backlog > SOMAXCONN) {
+    return ErrnoError(EINVAL, "backlog");
+  }
+  switch (queue->kind()) {
+    case Queue::Kind::kSocket:
+      break;
+    case Queue::Kind::kListener:
+      return ErrnoError(EADDRINUSE, "already listening");
+    case Queue::Kind::kDatagram:
+      return ErrnoError(EOPNOTSUPP, "a datagram socket");
+    case Queue::Kind::kConnection:
+      return ErrnoError(
+          queue->connection()->connect_qt != 0 ? EADDRINUSE : EISCONN,
+          "a connection");
+  }
+  if (!queue->bound) return ErrnoError(EDESTADDRREQ, "not bound");
+  if (queue->share == nullptr) {
+    DEMI_RETURN_IF_ERROR(
+        rdma::CheckCm(rdma_listen(queue->id.get(), backlog), "rdma_listen"));
+    queue->state.emplace<ListenerState>().backlog = backlog;
+    return absl::OkStatus();
+  }
+  // Joined with the address of its load, which must not move: the state
+  // is made in place first, and undone if the join fails.
+  ListenerState& listener = queue->state.emplace<ListenerState>();
+  listener.backlog = backlog;
+  // Watched once, however many of this thread's listeners share it.
+  bool watched = std::find(shares_.begin(), shares_.end(),
+                           queue->share.get()) != shares_.end();
+  absl::Status joined =
+      watched ? absl::OkStatus() : sleep_->Watch(queue->share->fd());
+  if (joined.ok()) {
+    joined = queue->share->Join(inbox_.get(), qd, backlog, &listener.load);
+    if (!joined.ok() && !watched) sleep_->Unwatch(queue->share->fd());
+  }
+  if (!joined.ok()) {
+    queue->state.emplace<SocketState>();
+    return joined;
+  }
+  shares_.push_back(queue->share.get());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<demi_qtoken_t> RdmaLibOs::Accept(int qd) {
+  ExpectCmEvents();
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
+  ListenerState* listener = queue->listener();
+  if (listener == nullptr) return ErrnoError(EINVAL, "not listening");
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_ACCEPT);
+  listener->accepts.push_back(qt);
+  MatchAccepts(*listener);
+  return qt;
+}
+
+void RdmaLibOs::MatchAccepts(ListenerState& listener) {
+  while (!listener.accepts.empty() && !listener.ready.empty()) {
+    int qd = listener.ready.front();
+    listener.ready.pop_front();
+    Queue* queue = queues_.Get(qd);
+    if (queue == nullptr) continue;
+    // Now the application's.
+    queue->unclaimed = false;
+    queue->connection()->listener_qd = -1;
+    tokens_.CompleteAccept(listener.accepts.front(), qd,
+                           queue->conn()->peer_addr);
+    listener.accepts.pop_front();
+  }
+  listener.PublishLoad();
+}
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
                                                  socklen_t size) {
   ExpectCmEvents();
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
+  DEMI_ASSIGN_OR_RETURN(Queue * queue, queues_.Find(qd));
   if (size != sizeof(sockaddr_in)) return ErrnoError(EINVAL, "address size");
   sockaddr_in remote;
   std::memcpy(&remote, addr, sizeof(remote));
   if (remote.sin_family != AF_INET) return ErrnoError(ENOTSUP, "family");
-  if (queue->kind == Queue::Kind::kDatagram) {
-    return ConnectDatagram(*queue, remote);
-  }
-  if (queue->kind == Queue::Kind::kListener) {
-    return ErrnoError(EOPNOTSUPP, "listening");
-  }
-  if (queue->kind == Queue::Kind::kConnection) {
-    return ErrnoError(queue->connect_qt != 0 ? EINPROGRESS : EISCONN,
-                      "a connection");
+  switch (queue->kind()) {
+    case Queue::Kind::kSocket:
+      break;
+    case Queue::Kind::kDatagram:
+      return ConnectDatagram(*queue, remote);
+    case Queue::Kind::kListener:
+      return ErrnoError(EOPNOTSUPP, "listening");
+    case Queue::Kind::kConnection:
+      return ErrnoError(
+          queue->connection()->connect_qt != 0 ? EINPROGRESS : EISCONN,
+          "a connection");
   }
   if (queue->share != nullptr) {
     // Its port is the shared listener's: no connection can have it.
@@ -61,9 +148,8 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
     DEMI_ASSIGN_OR_RETURN(queue->id,
                           rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));
   }
-  queue->kind = Queue::Kind::kConnection;
-  queue->connect_qt = tokens_.Add(qd, DEMI_OPC_CONNECT);
-  demi_qtoken_t qt = queue->connect_qt;
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_CONNECT);
+  queue->state.emplace<ConnectionState>().connect_qt = qt;
   absl::Status status = rdma::ResolveAddr(
       queue->id.get(), queue->bound ? &queue->local : nullptr, remote);
   // No route to the address: the operation fails, as a TCP connect would.
@@ -72,7 +158,8 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::Connect(int qd, const sockaddr* addr,
 }
 
 absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
-  Device* device = DeviceOf(queue.id->verbs);
+  ConnectionState& connection = *queue.connection();
+  ThreadDevice* device = DeviceOf(queue.id->verbs);
   if (device == nullptr) return ErrnoError(ENODEV, "unknown device");
   // Room for every send work request of the QP in its CQ; receives come
   // from the device's SRQ and complete on its own CQ.
@@ -95,134 +182,20 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
     device->send_cqs->Release(send_cq, kSendDepth);
     return qp.status();
   }
-  queue.qp = std::move(qp).value();
-  queue.device = device;
-  queue.send_cq = send_cq;
-  queue.conn =
-      std::make_unique<Connection>(queue.qd, EnvFor(device), queue.qp->qp,
+  connection.qp = std::move(qp).value();
+  connection.device = device;
+  connection.send_cq = send_cq;
+  connection.conn =
+      std::make_unique<Connection>(queue.qd, EnvFor(device), connection.qp->qp,
                                    caps.max_inline_data, caps.max_send_sge);
-  conn_by_qpn_[queue.qp->qp->qp_num] = queue.conn.get();
+  conn_by_qpn_[connection.qp->qp->qp_num] = connection.conn.get();
   last_conn_ = nullptr;
-  return queue.conn->Start();
+  return connection.conn->Start();
 }
 
-bool RdmaLibOs::PollCmEvents() {
-  bool any = false;
-  for (SharedListener* share : shares_) any |= share->Poll();
-  if (inbox_->MayHaveArrivals()) {
-    any = true;
-    for (Arrival& arrival : inbox_->TakeAll()) AcceptArrival(arrival);
-  }
-  while (true) {
-    absl::StatusOr<absl::optional<rdma::CmEvent>> event =
-        rdma::PollCmEvent(cm_channel_.get());
-    if (!event.ok()) {
-      DEMI_LOG(ERROR) << event.status();
-      return any;
-    }
-    if (!event->has_value()) return any;
-    any = true;
-    HandleCmEvent(**event);
-  }
-}
-
-void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
-  DEMI_LOG(DEBUG) << "cm event " << rdma_event_str(event.type) << " status "
-                  << event.status << " qd " << QdOf(event.id);
-  if (event.type == RDMA_CM_EVENT_CONNECT_REQUEST) {
-    HandleConnectRequest(event);
-    return;
-  }
-  auto it = queues_.find(QdOf(event.id));
-  if (it != queues_.end() && it->second->dgram != nullptr) {
-    it->second->dgram->OnCmEvent(event);  // Its routes' resolvers.
-    return;
-  }
-  if (it == queues_.end() || it->second->id.get() != event.id) return;
-  Queue& queue = *it->second;
-  if (queue.closed) {
-    // Still flushing, or gone from the wire already: only the end of the
-    // connection matters now.
-    if (queue.conn == nullptr) return;
-    if (event.type == RDMA_CM_EVENT_DISCONNECTED ||
-        event.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
-      HandleDisconnect(queue);
-      queue.flushing = false;
-    } else if (event.type == RDMA_CM_EVENT_ESTABLISHED) {
-      // Closed while connecting: the peer learns at once.
-      rdma::Disconnect(queue.id.get()).IgnoreError();
-    }
-    return;
-  }
-  switch (event.type) {
-    case RDMA_CM_EVENT_ADDR_RESOLVED: {
-      // Its errno (ENODEV for an address that resolves to the loopback,
-      // 0.0.0.0 say) is not one the header lists: no route is what it is.
-      absl::Status status = rdma::ResolveRoute(queue.id.get());
-      if (!status.ok()) HandleConnectFailure(queue, EHOSTUNREACH);
-      break;
-    }
-    case RDMA_CM_EVENT_ROUTE_RESOLVED: {
-      absl::Status status = SetupConnection(queue);
-      if (status.ok()) {
-        status = rdma::Connect(queue.id.get(), queue.conn->LocalConnectData(),
-                               rdma::ReadDepth(queue.id.get(), kReadDepth));
-      }
-      if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
-      break;
-    }
-    case RDMA_CM_EVENT_ESTABLISHED:
-      HandleEstablished(queue, event);
-      break;
-    case RDMA_CM_EVENT_REJECTED:
-    case RDMA_CM_EVENT_CONNECT_ERROR:
-      HandleConnectFailure(queue, ECONNREFUSED);
-      break;
-    case RDMA_CM_EVENT_UNREACHABLE:
-      HandleConnectFailure(queue, ETIMEDOUT);
-      break;
-    case RDMA_CM_EVENT_ADDR_ERROR:
-    case RDMA_CM_EVENT_ROUTE_ERROR:
-      HandleConnectFailure(queue, EHOSTUNREACH);
-      break;
-    case RDMA_CM_EVENT_DISCONNECTED:
-    case RDMA_CM_EVENT_DEVICE_REMOVAL:
-      HandleDisconnect(queue);
-      break;
-    default:
-      break;
-  }
-}
-
-void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
-  rdma::CmIdPtr id(event.id);  // Ours now: destroyed unless accepted.
-  auto it = queues_.find(QdOf(event.listen_id));
-  if (it != queues_.end() && it->second->dgram != nullptr &&
-      !it->second->closed) {
-    it->second->dgram->AnswerResolve(std::move(id));
-    return;
-  }
-  if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
-      it->second->closed) {
-    rdma::Reject(id.get()).IgnoreError();
-    return;
-  }
-  AcceptRequest(*it->second, std::move(id), event.private_data);
-}
-
-void RdmaLibOs::AcceptArrival(Arrival& arrival) {
-  auto it = queues_.find(arrival.listener_qd);
-  if (it == queues_.end() || it->second->kind != Queue::Kind::kListener ||
-      it->second->closed) {
-    // Closed after the request was handed over: the peer's connect fails.
-    rdma::Reject(arrival.id.get()).IgnoreError();
-    return;
-  }
-  AcceptRequest(*it->second, std::move(arrival.id), arrival.private_data);
-}
-
-void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
+void RdmaLibOs::AcceptRequest(Queue& listener_queue, rdma::CmIdPtr id,
                               const std::string& private_data) {
+  ListenerState& listener = *listener_queue.listener();
   absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
       reinterpret_cast<const std::byte*>(private_data.data()),
       private_data.size()));
@@ -232,14 +205,15 @@ void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
     rdma::Reject(id.get()).IgnoreError();
     return;
   }
-  Queue* queue = NewQueue(Queue::Kind::kConnection);
-  queue->listener = listener.qd;
-  queue->peer_data = *peer;
+  Queue* queue = queues_.Add<ConnectionState>();
+  queue->unclaimed = true;
+  queue->connection()->listener_qd = listener_queue.qd;
+  queue->connection()->peer_data = *peer;
   id->context = ContextOf(queue->qd);
   queue->id = std::move(id);
   absl::Status status = SetupConnection(*queue);
   if (status.ok()) {
-    status = rdma::Accept(queue->id.get(), queue->conn->LocalConnectData(),
+    status = rdma::Accept(queue->id.get(), queue->conn()->LocalConnectData(),
                           rdma::ReadDepth(queue->id.get(), kReadDepth));
   }
   if (!status.ok()) {
@@ -249,146 +223,12 @@ void RdmaLibOs::AcceptRequest(Queue& listener, rdma::CmIdPtr id,
     return;
   }
   ++listener.in_setup;
-  PublishLoad(listener);
-}
-
-void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
-  if (queue.conn == nullptr) return;
-  queue.conn->peer_addr = PeerAddr(queue.id.get());
-  // Receives complete from the moment the QP is ready, which can be before
-  // this event is polled: a peer that broke the protocol at once may have
-  // aborted the connection already. rdma_cm sends no disconnect before the
-  // connection is established, so the peer learns it now.
-  auto open = [&](const ConnectData& peer) {
-    queue.conn->Open(peer);
-    if (queue.conn->state() == Connection::State::kDead) {
-      rdma::Disconnect(queue.id.get()).IgnoreError();
-    }
-  };
-  if (queue.listener >= 0) {
-    auto it = queues_.find(queue.listener);
-    if (it == queues_.end()) return;
-    Queue& listener = *it->second;
-    --listener.in_setup;
-    open(queue.peer_data);
-    listener.ready.push_back(queue.qd);
-    MatchAccepts(listener);
-    return;
-  }
-  absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
-      reinterpret_cast<const std::byte*>(event.private_data.data()),
-      event.private_data.size()));
-  if (!peer.ok()) {
-    HandleConnectFailure(queue, EPROTO);
-    return;
-  }
-  open(*peer);
-  tokens_.Succeed(queue.connect_qt, DEMI_OPC_CONNECT);
-  queue.connect_qt = 0;
-}
-
-void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
-  if (queue.listener >= 0) {
-    // An accepted connection that never got established.
-    auto it = queues_.find(queue.listener);
-    if (it != queues_.end()) {
-      --it->second->in_setup;
-      PublishLoad(*it->second);
-    }
-    MarkClosed(queue);
-    if (queue.conn != nullptr) queue.conn->Abort(err);
-    return;
-  }
-  if (queue.connect_qt != 0) tokens_.Fail(queue.connect_qt, err);
-  queue.connect_qt = 0;
-  // Back to a plain socket, ready for another connect; the failed id and
-  // QP drain first.
-  if (queue.conn != nullptr) {
-    queue.conn->Abort(err);
-    Queue* husk = NewQueue(Queue::Kind::kConnection);
-    MarkClosed(*husk);
-    husk->device = queue.device;
-    husk->send_cq = queue.send_cq;
-    husk->id = std::move(queue.id);
-    husk->id->context = ContextOf(husk->qd);
-    husk->conn = std::move(queue.conn);
-    husk->qp = std::move(queue.qp);
-    // The connection (and its entry in conn_by_qpn_) moves as it is.
-    queue.device = nullptr;
-    queue.send_cq = nullptr;
-  } else {
-    queue.id.reset();
-  }
-  queue.kind = Queue::Kind::kSocket;
-  queue.bound = false;
-}
-
-void RdmaLibOs::HandleDisconnect(Queue& queue) {
-  if (queue.conn == nullptr) return;
-  if (queue.conn->state() == Connection::State::kSetup) {
-    HandleConnectFailure(queue, ECONNRESET);
-    return;
-  }
-  // Whatever the peer sent before it disconnected is already in the CQ
-  // (its ACKs came before its DREQ): deliver that first, then abort.
-  if (queue.device != nullptr) {
-    while (PollCompletions(*queue.device)) {
-    }
-  }
-  queue.conn->OnDisconnected();
-  rdma::Disconnect(queue.id.get()).IgnoreError();
-}
-
-absl::Status RdmaLibOs::Close(int qd) {
-  ExpectCmEvents();
-  DEMI_ASSIGN_OR_RETURN(Queue * queue, Find(qd));
-  switch (queue->kind) {
-    case Queue::Kind::kSocket:
-      Destroy(qd);
-      return absl::OkStatus();
-    case Queue::Kind::kDatagram:
-      // Datagrams already posted still go out (FinishCloses waits for
-      // them at exit); the socket goes once they have, or at its linger
-      // time.
-      if (queue->dgram == nullptr) {
-        Destroy(qd);
-        return absl::OkStatus();
-      }
-      queue->dgram->StartClose();
-      MarkClosed(*queue);
-      queue->flushing = true;
-      queue->linger_deadline =
-          absl::Now() + (queue->linger.l_onoff != 0
-                             ? absl::Seconds(queue->linger.l_linger)
-                             : kDefaultLinger);
-      return absl::OkStatus();
-    case Queue::Kind::kListener: {
-      for (demi_qtoken_t qt : queue->accepts) tokens_.Fail(qt, EBADF);
-      queue->accepts.clear();
-      MarkClosed(*queue);
-      LeaveShare(*queue);
-      queue->id.reset();
-      // Connections it accepted that nobody took go with it.
-      std::vector<int> children;
-      for (auto& entry : queues_) {
-        if (entry.second->listener == qd) children.push_back(entry.first);
-      }
-      for (int child : children) {
-        auto it = queues_.find(child);
-        if (it != queues_.end()) CloseConnection(*it->second);
-      }
-      return absl::OkStatus();
-    }
-    case Queue::Kind::kConnection:
-      CloseConnection(*queue);
-      return absl::OkStatus();
-  }
-  return absl::OkStatus();
+  listener.PublishLoad();
 }
 
 void RdmaLibOs::LeaveShare(Queue& queue) {
   if (queue.share == nullptr) return;
-  if (queue.kind == Queue::Kind::kListener) {
+  if (queue.listener() != nullptr) {
     queue.share->Leave(inbox_.get(), queue.qd);
     shares_.erase(std::find(shares_.begin(), shares_.end(), queue.share.get()));
     if (std::find(shares_.begin(), shares_.end(), queue.share.get()) ==
@@ -397,60 +237,6 @@ void RdmaLibOs::LeaveShare(Queue& queue) {
     }
   }
   queue.share.reset();
-}
-
-void RdmaLibOs::DisconnectAborted() {
-  ExpectCmEvents();
-  for (int qd : aborted_) {
-    auto it = queues_.find(qd);
-    // The queue may have moved on to a new connection (a failed connect
-    // leaves its old one in a husk, under another qd).
-    if (it == queues_.end() || it->second->conn == nullptr ||
-        it->second->conn->state() != Connection::State::kDead) {
-      continue;
-    }
-    rdma::Disconnect(it->second->id.get()).IgnoreError();
-  }
-  aborted_.clear();
-}
-
-void RdmaLibOs::EndConnection(Queue& queue, int err) {
-  queue.flushing = false;
-  if (queue.conn != nullptr) {
-    queue.conn->Abort(err);
-    rdma::Disconnect(queue.id.get()).IgnoreError();
-  }
-}
-
-void RdmaLibOs::CloseConnection(Queue& queue) {
-  if (queue.connect_qt != 0) {
-    tokens_.Fail(queue.connect_qt, EBADF);
-    queue.connect_qt = 0;
-  }
-  // Nothing here polls: the progress engine finishes the close, so no cm
-  // event can free this queue while we look at it, and demi_close returns
-  // at once.
-  MarkClosed(queue);
-  if (queue.conn == nullptr) return;  // Still resolving: Poll destroys it.
-  bool abortive = queue.linger.l_onoff != 0 && queue.linger.l_linger == 0;
-  if (abortive) {
-    queue.conn->FailPopsOnClose();
-    EndConnection(queue, ECONNABORTED);
-    return;
-  }
-  // Orderly: every earlier push goes out, then CLOSE, so the peer pops
-  // them all and then EOF; the disconnect comes after that (PollClosed).
-  if (queue.conn->StartClose()) {
-    queue.flushing = true;
-    queue.linger_deadline =
-        absl::Now() + (queue.linger.l_onoff != 0
-                           ? absl::Seconds(queue.linger.l_linger)
-                           : kDefaultLinger);
-    return;
-  }
-  EndConnection(queue, queue.conn->state() == Connection::State::kSetup
-                           ? EBADF
-                           : ECONNRESET);
 }
 
 }  // namespace demi

@@ -1,0 +1,247 @@
+// The rdma_cm events of RdmaLibOs's RC setup: connection requests (from its
+// own listeners or handed over from a shared one), a connect's resolution,
+// establishment, rejection and disconnects.
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "demi/cm_context.h"
+#include "demi/rdma_libos.h"
+#include "rdma/cm_connection.h"
+#include "rdma/log.h"
+#include "rdma/status_util.h"
+
+namespace demi {
+namespace {
+
+sockaddr_in PeerAddr(rdma_cm_id* id) {
+  sockaddr_in addr = {};
+  sockaddr* peer = rdma_get_peer_addr(id);
+  if (peer != nullptr && peer->sa_family == AF_INET) {
+    std::memcpy(&addr, peer, sizeof(addr));
+  }
+  return addr;
+}
+
+}  // namespace
+
+bool RdmaLibOs::PollCmEvents() {
+  bool any = false;
+  for (SharedListener* share : shares_) any |= share->Poll();
+  if (inbox_->MayHaveArrivals()) {
+    any = true;
+    for (Arrival& arrival : inbox_->TakeAll()) AcceptArrival(arrival);
+  }
+  while (true) {
+    absl::StatusOr<absl::optional<rdma::CmEvent>> event =
+        rdma::PollCmEvent(cm_channel_.get());
+    if (!event.ok()) {
+      DEMI_LOG(ERROR) << event.status();
+      return any;
+    }
+    if (!event->has_value()) return any;
+    any = true;
+    HandleCmEvent(**event);
+  }
+}
+
+void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
+  DEMI_LOG(DEBUG) << "cm event " << rdma_event_str(event.type) << " status "
+                  << event.status << " qd " << QdOf(event.id);
+  if (event.type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+    HandleConnectRequest(event);
+    return;
+  }
+  Queue* found = queues_.Get(QdOf(event.id));
+  if (found != nullptr && found->dgram() != nullptr) {
+    found->dgram()->OnCmEvent(event);  // Its routes' resolvers.
+    return;
+  }
+  // Only connections (and the husks of failed connects) resolve, connect
+  // and disconnect: a listener's or a bound socket's id has nothing more.
+  if (found == nullptr || found->connection() == nullptr ||
+      found->id.get() != event.id) {
+    return;
+  }
+  Queue& queue = *found;
+  if (queue.closed) {
+    // Still flushing, or gone from the wire already: only the end of the
+    // connection matters now.
+    if (queue.conn() == nullptr) return;
+    if (event.type == RDMA_CM_EVENT_DISCONNECTED ||
+        event.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+      HandleDisconnect(queue);
+      queue.flushing = false;
+    } else if (event.type == RDMA_CM_EVENT_ESTABLISHED) {
+      // Closed while connecting: the peer learns at once.
+      rdma::Disconnect(queue.id.get()).IgnoreError();
+    }
+    return;
+  }
+  switch (event.type) {
+    case RDMA_CM_EVENT_ADDR_RESOLVED: {
+      // Its errno (ENODEV for an address that resolves to the loopback,
+      // 0.0.0.0 say) is not one the header lists: no route is what it is.
+      absl::Status status = rdma::ResolveRoute(queue.id.get());
+      if (!status.ok()) HandleConnectFailure(queue, EHOSTUNREACH);
+      break;
+    }
+    case RDMA_CM_EVENT_ROUTE_RESOLVED: {
+      absl::Status status = SetupConnection(queue);
+      if (status.ok()) {
+        status = rdma::Connect(queue.id.get(), queue.conn()->LocalConnectData(),
+                               rdma::ReadDepth(queue.id.get(), kReadDepth));
+      }
+      if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
+      break;
+    }
+    case RDMA_CM_EVENT_ESTABLISHED:
+      HandleEstablished(queue, event);
+      break;
+    case RDMA_CM_EVENT_REJECTED:
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+      HandleConnectFailure(queue, ECONNREFUSED);
+      break;
+    case RDMA_CM_EVENT_UNREACHABLE:
+      HandleConnectFailure(queue, ETIMEDOUT);
+      break;
+    case RDMA_CM_EVENT_ADDR_ERROR:
+    case RDMA_CM_EVENT_ROUTE_ERROR:
+      HandleConnectFailure(queue, EHOSTUNREACH);
+      break;
+    case RDMA_CM_EVENT_DISCONNECTED:
+    case RDMA_CM_EVENT_DEVICE_REMOVAL:
+      HandleDisconnect(queue);
+      break;
+    default:
+      break;
+  }
+}
+
+void RdmaLibOs::HandleConnectRequest(const rdma::CmEvent& event) {
+  rdma::CmIdPtr id(event.id);  // Ours now: destroyed unless accepted.
+  Queue* queue = queues_.Get(QdOf(event.listen_id));
+  if (queue != nullptr && queue->dgram() != nullptr && !queue->closed) {
+    queue->dgram()->AnswerResolve(std::move(id));
+    return;
+  }
+  if (queue == nullptr || queue->listener() == nullptr || queue->closed) {
+    rdma::Reject(id.get()).IgnoreError();
+    return;
+  }
+  AcceptRequest(*queue, std::move(id), event.private_data);
+}
+
+void RdmaLibOs::AcceptArrival(Arrival& arrival) {
+  Queue* queue = queues_.Get(arrival.listener_qd);
+  if (queue == nullptr || queue->listener() == nullptr || queue->closed) {
+    // Closed after the request was handed over: the peer's connect fails.
+    rdma::Reject(arrival.id.get()).IgnoreError();
+    return;
+  }
+  AcceptRequest(*queue, std::move(arrival.id), arrival.private_data);
+}
+
+void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
+  ConnectionState* connection = queue.connection();
+  if (connection == nullptr || connection->conn == nullptr) return;
+  Connection& conn = *connection->conn;
+  conn.peer_addr = PeerAddr(queue.id.get());
+  // Receives complete from the moment the QP is ready, which can be before
+  // this event is polled: a peer that broke the protocol at once may have
+  // aborted the connection already. rdma_cm sends no disconnect before the
+  // connection is established, so the peer learns it now.
+  auto open = [&](const ConnectData& peer) {
+    conn.Open(peer);
+    if (conn.state() == Connection::State::kDead) {
+      rdma::Disconnect(queue.id.get()).IgnoreError();
+    }
+  };
+  if (connection->listener_qd >= 0) {
+    Queue* listener_queue = queues_.Get(connection->listener_qd);
+    if (listener_queue == nullptr) return;
+    ListenerState& listener = *listener_queue->listener();
+    --listener.in_setup;
+    open(connection->peer_data);
+    listener.ready.push_back(queue.qd);
+    MatchAccepts(listener);
+    return;
+  }
+  absl::StatusOr<ConnectData> peer = ParseConnectData(absl::MakeConstSpan(
+      reinterpret_cast<const std::byte*>(event.private_data.data()),
+      event.private_data.size()));
+  if (!peer.ok()) {
+    HandleConnectFailure(queue, EPROTO);
+    return;
+  }
+  open(*peer);
+  tokens_.Succeed(connection->connect_qt, DEMI_OPC_CONNECT);
+  connection->connect_qt = 0;
+}
+
+void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
+  ConnectionState& connection = *queue.connection();
+  if (connection.listener_qd >= 0) {
+    // An accepted connection that never got established.
+    if (Queue* listener_queue = queues_.Get(connection.listener_qd)) {
+      ListenerState& listener = *listener_queue->listener();
+      --listener.in_setup;
+      listener.PublishLoad();
+    }
+    MarkClosed(queue);
+    if (connection.conn != nullptr) connection.conn->Abort(err);
+    return;
+  }
+  if (connection.connect_qt != 0) tokens_.Fail(connection.connect_qt, err);
+  connection.connect_qt = 0;
+  // Back to a plain socket, ready for another connect; the failed id and
+  // QP drain first.
+  if (connection.conn != nullptr) {
+    connection.conn->Abort(err);
+    Queue* husk = queues_.Add<ConnectionState>();
+    MarkClosed(*husk);
+    husk->id = std::move(queue.id);
+    husk->id->context = ContextOf(husk->qd);
+    // The connection (and its entry in conn_by_qpn_) moves as it is.
+    *husk->connection() = std::move(connection);
+  } else {
+    queue.id.reset();
+  }
+  queue.state.emplace<SocketState>();
+  queue.bound = false;
+}
+
+void RdmaLibOs::HandleDisconnect(Queue& queue) {
+  ConnectionState* connection = queue.connection();
+  if (connection == nullptr || connection->conn == nullptr) return;
+  if (connection->conn->state() == Connection::State::kSetup) {
+    HandleConnectFailure(queue, ECONNRESET);
+    return;
+  }
+  // Whatever the peer sent before it disconnected is already in the CQ
+  // (its ACKs came before its DREQ): deliver that first, then abort.
+  if (connection->device != nullptr) {
+    while (PollCompletions(*connection->device)) {
+    }
+  }
+  connection->conn->OnDisconnected();
+  rdma::Disconnect(queue.id.get()).IgnoreError();
+}
+
+void RdmaLibOs::DisconnectAborted() {
+  ExpectCmEvents();
+  for (int qd : aborted_) {
+    Queue* queue = queues_.Get(qd);
+    // The queue may have moved on to a new connection (a failed connect
+    // leaves its old one in a husk, under another qd).
+    if (queue == nullptr || queue->conn() == nullptr ||
+        queue->conn()->state() != Connection::State::kDead) {
+      continue;
+    }
+    rdma::Disconnect(queue->id.get()).IgnoreError();
+  }
+  aborted_.clear();
+}
+
+}  // namespace demi

@@ -1,0 +1,36 @@
+// A thread's part of one RDMA device: what its libOS adds to the process's
+// device and PD (SharedDevices): a shared receive queue, send CQs, and the
+// counters its progress engine keeps for them.
+#ifndef DEMI_DEMI_THREAD_DEVICE_H_
+#define DEMI_DEMI_THREAD_DEVICE_H_
+
+#include <infiniband/verbs.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "demi/cq_pool.h"
+#include "demi/shared_receive.h"
+
+namespace demi {
+
+// Not thread-safe; owned by RdmaLibOs.
+struct ThreadDevice {
+  ibv_context* context = nullptr;  // Borrowed from librdmacm.
+  int index = 0;                   // In the libOS's devices (and SgaPool's).
+  ibv_pd* pd = nullptr;            // The process's (SharedDevices).
+  std::unique_ptr<SharedReceive> receive;
+  std::unique_ptr<CqPool> send_cqs;
+  // Signalled send requests in flight on the device's QPs: while there
+  // are none, a pass polls the send CQs only every kIdleSendPollInterval
+  // (a failed unsignalled request completes too, and is found then).
+  uint32_t signaled_sends = 0;
+  uint32_t max_send_sge = 1;
+  // The pool ran dry refilling the SRQ: retried with the timers, not on
+  // every pass (a failed allocation tries to register memory).
+  bool refill_dry = false;
+};
+
+}  // namespace demi
+
+#endif  // DEMI_DEMI_THREAD_DEVICE_H_
