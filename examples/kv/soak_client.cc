@@ -251,9 +251,15 @@ class GoodClient {
   void CheckTokenKnown(demi_qtoken_t qt, const char* what) {
     demi_qresult_t qr;
     timespec zero = {0, 0};
-    if (demi_wait(&qr, qt, &zero) == EINVAL) {
+    int err = demi_wait(&qr, qt, &zero);
+    if (err == EINVAL) {
       ++lost_tokens_;
       LogError(absl::StrCat("library lost the ", what, " token ", qt));
+    }
+    // The reply came on this very pass: its buffer is ours to give back.
+    if (err == 0 && qr.qr_opcode == DEMI_OPC_POP &&
+        qr.qr_value.sga.sga_buf != nullptr) {
+      demi_sgafree(&qr.qr_value.sga);
     }
   }
 
