@@ -52,21 +52,8 @@ TEST(KeepaliveTest, VanishedPeerFailsAWaitingPopWithinTenSeconds) {
   ASSERT_EQ(demi::testing::TestHosts(), 2) << "run with two hosts";
   ASSERT_EQ(demi_init(nullptr), 0);
   if (demi::testing::TestHost() == 1) {
-    absl::StatusOr<sockaddr_in> server = demi::testing::ServerAddr(kPort);
-    ASSERT_TRUE(server.ok());
-    int qd = -1;
-    ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
-    absl::Time deadline = absl::Now() + Scaled(absl::Seconds(120));
-    while (true) {  // The server may not listen yet.
-      demi_qtoken_t qt = 0;
-      ASSERT_EQ(demi_connect(&qt, qd, reinterpret_cast<sockaddr*>(&*server),
-                             sizeof(*server)),
-                0);
-      demi_qresult_t qr = WaitOrFail(qt);
-      if (qr.qr_opcode == DEMI_OPC_CONNECT) break;
-      ASSERT_LT(absl::Now(), deadline) << "connect: qr_ret " << qr.qr_ret;
-      absl::SleepFor(absl::Milliseconds(500));
-    }
+    int qd = demi::testing::ConnectToServerOrFail(kPort);
+    ASSERT_GE(qd, 0);
     EXPECT_EQ(WaitOrFail(PushString(qd, "hello")).qr_opcode, DEMI_OPC_PUSH);
     // Idle, but alive: the server's probes are answered by our device.
     absl::SleepFor(kIdle);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "testing/rdma_env.h"
 
@@ -144,6 +145,34 @@ std::string Pattern(size_t size, uint32_t seed) {
     bytes[i] = static_cast<char>(x >> 24);
   }
   return bytes;
+}
+
+int ConnectToServerOrFail(uint16_t port) {
+  absl::StatusOr<sockaddr_in> server = ServerAddr(port);
+  if (!server.ok()) {
+    ADD_FAILURE() << server.status();
+    return -1;
+  }
+  int qd = -1;
+  if (demi_socket(&qd, AF_INET, SOCK_STREAM, 0) != 0) {
+    ADD_FAILURE() << "demi_socket failed";
+    return -1;
+  }
+  absl::Time deadline = absl::Now() + Scaled(absl::Seconds(120));
+  while (true) {
+    demi_qtoken_t qt = 0;
+    if (demi_connect(&qt, qd, Sa(*server), sizeof(*server)) != 0) {
+      ADD_FAILURE() << "demi_connect failed";
+      return -1;
+    }
+    demi_qresult_t qr = WaitOrFail(qt);
+    if (qr.qr_opcode == DEMI_OPC_CONNECT) return qd;
+    if (absl::Now() >= deadline) {
+      ADD_FAILURE() << "connect: qr_ret " << qr.qr_ret;
+      return -1;
+    }
+    absl::SleepFor(absl::Milliseconds(500));
+  }
 }
 
 }  // namespace demi::testing

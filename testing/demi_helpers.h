@@ -76,6 +76,11 @@ class WitnessPair {
 demi_qresult_t WaitOrFail(demi_qtoken_t qt,
                           absl::Duration timeout = absl::Seconds(60));
 
+// On a second host: a connection to host 0's `port`, retried while nobody
+// listens there yet (the server starts in another VM), for up to two
+// scaled minutes. Returns the qd, or -1 after a gtest failure.
+int ConnectToServerOrFail(uint16_t port);
+
 // Pushes `bytes` as one message from a fresh demi_sgaalloc buffer, which is
 // freed right after the push (free-protection keeps it alive); returns the
 // push's token.
