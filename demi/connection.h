@@ -149,6 +149,7 @@ class Connection {
   bool HasOutstandingWork() const { return sends_.has_signaled(); }
   State state() const { return state_; }
   int qd() const { return qd_; }
+  int device() const { return env_.device; }
 
   // The peer's address and this side's (for getpeername and accept).
   sockaddr_in peer_addr = {};

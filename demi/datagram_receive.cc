@@ -127,6 +127,9 @@ void DatagramSocket::DeliverPops() {
     Lend(std::move(in.buffer), in.data, in.length, in.from);
     incoming_.pop_front();
   }
+  if (recv_error_ == 0) return;
+  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, recv_error_);
+  pops_.clear();
 }
 
 void DatagramSocket::Refill() {

@@ -333,6 +333,17 @@ void DatagramSocket::FailAll(int err) {
   }
 }
 
+void DatagramSocket::FailCompletions(int err) {
+  if (recv_error_ == 0) {
+    DEMI_LOG(ERROR) << "ibv_poll_cq (UD) failed: the socket's pushes and "
+                       "pops fail with "
+                    << std::strerror(err);
+    recv_error_ = err;
+  }
+  FailAll(err);
+  DeliverPops();
+}
+
 void DatagramSocket::FinishPush(PushOp& op) {
   if (op.qt != 0) {
     if (op.error != 0) {
@@ -365,12 +376,14 @@ void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
 bool DatagramSocket::Poll() {
   ibv_wc wcs[kPollBatch];
   int received = ibv_poll_cq(recv_cq_.get(), kPollBatch, wcs);
+  if (received < 0) FailCompletions(EIO);
   for (int i = 0; i < received; ++i) OnRecvCompletion(wcs[i]);
   // Every push's last fragment is signalled: with nothing posted, nothing
   // can complete.
   int sent = send_tail_ < send_head_
                  ? ibv_poll_cq(send_cq_.get(), kPollBatch, wcs)
                  : 0;
+  if (sent < 0) FailCompletions(EIO);
   for (int i = 0; i < sent; ++i) OnSendCompletion(wcs[i]);
   if (!empty_slots_.empty() && !refill_dry_) Refill();
   return received == kPollBatch || sent == kPollBatch;
@@ -378,6 +391,20 @@ bool DatagramSocket::Poll() {
 
 void DatagramSocket::PollTimers(absl::Time now) {
   now_ = now;
+  // Two looks at the same oldest slot, far enough apart: measured between
+  // passes, so a process that did not poll for a while is not judged on
+  // completions it has not looked for yet.
+  if (send_tail_ == send_head_ || error_ != 0) {
+    watched_tail_ = UINT64_MAX;
+  } else if (send_tail_ != watched_tail_) {
+    watched_tail_ = send_tail_;
+    watched_since_ = now;
+  } else if (now - watched_since_ >= kDatagramSendTimeout) {
+    DEMI_LOG(ERROR) << "a UD send has not completed in "
+                    << absl::FormatDuration(kDatagramSendTimeout)
+                    << ": the socket's pushes fail with ETIMEDOUT";
+    FailAll(ETIMEDOUT);
+  }
   if (reassembly_.entries() > 0) reassembly_.Expire(now);
   if (refill_dry_) {
     refill_dry_ = false;

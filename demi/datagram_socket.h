@@ -160,6 +160,10 @@ class DatagramSocket {
   // The QP failed with `err`: every push fails (their memory stays held
   // until the socket goes, as the device may still read it).
   void FailAll(int err);
+  // A poll of one of the socket's CQs failed: nothing posted will ever be
+  // seen to complete, so pushes and pops (pending and later ones) fail
+  // with `err`; datagrams already queued are still delivered first.
+  void FailCompletions(int err);
   void OnSendCompletion(const ibv_wc& wc);
   void OnRecvCompletion(const ibv_wc& wc);
   // Hands the datagram in `buffer` (ours now) to a pop or the queue.
@@ -186,6 +190,7 @@ class DatagramSocket {
   uint32_t next_id_ = 0;
   uint64_t id_key_[2] = {};
   int error_ = 0;            // The QP failed: every push fails with it.
+  int recv_error_ = 0;       // The receive CQ failed: every pop fails.
   bool refill_dry_ = false;  // The pool ran dry refilling: retry on timers.
   bool closing_ = false;
   absl::Time now_ = absl::InfinitePast();  // Coarse: set by PollTimers.
@@ -201,6 +206,11 @@ class DatagramSocket {
   uint64_t send_head_ = 0;  // Next send slot to post.
   uint64_t send_tail_ = 0;  // Oldest send slot not retired.
   uint32_t unsignaled_run_ = 0;
+  // A send that never completes holds every later one: PollTimers watches
+  // the oldest slot, and fails the socket once it has not moved for
+  // kDatagramSendTimeout (UINT64_MAX: nothing watched).
+  uint64_t watched_tail_ = UINT64_MAX;
+  absl::Time watched_since_;
   std::deque<PushOp> backlog_;    // Not fully posted, in push order.
   std::deque<PushOp> in_flight_;  // Fully posted, in posting order.
 

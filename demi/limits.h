@@ -135,6 +135,10 @@ inline constexpr uint32_t kKeepaliveTicks = 4;
 inline constexpr uint32_t kDatagramSendDepth = 256;
 // At most this many sends in a row go unsignalled.
 inline constexpr uint32_t kDatagramSignalInterval = kDatagramSendDepth / 4;
+// A UD send completes once the device has sent it, lost or not: one that
+// has not within this long never will (the device or its CQ is broken),
+// and the socket's pushes fail with ETIMEDOUT.
+inline constexpr absl::Duration kDatagramSendTimeout = absl::Seconds(10);
 // Receive buffers posted per socket: a burst this long can arrive before
 // the application pops.
 inline constexpr uint32_t kDatagramRecvDepth = 1024;

@@ -166,6 +166,8 @@ class RdmaLibOs {
   // Handles up to kPollBatch completions of each CQ of `device`, then
   // refills its SRQ. Returns whether a CQ may hold more.
   bool PollCompletions(ThreadDevice& device);
+  // A poll of one of the CQs of `device` failed: fails its connections.
+  void FailCompletionQueue(ThreadDevice& device);
   // Refills the SRQ of `device` and hands the new buffers' credits to the
   // connections waiting for them.
   void RefillReceives(ThreadDevice& device);

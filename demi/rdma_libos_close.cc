@@ -129,7 +129,8 @@ void RdmaLibOs::PollClosed(absl::Time now) {
       } else if (now >= queue->linger_deadline) {
         ended.emplace_back(qd, ETIMEDOUT);
       }
-    } else if (conn == nullptr || !conn->HasOutstandingWork()) {
+    } else if (conn == nullptr || !conn->HasOutstandingWork() ||
+               devices_[conn->device()]->cq_failed) {
       drained.push_back(qd);
     }
   }

@@ -68,9 +68,7 @@ bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
   ibv_wc wcs[kPollBatch];
   bool more = false;
   int n = ibv_poll_cq(device.receive->cq(), kPollBatch, wcs);
-  if (n < 0) {
-    DEMI_LOG(ERROR) << "ibv_poll_cq failed";
-  }
+  if (n < 0) FailCompletionQueue(device);
   for (int i = 0; i < n; ++i) {
     BufferRef buffer = device.receive->Take(wcs[i].wr_id);
     if (!buffer) continue;
@@ -84,9 +82,7 @@ bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
                    poll_passes_ % kIdleSendPollInterval == 0;
   for (size_t c = 0; sends_due && c < device.send_cqs->size(); ++c) {
     n = ibv_poll_cq(device.send_cqs->cq(c), kPollBatch, wcs);
-    if (n < 0) {
-      DEMI_LOG(ERROR) << "ibv_poll_cq failed";
-    }
+    if (n < 0) FailCompletionQueue(device);
     for (int i = 0; i < n; ++i) {
       if (Connection* conn = ConnOf(wcs[i].qp_num)) {
         conn->OnSendCompletion(wcs[i]);
@@ -98,6 +94,23 @@ bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
     RefillReceives(device);
   }
   return more;
+}
+
+void RdmaLibOs::FailCompletionQueue(ThreadDevice& device) {
+  // What the CQ holds is lost with it: every connection on the device
+  // fails now rather than wait for completions that will never be seen.
+  // The device's CQs are shared, so all of them go (a send CQ serves many
+  // connections, the receive CQ all). Later connections meet the same
+  // fate at their first failed poll.
+  if (!device.cq_failed) {
+    DEMI_LOG(ERROR) << "ibv_poll_cq failed on device " << device.index
+                    << ": its connections fail with EIO";
+  }
+  device.cq_failed = true;
+  queues_.ForEach([&](Queue& queue) {
+    Connection* conn = queue.conn();
+    if (conn != nullptr && conn->device() == device.index) conn->Abort(EIO);
+  });
 }
 
 void RdmaLibOs::RefillReceives(ThreadDevice& device) {

@@ -1,7 +1,8 @@
 // What happens when resources run out or a queue pair fails: pops and
 // datagram binds under pool pressure (this binary's pool is small, and the
-// tests fill it on purpose), and a datagram socket whose UD QP breaks with
-// datagrams half posted, which must still drain at once.
+// tests fill it on purpose), a datagram socket whose UD QP breaks with
+// datagrams half posted, which must still drain at once, and completion
+// queues that break or never deliver (testing/cq_fault.h).
 #include <arpa/inet.h>
 #include <demi/libos.h>
 #include <infiniband/verbs.h>
@@ -16,21 +17,26 @@
 #include "absl/time/clock.h"
 #include "demi/datagram_socket.h"
 #include "demi/datagram_wire.h"
+#include "demi/limits.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "gtest/gtest.h"
 #include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
+#include "testing/cq_fault.h"
 #include "testing/demi_helpers.h"
 
 namespace {
 
 using demi::testing::AddrOrDie;
+using demi::testing::CqFault;
+using demi::testing::DemiPair;
 using demi::testing::Ms;
 using demi::testing::NextPort;
 using demi::testing::Pattern;
 using demi::testing::Sa;
 using demi::testing::SameBytes;
+using demi::testing::ScopedCqFault;
 using demi::testing::SgaBytes;
 using demi::testing::WaitOrFail;
 
@@ -300,6 +306,76 @@ TEST_F(FailedDatagramSocketTest, ClosingItDrainsAtOnce) {
       PumpUntil([&] { return sockets_[0]->Drained(); }, absl::Seconds(3)))
       << "the close of a failed socket would wait its whole linger time";
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
+// A failed ibv_poll_cq loses whatever the CQ held: every operation waiting
+// on it fails with EIO instead of waiting forever, and the device serves
+// new connections once its CQs poll again.
+TEST(BrokenCompletionQueueTest, PendingPopsAndPushesFailWithEio) {
+  DemiPair pair;
+  ASSERT_TRUE(demi::testing::MakePair(&pair));
+  demi_qtoken_t client_pop = 0, server_pop = 0;
+  ASSERT_EQ(demi_pop(&client_pop, pair.client), 0);
+  ASSERT_EQ(demi_pop(&server_pop, pair.server), 0);
+  int dgram_bound = -1;
+  uint16_t dgram_port = NextPort();
+  int dgram = DatagramSocketAt(dgram_port, &dgram_bound);
+  ASSERT_EQ(dgram_bound, 0);
+  demi_qtoken_t dgram_pop = 0;
+  ASSERT_EQ(demi_pop(&dgram_pop, dgram), 0);
+  {
+    ScopedCqFault fault(CqFault::kFail);
+    for (demi_qtoken_t qt : {client_pop, server_pop, dgram_pop}) {
+      demi_qresult_t qr = WaitOrFail(qt, absl::Seconds(20));
+      EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+      EXPECT_EQ(qr.qr_ret, EIO);
+    }
+    // Pushes issued on the broken device fail as well, not hang.
+    demi_qtoken_t push = demi::testing::PushString(pair.client, "lost");
+    demi_qresult_t qr = WaitOrFail(push, absl::Seconds(20));
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_NE(qr.qr_ret, 0);
+  }
+  demi::testing::ClosePair(pair);
+  EXPECT_EQ(demi_close(dgram), 0);
+  // The CQs poll again: a new connection carries a message.
+  DemiPair fresh;
+  ASSERT_TRUE(demi::testing::MakePair(&fresh));
+  demi_qresult_t qr = WaitOrFail(demi::testing::PushString(fresh.client, "x"));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(demi::testing::PopString(fresh.server), "x");
+  demi::testing::ClosePair(fresh);
+}
+
+// A UD send always completes, delivered or lost; one whose completion
+// never comes fails its push (ETIMEDOUT) after kDatagramSendTimeout
+// instead of leaving it pending for ever.
+TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
+  int bound = -1;
+  uint16_t a_port = NextPort(), b_port = NextPort();
+  int a = DatagramSocketAt(a_port, &bound);
+  ASSERT_EQ(bound, 0);
+  int b = DatagramSocketAt(b_port, &bound);
+  ASSERT_EQ(bound, 0);
+  sockaddr_in to_b = AddrOrDie(b_port);
+  demi_sgarray_t sga = demi_sgaalloc(64);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  // First one that goes through, so that the route is resolved.
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
+  ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  {
+    ScopedCqFault fault(CqFault::kHold);
+    absl::Time start = absl::Now();
+    ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
+    demi_qresult_t qr = WaitOrFail(qt, demi::kDatagramSendTimeout * 3);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
+    EXPECT_GE(absl::Now() - start, demi::kDatagramSendTimeout);
+  }
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
 }
 
 }  // namespace

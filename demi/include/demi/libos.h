@@ -246,7 +246,8 @@ extern int demi_close(int qd);
  * posted together by the next wait), or DEMI_OPC_FAILED with qr_ret
  * ECONNRESET (connection aborted, also for a push on a connection that
  * had already failed), ETIMEDOUT (peer stopped answering), EPROTO (the
- * peer broke the protocol) or, for pushes pending
+ * peer broke the protocol), EIO (the device's completion queue failed:
+ * every connection on it fails) or, for pushes pending
  * at demi_close, as that call says.
  *
  * On a datagram socket it sends one datagram to the destination set by
@@ -283,8 +284,10 @@ extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
  * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
  * semantics: it may still be lost), or DEMI_OPC_FAILED with qr_ret
  * ECONNREFUSED (no datagram socket is bound at that address and port),
- * EHOSTUNREACH (no RDMA route to the address) or EBADF (the socket was
- * closed first).
+ * EHOSTUNREACH (no RDMA route to the address), EBADF (the socket was
+ * closed first), ETIMEDOUT (a send the device never completed, within
+ * 10 s) or EIO (the socket's completion queue failed); after either of
+ * the last two every push on the socket fails with it.
  *
  * @param qt_out Receives the operation's token.
  * @param sockqd The datagram socket.
@@ -323,7 +326,8 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * on its peer probes it after 3 s of silence, DEMI_KEEPALIVE_MS, so a
  * vanished host is noticed within about 5 s) or EPROTO (the peer broke the
  * protocol: sent without credit, after CLOSE, an empty message, a
- * malformed one); if the queue is closed first, with EBADF. A message that
+ * malformed one) or EIO (the device's completion queue failed; on a
+ * datagram socket, its own); if the queue is closed first, with EBADF. A message that
  * needs memory the pool does not have right now (one above 8 KiB is read
  * into a buffer of its own) waits for it: the pop completes once the
  * application frees enough. One larger than the pool can ever hold
