@@ -5,6 +5,8 @@ machine's RDMA device if it has one, otherwise inside the soft-RoCE VM(s).
 It never skips: with no device to be had, it fails.
 """
 
+_SUITE_TAG = "rdma_suite="
+
 def rdma_cc_test(
         name,
         srcs,
@@ -14,6 +16,7 @@ def rdma_cc_test(
         data = [],
         tags = [],
         timeout = "long",
+        suite = "",
         **kwargs):
     """Defines NAME (the test) and NAME_bin (its binary).
 
@@ -27,8 +30,14 @@ def rdma_cc_test(
       data: runtime files of the test binary.
       tags: extra tags; "rdma" and "cpu:2" (a VM uses both cores) are added.
       timeout: Bazel's test timeout.
+      suite: the rdma_test_suite of this package that runs the binary in
+        its one VM boot: NAME is then tagged manual (`bazel test //...`
+        runs the suite, `bazel test :NAME` still runs NAME alone). Only for
+        one host and no args.
       **kwargs: passed to the cc_binary.
     """
+    if suite and (hosts != 1 or args):
+        fail("%s: a suite member runs on one host, without args" % name)
     binary = name + "_bin"
     native.cc_binary(
         name = binary,
@@ -48,6 +57,41 @@ def rdma_cc_test(
             ":" + binary,
             Label("//testing/vm:vm_files"),
         ] + data,
+        tags = ["rdma", "cpu:2"] + tags +
+               (["manual", _SUITE_TAG + suite] if suite else []),
+        timeout = timeout,
+    )
+
+def rdma_test_suite(name, tags = [], timeout = "eternal"):
+    """One test that runs the binaries of this package's rdma_cc_tests with
+    `suite = NAME` one after another in a single VM boot (a boot costs
+    15-50 s, more than most of these tests). A failing binary fails the
+    suite; the log names it, and `bazel test :ITS_TEST` reruns it alone.
+    Call it after its members.
+
+    Args:
+      name: the suite's name.
+      tags: extra tags; "rdma" and "cpu:2" are added.
+      timeout: Bazel's test timeout, for all the members together.
+    """
+    members = [
+        rule
+        for rule in native.existing_rules().values()
+        if _SUITE_TAG + name in rule["tags"]
+    ]
+    if not members:
+        fail("rdma_test_suite %s: no rdma_cc_test has suite = %r" % (name, name))
+    binaries = [":%s_bin" % rule["name"] for rule in members]
+    data = {}
+    for rule in members:
+        for label in rule["data"]:
+            data[label] = True
+    native.sh_test(
+        name = name,
+        srcs = [Label("//testing:run_on_rdma.sh")],
+        args = ["--", "$(rootpath %s)" % Label("//testing:run_suite.sh")] +
+               ["$(rootpath %s)" % b for b in binaries],
+        data = [Label("//testing:run_suite.sh")] + data.keys(),
         tags = ["rdma", "cpu:2"] + tags,
         timeout = timeout,
     )
