@@ -20,6 +20,13 @@ inline constexpr int kMaxClassShift = 24;
 inline constexpr size_t kSlabSize = size_t{2} << 20;
 // Registered memory the pool may hold (DEMI_POOL_LIMIT_MB overrides).
 inline constexpr size_t kDefaultPoolLimit = size_t{2} << 30;
+// Idle slabs the process keeps registered for any thread's pool to take
+// (SgaPool's depot); beyond this the oldest are deregistered and unmapped.
+// 32 MiB holds what one thread's burst of 1,000 connections registers for
+// receive buffers (24 MiB), so that the next burst, on any thread, registers
+// nothing; yet after a burst of any size the process keeps at most this
+// (1.6% of the default limit) beyond each pool's one spare slab per class.
+inline constexpr size_t kDepotBytes = size_t{32} << 20;
 // The largest message: one pool piece.
 inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
 static_assert(kMaxMessageSize >= 8 * 1024 * 1024,

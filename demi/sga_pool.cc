@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <deque>
+#include <iterator>
 #include <utility>
 
 #include "absl/base/attributes.h"
@@ -29,10 +31,14 @@ ABSL_CONST_INIT std::mutex slots_mutex;
 // The slab table is the process's, not a pool's: any thread can tell from
 // a handle which pool lent it (OwnerOf) without reading that pool's own
 // data, and a pool refuses another's handle by the owner alone.
+// A slot stays with its slab through the depot: while the slab is there,
+// the slot has no owner (and no slab), and the pool that takes the slab
+// owns the slot again.
 struct SlabSlot {
   std::atomic<SgaPool*> owner{nullptr};
   // Written and read by the owner only (or, retired, under its handoff
-  // mutex); a slot changes hands through slots_mutex.
+  // mutex); a slot changes hands through slots_mutex (a slab, through the
+  // depot's mutex), which orders one owner's writes before the next's.
   Slab* slab = nullptr;
   // The generation its last owner would have lent next (0: none yet).
   // Generations are a pool's, so the next owner starts from here: a stale
@@ -51,6 +57,17 @@ uint32_t next_slot = 0;
 std::vector<SgaPool*>* retired_pools = nullptr;
 
 std::atomic<size_t> process_registered{0};
+std::atomic<size_t> slabs_mapped{0};
+
+// The depot: slabs no pool holds, still mapped and registered (with the
+// process's PDs, which every pool shares), oldest first. Allocated once,
+// never freed, like free_slots. Guarded by depot_mutex, taken only when a
+// slab moves in or out: under a retired pool's handoff mutex, never the
+// other way round, and never together with slots_mutex.
+ABSL_CONST_INIT std::mutex depot_mutex;
+std::deque<std::unique_ptr<Slab>>* depot = nullptr;
+// The depot's bytes: written under depot_mutex, read by anyone.
+std::atomic<size_t> depot_size{0};
 
 uint32_t SlotOf(uint64_t bits) {
   return static_cast<uint32_t>(bits) >> kPieceBits;
@@ -86,15 +103,76 @@ bool TakeSlot(uint32_t* slot, uint32_t* next_generation) {
   return true;
 }
 
-void GiveBackSlot(uint32_t slot, uint32_t next_generation) {
+// The slot's owner lets it go, its slab staying mapped (to the depot):
+// from here on no handle it lent names anything. The slot stays reserved.
+void LeaveSlot(uint32_t slot, uint32_t next_generation) {
   // The owner goes first: a racing OwnerOf then sees no pool, or one that
   // refuses the handle.
   slab_slots[slot].owner.store(nullptr, std::memory_order_release);
   slab_slots[slot].slab = nullptr;
   std::lock_guard<std::mutex> lock(slots_mutex);
   slab_slots[slot].next_generation = next_generation;
+}
+
+// A slot left with LeaveSlot (its slab unmapped) can be taken again.
+void FreeSlot(uint32_t slot) {
+  std::lock_guard<std::mutex> lock(slots_mutex);
   if (free_slots == nullptr) free_slots = new std::vector<uint32_t>();
   free_slots->push_back(slot);
+}
+
+void GiveBackSlot(uint32_t slot, uint32_t next_generation) {
+  LeaveSlot(slot, next_generation);
+  FreeSlot(slot);
+}
+
+// A pool takes over a slot left with LeaveSlot: `next_generation` moves
+// past every handle its last owner lent.
+void EnterSlot(uint32_t slot, uint32_t* next_generation) {
+  std::lock_guard<std::mutex> lock(slots_mutex);
+  uint32_t floor = slab_slots[slot].next_generation;
+  if (floor != 0 && static_cast<int32_t>(floor - *next_generation) > 0) {
+    *next_generation = floor;
+  }
+}
+
+// Deregisters and unmaps a slab no pool holds (the depot's), and frees its
+// slot.
+void UnmapIdle(std::unique_ptr<Slab> slab) {
+  slab->mrs.clear();  // Deregister before the memory goes.
+  munmap(slab->base, slab->size);
+  process_registered.fetch_sub(slab->size, std::memory_order_relaxed);
+  FreeSlot(slab->slot);
+}
+
+// The depot's oldest slab, or null.
+std::unique_ptr<Slab> TakeOldest() {
+  std::lock_guard<std::mutex> lock(depot_mutex);
+  if (depot == nullptr || depot->empty()) return nullptr;
+  std::unique_ptr<Slab> slab = std::move(depot->front());
+  depot->pop_front();
+  depot_size.fetch_sub(slab->size, std::memory_order_relaxed);
+  return slab;
+}
+
+// Puts `slab` (out of its pool, slot left) in the depot, and unmaps the
+// oldest beyond kDepotBytes.
+void Deposit(std::unique_ptr<Slab> slab) {
+  std::vector<std::unique_ptr<Slab>> evicted;
+  {
+    std::lock_guard<std::mutex> lock(depot_mutex);
+    if (depot == nullptr) depot = new std::deque<std::unique_ptr<Slab>>();
+    size_t size = depot_size.load(std::memory_order_relaxed) + slab->size;
+    depot->push_back(std::move(slab));
+    while (size > kDepotBytes) {
+      size -= depot->front()->size;
+      evicted.push_back(std::move(depot->front()));
+      depot->pop_front();
+    }
+    depot_size.store(size, std::memory_order_relaxed);
+  }
+  // Outside the mutex: deregistering can take a while.
+  for (auto& old : evicted) UnmapIdle(std::move(old));
 }
 
 }  // namespace
@@ -114,6 +192,18 @@ size_t SgaPool::process_registered_bytes() {
   return process_registered.load(std::memory_order_relaxed);
 }
 
+size_t SgaPool::depot_bytes() {
+  return depot_size.load(std::memory_order_relaxed);
+}
+
+size_t SgaPool::process_slabs_mapped() {
+  return slabs_mapped.load(std::memory_order_relaxed);
+}
+
+void SgaPool::ReleaseDepot() {
+  while (std::unique_ptr<Slab> slab = TakeOldest()) UnmapIdle(std::move(slab));
+}
+
 absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
   if (size == 0 || size > (size_t{1} << kMaxClassShift)) {
     return rdma::ErrnoError(EINVAL, "buffer size out of range");
@@ -127,13 +217,6 @@ bool SgaPool::CanEverHold(size_t size) const {
   if (size == 0 || size > (size_t{1} << kMaxClassShift)) return false;
   size_t piece = size_t{1} << (SizeClassOf(size) + kMinClassShift);
   return std::max(piece, kSlabSize) <= limit_bytes_;
-}
-
-void SgaPool::Unref(Buffer* buffer) {
-  if (--buffer->refs == 0) {
-    free_[buffer->size_class].push_back(buffer);
-    ++buffer->slab->free_count;
-  }
 }
 
 void BufferRef::GiveBack(Buffer* buffer) { buffer->slab->pool->Unref(buffer); }
@@ -242,6 +325,10 @@ void SgaPool::Retire(std::unique_ptr<SgaPool> pool) {
     retired->handoff_pending_.store(false, std::memory_order_relaxed);
     retired->FreeDraining();
     retired->retired_ = true;
+    // Under the mutex: a thread that frees into the retired pool from now
+    // on finds these slabs gone from it (LentUnder), never the piece of
+    // whichever pool takes them next.
+    retired->DepositIdleSlabs();
     unmap = retired->released_ = retired->lent_count_ == 0;
   }
   if (unmap) retired->UnmapAll();
@@ -281,6 +368,12 @@ Buffer* SgaPool::Find(const void* addr, size_t length) const {
 absl::Status SgaPool::Grow(int size_class) {
   size_t piece = size_t{1} << (size_class + kMinClassShift);
   size_t slab_size = piece > kSlabSize ? piece : kSlabSize;
+  // Another pool's idle slab first: registered already, and counted.
+  if (std::unique_ptr<Slab> slab = TakeFromDepot(slab_size)) {
+    EnterSlot(slab->slot, &next_generation_);
+    Adopt(std::move(slab), size_class);
+    return absl::OkStatus();
+  }
   if (!Reserve(slab_size, limit_bytes_) && !Trim(slab_size)) {
     return rdma::ErrnoError(ENOMEM, "registered memory limit reached");
   }
@@ -301,9 +394,7 @@ absl::Status SgaPool::Grow(int size_class) {
   auto slab = std::make_unique<Slab>();
   slab->base = static_cast<std::byte*>(memory);
   slab->size = slab_size;
-  slab->size_class = static_cast<uint8_t>(size_class);
   slab->slot = slot;
-  slab->pool = this;
   for (ibv_pd* pd : pds_) {
     absl::StatusOr<rdma::MrPtr> mr = rdma::RegisterMr(
         pd, absl::MakeSpan(slab->base, slab_size),
@@ -319,8 +410,41 @@ absl::Status SgaPool::Grow(int size_class) {
     }
     slab->mrs.push_back(std::move(mr).value());
   }
-  size_t count = slab_size / piece;
-  slab->buffers.resize(count);
+  slabs_mapped.fetch_add(1, std::memory_order_relaxed);
+  Adopt(std::move(slab), size_class);
+  return absl::OkStatus();
+}
+
+std::unique_ptr<Slab> SgaPool::TakeFromDepot(size_t slab_size) {
+  std::lock_guard<std::mutex> lock(depot_mutex);
+  if (depot == nullptr) return nullptr;
+  // Newest first: its pages are the likeliest to be resident and cached.
+  for (auto it = depot->rbegin(); it != depot->rend(); ++it) {
+    Slab* slab = it->get();
+    // The PDs are the process's, the same for every pool; a pool made with
+    // others (a test's) never takes a slab registered elsewhere.
+    if (slab->size != slab_size || slab->mrs.size() != pds_.size()) continue;
+    bool same_pds = true;
+    for (size_t i = 0; i < pds_.size(); ++i) {
+      same_pds = same_pds && slab->mrs[i]->pd == pds_[i];
+    }
+    if (!same_pds) continue;
+    std::unique_ptr<Slab> taken = std::move(*it);
+    depot->erase(std::next(it).base());
+    depot_size.fetch_sub(slab_size, std::memory_order_relaxed);
+    return taken;
+  }
+  return nullptr;
+}
+
+void SgaPool::Adopt(std::unique_ptr<Slab> slab, int size_class) {
+  size_t piece = size_t{1} << (size_class + kMinClassShift);
+  size_t count = slab->size / piece;
+  slab->size_class = static_cast<uint8_t>(size_class);
+  slab->pool = this;
+  // A new vector, not a resize: a slab cut into small pieces before keeps
+  // no oversized array when cut into large ones.
+  std::vector<Buffer>(count).swap(slab->buffers);
   for (size_t i = 0; i < count; ++i) {
     Buffer& buffer = slab->buffers[i];
     buffer.data = slab->base + i * piece;
@@ -332,16 +456,59 @@ absl::Status SgaPool::Grow(int size_class) {
     free_[size_class].push_back(&slab->buffers[i - 1]);
   }
   slab->free_count = count;
-  registered_bytes_ += slab_size;
+  registered_bytes_ += slab->size;
   slabs_by_address_[reinterpret_cast<uintptr_t>(slab->base)] = slab.get();
   // The slab before the owner: whoever sees this pool there finds it set.
-  slab_slots[slot].slab = slab.get();
-  slab_slots[slot].owner.store(this, std::memory_order_release);
+  slab_slots[slab->slot].slab = slab.get();
+  slab_slots[slab->slot].owner.store(this, std::memory_order_release);
   slabs_.push_back(std::move(slab));
-  return absl::OkStatus();
+}
+
+void SgaPool::SlabIdle(Slab* slab) {
+  Slab*& spare = spare_[slab->size_class];
+  // A retired pool has nobody to keep a spare for.
+  if (!retired_ && (spare == nullptr || spare == slab ||
+                    spare->free_count != spare->buffers.size())) {
+    spare = slab;
+    return;
+  }
+  Deposit(Remove(slab));
+}
+
+std::unique_ptr<Slab> SgaPool::Remove(Slab* slab) {
+  std::vector<Buffer*>& list = free_[slab->size_class];
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [slab](Buffer* b) { return b->slab == slab; }),
+             list.end());
+  if (spare_[slab->size_class] == slab) spare_[slab->size_class] = nullptr;
+  slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
+  registered_bytes_ -= slab->size;
+  LeaveSlot(slab->slot, next_generation_);
+  slab->pool = nullptr;
+  auto it = std::find_if(
+      slabs_.begin(), slabs_.end(),
+      [slab](const std::unique_ptr<Slab>& s) { return s.get() == slab; });
+  std::unique_ptr<Slab> removed = std::move(*it);
+  *it = std::move(slabs_.back());
+  slabs_.pop_back();
+  return removed;
+}
+
+void SgaPool::DepositIdleSlabs() {
+  std::vector<Slab*> idle;
+  for (auto& slab : slabs_) {
+    if (slab->free_count == slab->buffers.size()) idle.push_back(slab.get());
+  }
+  for (Slab* slab : idle) Deposit(Remove(slab));
 }
 
 bool SgaPool::Trim(size_t needed) {
+  // The depot's first, oldest first: no pool keeps them for a reason.
+  while (std::unique_ptr<Slab> slab = TakeOldest()) {
+    UnmapIdle(std::move(slab));
+    // Another pool may take what was given back first: try at each slab.
+    if (Reserve(needed, limit_bytes_)) return true;
+  }
   for (size_t i = 0; i < slabs_.size();) {
     Slab* slab = slabs_[i].get();
     if (slab->free_count != slab->buffers.size()) {
@@ -352,6 +519,7 @@ bool SgaPool::Trim(size_t needed) {
     list.erase(std::remove_if(list.begin(), list.end(),
                               [slab](Buffer* b) { return b->slab == slab; }),
                list.end());
+    if (spare_[slab->size_class] == slab) spare_[slab->size_class] = nullptr;
     slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
     Unmap(slab);
     slabs_[i] = std::move(slabs_.back());
@@ -377,6 +545,7 @@ void SgaPool::UnmapAll() {
   std::vector<std::unique_ptr<Slab>>().swap(slabs_);
   slabs_by_address_.clear();
   for (std::vector<Buffer*>& list : free_) std::vector<Buffer*>().swap(list);
+  std::fill(std::begin(spare_), std::end(spare_), nullptr);
   std::vector<const void*>().swap(draining_);
 }
 

@@ -5,6 +5,16 @@
 // has its own pool; a piece lent to the application may be given back from
 // any thread (FreeFromOtherThread), and a pool outlives its thread while
 // the application still holds its pieces (Retire).
+//
+// Slabs move between pools, registered as they are (the protection domains
+// are the process's): a pool keeps one wholly free slab per size class as
+// a spare, and hands any other slab whose pieces are all free to the
+// process's depot, where any pool that needs to grow takes it (and cuts it
+// anew) before registering memory of its own. A thread that ends gives its
+// free slabs there too. The depot keeps at most kDepotBytes, unmapping the
+// oldest beyond that, and is unmapped first when the limit needs room: N
+// threads that need memory at different times register it about once, and
+// after a burst the process keeps at most the spares and the depot.
 #ifndef DEMI_DEMI_SGA_POOL_H_
 #define DEMI_DEMI_SGA_POOL_H_
 
@@ -47,11 +57,13 @@ struct Slab {
   std::byte* base = nullptr;
   size_t size = 0;
   uint8_t size_class = 0;
-  uint32_t slot = 0;  // Index in the process's slab table, for handles.
+  // Index in the process's slab table, for handles; it moves with the
+  // slab from pool to pool through the depot.
+  uint32_t slot = 0;
   std::vector<Buffer> buffers;
   size_t free_count = 0;         // Pieces on the free list.
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
-  SgaPool* pool = nullptr;       // Its owner, for BufferRef.
+  SgaPool* pool = nullptr;       // Its owner, for BufferRef; null in the depot.
 };
 
 // Owned by one thread's RdmaLibOs, its owner: only the owner thread may
@@ -67,7 +79,8 @@ class SgaPool {
   // `pds` (borrowed; they must outlive the pool, which may outlive its
   // thread: see Retire) are the devices' protection domains, in device
   // order. All the pools of the process together register at most
-  // `limit_bytes`, as this pool counts them.
+  // `limit_bytes`, as this pool counts them. Slabs move through the depot
+  // only between pools with the same PDs.
   SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes);
   ~SgaPool();
   SgaPool(const SgaPool&) = delete;
@@ -75,8 +88,8 @@ class SgaPool {
 
   // A piece of at least `size` bytes (1 up to 2^kMaxClassShift) with one
   // reference. EINVAL for a size out of range, ENOMEM past the limit (the
-  // process's: the other pools' memory counts, and only this pool's free
-  // slabs can be unmapped to make room).
+  // process's: the other pools' memory counts, and only the depot's slabs
+  // and this pool's free ones can be unmapped to make room).
   absl::StatusOr<Buffer*> Allocate(size_t size);
   // Whether a piece of `size` bytes fits under the limit at all: if not,
   // waiting for memory to come back is waiting forever.
@@ -95,7 +108,15 @@ class SgaPool {
   }
 
   // Drops one reference; the last one returns the piece to its free list.
-  void Unref(Buffer* buffer);
+  // A slab left with no piece in use may go to the depot (not the pool's
+  // spare of its class): `buffer` is not to be touched after.
+  void Unref(Buffer* buffer) {
+    if (--buffer->refs == 0) {
+      free_[buffer->size_class].push_back(buffer);
+      Slab* slab = buffer->slab;
+      if (++slab->free_count == slab->buffers.size()) SlabIdle(slab);
+    }
+  }
 
   // The application holds `buffer` (and its reference) from now on: returns
   // the opaque handle for the sga's sga_buf.
@@ -107,8 +128,9 @@ class SgaPool {
   Buffer* Reclaim(const void* handle);
 
   // The pool whose slab `handle` names, or null (garbage, or a slab since
-  // unmapped). Any thread. A pool does not mean a live handle: the pool
-  // checks that when it reclaims it. The pool stays valid to call
+  // unmapped or in the depot). A slab that moved names its new pool, which
+  // refuses the old handle. Any thread. A pool does not mean a live handle: the
+  // pool checks that when it reclaims it. The pool stays valid to call
   // FreeFromOtherThread on, even once retired and released.
   static SgaPool* OwnerOf(const void* handle);
   // Gives back, from a thread other than the owner, the piece lent under
@@ -130,13 +152,13 @@ class SgaPool {
   }
 
   // The owner thread is going away, and with it every reference but the
-  // application's holds. With no piece lent, the pool's memory is unmapped
-  // now; otherwise it stays valid (and registered) for the application,
-  // and the last piece given back (FreeFromOtherThread, from any thread)
-  // unmaps it. Either way the SgaPool object is kept for the life of the
-  // process (a few hundred bytes per thread that ever had a pool): a
-  // thread that has just read it from OwnerOf may still call it. Call it
-  // from the owner thread.
+  // application's holds. Its slabs with no piece lent go to the depot now;
+  // the others stay valid (and registered) for the application, and each
+  // goes to the depot when its last piece is given back
+  // (FreeFromOtherThread, from any thread). Either way the SgaPool object
+  // is kept for the life of the process (a few hundred bytes per thread
+  // that ever had a pool): a thread that has just read it from OwnerOf may
+  // still call it. Call it from the owner thread.
   static void Retire(std::unique_ptr<SgaPool> pool);
 
   // The live piece that holds all of [addr, addr + length), if any.
@@ -152,8 +174,17 @@ class SgaPool {
 
   // What this pool has registered.
   size_t registered_bytes() const { return registered_bytes_; }
-  // What all the pools of the process have registered. Any thread.
+  // What all the pools of the process have registered, the depot
+  // included. Any thread.
   static size_t process_registered_bytes();
+  // What the depot holds (counted in process_registered_bytes). Any thread.
+  static size_t depot_bytes();
+  // Slabs the process has mapped and registered since it started (not
+  // counting those taken from the depot). Any thread.
+  static size_t process_slabs_mapped();
+  // Deregisters and unmaps every slab in the depot (tests; a process that
+  // wants its memory back at once). Any thread.
+  static void ReleaseDepot();
   // Pieces the application holds (lent and not reclaimed). Owner only.
   size_t lent_count() const { return lent_count_; }
   // Handles given to FreeFromOtherThread that were not lent any more when
@@ -168,9 +199,22 @@ class SgaPool {
   void FreeDraining();
   void DrainHandoff();
   absl::Status Grow(int size_class);
-  // Unmaps slabs (of any class) whose pieces are all free, until `needed`
-  // more bytes fit under the limit. Returns whether they do, and if so has
-  // counted them for the caller.
+  // Takes a slab of `slab_size` bytes from the depot, if it has one
+  // registered with this pool's PDs.
+  std::unique_ptr<Slab> TakeFromDepot(size_t slab_size);
+  // Cuts `slab` (mapped and registered, its slot reserved) into pieces of
+  // `size_class`, puts them on the free list and takes the slab's slot.
+  void Adopt(std::unique_ptr<Slab> slab, int size_class);
+  // `slab` has no piece in use: kept as its class's spare, or given to the
+  // depot. Out of line: the free path only compares counts.
+  void SlabIdle(Slab* slab);
+  // Takes `slab` (no piece in use) out of the pool, and gives up its slot.
+  std::unique_ptr<Slab> Remove(Slab* slab);
+  // Gives every slab with no piece in use to the depot.
+  void DepositIdleSlabs();
+  // Unmaps depot slabs, then slabs of this pool (of any class) whose
+  // pieces are all free, until `needed` more bytes fit under the limit.
+  // Returns whether they do, and if so has counted them for the caller.
   bool Trim(size_t needed);
   // Deregisters and unmaps `slab`, gives back its slot and its bytes;
   // the caller drops it from its lists.
@@ -188,6 +232,10 @@ class SgaPool {
   size_t lent_count_ = 0;
   size_t dropped_frees_ = 0;
   std::vector<Buffer*> free_[kNumClasses];
+  // Per class, the one slab with no piece in use that the pool keeps (if
+  // it still has none in use), so that a steady allocate-free never moves
+  // slabs through the depot.
+  Slab* spare_[kNumClasses] = {};
 
   // Other threads' frees (FreeFromOtherThread). The owner takes the mutex
   // only when the flag says there is something, outside its fast path.

@@ -13,6 +13,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -25,7 +26,16 @@ namespace {
 
 void* Garbage(uintptr_t bits) { return reinterpret_cast<void*>(bits); }
 
-TEST(SgaPoolTest, AHandleIsGivenBackOnce) {
+// Slabs left idle go to the process's depot and outlive the pools: each
+// test unmaps them, so that the next starts from no memory registered.
+class SgaPoolTest : public ::testing::Test {
+ protected:
+  void TearDown() override { SgaPool::ReleaseDepot(); }
+};
+using SgaPoolThreadTest = SgaPoolTest;
+using SgaPoolDepotTest = SgaPoolTest;
+
+TEST_F(SgaPoolTest, AHandleIsGivenBackOnce) {
   SgaPool pool({}, kSlabSize * 4);
   Buffer* buffer = *pool.Allocate(100);
   void* handle = pool.Lend(buffer);
@@ -40,7 +50,7 @@ TEST(SgaPoolTest, AHandleIsGivenBackOnce) {
   pool.Unref(buffer);
 }
 
-TEST(SgaPoolTest, GarbageHandlesAreRefused) {
+TEST_F(SgaPoolTest, GarbageHandlesAreRefused) {
   SgaPool pool({}, kSlabSize * 4);
   Buffer* buffer = *pool.Allocate(64);
   void* handle = pool.Lend(buffer);
@@ -56,7 +66,7 @@ TEST(SgaPoolTest, GarbageHandlesAreRefused) {
   pool.Unref(buffer);
 }
 
-TEST(SgaPoolTest, FindWithAHandleLooksThereFirstAndChecksTheRange) {
+TEST_F(SgaPoolTest, FindWithAHandleLooksThereFirstAndChecksTheRange) {
   SgaPool pool({}, kSlabSize * 4);
   Buffer* lent = *pool.Allocate(256);
   Buffer* other = *pool.Allocate(256);
@@ -79,7 +89,7 @@ TEST(SgaPoolTest, FindWithAHandleLooksThereFirstAndChecksTheRange) {
   pool.Unref(other);
 }
 
-TEST(SgaPoolTest, FindWithAHandleFindsASegmentFarPastItsPiece) {
+TEST_F(SgaPoolTest, FindWithAHandleFindsASegmentFarPastItsPiece) {
   SgaPool pool({}, kSlabSize * 4);
   std::vector<Buffer*> pieces;
   for (int i = 0; i < 8; ++i) pieces.push_back(*pool.Allocate(256));
@@ -94,7 +104,7 @@ TEST(SgaPoolTest, FindWithAHandleFindsASegmentFarPastItsPiece) {
   for (Buffer* b : pieces) pool.Unref(b);
 }
 
-TEST(SgaPoolTest, AHandleOfATrimmedSlabNamesNoLaterPiece) {
+TEST_F(SgaPoolTest, AHandleOfATrimmedSlabNamesNoLaterPiece) {
   // Room for one slab: a second class trims the first and takes its slot.
   SgaPool pool({}, kSlabSize);
   Buffer* small = *pool.Allocate(64);
@@ -118,7 +128,7 @@ TEST(SgaPoolTest, AHandleOfATrimmedSlabNamesNoLaterPiece) {
 constexpr size_t k64K = size_t{64} << 10;
 constexpr size_t k2M = size_t{2} << 20;
 
-TEST(SgaPoolThreadTest, ACrossThreadFreeComesBackWhenTheOwnerDrains) {
+TEST_F(SgaPoolThreadTest, ACrossThreadFreeComesBackWhenTheOwnerDrains) {
   SgaPool pool({}, kSlabSize * 4);
   std::vector<Buffer*> buffers;
   std::vector<void*> handles;
@@ -152,7 +162,7 @@ TEST(SgaPoolThreadTest, ACrossThreadFreeComesBackWhenTheOwnerDrains) {
 // A worker thread frees what the owner allocates, 12 GiB in 64 KiB pieces
 // under a 64 MiB limit: only if the drained pieces are really reused does
 // the pool never run dry.
-TEST(SgaPoolThreadTest, CrossThreadFreesReuseTheMemory) {
+TEST_F(SgaPoolThreadTest, CrossThreadFreesReuseTheMemory) {
   constexpr size_t kLimit = size_t{64} << 20;
   constexpr size_t kTotal = size_t{12} << 30;
   constexpr size_t kBatch = 128;  // 8 MiB: at most ~4 batches are out.
@@ -232,7 +242,7 @@ TEST(SgaPoolThreadTest, CrossThreadFreesReuseTheMemory) {
   EXPECT_LE(pool.registered_bytes(), kLimit);
 }
 
-TEST(SgaPoolThreadTest, GarbageAndDoubleCrossThreadFreesDoNoHarm) {
+TEST_F(SgaPoolThreadTest, GarbageAndDoubleCrossThreadFreesDoNoHarm) {
   SgaPool pool({}, kSlabSize * 4);
   Buffer* buffer = *pool.Allocate(64);
   void* handle = pool.Lend(buffer);
@@ -263,7 +273,7 @@ TEST(SgaPoolThreadTest, GarbageAndDoubleCrossThreadFreesDoNoHarm) {
   pool.Unref(second);
 }
 
-TEST(SgaPoolThreadTest, APoolRefusesAnotherThreadsPoolsHandles) {
+TEST_F(SgaPoolThreadTest, APoolRefusesAnotherThreadsPoolsHandles) {
   SgaPool mine({}, kSlabSize * 4);
   Buffer* my_buffer = *mine.Allocate(64);
   void* my_handle = mine.Lend(my_buffer);
@@ -295,7 +305,7 @@ TEST(SgaPoolThreadTest, APoolRefusesAnotherThreadsPoolsHandles) {
   EXPECT_EQ(SgaPool::OwnerOf(their_handle), nullptr);
 }
 
-TEST(SgaPoolThreadTest, AStaleHandleOfAGonePoolNamesNoPieceOfTheNext) {
+TEST_F(SgaPoolThreadTest, AStaleHandleOfAGonePoolNamesNoPieceOfTheNext) {
   void* stale;
   {
     SgaPool gone({}, kSlabSize);
@@ -316,7 +326,7 @@ TEST(SgaPoolThreadTest, AStaleHandleOfAGonePoolNamesNoPieceOfTheNext) {
   next.Unref(buffer);
 }
 
-TEST(SgaPoolThreadTest, ARetiredPoolKeepsLentMemoryUntilTheLastFree) {
+TEST_F(SgaPoolThreadTest, ARetiredPoolKeepsLentMemoryUntilTheLastFree) {
   ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
   SgaPool* pool = nullptr;
   void* handles[3] = {};
@@ -351,14 +361,15 @@ TEST(SgaPoolThreadTest, ARetiredPoolKeepsLentMemoryUntilTheLastFree) {
   std::thread([&] {
     EXPECT_EQ(pool->FreeFromOtherThread(handles[1]), 0);
   }).join();
-  // The last one: unmapped, its slot given back.
-  EXPECT_EQ(SgaPool::process_registered_bytes(), 0u);
+  // The last one: the slab goes to the depot, out of the pool's slot.
+  EXPECT_EQ(SgaPool::process_registered_bytes(), kSlabSize);
+  EXPECT_EQ(SgaPool::depot_bytes(), kSlabSize);
   EXPECT_EQ(pool->registered_bytes(), 0u);
   EXPECT_EQ(SgaPool::OwnerOf(handles[1]), nullptr);
   EXPECT_EQ(pool->FreeFromOtherThread(handles[1]), EINVAL);
 }
 
-TEST(SgaPoolThreadTest, RetireWithNothingLentUnmapsAtOnce) {
+TEST_F(SgaPoolThreadTest, RetireWithNothingLentGivesEverySlabToTheDepot) {
   ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
   SgaPool* pool = nullptr;
   void* freed = nullptr;
@@ -378,7 +389,9 @@ TEST(SgaPoolThreadTest, RetireWithNothingLentUnmapsAtOnce) {
     SgaPool::Retire(std::move(owned));
   });
   owner.join();
-  EXPECT_EQ(SgaPool::process_registered_bytes(), 0u);
+  // Registered still, but nobody's: any pool takes them before mapping.
+  EXPECT_EQ(SgaPool::process_registered_bytes(), 2 * kSlabSize);
+  EXPECT_EQ(SgaPool::depot_bytes(), 2 * kSlabSize);
   EXPECT_EQ(pool->registered_bytes(), 0u);
   EXPECT_EQ(pool->lent_count(), 0u);
   EXPECT_NE(SgaPool::OwnerOf(freed), pool);
@@ -387,7 +400,7 @@ TEST(SgaPoolThreadTest, RetireWithNothingLentUnmapsAtOnce) {
   EXPECT_EQ(pool->FreeFromOtherThread(handed_over), EINVAL);
 }
 
-TEST(SgaPoolThreadTest, TheLimitHoldsAcrossPools) {
+TEST_F(SgaPoolThreadTest, TheLimitHoldsAcrossPools) {
   ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
   constexpr size_t kLimit = k2M * 8;
   SgaPool pools[2] = {{{}, kLimit}, {{}, kLimit}};
@@ -418,8 +431,8 @@ TEST(SgaPoolThreadTest, TheLimitHoldsAcrossPools) {
   EXPECT_EQ(held[0].size() + held[1].size(), 8u);
   EXPECT_EQ(SgaPool::process_registered_bytes(), kLimit);
   EXPECT_EQ(pools[0].registered_bytes() + pools[1].registered_bytes(), kLimit);
-  // The same class the other way round: a pool only makes room with its
-  // own free slabs, unmapped for the new one.
+  // The same class the other way round: room comes from the depot (the
+  // slabs the pool gave up but its spare) or the pool's own free slab.
   SgaPool& first = pools[held[0].empty() ? 1 : 0];
   std::vector<Buffer*>& first_held = held[held[0].empty() ? 1 : 0];
   for (Buffer* buffer : first_held) first.Unref(buffer);
@@ -430,6 +443,348 @@ TEST(SgaPoolThreadTest, TheLimitHoldsAcrossPools) {
   for (int i = 0; i < 2; ++i) {
     for (Buffer* buffer : held[i]) pools[i].Unref(buffer);
   }
+}
+
+// --- The depot: idle slabs shared by every pool ---
+
+constexpr size_t k32M = size_t{32} << 20;
+
+std::vector<Buffer*> AllocateBytes(SgaPool& pool, size_t total, size_t size) {
+  std::vector<Buffer*> buffers;
+  for (size_t done = 0; done < total; done += size) {
+    absl::StatusOr<Buffer*> buffer = pool.Allocate(size);
+    EXPECT_TRUE(buffer.ok()) << buffer.status();
+    if (!buffer.ok()) break;
+    buffers.push_back(*buffer);
+  }
+  return buffers;
+}
+
+void UnrefAll(SgaPool& pool, std::vector<Buffer*>& buffers) {
+  for (Buffer* buffer : buffers) pool.Unref(buffer);
+  buffers.clear();
+}
+
+// Two threads that each need 32 MiB, one after the other: the second
+// registers only what the first keeps as its spare, not another 32 MiB.
+TEST_F(SgaPoolDepotTest, APoolTakesAnotherPoolsIdleSlabs) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  constexpr size_t kLimit = size_t{256} << 20;
+  SgaPool a({}, kLimit);
+  SgaPool b({}, kLimit);
+  size_t mapped = SgaPool::process_slabs_mapped();
+  std::vector<Buffer*> held = AllocateBytes(a, k32M, k64K);
+  EXPECT_EQ(SgaPool::process_slabs_mapped() - mapped, k32M / kSlabSize);
+  UnrefAll(a, held);
+  // One spare stays with A; the rest is the depot's, still registered.
+  EXPECT_EQ(a.registered_bytes(), kSlabSize);
+  EXPECT_EQ(SgaPool::depot_bytes(), k32M - kSlabSize);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), k32M);
+
+  mapped = SgaPool::process_slabs_mapped();
+  held = AllocateBytes(b, k32M, k64K);
+  EXPECT_EQ(b.registered_bytes(), k32M);
+  // B's only new slab stands for A's spare.
+  EXPECT_EQ(SgaPool::process_slabs_mapped() - mapped, 1u);
+  EXPECT_EQ(SgaPool::depot_bytes(), 0u);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), k32M + kSlabSize);
+  UnrefAll(b, held);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), k32M + kSlabSize);
+}
+
+// The same once A's thread has ended: B registers nothing at all.
+TEST_F(SgaPoolDepotTest, ARetiredPoolsSlabsAreTakenByTheNext) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  constexpr size_t kLimit = size_t{256} << 20;
+  std::thread([&] {
+    auto a = std::make_unique<SgaPool>(std::vector<ibv_pd*>{}, kLimit);
+    std::vector<Buffer*> held = AllocateBytes(*a, k32M, k64K);
+    UnrefAll(*a, held);
+    SgaPool::Retire(std::move(a));
+  }).join();
+  EXPECT_EQ(SgaPool::depot_bytes(), k32M);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), k32M);
+  size_t mapped = SgaPool::process_slabs_mapped();
+  SgaPool b({}, kLimit);
+  // Cut anew into another class: 64 B pieces, then 8 KiB ones.
+  std::vector<Buffer*> small = AllocateBytes(b, k32M / 2, 64);
+  std::vector<Buffer*> large = AllocateBytes(b, k32M / 2, 8192);
+  EXPECT_EQ(SgaPool::process_slabs_mapped(), mapped);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), k32M);
+  for (Buffer* buffer : small) std::memset(buffer->data, 1, 64);
+  for (Buffer* buffer : large) std::memset(buffer->data, 2, 8192);
+  EXPECT_EQ(small.front()->data[63], std::byte{1});
+  EXPECT_EQ(large.back()->data[0], std::byte{2});
+  UnrefAll(b, small);
+  UnrefAll(b, large);
+}
+
+// A soak's burst (2,000 connections' receive buffers and then some): once
+// freed, the process keeps the pool's spare and the depot's bound.
+TEST_F(SgaPoolDepotTest, AfterABurstRegisteredMemoryComesBackDown) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  constexpr size_t kBurst = size_t{160} << 20;
+  SgaPool pool({}, size_t{256} << 20);
+  std::vector<Buffer*> held = AllocateBytes(pool, kBurst, 8192);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), kBurst);
+  UnrefAll(pool, held);
+  EXPECT_EQ(pool.registered_bytes(), kSlabSize);
+  EXPECT_EQ(SgaPool::depot_bytes(), kDepotBytes);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), kSlabSize + kDepotBytes);
+  // Pieces of a large class are their own slabs: the same bound holds.
+  held = AllocateBytes(pool, size_t{64} << 20, size_t{4} << 20);
+  UnrefAll(pool, held);
+  EXPECT_LE(SgaPool::process_registered_bytes(),
+            kSlabSize + (size_t{4} << 20) + kDepotBytes);
+}
+
+// A steady allocate-free never moves a slab: the spare stays.
+TEST_F(SgaPoolDepotTest, PingPongKeepsItsSlab) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  SgaPool pool({}, kSlabSize * 4);
+  Buffer* first = *pool.Allocate(k64K);
+  pool.Unref(first);
+  for (int i = 0; i < 100; ++i) {
+    Buffer* buffer = *pool.Allocate(k64K);
+    EXPECT_EQ(buffer, first);
+    pool.Unref(buffer);
+  }
+  EXPECT_EQ(SgaPool::depot_bytes(), 0u);
+  EXPECT_EQ(pool.registered_bytes(), kSlabSize);
+}
+
+// The limit makes room with the depot's slabs before the pool's own.
+TEST_F(SgaPoolDepotTest, TheLimitUnmapsTheDepotFirst) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  constexpr size_t kLimit = kSlabSize * 8;
+  SgaPool pool({}, kLimit);
+  std::vector<Buffer*> held = AllocateBytes(pool, kLimit, k64K);
+  UnrefAll(pool, held);
+  EXPECT_EQ(SgaPool::depot_bytes(), kLimit - kSlabSize);
+  // 4 MiB pieces fit no depot slab: two of them unmap four depot slabs,
+  // and the 64 KiB spare stays.
+  held = AllocateBytes(pool, size_t{8} << 20, size_t{4} << 20);
+  EXPECT_EQ(held.size(), 2u);
+  EXPECT_EQ(SgaPool::depot_bytes(), kLimit - 5 * kSlabSize);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), kLimit);
+  EXPECT_NE(pool.Allocate(k64K).value_or(nullptr), nullptr);
+  UnrefAll(pool, held);
+}
+
+// The pieces of A's slab `moved` are lent, given back, and freed again by
+// another thread: by then the slab is B's, cut the same way and lent.
+TEST_F(SgaPoolDepotTest, AStaleHandleOfASlabNowAnotherPoolsIsRefused) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  constexpr size_t kPieces = kSlabSize / k64K;
+  SgaPool a({}, kSlabSize * 8);
+  SgaPool b({}, kSlabSize * 8);
+  std::vector<Buffer*> kept = AllocateBytes(a, kSlabSize, k64K);
+  std::vector<Buffer*> moved = AllocateBytes(a, kSlabSize, k64K);
+  ASSERT_NE(kept.front()->slab, moved.front()->slab);
+  std::vector<void*> stale;
+  for (Buffer* buffer : moved) {
+    stale.push_back(a.Lend(buffer));
+    ASSERT_EQ(a.Reclaim(stale.back()), buffer);
+  }
+  // Freed twice: once (above) by the application, once more by another
+  // thread while the slab is still A's: handed over, not yet drained.
+  std::thread([&] { EXPECT_EQ(a.FreeFromOtherThread(stale[0]), 0); }).join();
+  UnrefAll(a, kept);   // A's spare.
+  UnrefAll(a, moved);  // To the depot.
+  EXPECT_EQ(SgaPool::depot_bytes(), kSlabSize);
+  EXPECT_EQ(SgaPool::OwnerOf(stale[1]), nullptr);
+
+  std::vector<Buffer*> live = AllocateBytes(b, kSlabSize, k64K);
+  ASSERT_EQ(live.size(), kPieces);
+  std::vector<void*> handles;
+  for (size_t i = 0; i < kPieces; ++i) {
+    handles.push_back(b.Lend(live[i]));
+    std::memset(live[i]->data, static_cast<int>(i), k64K);
+  }
+  // The same slot and pieces, another generation.
+  EXPECT_EQ(SgaPool::OwnerOf(stale[1]), &b);
+  bool same_place = false;
+  for (void* handle : handles) {
+    same_place =
+        same_place || (reinterpret_cast<uintptr_t>(handle) & 0xffffffffu) ==
+                          (reinterpret_cast<uintptr_t>(stale[1]) & 0xffffffffu);
+  }
+  EXPECT_TRUE(same_place);
+
+  for (void* handle : stale) {
+    EXPECT_EQ(a.Reclaim(handle), nullptr);
+    EXPECT_EQ(b.Reclaim(handle), nullptr);
+    EXPECT_EQ(b.Find(handle, live[0]->data, 1), live[0]);  // By address.
+  }
+  std::thread([&] {
+    for (void* handle : stale) {
+      EXPECT_EQ(a.FreeFromOtherThread(handle), EINVAL);  // Not A's slab.
+      EXPECT_EQ(SgaPool::OwnerOf(handle)->FreeFromOtherThread(handle), 0);
+    }
+  }).join();
+  // A's drain finds the handle handed over before the move dead too.
+  a.DrainOtherThreadFrees();
+  EXPECT_EQ(a.dropped_other_thread_frees(), 1u);
+  b.DrainOtherThreadFrees();
+  EXPECT_EQ(b.dropped_other_thread_frees(), kPieces);
+  EXPECT_EQ(b.lent_count(), kPieces);
+  for (size_t i = 0; i < kPieces; ++i) {
+    EXPECT_EQ(live[i]->refs, 1);
+    EXPECT_EQ(live[i]->data[k64K - 1], static_cast<std::byte>(i));
+    EXPECT_EQ(b.Reclaim(handles[i]), live[i]);
+  }
+  UnrefAll(b, live);
+}
+
+// A retired pool with a piece still lent: its other slabs go to the depot
+// at once, the last one when the piece comes back, and B takes them all.
+TEST_F(SgaPoolDepotTest, RetiredSlabsGoToTheDepotAndAreReused) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  SgaPool* retired = nullptr;
+  void* lent = nullptr;
+  std::thread([&] {
+    auto a = std::make_unique<SgaPool>(std::vector<ibv_pd*>{}, k32M);
+    retired = a.get();
+    std::vector<Buffer*> held = AllocateBytes(*a, kSlabSize * 4, k64K);
+    lent = a->Lend(held.back());
+    held.pop_back();
+    UnrefAll(*a, held);
+    SgaPool::Retire(std::move(a));
+  }).join();
+  EXPECT_EQ(SgaPool::depot_bytes(), 3 * kSlabSize);
+  EXPECT_EQ(retired->registered_bytes(), kSlabSize);
+  size_t mapped = SgaPool::process_slabs_mapped();
+  SgaPool b({}, k32M);
+  std::vector<Buffer*> held = AllocateBytes(b, kSlabSize * 3, 4096);
+  EXPECT_EQ(SgaPool::process_slabs_mapped(), mapped);
+  std::thread([&] {
+    EXPECT_EQ(SgaPool::OwnerOf(lent), retired);
+    EXPECT_EQ(retired->FreeFromOtherThread(lent), 0);
+  }).join();
+  EXPECT_EQ(retired->registered_bytes(), 0u);
+  EXPECT_EQ(SgaPool::depot_bytes(), kSlabSize);
+  std::vector<Buffer*> more = AllocateBytes(b, kSlabSize, 4096);
+  EXPECT_EQ(SgaPool::process_slabs_mapped(), mapped);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), 4 * kSlabSize);
+  EXPECT_EQ(retired->FreeFromOtherThread(lent), EINVAL);
+  UnrefAll(b, held);
+  UnrefAll(b, more);
+}
+
+// Four threads, each with its pool, allocate a burst of one class a round
+// (another class each round), free most of it themselves and hand the
+// rest to the next thread to free; some handles are freed twice. The
+// bursts' slabs go idle and move through the depot into the other pools,
+// and a tight limit trims it. Every piece carries its holder's tag at both
+// ends, checked before it is freed: a piece lent twice, or freed into the
+// wrong pool, shows as another tag. Each thread retires its pool while the
+// next still holds its pieces.
+TEST_F(SgaPoolDepotTest, FourThreadsMoveSlabsThroughTheDepot) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  // See TheLimitHoldsAcrossPools: the first errno status, on one thread.
+  EXPECT_FALSE(SgaPool({}, 0).Allocate(64).ok());
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 300;
+  constexpr size_t kLimit = size_t{96} << 20;
+  const size_t kSizes[] = {
+      64, 1000, 8192, k64K, size_t{1} << 20, size_t{4} << 20};
+  struct Held {
+    void* handle;
+    std::byte* data;
+    size_t size;
+    std::byte tag;
+  };
+  std::mutex mutex;
+  std::vector<Held> inbox[kThreads];  // Guarded by mutex.
+  std::atomic<int> done{0};
+  std::atomic<size_t> checked{0};
+  auto check = [&](const Held& held) {
+    EXPECT_EQ(held.data[0], held.tag);
+    EXPECT_EQ(held.data[held.size - 1], held.tag);
+    checked.fetch_add(1, std::memory_order_relaxed);
+  };
+  auto run = [&](int me) {
+    auto pool = std::make_unique<SgaPool>(std::vector<ibv_pd*>{}, kLimit);
+    std::mt19937 random(me);
+    std::vector<Held> mine;
+    auto free_mine = [&](size_t keep) {
+      while (mine.size() > keep) {
+        size_t i = random() % mine.size();
+        Held held = mine[i];
+        mine[i] = mine.back();
+        mine.pop_back();
+        check(held);
+        Buffer* buffer = pool->Reclaim(held.handle);
+        ASSERT_NE(buffer, nullptr);
+        pool->Unref(buffer);
+        // Now and then freed again, by a thread that does not know better.
+        if (random() % 8 == 0) {
+          SgaPool* owner = SgaPool::OwnerOf(held.handle);
+          if (owner != nullptr) owner->FreeFromOtherThread(held.handle);
+        }
+      }
+    };
+    for (int round = 0; round < kRounds; ++round) {
+      pool->DrainOtherThreadFrees();
+      size_t size = kSizes[random() % 6];
+      size_t count = std::min<size_t>(768, 1 + random() % ((6 << 20) / size));
+      for (size_t n = 0; n < count; ++n) {
+        absl::StatusOr<Buffer*> buffer = pool->Allocate(size);
+        if (!buffer.ok()) {
+          EXPECT_EQ(buffer.status().code(),
+                    absl::StatusCode::kResourceExhausted);
+          break;
+        }
+        auto tag = static_cast<std::byte>(random());
+        (*buffer)->data[0] = (*buffer)->data[size - 1] = tag;
+        mine.push_back({pool->Lend(*buffer), (*buffer)->data, size, tag});
+      }
+      // Some to the next thread, most back, a few kept for later.
+      std::vector<Held> given;
+      while (!mine.empty() && given.size() < count / 4) {
+        given.push_back(mine.back());
+        mine.pop_back();
+      }
+      free_mine(random() % 4);
+      std::vector<Held> to_free;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        for (Held& held : given) inbox[(me + 1) % kThreads].push_back(held);
+        to_free.swap(inbox[me]);
+      }
+      for (const Held& held : to_free) {
+        check(held);
+        SgaPool* owner = SgaPool::OwnerOf(held.handle);
+        ASSERT_NE(owner, nullptr);
+        EXPECT_EQ(owner->FreeFromOtherThread(held.handle), 0);
+        if (random() % 8 == 0) owner->FreeFromOtherThread(held.handle);
+      }
+    }
+    free_mine(0);
+    pool->DrainOtherThreadFrees();
+    SgaPool::Retire(std::move(pool));
+    // The last pieces handed over, freed into retired pools.
+    done.fetch_add(1);
+    while (done.load() < kThreads) std::this_thread::yield();
+    std::vector<Held> to_free;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      to_free.swap(inbox[me]);
+    }
+    for (const Held& held : to_free) {
+      check(held);
+      SgaPool* owner = SgaPool::OwnerOf(held.handle);
+      ASSERT_NE(owner, nullptr);
+      EXPECT_EQ(owner->FreeFromOtherThread(held.handle), 0);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) threads.emplace_back(run, i);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_GT(checked.load(), size_t{kThreads * kRounds});
+  // Every pool is retired with nothing lent: all memory left is idle.
+  EXPECT_EQ(SgaPool::process_registered_bytes(), SgaPool::depot_bytes());
+  EXPECT_LE(SgaPool::depot_bytes(), kDepotBytes);
 }
 
 }  // namespace
