@@ -27,6 +27,9 @@ inline constexpr size_t kDefaultPoolLimit = size_t{2} << 30;
 // nothing; yet after a burst of any size the process keeps at most this
 // (1.6% of the default limit) beyond each pool's one spare slab per class.
 inline constexpr size_t kDepotBytes = size_t{32} << 20;
+// A depot slab no pool has taken for this long is deregistered and
+// unmapped: after a burst the memory goes back to what the pools use.
+inline constexpr absl::Duration kDepotIdleTime = absl::Seconds(10);
 // The largest message: one pool piece.
 inline constexpr uint32_t kMaxMessageSize = uint32_t{1} << kMaxClassShift;
 static_assert(kMaxMessageSize >= 8 * 1024 * 1024,

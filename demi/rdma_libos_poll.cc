@@ -47,6 +47,7 @@ void RdmaLibOs::PollTimers() {
   // Frees from other threads: now and then is soon enough (one load when
   // there are none).
   pool_->DrainOtherThreadFrees();
+  SgaPool::ReleaseIdleDepot(now);
   if (!closed_.empty()) PollClosed(now);
   for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/base/attributes.h"
+#include "absl/time/clock.h"
 #include "demi/buffer_ref.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -163,6 +164,7 @@ void Deposit(std::unique_ptr<Slab> slab) {
     std::lock_guard<std::mutex> lock(depot_mutex);
     if (depot == nullptr) depot = new std::deque<std::unique_ptr<Slab>>();
     size_t size = depot_size.load(std::memory_order_relaxed) + slab->size;
+    slab->deposited = absl::Now();
     depot->push_back(std::move(slab));
     while (size > kDepotBytes) {
       size -= depot->front()->size;
@@ -202,6 +204,23 @@ size_t SgaPool::process_slabs_mapped() {
 
 void SgaPool::ReleaseDepot() {
   while (std::unique_ptr<Slab> slab = TakeOldest()) UnmapIdle(std::move(slab));
+}
+
+void SgaPool::ReleaseIdleDepot(absl::Time now) {
+  if (depot_size.load(std::memory_order_relaxed) == 0) return;
+  std::vector<std::unique_ptr<Slab>> idle;
+  {
+    std::lock_guard<std::mutex> lock(depot_mutex);
+    // Oldest first: the idle ones are at the front.
+    while (!depot->empty() &&
+           now - depot->front()->deposited >= kDepotIdleTime) {
+      depot_size.fetch_sub(depot->front()->size, std::memory_order_relaxed);
+      idle.push_back(std::move(depot->front()));
+      depot->pop_front();
+    }
+  }
+  // Outside the mutex: deregistering can take a while.
+  for (auto& slab : idle) UnmapIdle(std::move(slab));
 }
 
 absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {

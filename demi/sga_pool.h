@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "demi/limits.h"
 #include "rdma/verbs_ptr.h"
@@ -64,6 +65,7 @@ struct Slab {
   size_t free_count = 0;         // Pieces on the free list.
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
   SgaPool* pool = nullptr;       // Its owner, for BufferRef; null in the depot.
+  absl::Time deposited;          // When it last went to the depot.
 };
 
 // Owned by one thread's RdmaLibOs, its owner: only the owner thread may
@@ -185,6 +187,11 @@ class SgaPool {
   // Deregisters and unmaps every slab in the depot (tests; a process that
   // wants its memory back at once). Any thread.
   static void ReleaseDepot();
+  // Deregisters and unmaps the depot's slabs that have been idle there for
+  // kDepotIdleTime by `now`: a burst's memory is reused by the next one
+  // soon after, and given back when none comes. Any thread; the progress
+  // engines call it with their timers (one load with an empty depot).
+  static void ReleaseIdleDepot(absl::Time now);
   // Pieces the application holds (lent and not reclaimed). Owner only.
   size_t lent_count() const { return lent_count_; }
   // Handles given to FreeFromOtherThread that were not lent any more when

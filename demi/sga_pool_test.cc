@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "demi/limits.h"
 #include "gtest/gtest.h"
 
@@ -536,6 +537,29 @@ TEST_F(SgaPoolDepotTest, AfterABurstRegisteredMemoryComesBackDown) {
   UnrefAll(pool, held);
   EXPECT_LE(SgaPool::process_registered_bytes(),
             kSlabSize + (size_t{4} << 20) + kDepotBytes);
+}
+
+// With no burst after it, the depot's memory goes too, after
+// kDepotIdleTime; slabs deposited later stay until their own time is up.
+TEST_F(SgaPoolDepotTest, IdleDepotSlabsAreUnmappedAfterTheIdleTime) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  SgaPool pool({}, size_t{256} << 20);
+  std::vector<Buffer*> held = AllocateBytes(pool, k32M / 2, k64K);
+  UnrefAll(pool, held);
+  ASSERT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
+  absl::Time first = absl::Now();
+  SgaPool::ReleaseIdleDepot(first);  // Just deposited: nothing goes.
+  EXPECT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
+  absl::SleepFor(absl::Milliseconds(20));
+  held = AllocateBytes(pool, k32M / 2, k64K);  // Takes the depot's back.
+  EXPECT_EQ(SgaPool::depot_bytes(), 0u);
+  UnrefAll(pool, held);
+  ASSERT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
+  SgaPool::ReleaseIdleDepot(first + kDepotIdleTime);  // Too young still.
+  EXPECT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
+  SgaPool::ReleaseIdleDepot(absl::Now() + kDepotIdleTime);
+  EXPECT_EQ(SgaPool::depot_bytes(), 0u);
+  EXPECT_EQ(SgaPool::process_registered_bytes(), kSlabSize);
 }
 
 // A steady allocate-free never moves a slab: the spare stays.
