@@ -5,8 +5,8 @@
 # process, ours (latency_probe) and ib_send_lat's, counted by callgrind on
 # the RDMA device of this host. A client that waits spins on its completion
 # queue, and how often it polls an empty one depends on timing, not on the
-# code; so each client runs four times (2,000 and 4,000 round trips, against a native and
-# a slowed server) and the instructions are fitted as
+# code; so each client runs four times (2,000 and 4,000 round trips, against
+# a native and a slowed server) and the instructions are fitted as
 #   total = setup + per_round_trip * round_trips + per_poll * polls,
 # where polls counts the calls of the provider's most-called function (its
 # poll_cq). Appends ir.TOOL.SIZE.* lines to DEMI_OUT_DIR/results.txt.
