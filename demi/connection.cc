@@ -23,6 +23,8 @@ Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
       sends_(qp, kSendDepth, kSignalInterval, nullptr, env.signaled_sends) {
   // Not this pass: the first push goes out at once.
   posted_pass_ = *env_.poll_passes - 1;
+  inline_wr_.sg_list = inline_sges_;
+  inline_wr_.opcode = IBV_WR_SEND_WITH_IMM;
 }
 
 Connection::~Connection() {
@@ -214,10 +216,10 @@ void Connection::KeepaliveTick(uint32_t ticks) {
   idle_ticks_ = 0;
   ibv_send_wr probe = {};
   probe.opcode = IBV_WR_RDMA_WRITE;  // Zero bytes: no address, no rkey.
-  absl::Status status =
-      PostSendWr(probe, SendSlot(SendSlot::kProbe), /*must_signal=*/true);
-  if (!status.ok()) {
-    Abort(rdma::ErrnoOf(status));
+  if (int err =
+          PostSendWr(probe, SendSlot(SendSlot::kProbe), /*must_signal=*/true);
+      err != 0) {
+    Abort(err);
     return;
   }
   probing_ = true;

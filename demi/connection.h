@@ -199,10 +199,11 @@ class Connection {
   // Posts an eager push; false if it failed (the connection aborted).
   bool SendEager(std::unique_ptr<PushOp> op);
   // Posts a SEND of `header` (plus `extra` bytes after it, such as a
-  // rendezvous descriptor) followed by `body`, standing for `slot`;
-  // spends one credit.
+  // rendezvous descriptor), standing for `slot`; spends one credit. Data
+  // (kEager) goes without the header, as `body` alone (wire.h); the other
+  // types have no body.
   absl::Status PostSend(const WireHeader& header, const void* extra,
-                        size_t extra_size, absl::Span<const ibv_sge> body,
+                        size_t extra_size, absl::Span<ibv_sge> body,
                         SendSlot slot);
   void StartReads();
   // Posts the READs of `in`, in pieces of at most kReadPiece, while the
@@ -216,8 +217,10 @@ class Connection {
   // Ends what a send work request held; `err` is its completion's errno.
   void RetireSend(SendSlot& slot, int err);
   // Posts `send` into the send queue, standing for `slot` until its
-  // completion; on failure releases what `slot` held.
-  absl::Status PostSendWr(ibv_send_wr& send, SendSlot slot, bool must_signal);
+  // completion. Returns 0, or ibv_post_send's errno after finishing the
+  // push `slot` holds (if any). An errno, not a Status: this is the
+  // per-message path, and a failure here always aborts the connection.
+  int PostSendWr(ibv_send_wr& send, SendSlot&& slot, bool must_signal);
   Incoming* FindIncoming(uint64_t cookie);
   // A received message has been consumed: its credit goes back to the peer
   // once a posted buffer stands behind it.
@@ -273,6 +276,10 @@ class Connection {
   // Waiting on the SRQ for buffers, or on the pool for a rendezvous target.
   bool waiting_buffers_ = false;
   uint64_t next_cookie_ = 1;
+  // The inline push's work request, built once: TryPushInline sets only
+  // its segments, their number, the immediate data and the flags.
+  ibv_send_wr inline_wr_ = {};
+  ibv_sge inline_sges_[DEMI_SGARRAY_MAXSIZE] = {};
   uint32_t rndv_unread_ = 0;    // Rendezvous messages with READs to post.
   uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.
   // Keepalive: whether a completion arrived since the last tick, idle ticks

@@ -72,9 +72,8 @@ bool Connection::PostReads(Incoming& in) {
     send.wr.rdma.remote_addr = seg.addr + in.segment_offset;
     send.wr.rdma.rkey = seg.rkey;
     // The data is there only when the READ's completion says so.
-    absl::Status status = PostSendWr(send, std::move(slot), true);
-    if (!status.ok()) {
-      Abort(rdma::ErrnoOf(status));
+    if (int err = PostSendWr(send, std::move(slot), true); err != 0) {
+      Abort(err);
       return false;
     }
     ++in.reads_left;

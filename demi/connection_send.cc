@@ -55,29 +55,25 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   }
   // No header: its credits go in the immediate data (wire.h).
   uint32_t imm = htobe32(EagerImm(0, credits_.TakeReturn()));
-  // Inline data is copied when posted: no keys, no references.
-  ibv_sge sges[DEMI_SGARRAY_MAXSIZE];
+  // Inline data is copied when posted (or staged): no keys, no references.
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    sges[i] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
-               sga.sga_segs[i].sgaseg_len, 0};
+    inline_sges_[i] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+                       sga.sga_segs[i].sgaseg_len, 0};
   }
   int num_sge = static_cast<int>(sga.sga_numsegs);
   if (WouldStage(length)) {
-    Stage(sges, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
+    Stage(inline_sges_, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
     --send_credits_;
     return true;
   }
-  ibv_send_wr send = {};
-  send.sg_list = sges;
-  send.num_sge = num_sge;
-  send.opcode = IBV_WR_SEND_WITH_IMM;
-  send.imm_data = imm;
-  send.send_flags = IBV_SEND_INLINE;
-  absl::Status status =
-      PostSendWr(send, SendSlot(SendSlot::kControl), /*must_signal=*/false);
-  if (!status.ok()) {
-    CompletePush(qt, rdma::ErrnoOf(status));
-    Abort(rdma::ErrnoOf(status));
+  inline_wr_.num_sge = num_sge;
+  inline_wr_.imm_data = imm;
+  inline_wr_.send_flags = IBV_SEND_INLINE;  // Post may add SIGNALED.
+  if (int err = PostSendWr(inline_wr_, SendSlot(SendSlot::kControl),
+                           /*must_signal=*/false);
+      err != 0) {
+    CompletePush(qt, err);
+    Abort(err);
     return true;
   }
   --send_credits_;
@@ -126,8 +122,11 @@ absl::Status Connection::BindWindows(PushOp& op) {
     // Unsignalled: a failed bind completes on its own and aborts; RC runs
     // the send queue in order, so the window is bound before the peer can
     // see the announcement that names it.
-    DEMI_RETURN_IF_ERROR(PostSendWr(bind, SendSlot(SendSlot::kControl),
-                                    /*must_signal=*/false));
+    if (int err = PostSendWr(bind, SendSlot(SendSlot::kControl),
+                             /*must_signal=*/false);
+        err != 0) {
+      return rdma::ErrnoError(err, "ibv_post_send");
+    }
     mw->rkey = bind.bind_mw.rkey;
     op.rndv.segments[i].rkey = mw->rkey;
   }
@@ -135,8 +134,7 @@ absl::Status Connection::BindWindows(PushOp& op) {
 }
 
 absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
-                                  size_t extra_size,
-                                  absl::Span<const ibv_sge> body,
+                                  size_t extra_size, absl::Span<ibv_sge> body,
                                   SendSlot slot) {
   WireHeader sent = header;
   // Data keeps a credit in reserve: with at most two left, what is queued
@@ -172,17 +170,21 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
     head_bytes = slot.header->data;
     head_lkey = SgaPool::Lkey(slot.header.get(), env_.device);
   }
-  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  int num_sge = 0;
+  // Data is its body alone, posted from where the push keeps it; the
+  // other messages are their header alone.
+  ibv_sge head_sge;
+  ibv_sge* sges = body.data();
+  int num_sge = static_cast<int>(body.size());
   if (!headless) {
     std::memcpy(head_bytes, &sent, sizeof(sent));
     if (extra_size > 0) {
       std::memcpy(head_bytes + sizeof(sent), extra, extra_size);
     }
-    sges[num_sge++] = {reinterpret_cast<uintptr_t>(head_bytes),
-                       static_cast<uint32_t>(head_size), head_lkey};
+    head_sge = {reinterpret_cast<uintptr_t>(head_bytes),
+                static_cast<uint32_t>(head_size), head_lkey};
+    sges = &head_sge;
+    num_sge = 1;
   }
-  for (const ibv_sge& sge : body) sges[num_sge++] = sge;
   ibv_send_wr send = {};
   send.sg_list = sges;
   send.num_sge = num_sge;
@@ -208,24 +210,21 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   }
   // A push completes with its send unless it was inline; CLOSE is waited for.
   bool must_signal = slot.push != nullptr;
-  absl::Status status = PostSendWr(send, std::move(slot), must_signal);
-  if (!status.ok()) {
-    EndPush(std::move(done_now), rdma::ErrnoOf(status));
-    return status;
+  if (int err = PostSendWr(send, std::move(slot), must_signal); err != 0) {
+    EndPush(std::move(done_now), err);
+    return rdma::ErrnoError(err, "ibv_post_send");
   }
   --send_credits_;
   EndPush(std::move(done_now), 0);
   return absl::OkStatus();
 }
 
-absl::Status Connection::PostSendWr(ibv_send_wr& send, SendSlot slot,
-                                    bool must_signal) {
+int Connection::PostSendWr(ibv_send_wr& send, SendSlot&& slot,
+                           bool must_signal) {
   posted_pass_ = *env_.poll_passes;
-  if (int rc = sends_.Post(send, slot, must_signal, StagedDone()); rc != 0) {
-    if (slot.push != nullptr) FinishPush(*slot.push, rc);
-    return rdma::ErrnoError(rc, "ibv_post_send");
-  }
-  return absl::OkStatus();
+  int rc = sends_.Post(send, slot, must_signal, StagedDone());
+  if (rc != 0 && slot.push != nullptr) FinishPush(*slot.push, rc);
+  return rc;
 }
 
 bool Connection::TrySendControl(WireType type, uint64_t cookie) {
@@ -248,7 +247,7 @@ bool Connection::SendEager(std::unique_ptr<PushOp> op) {
   header.type = static_cast<uint8_t>(WireType::kEager);
   header.credits = credits_.TakeReturn();
   header.length = op->length;
-  absl::Span<const ibv_sge> body = op->sges;  // Where the slot keeps it.
+  absl::Span<ibv_sge> body = absl::MakeSpan(op->sges);  // The slot keeps it.
   SendSlot slot{SendSlot::kPush};
   slot.push = std::move(op);
   absl::Status status = PostSend(header, nullptr, 0, body, std::move(slot));

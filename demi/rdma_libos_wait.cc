@@ -20,17 +20,34 @@ class WaitClock {
 
   // `timeout` (borrowed) is read at the first clock read.
   WaitClock(const timespec* timeout, absl::Duration spin)
-      : timeout_(timeout), spin_(spin) {}
+      : timeout_(timeout),
+        spin_(spin),
+        // A zero timeout, or no spin budget, needs the clock at every pass.
+        interval_((timeout != nullptr && timeout->tv_sec == 0 &&
+                   timeout->tv_nsec == 0) ||
+                          spin == absl::ZeroDuration()
+                      ? 1
+                      : kClockInterval),
+        until_clock_(interval_) {}
 
-  // What the wait does after its latest pass.
+  // What the wait does after its latest pass. Inline, and a countdown
+  // alone between clock reads: a spinning wait runs it at every pass.
   Step Next() {
+    if (--until_clock_ != 0) return Step::kSpin;
+    until_clock_ = interval_;
+    return ReadClock();
+  }
+  absl::Time deadline() const { return deadline_; }
+  // After a sleep: something happened, so spinning pays again.
+  void Woke() { spin_until_ = absl::Now() + spin_; }
+
+ private:
+  static constexpr uint32_t kClockInterval = 32;
+
+  Step ReadClock() {
     if (timeout_ != nullptr && timeout_->tv_sec == 0 &&
         timeout_->tv_nsec == 0) {
       return Step::kExpired;
-    }
-    ++passes_;
-    if (passes_ % kClockInterval != 0 && spin_ != absl::ZeroDuration()) {
-      return Step::kSpin;
     }
     absl::Time now = absl::Now();
     if (!started_) {
@@ -43,18 +60,14 @@ class WaitClock {
     if (now >= deadline_) return Step::kExpired;
     return now >= spin_until_ ? Step::kSleep : Step::kSpin;
   }
-  absl::Time deadline() const { return deadline_; }
-  // After a sleep: something happened, so spinning pays again.
-  void Woke() { spin_until_ = absl::Now() + spin_; }
 
- private:
-  static constexpr uint32_t kClockInterval = 32;
   const timespec* timeout_;
   const absl::Duration spin_;
+  const uint32_t interval_;  // Passes from one clock read to the next.
+  uint32_t until_clock_;     // Passes left until the next.
   bool started_ = false;
   absl::Time deadline_;
   absl::Time spin_until_;
-  uint32_t passes_ = 0;
 };
 
 bool ValidTimeout(const timespec* timeout) {

@@ -1,17 +1,22 @@
 #!/bin/bash
-# Usage: instructions.sh LATENCY_PROBE
+# Usage: instructions.sh LATENCY_PROBE [SIZE...]
 #
-# Instructions per 64 B round trip of the client process, ours
-# (latency_probe) and ib_send_lat's, counted by callgrind on the RDMA device
-# of this host. A client that waits spins on its completion queue, and how
-# often it polls an empty one depends on timing, not on the code; so each
-# client runs four times (2,000 and 4,000 round trips, against a native and
-# a slowed server) and the instructions are fitted as
+# Instructions per round trip of SIZE bytes (default 64) of the client
+# process, ours (latency_probe) and ib_send_lat's, counted by callgrind on
+# the RDMA device of this host. A client that waits spins on its completion
+# queue, and how often it polls an empty one depends on timing, not on the
+# code; so each client runs four times (2,000 and 4,000 round trips, against
+# a native and a slowed server) and the instructions are fitted as
 #   total = setup + per_round_trip * round_trips + per_poll * polls,
 # where polls counts the calls of the provider's most-called function (its
-# poll_cq). Appends ir.* lines to DEMI_OUT_DIR/results.txt.
+# poll_cq). Appends ir.TOOL.SIZE.* lines to DEMI_OUT_DIR/results.txt.
+# DEMI_IR_TOOLS (default "ib_send_lat probe") picks the clients: "probe"
+# alone measures a change of ours in half the time.
 set -uo pipefail
 probe=$(readlink -f "$1")
+[ -x "$probe" ] || { echo "instructions.sh: no probe at $1" >&2; exit 2; }
+shift
+sizes=("${@:-64}")
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 source "$here/common.sh"
 addr=$DEMI_TEST_ADDR out=$DEMI_OUT_DIR dev=$(bench_device)
@@ -23,21 +28,24 @@ callgrind="valgrind --tool=callgrind --callgrind-out-file"
 # The slowed server runs under callgrind too, as slow as the client.
 slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
 
-# one TOOL ROUND_TRIPS SERVER_PREFIX: runs the client under callgrind and
-# prints "ROUND_TRIPS TOTAL_IR POLLS LIBRARY_IR POLL_FN".
+# one TOOL SIZE ROUND_TRIPS SERVER_PREFIX: runs the client under callgrind
+# and prints "ROUND_TRIPS TOTAL_IR POLLS LIBRARY_IR POLL_FN".
 one() {
-  local tool=$1 n=$2 prefix=$3 file="$out/callgrind.$1.$2.${3:+slow}"
+  local tool=$1 size=$2 n=$3 prefix=$4
+  local file="$out/callgrind.$tool.$size.$n.${prefix:+slow}"
   if [ "$tool" = ib_send_lat ]; then
-    $limit $prefix ib_send_lat -d "$dev" -R -s 64 -n "$n" > /dev/null 2>&1 &
+    $limit $prefix ib_send_lat -d "$dev" -R -s "$size" -n "$n" \
+      > /dev/null 2>&1 &
     wait_listen 18515
-    $limit $callgrind="$file" ib_send_lat -d "$dev" -R -s 64 -n "$n" "$addr" \
-      > "$file.log" 2>&1
+    $limit $callgrind="$file" ib_send_lat -d "$dev" -R -s "$size" -n "$n" \
+      "$addr" > "$file.log" 2>&1
   else
+    # The server's output (its path line) must not reach the runs' lines.
     $limit $prefix "$probe" --server --bind "$addr" --port 13020 \
-      --exit_after 1 2> /dev/null &
+      --exit_after 1 > /dev/null 2>&1 &
     wait_listen 13020
     $limit $callgrind="$file" "$probe" --client "$addr" --port 13020 \
-      --size 64 --iters "$n" --warmup 100 > "$file.log" 2>&1
+      --size "$size" --iters "$n" --warmup 100 > "$file.log" 2>&1
   fi
   wait
   local entry=verbs
@@ -75,19 +83,21 @@ fit() {
     }'
 }
 
-for tool in ib_send_lat probe; do
-  runs=$(for n in 2000 4000; do
-    for prefix in "" "$slow"; do one "$tool" "$n" "$prefix"; done
-  done)
-  echo "$runs" > "$out/callgrind.$tool.runs"
-  echo "$runs"
-  read -r per_trip per_poll polls <<< "$(fit <<< "$runs")"
-  record "ir.$tool.64.per_round_trip" "$per_trip"
-  record "ir.$tool.64.per_empty_poll" "$per_poll"
-  record "ir.$tool.64.polls_per_round_trip" "$polls"
-  # The same fit over the instructions inside the library's calls only.
-  read -r per_trip per_poll polls <<< "$(awk '{ print $1, $4, $3 }' <<< "$runs" |
-    fit)"
-  record "ir.$tool.64.library_per_round_trip" "$per_trip"
-  record "ir.$tool.64.library_per_empty_poll" "$per_poll"
+for size in "${sizes[@]}"; do
+  for tool in ${DEMI_IR_TOOLS:-ib_send_lat probe}; do
+    runs=$(for n in 2000 4000; do
+      for prefix in "" "$slow"; do one "$tool" "$size" "$n" "$prefix"; done
+    done)
+    echo "$runs" > "$out/callgrind.$tool.$size.runs"
+    echo "$runs"
+    read -r per_trip per_poll polls <<< "$(fit <<< "$runs")"
+    record "ir.$tool.$size.per_round_trip" "$per_trip"
+    record "ir.$tool.$size.per_empty_poll" "$per_poll"
+    record "ir.$tool.$size.polls_per_round_trip" "$polls"
+    # The same fit over the instructions inside the library's calls only.
+    read -r per_trip per_poll polls <<< "$(awk '{ print $1, $4, $3 }' \
+      <<< "$runs" | fit)"
+    record "ir.$tool.$size.library_per_round_trip" "$per_trip"
+    record "ir.$tool.$size.library_per_empty_poll" "$per_poll"
+  done
 done

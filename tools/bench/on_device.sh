@@ -282,5 +282,5 @@ sed -n 's/^scale: server holds \([0-9]*\) connections: \([0-9]*\) QPs, [0-9]* MR
 record churn.cycles_per_s "$(sed -n 's/^churn: .* cycles in .*: \([0-9.]*\) per second/\1/p' "$out/scale_test.log")"
 record churn.heap_growth "$(awk '/^churn: after/ { h[n++] = $NF } END { if (n == 2) print h[1] - h[0] }' "$out/scale_test.log")"
 
-echo "== instructions per 64 B round trip (callgrind)"
-"$(dirname "${BASH_SOURCE[0]}")/instructions.sh" "$probe"
+echo "== instructions per 64 B and 4 KiB round trip (callgrind)"
+"$(dirname "${BASH_SOURCE[0]}")/instructions.sh" "$probe" 64 4096

@@ -91,6 +91,9 @@ row "Instructions per 64 B round trip" "ib_send_lat" \
 row "Instructions per 64 B round trip, library only" "ib_send_lat's verbs" \
   "$(value ir.ib_send_lat.64.library_per_round_trip)" \
   "$(value ir.probe.64.library_per_round_trip)" ""
+row "Instructions per 4 KiB round trip, library only" "ib_send_lat's verbs" \
+  "$(value ir.ib_send_lat.4096.library_per_round_trip)" \
+  "$(value ir.probe.4096.library_per_round_trip)" ""
 for size in 65536 1048576; do
   row "$(label $size) bandwidth" "ib_send_bw" \
     "$(mbps "$(value ib_send_bw.$size.msg_per_s)" $size)" \
@@ -226,7 +229,15 @@ loop, clock reads and statistics. ib_send_lat:
 $(value ir.ib_send_lat.64.library_per_round_trip) per round trip; ours:
 $(value ir.probe.64.library_per_round_trip). Four runs for three unknowns:
 read the per-round-trip figures, not the per-poll ones.
-Script: \`tools/bench/instructions.sh\`.
+
+At 4 KiB (an eager push, not inline: its token completes with a signalled
+send), the whole process: ib_send_lat
+$(value ir.ib_send_lat.4096.per_round_trip), ours
+$(value ir.probe.4096.per_round_trip); library only: ib_send_lat
+$(value ir.ib_send_lat.4096.library_per_round_trip), ours
+$(value ir.probe.4096.library_per_round_trip).
+Script: \`tools/bench/instructions.sh LATENCY_PROBE 64 4096\`
+(\`DEMI_IR_TOOLS=probe\` runs our client alone).
 
 ## Latency distribution
 
@@ -260,7 +271,7 @@ kv_loadgen --server ADDR --connections 4 --keys 1000 --value_size 64 \\
   --get_ratio 0.9 --seconds 5 --json
 connect_rate --addr ADDR --connections 1000 --mode {rdma_cm,demi}  # x3, median
 DEMI_CHURN_CYCLES=1000 scale_test_bin
-tools/bench/instructions.sh latency_probe   # callgrind, see above
+tools/bench/instructions.sh latency_probe 64 4096  # callgrind, see above
 \`\`\`
 
 Then, between two VMs (two hosts), \`ib_send_lat -s 64 -n 300\` and
