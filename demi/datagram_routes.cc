@@ -1,8 +1,10 @@
 #include "demi/datagram_routes.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
+#include "absl/time/clock.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -61,7 +63,10 @@ bool DatagramRoutes::MakeRoom() {
   auto victim = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     const Entry& e = it->second;
-    if (e.in_flight > 0 || e.resolver != nullptr) continue;
+    if (e.in_flight > 0 || e.resolver != nullptr ||
+        e.retry_at != absl::InfiniteFuture()) {
+      continue;
+    }
     if (victim == entries_.end() || e.last_used < victim->second.last_used) {
       victim = it;
     }
@@ -116,6 +121,7 @@ DatagramRoutes::Outcome DatagramRoutes::Fail(
     absl::flat_hash_map<uint64_t, Entry>::iterator it, int err) {
   Outcome outcome{it->first, err};
   resolving_.erase(it->second.resolver.get());
+  if (it->second.retry_at != absl::InfiniteFuture()) --retrying_;
   // Not cached: the next send tries again, as the peer may bind by then.
   cached_ = nullptr;
   entries_.erase(it);
@@ -161,10 +167,49 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
     case RDMA_CM_EVENT_UNREACHABLE:
     case RDMA_CM_EVENT_REJECTED:
     case RDMA_CM_EVENT_CONNECT_ERROR:
-      // Nobody answers at that port: what ICMP port-unreachable tells UDP.
-      return Fail(it, ECONNREFUSED);
+      // Nobody answers at that port: what ICMP port-unreachable tells UDP,
+      // once the peer had its time to bind.
+      return Refused(it);
     default:
       return absl::nullopt;
+  }
+}
+
+absl::optional<DatagramRoutes::Outcome> DatagramRoutes::Refused(
+    absl::flat_hash_map<uint64_t, Entry>::iterator it) {
+  Entry& entry = it->second;
+  absl::Time now = absl::Now();
+  if (entry.first_refused == absl::InfinitePast()) entry.first_refused = now;
+  if (now - entry.first_refused >= kRefusedGrace) {
+    return Fail(it, ECONNREFUSED);
+  }
+  resolving_.erase(entry.resolver.get());
+  entry.resolver.reset();
+  entry.retry_at = now + entry.retry_delay;
+  entry.retry_delay = std::min(2 * entry.retry_delay, kRefusedLastRetry);
+  ++retrying_;
+  return absl::nullopt;
+}
+
+void DatagramRoutes::PollTimers(absl::Time now, std::vector<Outcome>& failed) {
+  if (retrying_ == 0) return;
+  std::vector<uint64_t> failed_keys;
+  for (auto& [key, entry] : entries_) {
+    if (entry.retry_at > now) continue;
+    entry.retry_at = absl::InfiniteFuture();
+    --retrying_;
+    sockaddr_in dest = {};
+    dest.sin_family = AF_INET;
+    dest.sin_addr.s_addr = static_cast<uint32_t>(key >> 16);
+    dest.sin_port = static_cast<uint16_t>(key);
+    if (StartResolve(entry, dest).ok()) {
+      resolving_[entry.resolver.get()] = key;
+    } else {
+      failed_keys.push_back(key);
+    }
+  }
+  for (uint64_t key : failed_keys) {
+    failed.push_back(Fail(entries_.find(key), EHOSTUNREACH));
   }
 }
 

@@ -11,9 +11,11 @@
 #include <rdma/rdma_cma.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "demi/limits.h"
 #include "rdma/cm_event.h"
@@ -68,12 +70,17 @@ class DatagramRoutes {
     int error = 0;  // 0: resolved.
   };
   // Handles an rdma_cm event of one of this cache's resolver ids; nullopt if
-  // the event is not about one.
+  // the event is not about one. A destination nobody answers at is asked
+  // again (PollTimers) for kRefusedGrace before its outcome is ECONNREFUSED.
   absl::optional<Outcome> OnCmEvent(const rdma::CmEvent& event);
+  // Asks again the refused destinations whose time has come; appends to
+  // `failed` those that could not even start.
+  void PollTimers(absl::Time now, std::vector<Outcome>& failed);
 
   size_t size() const { return entries_.size(); }
-  // Whether a destination is being resolved (rdma_cm events will come).
-  bool resolving() const { return !resolving_.empty(); }
+  // Whether a destination is being resolved (rdma_cm events will come, or
+  // it will be asked again).
+  bool resolving() const { return !resolving_.empty() || retrying_ > 0; }
 
  private:
   struct Entry {
@@ -86,6 +93,11 @@ class DatagramRoutes {
     // known before.
     bool verifying = false;
     uint32_t previous_qpn = 0;
+    // Refused (nobody bound there yet): when first, and when to ask again
+    // (InfiniteFuture: not waiting to).
+    absl::Time first_refused = absl::InfinitePast();
+    absl::Time retry_at = absl::InfiniteFuture();
+    absl::Duration retry_delay = kRefusedFirstRetry;
   };
 
   // The entry of `key`, if any. The last one found is remembered: a
@@ -96,6 +108,10 @@ class DatagramRoutes {
   bool MakeRoom();
   absl::Status StartResolve(Entry& entry, const sockaddr_in& dest);
   Outcome Fail(absl::flat_hash_map<uint64_t, Entry>::iterator it, int err);
+  // Nobody answered at the entry's destination: asks again later, or fails
+  // it once kRefusedGrace is over.
+  absl::optional<Outcome> Refused(
+      absl::flat_hash_map<uint64_t, Entry>::iterator it);
 
   rdma_event_channel* channel_;
   void* context_;
@@ -108,6 +124,7 @@ class DatagramRoutes {
   uint64_t cached_key_ = 0;
   Entry* cached_ = nullptr;
   absl::flat_hash_map<rdma_cm_id*, uint64_t> resolving_;
+  size_t retrying_ = 0;  // Entries waiting for their retry_at.
 };
 
 }  // namespace demi

@@ -391,6 +391,11 @@ bool DatagramSocket::Poll() {
 
 void DatagramSocket::PollTimers(absl::Time now) {
   now_ = now;
+  if (routes_.resolving()) {
+    route_failures_.clear();
+    routes_.PollTimers(now, route_failures_);
+    for (const auto& outcome : route_failures_) OnRouteOutcome(outcome);
+  }
   // Two looks at the same oldest slot, far enough apart: measured between
   // passes, so a process that did not poll for a while is not judged on
   // completions it has not looked for yet.
@@ -414,15 +419,18 @@ void DatagramSocket::PollTimers(absl::Time now) {
 
 void DatagramSocket::OnCmEvent(const rdma::CmEvent& event) {
   absl::optional<DatagramRoutes::Outcome> outcome = routes_.OnCmEvent(event);
-  if (!outcome.has_value()) return;
-  if (outcome->error != 0) {
+  if (outcome.has_value()) OnRouteOutcome(*outcome);
+}
+
+void DatagramSocket::OnRouteOutcome(const DatagramRoutes::Outcome& outcome) {
+  if (outcome.error != 0) {
     // Every push waiting for that route fails; the rest go on.
     for (auto it = backlog_.begin(); it != backlog_.end();) {
-      if (it->routed || it->route_key != outcome->key) {
+      if (it->routed || it->route_key != outcome.key) {
         ++it;
         continue;
       }
-      it->error = outcome->error;
+      it->error = outcome.error;
       FinishPush(*it);
       it = backlog_.erase(it);
     }

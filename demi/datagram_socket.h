@@ -166,6 +166,8 @@ class DatagramSocket {
   void FailCompletions(int err);
   void OnSendCompletion(const ibv_wc& wc);
   void OnRecvCompletion(const ibv_wc& wc);
+  // A destination was resolved, or failed to be: its pushes go or fail.
+  void OnRouteOutcome(const DatagramRoutes::Outcome& outcome);
   // Hands the datagram in `buffer` (ours now) to a pop or the queue.
   void Deliver(BufferRef buffer, std::byte* data, uint32_t length,
                const sockaddr_in& from);
@@ -220,6 +222,7 @@ class DatagramSocket {
   std::deque<demi_qtoken_t> pops_;
 
   DatagramRoutes routes_;
+  std::vector<DatagramRoutes::Outcome> route_failures_;  // PollTimers' own.
   Reassembly reassembly_;
   DatagramStats stats_;
 };

@@ -158,6 +158,14 @@ inline constexpr uint32_t kMaxQueuedDatagrams = 4096;
 inline constexpr size_t kMaxRoutes = 1024;
 // How long rdma_cm may take to resolve an address or a route.
 inline constexpr int kResolveTimeoutMs = 2000;
+// A destination where no socket is bound is asked again, backing off from
+// the first to the last delay, for this long before its pushes fail with
+// ECONNREFUSED: two programs started together (a client pushing at once,
+// a server still binding) must not fail on who was first, as UDP's
+// wouldn't.
+inline constexpr absl::Duration kRefusedGrace = absl::Seconds(3);
+inline constexpr absl::Duration kRefusedFirstRetry = absl::Milliseconds(20);
+inline constexpr absl::Duration kRefusedLastRetry = absl::Milliseconds(400);
 // Reassembly, per socket: partial datagrams at once, their buffers in
 // all, and how long one may wait for its fragments (from the first).
 inline constexpr uint32_t kReassemblyEntries = 64;

@@ -283,7 +283,8 @@ extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
  * first datagram to a destination resolves it (rdma_cm, then cached).
  * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
  * semantics: it may still be lost), or DEMI_OPC_FAILED with qr_ret
- * ECONNREFUSED (no datagram socket is bound at that address and port),
+ * ECONNREFUSED (no datagram socket bound at that address and port within
+ * 3 s: a peer still starting has that long to bind),
  * EHOSTUNREACH (no RDMA route to the address), EBADF (the socket was
  * closed first), ETIMEDOUT (a send the device never completed, within
  * 10 s) or EIO (the socket's completion queue failed); after either of
