@@ -494,13 +494,17 @@ void SgaPool::SlabIdle(Slab* slab) {
   Deposit(Remove(slab));
 }
 
-std::unique_ptr<Slab> SgaPool::Remove(Slab* slab) {
+void SgaPool::Unlist(Slab* slab) {
   std::vector<Buffer*>& list = free_[slab->size_class];
   list.erase(std::remove_if(list.begin(), list.end(),
                             [slab](Buffer* b) { return b->slab == slab; }),
              list.end());
   if (spare_[slab->size_class] == slab) spare_[slab->size_class] = nullptr;
   slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
+}
+
+std::unique_ptr<Slab> SgaPool::Remove(Slab* slab) {
+  Unlist(slab);
   registered_bytes_ -= slab->size;
   LeaveSlot(slab->slot, next_generation_);
   slab->pool = nullptr;
@@ -534,12 +538,7 @@ bool SgaPool::Trim(size_t needed) {
       ++i;
       continue;
     }
-    std::vector<Buffer*>& list = free_[slab->size_class];
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [slab](Buffer* b) { return b->slab == slab; }),
-               list.end());
-    if (spare_[slab->size_class] == slab) spare_[slab->size_class] = nullptr;
-    slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
+    Unlist(slab);
     Unmap(slab);
     slabs_[i] = std::move(slabs_.back());
     slabs_.pop_back();

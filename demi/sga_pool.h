@@ -215,6 +215,9 @@ class SgaPool {
   // `slab` has no piece in use: kept as its class's spare, or given to the
   // depot. Out of line: the free path only compares counts.
   void SlabIdle(Slab* slab);
+  // Drops `slab` (no piece in use) from the free list, the spares and the
+  // address map.
+  void Unlist(Slab* slab);
   // Takes `slab` (no piece in use) out of the pool, and gives up its slot.
   std::unique_ptr<Slab> Remove(Slab* slab);
   // Gives every slab with no piece in use to the depot.
