@@ -164,12 +164,14 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
     case RDMA_CM_EVENT_ADDR_ERROR:
     case RDMA_CM_EVENT_ROUTE_ERROR:
       return Fail(it, EHOSTUNREACH);
-    case RDMA_CM_EVENT_UNREACHABLE:
     case RDMA_CM_EVENT_REJECTED:
-    case RDMA_CM_EVENT_CONNECT_ERROR:
-      // Nobody answers at that port: what ICMP port-unreachable tells UDP,
+      // Nobody bound at that port: what ICMP port-unreachable tells UDP,
       // once the peer had its time to bind.
       return Refused(it);
+    case RDMA_CM_EVENT_UNREACHABLE:
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+      // Nobody answered at all (each try took the whole resolve timeout).
+      return Fail(it, ECONNREFUSED);
     default:
       return absl::nullopt;
   }

@@ -192,6 +192,9 @@ class SgaPool {
   // soon after, and given back when none comes. Any thread; the progress
   // engines call it with their timers (one load with an empty depot).
   static void ReleaseIdleDepot(absl::Time now);
+  // When ReleaseIdleDepot will next have something to do (InfiniteFuture:
+  // the depot is empty): a thread about to sleep wakes for it. Any thread.
+  static absl::Time NextDepotRelease();
   // Pieces the application holds (lent and not reclaimed). Owner only.
   size_t lent_count() const { return lent_count_; }
   // Handles given to FreeFromOtherThread that were not lent any more when
