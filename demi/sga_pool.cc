@@ -201,7 +201,30 @@ int SizeClassOf(size_t size) {
 SgaPool::SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes)
     : pds_(std::move(pds)), limit_bytes_(limit_bytes) {}
 
-SgaPool::~SgaPool() { UnmapAll(); }
+SgaPool::~SgaPool() {
+  UnmapAll();
+  // The slabs it gave the depot are registered with its PDs, which its
+  // owner may free next (a test's pool: the libOS's PDs live as long as
+  // the process, and its pools retire instead). They go with it.
+  if (pds_.empty()) return;
+  std::vector<std::unique_ptr<Slab>> mine;
+  {
+    std::lock_guard<std::mutex> lock(depot_mutex);
+    if (depot == nullptr) return;
+    for (auto it = depot->begin(); it != depot->end();) {
+      const Slab& slab = **it;
+      if (slab.mrs.empty() || slab.mrs[0]->pd != pds_[0]) {
+        ++it;
+        continue;
+      }
+      depot_size.fetch_sub(slab.size, std::memory_order_relaxed);
+      mine.push_back(std::move(*it));
+      it = depot->erase(it);
+    }
+    NoteOldest();
+  }
+  for (auto& slab : mine) UnmapIdle(std::move(slab));
+}
 
 size_t SgaPool::process_registered_bytes() {
   return process_registered.load(std::memory_order_relaxed);

@@ -73,8 +73,8 @@ struct Slab {
 // any thread may call. Nothing the owner does per message takes a lock.
 //
 // Destroying a pool directly unmaps its memory at once, pieces lent or
-// not; only do so when no other thread may free into it (a test, or a
-// process with one thread). A thread that goes away hands its pool to
+// not, and the depot's slabs registered with its PDs; only do so when no
+// other thread may free into it (a test, or a process with one thread). A thread that goes away hands its pool to
 // Retire instead.
 class SgaPool {
  public:
