@@ -150,6 +150,10 @@ class Connection {
   State state() const { return state_; }
   int qd() const { return qd_; }
   int device() const { return env_.device; }
+  // A CQ of its device failed while it was alive: what it had posted may
+  // never be seen to complete, so its close does not wait for that.
+  void LoseCompletions() { completions_lost_ = true; }
+  bool completions_lost() const { return completions_lost_; }
 
   // The peer's address and this side's (for getpeername and accept).
   sockaddr_in peer_addr = {};
@@ -261,6 +265,7 @@ class Connection {
   State state_ = State::kSetup;
   int error_ = 0;
   bool peer_closed_ = false;
+  bool completions_lost_ = false;
   bool close_sent_ = false;
 
   uint32_t peer_eager_size_ = 0;

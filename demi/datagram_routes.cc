@@ -165,11 +165,17 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
     case RDMA_CM_EVENT_ROUTE_ERROR:
       return Fail(it, EHOSTUNREACH);
     case RDMA_CM_EVENT_UNREACHABLE:
+      // A SIDR reply saying nobody is bound there comes as UNREACHABLE
+      // too; a timeout means nobody answered at all (and each try would
+      // take the whole resolve timeout).
+      if (event.status == -ETIMEDOUT) return Fail(it, ECONNREFUSED);
+      [[fallthrough]];
     case RDMA_CM_EVENT_REJECTED:
-    case RDMA_CM_EVENT_CONNECT_ERROR:
-      // Nobody answers at that port: what ICMP port-unreachable tells UDP,
+      // Nobody bound at that port: what ICMP port-unreachable tells UDP,
       // once the peer had its time to bind.
       return Refused(it);
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+      return Fail(it, ECONNREFUSED);
     default:
       return absl::nullopt;
   }

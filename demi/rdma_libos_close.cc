@@ -130,7 +130,7 @@ void RdmaLibOs::PollClosed(absl::Time now) {
         ended.emplace_back(qd, ETIMEDOUT);
       }
     } else if (conn == nullptr || !conn->HasOutstandingWork() ||
-               devices_[conn->device()]->cq_failed) {
+               conn->completions_lost()) {
       drained.push_back(qd);
     }
   }

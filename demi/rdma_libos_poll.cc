@@ -102,7 +102,8 @@ void RdmaLibOs::FailCompletionQueue(ThreadDevice& device) {
   // fails now rather than wait for completions that will never be seen.
   // The device's CQs are shared, so all of them go (a send CQ serves many
   // connections, the receive CQ all). Later connections meet the same
-  // fate at their first failed poll.
+  // fate at their first failed poll; those made once the CQs poll again
+  // live on.
   if (!device.cq_failed) {
     DEMI_LOG(ERROR) << "ibv_poll_cq failed on device " << device.index
                     << ": its connections fail with EIO";
@@ -110,7 +111,12 @@ void RdmaLibOs::FailCompletionQueue(ThreadDevice& device) {
   device.cq_failed = true;
   queues_.ForEach([&](Queue& queue) {
     Connection* conn = queue.conn();
-    if (conn != nullptr && conn->device() == device.index) conn->Abort(EIO);
+    if (conn == nullptr || conn->device() != device.index ||
+        conn->completions_lost()) {
+      return;
+    }
+    conn->LoseCompletions();
+    conn->Abort(EIO);
   });
 }
 

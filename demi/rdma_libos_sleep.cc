@@ -18,7 +18,9 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
   if (keepalive_ != absl::InfiniteDuration() && !conn_by_qpn_.empty()) {
     next = std::min(next, next_tick_);
   }
-  return next;
+  // Idle slabs go back with the timers: a thread that waits for ever on
+  // an accept must still wake to give a burst's memory back.
+  return std::min(next, SgaPool::NextDepotRelease());
 }
 
 void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {

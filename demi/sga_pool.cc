@@ -69,6 +69,17 @@ ABSL_CONST_INIT std::mutex depot_mutex;
 std::deque<std::unique_ptr<Slab>>* depot = nullptr;
 // The depot's bytes: written under depot_mutex, read by anyone.
 std::atomic<size_t> depot_size{0};
+// When the depot's oldest slab went there (Unix ns; INT64_MAX: empty):
+// written under depot_mutex, read by anyone, so that the timers of every
+// thread need not take the mutex to learn that nothing is old enough.
+std::atomic<int64_t> depot_oldest_ns{INT64_MAX};
+
+// After a change to the depot; under depot_mutex.
+void NoteOldest() {
+  depot_oldest_ns.store(
+      depot->empty() ? INT64_MAX : absl::ToUnixNanos(depot->front()->deposited),
+      std::memory_order_relaxed);
+}
 
 uint32_t SlotOf(uint64_t bits) {
   return static_cast<uint32_t>(bits) >> kPieceBits;
@@ -153,6 +164,7 @@ std::unique_ptr<Slab> TakeOldest() {
   std::unique_ptr<Slab> slab = std::move(depot->front());
   depot->pop_front();
   depot_size.fetch_sub(slab->size, std::memory_order_relaxed);
+  NoteOldest();
   return slab;
 }
 
@@ -172,6 +184,7 @@ void Deposit(std::unique_ptr<Slab> slab) {
       depot->pop_front();
     }
     depot_size.store(size, std::memory_order_relaxed);
+    NoteOldest();
   }
   // Outside the mutex: deregistering can take a while.
   for (auto& old : evicted) UnmapIdle(std::move(old));
@@ -188,7 +201,30 @@ int SizeClassOf(size_t size) {
 SgaPool::SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes)
     : pds_(std::move(pds)), limit_bytes_(limit_bytes) {}
 
-SgaPool::~SgaPool() { UnmapAll(); }
+SgaPool::~SgaPool() {
+  UnmapAll();
+  // The slabs it gave the depot are registered with its PDs, which its
+  // owner may free next (a test's pool: the libOS's PDs live as long as
+  // the process, and its pools retire instead). They go with it.
+  if (pds_.empty()) return;
+  std::vector<std::unique_ptr<Slab>> mine;
+  {
+    std::lock_guard<std::mutex> lock(depot_mutex);
+    if (depot == nullptr) return;
+    for (auto it = depot->begin(); it != depot->end();) {
+      const Slab& slab = **it;
+      if (slab.mrs.empty() || slab.mrs[0]->pd != pds_[0]) {
+        ++it;
+        continue;
+      }
+      depot_size.fetch_sub(slab.size, std::memory_order_relaxed);
+      mine.push_back(std::move(*it));
+      it = depot->erase(it);
+    }
+    NoteOldest();
+  }
+  for (auto& slab : mine) UnmapIdle(std::move(slab));
+}
 
 size_t SgaPool::process_registered_bytes() {
   return process_registered.load(std::memory_order_relaxed);
@@ -206,8 +242,14 @@ void SgaPool::ReleaseDepot() {
   while (std::unique_ptr<Slab> slab = TakeOldest()) UnmapIdle(std::move(slab));
 }
 
+absl::Time SgaPool::NextDepotRelease() {
+  int64_t oldest = depot_oldest_ns.load(std::memory_order_relaxed);
+  if (oldest == INT64_MAX) return absl::InfiniteFuture();
+  return absl::FromUnixNanos(oldest) + kDepotIdleTime;
+}
+
 void SgaPool::ReleaseIdleDepot(absl::Time now) {
-  if (depot_size.load(std::memory_order_relaxed) == 0) return;
+  if (now < NextDepotRelease()) return;
   std::vector<std::unique_ptr<Slab>> idle;
   {
     std::lock_guard<std::mutex> lock(depot_mutex);
@@ -218,6 +260,7 @@ void SgaPool::ReleaseIdleDepot(absl::Time now) {
       idle.push_back(std::move(depot->front()));
       depot->pop_front();
     }
+    NoteOldest();
   }
   // Outside the mutex: deregistering can take a while.
   for (auto& slab : idle) UnmapIdle(std::move(slab));
@@ -451,6 +494,7 @@ std::unique_ptr<Slab> SgaPool::TakeFromDepot(size_t slab_size) {
     std::unique_ptr<Slab> taken = std::move(*it);
     depot->erase(std::next(it).base());
     depot_size.fetch_sub(slab_size, std::memory_order_relaxed);
+    NoteOldest();
     return taken;
   }
   return nullptr;
@@ -505,6 +549,9 @@ void SgaPool::Unlist(Slab* slab) {
 
 std::unique_ptr<Slab> SgaPool::Remove(Slab* slab) {
   Unlist(slab);
+  // Nothing indexes it once the slot has no owner, and a 64 B slab's array
+  // is 1 MiB of heap: the next pool cuts the slab anew anyway.
+  std::vector<Buffer>().swap(slab->buffers);
   registered_bytes_ -= slab->size;
   LeaveSlot(slab->slot, next_generation_);
   slab->pool = nullptr;

@@ -73,8 +73,8 @@ struct Slab {
 // any thread may call. Nothing the owner does per message takes a lock.
 //
 // Destroying a pool directly unmaps its memory at once, pieces lent or
-// not; only do so when no other thread may free into it (a test, or a
-// process with one thread). A thread that goes away hands its pool to
+// not, and the depot's slabs registered with its PDs; only do so when no
+// other thread may free into it (a test, or a process with one thread). A thread that goes away hands its pool to
 // Retire instead.
 class SgaPool {
  public:
@@ -192,6 +192,9 @@ class SgaPool {
   // soon after, and given back when none comes. Any thread; the progress
   // engines call it with their timers (one load with an empty depot).
   static void ReleaseIdleDepot(absl::Time now);
+  // When ReleaseIdleDepot will next have something to do (InfiniteFuture:
+  // the depot is empty): a thread about to sleep wakes for it. Any thread.
+  static absl::Time NextDepotRelease();
   // Pieces the application holds (lent and not reclaimed). Owner only.
   size_t lent_count() const { return lent_count_; }
   // Handles given to FreeFromOtherThread that were not lent any more when

@@ -548,6 +548,10 @@ TEST_F(SgaPoolDepotTest, IdleDepotSlabsAreUnmappedAfterTheIdleTime) {
   UnrefAll(pool, held);
   ASSERT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
   absl::Time first = absl::Now();
+  // A sleeping thread wakes for it (RdmaLibOs::NextTimer).
+  EXPECT_LE(SgaPool::NextDepotRelease(), first + kDepotIdleTime);
+  EXPECT_GT(SgaPool::NextDepotRelease(),
+            first + kDepotIdleTime - absl::Seconds(1));
   SgaPool::ReleaseIdleDepot(first);  // Just deposited: nothing goes.
   EXPECT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
   absl::SleepFor(absl::Milliseconds(20));
@@ -559,6 +563,7 @@ TEST_F(SgaPoolDepotTest, IdleDepotSlabsAreUnmappedAfterTheIdleTime) {
   EXPECT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
   SgaPool::ReleaseIdleDepot(absl::Now() + kDepotIdleTime);
   EXPECT_EQ(SgaPool::depot_bytes(), 0u);
+  EXPECT_EQ(SgaPool::NextDepotRelease(), absl::InfiniteFuture());
   EXPECT_EQ(SgaPool::process_registered_bytes(), kSlabSize);
 }
 

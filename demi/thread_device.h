@@ -29,8 +29,7 @@ struct ThreadDevice {
   // The pool ran dry refilling the SRQ: retried with the timers, not on
   // every pass (a failed allocation tries to register memory).
   bool refill_dry = false;
-  // A poll of one of its CQs failed: its connections failed with EIO, and
-  // a closed one goes without waiting for completions nobody will see.
+  // A poll of one of its CQs failed (and was logged, once).
   bool cq_failed = false;
 };
 

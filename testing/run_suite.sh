@@ -11,7 +11,8 @@ for binary in "$@"; do
   name=$(basename "$binary")
   echo "==== $name"
   start=$(date +%s)
-  "$binary"
+  # A member that hangs stops at its own test's limit, not the suite's.
+  timeout --kill-after=10 "${DEMI_SUITE_MEMBER_TIMEOUT:-900}" "$binary"
   rc=$?
   if [ "$rc" = 0 ]; then
     echo "==== $name PASSED in $(($(date +%s) - start))s"
