@@ -74,8 +74,8 @@ struct Slab {
 //
 // Destroying a pool directly unmaps its memory at once, pieces lent or
 // not, and the depot's slabs registered with its PDs; only do so when no
-// other thread may free into it (a test, or a process with one thread). A thread that goes away hands its pool to
-// Retire instead.
+// other thread may free into it (a test, or a process with one thread). A
+// thread that goes away hands its pool to Retire instead.
 class SgaPool {
  public:
   // `pds` (borrowed; they must outlive the pool, which may outlive its
