@@ -271,8 +271,21 @@ absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
     return rdma::ErrnoError(EINVAL, "buffer size out of range");
   }
   int size_class = SizeClassOf(size);
-  if (free_[size_class].empty()) DEMI_RETURN_IF_ERROR(Grow(size_class));
+  if (Buffer* buffer = TakeFree(size_class)) return buffer;
+  DEMI_RETURN_IF_ERROR(Grow(size_class));
   return TakeFree(size_class);
+}
+
+Slab* SgaPool::PickSlab(int size_class) {
+  Slab* best = nullptr;
+  for (const auto& slab : slabs_) {
+    if (slab->size_class == size_class && slab->free_count > 0 &&
+        (best == nullptr || slab->free_count < best->free_count)) {
+      best = slab.get();
+    }
+  }
+  current_[size_class] = best;
+  return best;
 }
 
 bool SgaPool::CanEverHold(size_t size) const {
@@ -515,9 +528,10 @@ void SgaPool::Adopt(std::unique_ptr<Slab> slab, int size_class) {
     buffer.slab = slab.get();
   }
   // Hand out low addresses first.
-  for (size_t i = count; i > 0; --i) {
-    free_[size_class].push_back(&slab->buffers[i - 1]);
-  }
+  slab->free.clear();
+  slab->free.reserve(count);
+  for (size_t i = count; i > 0; --i)
+    slab->free.push_back(&slab->buffers[i - 1]);
   slab->free_count = count;
   registered_bytes_ += slab->size;
   slabs_by_address_[reinterpret_cast<uintptr_t>(slab->base)] = slab.get();
@@ -539,19 +553,17 @@ void SgaPool::SlabIdle(Slab* slab) {
 }
 
 void SgaPool::Unlist(Slab* slab) {
-  std::vector<Buffer*>& list = free_[slab->size_class];
-  list.erase(std::remove_if(list.begin(), list.end(),
-                            [slab](Buffer* b) { return b->slab == slab; }),
-             list.end());
+  if (current_[slab->size_class] == slab) current_[slab->size_class] = nullptr;
   if (spare_[slab->size_class] == slab) spare_[slab->size_class] = nullptr;
   slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
 }
 
 std::unique_ptr<Slab> SgaPool::Remove(Slab* slab) {
   Unlist(slab);
-  // Nothing indexes it once the slot has no owner, and a 64 B slab's array
-  // is 1 MiB of heap: the next pool cuts the slab anew anyway.
+  // Nothing indexes it once the slot has no owner, and a 64 B slab's arrays
+  // are 1.25 MiB of heap: the next pool cuts the slab anew anyway.
   std::vector<Buffer>().swap(slab->buffers);
+  std::vector<Buffer*>().swap(slab->free);
   registered_bytes_ -= slab->size;
   LeaveSlot(slab->slot, next_generation_);
   slab->pool = nullptr;
@@ -609,7 +621,7 @@ void SgaPool::UnmapAll() {
   // it can be.
   std::vector<std::unique_ptr<Slab>>().swap(slabs_);
   slabs_by_address_.clear();
-  for (std::vector<Buffer*>& list : free_) std::vector<Buffer*>().swap(list);
+  std::fill(std::begin(current_), std::end(current_), nullptr);
   std::fill(std::begin(spare_), std::end(spare_), nullptr);
   std::vector<const void*>().swap(draining_);
 }

@@ -62,7 +62,8 @@ struct Slab {
   // slab from pool to pool through the depot.
   uint32_t slot = 0;
   std::vector<Buffer> buffers;
-  size_t free_count = 0;         // Pieces on the free list.
+  std::vector<Buffer*> free;     // Its free pieces; the last freed last.
+  size_t free_count = 0;         // free.size(), beside buffers.size().
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
   SgaPool* pool = nullptr;       // Its owner, for BufferRef; null in the depot.
   absl::Time deposited;          // When it last went to the depot.
@@ -98,24 +99,31 @@ class SgaPool {
   bool CanEverHold(size_t size) const;
 
   // A free piece of `size_class` with one reference, or null if there is
-  // none without growing (then Allocate).
+  // none without growing (then Allocate). Pieces come from one slab of the
+  // class until it has none free, then from the fullest: slabs left with
+  // few pieces in use (after a burst, receive buffers spread over many)
+  // are not handed out again, so they empty and go back. Within a slab the
+  // last piece freed comes first, warm in the cache.
   Buffer* TakeFree(int size_class) {
-    std::vector<Buffer*>& list = free_[size_class];
-    if (list.empty()) return nullptr;
-    Buffer* buffer = list.back();
-    list.pop_back();
-    --buffer->slab->free_count;
+    Slab* slab = current_[size_class];
+    if (slab == nullptr || slab->free_count == 0) {
+      slab = PickSlab(size_class);
+      if (slab == nullptr) return nullptr;
+    }
+    Buffer* buffer = slab->free.back();
+    slab->free.pop_back();
+    --slab->free_count;
     buffer->refs = 1;
     return buffer;
   }
 
-  // Drops one reference; the last one returns the piece to its free list.
-  // A slab left with no piece in use may go to the depot (not the pool's
-  // spare of its class): `buffer` is not to be touched after.
+  // Drops one reference; the last one returns the piece to its slab's free
+  // list. A slab left with no piece in use may go to the depot (not the
+  // pool's spare of its class): `buffer` is not to be touched after.
   void Unref(Buffer* buffer) {
     if (--buffer->refs == 0) {
-      free_[buffer->size_class].push_back(buffer);
       Slab* slab = buffer->slab;
+      slab->free.push_back(buffer);
       if (++slab->free_count == slab->buffers.size()) SlabIdle(slab);
     }
   }
@@ -209,6 +217,10 @@ class SgaPool {
   void FreeDraining();
   void DrainHandoff();
   absl::Status Grow(int size_class);
+  // Makes the slab of `size_class` with the fewest free pieces (but some)
+  // the one TakeFree takes from, and returns it; null if none has any.
+  // Out of line: once per slab filled.
+  Slab* PickSlab(int size_class);
   // Takes a slab of `slab_size` bytes from the depot, if it has one
   // registered with this pool's PDs.
   std::unique_ptr<Slab> TakeFromDepot(size_t slab_size);
@@ -244,7 +256,8 @@ class SgaPool {
   uint32_t next_generation_ = 1;
   size_t lent_count_ = 0;
   size_t dropped_frees_ = 0;
-  std::vector<Buffer*> free_[kNumClasses];
+  // Per class, the slab TakeFree takes from (see PickSlab).
+  Slab* current_[kNumClasses] = {};
   // Per class, the one slab with no piece in use that the pool keeps (if
   // it still has none in use), so that a steady allocate-free never moves
   // slabs through the depot.

@@ -567,6 +567,42 @@ TEST_F(SgaPoolDepotTest, IdleDepotSlabsAreUnmappedAfterTheIdleTime) {
   EXPECT_EQ(SgaPool::process_registered_bytes(), kSlabSize);
 }
 
+// A shared receive queue after a burst of connections: its posted buffers
+// (8 KiB) spread over many slabs, and a steady trickle of messages takes
+// one and posts another. The posted set must gather into as few slabs as
+// hold it, the rest going back, not stay spread for good: with one free
+// list for the class, each refill took the buffer just freed, and the 16
+// buffers kept 16 slabs registered.
+TEST_F(SgaPoolDepotTest, ScatteredPiecesGatherSoSlabsEmpty) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  constexpr size_t kPiece = 8192;
+  constexpr size_t kPerSlab = kSlabSize / kPiece;
+  constexpr size_t kSlabs = 16;
+  SgaPool pool({}, size_t{256} << 20);
+  std::vector<Buffer*> burst = AllocateBytes(pool, kSlabs * kSlabSize, kPiece);
+  ASSERT_EQ(pool.registered_bytes(), kSlabs * kSlabSize);
+  // One piece of each slab stays posted; the rest are freed.
+  std::deque<Buffer*> posted;
+  for (size_t i = 0; i < burst.size(); ++i) {
+    if (i % kPerSlab == kPerSlab / 2) {
+      posted.push_back(burst[i]);
+    } else {
+      pool.Unref(burst[i]);
+    }
+  }
+  ASSERT_EQ(pool.registered_bytes(), kSlabs * kSlabSize);
+  // Messages arrive in posting order; each is consumed, then the queue is
+  // refilled by one.
+  for (size_t message = 0; message < 4 * kSlabs; ++message) {
+    pool.Unref(posted.front());
+    posted.pop_front();
+    posted.push_back(*pool.Allocate(kPiece));
+  }
+  // One slab holds the 16 posted buffers; the spare may be another.
+  EXPECT_LE(pool.registered_bytes(), 2 * kSlabSize);
+  for (Buffer* buffer : posted) pool.Unref(buffer);
+}
+
 // A steady allocate-free never moves a slab: the spare stays.
 TEST_F(SgaPoolDepotTest, PingPongKeepsItsSlab) {
   ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
