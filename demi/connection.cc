@@ -43,10 +43,12 @@ Connection::~Connection() {
 }
 
 absl::Status Connection::Start() {
-  absl::StatusOr<Buffer*> ring =
-      env_.pool->Allocate(size_t{kSendDepth} * sizeof(WireHeader));
-  if (!ring.ok()) return rdma::ErrnoError(ENOMEM, "no memory for headers");
-  header_ring_.reset(*ring);
+  if (max_inline_ < sizeof(WireHeader)) {
+    absl::StatusOr<Buffer*> ring =
+        env_.pool->Allocate(size_t{kSendDepth} * sizeof(WireHeader));
+    if (!ring.ok()) return rdma::ErrnoError(ENOMEM, "no memory for headers");
+    header_ring_.reset(*ring);
+  }
   if (!credits_.Reserve()) {
     return rdma::ErrnoError(ENOBUFS, "the shared receive queue is full");
   }
@@ -58,7 +60,8 @@ absl::Status Connection::Start() {
 }
 
 std::string Connection::LocalConnectData() const {
-  return EncodeConnectData(kBaseCredits, kMaxConnCredits, kEagerBufferSize);
+  return EncodeConnectData(kBaseCredits, kMaxConnCredits,
+                           env_.receive->buffer_size());
 }
 
 void Connection::Open(const ConnectData& peer) {

@@ -156,7 +156,7 @@ absl::Status Connection::PostSend(const WireHeader& header, const void* extra,
   uint32_t head_lkey = 0;
   if (headless) {
     // Nothing to place.
-  } else if (!inline_data && head_size == sizeof(WireHeader)) {
+  } else if (!inline_data && head_size == sizeof(WireHeader) && header_ring_) {
     // The slot's own header space: registered once, nothing to allocate.
     head_bytes = header_ring_->data + sends_.next_index() * sizeof(WireHeader);
     head_lkey = SgaPool::Lkey(header_ring_.get(), env_.device);

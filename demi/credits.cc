@@ -5,10 +5,9 @@
 namespace demi {
 
 bool ConnectionCredits::Reserve() {
-  if (reserved_ || pool_->allotted + kBaseCredits > pool_->capacity) {
-    return false;
-  }
+  if (reserved_ || !pool_->HasRoom()) return false;
   reserved_ = true;
+  ++pool_->connections;
   allotment_ = kBaseCredits;
   pool_->allotted += kBaseCredits;
   return true;
@@ -26,6 +25,7 @@ bool ConnectionCredits::GrantInitial() {
 void ConnectionCredits::Close() {
   if (!reserved_) return;
   reserved_ = false;
+  --pool_->connections;
   pool_->promised -= peer_credits_ + owed_;
   pool_->allotted -= allotment_;
   pool_->grown -= allotment_ - kBaseCredits;

@@ -25,7 +25,9 @@ namespace demi {
 struct CreditPool {
   uint32_t capacity = 0;      // The most buffers the SRQ holds.
   uint32_t growth_limit = 0;  // The most of `grown`.
-  uint32_t posted = 0;        // Buffers in the SRQ.
+  uint32_t connections = 0;   // Connections holding an allotment.
+  uint32_t max_connections = UINT32_MAX;
+  uint32_t posted = 0;  // Buffers in the SRQ.
   // Credits peers hold or that are on their way to them. Never more than
   // `posted`: that is what makes every credit good.
   uint32_t promised = 0;
@@ -39,6 +41,10 @@ struct CreditPool {
   // (until its connection is aborted): then there is no headroom.
   uint32_t headroom() const {
     return posted > promised ? posted - promised : 0;
+  }
+  // Whether one more connection may take its base allotment here.
+  bool HasRoom() const {
+    return connections < max_connections && allotted + kBaseCredits <= capacity;
   }
   // Buffers the SRQ lacks to back every allotment and the spares.
   uint32_t deficit() const {
@@ -55,7 +61,8 @@ class ConnectionCredits {
   ConnectionCredits(const ConnectionCredits&) = delete;
   ConnectionCredits& operator=(const ConnectionCredits&) = delete;
 
-  // Adds kBaseCredits to the pool's allotment. False if the SRQ is full.
+  // Adds kBaseCredits to the pool's allotment. False if the SRQ is full
+  // (see CreditPool::HasRoom).
   bool Reserve();
   // Grants the base credits to the peer (it learns them from the connect
   // data), if posted buffers back them: call after Reserve and a refill.

@@ -51,6 +51,23 @@ TEST(CreditsTest, BaseCreditsNeedPostedBuffersAndAFreeSlot) {
   srq.CheckInvariant();
 }
 
+TEST(CreditsTest, ConnectionsBeyondTheCapFindNoRoomUntilOneCloses) {
+  Srq srq;
+  srq.pool.max_connections = 2;
+  auto a = Open(srq);
+  auto b = Open(srq);
+  EXPECT_FALSE(srq.pool.HasRoom());
+  ConnectionCredits c(&srq.pool);
+  EXPECT_FALSE(c.Reserve()) << "two connections are the cap";
+  b->Close();
+  EXPECT_TRUE(srq.pool.HasRoom());
+  EXPECT_TRUE(c.Reserve());
+  EXPECT_EQ(srq.pool.connections, 2u);
+  c.Close();
+  c.Close();  // Idempotent: counted once.
+  EXPECT_EQ(srq.pool.connections, 1u);
+}
+
 TEST(CreditsTest, AMessageWithoutACreditIsRefused) {
   Srq srq;
   auto c = Open(srq);

@@ -38,7 +38,20 @@ static_assert(kMaxMessageSize >= 8 * 1024 * 1024,
 // --- Connections (RC queue pairs) ---
 
 // Size of one receive buffer: the largest eager message, header included.
+// A device's first kFullBufferConnections connections (per thread) receive
+// into buffers of this size.
 inline constexpr uint32_t kEagerBufferSize = 8192;
+// Connections beyond those take their messages from shared receive queues
+// of buffers this small: an idle one costs its 3 base credits' 3 KiB, not
+// 24 KiB, so that 10,000 connections fit 64 MiB of registered memory
+// (1,024 x 24 KiB + 8,976 x 3 KiB = 50 MiB). Their peers send anything
+// larger than this (header included) by rendezvous: one round trip more
+// for messages of 1 to 8 KiB, none for the small messages of a server
+// with that many clients. Large enough for a rendezvous announcement.
+inline constexpr uint32_t kSmallBufferSize = 1024;
+// Connections per device that get kEagerBufferSize buffers
+// (DEMI_FULL_BUFFER_CONNECTIONS overrides): 24 MiB of base buffers.
+inline constexpr uint32_t kFullBufferConnections = 1024;
 // Send work requests in flight per connection (data, control and READs).
 inline constexpr uint32_t kSendDepth = 128;
 // At most this many send work requests in a row go unsignalled; the next
@@ -82,11 +95,13 @@ static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
 // over a long round trip is not held back by its credits first.
 inline constexpr uint32_t kMaxConnCredits = 128;
 static_assert(kMaxConnCredits <= kSendDepth, "more would wait for the QP");
-// Buffers the SRQ may hold: every connection's base credits plus the
-// growth budget must fit, and so must their completions in the CQ.
+// Buffers one SRQ may hold: its connections' base credits plus the growth
+// budget must fit, and so must their completions in its CQ. A device's
+// connections beyond what one SRQ holds (or beyond kFullBufferConnections)
+// go to another SRQ with its own CQ.
 inline constexpr uint32_t kSrqCapacity = 16384;
-// Credits connections may hold beyond their base, all together (16 MiB of
-// 8 KiB buffers).
+// Credits the connections of one SRQ may hold beyond their base, all
+// together (16 MiB of 8 KiB buffers).
 inline constexpr uint32_t kGrowthCredits = 2048;
 // Buffers the SRQ holds beyond all allotments (256 KiB per device), and
 // the fewest it is refilled with at a time while the allotments are backed:
@@ -125,6 +140,11 @@ inline constexpr absl::Duration kDefaultSpin = absl::Microseconds(100);
 // While a wait sleeps, the timers (closes draining, datagram reassembly and
 // routes, refills waiting for memory) run at least this often.
 inline constexpr absl::Duration kSleepTimerInterval = absl::Milliseconds(50);
+
+// Once this many connections have gone since the most the libOS held, the
+// heap's free memory goes back to the system (malloc_trim): a burst of
+// connections leaves ~50 KiB of heap each in the allocator otherwise.
+inline constexpr size_t kTrimAfterConnectionsGone = 128;
 
 // --- Failures and closes ---
 

@@ -54,6 +54,15 @@ size_t PoolLimit() {
   return kDefaultPoolLimit;
 }
 
+// DEMI_FULL_BUFFER_CONNECTIONS: connections per device with
+// kEagerBufferSize receive buffers (at least 1).
+uint32_t FullBufferConnections() {
+  const char* text = std::getenv("DEMI_FULL_BUFFER_CONNECTIONS");
+  uint32_t n = 0;
+  if (text != nullptr && absl::SimpleAtoi(text, &n) && n > 0) return n;
+  return kFullBufferConnections;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RdmaLibOs>> RdmaLibOs::Create() {
@@ -87,10 +96,11 @@ absl::Status RdmaLibOs::Init() {
   pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimit());
   for (auto& device : devices_) {
     DEMI_ASSIGN_OR_RETURN(
-        device->receive,
+        std::unique_ptr<SharedReceive> receive,
         SharedReceive::Create(device->context, sleep_->channel(device->index),
                               device->pd, pool_.get(), device->index,
-                              kEagerBufferSize));
+                              kEagerBufferSize, FullBufferConnections()));
+    device->receives.push_back(std::move(receive));
   }
   keepalive_ = KeepaliveInterval();
   spin_ = SpinBudget();
@@ -102,7 +112,7 @@ RdmaLibOs::~RdmaLibOs() {
   // state; then the SRQs, whose buffers go back to the pool before it goes.
   queues_.ForEach([this](Queue& queue) { LeaveShare(queue); });
   queues_.Clear();
-  for (auto& device : devices_) device->receive.reset();
+  for (auto& device : devices_) device->receives.clear();
   // Pops done but never waited for: their buffers are nobody's now.
   tokens_.ForEachUntakenPop([this](void* handle) {
     if (Buffer* buffer = pool_->Reclaim(handle)) pool_->Unref(buffer);
@@ -119,11 +129,24 @@ ThreadDevice* RdmaLibOs::DeviceOf(ibv_context* context) {
   return nullptr;
 }
 
-ConnectionEnv RdmaLibOs::EnvFor(ThreadDevice* device) {
+absl::StatusOr<SharedReceive*> RdmaLibOs::ReceiveFor(ThreadDevice& device) {
+  for (auto& receive : device.receives) {
+    if (receive->credits().HasRoom()) return receive.get();
+  }
+  DEMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<SharedReceive> receive,
+      SharedReceive::Create(device.context, sleep_->channel(device.index),
+                            device.pd, pool_.get(), device.index,
+                            kSmallBufferSize, UINT32_MAX));
+  device.receives.push_back(std::move(receive));
+  return device.receives.back().get();
+}
+
+ConnectionEnv RdmaLibOs::EnvFor(ThreadDevice* device, SharedReceive* receive) {
   ConnectionEnv env;
   env.pool = pool_.get();
   env.tokens = &tokens_;
-  env.receive = device->receive.get();
+  env.receive = receive;
   env.credit_due = &credit_due_;
   env.aborted = &aborted_;
   env.pd = device->pd;

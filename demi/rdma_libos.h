@@ -103,7 +103,11 @@ class RdmaLibOs {
   RdmaLibOs() = default;
   absl::Status Init();
   ThreadDevice* DeviceOf(ibv_context* context);
-  ConnectionEnv EnvFor(ThreadDevice* device);
+  // The shared receive queue of `device` a new connection takes its
+  // messages from: the first with room, or a new one of kSmallBufferSize
+  // buffers.
+  absl::StatusOr<SharedReceive*> ReceiveFor(ThreadDevice& device);
+  ConnectionEnv EnvFor(ThreadDevice* device, SharedReceive* receive);
   // Writes the length of a message to push to `total`; EINVAL for a bad
   // sga.
   static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
@@ -164,13 +168,14 @@ class RdmaLibOs {
     return last_conn_;
   }
   // Handles up to kPollBatch completions of each CQ of `device`, then
-  // refills its SRQ. Returns whether a CQ may hold more.
+  // refills its SRQs. Returns whether a CQ may hold more.
   bool PollCompletions(ThreadDevice& device);
   // A poll of one of the CQs of `device` failed: fails its connections.
   void FailCompletionQueue(ThreadDevice& device);
-  // Refills the SRQ of `device` and hands the new buffers' credits to the
-  // connections waiting for them.
+  // Refills the SRQs of `device` (or one of them) and hands the new
+  // buffers' credits to the connections waiting for them.
   void RefillReceives(ThreadDevice& device);
+  void RefillReceive(ThreadDevice& device, SharedReceive& receive);
   // Calls `f(conn)` for each connection `due` names (a list of queue
   // descriptors, which this empties).
   template <typename F>
@@ -224,6 +229,8 @@ class RdmaLibOs {
   // Each QP's connection, for completions: one lookup per completion,
   // none for a completion of the QP the one before came from.
   absl::flat_hash_map<uint32_t, Connection*> conn_by_qpn_;
+  // The most connections held since the heap was last trimmed.
+  size_t connections_high_ = 0;
   uint32_t last_qpn_ = 0;
   Connection* last_conn_ = nullptr;  // Null: nothing cached.
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.

@@ -2,6 +2,8 @@
 // completion queues, the datagram sockets, and now and then the rdma_cm
 // channel and the timers (closes that drain, keepalive ticks, refills that
 // ran dry).
+#include <malloc.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -49,11 +51,18 @@ void RdmaLibOs::PollTimers() {
   pool_->DrainOtherThreadFrees();
   SgaPool::ReleaseIdleDepot(now);
   if (!closed_.empty()) PollClosed(now);
+  connections_high_ = std::max(connections_high_, conn_by_qpn_.size());
+  if (closed_.empty() &&
+      connections_high_ >= conn_by_qpn_.size() + kTrimAfterConnectionsGone) {
+    // Rare (after a burst), and a few milliseconds: not per close.
+    malloc_trim(0);
+    connections_high_ = conn_by_qpn_.size();
+  }
   for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {
     // Waiters too: a rendezvous waiting for pool memory has no completion
     // to wake it when the application frees some.
-    if (device->refill_dry || device->receive->HasWaiting()) {
+    if (device->refill_dry || device->ReceiveWaiting()) {
       device->refill_dry = false;
       RefillReceives(*device);
     }
@@ -68,17 +77,20 @@ void RdmaLibOs::PollTimers() {
 bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
   ibv_wc wcs[kPollBatch];
   bool more = false;
-  int n = ibv_poll_cq(device.receive->cq(), kPollBatch, wcs);
-  if (n < 0) FailCompletionQueue(device);
-  for (int i = 0; i < n; ++i) {
-    BufferRef buffer = device.receive->Take(wcs[i].wr_id);
-    if (!buffer) continue;
-    // If its connection is gone, the buffer goes back to the pool.
-    if (Connection* conn = ConnOf(wcs[i].qp_num)) {
-      conn->OnRecvCompletion(wcs[i], std::move(buffer));
+  int n;
+  for (auto& receive : device.receives) {
+    n = ibv_poll_cq(receive->cq(), kPollBatch, wcs);
+    if (n < 0) FailCompletionQueue(device);
+    for (int i = 0; i < n; ++i) {
+      BufferRef buffer = receive->Take(wcs[i].wr_id);
+      if (!buffer) continue;
+      // If its connection is gone, the buffer goes back to the pool.
+      if (Connection* conn = ConnOf(wcs[i].qp_num)) {
+        conn->OnRecvCompletion(wcs[i], std::move(buffer));
+      }
     }
+    more |= n == kPollBatch;
   }
-  more |= n == kPollBatch;
   bool sends_due = device.signaled_sends > 0 || poll_all_sends_ ||
                    poll_passes_ % kIdleSendPollInterval == 0;
   for (size_t c = 0; sends_due && c < device.send_cqs->size(); ++c) {
@@ -91,8 +103,10 @@ bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
     }
     more |= n == kPollBatch;
   }
-  if (device.receive->NeedsRefill() && !device.refill_dry) {
-    RefillReceives(device);
+  for (auto& receive : device.receives) {
+    if (receive->NeedsRefill() && !device.refill_dry) {
+      RefillReceive(device, *receive);
+    }
   }
   return more;
 }
@@ -121,9 +135,13 @@ void RdmaLibOs::FailCompletionQueue(ThreadDevice& device) {
 }
 
 void RdmaLibOs::RefillReceives(ThreadDevice& device) {
-  if (!device.receive->Refill()) device.refill_dry = true;
-  if (!device.receive->HasWaiting()) return;
-  device.receive->TakeWaiting(waiting_scratch_);
+  for (auto& receive : device.receives) RefillReceive(device, *receive);
+}
+
+void RdmaLibOs::RefillReceive(ThreadDevice& device, SharedReceive& receive) {
+  if (!receive.Refill()) device.refill_dry = true;
+  if (!receive.HasWaiting()) return;
+  receive.TakeWaiting(waiting_scratch_);
   for (int qd : waiting_scratch_) {
     Queue* queue = queues_.Get(qd);
     if (Connection* conn = queue == nullptr ? nullptr : queue->conn()) {

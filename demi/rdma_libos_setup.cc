@@ -169,7 +169,12 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
   caps.max_send_wr = kSendDepth;
   caps.max_send_sge = device->max_send_sge;
   caps.max_inline_data = 128;
-  SharedReceive& receive = *device->receive;
+  absl::StatusOr<SharedReceive*> chosen = ReceiveFor(*device);
+  if (!chosen.ok()) {
+    device->send_cqs->Release(send_cq, kSendDepth);
+    return chosen.status();
+  }
+  SharedReceive& receive = **chosen;
   absl::StatusOr<rdma::CmQpPtr> qp = rdma::CreateRcQp(
       queue.id.get(), device->pd, send_cq, receive.cq(), receive.srq(), &caps);
   if (!qp.ok()) {
@@ -185,9 +190,9 @@ absl::Status RdmaLibOs::SetupConnection(Queue& queue) {
   connection.qp = std::move(qp).value();
   connection.device = device;
   connection.send_cq = send_cq;
-  connection.conn =
-      std::make_unique<Connection>(queue.qd, EnvFor(device), connection.qp->qp,
-                                   caps.max_inline_data, caps.max_send_sge);
+  connection.conn = std::make_unique<Connection>(
+      queue.qd, EnvFor(device, &receive), connection.qp->qp,
+      caps.max_inline_data, caps.max_send_sge);
   conn_by_qpn_[connection.qp->qp->qp_num] = connection.conn.get();
   last_conn_ = nullptr;
   return connection.conn->Start();

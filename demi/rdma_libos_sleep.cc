@@ -12,7 +12,7 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
   absl::Time next = absl::InfiniteFuture();
   bool housekeeping = !closed_.empty() || !datagrams_.empty();
   for (const auto& device : devices_) {
-    housekeeping |= device->refill_dry || device->receive->HasWaiting();
+    housekeeping |= device->refill_dry || device->ReceiveWaiting();
   }
   if (housekeeping) next = now + kSleepTimerInterval;
   if (keepalive_ != absl::InfiniteDuration() && !conn_by_qpn_.empty()) {
@@ -26,7 +26,7 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
 void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
   if (HasUrgentWork()) return;
   for (auto& device : devices_) {
-    IdleSleep::Arm(device->receive->cq());
+    for (auto& receive : device->receives) IdleSleep::Arm(receive->cq());
     for (size_t i = 0; i < device->send_cqs->size(); ++i) {
       IdleSleep::Arm(device->send_cqs->cq(i));
     }

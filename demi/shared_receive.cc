@@ -1,5 +1,6 @@
 #include "demi/shared_receive.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "demi/limits.h"
@@ -11,7 +12,7 @@ namespace demi {
 
 absl::StatusOr<std::unique_ptr<SharedReceive>> SharedReceive::Create(
     ibv_context* context, ibv_comp_channel* channel, ibv_pd* pd, SgaPool* pool,
-    int device, uint32_t buffer_size) {
+    int device, uint32_t buffer_size, uint32_t max_connections) {
   ibv_device_attr attr = {};
   DEMI_RETURN_IF_ERROR(
       rdma::CheckRc(ibv_query_device(context, &attr), "ibv_query_device"));
@@ -32,6 +33,12 @@ absl::StatusOr<std::unique_ptr<SharedReceive>> SharedReceive::Create(
   receive->credits_.capacity = capacity;
   receive->credits_.growth_limit = std::min(kGrowthCredits, capacity / 2);
   receive->credits_.spare = kSpareReceives;
+  // The growth budget and the spares stay free of base allotments.
+  uint32_t base_room =
+      capacity -
+      std::min(capacity, receive->credits_.growth_limit + kSpareReceives);
+  receive->credits_.max_connections =
+      std::max(1u, std::min(max_connections, base_room / kBaseCredits));
   return receive;
 }
 

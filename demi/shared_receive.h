@@ -25,11 +25,14 @@ namespace demi {
 class SharedReceive {
  public:
   // An SRQ and its CQ on `context` in `pd`, taking `buffer_size` pieces
-  // from `pool` (borrowed; registered with device index `device`). The CQ
-  // reports to `channel` (borrowed) once armed.
+  // from `pool` (borrowed; registered with device index `device`), for at
+  // most `max_connections` connections (fewer if their base credits and
+  // the growth budget would not fit the device's SRQ). The CQ reports to
+  // `channel` (borrowed) once armed.
   static absl::StatusOr<std::unique_ptr<SharedReceive>> Create(
       ibv_context* context, ibv_comp_channel* channel, ibv_pd* pd,
-      SgaPool* pool, int device, uint32_t buffer_size);
+      SgaPool* pool, int device, uint32_t buffer_size,
+      uint32_t max_connections);
   ~SharedReceive();
   SharedReceive(const SharedReceive&) = delete;
   SharedReceive& operator=(const SharedReceive&) = delete;
@@ -37,6 +40,9 @@ class SharedReceive {
   ibv_srq* srq() const { return srq_.get(); }
   ibv_cq* cq() const { return cq_.get(); }
   CreditPool& credits() { return credits_; }
+  // The largest message (header included) its connections' peers send
+  // eagerly: the size of its buffers.
+  uint32_t buffer_size() const { return buffer_size_; }
 
   // Posts buffers, in chains, until the SRQ backs every allotment.
   // False if the pool ran dry first (try again later); a failed post is

@@ -1,5 +1,5 @@
 // A thread's part of one RDMA device: what its libOS adds to the process's
-// device and PD (SharedDevices): a shared receive queue, send CQs, and the
+// device and PD (SharedDevices): shared receive queues, send CQs, and the
 // counters its progress engine keeps for them.
 #ifndef DEMI_DEMI_THREAD_DEVICE_H_
 #define DEMI_DEMI_THREAD_DEVICE_H_
@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "demi/cq_pool.h"
 #include "demi/shared_receive.h"
@@ -19,7 +20,11 @@ struct ThreadDevice {
   ibv_context* context = nullptr;  // Borrowed from librdmacm.
   int index = 0;                   // In the libOS's devices (and SgaPool's).
   ibv_pd* pd = nullptr;            // The process's (SharedDevices).
-  std::unique_ptr<SharedReceive> receive;
+  // Its shared receive queues: the first of kEagerBufferSize buffers, the
+  // rest of kSmallBufferSize, each added when the ones before are full
+  // (see kFullBufferConnections). Never removed before the libOS goes: an
+  // empty one costs its spare buffers.
+  std::vector<std::unique_ptr<SharedReceive>> receives;
   std::unique_ptr<CqPool> send_cqs;
   // Signalled send requests in flight on the device's QPs: while there
   // are none, a pass polls the send CQs only every kIdleSendPollInterval
@@ -31,6 +36,14 @@ struct ThreadDevice {
   bool refill_dry = false;
   // A poll of one of its CQs failed (and was logged, once).
   bool cq_failed = false;
+
+  // Whether connections wait for buffers to back their credits.
+  bool ReceiveWaiting() const {
+    for (const auto& receive : receives) {
+      if (receive->HasWaiting()) return true;
+    }
+    return false;
+  }
 };
 
 }  // namespace demi

@@ -19,6 +19,7 @@ set -euo pipefail
 
 hosts=1
 timeout_s=${DEMI_VM_TIMEOUT:-900}
+# DEMI_VM_MEMORY_MB: each VM's memory (hand runs with thousands of QPs).
 keep=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -99,7 +100,7 @@ start_vm() {
   local index=$1
   shift
   timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-    -machine q35 -accel tcg -cpu max -smp 2 -m 2048 \
+    -machine q35 -accel tcg -cpu max -smp 2 -m "${DEMI_VM_MEMORY_MB:-2048}" \
     -nographic -no-reboot -nic none \
     -kernel "/boot/vmlinuz-$kernel_version" -initrd "$work/initramfs.cpio" \
     -append "console=ttyS0 panic=-1 quiet loglevel=3 clocksource=tsc tsc=reliable" \
