@@ -206,6 +206,14 @@ bool Connection::FlushDone() const {
 
 void Connection::KeepaliveTick(uint32_t ticks) {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
+  // The transport gives up on a silent peer within about 2 s, and fails
+  // the probe then: one still out after whole intervals never will be.
+  if (probing_ && ++probe_ticks_ >= kProbeIntervals * ticks) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": keepalive probe not completed in "
+                      << kProbeIntervals << " intervals: send queue stalled";
+    Abort(ETIMEDOUT);
+    return;
+  }
   bool waiting_on_peer = !pops_.empty() || !rndv_waiting_.empty() ||
                          !push_backlog_.empty() || state_ == State::kClosing;
   if (!waiting_on_peer || heard_) {
@@ -226,6 +234,7 @@ void Connection::KeepaliveTick(uint32_t ticks) {
     return;
   }
   probing_ = true;
+  probe_ticks_ = 0;
   DEMI_LOG(DEBUG) << "qd " << qd_ << ": keepalive probe";
 }
 

@@ -136,8 +136,12 @@ class Connection {
   // whole interval sends a probe: a zero-length RDMA WRITE, which needs no
   // credit and touches no memory. A vanished peer never acknowledges it,
   // so the transport's retries run out and the connection fails with
-  // ETIMEDOUT.
+  // ETIMEDOUT. A probe that has not completed after kProbeIntervals more
+  // intervals fails the connection too (ETIMEDOUT): the send queue has
+  // stopped without an error (rxe, Linux 6.1, under packet loss), and
+  // everything behind the probe would wait for ever.
   void KeepaliveTick(uint32_t ticks);
+  static constexpr uint32_t kProbeIntervals = 2;
   // Fails every pending operation with `err` and moves the QP to the error
   // state (flushing what is posted). Idempotent; the first error sticks.
   void Abort(int err);
@@ -292,6 +296,7 @@ class Connection {
   bool heard_ = false;
   uint32_t idle_ticks_ = 0;
   bool probing_ = false;
+  uint32_t probe_ticks_ = 0;  // Ticks since the probe out was posted.
 
   // Posted send work requests, in slots indexed by wr_id.
   SendQueue sends_;

@@ -347,6 +347,30 @@ TEST(BrokenCompletionQueueTest, PendingPopsAndPushesFailWithEio) {
   demi::testing::ClosePair(fresh);
 }
 
+// An RC send queue that stops without an error (rxe in Linux 6.1 did, under
+// packet loss: a rendezvous announcement and everything behind it never
+// went out, and never failed) leaves the keepalive probe without its
+// completion: the connection fails (ETIMEDOUT) rather than leave a pop
+// waiting for ever on a peer that never got the request. Held completions
+// stand in for the stalled queue.
+TEST(BrokenCompletionQueueTest, AProbeThatNeverCompletesFailsTheConnection) {
+  DemiPair pair;
+  ASSERT_TRUE(demi::testing::MakePair(&pair));
+  {
+    ScopedCqFault fault(CqFault::kHold);
+    absl::Time start = absl::Now();
+    demi_qtoken_t pop = 0;
+    ASSERT_EQ(demi_pop(&pop, pair.client), 0);
+    // A probe after one silent interval, the failure kProbeIntervals
+    // intervals later (keepalive 3 s): well within 30 s.
+    demi_qresult_t qr = WaitOrFail(pop, absl::Seconds(30));
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
+    EXPECT_GE(absl::Now() - start, demi::kDefaultKeepalive);
+  }
+  demi::testing::ClosePair(pair);
+}
+
 // A UD send always completes, delivered or lost; one whose completion
 // never comes fails its push (ETIMEDOUT) after kDatagramSendTimeout
 // instead of leaving it pending for ever.
