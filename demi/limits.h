@@ -54,6 +54,7 @@ inline constexpr uint32_t kSmallBufferSize = 1024;
 inline constexpr uint32_t kFullBufferConnections = 1024;
 // Send work requests in flight per connection (data, control and READs).
 inline constexpr uint32_t kSendDepth = 128;
+static_assert((kSendDepth & (kSendDepth - 1)) == 0, "SendQueue masks");
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
 inline constexpr uint32_t kSignalInterval = kSendDepth / 4;

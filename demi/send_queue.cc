@@ -1,5 +1,6 @@
 #include "demi/send_queue.h"
 
+#include <cassert>
 #include <cstring>
 
 namespace demi {
@@ -15,10 +16,13 @@ SendQueue::SendQueue(ibv_qp* qp, uint32_t depth, uint32_t signal_interval,
                      PostFn post, uint32_t* signaled_total)
     : qp_(qp),
       depth_(depth),
+      mask_(depth - 1),
       signal_interval_(signal_interval),
       post_(post != nullptr ? post : PostToDevice),
       signaled_total_(signaled_total),
-      slots_(depth) {}
+      slots_(depth) {
+  assert(depth > 0 && (depth & (depth - 1)) == 0);
+}
 
 SendQueue::~SendQueue() {
   if (signaled_total_ != nullptr) *signaled_total_ -= signaled_;

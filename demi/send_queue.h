@@ -47,7 +47,9 @@ class SendQueue {
   // ibv_post_send, or a stand-in in tests.
   using PostFn = int (*)(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad);
 
-  // `depth` slots; at most `signal_interval` - 1 unsignalled in a row.
+  // `depth` slots (a power of two: a slot's index is a mask of its wr_id,
+  // not a 64-bit division per send); at most `signal_interval` - 1
+  // unsignalled in a row.
   // `signaled_total` (borrowed, may be null) counts the signalled requests
   // posted and not yet completed of every queue sharing a completion
   // queue, so that the progress engine polls it only while one may come.
@@ -62,7 +64,7 @@ class SendQueue {
   // Whether a signalled request is posted: its completion will come.
   bool has_signaled() const { return signaled_ > 0; }
   // The ring index the next Post takes (for per-slot memory).
-  uint32_t next_index() const { return static_cast<uint32_t>(head_ % depth_); }
+  uint32_t next_index() const { return static_cast<uint32_t>(head_ & mask_); }
 
   // Posts `wr` (its wr_id set here) into the next slot, which then holds
   // `slot`; signalled if `must_signal` or the unsignalled run is long. The
@@ -112,7 +114,7 @@ class SendQueue {
   bool Complete(uint64_t wr_id, int err, Retire&& retire) {
     if (wr_id < tail_ || wr_id >= head_) return false;
     while (tail_ <= wr_id) {
-      SendSlot& slot = slots_[tail_ % depth_];
+      SendSlot& slot = slots_[tail_ & mask_];
       bool last = tail_ == wr_id;
       ++tail_;
       if (slot.signaled) {
@@ -135,7 +137,7 @@ class SendQueue {
   // Calls `f(slot)` for every posted slot, oldest first.
   template <typename F>
   void ForEachPosted(F&& f) {
-    for (uint64_t i = tail_; i < head_; ++i) f(slots_[i % depth_]);
+    for (uint64_t i = tail_; i < head_; ++i) f(slots_[i & mask_]);
   }
 
  private:
@@ -177,7 +179,7 @@ class SendQueue {
   template <typename Done>
   void Unstage(uint32_t from, int err, Done& done) {
     for (uint32_t i = from; i < num_staged_; ++i) {
-      SendSlot& slot = slots_[staged_[i].wr.wr_id % depth_];
+      SendSlot& slot = slots_[staged_[i].wr.wr_id & mask_];
       if (slot.signaled) {
         --signaled_;
         if (signaled_total_ != nullptr) --*signaled_total_;
@@ -200,12 +202,13 @@ class SendQueue {
     } else {
       ++unsignaled_run_;
     }
-    slots_[head_ % depth_] = std::move(slot);
+    slots_[head_ & mask_] = std::move(slot);
     ++head_;
   }
 
   ibv_qp* qp_;
   const uint32_t depth_;
+  const uint64_t mask_;  // depth_ - 1.
   const uint32_t signal_interval_;
   PostFn post_;
   uint32_t* signaled_total_;
