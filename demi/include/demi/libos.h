@@ -329,8 +329,8 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * protocol: sent without credit, after CLOSE, an empty message, a
  * malformed one) or EIO (the device's completion queue failed; on a
  * datagram socket, its own); if the queue is closed first, with EBADF. A
- * message that needs memory the pool does not have right now (one above 8 KiB
- * is read into a buffer of its own) waits for it: the pop completes once the
+ * message that needs memory the pool does not have right now (one sent by
+ * rendezvous, above 8 KiB, is read into a buffer of its own) waits for it: the pop completes once the
  * application frees enough. One larger than the pool can ever hold
  * (DEMI_POOL_LIMIT_MB) fails its pop with ENOBUFS and stays unread.
  *
