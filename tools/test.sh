@@ -37,7 +37,8 @@ run bazel test --config=asan //... "$@"
 # clang-16 in its own output base; only the thread tests and what they need.
 run tools/tsan.sh "$@"
 # The key-value example is its own Bazel workspace, built on this one the
-# way an outside project would be.
+# way an outside project would be. Under ASan only its protocol's test: the
+# library's paths are the ASan run's above (examples/kv/BUILD.bazel).
 (cd examples/kv && run bazel test //... "$@")
 (cd examples/kv && run bazel test --config=asan //... "$@")
 # The fuzz targets, 20 s each (tools/fuzz.sh --runs 1000000 by hand).
