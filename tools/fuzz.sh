@@ -34,12 +34,36 @@ absl=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format)
 absl_tables=$(pkg-config --libs absl_raw_hash_set absl_hash absl_time)
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -I. -Iexamples/kv)
 
-# name, sources..., seed corpus
+# compile DIR ARG...: each ARG that is a source (.cc) into DIR/ARG.o with
+# "${flags[@]}", as many at once as there are cores (one clang++ for them
+# all compiles them one after another: minutes for the API fuzzer's
+# library); prints the objects, and the other ARGs (link flags) as they are.
+compile() {
+  local dir=$1 arg sources=()
+  shift
+  for arg in "$@"; do
+    case $arg in
+      *.cc)
+        echo "$dir/$arg.o"
+        if [ ! -e "$dir/$arg.o" ]; then
+          mkdir -p "$dir/$(dirname "$arg")"
+          sources+=("$arg")
+        fi
+        ;;
+      *) echo "$arg" ;;
+    esac
+  done
+  [ ${#sources[@]} = 0 ] || printf '%s\n' "${sources[@]}" |
+    xargs -P "$(nproc)" -I{} "$cxx" "${flags[@]}" -c {} -o "$dir/{}.o"
+}
+
+# name, seed corpus, sources and link flags...
 build_and_run() {
-  local name=$1 corpus=$2
+  local name=$1 corpus=$2 inputs
   shift 2
   wanted "$name" || return 0
-  "$cxx" "${flags[@]}" "$@" $absl -o "$work/$name"
+  inputs=$(compile "$work/obj" "$@") || return 1
+  "$cxx" "${flags[@]}" $inputs $absl -o "$work/$name" || return 1
   mkdir -p "$work/$name.corpus"
   echo "fuzz.sh: $name (${limit[*]})"
   (cd "$work" && "./$name" "${limit[@]}" -print_final_stats=1 \
@@ -71,10 +95,14 @@ vm_work=$(mktemp -d "$vm_dir/demi-fuzz.XXXXXX")
 trap 'rm -rf "$vm_work"' EXIT
 lib_sources=$(ls demi/*.cc rdma/*.cc | grep -v '_test\.cc$')
 # It passes NULL where the headers say nonnull, as the contract allows.
-"$cxx" "${flags[@]}" -Idemi/include -Wno-nonnull \
-  -fno-sanitize=nonnull-attribute testing/fuzz/api_fuzzer.cc \
-  testing/fuzz/api_args.cc testing/fuzz/api_model.cc $lib_sources $absl \
-  $absl_tables -libverbs -lrdmacm -o "$vm_work/api_fuzzer"
+flags+=(-Idemi/include -Wno-nonnull -fno-sanitize=nonnull-attribute)
+if ! inputs=$(compile "$work/api_obj" testing/fuzz/api_fuzzer.cc \
+       testing/fuzz/api_args.cc testing/fuzz/api_model.cc $lib_sources) ||
+   ! "$cxx" "${flags[@]}" $inputs $absl $absl_tables -libverbs -lrdmacm \
+       -o "$vm_work/api_fuzzer"; then
+  echo "fuzz.sh: api_fuzzer did not build; work in $work" >&2
+  exit 1
+fi
 echo "fuzz.sh: api_fuzzer (${limit[*]}, in the VM)"
 # Room for the boot and the libOS's closes at exit; with --runs, for at
 # least 2 executions a second (it makes 10 to 30 in the VM).

@@ -33,8 +33,12 @@ retry() {
     sleep 0.5
   done
 }
+# That the installed probe runs, not what it measures (tools_test.sh checks
+# its figures): a round trip between the VMs takes ~45 ms, 1,000 of each
+# size took 100 s.
 retry in_root demi-latency-probe --client "$addr" --port 15000 --size 64,4K \
-  --iters 1000 --warmup 100 | tee "$DEMI_OUT_DIR/probe.txt"
-grep -qE '^64 +1000 ' "$DEMI_OUT_DIR/probe.txt"
+  --iters 100 --warmup 10 | tee "$DEMI_OUT_DIR/probe.txt"
+grep -qE '^64 +100 ' "$DEMI_OUT_DIR/probe.txt"
+grep -qE '^4096 +100 ' "$DEMI_OUT_DIR/probe.txt"
 retry in_root /srv/tcp-ping-pong --client "$addr" 15001 256 100
 echo "host 1: the installed demi-latency-probe and tcp-ping-pong ran"

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Checks the soft-RoCE test bed end to end: one VM with an rxe device that
-# two processes use through rdma_cm (rping); two VMs whose rxe devices talk
-# across the socket netdev (ib_send_lat); and a VM without an rxe device, so
-# that a command's failure there reaches the caller.
+# two processes use through rdma_cm (rping), and a VM without an rxe device,
+# so that a command's failure there reaches the caller. Two VMs whose rxe
+# devices talk across the socket netdev: //rdma:two_host_test (rdma_cm and
+# an RC echo between them, below the library), not booted here a second
+# time (two VMs at once take ~35 s on 2 cores).
 set -uo pipefail
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 failures=0
@@ -26,21 +28,9 @@ check one_host 0 -- --hosts 1 -- sh -c '
   rping -c -a "$DEMI_TEST_ADDR" -C 5 -v || exit 2
   wait $server'
 
-check two_hosts 0 -- --hosts 2 -- sh -c '
-  ibv_devices | grep -q rxe0 || exit 1
-  if [ "$DEMI_TEST_HOST" = 0 ]; then
-    exec timeout 120 ib_send_lat -R -n 20 -d rxe0
-  fi
-  # The server may not listen yet: a refused client retries.
-  for i in $(seq 20); do
-    timeout 120 ib_send_lat -R -n 20 -d rxe0 "$DEMI_TEST_SERVER_ADDR" && exit 0
-    sleep 1
-  done
-  exit 2'
-
 DEMI_VM_NO_RXE=1 check no_device_fails 7 -- --hosts 1 -- sh -c '
   if ibv_devices | grep -q rxe; then exit 0; fi
   exit 7'
 
-echo "$((3 - failures)) passed, $failures failed"
+echo "$((2 - failures)) passed, $failures failed"
 [ "$failures" = 0 ]
