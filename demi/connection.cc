@@ -122,6 +122,7 @@ void Connection::Service() {
 
 void Connection::OnSendCompletion(const ibv_wc& wc) {
   heard_ = true;
+  probe_ticks_ = 0;  // The queue moves: a probe behind others is not stuck.
   int err = rdma::WcStatusToConnectionErrno(wc.status);
   // Everything posted before it is complete too: those requests were
   // unsignalled and succeeded (a failure always completes on its own).
@@ -204,13 +205,13 @@ bool Connection::FlushDone() const {
          (close_sent_ && push_backlog_.empty() && rndv_waiting_.empty());
 }
 
-void Connection::KeepaliveTick(uint32_t ticks) {
+void Connection::KeepaliveTick(uint32_t ticks, uint32_t stall_ticks) {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
   // The transport gives up on a silent peer within about 2 s, and fails
   // the probe then: one still out after whole intervals never will be.
-  if (probing_ && ++probe_ticks_ >= kProbeIntervals * ticks) {
+  if (probing_ && ++probe_ticks_ >= stall_ticks) {
     DEMI_LOG(WARNING) << "qd " << qd_ << ": keepalive probe not completed in "
-                      << kProbeIntervals << " intervals: send queue stalled";
+                      << stall_ticks << " ticks: send queue stalled";
     Abort(ETIMEDOUT);
     return;
   }

@@ -40,6 +40,8 @@ inline constexpr uint32_t kMaxEagerPayload =
     kEagerBufferSize - sizeof(WireHeader);
 static_assert(kEagerBufferSize >= RndvMessageSize(kMaxRndvSegments),
               "a rendezvous announcement fits a receive buffer");
+static_assert(kSmallBufferSize >= RndvMessageSize(kMaxRndvSegments),
+              "a rendezvous announcement fits a small receive buffer");
 static_assert(kSendDepth >= 2 * kMaxRndvSegments,
               "a rendezvous can always post its reads");
 
@@ -136,12 +138,11 @@ class Connection {
   // whole interval sends a probe: a zero-length RDMA WRITE, which needs no
   // credit and touches no memory. A vanished peer never acknowledges it,
   // so the transport's retries run out and the connection fails with
-  // ETIMEDOUT. A probe that has not completed after kProbeIntervals more
-  // intervals fails the connection too (ETIMEDOUT): the send queue has
-  // stopped without an error (rxe, Linux 6.1, under packet loss), and
-  // everything behind the probe would wait for ever.
-  void KeepaliveTick(uint32_t ticks);
-  static constexpr uint32_t kProbeIntervals = 2;
+  // ETIMEDOUT. A probe still out after `stall_ticks` ticks with no send
+  // completing meanwhile fails the connection too (ETIMEDOUT): the send
+  // queue has stopped without an error (rxe, Linux 6.1, under packet
+  // loss), and everything behind the probe would wait for ever.
+  void KeepaliveTick(uint32_t ticks, uint32_t stall_ticks);
   // Fails every pending operation with `err` and moves the QP to the error
   // state (flushing what is posted). Idempotent; the first error sticks.
   void Abort(int err);
@@ -296,7 +297,8 @@ class Connection {
   bool heard_ = false;
   uint32_t idle_ticks_ = 0;
   bool probing_ = false;
-  uint32_t probe_ticks_ = 0;  // Ticks since the probe out was posted.
+  // Ticks since the probe out was posted or a send last completed.
+  uint32_t probe_ticks_ = 0;
 
   // Posted send work requests, in slots indexed by wr_id.
   SendQueue sends_;

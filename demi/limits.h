@@ -159,6 +159,13 @@ inline constexpr absl::Duration kDefaultLinger = absl::Seconds(30);
 inline constexpr absl::Duration kDefaultKeepalive = absl::Seconds(3);
 // Keepalive ticks per interval: how finely idleness is measured.
 inline constexpr uint32_t kKeepaliveTicks = 4;
+// A probe not completed this many intervals after it was posted, and at
+// least kMinStallWait, fails its connection (ETIMEDOUT): the send queue
+// stopped without an error (seen on rxe under loss). kMinStallWait is
+// about twice the transport's own give-up time (rdma/cm_connection.h), so
+// that a short DEMI_KEEPALIVE_MS does not cut its retries short.
+inline constexpr uint32_t kStallProbeIntervals = 2;
+inline constexpr absl::Duration kMinStallWait = absl::Seconds(4);
 
 // --- Datagram sockets (UD queue pairs) ---
 

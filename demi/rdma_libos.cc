@@ -103,6 +103,12 @@ absl::Status RdmaLibOs::Init() {
     device->receives.push_back(std::move(receive));
   }
   keepalive_ = KeepaliveInterval();
+  if (keepalive_ != absl::InfiniteDuration()) {
+    absl::Duration tick = keepalive_ / kKeepaliveTicks;
+    stall_ticks_ = std::max<uint32_t>(
+        kStallProbeIntervals * kKeepaliveTicks,
+        static_cast<uint32_t>(absl::Ceil(kMinStallWait, tick) / tick));
+  }
   spin_ = SpinBudget();
   return absl::OkStatus();
 }

@@ -255,6 +255,8 @@ class RdmaLibOs {
   uint32_t cm_interval_ = kCmPollInterval;
   uint32_t cm_quiet_looks_ = 0;
   absl::Duration keepalive_ = kDefaultKeepalive;
+  // Keepalive ticks a probe may stay out (see Connection::KeepaliveTick).
+  uint32_t stall_ticks_ = kStallProbeIntervals * kKeepaliveTicks;
   absl::Duration spin_ = kDefaultSpin;  // DEMI_SPIN_US.
   // Set while a pass follows a sleep: every send CQ is polled then (the
   // event may be a failed unsignalled send, which idle passes look for

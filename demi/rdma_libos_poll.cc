@@ -50,6 +50,7 @@ void RdmaLibOs::PollTimers() {
   // there are none).
   pool_->DrainOtherThreadFrees();
   SgaPool::ReleaseIdleDepot(now);
+  pool_->ReleaseIdleSpares(now);
   if (!closed_.empty()) PollClosed(now);
   connections_high_ = std::max(connections_high_, conn_by_qpn_.size());
   if (closed_.empty() &&
@@ -69,8 +70,10 @@ void RdmaLibOs::PollTimers() {
   }
   if (keepalive_ == absl::InfiniteDuration() || now < next_tick_) return;
   next_tick_ = now + keepalive_ / kKeepaliveTicks;
-  queues_.ForEach([](Queue& queue) {
-    if (Connection* conn = queue.conn()) conn->KeepaliveTick(kKeepaliveTicks);
+  queues_.ForEach([this](Queue& queue) {
+    if (Connection* conn = queue.conn()) {
+      conn->KeepaliveTick(kKeepaliveTicks, stall_ticks_);
+    }
   });
 }
 

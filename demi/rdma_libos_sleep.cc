@@ -20,6 +20,7 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
   }
   // Idle slabs go back with the timers: a thread that waits for ever on
   // an accept must still wake to give a burst's memory back.
+  next = std::min(next, pool_->NextSpareRelease(now));
   return std::min(next, SgaPool::NextDepotRelease());
 }
 

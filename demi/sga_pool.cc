@@ -277,13 +277,21 @@ absl::StatusOr<Buffer*> SgaPool::Allocate(size_t size) {
 }
 
 Slab* SgaPool::PickSlab(int size_class) {
+  // The fullest slab with at least an eighth of its pieces free, so that
+  // the next scan is that many takes away (the fullest of all has often
+  // one piece just freed: a scan per take or two, measured); only if none
+  // has that many, the fullest with any.
   Slab* best = nullptr;
+  Slab* any = nullptr;
   for (const auto& slab : slabs_) {
-    if (slab->size_class == size_class && slab->free_count > 0 &&
+    if (slab->size_class != size_class || slab->free_count == 0) continue;
+    if (any == nullptr || slab->free_count < any->free_count) any = slab.get();
+    if (slab->free_count * 8 >= slab->buffers.size() &&
         (best == nullptr || slab->free_count < best->free_count)) {
       best = slab.get();
     }
   }
+  if (best == nullptr) best = any;
   current_[size_class] = best;
   return best;
 }
@@ -542,6 +550,7 @@ void SgaPool::Adopt(std::unique_ptr<Slab> slab, int size_class) {
 }
 
 void SgaPool::SlabIdle(Slab* slab) {
+  ++slab->idled;
   Slab*& spare = spare_[slab->size_class];
   // A retired pool has nobody to keep a spare for.
   if (!retired_ && (spare == nullptr || spare == slab ||
@@ -552,9 +561,47 @@ void SgaPool::SlabIdle(Slab* slab) {
   Deposit(Remove(slab));
 }
 
+void SgaPool::ReleaseIdleSpares(absl::Time now) {
+  for (int c = 0; c < kNumClasses; ++c) {
+    Slab* spare = spare_[c];
+    SpareWatch& watch = spare_watch_[c];
+    if (spare == nullptr || spare->free_count != spare->buffers.size()) {
+      watch.slab = nullptr;
+      continue;
+    }
+    if (watch.slab != spare || watch.idled != spare->idled) {
+      watch = {spare, spare->idled, now};
+      continue;
+    }
+    if (now - watch.since >= kDepotIdleTime) {
+      watch.slab = nullptr;
+      Deposit(Remove(spare));
+    }
+  }
+}
+
+absl::Time SgaPool::NextSpareRelease(absl::Time now) const {
+  absl::Time next = absl::InfiniteFuture();
+  for (int c = 0; c < kNumClasses; ++c) {
+    const Slab* spare = spare_[c];
+    if (spare == nullptr || spare->free_count != spare->buffers.size()) {
+      continue;
+    }
+    const SpareWatch& watch = spare_watch_[c];
+    bool watched = watch.slab == spare && watch.idled == spare->idled;
+    // Not watched yet: the timers that start the watch need not come at
+    // once (a thread that sleeps between messages would spin instead).
+    next = std::min(next, (watched ? watch.since : now) + kDepotIdleTime);
+  }
+  return next;
+}
+
 void SgaPool::Unlist(Slab* slab) {
   if (current_[slab->size_class] == slab) current_[slab->size_class] = nullptr;
   if (spare_[slab->size_class] == slab) spare_[slab->size_class] = nullptr;
+  if (spare_watch_[slab->size_class].slab == slab) {
+    spare_watch_[slab->size_class].slab = nullptr;
+  }
   slabs_by_address_.erase(reinterpret_cast<uintptr_t>(slab->base));
 }
 
@@ -623,6 +670,7 @@ void SgaPool::UnmapAll() {
   slabs_by_address_.clear();
   std::fill(std::begin(current_), std::end(current_), nullptr);
   std::fill(std::begin(spare_), std::end(spare_), nullptr);
+  std::fill(std::begin(spare_watch_), std::end(spare_watch_), SpareWatch());
   std::vector<const void*>().swap(draining_);
 }
 

@@ -66,6 +66,7 @@ struct Slab {
   size_t free_count = 0;         // free.size(), beside buffers.size().
   std::vector<rdma::MrPtr> mrs;  // One per device, in device order.
   SgaPool* pool = nullptr;       // Its owner, for BufferRef; null in the depot.
+  uint32_t idled = 0;            // Times all its pieces came back.
   absl::Time deposited;          // When it last went to the depot.
 };
 
@@ -100,8 +101,8 @@ class SgaPool {
 
   // A free piece of `size_class` with one reference, or null if there is
   // none without growing (then Allocate). Pieces come from one slab of the
-  // class until it has none free, then from the fullest: slabs left with
-  // few pieces in use (after a burst, receive buffers spread over many)
+  // class until it has none free, then from the fullest (PickSlab): slabs left
+  // with few pieces in use (after a burst, receive buffers spread over many)
   // are not handed out again, so they empty and go back. Within a slab the
   // last piece freed comes first, warm in the cache.
   Buffer* TakeFree(int size_class) {
@@ -203,6 +204,13 @@ class SgaPool {
   // When ReleaseIdleDepot will next have something to do (InfiniteFuture:
   // the depot is empty): a thread about to sleep wakes for it. Any thread.
   static absl::Time NextDepotRelease();
+  // Gives to the depot each spare slab that has had no piece in use since
+  // `now` - kDepotIdleTime (as far as these calls saw: call them now and
+  // then): a pool that stopped using a class keeps none of it. Owner only.
+  void ReleaseIdleSpares(absl::Time now);
+  // When ReleaseIdleSpares will next have something to do (a spare not
+  // watched yet: kDepotIdleTime from `now`). Owner only.
+  absl::Time NextSpareRelease(absl::Time now) const;
   // Pieces the application holds (lent and not reclaimed). Owner only.
   size_t lent_count() const { return lent_count_; }
   // Handles given to FreeFromOtherThread that were not lent any more when
@@ -217,9 +225,9 @@ class SgaPool {
   void FreeDraining();
   void DrainHandoff();
   absl::Status Grow(int size_class);
-  // Makes the slab of `size_class` with the fewest free pieces (but some)
-  // the one TakeFree takes from, and returns it; null if none has any.
-  // Out of line: once per slab filled.
+  // Makes the slab of `size_class` with the fewest free pieces (but an
+  // eighth of them, if one has that many) the one TakeFree takes from, and
+  // returns it; null if none has any. Out of line: once per slab filled.
   Slab* PickSlab(int size_class);
   // Takes a slab of `slab_size` bytes from the depot, if it has one
   // registered with this pool's PDs.
@@ -262,6 +270,14 @@ class SgaPool {
   // it still has none in use), so that a steady allocate-free never moves
   // slabs through the depot.
   Slab* spare_[kNumClasses] = {};
+  // Per class, the spare ReleaseIdleSpares watches, its `idled` then, and
+  // since when.
+  struct SpareWatch {
+    const Slab* slab = nullptr;
+    uint32_t idled = 0;
+    absl::Time since;
+  };
+  SpareWatch spare_watch_[kNumClasses];
 
   // Other threads' frees (FreeFromOtherThread). The owner takes the mutex
   // only when the flag says there is something, outside its fast path.

@@ -603,6 +603,38 @@ TEST_F(SgaPoolDepotTest, ScatteredPiecesGatherSoSlabsEmpty) {
   for (Buffer* buffer : posted) pool.Unref(buffer);
 }
 
+// A spare nobody has used for kDepotIdleTime goes to the depot (and from
+// there, after as long again, back to the system); one in use stays.
+TEST_F(SgaPoolDepotTest, AnIdleSpareGoesToTheDepot) {
+  ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);
+  SgaPool pool({}, kSlabSize * 4);
+  pool.Unref(*pool.Allocate(k64K));
+  ASSERT_EQ(pool.registered_bytes(), kSlabSize);  // The class's spare.
+  absl::Time t = absl::Now();
+  EXPECT_EQ(pool.NextSpareRelease(t), t + kDepotIdleTime);
+  pool.ReleaseIdleSpares(t);  // Starts watching it.
+  EXPECT_EQ(pool.NextSpareRelease(t), t + kDepotIdleTime);
+  // Used in between: the watch starts again.
+  pool.Unref(*pool.Allocate(k64K));
+  pool.ReleaseIdleSpares(t + kDepotIdleTime);
+  EXPECT_EQ(pool.registered_bytes(), kSlabSize);
+  // A piece held across the checks keeps it too.
+  Buffer* held = *pool.Allocate(k64K);
+  pool.ReleaseIdleSpares(t + 3 * kDepotIdleTime);
+  EXPECT_EQ(pool.registered_bytes(), kSlabSize);
+  pool.Unref(held);
+  pool.ReleaseIdleSpares(t + 4 * kDepotIdleTime);
+  EXPECT_EQ(pool.registered_bytes(), kSlabSize);
+  pool.ReleaseIdleSpares(t + 5 * kDepotIdleTime);
+  EXPECT_EQ(pool.registered_bytes(), 0u);
+  EXPECT_EQ(SgaPool::depot_bytes(), kSlabSize);
+  EXPECT_EQ(pool.NextSpareRelease(t), absl::InfiniteFuture());
+  // The pool works on: it takes the slab back.
+  pool.Unref(*pool.Allocate(k64K));
+  EXPECT_EQ(SgaPool::depot_bytes(), 0u);
+  EXPECT_EQ(pool.registered_bytes(), kSlabSize);
+}
+
 // A steady allocate-free never moves a slab: the spare stays.
 TEST_F(SgaPoolDepotTest, PingPongKeepsItsSlab) {
   ASSERT_EQ(SgaPool::process_registered_bytes(), 0u);

@@ -116,6 +116,11 @@ absl::StatusOr<ConnectData> ParseConnectData(
   if (data.initial_credits == 0 || data.eager_size < sizeof(WireHeader)) {
     return rdma::ErrnoError(EPROTO, "peer announces no receive buffers");
   }
+  // Its buffers must hold what this side sends without asking: a
+  // rendezvous announcement.
+  if (data.eager_size < RndvMessageSize(kMaxRndvSegments)) {
+    return rdma::ErrnoError(EPROTO, "peer announces buffers too small");
+  }
   if (data.max_credits > kMaxPeerCredits ||
       data.initial_credits > data.max_credits ||
       data.eager_size > kMaxPeerEagerSize) {
