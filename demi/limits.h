@@ -118,6 +118,9 @@ inline constexpr uint32_t kRefillChain = 64;
 // Entries of each send completion queue; every connection reserves room
 // for all its send work requests in one, so none can overflow.
 inline constexpr int kCqDepth = 32768;
+// A send CQ beyond a thread's first that no QP has used for this long is
+// destroyed (CqPool): after a burst the process gives its queues back.
+inline constexpr absl::Duration kIdleCqTime = absl::Seconds(10);
 // Work completions taken per poll.
 inline constexpr int kPollBatch = 32;
 // Progress passes between looks at the rdma_cm channel while connections

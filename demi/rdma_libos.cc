@@ -89,7 +89,7 @@ absl::Status RdmaLibOs::Init() {
     device->max_send_sge = shared_device.max_send_sge;
     device->send_cqs = std::make_unique<CqPool>(
         device->context, std::min(kCqDepth, shared_device.max_cqe),
-        sleep_->channel(device->index));
+        sleep_->channel(device->index), kIdleCqTime);
     pds.push_back(device->pd);
     devices_.push_back(std::move(device));
   }

@@ -61,6 +61,7 @@ void RdmaLibOs::PollTimers() {
   }
   for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {
+    device->send_cqs->ReleaseIdle(now);
     // Waiters too: a rendezvous waiting for pool memory has no completion
     // to wake it when the application frees some.
     if (device->refill_dry || device->ReceiveWaiting()) {

@@ -13,13 +13,14 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
   bool housekeeping = !closed_.empty() || !datagrams_.empty();
   for (const auto& device : devices_) {
     housekeeping |= device->refill_dry || device->ReceiveWaiting();
+    next = std::min(next, device->send_cqs->NextRelease());
   }
-  if (housekeeping) next = now + kSleepTimerInterval;
+  if (housekeeping) next = std::min(next, now + kSleepTimerInterval);
   if (keepalive_ != absl::InfiniteDuration() && !conn_by_qpn_.empty()) {
     next = std::min(next, next_tick_);
   }
-  // Idle slabs go back with the timers: a thread that waits for ever on
-  // an accept must still wake to give a burst's memory back.
+  // Idle slabs and CQs go back with the timers: a thread that waits for
+  // ever on an accept must still wake to give a burst's memory back.
   next = std::min(next, pool_->NextSpareRelease(now));
   return std::min(next, SgaPool::NextDepotRelease());
 }

@@ -42,14 +42,16 @@ void ForEachLineOf(const char* command, pid_t pid, F line) {
 }  // namespace
 
 std::string Resources::ToString() const {
-  return absl::StrFormat("%d QPs, %d MRs of %.1f MiB, heap %zu B", qps, mrs,
-                         mr_bytes / 1048576.0, heap);
+  return absl::StrFormat("%d QPs, %d CQs, %d MRs of %.1f MiB, heap %zu B", qps,
+                         cqs, mrs, mr_bytes / 1048576.0, heap);
 }
 
 Resources ResourcesOf(pid_t pid) {
   Resources r;
   ForEachLineOf("rdma resource show qp", pid,
                 [&](const std::vector<std::string>&) { ++r.qps; });
+  ForEachLineOf("rdma resource show cq", pid,
+                [&](const std::vector<std::string>&) { ++r.cqs; });
   ForEachLineOf(
       "rdma resource show mr", pid,
       [&](const std::vector<std::string>& tokens) {

@@ -16,6 +16,7 @@ namespace demi::testing {
 
 struct Resources {
   int qps = 0;
+  int cqs = 0;
   int mrs = 0;
   uint64_t mr_bytes = 0;
   size_t heap = 0;  // Bytes malloc has handed out (not under ASan).
