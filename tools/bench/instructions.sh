@@ -11,7 +11,8 @@
 # where polls counts the calls of the provider's most-called function (its
 # poll_cq). Appends ir.TOOL.SIZE.* lines to DEMI_OUT_DIR/results.txt.
 # DEMI_IR_TOOLS (default "ib_send_lat probe") picks the clients: "probe"
-# alone measures a change of ours in half the time.
+# alone measures a change of ours in half the time. DEMI_IR_UD=1 measures
+# datagrams instead (ib_send_lat -c UD, latency_probe --udp).
 set -uo pipefail
 probe=$(readlink -f "$1")
 [ -x "$probe" ] || { echo "instructions.sh: no probe at $1" >&2; exit 2; }
@@ -24,6 +25,8 @@ limit="timeout 600"
 provider=$(basename "$(readlink -f "/sys/class/infiniband/$dev/device/driver" \
   2> /dev/null)")
 [ -n "$provider" ] && [ "$provider" != . ] || provider=rxe
+ud=""
+[ "${DEMI_IR_UD:-0}" = 1 ] && ud=1
 callgrind="valgrind --tool=callgrind --callgrind-out-file"
 # The slowed server runs under callgrind too, as slow as the client.
 slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
@@ -34,18 +37,19 @@ one() {
   local tool=$1 size=$2 n=$3 prefix=$4
   local file="$out/callgrind.$tool.$size.$n.${prefix:+slow}"
   if [ "$tool" = ib_send_lat ]; then
-    $limit $prefix ib_send_lat -d "$dev" -R -s "$size" -n "$n" \
-      > /dev/null 2>&1 &
+    $limit $prefix ib_send_lat -d "$dev" -R ${ud:+-c UD} -s "$size" \
+      -n "$n" > /dev/null 2>&1 &
     wait_listen 18515
-    $limit $callgrind="$file" ib_send_lat -d "$dev" -R -s "$size" -n "$n" \
-      "$addr" > "$file.log" 2>&1
+    $limit $callgrind="$file" ib_send_lat -d "$dev" -R ${ud:+-c UD} \
+      -s "$size" -n "$n" "$addr" > "$file.log" 2>&1
   else
     # The server's output (its path line) must not reach the runs' lines.
-    $limit $prefix "$probe" --server --bind "$addr" --port 13020 \
-      --exit_after 1 > /dev/null 2>&1 &
+    $limit $prefix "$probe" ${ud:+--udp} --server --bind "$addr" \
+      --port 13020 --exit_after 1 > /dev/null 2>&1 &
     wait_listen 13020
-    $limit $callgrind="$file" "$probe" --client "$addr" --port 13020 \
-      --size "$size" --iters "$n" --warmup 100 > "$file.log" 2>&1
+    $limit $callgrind="$file" "$probe" ${ud:+--udp} --client "$addr" \
+      --port 13020 --size "$size" --iters "$n" --warmup 100 \
+      > "$file.log" 2>&1
   fi
   wait
   local entry=verbs
