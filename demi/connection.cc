@@ -130,7 +130,7 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
       wc.wr_id, err, [&](SendSlot& slot, int e) { RetireSend(slot, e); });
   if (!known) return;
   if (err != 0) {
-    Abort(err);
+    FailOn(wc, "send");
     return;
   }
   DeliverPops();
@@ -239,7 +239,25 @@ void Connection::KeepaliveTick(uint32_t ticks, uint32_t stall_ticks) {
   DEMI_LOG(DEBUG) << "qd " << qd_ << ": keepalive probe";
 }
 
-void Connection::OnDisconnected() { Abort(ECONNRESET); }
+void Connection::OnDisconnected() {
+  if (state_ == State::kOpen && !peer_closed_) {
+    // Not after its CLOSE: a peer that goes without one crashed, timed
+    // out, or was cut off.
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": the peer disconnected";
+  }
+  Abort(ECONNRESET);
+}
+
+void Connection::FailOn(const ibv_wc& wc, const char* what) {
+  // Only the first failure says why: the flushes after it are its echo.
+  // A soak's reset connections are diagnosed from these lines.
+  if (state_ != State::kDead) {
+    DEMI_LOG(WARNING) << "qd " << qd_ << ": " << what << " work request "
+                      << wc.wr_id << " failed: " << ibv_wc_status_str(wc.status)
+                      << " (vendor error " << wc.vendor_err << ")";
+  }
+  Abort(rdma::WcStatusToConnectionErrno(wc.status));
+}
 
 void Connection::Abort(int err) {
   if (error_ == 0) error_ = err;

@@ -146,6 +146,9 @@ class Connection {
   // Fails every pending operation with `err` and moves the QP to the error
   // state (flushing what is posted). Idempotent; the first error sticks.
   void Abort(int err);
+  // Abort for a failed work completion `wc` of a `what` ("send",
+  // "receive") request, saying why in the log if it is the first failure.
+  void FailOn(const ibv_wc& wc, const char* what);
 
   // Whether work requests are still posted (the QP must outlive them).
   // Unsignalled sends after the last signalled one may never complete

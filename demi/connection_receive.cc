@@ -150,9 +150,7 @@ void Connection::OnRecvCompletion(const ibv_wc& wc, BufferRef buffer) {
   // nobody will pop (its credit is still counted as spent).
   if (wc.status != IBV_WC_SUCCESS || state_ == State::kDead) {
     if (wc.status == IBV_WC_SUCCESS) credits_.OnArrival(false);
-    if (wc.status != IBV_WC_SUCCESS) {
-      Abort(rdma::WcStatusToConnectionErrno(wc.status));
-    }
+    if (wc.status != IBV_WC_SUCCESS) FailOn(wc, "receive");
     return;
   }
   ParsedMessage parsed;
