@@ -152,9 +152,9 @@ DatagramSocket::~DatagramSocket() {
   // recv_slots_ and incoming_ hold may go back to the pool with them.
   qp_.reset();
   for (auto* ops : {&backlog_, &in_flight_}) {
-    for (PushOp& op : *ops) {
-      if (op.error == 0) op.error = EBADF;
-      FinishPush(op);
+    for (auto& op : *ops) {
+      if (op->error == 0) op->error = EBADF;
+      FinishPush(*op);
     }
   }
   for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
@@ -175,8 +175,18 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
     env_.tokens->Fail(qt, error_);
     return absl::OkStatus();
   }
-  // Built in place: a PushOp is ~500 bytes.
-  PushOp& op = backlog_.emplace_back();
+  std::unique_ptr<PushOp> owned;
+  if (spare_ops_.empty()) {
+    owned = std::make_unique<PushOp>();
+  } else {
+    owned = std::move(spare_ops_.back());
+    spare_ops_.pop_back();
+  }
+  // What FinishPush left as it is.
+  PushOp& op = *owned;
+  op.next_fragment = 0;
+  op.num_segs = 0;
+  op.error = 0;
   op.qt = qt;
   op.dest = dest;
   op.route_key = RouteKey(dest);
@@ -196,7 +206,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
   if (copy) {
     absl::StatusOr<Buffer*> staging = env_.pool->Allocate(length);
     if (!staging.ok()) {
-      backlog_.pop_back();
+      Recycle(std::move(owned));
       return rdma::ErrnoError(EAGAIN, "no memory to copy");
     }
     uint32_t at = 0;
@@ -216,6 +226,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
           sga.sga_segs[i].sgaseg_len, SgaPool::Lkey(owners[i], env_.device)};
     }
   }
+  backlog_.push_back(std::move(owned));
   Service();
   return absl::OkStatus();
 }
@@ -223,18 +234,16 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
 void DatagramSocket::Service() {
   for (auto it = backlog_.begin(); it != backlog_.end();) {
     if (send_head_ - send_tail_ >= kDatagramSendDepth) return;
-    PushOp& op = *it;
+    PushOp& op = **it;
     if (!op.routed) {
       absl::StatusOr<const Route*> route = routes_.Find(op.dest);
-      if (!route.ok()) {
-        op.error = rdma::ErrnoOf(route.status());
+      int err = !route.ok()                     ? rdma::ErrnoOf(route.status())
+                : *route == nullptr && closing_ ? EBADF  // Nobody will wait.
+                                                : 0;
+      if (err != 0) {
+        op.error = err;
         FinishPush(op);
-        it = backlog_.erase(it);
-        continue;
-      }
-      if (*route == nullptr && closing_) {  // Nobody will wait for it.
-        op.error = EBADF;
-        FinishPush(op);
+        Recycle(std::move(*it));
         it = backlog_.erase(it);
         continue;
       }
@@ -251,7 +260,7 @@ void DatagramSocket::Service() {
       PostFragment(op);
     }
     if (op.next_fragment < op.fragment_count && error_ == 0) return;
-    in_flight_.push_back(std::move(op));
+    in_flight_.push_back(std::move(*it));
     it = backlog_.erase(it);
   }
 }
@@ -325,10 +334,10 @@ void DatagramSocket::StartClose() {
 void DatagramSocket::FailAll(int err) {
   if (error_ == 0) error_ = err;
   for (auto* ops : {&backlog_, &in_flight_}) {
-    for (PushOp& op : *ops) {
-      if (op.qt != 0) env_.tokens->Fail(op.qt, error_);
-      op.qt = 0;
-      if (op.error == 0) op.error = error_;
+    for (auto& op : *ops) {
+      if (op->qt != 0) env_.tokens->Fail(op->qt, error_);
+      op->qt = 0;
+      if (op->error == 0) op->error = error_;
     }
   }
 }
@@ -360,6 +369,13 @@ void DatagramSocket::FinishPush(PushOp& op) {
   op.routed = false;
 }
 
+void DatagramSocket::Recycle(std::unique_ptr<PushOp> op) {
+  // As many as the send ring can have in flight: a burst's worth.
+  if (spare_ops_.size() < kDatagramSendDepth) {
+    spare_ops_.push_back(std::move(op));
+  }
+}
+
 void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) FailAll(rdma::WcStatusToErrno(wc.status));
   // Sends complete in order: this one retires every slot up to it.
@@ -367,7 +383,8 @@ void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
     SendSlot& slot = send_slots_[send_tail_ % kDatagramSendDepth];
     ++send_tail_;
     if (!slot.last || in_flight_.empty()) continue;
-    FinishPush(in_flight_.front());
+    FinishPush(*in_flight_.front());
+    Recycle(std::move(in_flight_.front()));
     in_flight_.pop_front();
   }
   Service();
@@ -426,12 +443,14 @@ void DatagramSocket::OnRouteOutcome(const DatagramRoutes::Outcome& outcome) {
   if (outcome.error != 0) {
     // Every push waiting for that route fails; the rest go on.
     for (auto it = backlog_.begin(); it != backlog_.end();) {
-      if (it->routed || it->route_key != outcome.key) {
+      PushOp& op = **it;
+      if (op.routed || op.route_key != outcome.key) {
         ++it;
         continue;
       }
-      it->error = outcome.error;
-      FinishPush(*it);
+      op.error = outcome.error;
+      FinishPush(op);
+      Recycle(std::move(*it));
       it = backlog_.erase(it);
     }
   }

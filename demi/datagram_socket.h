@@ -179,6 +179,8 @@ class DatagramSocket {
   // Posts receives into the empty slots, in one chain.
   void Refill();
   void FinishPush(PushOp& op);
+  // A finished op (FinishPush) kept for the next push.
+  void Recycle(std::unique_ptr<PushOp> op);
 
   DatagramEnv env_;
   rdma_cm_id* id_;  // Borrowed: RdmaLibOs owns the bound id.
@@ -213,8 +215,11 @@ class DatagramSocket {
   // kDatagramSendTimeout (UINT64_MAX: nothing watched).
   uint64_t watched_tail_ = UINT64_MAX;
   absl::Time watched_since_;
-  std::deque<PushOp> backlog_;    // Not fully posted, in push order.
-  std::deque<PushOp> in_flight_;  // Fully posted, in posting order.
+  // By pointer: a PushOp is ~500 bytes, and a deque of them would allocate
+  // a node and move one per datagram.
+  std::deque<std::unique_ptr<PushOp>> backlog_;     // Not fully posted.
+  std::deque<std::unique_ptr<PushOp>> in_flight_;   // In posting order.
+  std::vector<std::unique_ptr<PushOp>> spare_ops_;  // Finished, reused.
 
   std::vector<BufferRef> recv_slots_;  // Null: to be refilled.
   std::vector<uint32_t> empty_slots_;
