@@ -191,9 +191,11 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
   op.dest = dest;
   op.route_key = RouteKey(dest);
   op.length = length;
-  op.id = PermuteId(id_key_, next_id_++);
   op.fragment_size = FragmentPayload(ud_mtu_);
   op.fragment_count = FragmentCount(length, op.fragment_size);
+  // Only reassembly reads the id: a datagram of one fragment is delivered
+  // as it comes, and needs none.
+  op.id = op.fragment_count > 1 ? PermuteId(id_key_, next_id_++) : 0;
   // Registered memory goes as it is; anything else, or more segments than
   // a fragment can gather, is copied into one pool piece.
   bool copy = sga.sga_numsegs + 1 > max_send_sge_;
