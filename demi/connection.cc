@@ -134,6 +134,19 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
     return;
   }
   DeliverPops();
+  // A rendezvous waiting for an empty send queue (binds_after_drain) goes
+  // now, or asks again with a mark if what is left is unsignalled.
+  if (env_.binds_after_drain && !push_backlog_.empty()) Service();
+}
+
+void Connection::PostDrainMark() {
+  ibv_send_wr mark = {};
+  mark.opcode = IBV_WR_RDMA_WRITE;  // Zero bytes: no address, no rkey.
+  if (int err =
+          PostSendWr(mark, SendSlot(SendSlot::kControl), /*must_signal=*/true);
+      err != 0) {
+    Abort(err);
+  }
 }
 
 void Connection::RetireSend(SendSlot& slot, int err) {

@@ -281,6 +281,13 @@ bool Connection::TrySendPush() {
   if (op.is_close) {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
+    if (env_.binds_after_drain && sends_.posted() > 0) {
+      // Waits for the queue to empty (ConnectionEnv::binds_after_drain);
+      // unsignalled requests complete only with a signalled one after
+      // them.
+      if (!sends_.has_signaled()) PostDrainMark();
+      return false;
+    }
     if (absl::Status status = BindWindows(op); !status.ok()) {
       Abort(rdma::ErrnoOf(status));
       return false;
