@@ -273,6 +273,14 @@ bool Connection::TrySendPush() {
   if (send_credits_ < needed || op.windows.size() >= sends_.room()) {
     return false;
   }
+  if (op.is_rndv && env_.binds_after_drain && sends_.posted() > 0) {
+    // Waits for the queue to empty (ConnectionEnv::binds_after_drain);
+    // unsignalled requests complete only with a signalled one after them.
+    // Before the header takes the credits owed: a push that waits sends
+    // none, and credits taken and not sent are lost to the peer for good.
+    if (!sends_.has_signaled()) PostDrainMark();
+    return false;
+  }
   WireHeader header = {};
   header.credits = credits_.TakeReturn();
   SendSlot slot{SendSlot::kPush};
@@ -281,13 +289,6 @@ bool Connection::TrySendPush() {
   if (op.is_close) {
     header.type = static_cast<uint8_t>(WireType::kClose);
   } else if (op.is_rndv) {
-    if (env_.binds_after_drain && sends_.posted() > 0) {
-      // Waits for the queue to empty (ConnectionEnv::binds_after_drain);
-      // unsignalled requests complete only with a signalled one after
-      // them.
-      if (!sends_.has_signaled()) PostDrainMark();
-      return false;
-    }
     if (absl::Status status = BindWindows(op); !status.ok()) {
       Abort(rdma::ErrnoOf(status));
       return false;
