@@ -108,12 +108,17 @@ void Connection::FlushDueCredits() {
 
 void Connection::Service() {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
-  while (!done_backlog_.empty() &&
-         TrySendControl(WireType::kRndvDone, done_backlog_.front())) {
-    done_backlog_.pop_front();
-  }
+  auto send_dones = [this] {
+    while (!done_backlog_.empty() &&
+           TrySendControl(WireType::kRndvDone, done_backlog_.front())) {
+      done_backlog_.pop_front();
+    }
+  };
+  send_dones();
   while (!push_backlog_.empty() && state_ != State::kDead && TrySendPush()) {
   }
+  // A rendezvous that waited to bind held them back (bind_waits_).
+  if (!done_backlog_.empty()) send_dones();
   if (state_ != State::kDead && credits_.ReturnNow()) {
     TrySendControl(WireType::kCredit, 0);
   }

@@ -295,6 +295,12 @@ class Connection {
   uint32_t posted_pass_ = 0;
   // Waiting on the SRQ for buffers, or on the pool for a rendezvous target.
   bool waiting_buffers_ = false;
+  // The rendezvous at the head of the backlog waits for the send queue to
+  // empty before it binds (ConnectionEnv::binds_after_drain). Nothing else
+  // is posted meanwhile: a queue that takes READs and RNDV_DONEs for the
+  // peer's stream might never empty. It does within a round trip, since
+  // posted requests complete without the peer's application.
+  bool bind_waits_ = false;
   uint64_t next_cookie_ = 1;
   // The inline push's work request, built once: TryPushInline sets only
   // its segments, their number, the immediate data and the flags.

@@ -228,7 +228,7 @@ int Connection::PostSendWr(ibv_send_wr& send, SendSlot&& slot,
 }
 
 bool Connection::TrySendControl(WireType type, uint64_t cookie) {
-  if (send_credits_ < 1 || sends_.room() == 0) return false;
+  if (bind_waits_ || send_credits_ < 1 || sends_.room() == 0) return false;
   WireHeader header = {};
   header.type = static_cast<uint8_t>(type);
   header.credits = credits_.TakeReturn();
@@ -273,13 +273,16 @@ bool Connection::TrySendPush() {
   if (send_credits_ < needed || op.windows.size() >= sends_.room()) {
     return false;
   }
-  if (op.is_rndv && env_.binds_after_drain && sends_.posted() > 0) {
-    // Waits for the queue to empty (ConnectionEnv::binds_after_drain);
-    // unsignalled requests complete only with a signalled one after them.
+  if (op.is_rndv && env_.binds_after_drain) {
     // Before the header takes the credits owed: a push that waits sends
     // none, and credits taken and not sent are lost to the peer for good.
-    if (!sends_.has_signaled()) PostDrainMark();
-    return false;
+    bind_waits_ = sends_.posted() > 0;
+    if (bind_waits_) {
+      // Unsignalled requests complete only with a signalled one after
+      // them.
+      if (!sends_.has_signaled()) PostDrainMark();
+      return false;
+    }
   }
   WireHeader header = {};
   header.credits = credits_.TakeReturn();
