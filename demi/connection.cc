@@ -108,12 +108,17 @@ void Connection::FlushDueCredits() {
 
 void Connection::Service() {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
-  while (!done_backlog_.empty() &&
-         TrySendControl(WireType::kRndvDone, done_backlog_.front())) {
-    done_backlog_.pop_front();
-  }
+  auto send_dones = [this] {
+    while (!done_backlog_.empty() &&
+           TrySendControl(WireType::kRndvDone, done_backlog_.front())) {
+      done_backlog_.pop_front();
+    }
+  };
+  send_dones();
   while (!push_backlog_.empty() && state_ != State::kDead && TrySendPush()) {
   }
+  // A rendezvous that waited to bind held them back (bind_waits_).
+  if (!done_backlog_.empty()) send_dones();
   if (state_ != State::kDead && credits_.ReturnNow()) {
     TrySendControl(WireType::kCredit, 0);
   }
@@ -134,6 +139,19 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
     return;
   }
   DeliverPops();
+  // A rendezvous waiting for an empty send queue (binds_after_drain) goes
+  // now, or asks again with a mark if what is left is unsignalled.
+  if (env_.binds_after_drain && !push_backlog_.empty()) Service();
+}
+
+void Connection::PostDrainMark() {
+  ibv_send_wr mark = {};
+  mark.opcode = IBV_WR_RDMA_WRITE;  // Zero bytes: no address, no rkey.
+  if (int err =
+          PostSendWr(mark, SendSlot(SendSlot::kControl), /*must_signal=*/true);
+      err != 0) {
+    Abort(err);
+  }
 }
 
 void Connection::RetireSend(SendSlot& slot, int err) {

@@ -21,7 +21,7 @@ Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
 }
 
 void Connection::StartReads() {
-  if (state_ == State::kDead || rndv_unread_ == 0) return;
+  if (state_ == State::kDead || rndv_unread_ == 0 || bind_waits_) return;
   size_t wanted = std::min(pops_.size(), incoming_.size());
   for (size_t i = 0; i < wanted; ++i) {
     Incoming& in = incoming_[i];

@@ -228,7 +228,7 @@ int Connection::PostSendWr(ibv_send_wr& send, SendSlot&& slot,
 }
 
 bool Connection::TrySendControl(WireType type, uint64_t cookie) {
-  if (send_credits_ < 1 || sends_.room() == 0) return false;
+  if (bind_waits_ || send_credits_ < 1 || sends_.room() == 0) return false;
   WireHeader header = {};
   header.type = static_cast<uint8_t>(type);
   header.credits = credits_.TakeReturn();
@@ -272,6 +272,17 @@ bool Connection::TrySendPush() {
   uint32_t needed = op.is_close ? 1 : 2;
   if (send_credits_ < needed || op.windows.size() >= sends_.room()) {
     return false;
+  }
+  if (op.is_rndv && env_.binds_after_drain) {
+    // Before the header takes the credits owed: a push that waits sends
+    // none, and credits taken and not sent are lost to the peer for good.
+    bind_waits_ = sends_.posted() > 0;
+    if (bind_waits_) {
+      // Unsignalled requests complete only with a signalled one after
+      // them.
+      if (!sends_.has_signaled()) PostDrainMark();
+      return false;
+    }
   }
   WireHeader header = {};
   header.credits = credits_.TakeReturn();

@@ -87,6 +87,7 @@ absl::Status RdmaLibOs::Init() {
     device->index = shared_device.index;
     device->pd = shared_device.pd;
     device->max_send_sge = shared_device.max_send_sge;
+    device->binds_after_drain = shared_device.binds_after_drain;
     device->send_cqs = std::make_unique<CqPool>(
         device->context, std::min(kCqDepth, shared_device.max_cqe),
         sleep_->channel(device->index), kIdleCqTime);
@@ -153,6 +154,7 @@ ConnectionEnv RdmaLibOs::EnvFor(ThreadDevice* device, SharedReceive* receive) {
   env.pool = pool_.get();
   env.tokens = &tokens_;
   env.receive = receive;
+  env.binds_after_drain = device->binds_after_drain;
   env.credit_due = &credit_due_;
   env.aborted = &aborted_;
   env.pd = device->pd;

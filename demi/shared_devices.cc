@@ -8,11 +8,18 @@
 #include <mutex>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
 #include "rdma/verbs_ptr.h"
 
 namespace demi {
+namespace {
+
+// Soft-RoCE's ibv_device_attr::vendor_id (RXE_VENDOR_ID in the kernel).
+constexpr uint32_t kSoftRoceVendorId = 0xFFFFFF;
+
+}  // namespace
 namespace {
 
 std::mutex devices_mutex;  // std::mutex: see process_ids.cc.
@@ -45,6 +52,10 @@ absl::StatusOr<std::vector<SharedDevice>> Open() {
     device.max_send_sge =
         static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
     device.max_cqe = attr.max_cqe;
+    // rxe reports RXE_VENDOR_ID; its devices are named rxe<N> by default.
+    device.binds_after_drain =
+        attr.vendor_id == kSoftRoceVendorId ||
+        absl::StartsWith(ibv_get_device_name(device.context->device), "rxe");
     DEMI_ASSIGN_OR_RETURN(rdma::PdPtr pd, rdma::AllocPd(device.context));
     device.pd = pd.get();
     pds.push_back(std::move(pd));

@@ -18,6 +18,9 @@ struct SharedDevice {
   int index = 0;                   // In device order (SgaPool's MRs).
   ibv_pd* pd = nullptr;
   uint32_t max_send_sge = 1;
+  // Soft-RoCE (rxe): a memory window is bound only on an empty send queue
+  // (see ConnectionEnv::binds_after_drain).
+  bool binds_after_drain = false;
   int max_cqe = 0;
 };
 

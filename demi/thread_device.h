@@ -31,6 +31,7 @@ struct ThreadDevice {
   // (a failed unsignalled request completes too, and is found then).
   uint32_t signaled_sends = 0;
   uint32_t max_send_sge = 1;
+  bool binds_after_drain = false;  // SharedDevice's.
   // The pool ran dry refilling the SRQ: retried with the timers, not on
   // every pass (a failed allocation tries to register memory).
   bool refill_dry = false;
