@@ -79,7 +79,15 @@ bool ValidTimeout(const timespec* timeout) {
 
 int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
                     const timespec* timeout) {
-  if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
+  if (!ValidTimeout(timeout)) return EINVAL;
+  // A result that is in already needs no clock and no pass.
+  if (tokens_.Take(qt, qr_out)) return 0;
+  if (!tokens_.Contains(qt)) return EINVAL;
+  return WaitSlow(qr_out, qt, timeout);
+}
+
+int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
+                        const timespec* timeout) {
   WaitClock clock(timeout, spin_);
   while (true) {
     if (tokens_.Take(qt, qr_out)) return 0;
@@ -138,8 +146,17 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
 int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                          const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
-  WaitClock clock(timeout, spin_);
+  // Results that are in already need no clock and no pass.
   int count = 0;
+  while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
+  *num_qrs_out = count;
+  if (count == num_qrs) return 0;
+  return WaitNextNSlow(qr_out, num_qrs, count, num_qrs_out, timeout);
+}
+
+int RdmaLibOs::WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs, int count,
+                             int* num_qrs_out, const timespec* timeout) {
+  WaitClock clock(timeout, spin_);
   bool last = false;
   while (true) {
     while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
