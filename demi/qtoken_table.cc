@@ -9,6 +9,8 @@ QTokenTable::Entry* QTokenTable::LookupOld(demi_qtoken_t qt) {
   return it == old_.end() ? nullptr : &it->second;
 }
 
+void QTokenTable::ForgetOld(demi_qtoken_t qt) { old_.erase(qt); }
+
 void QTokenTable::Evict(Entry& entry) {
   old_.emplace(entry.qt, entry);
   entry.state = Entry::kGone;

@@ -146,9 +146,10 @@ class QTokenTable {
     if (&entry == &Slot(qt)) {
       entry.state = Entry::kGone;
     } else {
-      old_.erase(qt);
+      ForgetOld(qt);
     }
   }
+  void ForgetOld(demi_qtoken_t qt);
   // Writes the result of the done `entry` to `out` and forgets it.
   void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
 

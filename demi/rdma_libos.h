@@ -27,7 +27,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
@@ -192,15 +191,6 @@ class RdmaLibOs {
   // clock: closed queues, receive refills, keepalive ticks. None of it is
   // urgent to the microsecond.
   void PollTimers();
-
-  // The waits once their result is not in at the call (rdma_libos_wait.cc):
-  // out of line, so that a wait that returns at once builds no clock. The
-  // next-n wait has `count` results in `qr_out` already.
-  ABSL_ATTRIBUTE_NOINLINE int WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
-                                       const timespec* timeout);
-  ABSL_ATTRIBUTE_NOINLINE int WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs,
-                                            int count, int* num_qrs_out,
-                                            const timespec* timeout);
 
   // Sleeping (rdma_libos_sleep.cc). A wait's sleep, once its spin budget is
   // spent: arms every CQ, polls once more, and blocks until a completion,

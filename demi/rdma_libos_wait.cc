@@ -80,17 +80,11 @@ bool ValidTimeout(const timespec* timeout) {
 int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
                     const timespec* timeout) {
   if (!ValidTimeout(timeout)) return EINVAL;
-  // A result that is in already needs no clock and no pass.
+  // A result that is in already needs no clock.
   if (tokens_.Take(qt, qr_out)) return 0;
   if (!tokens_.Contains(qt)) return EINVAL;
-  return WaitSlow(qr_out, qt, timeout);
-}
-
-int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
-                        const timespec* timeout) {
   WaitClock clock(timeout, spin_);
   while (true) {
-    if (tokens_.Take(qt, qr_out)) return 0;
     switch (clock.Next()) {
       case WaitClock::Step::kExpired:
         // A zero timeout still polls once.
@@ -99,11 +93,12 @@ int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
       case WaitClock::Step::kSleep:
         Sleep(clock.deadline(), [&] { return tokens_.IsDone(qt); });
         clock.Woke();
-        continue;
+        break;
       case WaitClock::Step::kSpin:
+        Poll();
         break;
     }
-    Poll();
+    if (tokens_.Take(qt, qr_out)) return 0;
   }
 }
 
@@ -146,31 +141,24 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
 int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                          const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
-  // Results that are in already need no clock and no pass.
+  // Results that are in already need no clock.
   int count = 0;
   while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
   *num_qrs_out = count;
   if (count == num_qrs) return 0;
-  return WaitNextNSlow(qr_out, num_qrs, count, num_qrs_out, timeout);
-}
-
-int RdmaLibOs::WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs, int count,
-                             int* num_qrs_out, const timespec* timeout) {
   WaitClock clock(timeout, spin_);
-  bool last = false;
   while (true) {
-    while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
-    *num_qrs_out = count;
-    if (count == num_qrs) return 0;
-    if (last) return ETIMEDOUT;
     WaitClock::Step step = clock.Next();
-    last = step == WaitClock::Step::kExpired;
     if (step == WaitClock::Step::kSleep) {
       Sleep(clock.deadline(), [&] { return tokens_.MayHaveDone(); });
       clock.Woke();
-      continue;
+    } else {
+      Poll();  // Expired: a zero timeout still polls once.
     }
-    Poll();
+    while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
+    *num_qrs_out = count;
+    if (count == num_qrs) return 0;
+    if (step == WaitClock::Step::kExpired) return ETIMEDOUT;
   }
 }
 
