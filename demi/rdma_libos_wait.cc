@@ -79,12 +79,10 @@ bool ValidTimeout(const timespec* timeout) {
 
 int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
                     const timespec* timeout) {
-  if (!ValidTimeout(timeout)) return EINVAL;
-  // A result that is in already needs no clock.
-  if (tokens_.Take(qt, qr_out)) return 0;
-  if (!tokens_.Contains(qt)) return EINVAL;
+  if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
   WaitClock clock(timeout, spin_);
   while (true) {
+    if (tokens_.Take(qt, qr_out)) return 0;
     switch (clock.Next()) {
       case WaitClock::Step::kExpired:
         // A zero timeout still polls once.
@@ -93,12 +91,11 @@ int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
       case WaitClock::Step::kSleep:
         Sleep(clock.deadline(), [&] { return tokens_.IsDone(qt); });
         clock.Woke();
-        break;
+        continue;
       case WaitClock::Step::kSpin:
-        Poll();
         break;
     }
-    if (tokens_.Take(qt, qr_out)) return 0;
+    Poll();
   }
 }
 
@@ -141,24 +138,22 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
 int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                          const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
-  // Results that are in already need no clock.
-  int count = 0;
-  while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
-  *num_qrs_out = count;
-  if (count == num_qrs) return 0;
   WaitClock clock(timeout, spin_);
+  int count = 0;
+  bool last = false;
   while (true) {
-    WaitClock::Step step = clock.Next();
-    if (step == WaitClock::Step::kSleep) {
-      Sleep(clock.deadline(), [&] { return tokens_.MayHaveDone(); });
-      clock.Woke();
-    } else {
-      Poll();  // Expired: a zero timeout still polls once.
-    }
     while (count < num_qrs && tokens_.TakeNextDone(&qr_out[count])) ++count;
     *num_qrs_out = count;
     if (count == num_qrs) return 0;
-    if (step == WaitClock::Step::kExpired) return ETIMEDOUT;
+    if (last) return ETIMEDOUT;
+    WaitClock::Step step = clock.Next();
+    last = step == WaitClock::Step::kExpired;
+    if (step == WaitClock::Step::kSleep) {
+      Sleep(clock.deadline(), [&] { return tokens_.MayHaveDone(); });
+      clock.Woke();
+      continue;
+    }
+    Poll();
   }
 }
 
