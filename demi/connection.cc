@@ -33,6 +33,7 @@ Connection::~Connection() {
   // (RdmaLibOs destroys it before us only after draining, or on shutdown).
   sends_.ForEachPosted([&](SendSlot& slot) {
     if (slot.push != nullptr) FinishPush(*slot.push, EBADF);
+    if (slot.qt != 0) CompletePush(slot.qt, EBADF);
   });
   for (auto& op : push_backlog_) FinishPush(*op, EBADF);
   for (auto& entry : rndv_waiting_) FinishPush(*entry.second, EBADF);
@@ -157,8 +158,12 @@ void Connection::PostDrainMark() {
 void Connection::RetireSend(SendSlot& slot, int err) {
   switch (slot.kind) {
     case SendSlot::kPush:
-      // A rendezvous announcement carries no push: it waits for RNDV_DONE.
-      if (slot.push == nullptr) break;
+      // A push of one piece carries its token only (TryPushPiece); a
+      // rendezvous announcement carries nothing: it waits for RNDV_DONE.
+      if (slot.push == nullptr) {
+        if (slot.qt != 0) CompletePush(slot.qt, err);
+        break;
+      }
       if (slot.push->is_close && err == 0) close_sent_ = true;
       EndPush(std::move(slot.push), err);
       break;
@@ -173,14 +178,6 @@ void Connection::RetireSend(SendSlot& slot, int err) {
         if (err != 0) in->read_error = err;
       }
       break;
-  }
-}
-
-void Connection::CompletePush(demi_qtoken_t qt, int err) {
-  if (err != 0) {
-    env_.tokens->Fail(qt, err);
-  } else {
-    env_.tokens->Succeed(qt, DEMI_OPC_PUSH);
   }
 }
 
@@ -288,6 +285,10 @@ void Connection::Abort(int err) {
     if (slot.push != nullptr && slot.push->qt != 0) {
       env_.tokens->Fail(slot.push->qt, error_);
       slot.push->qt = 0;
+    }
+    if (slot.qt != 0) {
+      env_.tokens->Fail(slot.qt, error_);
+      slot.qt = 0;
     }
   });
   sends_.DropStaged(error_, StagedDone());

@@ -10,6 +10,7 @@
 #include <infiniband/verbs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -205,6 +206,12 @@ class Connection {
   // happened then).
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                      uint32_t length);
+  // An eager push of one pool piece with nothing queued before it goes
+  // out at once from that piece, without a PushOp: its send slot holds the
+  // token and the piece until the completion. Returns false if it cannot
+  // (nothing happened then).
+  bool TryPushPiece(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                    uint32_t length);
   PushMemory PushMemoryOf() const {
     return {env_.pool, env_.pd, env_.device, max_send_sge_};
   }
@@ -236,6 +243,11 @@ class Connection {
   // Completes the first pop with `length` bytes at `data` in `buffer`,
   // which the application holds from now on.
   void Lend(BufferRef buffer, std::byte* data, uint32_t length);
+  // Whether an eager message of `length` bytes fits the peer's buffers.
+  bool FitsEager(uint32_t length) const {
+    return length <= std::min(kMaxEagerPayload,
+                              peer_eager_size_ - uint32_t{sizeof(WireHeader)});
+  }
   // Ends what a send work request held; `err` is its completion's errno.
   void RetireSend(SendSlot& slot, int err);
   // Posts `send` into the send queue, standing for `slot` until its
@@ -255,7 +267,14 @@ class Connection {
   void FinishPush(PushOp& op, int err);
   // FinishPush, then the PushOp goes back to the cache (null: nothing).
   void EndPush(std::unique_ptr<PushOp> op, int err);
-  void CompletePush(demi_qtoken_t qt, int err);
+  // Completes the push `qt`. Inline: every push ends here.
+  void CompletePush(demi_qtoken_t qt, int err) {
+    if (err != 0) {
+      env_.tokens->Fail(qt, err);
+    } else {
+      env_.tokens->Succeed(qt, DEMI_OPC_PUSH);
+    }
+  }
   // Whether an inline send of `total` bytes is staged: if it is small and
   // follows another send in this progress pass (a burst then goes out in
   // one post).

@@ -20,15 +20,15 @@ int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
     env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
     return 0;
   }
-  if (TryPushInline(qt, sga, length)) return 0;
+  if (TryPushInline(qt, sga, length) || TryPushPiece(qt, sga, length)) {
+    return 0;
+  }
   std::unique_ptr<PushOp> op = env_.push_ops->Take();
   op->qt = qt;
   op->length = length;
-  absl::Status status =
-      op->length <= std::min(kMaxEagerPayload,
-                             peer_eager_size_ - uint32_t{sizeof(WireHeader)})
-          ? PrepareEager(PushMemoryOf(), *op, sga)
-          : PrepareRndv(PushMemoryOf(), *op, sga);
+  absl::Status status = FitsEager(op->length)
+                            ? PrepareEager(PushMemoryOf(), *op, sga)
+                            : PrepareRndv(PushMemoryOf(), *op, sga);
   if (!status.ok()) {
     op->qt = 0;  // The call fails; no token to complete.
     EndPush(std::move(op), 0);
@@ -69,15 +69,49 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   inline_wr_.num_sge = num_sge;
   inline_wr_.imm_data = imm;
   inline_wr_.send_flags = IBV_SEND_INLINE;  // Post may add SIGNALED.
-  if (int err = PostSendWr(inline_wr_, SendSlot(SendSlot::kControl),
-                           /*must_signal=*/false);
-      err != 0) {
+  posted_pass_ = *env_.poll_passes;
+  if (int err = sends_.PostBare(inline_wr_, StagedDone()); err != 0) {
     CompletePush(qt, err);
     Abort(err);
     return true;
   }
   --send_credits_;
   CompletePush(qt, 0);
+  return true;
+}
+
+bool Connection::TryPushPiece(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                              uint32_t length) {
+  // As Push's own way straight to the wire (and PrepareEager's: a segment
+  // and the header's SGE), for one segment in the pool, too long to inline.
+  if (state_ != State::kOpen || sga.sga_numsegs != 1 || max_send_sge_ < 2 ||
+      length <= max_inline_ || !FitsEager(length) || !push_backlog_.empty() ||
+      !done_backlog_.empty() || !CanSendEager()) {
+    return false;
+  }
+  const demi_sgaseg_t& seg = sga.sga_segs[0];
+  Buffer* owner = env_.pool->Find(sga.sga_buf, seg.sgaseg_buf, length);
+  if (owner == nullptr) return false;
+  ibv_sge sge = {reinterpret_cast<uintptr_t>(seg.sgaseg_buf), length,
+                 SgaPool::Lkey(owner, env_.device)};
+  ibv_send_wr send = {};
+  send.sg_list = &sge;
+  send.num_sge = 1;
+  send.opcode = IBV_WR_SEND_WITH_IMM;
+  // No header: its credits go in the immediate data (wire.h). Nothing is
+  // queued behind it, so the peer need not hear that this side starves.
+  send.imm_data = htobe32(EagerImm(0, credits_.TakeReturn()));
+  SendSlot slot{SendSlot::kPush};
+  slot.qt = qt;
+  slot.piece = BufferRef::Share(owner);
+  posted_pass_ = *env_.poll_passes;
+  if (int err = sends_.Post(send, slot, /*must_signal=*/true, StagedDone());
+      err != 0) {
+    CompletePush(qt, err);
+    Abort(err);
+    return true;
+  }
+  --send_credits_;
   return true;
 }
 

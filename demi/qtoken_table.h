@@ -140,7 +140,16 @@ class QTokenTable {
     done_order_.push_back(qt);
   }
   Entry& Slot(demi_qtoken_t qt) { return ring_[qt % kRingSize]; }
-  void Forget(demi_qtoken_t qt, Entry& entry);
+  // Inline for the ring, where nearly every token is taken.
+  void Forget(demi_qtoken_t qt, Entry& entry) {
+    --live_;
+    if (&entry == &Slot(qt)) {
+      entry.state = Entry::kGone;
+    } else {
+      ForgetOld(qt);
+    }
+  }
+  void ForgetOld(demi_qtoken_t qt);
   // Writes the result of the done `entry` to `out` and forgets it.
   void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
 

@@ -39,6 +39,10 @@ struct SendSlot {
   std::unique_ptr<PushOp> push;
   BufferRef header;          // A pool piece holding a long header.
   uint64_t read_cookie = 0;  // kRead: which incoming message.
+  // kPush without a PushOp (an eager push of one pool piece, posted from
+  // it): its token, completed with this request, and the piece it holds.
+  demi_qtoken_t qt = 0;
+  BufferRef piece;
 };
 
 // Not thread-safe.
@@ -83,6 +87,28 @@ class SendQueue {
       return rc;
     }
     Commit(std::move(slot));
+    return 0;
+  }
+
+  // Post for a request that holds nothing until its completion (inline
+  // data): the per-message path builds, moves and destroys no SendSlot. A
+  // free slot holds nothing already (retiring and unstaging reset it).
+  template <typename Done>
+  int PostBare(ibv_send_wr& wr, Done&& done) {
+    bool signaled = unsignaled_run_ + 1 >= signal_interval_;
+    wr.wr_id = head_;
+    if (signaled) wr.send_flags |= IBV_SEND_SIGNALED;
+    ibv_send_wr* bad;
+    if (int rc =
+            num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
+        rc != 0) {
+      return rc;
+    }
+    SendSlot& slot = slots_[head_ & mask_];
+    slot.kind = SendSlot::kControl;
+    slot.signaled = signaled;
+    CountCommit(signaled);
+    ++head_;
     return 0;
   }
 
@@ -195,15 +221,18 @@ class SendQueue {
   }
   // `slot` takes the next wr_id.
   void Commit(SendSlot&& slot) {
-    if (slot.signaled) {
+    CountCommit(slot.signaled);
+    slots_[head_ & mask_] = std::move(slot);
+    ++head_;
+  }
+  void CountCommit(bool signaled) {
+    if (signaled) {
       ++signaled_;
       if (signaled_total_ != nullptr) ++*signaled_total_;
       unsignaled_run_ = 0;
     } else {
       ++unsignaled_run_;
     }
-    slots_[head_ & mask_] = std::move(slot);
-    ++head_;
   }
 
   ibv_qp* qp_;

@@ -189,6 +189,37 @@ bool Stage(SendQueue& queue, std::string text, demi_qtoken_t qt) {
   return staged;
 }
 
+TEST_F(SendQueueTest,
+       ABarePostTakesAnEmptySlotSpacesSignalsAndGoesAfterStaged) {
+  SendQueue queue(nullptr, 4, 2, RecordPost);
+  auto report = Report();
+  ASSERT_TRUE(Stage(queue, "one", 11));
+  ibv_send_wr wr = {};
+  ASSERT_EQ(queue.PostBare(wr, report), 0);
+  EXPECT_EQ(posts, 1);  // Behind the staged send, in the same post.
+  ASSERT_EQ(posted.size(), 2u);
+  EXPECT_EQ(posted[1].wr_id, 1u);
+  EXPECT_NE(posted[1].send_flags & IBV_SEND_SIGNALED, 0u);  // 2nd in a row.
+  EXPECT_EQ(reports, (Reports{{11, 0}}));
+  EXPECT_TRUE(queue.has_signaled());
+  // Its slot holds nothing: retired only as the last, with the error.
+  std::vector<std::pair<int, int>> retired;
+  EXPECT_TRUE(queue.Complete(1, 9, [&](SendSlot& slot, int err) {
+    EXPECT_EQ(slot.push, nullptr);
+    EXPECT_FALSE(slot.piece);
+    EXPECT_EQ(slot.qt, 0u);
+    retired.push_back({slot.kind, err});
+  }));
+  EXPECT_EQ(retired,
+            (std::vector<std::pair<int, int>>{{SendSlot::kControl, 9}}));
+  EXPECT_FALSE(queue.has_signaled());
+  // A failed bare post takes no slot.
+  fail_at = 0;
+  ibv_send_wr failing = {};
+  EXPECT_EQ(queue.PostBare(failing, NoStaged()), ENOMEM);
+  EXPECT_EQ(queue.posted(), 0u);
+}
+
 TEST_F(SendQueueTest, StagedSendsGoFirstInTheNextPostInOrder) {
   SendQueue queue(nullptr, 8, 8, RecordPost);
   auto report = Report();
