@@ -139,10 +139,10 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
     FailOn(wc, "send");
     return;
   }
+  // Ends with Service: a rendezvous waiting for an empty send queue
+  // (binds_after_drain) goes then, or asks again with a mark if what is
+  // left is unsignalled.
   DeliverPops();
-  // A rendezvous waiting for an empty send queue (binds_after_drain) goes
-  // now, or asks again with a mark if what is left is unsignalled.
-  if (env_.binds_after_drain && !push_backlog_.empty()) Service();
 }
 
 void Connection::PostDrainMark() {

@@ -151,7 +151,8 @@ class QTokenTable {
   }
   void ForgetOld(demi_qtoken_t qt);
   // Writes the result of the done `entry` to `out` and forgets it.
-  void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
+  // Defined (inline) in qtoken_table.cc, its only user.
+  inline void Consume(demi_qtoken_t qt, Entry& entry, demi_qresult_t* out);
 
   uint64_t next_;  // The next token.
   size_t live_ = 0;
