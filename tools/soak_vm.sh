@@ -132,8 +132,9 @@ status=0
 interval=10
 [ "$seconds" -ge 120 ] || interval=5
 
-# The server must be up: the client connects with retries meanwhile.
-"$client_bin" --server "$server_addr" --port "$port" --mode good \
+# The server must be up: the client connects with retries meanwhile. INFO:
+# a connection that fails says why (a failed completion or a disconnect).
+DEMI_LOG_LEVEL=INFO "$client_bin" --server "$server_addr" --port "$port" --mode good \
   --connections 4 --keys 128 --seconds "$seconds" --interval "$interval" \
   --stats "$out/stats.txt" --key_prefix good- --timeout 30 \
   > "$out/good.log" 2> "$out/good.err" &
