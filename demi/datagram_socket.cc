@@ -175,6 +175,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
     env_.tokens->Fail(qt, error_);
     return absl::OkStatus();
   }
+  if (TryPushInline(qt, sga, length, dest)) return absl::OkStatus();
   std::unique_ptr<PushOp> owned;
   if (spare_ops_.empty()) {
     owned = std::make_unique<PushOp>();
@@ -284,10 +285,47 @@ DatagramHeader* DatagramSocket::NextHeader(uint32_t id, uint32_t length,
   return &h;
 }
 
+bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                                   uint32_t length, const sockaddr_in& dest) {
+  if (!backlog_.empty() || kHeaderSize + length > max_inline_ ||
+      length > FragmentPayload(ud_mtu_) ||
+      sga.sga_numsegs + 1 > max_send_sge_ ||
+      send_head_ - send_tail_ >= kDatagramSendDepth) {
+    return false;
+  }
+  // Unknown or being resolved: the PushOp path waits for it (Find starts
+  // the resolution once; asking again there starts nothing more).
+  absl::StatusOr<const Route*> route = routes_.Find(dest);
+  if (!route.ok() || *route == nullptr) return false;
+  ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
+  sges[0] = {reinterpret_cast<uintptr_t>(NextHeader(0, length, 1, 0, 0)),
+             kHeaderSize, headers_mr_->lkey};
+  // Copied when posted: no keys, no references.
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+                   sga.sga_segs[i].sgaseg_len, 0};
+  }
+  SendSlot slot;
+  slot.holds_route = true;
+  slot.route_key = RouteKey(dest);
+  if (!PostSend(sges, static_cast<int>(sga.sga_numsegs) + 1,
+                kHeaderSize + length, **route, slot)) {
+    env_.tokens->Fail(qt, error_);
+    return true;
+  }
+  routes_.Hold(slot.route_key);
+  ++stats_.sent;
+  env_.tokens->Succeed(qt, DEMI_OPC_PUSH);
+  return true;
+}
+
 bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
-                              const Route& route, bool last) {
+                              const Route& route, SendSlot slot) {
   uint64_t seq = send_head_;
-  bool signal = last || ++unsignaled_run_ >= kDatagramSignalInterval;
+  // Every push's last fragment is signalled, and so is an inline push (its
+  // route is held until then, and a close waits for it).
+  bool signal = slot.last || slot.holds_route ||
+                ++unsignaled_run_ >= kDatagramSignalInterval;
   if (signal) unsignaled_run_ = 0;
   ibv_send_wr wr = {};
   wr.wr_id = seq;
@@ -307,7 +345,8 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
     FailAll(rc);
     return false;
   }
-  send_slots_[seq % kDatagramSendDepth] = {last, signal};
+  slot.signaled = signal;
+  send_slots_[seq % kDatagramSendDepth] = slot;
   ++send_head_;
   return true;
 }
@@ -320,8 +359,9 @@ void DatagramSocket::PostFragment(PushOp& op) {
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
   sges[0] = {reinterpret_cast<uintptr_t>(h), kHeaderSize, headers_mr_->lkey};
   int n = 1 + SliceSges(op.segs, op.num_segs, offset, length, sges + 1);
-  bool last = op.next_fragment + 1 == op.fragment_count;
-  if (PostSend(sges, n, kHeaderSize + length, op.route, last)) {
+  SendSlot slot;
+  slot.last = op.next_fragment + 1 == op.fragment_count;
+  if (PostSend(sges, n, kHeaderSize + length, op.route, slot)) {
     ++op.next_fragment;
   }
 }
@@ -384,6 +424,7 @@ void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
   while (send_tail_ <= wc.wr_id && send_tail_ < send_head_) {
     SendSlot& slot = send_slots_[send_tail_ % kDatagramSendDepth];
     ++send_tail_;
+    if (slot.holds_route) routes_.Release(slot.route_key);
     if (!slot.last || in_flight_.empty()) continue;
     FinishPush(*in_flight_.front());
     Recycle(std::move(in_flight_.front()));
@@ -404,7 +445,7 @@ bool DatagramSocket::Poll() {
                  : 0;
   if (sent < 0) FailCompletions(EIO);
   for (int i = 0; i < sent; ++i) OnSendCompletion(wcs[i]);
-  if (!empty_slots_.empty() && !refill_dry_) Refill();
+  if (empty_slots_.size() >= kDatagramRefillBatch && !refill_dry_) Refill();
   return received == kPollBatch || sent == kPollBatch;
 }
 
@@ -430,7 +471,7 @@ void DatagramSocket::PollTimers(absl::Time now) {
     FailAll(ETIMEDOUT);
   }
   if (reassembly_.entries() > 0) reassembly_.Expire(now);
-  if (refill_dry_) {
+  if (refill_dry_ || !empty_slots_.empty()) {
     refill_dry_ = false;
     Refill();
   }

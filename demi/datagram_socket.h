@@ -38,7 +38,7 @@ inline constexpr uint32_t kGrhSize = 40;
 
 // What a datagram socket counted (also DEMI_SO_DATAGRAM_STATS).
 struct DatagramStats {
-  uint64_t sent = 0;           // Datagrams whose sends completed.
+  uint64_t sent = 0;           // Datagrams whose pushes succeeded.
   uint64_t received = 0;       // Whole datagrams delivered or queued.
   uint64_t malformed = 0;      // Dropped: bad header or spoofed source.
   uint64_t queue_full = 0;     // Dropped: kMaxQueuedDatagrams unpopped.
@@ -83,7 +83,7 @@ class DatagramSocket {
     ibv_req_notify_cq(recv_cq_.get(), 0);
   }
   // Every few milliseconds: reassembly timeouts, receive refills the pool
-  // could not make before.
+  // could not make before and those too few for Poll's batch.
   void PollTimers(absl::Time now);
   // An rdma_cm event whose id carries this socket's context.
   void OnCmEvent(const rdma::CmEvent& event);
@@ -98,7 +98,8 @@ class DatagramSocket {
   // they hold stays held until the socket (its QP first) goes.
   void StartClose();
   bool Drained() const {
-    return error_ != 0 || (backlog_.empty() && in_flight_.empty());
+    return error_ != 0 ||
+           (backlog_.empty() && in_flight_.empty() && send_tail_ == send_head_);
   }
   // Whether a destination's route is being resolved.
   bool Resolving() const { return routes_.resolving(); }
@@ -134,6 +135,10 @@ class DatagramSocket {
   struct SendSlot {
     bool last = false;  // The last fragment of in_flight_'s front.
     bool signaled = false;
+    // An inline push's (TryPushInline): it holds its route until the send
+    // completes, as a PushOp does for the others.
+    bool holds_route = false;
+    uint64_t route_key = 0;
   };
   struct Incoming {
     BufferRef buffer;
@@ -150,11 +155,16 @@ class DatagramSocket {
   // The header of the next send slot, filled in.
   DatagramHeader* NextHeader(uint32_t id, uint32_t length, uint32_t count,
                              uint32_t index, uint32_t offset);
-  // Posts one send of `bytes` (inline if they fit) into the next slot;
-  // `last` marks the last fragment of in_flight_'s newest push. False if
-  // the QP failed (everything failed then).
+  // A datagram of one fragment that fits inline, to a known destination,
+  // with nothing ahead of it: posted at once, and done then (its bytes are
+  // copied when posted). False if it must take the PushOp path.
+  bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                     uint32_t length, const sockaddr_in& dest);
+  // Posts one send of `bytes` (inline if they fit) into the next slot,
+  // which `slot` describes (PostSend says whether it is signalled). False
+  // if the QP failed (everything failed then).
   bool PostSend(ibv_sge* sges, int num_sge, uint32_t bytes, const Route& route,
-                bool last);
+                SendSlot slot);
   // Posts the next fragment of `op` on its route.
   void PostFragment(PushOp& op);
   // The QP failed with `err`: every push fails (their memory stays held

@@ -75,7 +75,7 @@ typedef struct __attribute__((__packed__)) demi_qresult {
  * SOL_SOCKET, DEMI_SO_DATAGRAM_STATS, ...). Drops are counted once per
  * datagram; loss on the wire or at a peer is not seen here. */
 typedef struct demi_datagram_stats {
-  uint64_t sent;                       /**< Datagrams whose sends completed. */
+  uint64_t sent;                       /**< Datagrams whose pushes succeeded. */
   uint64_t received;                   /**< Whole datagrams received. */
   uint64_t dropped_malformed;          /**< Bad header or spoofed source. */
   uint64_t dropped_queue_full;         /**< Too many received and not popped. */
