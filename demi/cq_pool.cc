@@ -20,6 +20,7 @@ absl::StatusOr<ibv_cq*> CqPool::Reserve(int entries) {
   Entry entry;
   DEMI_ASSIGN_OR_RETURN(entry.cq, rdma::CreateCq(context_, depth_, channel_));
   entry.reserved = entries;
+  ++created_;
   cqs_.push_back(std::move(entry));
   return cqs_.back().cq.get();
 }

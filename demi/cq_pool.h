@@ -43,6 +43,8 @@ class CqPool {
   absl::Time NextRelease() const;
 
   size_t size() const { return cqs_.size(); }
+  // CQs made so far (it only grows: a CQ made since an earlier look shows).
+  uint64_t created() const { return created_; }
   ibv_cq* cq(size_t i) const { return cqs_[i].cq.get(); }
 
  private:
@@ -57,6 +59,7 @@ class CqPool {
   ibv_comp_channel* channel_;
   const absl::Duration idle_time_;
   std::vector<Entry> cqs_;
+  uint64_t created_ = 0;
 };
 
 }  // namespace demi

@@ -44,6 +44,13 @@ absl::StatusOr<const Route*> DatagramRoutes::Find(const sockaddr_in& dest) {
   return nullptr;
 }
 
+const Route* DatagramRoutes::Known(const sockaddr_in& dest) {
+  Entry* known = Lookup(RouteKey(dest));
+  if (known == nullptr || known->ah == nullptr) return nullptr;
+  known->last_used = ++clock_;
+  return &known->route;
+}
+
 absl::Status DatagramRoutes::StartResolve(Entry& entry,
                                           const sockaddr_in& dest) {
   DEMI_ASSIGN_OR_RETURN(entry.resolver,

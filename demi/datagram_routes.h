@@ -52,6 +52,9 @@ class DatagramRoutes {
   // cache is full of destinations in use, or the error that stopped the
   // resolution from starting.
   absl::StatusOr<const Route*> Find(const sockaddr_in& dest);
+  // The route to `dest` if it is known and resolved; null otherwise, and
+  // nothing started.
+  const Route* Known(const sockaddr_in& dest);
   // A send to `key` is posted / has completed: the route stays meanwhile.
   void Hold(uint64_t key);
   void Release(uint64_t key);

@@ -293,10 +293,9 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
       send_head_ - send_tail_ >= kDatagramSendDepth) {
     return false;
   }
-  // Unknown or being resolved: the PushOp path waits for it (Find starts
-  // the resolution once; asking again there starts nothing more).
-  absl::StatusOr<const Route*> route = routes_.Find(dest);
-  if (!route.ok() || *route == nullptr) return false;
+  // Unknown or being resolved: the PushOp path resolves it, or waits.
+  const Route* route = routes_.Known(dest);
+  if (route == nullptr) return false;
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
   sges[0] = {reinterpret_cast<uintptr_t>(NextHeader(0, length, 1, 0, 0)),
              kHeaderSize, headers_mr_->lkey};
@@ -309,7 +308,7 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   slot.holds_route = true;
   slot.route_key = RouteKey(dest);
   if (!PostSend(sges, static_cast<int>(sga.sga_numsegs) + 1,
-                kHeaderSize + length, **route, slot)) {
+                kHeaderSize + length, *route, slot)) {
     env_.tokens->Fail(qt, error_);
     return true;
   }

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -77,13 +78,15 @@ IdleSleep::Woken IdleSleep::Sleep(absl::Duration timeout) {
       woken.cm = true;
       continue;
     }
-    ibv_comp_channel* channel = channels_[events[i].data.u32].get();
+    uint32_t device = events[i].data.u32;
+    ibv_comp_channel* channel = channels_[device].get();
     ibv_cq* cq = nullptr;
     void* context = nullptr;
     // The fd does not block: every event there is taken, then none.
     while (ibv_get_cq_event(channel, &cq, &context) == 0) {
       ibv_ack_cq_events(cq, 1);
       woken.completions = true;
+      woken.devices |= uint64_t{1} << std::min(device, 63u);
     }
   }
   return woken;

@@ -46,6 +46,9 @@ class IdleSleep {
 
   struct Woken {
     bool completions = false;  // An armed CQ has a completion.
+    // Bit d: device d's channel had completion events, so some of its CQs
+    // are no longer armed (bit 63 stands for every device from 63 on).
+    uint64_t devices = 0;
     // The rdma_cm channel has an event, or a watched fd is readable.
     bool cm = false;
   };

@@ -183,8 +183,8 @@ inline constexpr absl::Duration kDatagramSendTimeout = absl::Seconds(10);
 // Receive buffers posted per socket: a burst this long can arrive before
 // the application pops.
 inline constexpr uint32_t kDatagramRecvDepth = 1024;
-// Receive buffers are posted again once this many are empty, in one post
-// (the timers post any fewer): one post for many, not one per datagram.
+// Receive buffers are posted again once this many are empty (the timers
+// post any fewer): chained posts for many, not one post per datagram.
 inline constexpr uint32_t kDatagramRefillBatch = 16;
 // Datagrams received and not yet popped; beyond it arrivals are dropped.
 inline constexpr uint32_t kMaxQueuedDatagrams = 4096;

@@ -87,6 +87,7 @@ absl::Status RdmaLibOs::Init() {
     device->index = shared_device.index;
     device->pd = shared_device.pd;
     device->max_send_sge = shared_device.max_send_sge;
+    device->read_depth = shared_device.read_depth;
     device->binds_after_drain = shared_device.binds_after_drain;
     device->send_cqs = std::make_unique<CqPool>(
         device->context, std::min(kCqDepth, shared_device.max_cqe),

@@ -246,6 +246,7 @@ class RdmaLibOs {
   std::vector<SharedListener*> shares_;
   // The bound datagram sockets, polled on every pass.
   std::vector<DatagramSocket*> datagrams_;
+  uint64_t datagrams_made_ = 0;  // See ThreadDevice::ArmedCqs.
   uint32_t poll_passes_ = 0;
   PushOpCache push_ops_;  // See ConnectionEnv::push_ops.
   // Passes until the next look at the rdma_cm channel, the interval after

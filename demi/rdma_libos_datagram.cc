@@ -52,6 +52,7 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   queue.bound = true;
   queue.local = addr;
   datagrams_.push_back(queue.dgram());
+  ++datagrams_made_;  // Its CQs are not armed yet.
   return absl::OkStatus();
 }
 

@@ -27,13 +27,23 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
 
 void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
   if (HasUrgentWork()) return;
+  // A datagram socket's CQs report on its device's channel: they are armed
+  // again whenever a device's are.
+  bool arm_datagrams = false;
   for (auto& device : devices_) {
+    ThreadDevice::ArmedCqs cqs{device->receives.size(),
+                               device->send_cqs->created(), datagrams_made_};
+    if (device->armed == cqs) continue;
     for (auto& receive : device->receives) IdleSleep::Arm(receive->cq());
     for (size_t i = 0; i < device->send_cqs->size(); ++i) {
       IdleSleep::Arm(device->send_cqs->cq(i));
     }
+    device->armed = cqs;
+    arm_datagrams = true;
   }
-  for (DatagramSocket* socket : datagrams_) socket->ArmCqs();
+  if (arm_datagrams) {
+    for (DatagramSocket* socket : datagrams_) socket->ArmCqs();
+  }
   // What completed between the last pass and the arms raised no event.
   poll_all_sends_ = true;
   Poll();
@@ -43,6 +53,11 @@ void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
   absl::Time wake = std::min(deadline, NextTimer(now));
   if (wake > now) {
     IdleSleep::Woken woken = sleep_->Sleep(wake - now);
+    for (auto& device : devices_) {
+      if ((woken.devices >> std::min(device->index, 63) & 1) != 0) {
+        device->armed.reset();
+      }
+    }
     if (woken.cm) {
       ExpectCmEvents();
       PollCmEvents();

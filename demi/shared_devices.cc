@@ -9,6 +9,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
+#include "demi/limits.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
 #include "rdma/verbs_ptr.h"
@@ -52,6 +53,10 @@ absl::StatusOr<std::vector<SharedDevice>> Open() {
     device.max_send_sge =
         static_cast<uint32_t>(std::min(attr.max_sge, DEMI_SGARRAY_MAXSIZE + 1));
     device.max_cqe = attr.max_cqe;
+    // Once here: a query per connect was two system calls more each.
+    device.read_depth = static_cast<uint8_t>(
+        std::max(1, std::min({int{kReadDepth}, attr.max_qp_rd_atom,
+                              attr.max_qp_init_rd_atom})));
     // rxe reports RXE_VENDOR_ID; its devices are named rxe<N> by default.
     device.binds_after_drain =
         attr.vendor_id == kSoftRoceVendorId ||

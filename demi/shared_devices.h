@@ -22,6 +22,9 @@ struct SharedDevice {
   // (see ConnectionEnv::binds_after_drain).
   bool binds_after_drain = false;
   int max_cqe = 0;
+  // The RDMA READs a QP may have outstanding, as asked of the peer and
+  // answered for it: kReadDepth, or less if the device allows less.
+  uint8_t read_depth = 1;
 };
 
 // Opens every device on the first call (ENODEV if there is none) and

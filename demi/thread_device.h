@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "demi/cq_pool.h"
@@ -31,12 +32,28 @@ struct ThreadDevice {
   // (a failed unsignalled request completes too, and is found then).
   uint32_t signaled_sends = 0;
   uint32_t max_send_sge = 1;
+  uint8_t read_depth = 1;          // SharedDevice's.
   bool binds_after_drain = false;  // SharedDevice's.
   // The pool ran dry refilling the SRQ: retried with the timers, not on
   // every pass (a failed allocation tries to register memory).
   bool refill_dry = false;
   // A poll of one of its CQs failed (and was logged, once).
   bool cq_failed = false;
+  // The CQs Sleep armed last, by how many there were of each kind (the
+  // counts only grow, so one made since shows); reset when the device's
+  // channel has had an event. While it still matches, every CQ of the
+  // device is armed and Sleep need not arm them again: a system call each
+  // on soft-RoCE, several per sleep.
+  struct ArmedCqs {
+    size_t receives = 0;
+    uint64_t send_cqs = 0;   // CqPool::created().
+    uint64_t datagrams = 0;  // RdmaLibOs::datagrams_made_.
+    bool operator==(const ArmedCqs& other) const {
+      return receives == other.receives && send_cqs == other.send_cqs &&
+             datagrams == other.datagrams;
+    }
+  };
+  std::optional<ArmedCqs> armed;
 
   // Whether connections wait for buffers to back their credits.
   bool ReceiveWaiting() const {

@@ -8,7 +8,8 @@
 # acknowledge either: a pause longer than the RC retry budget (about
 # 1.9 s, rdma/cm_connection.h) fails the server's sends and resets every
 # connection between the two hosts; a shorter one must cost nothing.
-# Prints the pauses, the client's errors and the server's log. By hand:
+# Prints the pauses (as host 1's own pause watch saw them too), the
+# client's errors and the server's log. By hand:
 #   (cd examples/kv && bazel build //:kv_server //:soak_client)
 #   testing/host_pause_repro.sh examples/kv/bazel-bin/kv_server \
 #     examples/kv/bazel-bin/soak_client 1.0 2.5 4.0
@@ -17,6 +18,9 @@ set -euo pipefail
 if [ "${1:-}" = --vm ]; then
   server_bin=$2 client_bin=$3 seconds=$4
   out=${DEMI_OUT_DIR:?}
+  "$(dirname "$(readlink -f "$0")")/pause_watch.sh" \
+    "$out/pauses.$DEMI_TEST_HOST.txt" &
+  trap 'kill $! 2> /dev/null || true' EXIT
   if [ "${DEMI_TEST_HOST:?}" = 0 ]; then
     DEMI_LOG_LEVEL=INFO "$server_bin" --bind "$DEMI_TEST_ADDR" --port 7000 \
       --threads 2 > "$out/server.log" 2>&1 &
@@ -32,6 +36,7 @@ if [ "${1:-}" = --vm ]; then
     --seconds "$seconds" --interval 5 --key_prefix good- --timeout 30 \
     > "$out/good.log" 2> "$out/good.err" || true
   cat "$out/good.err"
+  sed 's/^/pause watch: did not run from /' "$out/pauses.1.txt" 2> /dev/null
   exit 0
 fi
 
@@ -45,19 +50,26 @@ DEMI_FORCE_VM=1 "$root/testing/run_on_rdma.sh" --hosts 2 --out "$out" -- \
   "$root/testing/host_pause_repro.sh" --vm "$server_bin" "$client_bin" \
   "$seconds" > "$out/vms.log" 2>&1 &
 vms=$!
-# Host 1's results directory, while it runs (testing/vm/run_vm.sh's).
+# Host 1's results directory, while it runs: testing/vm/run_vm.sh's work
+# directory, the newest one that appeared after this run began.
 good_err=""
 for _ in $(seq 1200); do
-  good_err=$(ls -t "${TMPDIR:-/tmp}"/demi-rdma.*/vm1/good.err 2> /dev/null |
-             head -1 || true)
+  good_err=$(find "${TMPDIR:-/tmp}" -maxdepth 3 -path "*/demi-rdma.*/vm1/good.err" \
+    -newer "$out" 2> /dev/null | head -1)
   [ -n "$good_err" ] && grep -q "mix starts" "$good_err" && break
   sleep 0.5
 done
-[ -n "$good_err" ] || { echo "host_pause_repro.sh: the client never ran" >&2
-                        cat "$out/vms.log" >&2; exit 1; }
+if [ -z "$good_err" ] || ! grep -q "mix starts" "$good_err"; then
+  echo "host_pause_repro.sh: the client's mix never started" >&2
+  cat "$out/vms.log" >&2
+  exit 1
+fi
 sleep 10
-# run_vm.sh gives host 1 this MAC address.
-qemu=$(pgrep -f "^qemu-system-x86_64 .*52:54:00:de:00:02")
+# Host 1's QEMU is the one sharing that work directory.
+work=$(dirname "$(dirname "$good_err")")
+qemu=$(pgrep -f "^qemu-system-x86_64 .*path=$work/vm1," | head -1)
+[ -n "$qemu" ] || { echo "host_pause_repro.sh: no QEMU for $work" >&2; exit 1; }
+trap 'kill -CONT "$qemu" 2> /dev/null || true' EXIT
 for pause in "$@"; do
   echo "$(date +%s.%N | cut -c1-14) host 1 stopped for $pause s"
   kill -STOP "$qemu"
@@ -66,5 +78,5 @@ for pause in "$@"; do
   sleep 15
 done
 wait "$vms" || true
-grep -E "soak_client|demi |kv_server" "$out/vms.log" || true
+grep -E "soak_client|demi |kv_server|pause watch" "$out/vms.log" || true
 echo "host_pause_repro.sh: outputs in $out"

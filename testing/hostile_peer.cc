@@ -53,8 +53,14 @@ absl::Status DataAfterClose(RcPeer& peer, absl::Duration timeout) {
   // A server that closes at EOF may have torn the connection down already:
   // then the late send finds nobody (retry exceeded), and that is fine, as
   // long as the connection ends.
-  SendEager(peer, "late", 0, timeout).IgnoreError();
-  return WaitDisconnected(peer, timeout);
+  absl::Status late = SendEager(peer, "late", 0, timeout);
+  absl::Status ended = WaitDisconnected(peer, timeout);
+  if (ended.ok()) return ended;
+  // Whether the server's QP still took data says which side failed to
+  // end it (RELIABILITY.md, problem 4).
+  return absl::Status(
+      ended.code(), absl::StrCat(ended.message(), "; the late send: ",
+                                 late.ok() ? "acknowledged" : late.ToString()));
 }
 
 absl::Status BogusRendezvous(RcPeer& peer, absl::Duration timeout) {

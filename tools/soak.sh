@@ -42,7 +42,8 @@ root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 out=${out:-${TEST_UNDECLARED_OUTPUTS_DIR:-$PWD/soak-out}}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/{stats,faults,marks,resources}.txt "$out"/*.log "$out"/*.err
+rm -f "$out"/{stats,faults,marks,resources}.txt "$out"/pauses.*.txt \
+  "$out"/*.log "$out"/*.err
 
 if [ -z "$kv_server" ]; then
   (cd "$root/examples/kv" &&

@@ -71,7 +71,7 @@ done > pauses.txt
 # Every error of the good client must fall in its own host's link cut
 # (plus the time to notice and reconnect), or in a host pause of over
 # pause_excuse seconds (plus pause_grace).
-pause_excuse=1.5 pause_grace=10
+pause_excuse=1.8 pause_grace=10
 read -r errors in_cut in_pause stray < <(awk -v a="$cut_from" -v b="$cut_to" \
   -v g="$cut_grace" -v x="$pause_excuse" -v pg="$pause_grace" '
   FILENAME == "pauses.txt" { if ($3 - $2 > x) { n++; pf[n] = $2; pt[n] = $3 }

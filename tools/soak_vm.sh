@@ -39,26 +39,11 @@ netem() {
 }
 modprobe sch_netem
 
-# A host whose QEMU goes unscheduled for a while (a busy machine) cannot
-# acknowledge packets either: once the pause outlasts the RC retry budget
-# (about 1.9 s, rdma/cm_connection.h) its peer's sends fail and the
-# connections between them reset, as a real host that stops answering
-# would (RELIABILITY.md, problem 2). A real-time sleep loop writes down
-# every gap of over 1 s, so the report can tell such errors apart.
-pause_watch() {
-  local prev=${EPOCHREALTIME/./} now
-  while :; do
-    sleep 0.1
-    now=${EPOCHREALTIME/./}
-    if ((now - prev > 1000000)); then
-      echo "${prev:0:-6}.${prev: -6:3} ${now:0:-6}.${now: -6:3}"
-    fi
-    prev=$now
-  done
-}
-pause_watch >> "$out/pauses.$host.txt" &
+# When this host did not run (its QEMU unscheduled on a busy machine), so
+# that the report can tell the resets that causes from the library's own.
+"$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../testing/pause_watch.sh" \
+  "$out/pauses.$host.txt" &
 pause_watcher=$!
-chrt -f -p 10 "$pause_watcher" > /dev/null 2>&1 || true
 trap 'kill "$pause_watcher" 2> /dev/null || true' EXIT
 
 # ---- host 0: the server -------------------------------------------------

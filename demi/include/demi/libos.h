@@ -282,7 +282,10 @@ extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
  * several fragments; the receiver delivers it whole or not at all. The
  * first datagram to a destination resolves it (rdma_cm, then cached).
  * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
- * semantics: it may still be lost), or DEMI_OPC_FAILED with qr_ret
+ * semantics: it may still be lost), or, for one small enough to go inline
+ * (a few dozen bytes) to a destination already resolved, once the device
+ * has copied it, at the call: as with UDP's sendto, later failures of the
+ * socket are not that push's. Or it completes with DEMI_OPC_FAILED with qr_ret
  * ECONNREFUSED (no datagram socket bound at that address and port within
  * 3 s: a peer still starting has that long to bind),
  * EHOSTUNREACH (no RDMA route to the address), EBADF (the socket was
