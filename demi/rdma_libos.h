@@ -263,6 +263,9 @@ class RdmaLibOs {
   // event may be a failed unsignalled send, which idle passes look for
   // only now and then).
   bool poll_all_sends_ = false;
+  // The last pass took a full batch from some CQ: it may hold more, which
+  // came before the CQ was armed and so will raise no event.
+  bool polled_full_batch_ = false;
   absl::Time next_tick_ = absl::InfinitePast();
   QTokenTable tokens_{TakeTokenRange()};
 };

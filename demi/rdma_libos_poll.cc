@@ -17,8 +17,10 @@ void RdmaLibOs::Poll() {
   // Before this pass's completions: the application had its chance to
   // carry the credits in a reply since the last one.
   if (!credit_due_.empty()) FlushDueCredits();
-  for (auto& device : devices_) PollCompletions(*device);
-  for (DatagramSocket* socket : datagrams_) socket->Poll();
+  bool full = false;
+  for (auto& device : devices_) full |= PollCompletions(*device);
+  for (DatagramSocket* socket : datagrams_) full |= socket->Poll();
+  polled_full_batch_ = full;
   // The sends staged since the last pass, the application's and this
   // pass's (credits came back, a backlog went out), go in one post each.
   if (!doorbell_due_.empty()) RingDoorbells();

@@ -48,7 +48,8 @@ void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
   poll_all_sends_ = true;
   Poll();
   poll_all_sends_ = false;
-  if (done() || HasUrgentWork()) return;
+  // What is still in a CQ came before the arm: no event would wake us.
+  if (done() || HasUrgentWork() || polled_full_batch_) return;
   absl::Time now = absl::Now();
   absl::Time wake = std::min(deadline, NextTimer(now));
   if (wake > now) {
