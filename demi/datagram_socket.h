@@ -77,10 +77,10 @@ class DatagramSocket {
 
   // Handles completions; returns whether a CQ may hold more.
   bool Poll();
-  // Arms both CQs (see IdleSleep::Arm).
-  void ArmCqs() {
-    ibv_req_notify_cq(send_cq_.get(), 0);
-    ibv_req_notify_cq(recv_cq_.get(), 0);
+  // Arms both CQs (see IdleSleep::Arm); false if one was refused.
+  bool ArmCqs() {
+    bool send = ibv_req_notify_cq(send_cq_.get(), 0) == 0;
+    return ibv_req_notify_cq(recv_cq_.get(), 0) == 0 && send;
   }
   // Every few milliseconds: reassembly timeouts, receive refills the pool
   // could not make before and those too few for Poll's batch.

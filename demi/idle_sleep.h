@@ -37,7 +37,8 @@ class IdleSleep {
   // Asks for an event at `cq`'s next completion. Arm every CQ, then poll
   // them once more before Sleep: a completion that came between the last
   // poll and the arm raises no event.
-  static void Arm(ibv_cq* cq) { ibv_req_notify_cq(cq, 0); }
+  // False if the device refused (then no event will come).
+  static bool Arm(ibv_cq* cq) { return ibv_req_notify_cq(cq, 0) == 0; }
 
   // Wakes the sleep when `fd` is readable, as an rdma_cm event would (a
   // shared listener's channel); Unwatch before `fd` closes.

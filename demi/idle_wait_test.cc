@@ -213,6 +213,52 @@ TEST(IdleWaitTest, ASleepingWaitWakesForAMessageAPushAndItsTimeout) {
   EXPECT_EQ(Reap(client, Scaled(absl::Seconds(120))), 0);
 }
 
+// A sleep that ends by its own timeout leaves the CQs armed, and the next
+// one does not arm them again (ThreadDevice::armed): a message after ten
+// such sleeps must still wake the waiter, with no timer to mask a lost
+// wake-up (keepalive off): lost, it would wait out its 30 s.
+TEST(IdleWaitTest, AMessageAfterSleepsThatTimedOutWakesTheWaiter) {
+  uint16_t port = NextPort();
+  pid_t server = Spawn([port] {
+    setenv("DEMI_KEEPALIVE_MS", "0", 1);
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    int qd = Accept(ChildListen(port, 4));
+    demi_qtoken_t pop = 0;
+    CHILD_CHECK(demi_pop(&pop, qd) == 0);
+    for (int i = 0; i < 10; ++i) {
+      timespec ts = absl::ToTimespec(absl::Milliseconds(100));
+      demi_qresult_t qr;
+      CHILD_CHECK(demi_wait(&qr, pop, &ts) == ETIMEDOUT);
+    }
+    // The client sends 3 s after it connected: about 2 s from now.
+    absl::Time start = absl::Now();
+    demi_qresult_t qr = ChildWait(pop, absl::Seconds(30));
+    absl::Duration waited = absl::Now() - start;
+    std::fprintf(stderr, "pop woke after %s\n",
+                 absl::FormatDuration(waited).c_str());
+    CHILD_CHECK(qr.qr_opcode == DEMI_OPC_POP);
+    CHILD_CHECK(qr.qr_value.sga.sga_segs[0].sgaseg_len == 16);
+    CHILD_CHECK(waited < absl::Seconds(10));
+    CHILD_CHECK(demi_sgafree(&qr.qr_value.sga) == 0);
+    CHILD_CHECK(demi_close(qd) == 0);
+    return 0;
+  });
+  pid_t client = Spawn([port] {
+    setenv("DEMI_KEEPALIVE_MS", "0", 1);
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    int qd = ConnectWithRetry(port);
+    absl::SleepFor(absl::Seconds(3));
+    demi_qtoken_t qt = Push(qd, 16, 'w');
+    CHILD_CHECK(ChildWait(qt, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
+    demi_qtoken_t eof = 0;
+    CHILD_CHECK(demi_pop(&eof, qd) == 0);
+    ChildWait(eof, absl::Seconds(60));
+    return 0;
+  });
+  EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
+  EXPECT_EQ(Reap(client, Scaled(absl::Seconds(120))), 0);
+}
+
 // A message that arrives just as the waiter goes to sleep, between its
 // last poll and its arming of the CQs, must still wake it: a ping-pong
 // whose replies come after delays spread around the spin budget, with no

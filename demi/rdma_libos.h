@@ -206,6 +206,8 @@ class RdmaLibOs {
   // every kSleepTimerInterval while closes drain, datagram sockets are
   // bound or receive refills wait for memory.
   absl::Time NextTimer(absl::Time now) const;
+  // The counts ThreadDevice::armed compares with, as they are now.
+  ThreadDevice::ArmedCqs ArmedCqsNow(const ThreadDevice& device) const;
 
   // Datagram sockets (rdma_libos_datagram.cc).
   absl::Status BindDatagram(Queue& queue, const sockaddr_in& local);

@@ -91,7 +91,7 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
       absl::Status status = SetupConnection(queue);
       if (status.ok()) {
         status = rdma::Connect(queue.id.get(), queue.conn()->LocalConnectData(),
-                               devices_[queue.conn()->device()]->read_depth);
+                               queue.connection()->device->read_depth);
       }
       if (!status.ok()) HandleConnectFailure(queue, rdma::ErrnoOf(status));
       break;

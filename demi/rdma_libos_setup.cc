@@ -219,7 +219,7 @@ void RdmaLibOs::AcceptRequest(Queue& listener_queue, rdma::CmIdPtr id,
   absl::Status status = SetupConnection(*queue);
   if (status.ok()) {
     status = rdma::Accept(queue->id.get(), queue->conn()->LocalConnectData(),
-                          devices_[queue->conn()->device()]->read_depth);
+                          queue->connection()->device->read_depth);
   }
   if (!status.ok()) {
     DEMI_LOG(WARNING) << "accept failed: " << status;

@@ -25,31 +25,47 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
   return std::min(next, SgaPool::NextDepotRelease());
 }
 
+ThreadDevice::ArmedCqs RdmaLibOs::ArmedCqsNow(
+    const ThreadDevice& device) const {
+  return {device.receives.size(), device.send_cqs->created(), datagrams_made_};
+}
+
 void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
   if (HasUrgentWork()) return;
   // A datagram socket's CQs report on its device's channel: they are armed
   // again whenever a device's are.
   bool arm_datagrams = false;
   for (auto& device : devices_) {
-    ThreadDevice::ArmedCqs cqs{device->receives.size(),
-                               device->send_cqs->created(), datagrams_made_};
+    ThreadDevice::ArmedCqs cqs = ArmedCqsNow(*device);
     if (device->armed == cqs) continue;
-    for (auto& receive : device->receives) IdleSleep::Arm(receive->cq());
+    bool all = true;
+    for (auto& receive : device->receives) all &= IdleSleep::Arm(receive->cq());
     for (size_t i = 0; i < device->send_cqs->size(); ++i) {
-      IdleSleep::Arm(device->send_cqs->cq(i));
+      all &= IdleSleep::Arm(device->send_cqs->cq(i));
     }
-    device->armed = cqs;
+    // One refused is armed again at the next sleep.
+    if (all) device->armed = cqs;
     arm_datagrams = true;
   }
+  bool datagrams_armed = true;
   if (arm_datagrams) {
-    for (DatagramSocket* socket : datagrams_) socket->ArmCqs();
+    for (DatagramSocket* socket : datagrams_) {
+      datagrams_armed &= socket->ArmCqs();
+    }
+  }
+  if (!datagrams_armed) {
+    for (auto& device : devices_) device->armed.reset();
   }
   // What completed between the last pass and the arms raised no event.
   poll_all_sends_ = true;
   Poll();
   poll_all_sends_ = false;
-  // What is still in a CQ came before the arm: no event would wake us.
+  // What is still in a CQ came before the arm: no event would wake us;
+  // nor from a CQ that pass made (a connection set up).
   if (done() || HasUrgentWork() || polled_full_batch_) return;
+  for (auto& device : devices_) {
+    if (!(device->armed == ArmedCqsNow(*device))) return;
+  }
   absl::Time now = absl::Now();
   absl::Time wake = std::min(deadline, NextTimer(now));
   if (wake > now) {
