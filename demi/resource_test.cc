@@ -373,7 +373,8 @@ TEST(BrokenCompletionQueueTest, AProbeThatNeverCompletesFailsTheConnection) {
 
 // A UD send always completes, delivered or lost; one whose completion
 // never comes fails its push (ETIMEDOUT) after kDatagramSendTimeout
-// instead of leaving it pending for ever.
+// instead of leaving it pending for ever. 900 bytes: one fragment, too
+// long to go inline (an inline push is done when posted).
 TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
   int bound = -1;
   uint16_t a_port = NextPort(), b_port = NextPort();
@@ -382,7 +383,7 @@ TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
   int b = DatagramSocketAt(b_port, &bound);
   ASSERT_EQ(bound, 0);
   sockaddr_in to_b = AddrOrDie(b_port);
-  demi_sgarray_t sga = demi_sgaalloc(64);
+  demi_sgarray_t sga = demi_sgaalloc(900);
   ASSERT_EQ(sga.sga_numsegs, 1u);
   // First one that goes through, so that the route is resolved.
   demi_qtoken_t qt = 0;
