@@ -73,6 +73,13 @@ demi_qtoken_t Push(int qd, size_t size, char fill) {
   return ChildPush(qd, std::string(size, fill));
 }
 
+// Waits (up to a minute) for the peer to close `qd`: the end of a client.
+void AwaitClose(int qd) {
+  demi_qtoken_t eof = 0;
+  CHILD_CHECK(demi_pop(&eof, qd) == 0);
+  ChildWait(eof, absl::Seconds(60));
+}
+
 // Pops one message and checks it is `size` bytes of `fill`.
 void PopChecked(int qd, size_t size, char fill,
                 absl::Duration timeout = absl::Seconds(60)) {
@@ -204,9 +211,7 @@ TEST(IdleWaitTest, ASleepingWaitWakesForAMessageAPushAndItsTimeout) {
     absl::SleepFor(absl::Seconds(2));  // After the server's timeouts.
     qt = Push(qd, 8, 'z');
     CHILD_CHECK(ChildWait(qt, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
-    demi_qtoken_t eof = 0;
-    CHILD_CHECK(demi_pop(&eof, qd) == 0);
-    ChildWait(eof, absl::Seconds(60));
+    AwaitClose(qd);
     return 0;
   });
   EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
@@ -250,13 +255,85 @@ TEST(IdleWaitTest, AMessageAfterSleepsThatTimedOutWakesTheWaiter) {
     absl::SleepFor(absl::Seconds(3));
     demi_qtoken_t qt = Push(qd, 16, 'w');
     CHILD_CHECK(ChildWait(qt, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
-    demi_qtoken_t eof = 0;
-    CHILD_CHECK(demi_pop(&eof, qd) == 0);
-    ChildWait(eof, absl::Seconds(60));
+    AwaitClose(qd);
     return 0;
   });
   EXPECT_EQ(Reap(server, Scaled(absl::Seconds(120))), 0);
   EXPECT_EQ(Reap(client, Scaled(absl::Seconds(120))), 0);
+}
+
+// With no spin budget (DEMI_SPIN_US=0) a wait goes to Sleep at every
+// turn. Sleep returned at once while a pass had work due (credits to give
+// back, doorbells), and the wait went on without a pass: it spun, making
+// no progress, until its deadline (for ever with none). Here 48 messages
+// are waiting in the receive CQ (more than one pass takes, kPollBatch),
+// the waiter's CQs disarmed by its wake before, when it asks for the last
+// of them with keepalive off.
+TEST(IdleWaitTest, AWaitWithNoSpinBudgetKeepsMakingProgress) {
+  constexpr int kConnections = 25;  // 0 says go; 1 to 24 send 2 each.
+  constexpr int kEach = 2;          // Within the credits, no return needed.
+  uint16_t port = NextPort();
+  pid_t server = Spawn([port] {
+    setenv("DEMI_KEEPALIVE_MS", "0", 1);
+    setenv("DEMI_SPIN_US", "0", 1);
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    int listener = ChildListen(port, kConnections);
+    std::vector<int> qds;
+    for (int i = 0; i < kConnections; ++i) qds.push_back(Accept(listener));
+    // Woken by a completion: the device's CQs are disarmed from here on.
+    PopChecked(qds[0], 8, 'g');
+    absl::SleepFor(absl::Seconds(3));  // The others' messages land now.
+    std::vector<demi_qtoken_t> pops;
+    for (int i = 1; i < kConnections; ++i) {
+      for (int m = 0; m < kEach; ++m) {
+        demi_qtoken_t qt = 0;
+        CHILD_CHECK(demi_pop(&qt, qds[i]) == 0);
+        pops.push_back(qt);
+      }
+    }
+    timespec ts = absl::ToTimespec(absl::Seconds(5));
+    demi_qresult_t qr;
+    absl::Time start = absl::Now();
+    CHILD_CHECK(demi_wait(&qr, pops.back(), &ts) == 0);
+    absl::Duration waited = absl::Now() - start;
+    std::fprintf(stderr, "the last of %zu messages taken after %s\n",
+                 pops.size(), absl::FormatDuration(waited).c_str());
+    // Not at the timeout's last poll: the messages were all there.
+    CHILD_CHECK(waited < absl::Seconds(3));
+    CHILD_CHECK(qr.qr_opcode == DEMI_OPC_POP);
+    CHILD_CHECK(qr.qr_value.sga.sga_segs[0].sgaseg_len == 16);
+    CHILD_CHECK(demi_sgafree(&qr.qr_value.sga) == 0);
+    pops.pop_back();
+    for (demi_qtoken_t qt : pops) {
+      demi_qresult_t popped = ChildWait(qt, absl::Seconds(60));
+      CHILD_CHECK(popped.qr_opcode == DEMI_OPC_POP);
+      CHILD_CHECK(demi_sgafree(&popped.qr_value.sga) == 0);
+    }
+    for (int qd : qds) CHILD_CHECK(demi_close(qd) == 0);
+    return 0;
+  });
+  pid_t client = Spawn([port] {
+    setenv("DEMI_KEEPALIVE_MS", "0", 1);
+    CHILD_CHECK(demi_init(nullptr) == 0);
+    std::vector<int> qds;
+    for (int i = 0; i < kConnections; ++i)
+      qds.push_back(ConnectWithRetry(port));
+    absl::SleepFor(absl::Seconds(1));  // The server sleeps in its pop.
+    demi_qtoken_t go = Push(qds[0], 8, 'g');
+    CHILD_CHECK(ChildWait(go, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
+    absl::SleepFor(absl::Milliseconds(500));  // It sleeps outside the API.
+    std::vector<demi_qtoken_t> pushes;
+    for (int i = 1; i < kConnections; ++i) {
+      for (int m = 0; m < kEach; ++m) pushes.push_back(Push(qds[i], 16, 'b'));
+    }
+    for (demi_qtoken_t qt : pushes) {
+      CHILD_CHECK(ChildWait(qt, absl::Seconds(60)).qr_opcode == DEMI_OPC_PUSH);
+    }
+    for (int qd : qds) AwaitClose(qd);
+    return 0;
+  });
+  EXPECT_EQ(Reap(server, Scaled(absl::Seconds(180))), 0);
+  EXPECT_EQ(Reap(client, Scaled(absl::Seconds(180))), 0);
 }
 
 // A message that arrives just as the waiter goes to sleep, between its
@@ -297,9 +374,7 @@ TEST(IdleWaitTest, AMessageAtTheMomentOfSleepIsNotMissed) {
       demi_qtoken_t qt = Push(qd, 32, 'r');
       CHILD_CHECK(ChildWait(qt, absl::Seconds(30)).qr_opcode == DEMI_OPC_PUSH);
     }
-    demi_qtoken_t eof = 0;
-    CHILD_CHECK(demi_pop(&eof, qd) == 0);
-    ChildWait(eof, absl::Seconds(60));
+    AwaitClose(qd);
     return 0;
   });
   EXPECT_EQ(Reap(server, Scaled(absl::Seconds(300))), 0);

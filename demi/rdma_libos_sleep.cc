@@ -31,7 +31,13 @@ ThreadDevice::ArmedCqs RdmaLibOs::ArmedCqsNow(
 }
 
 void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
-  if (HasUrgentWork()) return;
+  // A pass does that work (credits due, doorbells, disconnects): its
+  // caller goes on without one after a sleep, and with no spin budget it
+  // would come straight back here, for ever.
+  if (HasUrgentWork()) {
+    Poll();
+    return;
+  }
   // A datagram socket's CQs report on its device's channel: they are armed
   // again whenever a device's are.
   bool arm_datagrams = false;
