@@ -35,15 +35,18 @@ using demi::WireType;
 using demi::testing::AddrOrDie;
 using demi::testing::ClosePair;
 using demi::testing::ConnectAsDemi;
+using demi::testing::ConnectAsDemiWithoutRtu;
 using demi::testing::DemiPair;
 using demi::testing::MakePair;
 using demi::testing::NextPort;
 using demi::testing::PopString;
 using demi::testing::PushString;
 using demi::testing::RcPeer;
+using demi::testing::ReceiveWire;
 using demi::testing::Scaled;
 using demi::testing::SendBytes;
 using demi::testing::SendEager;
+using demi::testing::SendRtu;
 using demi::testing::SendWire;
 using demi::testing::WaitDisconnected;
 using demi::testing::WaitOrFail;
@@ -94,13 +97,15 @@ struct RawPeerThread {
 };
 
 // Runs `peer_body` on `peer`'s thread with a raw peer connected to
-// `listener` (announcing `recv_depth`), accepts it with the libOS and
-// returns the accepted queue (or -1).
+// `listener` (announcing `recv_depth`; without its RTU unless `send_rtu`),
+// accepts it with the libOS and returns the accepted queue (or -1).
 int AcceptRawPeer(const Listener& listener, uint16_t recv_depth,
                   std::function<absl::Status(RcPeer&)> peer_body,
-                  RawPeerThread* peer) {
+                  RawPeerThread* peer, bool send_rtu = true) {
   peer->thread = std::thread([=] {
-    auto rc = ConnectAsDemi(listener.addr, recv_depth, Scaled(kStep));
+    auto rc = send_rtu ? ConnectAsDemi(listener.addr, recv_depth, Scaled(kStep))
+                       : ConnectAsDemiWithoutRtu(listener.addr, recv_depth,
+                                                 Scaled(kStep));
     peer->status = rc.ok() ? peer_body(**rc) : rc.status();
     peer->done = true;
   });
@@ -261,6 +266,71 @@ TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {
   absl::Status peer_status = peer.Finish();
   EXPECT_TRUE(peer_status.ok()) << peer_status;
   EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+// A connecting side's RTU can be lost (the soak's 1% loss), and the MRA
+// rdma_cm sends on a REP makes the server's rdma_cm wait over a minute for
+// the next one; meanwhile the server could neither hand out the connection
+// nor disconnect it. The peer's first message establishes it instead.
+TEST(HostilePeerTest, DataBeforeTheRtuEstablishesTheConnection) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  absl::Time start = absl::Now();
+  int qd = AcceptRawPeer(
+      listener, 4,
+      [](RcPeer& raw) -> absl::Status {
+        DEMI_RETURN_IF_ERROR(
+            SendEager(raw, "sent before the RTU", 0, Scaled(kStep)));
+        DEMI_ASSIGN_OR_RETURN(demi::ParsedMessage reply,
+                              ReceiveWire(raw, Scaled(kStep)));
+        if (reply.type != WireType::kEager || reply.length != 5) {
+          return demi::rdma::ErrnoError(EPROTO, "not the reply");
+        }
+        DEMI_RETURN_IF_ERROR(SendRtu(raw));  // Too late to matter.
+        return WaitDisconnected(raw, Scaled(kStep));
+      },
+      &peer, /*send_rtu=*/false);
+  ASSERT_GE(qd, 0);
+  absl::Duration accepted_after = absl::Now() - start;
+  std::printf("accepted without the RTU after %.2f s\n",
+              absl::ToDoubleSeconds(accepted_after));
+  EXPECT_LT(accepted_after, Scaled(absl::Seconds(10)));
+  EXPECT_EQ(PopString(qd), "sent before the RTU");
+  demi_qresult_t pushed = WaitOrFail(PushString(qd, "reply"));
+  EXPECT_EQ(pushed.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << pushed.qr_ret;
+  EXPECT_EQ(demi_close(qd), 0);
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+// The peer above, giving up before its RTU: its rdma_cm rejects the
+// connection the server has established (and handed out) meanwhile. That
+// is the peer gone, not a connect refused.
+TEST(HostilePeerTest, ARejectAfterTheDataResetsTheConnection) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  std::atomic<bool> popped{false};
+  int qd = AcceptRawPeer(
+      listener, 4,
+      [&](RcPeer& raw) -> absl::Status {
+        DEMI_RETURN_IF_ERROR(SendEager(raw, "hello", 0, Scaled(kStep)));
+        while (!popped) absl::SleepFor(absl::Milliseconds(10));
+        return absl::OkStatus();  // Its id goes: rdma_cm sends a REJ.
+      },
+      &peer, /*send_rtu=*/false);
+  ASSERT_GE(qd, 0);
+  EXPECT_EQ(PopString(qd), "hello");
+  popped = true;
+  int count = 0;
+  demi_qresult_t qr = PopUntilFailure(qd, 0, &count);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNRESET);
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  ExpectOthersCarryOn(listener);
   EXPECT_EQ(demi_close(listener.qd), 0);
 }
 

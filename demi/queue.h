@@ -55,6 +55,8 @@ struct ConnectionState {
   ThreadDevice* device = nullptr;
   ibv_cq* send_cq = nullptr;  // Reserved in device->send_cqs.
   ConnectData peer_data = {};
+  bool notified_established = false;  // See RdmaLibOs::EstablishEarly.
+  bool established = false;           // rdma_cm said ESTABLISHED.
   // Null until the route is resolved (a Connection needs its QP).
   std::unique_ptr<Connection> conn;
   rdma::CmQpPtr qp;

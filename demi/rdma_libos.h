@@ -135,6 +135,10 @@ class RdmaLibOs {
   // A request another thread's poll of a shared listener handed us.
   void AcceptArrival(Arrival& arrival);
   void HandleEstablished(Queue& queue, const rdma::CmEvent& event);
+  // `conn`, accepted but not yet established, has received data: its
+  // peer sent the RTU, which may have been lost (no retry comes until the
+  // REP's, seconds later, and no DREQ can go before). rdma_cm is told now.
+  void EstablishEarly(Connection& conn);
   // A connect that failed goes back to a plain socket (its connection
   // drains in a closed husk); an accepted one that failed is closed.
   void HandleConnectFailure(Queue& queue, int err);

@@ -101,10 +101,17 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
       break;
     case RDMA_CM_EVENT_REJECTED:
     case RDMA_CM_EVENT_CONNECT_ERROR:
-      HandleConnectFailure(queue, ECONNREFUSED);
-      break;
     case RDMA_CM_EVENT_UNREACHABLE:
-      HandleConnectFailure(queue, ETIMEDOUT);
+      if (queue.connection()->established) {
+        // Established by data before the peer's RTU (EstablishEarly, or
+        // the peer's side of that), then rejected by a side that gave up
+        // on the setup: the peer is gone.
+        HandleDisconnect(queue);
+      } else {
+        HandleConnectFailure(queue, event.type == RDMA_CM_EVENT_UNREACHABLE
+                                        ? ETIMEDOUT
+                                        : ECONNREFUSED);
+      }
       break;
     case RDMA_CM_EVENT_ADDR_ERROR:
     case RDMA_CM_EVENT_ROUTE_ERROR:
@@ -146,6 +153,8 @@ void RdmaLibOs::AcceptArrival(Arrival& arrival) {
 void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   ConnectionState* connection = queue.connection();
   if (connection == nullptr || connection->conn == nullptr) return;
+  if (connection->established) return;
+  connection->established = true;
   Connection& conn = *connection->conn;
   conn.peer_addr = PeerAddr(queue.id.get());
   // Receives complete from the moment the QP is ready, which can be before
@@ -178,6 +187,23 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   open(*peer);
   tokens_.Succeed(connection->connect_qt, DEMI_OPC_CONNECT);
   connection->connect_qt = 0;
+}
+
+void RdmaLibOs::EstablishEarly(Connection& conn) {
+  Queue* queue = queues_.Get(conn.qd());
+  ConnectionState* connection =
+      queue != nullptr ? queue->connection() : nullptr;
+  // A connecting side sent the RTU itself: its rdma_cm is established.
+  if (connection == nullptr || connection->listener_qd < 0 ||
+      connection->notified_established) {
+    return;
+  }
+  connection->notified_established = true;
+  // Fails harmlessly if the RTU came meanwhile.
+  absl::Status status = rdma::NotifyEstablished(queue->id.get());
+  if (!status.ok()) {
+    DEMI_LOG(DEBUG) << "qd " << queue->qd << ": " << status;
+  }
 }
 
 void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {

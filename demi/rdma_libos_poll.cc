@@ -92,6 +92,7 @@ bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
       if (!buffer) continue;
       // If its connection is gone, the buffer goes back to the pool.
       if (Connection* conn = ConnOf(wcs[i].qp_num)) {
+        if (conn->state() == Connection::State::kSetup) EstablishEarly(*conn);
         conn->OnRecvCompletion(wcs[i], std::move(buffer));
       }
     }

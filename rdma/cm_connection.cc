@@ -74,6 +74,10 @@ absl::Status Accept(rdma_cm_id* id, absl::string_view private_data,
   return CheckCm(rdma_accept(id, &param), "rdma_accept");
 }
 
+absl::Status NotifyEstablished(rdma_cm_id* id) {
+  return CheckCm(rdma_notify(id, IBV_EVENT_COMM_EST), "rdma_notify");
+}
+
 absl::Status Reject(rdma_cm_id* id) {
   return CheckCm(rdma_reject(id, nullptr, 0), "rdma_reject");
 }

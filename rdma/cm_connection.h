@@ -63,6 +63,11 @@ absl::Status Connect(rdma_cm_id* id, absl::string_view private_data,
 absl::Status Accept(rdma_cm_id* id, absl::string_view private_data,
                     uint8_t read_depth);
 
+// Tells rdma_cm that the QP of `id`, accepted, has received data
+// (IBV_EVENT_COMM_EST): the connection is established now, even if the
+// peer's RTU was lost (event: ESTABLISHED, unless it came already).
+absl::Status NotifyEstablished(rdma_cm_id* id);
+
 // Rejects the connection request on `id`.
 absl::Status Reject(rdma_cm_id* id);
 

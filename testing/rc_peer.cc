@@ -114,9 +114,55 @@ absl::StatusOr<std::unique_ptr<RcPeer>> AcceptRc(
   return peer;
 }
 
-absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
-    const sockaddr_in& server, const std::string& private_data,
-    absl::Duration timeout) {
+namespace {
+
+// Moves the QP of `peer` to `state` with the attributes rdma_cm gives.
+absl::Status ModifyQp(RcPeer& peer, ibv_qp_state state) {
+  ibv_qp_attr attr = {};
+  int mask = 0;
+  attr.qp_state = state;
+  DEMI_RETURN_IF_ERROR(rdma::CheckCm(
+      rdma_init_qp_attr(peer.id.get(), &attr, &mask), "rdma_init_qp_attr"));
+  return rdma::CheckRc(ibv_modify_qp(peer.qp->qp, &attr, mask),
+                       "ibv_modify_qp");
+}
+
+// rdma_connect on a QP rdma_cm does not know of, which leaves bringing it
+// up and the RTU to the caller. The returned event is CONNECT_RESPONSE
+// where ConnectRc's is ESTABLISHED.
+absl::StatusOr<rdma::CmEvent> ConnectWithoutRtu(RcPeer& peer,
+                                                const std::string& private_data,
+                                                absl::Duration timeout) {
+  rdma_cm_id* id = peer.id.get();
+  rdma_conn_param param = {};
+  param.private_data = private_data.data();
+  param.private_data_len = static_cast<uint8_t>(private_data.size());
+  param.responder_resources = param.initiator_depth = rdma::ReadDepth(id, 4);
+  param.retry_count = rdma::kRetryCount;
+  param.rnr_retry_count = rdma::kRnrRetryCount;
+  param.qp_num = id->qp->qp_num;
+  ibv_qp* qp = id->qp;
+  id->qp = nullptr;
+  int rc = rdma_connect(id, &param);
+  absl::StatusOr<rdma::CmEvent> event =
+      rc == 0 ? rdma::WaitCmEvent(peer.channel.get(), timeout)
+              : rdma::CheckCm(rc, "rdma_connect");
+  id->qp = qp;
+  if (!event.ok() || event->type != RDMA_CM_EVENT_CONNECT_RESPONSE) {
+    return event;
+  }
+  // INIT again first: its access flags (remote write, read) are the
+  // connection's, known only now.
+  DEMI_RETURN_IF_ERROR(ModifyQp(peer, IBV_QPS_INIT));
+  DEMI_RETURN_IF_ERROR(ModifyQp(peer, IBV_QPS_RTR));
+  DEMI_RETURN_IF_ERROR(ModifyQp(peer, IBV_QPS_RTS));
+  return event;
+}
+
+absl::StatusOr<std::unique_ptr<RcPeer>> Connect(const sockaddr_in& server,
+                                                const std::string& private_data,
+                                                absl::Duration timeout,
+                                                bool send_rtu) {
   absl::Time deadline = absl::Now() + timeout;
   while (true) {
     auto peer = std::make_unique<RcPeer>();
@@ -132,11 +178,17 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
     DEMI_RETURN_IF_ERROR(
         ExpectEvent(channel, RDMA_CM_EVENT_ROUTE_RESOLVED, left).status());
     DEMI_RETURN_IF_ERROR(Provision(*peer));
-    DEMI_RETURN_IF_ERROR(rdma::Connect(peer->id.get(), private_data,
-                                       rdma::ReadDepth(peer->id.get(), 4)));
-    DEMI_ASSIGN_OR_RETURN(rdma::CmEvent event,
-                          rdma::WaitCmEvent(channel, left));
-    if (event.type == RDMA_CM_EVENT_ESTABLISHED) {
+    rdma::CmEvent event;
+    if (send_rtu) {
+      DEMI_RETURN_IF_ERROR(rdma::Connect(peer->id.get(), private_data,
+                                         rdma::ReadDepth(peer->id.get(), 4)));
+      DEMI_ASSIGN_OR_RETURN(event, rdma::WaitCmEvent(channel, left));
+    } else {
+      DEMI_ASSIGN_OR_RETURN(event,
+                            ConnectWithoutRtu(*peer, private_data, left));
+    }
+    if (event.type == RDMA_CM_EVENT_ESTABLISHED ||
+        event.type == RDMA_CM_EVENT_CONNECT_RESPONSE) {
       peer->peer_private_data = event.private_data;
       return peer;
     }
@@ -148,6 +200,29 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
     }
     absl::SleepFor(absl::Milliseconds(500));
   }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
+    const sockaddr_in& server, const std::string& private_data,
+    absl::Duration timeout) {
+  return Connect(server, private_data, timeout, /*send_rtu=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRcWithoutRtu(
+    const sockaddr_in& server, const std::string& private_data,
+    absl::Duration timeout) {
+  return Connect(server, private_data, timeout, /*send_rtu=*/false);
+}
+
+absl::Status SendRtu(RcPeer& peer) {
+  // rdma_establish refuses an id with a QP rdma_cm brings up itself.
+  ibv_qp* qp = peer.id->qp;
+  peer.id->qp = nullptr;
+  int rc = rdma_establish(peer.id.get());
+  peer.id->qp = qp;
+  return rdma::CheckCm(rc, "rdma_establish");
 }
 
 absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length) {

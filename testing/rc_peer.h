@@ -62,6 +62,14 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRc(
     const sockaddr_in& server, const std::string& private_data,
     absl::Duration timeout);
 
+// As ConnectRc, but without the RTU: the QP can send and receive while the
+// server's rdma_cm still waits for it, as when the RTU is lost. SendRtu
+// sends it late.
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectRcWithoutRtu(
+    const sockaddr_in& server, const std::string& private_data,
+    absl::Duration timeout);
+absl::Status SendRtu(RcPeer& peer);
+
 // Posts a receive of `length` bytes at `offset` of the buffer.
 absl::Status PostRecv(RcPeer& peer, size_t offset, size_t length);
 

@@ -67,6 +67,12 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
   return ConnectRc(server, EncodeConnectData(credits, credits, 8192), timeout);
 }
 
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemiWithoutRtu(
+    const sockaddr_in& server, uint16_t credits, absl::Duration timeout) {
+  return ConnectRcWithoutRtu(server, EncodeConnectData(credits, credits, 8192),
+                             timeout);
+}
+
 absl::Status SendWire(RcPeer& peer, const WireHeader& header,
                       const std::string& body, absl::Duration timeout) {
   std::string bytes(reinterpret_cast<const char*>(&header), sizeof(header));

@@ -27,6 +27,10 @@ absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemi(const sockaddr_in& server,
                                                       uint16_t credits,
                                                       absl::Duration timeout);
 
+// The same without the RTU (see ConnectRcWithoutRtu).
+absl::StatusOr<std::unique_ptr<RcPeer>> ConnectAsDemiWithoutRtu(
+    const sockaddr_in& server, uint16_t credits, absl::Duration timeout);
+
 // Sends `header` followed by `body` (at most half of kRcPeerBufferSize) and
 // waits for that send's completion; messages received meanwhile are kept
 // for ReceiveWire. An error if the send fails (with the completion's errno)
