@@ -196,6 +196,9 @@ class RdmaLibOs {
   // urgent to the microsecond.
   void PollTimers();
 
+  // The spin budget of a wait for `qts` (rdma_libos_wait.cc): none if all
+  // are connects or accepts.
+  absl::Duration SpinFor(const demi_qtoken_t* qts, int num_qts);
   // Sleeping (rdma_libos_sleep.cc). A wait's sleep, once its spin budget is
   // spent: arms every CQ, polls once more, and blocks until a completion,
   // an rdma_cm event, `deadline` or the next timer. Returns at once if

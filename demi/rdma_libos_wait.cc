@@ -77,10 +77,21 @@ bool ValidTimeout(const timespec* timeout) {
 
 }  // namespace
 
+absl::Duration RdmaLibOs::SpinFor(const demi_qtoken_t* qts, int num_qts) {
+  // A connect or an accept waits for the kernel's rdma_cm, for
+  // milliseconds: spinning would only take the core from it (in a VM, the
+  // vCPU that runs it). A budget of for ever is kept: no sleep was asked.
+  if (spin_ == absl::InfiniteDuration() || num_qts == 0) return spin_;
+  for (int i = 0; i < num_qts; ++i) {
+    if (!tokens_.IsPendingSetup(qts[i])) return spin_;
+  }
+  return absl::ZeroDuration();
+}
+
 int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
                     const timespec* timeout) {
   if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
-  WaitClock clock(timeout, spin_);
+  WaitClock clock(timeout, SpinFor(&qt, 1));
   while (true) {
     if (tokens_.Take(qt, qr_out)) return 0;
     switch (clock.Next()) {
@@ -109,7 +120,7 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
   for (int i = 0; i < num_qts; ++i) {
     if (!tokens_.Contains(qts[i])) return EINVAL;
   }
-  WaitClock clock(timeout, spin_);
+  WaitClock clock(timeout, SpinFor(qts, num_qts));
   bool last = false;
   while (true) {
     for (int i = 0; i < num_qts; ++i) {
