@@ -78,7 +78,15 @@ Listener Listen() {
 struct RawPeerThread {
   std::thread thread;
   std::atomic<bool> done{false};
+  // Set when the test ends early (a failed ASSERT): a peer body that waits
+  // for the test gives up, so that the join below ends.
+  std::atomic<bool> stop{false};
   absl::Status status;
+
+  ~RawPeerThread() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
 
   // Drives the libOS's progress engine (it runs only inside waits) until
   // the peer's body has returned, then joins it and returns its status.
@@ -132,17 +140,22 @@ demi_qresult_t PopUntilFailure(int qd, int limit, int* popped) {
   }
 }
 
-// The next pop on `qd` fails with EPROTO; the raw peer's side ended well;
-// `qd` and the listener close.
-void ExpectEprotoThenClose(int qd, RawPeerThread& peer,
-                           const Listener& listener) {
+// The next pop on `qd` fails with `err`; the raw peer's side ended well;
+// `qd` closes.
+void ExpectPopFailureThenClose(int qd, int err, RawPeerThread& peer) {
   int popped = 0;
   demi_qresult_t qr = PopUntilFailure(qd, 0, &popped);
   EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-  EXPECT_EQ(qr.qr_ret, EPROTO);
+  EXPECT_EQ(qr.qr_ret, err);
   absl::Status peer_status = peer.Finish();
   EXPECT_TRUE(peer_status.ok()) << peer_status;
   EXPECT_EQ(demi_close(qd), 0);
+}
+
+// The same with EPROTO, and the listener closes too.
+void ExpectEprotoThenClose(int qd, RawPeerThread& peer,
+                           const Listener& listener) {
+  ExpectPopFailureThenClose(qd, EPROTO, peer);
   EXPECT_EQ(demi_close(listener.qd), 0);
 }
 
@@ -276,10 +289,11 @@ TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {
 TEST(HostilePeerTest, DataBeforeTheRtuEstablishesTheConnection) {
   Listener listener = Listen();
   RawPeerThread peer;
+  std::atomic<bool> rtu_sent{false};
   absl::Time start = absl::Now();
   int qd = AcceptRawPeer(
       listener, 4,
-      [](RcPeer& raw) -> absl::Status {
+      [&](RcPeer& raw) -> absl::Status {
         DEMI_RETURN_IF_ERROR(
             SendEager(raw, "sent before the RTU", 0, Scaled(kStep)));
         DEMI_ASSIGN_OR_RETURN(demi::ParsedMessage reply,
@@ -288,6 +302,9 @@ TEST(HostilePeerTest, DataBeforeTheRtuEstablishesTheConnection) {
           return demi::rdma::ErrnoError(EPROTO, "not the reply");
         }
         DEMI_RETURN_IF_ERROR(SendRtu(raw));  // Too late to matter.
+        // Before it the peer's rdma_cm would drop the server's DREQ (and
+        // wait for its retry).
+        rtu_sent = true;
         return WaitDisconnected(raw, Scaled(kStep));
       },
       &peer, /*send_rtu=*/false);
@@ -299,6 +316,10 @@ TEST(HostilePeerTest, DataBeforeTheRtuEstablishesTheConnection) {
   EXPECT_EQ(PopString(qd), "sent before the RTU");
   demi_qresult_t pushed = WaitOrFail(PushString(qd, "reply"));
   EXPECT_EQ(pushed.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << pushed.qr_ret;
+  absl::Time deadline = absl::Now() + Scaled(kStep);
+  while (!rtu_sent && !peer.done && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   EXPECT_EQ(demi_close(qd), 0);
   absl::Status peer_status = peer.Finish();
   EXPECT_TRUE(peer_status.ok()) << peer_status;
@@ -316,20 +337,14 @@ TEST(HostilePeerTest, ARejectAfterTheDataResetsTheConnection) {
       listener, 4,
       [&](RcPeer& raw) -> absl::Status {
         DEMI_RETURN_IF_ERROR(SendEager(raw, "hello", 0, Scaled(kStep)));
-        while (!popped) absl::SleepFor(absl::Milliseconds(10));
+        while (!popped && !peer.stop) absl::SleepFor(absl::Milliseconds(10));
         return absl::OkStatus();  // Its id goes: rdma_cm sends a REJ.
       },
       &peer, /*send_rtu=*/false);
   ASSERT_GE(qd, 0);
   EXPECT_EQ(PopString(qd), "hello");
   popped = true;
-  int count = 0;
-  demi_qresult_t qr = PopUntilFailure(qd, 0, &count);
-  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-  EXPECT_EQ(qr.qr_ret, ECONNRESET);
-  absl::Status peer_status = peer.Finish();
-  EXPECT_TRUE(peer_status.ok()) << peer_status;
-  EXPECT_EQ(demi_close(qd), 0);
+  ExpectPopFailureThenClose(qd, ECONNRESET, peer);
   ExpectOthersCarryOn(listener);
   EXPECT_EQ(demi_close(listener.qd), 0);
 }
@@ -497,7 +512,7 @@ TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
         }
         deaf = true;
         // Destroying the peer would disconnect it: it stays, silent.
-        while (!release) absl::SleepFor(absl::Milliseconds(10));
+        while (!release && !peer.stop) absl::SleepFor(absl::Milliseconds(10));
         return absl::OkStatus();
       },
       &peer);

@@ -179,7 +179,6 @@ TEST(QTokenTableTest, OldTokensOutliveManyNewerOnes) {
   EXPECT_FALSE(table.Contains(waiting));
 }
 
-// Erase forgets a token that never started, in the ring or out of it.
 TEST(QTokenTableTest, OnlyPendingConnectsAndAcceptsAreSetup) {
   QTokenTable table;
   demi_qtoken_t connect = table.Add(3, DEMI_OPC_CONNECT);
@@ -198,6 +197,7 @@ TEST(QTokenTableTest, OnlyPendingConnectsAndAcceptsAreSetup) {
   EXPECT_FALSE(table.IsPendingSetup(accept));
 }
 
+// Erase forgets a token that never started, in the ring or out of it.
 TEST(QTokenTableTest, EraseForgets) {
   QTokenTable table;
   demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);

@@ -154,7 +154,6 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   ConnectionState* connection = queue.connection();
   if (connection == nullptr || connection->conn == nullptr) return;
   if (connection->established) return;
-  connection->established = true;
   Connection& conn = *connection->conn;
   conn.peer_addr = PeerAddr(queue.id.get());
   // Receives complete from the moment the QP is ready, which can be before
@@ -170,6 +169,7 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   if (connection->listener_qd >= 0) {
     Queue* listener_queue = queues_.Get(connection->listener_qd);
     if (listener_queue == nullptr) return;
+    connection->established = true;
     ListenerState& listener = *listener_queue->listener();
     --listener.in_setup;
     open(connection->peer_data);
@@ -184,6 +184,7 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
     HandleConnectFailure(queue, EPROTO);
     return;
   }
+  connection->established = true;
   open(*peer);
   tokens_.Succeed(connection->connect_qt, DEMI_OPC_CONNECT);
   connection->connect_qt = 0;
@@ -191,17 +192,19 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
 
 void RdmaLibOs::EstablishEarly(Connection& conn) {
   Queue* queue = queues_.Get(conn.qd());
-  ConnectionState* connection =
-      queue != nullptr ? queue->connection() : nullptr;
   // A connecting side sent the RTU itself: its rdma_cm is established.
-  if (connection == nullptr || connection->listener_qd < 0 ||
-      connection->notified_established) {
+  if (queue == nullptr || queue->conn() != &conn ||
+      queue->connection()->listener_qd < 0 ||
+      queue->connection()->notified_established) {
     return;
   }
-  connection->notified_established = true;
-  // Fails harmlessly if the RTU came meanwhile.
   absl::Status status = rdma::NotifyEstablished(queue->id.get());
-  if (!status.ok()) {
+  // EINVAL or EISCONN: the RTU came meanwhile. Anything else is tried again
+  // at the next message.
+  int err = status.ok() ? 0 : rdma::ErrnoOf(status);
+  queue->connection()->notified_established =
+      err == 0 || err == EINVAL || err == EISCONN;
+  if (err != 0) {
     DEMI_LOG(DEBUG) << "qd " << queue->qd << ": " << status;
   }
 }

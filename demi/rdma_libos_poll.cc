@@ -92,7 +92,10 @@ bool RdmaLibOs::PollCompletions(ThreadDevice& device) {
       if (!buffer) continue;
       // If its connection is gone, the buffer goes back to the pool.
       if (Connection* conn = ConnOf(wcs[i].qp_num)) {
-        if (conn->state() == Connection::State::kSetup) EstablishEarly(*conn);
+        if (conn->state() == Connection::State::kSetup &&
+            wcs[i].status == IBV_WC_SUCCESS) {
+          EstablishEarly(*conn);
+        }
         conn->OnRecvCompletion(wcs[i], std::move(buffer));
       }
     }
