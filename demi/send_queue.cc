@@ -19,8 +19,7 @@ SendQueue::SendQueue(ibv_qp* qp, uint32_t depth, uint32_t signal_interval,
       mask_(depth - 1),
       signal_interval_(signal_interval),
       post_(post != nullptr ? post : PostToDevice),
-      signaled_total_(signaled_total),
-      slots_(depth) {
+      signaled_total_(signaled_total) {
   assert(depth > 0 && (depth & (depth - 1)) == 0);
 }
 

@@ -104,7 +104,7 @@ class SendQueue {
         rc != 0) {
       return rc;
     }
-    SendSlot& slot = slots_[head_ & mask_];
+    SendSlot& slot = SlotAtHead();
     slot.kind = SendSlot::kControl;
     slot.signaled = signaled;
     CountCommit(signaled);
@@ -222,8 +222,14 @@ class SendQueue {
   // `slot` takes the next wr_id.
   void Commit(SendSlot&& slot) {
     CountCommit(slot.signaled);
-    slots_[head_ & mask_] = std::move(slot);
+    SlotAtHead() = std::move(slot);
     ++head_;
+  }
+  // The ring is made at the first send: a connection that never sends
+  // (most of a server's idle ones) costs no depth_ x 48 bytes.
+  SendSlot& SlotAtHead() {
+    if (slots_.empty()) slots_.resize(depth_);
+    return slots_[head_ & mask_];
   }
   void CountCommit(bool signaled) {
     if (signaled) {
