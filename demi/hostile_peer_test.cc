@@ -79,7 +79,9 @@ struct RawPeerThread {
   std::thread thread;
   std::atomic<bool> done{false};
   // Set when the test ends early (a failed ASSERT): a peer body that waits
-  // for the test gives up, so that the join below ends.
+  // for the test gives up, so that the join below ends. The flags a body
+  // shares with its test are declared before the RawPeerThread, so that
+  // they outlive that join.
   std::atomic<bool> stop{false};
   absl::Status status;
 
@@ -288,8 +290,8 @@ TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {
 // nor disconnect it. The peer's first message establishes it instead.
 TEST(HostilePeerTest, DataBeforeTheRtuEstablishesTheConnection) {
   Listener listener = Listen();
-  RawPeerThread peer;
   std::atomic<bool> rtu_sent{false};
+  RawPeerThread peer;
   absl::Time start = absl::Now();
   int qd = AcceptRawPeer(
       listener, 4,
@@ -331,8 +333,8 @@ TEST(HostilePeerTest, DataBeforeTheRtuEstablishesTheConnection) {
 // is the peer gone, not a connect refused.
 TEST(HostilePeerTest, ARejectAfterTheDataResetsTheConnection) {
   Listener listener = Listen();
-  RawPeerThread peer;
   std::atomic<bool> popped{false};
+  RawPeerThread peer;
   int qd = AcceptRawPeer(
       listener, 4,
       [&](RcPeer& raw) -> absl::Status {
@@ -499,9 +501,9 @@ TEST(HostilePeerTest, RendezvousIsReadableThroughItsOwnConnectionOnly) {
 // pops must notice through its keepalive probe, with ETIMEDOUT.
 TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
   Listener listener = Listen();
-  RawPeerThread peer;
   std::atomic<bool> deaf{false};
   std::atomic<bool> release{false};
+  RawPeerThread peer;
   int qd = AcceptRawPeer(
       listener, 1,
       [&](RcPeer& raw) -> absl::Status {
@@ -517,7 +519,7 @@ TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
       },
       &peer);
   ASSERT_GE(qd, 0);
-  while (!deaf) absl::SleepFor(absl::Milliseconds(10));
+  while (!deaf && !peer.done) absl::SleepFor(absl::Milliseconds(10));
   absl::Time start = absl::Now();
   demi_qtoken_t qt = 0;
   ASSERT_EQ(demi_pop(&qt, qd), 0);
@@ -558,12 +560,11 @@ TEST(HostilePeerTest, ImplausibleReceiveDepthIsRefused) {
 TEST(HostilePeerTest, PeerPostingFewerBuffersThanItAnnouncedFailsPushes) {
   Listener listener = Listen();
   RawPeerThread peer;
-  std::atomic<bool> stop{false};
   // Announces 1,000 receive buffers but posts only one.
   int qd = AcceptRawPeer(
       listener, 1000,
-      [&stop](RcPeer&) -> absl::Status {
-        while (!stop) absl::SleepFor(absl::Milliseconds(10));
+      [&peer](RcPeer&) -> absl::Status {
+        while (!peer.stop) absl::SleepFor(absl::Milliseconds(10));
         return absl::OkStatus();
       },
       &peer);
@@ -582,7 +583,7 @@ TEST(HostilePeerTest, PeerPostingFewerBuffersThanItAnnouncedFailsPushes) {
     }
   }
   EXPECT_GE(failed, 3);
-  stop = true;
+  peer.stop = true;
   EXPECT_TRUE(peer.Finish().ok());
   EXPECT_EQ(demi_close(qd), 0);
   EXPECT_EQ(demi_close(listener.qd), 0);
