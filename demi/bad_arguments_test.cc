@@ -79,6 +79,62 @@ TEST(BadInputTest, TokensThatNameNoPendingOperationAreEinval) {
   witness.ExpectUntouched();
 }
 
+// Waits for connects and accepts alone sleep at once (no spin): each still
+// ends with its result, whatever ends the operation, and a token taken
+// is EINVAL after.
+TEST(BadInputTest, SetupTokensEndInEveryStateAndOnlyOnce) {
+  timespec ten = {10, 0};
+  demi_qresult_t qr;
+  int offset = -1;
+  // A connect nobody answers: refused.
+  sockaddr_in nobody = AddrOrDie(NextPort());
+  int refused = -1;
+  ASSERT_EQ(demi_socket(&refused, AF_INET, SOCK_STREAM, 0), 0);
+  demi_qtoken_t refused_qt = 0;
+  ASSERT_EQ(demi_connect(&refused_qt, refused, Sa(nobody), sizeof(nobody)), 0);
+  ASSERT_EQ(demi_wait(&qr, refused_qt, &ten), 0);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  EXPECT_EQ(demi_wait(&qr, refused_qt, &ten), EINVAL);
+  EXPECT_EQ(demi_close(refused), 0);
+  // An accept whose listener closes.
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int listener = -1;
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  demi_qtoken_t orphan_qt = 0;
+  ASSERT_EQ(demi_accept(&orphan_qt, listener), 0);
+  ASSERT_EQ(demi_close(listener), 0);
+  ASSERT_EQ(demi_wait_any(&qr, &offset, &orphan_qt, 1, &ten), 0);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(demi_wait_any(&qr, &offset, &orphan_qt, 1, &ten), EINVAL);
+  // A connect and its accept, waited together, then each again.
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  int client = -1;
+  ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
+  demi_qtoken_t qts[2] = {0, 0};
+  ASSERT_EQ(demi_accept(&qts[0], listener), 0);
+  ASSERT_EQ(demi_connect(&qts[1], client, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_wait_any(&qr, &offset, qts, 2, &ten), 0);
+  ASSERT_TRUE(offset == 0 || offset == 1);
+  EXPECT_EQ(qr.qr_qt, qts[offset]);
+  EXPECT_EQ(qr.qr_opcode, offset == 0 ? DEMI_OPC_ACCEPT : DEMI_OPC_CONNECT);
+  demi_qresult_t other;
+  ASSERT_EQ(demi_wait(&other, qts[1 - offset], &ten), 0);
+  EXPECT_EQ(other.qr_opcode, offset == 0 ? DEMI_OPC_CONNECT : DEMI_OPC_ACCEPT);
+  int server = offset == 0 ? qr.qr_value.ares.qd : other.qr_value.ares.qd;
+  EXPECT_EQ(demi_wait(&qr, qts[0], &ten), EINVAL);
+  EXPECT_EQ(demi_wait_any(&qr, &offset, qts, 2, &ten), EINVAL);
+  EXPECT_EQ(WaitOrFail(PushString(client, "after")).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(PopString(server), "after");
+  EXPECT_EQ(demi_close(client), 0);
+  EXPECT_EQ(demi_close(server), 0);
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
 TEST(BadInputTest, WaitArgumentsOutOfRangeAreEinval) {
   demi::testing::WitnessPair witness;
   DemiPair pair;
