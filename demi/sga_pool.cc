@@ -192,12 +192,6 @@ void Deposit(std::unique_ptr<Slab> slab) {
 
 }  // namespace
 
-int SizeClassOf(size_t size) {
-  int shift = kMinClassShift;
-  while ((size_t{1} << shift) < size) ++shift;
-  return shift - kMinClassShift;
-}
-
 SgaPool::SgaPool(std::vector<ibv_pd*> pds, size_t limit_bytes)
     : pds_(std::move(pds)), limit_bytes_(limit_bytes) {}
 

@@ -295,8 +295,15 @@ class SgaPool {
   bool released_ = false;
 };
 
-// The size class of a piece of `size` bytes (size >= 1).
-int SizeClassOf(size_t size);
+// The size class of a piece of `size` bytes (1 <= size <= 2^kMaxClassShift):
+// the smallest class whose pieces hold it. Inline and loop-free: every
+// allocation asks it, receive refills once per buffer.
+inline int SizeClassOf(size_t size) {
+  if (size <= (size_t{1} << kMinClassShift)) return 0;
+  // The bits of size - 1 are the shift of the power of two at or above.
+  return (64 - __builtin_clzll(static_cast<uint64_t>(size - 1))) -
+         kMinClassShift;
+}
 
 }  // namespace demi
 

@@ -36,6 +36,23 @@ class SgaPoolTest : public ::testing::Test {
 using SgaPoolThreadTest = SgaPoolTest;
 using SgaPoolDepotTest = SgaPoolTest;
 
+TEST(SizeClassTest, EachSizeGetsTheSmallestClassThatHoldsIt) {
+  // Every size at and around each class's edge, from 1 byte to the most.
+  for (int shift = 0; shift <= kMaxClassShift; ++shift) {
+    size_t edge = size_t{1} << shift;
+    for (size_t size : {edge - 1, edge, edge + 1}) {
+      if (size == 0 || size > (size_t{1} << kMaxClassShift)) continue;
+      int want = 0;
+      while ((size_t{1} << (want + kMinClassShift)) < size) ++want;
+      EXPECT_EQ(SizeClassOf(size), want) << size << " bytes";
+      size_t piece = size_t{1} << (SizeClassOf(size) + kMinClassShift);
+      EXPECT_GE(piece, size) << size << " bytes";
+    }
+  }
+  EXPECT_EQ(SizeClassOf(1), 0);
+  EXPECT_EQ(SizeClassOf(size_t{1} << kMaxClassShift), kNumClasses - 1);
+}
+
 TEST_F(SgaPoolTest, AHandleIsGivenBackOnce) {
   SgaPool pool({}, kSlabSize * 4);
   Buffer* buffer = *pool.Allocate(100);
