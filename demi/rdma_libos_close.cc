@@ -187,11 +187,16 @@ void RdmaLibOs::Destroy(int qd) {
   }
   queues_.Erase(qd);
   // Messages the QP took in before it went may still wait in the shared
-  // receive CQ under its number, which a new QP could get: handle them
-  // now, while the number is nobody's.
+  // receive CQ under its number, which a new QP could get, and so may its
+  // sends' completions (flushed ones too) in the send CQs: handle them now,
+  // while the number is nobody's. Passes do not poll the devices once no
+  // connection is left.
   if (device != nullptr && had_qp) {
+    bool all_sends = poll_all_sends_;
+    poll_all_sends_ = true;
     while (PollCompletions(*device)) {
     }
+    poll_all_sends_ = all_sends;
   }
 }
 

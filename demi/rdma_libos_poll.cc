@@ -18,7 +18,11 @@ void RdmaLibOs::Poll() {
   // carry the credits in a reply since the last one.
   if (!credit_due_.empty()) FlushDueCredits();
   bool full = false;
-  for (auto& device : devices_) full |= PollCompletions(*device);
+  // Without a connection (a process of datagram sockets only) the devices'
+  // CQs have nothing to give: Destroy drained each QP's as it went.
+  if (!conn_by_qpn_.empty()) {
+    for (auto& device : devices_) full |= PollCompletions(*device);
+  }
   for (DatagramSocket* socket : datagrams_) full |= socket->Poll();
   polled_full_batch_ = full;
   // The sends staged since the last pass, the application's and this
