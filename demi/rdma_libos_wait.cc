@@ -3,6 +3,7 @@
 // a wait that times out is routine, and returns a plain errno.
 #include <cerrno>
 
+#include "absl/functional/function_ref.h"
 #include "demi/rdma_libos.h"
 
 namespace demi {
@@ -18,10 +19,13 @@ class WaitClock {
  public:
   enum class Step { kSpin, kSleep, kExpired };
 
-  // `timeout` (borrowed) is read at the first clock read.
-  WaitClock(const timespec* timeout, absl::Duration spin)
+  // `timeout` (borrowed) is read at the first clock read, and so is the
+  // wait's own spin budget, `spin_for()` (borrowed; at most `spin`, the
+  // libOS's): most waits end before it and never pay for the asking.
+  WaitClock(const timespec* timeout, absl::Duration spin,
+            absl::FunctionRef<absl::Duration()> spin_for)
       : timeout_(timeout),
-        spin_(spin),
+        spin_for_(spin_for),
         // A zero timeout, or no spin budget, needs the clock at every pass.
         interval_((timeout != nullptr && timeout->tv_sec == 0 &&
                    timeout->tv_nsec == 0) ||
@@ -55,6 +59,8 @@ class WaitClock {
       deadline_ = timeout_ == nullptr
                       ? absl::InfiniteFuture()
                       : now + absl::DurationFromTimespec(*timeout_);
+      spin_ = spin_for_();
+      if (spin_ == absl::ZeroDuration()) interval_ = 1;
       spin_until_ = now + spin_;
     }
     if (now >= deadline_) return Step::kExpired;
@@ -62,9 +68,10 @@ class WaitClock {
   }
 
   const timespec* timeout_;
-  const absl::Duration spin_;
-  const uint32_t interval_;  // Passes from one clock read to the next.
-  uint32_t until_clock_;     // Passes left until the next.
+  absl::FunctionRef<absl::Duration()> spin_for_;
+  absl::Duration spin_;   // spin_for_()'s, from the first clock read.
+  uint32_t interval_;     // Passes from one clock read to the next.
+  uint32_t until_clock_;  // Passes left until the next.
   bool started_ = false;
   absl::Time deadline_;
   absl::Time spin_until_;
@@ -91,7 +98,8 @@ absl::Duration RdmaLibOs::SpinFor(const demi_qtoken_t* qts, int num_qts) {
 int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
                     const timespec* timeout) {
   if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
-  WaitClock clock(timeout, SpinFor(&qt, 1));
+  auto spin_for = [&] { return SpinFor(&qt, 1); };
+  WaitClock clock(timeout, spin_, spin_for);
   while (true) {
     if (tokens_.Take(qt, qr_out)) return 0;
     switch (clock.Next()) {
@@ -120,7 +128,8 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
   for (int i = 0; i < num_qts; ++i) {
     if (!tokens_.Contains(qts[i])) return EINVAL;
   }
-  WaitClock clock(timeout, SpinFor(qts, num_qts));
+  auto spin_for = [&] { return SpinFor(qts, num_qts); };
+  WaitClock clock(timeout, spin_, spin_for);
   bool last = false;
   while (true) {
     for (int i = 0; i < num_qts; ++i) {
@@ -149,7 +158,8 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
 int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                          const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
-  WaitClock clock(timeout, spin_);
+  auto spin_for = [this] { return spin_; };
+  WaitClock clock(timeout, spin_, spin_for);
   int count = 0;
   bool last = false;
   while (true) {
