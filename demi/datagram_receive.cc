@@ -49,7 +49,8 @@ uint32_t GrhSourceAddr(const std::byte* grh) {
 
 void DatagramSocket::Pop(demi_qtoken_t qt) {
   pops_.push_back(qt);
-  DeliverPops();
+  // Nothing queued and no error: the pop waits for OnRecvCompletion.
+  if (!incoming_.empty() || recv_error_ != 0) DeliverPops();
 }
 
 void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
@@ -127,9 +128,14 @@ void DatagramSocket::DeliverPops() {
     Lend(std::move(in.buffer), in.data, in.length, in.from);
     incoming_.pop_front();
   }
-  if (recv_error_ == 0) return;
-  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, recv_error_);
-  pops_.clear();
+  if (recv_error_ != 0) FailPops(recv_error_);
+}
+
+void DatagramSocket::FailPops(int err) {
+  while (!pops_.empty()) {
+    env_.tokens->Fail(pops_.front(), err);
+    pops_.pop_front();
+  }
 }
 
 void DatagramSocket::Refill() {

@@ -122,6 +122,7 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
                          headers_.size() * kHeaderSize),
           IBV_ACCESS_LOCAL_WRITE));
   send_slots_.resize(kDatagramSendDepth);
+  send_wr_.opcode = IBV_WR_SEND;
   recv_slots_.resize(kDatagramRecvDepth);
   for (uint32_t i = 0; i < kDatagramRecvDepth; ++i) empty_slots_.push_back(i);
   Refill();
@@ -157,7 +158,7 @@ DatagramSocket::~DatagramSocket() {
       FinishPush(*op);
     }
   }
-  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
+  FailPops(EBADF);
 }
 
 DatagramStats DatagramSocket::stats() const {
@@ -166,16 +167,14 @@ DatagramStats DatagramSocket::stats() const {
   return s;
 }
 
-absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                                    uint32_t length, const sockaddr_in& dest) {
-  if (length > kMaxDatagram) {
-    return rdma::ErrnoError(EMSGSIZE, "longer than a UDP datagram");
-  }
+int DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                           uint32_t length, const sockaddr_in& dest) {
+  if (length > kMaxDatagram) return EMSGSIZE;
   if (error_ != 0) {
     env_.tokens->Fail(qt, error_);
-    return absl::OkStatus();
+    return 0;
   }
-  if (TryPushInline(qt, sga, length, dest)) return absl::OkStatus();
+  if (TryPushInline(qt, sga, length, dest)) return 0;
   std::unique_ptr<PushOp> owned;
   if (spare_ops_.empty()) {
     owned = std::make_unique<PushOp>();
@@ -210,7 +209,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
     absl::StatusOr<Buffer*> staging = env_.pool->Allocate(length);
     if (!staging.ok()) {
       Recycle(std::move(owned));
-      return rdma::ErrnoError(EAGAIN, "no memory to copy");
+      return EAGAIN;  // No memory to copy into.
     }
     uint32_t at = 0;
     for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
@@ -231,7 +230,7 @@ absl::Status DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
   }
   backlog_.push_back(std::move(owned));
   Service();
-  return absl::OkStatus();
+  return 0;
 }
 
 void DatagramSocket::Service() {
@@ -326,11 +325,11 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   bool signal = slot.last || slot.holds_route ||
                 ++unsignaled_run_ >= kDatagramSignalInterval;
   if (signal) unsignaled_run_ = 0;
-  ibv_send_wr wr = {};
+  // Built once (opcode, no next): only what changes is set.
+  ibv_send_wr& wr = send_wr_;
   wr.wr_id = seq;
   wr.sg_list = sges;
   wr.num_sge = num_sge;
-  wr.opcode = IBV_WR_SEND;
   wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
   if (bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
   wr.wr.ud.ah = route.ah;
@@ -367,8 +366,7 @@ void DatagramSocket::PostFragment(PushOp& op) {
 
 void DatagramSocket::StartClose() {
   closing_ = true;
-  for (demi_qtoken_t qt : pops_) env_.tokens->Fail(qt, EBADF);
-  pops_.clear();
+  FailPops(EBADF);
   Service();
 }
 

@@ -24,6 +24,7 @@
 #include "demi/buffer_ref.h"
 #include "demi/datagram_routes.h"
 #include "demi/datagram_wire.h"
+#include "demi/fifo_ring.h"
 #include "demi/limits.h"
 #include "demi/qtoken_table.h"
 #include "demi/reassembly.h"
@@ -69,10 +70,11 @@ class DatagramSocket {
   DatagramSocket& operator=(const DatagramSocket&) = delete;
 
   // Starts sending `sga` (`length` bytes, checked by the caller) to `dest`
-  // for token `qt`. EMSGSIZE beyond kMaxDatagram, EAGAIN without memory;
-  // nothing started then.
-  absl::Status PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                      uint32_t length, const sockaddr_in& dest);
+  // for token `qt`; 0, or EMSGSIZE beyond kMaxDatagram, EAGAIN without
+  // memory (nothing started then). A plain errno: this is every datagram's
+  // path.
+  int PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length,
+             const sockaddr_in& dest);
   void Pop(demi_qtoken_t qt);
 
   // Handles completions; returns whether a CQ may hold more.
@@ -182,6 +184,8 @@ class DatagramSocket {
   void Deliver(BufferRef buffer, std::byte* data, uint32_t length,
                const sockaddr_in& from);
   void DeliverPops();
+  // Fails every waiting pop with `err`.
+  void FailPops(int err);
   // Completes the first pop with the datagram at `data` in `buffer`, which
   // the application holds from now on.
   void Lend(BufferRef buffer, std::byte* data, uint32_t length,
@@ -217,8 +221,9 @@ class DatagramSocket {
   rdma::CmQpPtr qp_;
 
   std::vector<SendSlot> send_slots_;
-  uint64_t send_head_ = 0;  // Next send slot to post.
-  uint64_t send_tail_ = 0;  // Oldest send slot not retired.
+  ibv_send_wr send_wr_ = {};  // PostSend's, opcode set once (Init).
+  uint64_t send_head_ = 0;    // Next send slot to post.
+  uint64_t send_tail_ = 0;    // Oldest send slot not retired.
   uint32_t unsignaled_run_ = 0;
   // A send that never completes holds every later one: PollTimers watches
   // the oldest slot, and fails the socket once it has not moved for
@@ -234,7 +239,7 @@ class DatagramSocket {
   std::vector<BufferRef> recv_slots_;  // Null: to be refilled.
   std::vector<uint32_t> empty_slots_;
   std::deque<Incoming> incoming_;
-  std::deque<demi_qtoken_t> pops_;
+  FifoRing<demi_qtoken_t> pops_;
 
   DatagramRoutes routes_;
   std::vector<DatagramRoutes::Outcome> route_failures_;  // PollTimers' own.

@@ -201,8 +201,7 @@ int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out) {
   ConnectionState* connection = queue->connected();
   if (connection == nullptr) {
     if (queue->datagram() == nullptr) return ENOTCONN;
-    return rdma::ErrnoOrOutput(PushDatagram(*queue, sga, total, nullptr),
-                               qt_out);
+    return PushDatagram(*queue, sga, total, nullptr, qt_out);
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
   if (int err = connection->conn->Push(qt, sga, total); err != 0) {
@@ -232,7 +231,11 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
   if (dest.sin_port == 0 || dest.sin_addr.s_addr == htonl(INADDR_ANY)) {
     return ErrnoError(EINVAL, "destination");
   }
-  return PushDatagram(*queue, sga, total, &dest);
+  demi_qtoken_t qt = 0;
+  if (int err = PushDatagram(*queue, sga, total, &dest, &qt); err != 0) {
+    return ErrnoError(err, "demi_pushto");
+  }
+  return qt;
 }
 
 int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
@@ -241,7 +244,7 @@ int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
   ConnectionState* connection = queue->connected();
   if (connection == nullptr) {
     if (queue->datagram() == nullptr) return ENOTCONN;
-    return rdma::ErrnoOrOutput(PopDatagram(*queue), qt_out);
+    return PopDatagram(*queue, qt_out);
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
   connection->conn->Pop(qt);

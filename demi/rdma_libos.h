@@ -221,11 +221,10 @@ class RdmaLibOs {
   absl::StatusOr<demi_qtoken_t> ConnectDatagram(Queue& queue,
                                                 const sockaddr_in& remote);
   // `dest` null: the socket's default destination (demi_push).
-  absl::StatusOr<demi_qtoken_t> PushDatagram(Queue& queue,
-                                             const demi_sgarray_t& sga,
-                                             uint32_t length,
-                                             const sockaddr_in* dest);
-  absl::StatusOr<demi_qtoken_t> PopDatagram(Queue& queue);
+  // Plain errnos, as Push and Pop: no Status on the per-datagram path.
+  int PushDatagram(Queue& queue, const demi_sgarray_t& sga, uint32_t length,
+                   const sockaddr_in* dest, demi_qtoken_t* qt_out);
+  int PopDatagram(Queue& queue, demi_qtoken_t* qt_out);
   absl::Status GetDatagramStats(Queue& queue, void* optval, socklen_t* optlen);
 
   // Declared in teardown order reversed (see the file comment).

@@ -67,39 +67,35 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::ConnectDatagram(
   return qt;
 }
 
-absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushDatagram(Queue& queue,
-                                                      const demi_sgarray_t& sga,
-                                                      uint32_t length,
-                                                      const sockaddr_in* dest) {
+int RdmaLibOs::PushDatagram(Queue& queue, const demi_sgarray_t& sga,
+                            uint32_t length, const sockaddr_in* dest,
+                            demi_qtoken_t* qt_out) {
   DatagramSocket* socket = queue.dgram();
-  if (socket == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  if (socket == nullptr) return EDESTADDRREQ;  // Not bound.
   if (dest == nullptr) {
-    if (!socket->has_peer) {
-      return ErrnoError(EDESTADDRREQ, "no destination (demi_connect)");
-    }
+    if (!socket->has_peer) return EDESTADDRREQ;  // No demi_connect.
     dest = &socket->peer;
   }
-  if (length > kMaxDatagram) {
-    return ErrnoError(EMSGSIZE, "longer than a UDP datagram");
-  }
+  if (length > kMaxDatagram) return EMSGSIZE;  // Longer than UDP allows.
   demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_PUSH);
-  absl::Status status = socket->PushTo(qt, sga, length, *dest);
-  if (!status.ok()) {
+  if (int err = socket->PushTo(qt, sga, length, *dest); err != 0) {
     tokens_.Erase(qt);
-    return status;
+    return err;
   }
   // A new destination is resolved through rdma_cm; a known one costs
   // nothing here.
   if (socket->Resolving()) ExpectCmEvents();
-  return qt;
+  *qt_out = qt;
+  return 0;
 }
 
-absl::StatusOr<demi_qtoken_t> RdmaLibOs::PopDatagram(Queue& queue) {
+int RdmaLibOs::PopDatagram(Queue& queue, demi_qtoken_t* qt_out) {
   DatagramSocket* socket = queue.dgram();
-  if (socket == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
+  if (socket == nullptr) return EDESTADDRREQ;  // Not bound.
   demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_POP);
   socket->Pop(qt);
-  return qt;
+  *qt_out = qt;
+  return 0;
 }
 
 absl::Status RdmaLibOs::GetDatagramStats(Queue& queue, void* optval,
