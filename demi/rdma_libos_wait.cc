@@ -12,9 +12,10 @@ namespace {
 // A wait's clock: its deadline (a NULL timeout is forever) and its spin
 // budget. Reading the time costs more than a progress pass, and most waits
 // end within a few passes: so the clock is first read after kClockInterval
-// passes (at once with no spin budget), the deadline and the budget
-// counting from then (a few microseconds late at most), and then every
-// kClockInterval-th pass. A zero timeout expires at once.
+// passes (at once with no spin budget in the libOS), the deadline and the
+// budget counting from then (a few microseconds late at most), and then
+// every kClockInterval-th pass, or every pass once the wait's own budget
+// turns out to be zero (a connect's). A zero timeout expires at once.
 class WaitClock {
  public:
   enum class Step { kSpin, kSleep, kExpired };
@@ -60,7 +61,8 @@ class WaitClock {
                       ? absl::InfiniteFuture()
                       : now + absl::DurationFromTimespec(*timeout_);
       spin_ = spin_for_();
-      if (spin_ == absl::ZeroDuration()) interval_ = 1;
+      // Next() has counted down from the old interval already.
+      if (spin_ == absl::ZeroDuration()) interval_ = until_clock_ = 1;
       spin_until_ = now + spin_;
     }
     if (now >= deadline_) return Step::kExpired;
