@@ -335,6 +335,13 @@ TEST(BrokenCompletionQueueTest, PendingPopsAndPushesFailWithEio) {
     EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
     EXPECT_NE(qr.qr_ret, 0);
   }
+  // The CQs poll again, but what the broken one held is lost: a datagram
+  // pop issued now fails at once, rather than wait for nothing.
+  demi_qtoken_t late_pop = 0;
+  ASSERT_EQ(demi_pop(&late_pop, dgram), 0);
+  demi_qresult_t late = WaitOrFail(late_pop, absl::Seconds(20));
+  EXPECT_EQ(late.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(late.qr_ret, EIO);
   demi::testing::ClosePair(pair);
   EXPECT_EQ(demi_close(dgram), 0);
   // The CQs poll again: a new connection carries a message.
