@@ -366,6 +366,49 @@ TEST(DatagramTest, CloseSendsWhatWasPushedBeforeIt) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// A pop that waits (nothing queued) and one that finds a datagram queued
+// both end once; each token, and the inline push's (done when posted), is
+// EINVAL when waited again; a pop on the closed socket is EBADF.
+TEST(DatagramTest, PopsEndOnceWhetherTheyWaitOrFindADatagram) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  demi_qtoken_t waiting = 0;
+  ASSERT_EQ(demi_pop(&waiting, b), 0);
+  demi_qtoken_t push = StartPushTo(a, "first", AddrOrDie(b_port));
+  demi_qresult_t qr = WaitOrFail(push);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  qr = WaitOrFail(waiting, absl::Seconds(20));
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "first");
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  // Queued before its pop: the pop completes from the queue.
+  PushTo(a, "second", AddrOrDie(b_port));
+  timespec settle = Ms(200);
+  demi_qtoken_t idle = 0;
+  ASSERT_EQ(demi_pop(&idle, a), 0);  // Nothing comes to a: time passes.
+  EXPECT_EQ(demi_wait(&qr, idle, &settle), ETIMEDOUT);
+  demi_qtoken_t queued = 0;
+  ASSERT_EQ(demi_pop(&queued, b), 0);
+  qr = WaitOrFail(queued, absl::Seconds(20));
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "second");
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  timespec zero = {};
+  int offset = -1;
+  for (demi_qtoken_t taken : {push, waiting, queued}) {
+    EXPECT_EQ(demi_wait(&qr, taken, &zero), EINVAL);
+    EXPECT_EQ(demi_wait_any(&qr, &offset, &taken, 1, &zero), EINVAL);
+  }
+  EXPECT_EQ(demi_close(b), 0);
+  demi_qtoken_t late = 0;
+  EXPECT_EQ(demi_pop(&late, b), EBADF);
+  EXPECT_EQ(demi_close(a), 0);
+  qr = WaitOrFail(idle);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, EBADF);
+}
+
 TEST(DatagramTest, CloseFailsPendingPopsWithEbadf) {
   int qd = BoundSocket(NextPort());
   demi_qtoken_t qt = 0;
