@@ -53,7 +53,12 @@ inline constexpr uint32_t kSmallBufferSize = 1024;
 // (DEMI_FULL_BUFFER_CONNECTIONS overrides): 24 MiB of base buffers.
 inline constexpr uint32_t kFullBufferConnections = 1024;
 // Send work requests in flight per connection (data, control and READs).
-inline constexpr uint32_t kSendDepth = 128;
+// rxe builds and maps each QP's send queue in the kernel at connect time:
+// 32 slots, not 128, made sequential connects 1.17x faster (0.75x -> 0.95x
+// of rdma_cm by hand; BENCHMARKS.md, stop 39) with the 64 B rate on rxe
+// unchanged, and each QP's queue a quarter of the memory. At least 2 x
+// kMaxRndvSegments (connection.h).
+inline constexpr uint32_t kSendDepth = 32;
 static_assert((kSendDepth & (kSendDepth - 1)) == 0, "SendQueue masks");
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
@@ -92,9 +97,11 @@ inline constexpr uint32_t kBaseCredits = 3;
 inline constexpr uint32_t kMinCreditReturn = 2;
 static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
 // The most credits one connection's peer may hold: as many messages in
-// flight as the send queue holds (and ib_send_bw keeps), so that a stream
-// over a long round trip is not held back by its credits first.
-inline constexpr uint32_t kMaxConnCredits = 128;
+// flight as the send queue holds. A stream of 8 KiB messages keeps up to
+// 256 KiB in flight, beyond a 100 Gb/s link's bandwidth-delay product; one
+// of small messages about 20 per round trip (credits_test's model), 8 M/s
+// at 2.5 us, more than one core's library calls reach today.
+inline constexpr uint32_t kMaxConnCredits = kSendDepth;
 static_assert(kMaxConnCredits <= kSendDepth, "more would wait for the QP");
 // Buffers one SRQ may hold: its connections' base credits plus the growth
 // budget must fit, and so must their completions in its CQ. A device's
