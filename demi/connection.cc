@@ -45,8 +45,8 @@ Connection::~Connection() {
 
 absl::Status Connection::Start() {
   if (max_inline_ < sizeof(WireHeader)) {
-    absl::StatusOr<Buffer*> ring =
-        env_.pool->Allocate(size_t{kSendDepth} * sizeof(WireHeader));
+    absl::StatusOr<Buffer*> ring = env_.pool->Allocate(
+        size_t{SendRingSize(kSendDepth)} * sizeof(WireHeader));
     if (!ring.ok()) return rdma::ErrnoError(ENOMEM, "no memory for headers");
     header_ring_.reset(*ring);
   }

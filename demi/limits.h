@@ -53,16 +53,25 @@ inline constexpr uint32_t kSmallBufferSize = 1024;
 // (DEMI_FULL_BUFFER_CONNECTIONS overrides): 24 MiB of base buffers.
 inline constexpr uint32_t kFullBufferConnections = 1024;
 // Send work requests in flight per connection (data, control and READs).
-// rxe builds and maps each QP's send queue in the kernel at connect time:
-// 32 slots, not 128, made sequential connects 1.17x faster (0.75x -> 0.95x
-// of rdma_cm by hand; BENCHMARKS.md, stop 39) with the 64 B rate on rxe
-// unchanged, and each QP's queue a quarter of the memory. At least 2 x
-// kMaxRndvSegments (connection.h).
-inline constexpr uint32_t kSendDepth = 32;
-static_assert((kSendDepth & (kSendDepth - 1)) == 0, "SendQueue masks");
+// rxe builds and maps each QP's send queue in the kernel at connect time,
+// of (requests + 1) rounded up to a power of two slots of 512 B (ours: a
+// 208 B header and 17 SGEs): 63 requests take 64 slots, where 128 took
+// 256. 64 slots made sequential connects 1.17x faster (0.75x -> 0.95x of
+// rdma_cm by hand) and 4,096 connections take a third of the memory
+// (BENCHMARKS.md, stop 39); the 64 B rate on rxe is unchanged. At least
+// 2 x kMaxRndvSegments (connection.h).
+inline constexpr uint32_t kSendDepth = 63;
+// The slots of a send ring that holds `depth` requests (SendQueue, a
+// connection's header ring): the power of two at or above it, so that a
+// slot's index is a mask of its request's sequence number.
+constexpr uint32_t SendRingSize(uint32_t depth) {
+  uint32_t size = 1;
+  while (size < depth) size *= 2;
+  return size;
+}
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
-inline constexpr uint32_t kSignalInterval = kSendDepth / 4;
+inline constexpr uint32_t kSignalInterval = SendRingSize(kSendDepth) / 4;
 // Inline sends up to this size (a header included) that follow another send
 // in the same progress pass are staged, and up to kDoorbellBatch of them
 // go to the device in one post: one doorbell (on soft-RoCE, one system
@@ -97,10 +106,9 @@ inline constexpr uint32_t kBaseCredits = 3;
 inline constexpr uint32_t kMinCreditReturn = 2;
 static_assert(kBaseCredits > kMinCreditReturn, "see kBaseCredits");
 // The most credits one connection's peer may hold: as many messages in
-// flight as the send queue holds. A stream of 8 KiB messages keeps up to
-// 256 KiB in flight, beyond a 100 Gb/s link's bandwidth-delay product; one
-// of small messages about 20 per round trip (credits_test's model), 8 M/s
-// at 2.5 us, more than one core's library calls reach today.
+// flight as the send queue holds, so that a stream over a long round trip
+// is not held back by its credits first (of 8 KiB messages, 504 KiB in
+// flight: beyond a 100 Gb/s link's bandwidth-delay product).
 inline constexpr uint32_t kMaxConnCredits = kSendDepth;
 static_assert(kMaxConnCredits <= kSendDepth, "more would wait for the QP");
 // Buffers one SRQ may hold: its connections' base credits plus the growth

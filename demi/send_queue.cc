@@ -16,11 +16,11 @@ SendQueue::SendQueue(ibv_qp* qp, uint32_t depth, uint32_t signal_interval,
                      PostFn post, uint32_t* signaled_total)
     : qp_(qp),
       depth_(depth),
-      mask_(depth - 1),
+      mask_(SendRingSize(depth) - 1),
       signal_interval_(signal_interval),
       post_(post != nullptr ? post : PostToDevice),
       signaled_total_(signaled_total) {
-  assert(depth > 0 && (depth & (depth - 1)) == 0);
+  assert(depth > 0);
 }
 
 SendQueue::~SendQueue() {

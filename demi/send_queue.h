@@ -51,9 +51,9 @@ class SendQueue {
   // ibv_post_send, or a stand-in in tests.
   using PostFn = int (*)(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad);
 
-  // `depth` slots (a power of two: a slot's index is a mask of its wr_id,
-  // not a 64-bit division per send); at most `signal_interval` - 1
-  // unsignalled in a row.
+  // At most `depth` requests posted, in a ring of `depth` rounded up to a
+  // power of two slots (a slot's index is a mask of its wr_id, not a 64-bit
+  // division per send); at most `signal_interval` - 1 unsignalled in a row.
   // `signaled_total` (borrowed, may be null) counts the signalled requests
   // posted and not yet completed of every queue sharing a completion
   // queue, so that the progress engine polls it only while one may come.
@@ -226,9 +226,9 @@ class SendQueue {
     ++head_;
   }
   // The ring is made at the first send: a connection that never sends
-  // (most of a server's idle ones) costs no depth_ x 48 bytes.
+  // (most of a server's idle ones) costs no ring x 48 bytes.
   SendSlot& SlotAtHead() {
-    if (slots_.empty()) slots_.resize(depth_);
+    if (slots_.empty()) slots_.resize(mask_ + 1);
     return slots_[head_ & mask_];
   }
   void CountCommit(bool signaled) {
@@ -243,7 +243,7 @@ class SendQueue {
 
   ibv_qp* qp_;
   const uint32_t depth_;
-  const uint64_t mask_;  // depth_ - 1.
+  const uint64_t mask_;  // The ring's slots - 1.
   const uint32_t signal_interval_;
   PostFn post_;
   uint32_t* signaled_total_;
