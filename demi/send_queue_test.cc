@@ -81,6 +81,27 @@ TEST_F(SendQueueTest, WrIdsAreSequenceNumbersAndSignalsAreSpaced) {
   EXPECT_TRUE(queue.has_signaled());
 }
 
+TEST_F(SendQueueTest, ADepthBelowAPowerOfTwoHoldsThatManyAndWraps) {
+  // As a QP of 63 requests (rxe's 64 slots): the ring rounds up, and every
+  // slot keeps its own until it retires, across wraps.
+  SendQueue queue(nullptr, 7, 8, RecordPost);
+  std::vector<uint64_t> retired;
+  auto record = [&](SendSlot& slot, int) {
+    retired.push_back(slot.read_cookie);
+  };
+  uint64_t next = 0;
+  for (int round = 0; round < 3; ++round) {
+    while (queue.room() > 0) PostOne(queue, false, 1000 + next++);
+    EXPECT_EQ(queue.posted(), 7u);
+    EXPECT_TRUE(queue.Complete(next - 1, 0, record));
+    EXPECT_EQ(queue.posted(), 0u);
+  }
+  ASSERT_EQ(retired.size(), 21u);
+  for (uint64_t i = 0; i < retired.size(); ++i) {
+    EXPECT_EQ(retired[i], 1000 + i);
+  }
+}
+
 TEST_F(SendQueueTest, SignaledSendsInFlightAreCountedAcrossQueues) {
   uint32_t total = 0;
   auto ignore = [](SendSlot&, int) {};
