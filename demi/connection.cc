@@ -103,7 +103,11 @@ void Connection::FlushDueCredits() {
   credit_due_ = false;
   if ((state_ == State::kOpen || state_ == State::kClosing) &&
       credits_.ReturnSoon()) {
-    TrySendControl(WireType::kCredit, 0);
+    // A full send queue, no credit of its own or a bind holding the queue:
+    // Service sends it once that changes (a completion or an arrival runs
+    // it), or the peer, whose pushes may wait for these, could wait for
+    // ever.
+    credit_stalled_ = !TrySendControl(WireType::kCredit, 0);
   }
 }
 
@@ -120,8 +124,9 @@ void Connection::Service() {
   }
   // A rendezvous that waited to bind held them back (bind_waits_).
   if (!done_backlog_.empty()) send_dones();
-  if (state_ != State::kDead && credits_.ReturnNow()) {
-    TrySendControl(WireType::kCredit, 0);
+  if (state_ != State::kDead &&
+      (credits_.ReturnNow() || (credit_stalled_ && credits_.ReturnSoon()))) {
+    credit_stalled_ = !TrySendControl(WireType::kCredit, 0);
   }
   if (rndv_unread_ > 0) StartReads();
 }

@@ -311,7 +311,9 @@ class Connection {
   // Receive side: what the peer may send. A message that arrives without a
   // credit breaks the protocol (EPROTO).
   ConnectionCredits credits_;
-  bool credit_due_ = false;    // In ConnectionEnv::credit_due.
+  bool credit_due_ = false;  // In ConnectionEnv::credit_due.
+  // FlushDueCredits could not send its CREDIT: Service tries again.
+  bool credit_stalled_ = false;
   bool doorbell_due_ = false;  // In ConnectionEnv::doorbell_due.
   // The progress pass of the last post (see ConnectionEnv::poll_passes).
   uint32_t posted_pass_ = 0;

@@ -56,10 +56,10 @@ inline constexpr uint32_t kFullBufferConnections = 1024;
 // rxe builds and maps each QP's send queue in the kernel at connect time,
 // of (requests + 1) rounded up to a power of two slots of 512 B (ours: a
 // 208 B header and 17 SGEs): 63 requests take 64 slots, where 128 took
-// 256. 64 slots made sequential connects 1.17x faster (0.75x -> 0.95x of
-// rdma_cm by hand) and 4,096 connections take a third of the memory
-// (BENCHMARKS.md, stop 39); the 64 B rate on rxe is unchanged. At least
-// 2 x kMaxRndvSegments (connection.h).
+// 256: sequential connects 1.17-1.30x faster (0.95-1.00x of rdma_cm by
+// hand), 4,096 connections in a third of the memory (BENCHMARKS.md, stop
+// 39); the 64 B rate on rxe unchanged. At least 2 x kMaxRndvSegments
+// (connection.h).
 inline constexpr uint32_t kSendDepth = 63;
 // The slots of a send ring that holds `depth` requests (SendQueue, a
 // connection's header ring): the power of two at or above it, so that a
@@ -72,6 +72,7 @@ constexpr uint32_t SendRingSize(uint32_t depth) {
 // At most this many send work requests in a row go unsignalled; the next
 // completion retires them all (RC completes in order).
 inline constexpr uint32_t kSignalInterval = SendRingSize(kSendDepth) / 4;
+static_assert(kSignalInterval <= kSendDepth, "a full queue holds a signal");
 // Inline sends up to this size (a header included) that follow another send
 // in the same progress pass are staged, and up to kDoorbellBatch of them
 // go to the device in one post: one doorbell (on soft-RoCE, one system

@@ -245,7 +245,7 @@ TEST(ScaleTest, OneServerHoldsAThousandConnectionsInBoundedMemory) {
 // idle one costs 3 KiB, and a message larger than 1 KiB to it goes by
 // rendezvous. Every size arrives intact both ways, and the server's
 // registered memory is what small buffers cost: with 8 KiB ones, the
-// receive buffers alone would be 50 MiB.
+// receive buffers alone would be 26 MiB.
 TEST(ScaleTest, ConnectionsBeyondTheFullBufferOnesCostAFewKib) {
   // Enough that their send slots need more than one CQ of the kCqDepth
   // asked for, even where the device doubles that (mlx5 rounds it up to

@@ -370,9 +370,10 @@ TEST_F(KvLimitsTest, AClientThatNeverTakesRepliesStopsBeingRead) {
   std::unique_ptr<Client> greedy = NewClient(kLimitsPort);
   ASSERT_NE(greedy, nullptr);
   // More than the server ever reads from one client that takes no reply:
-  // the 128 credits the library lets a connection's allotment grow to,
-  // plus the kLimitUnfinished requests it popped (their credits went back).
-  constexpr int kMostTaken = 128 + kLimitUnfinished;
+  // the 63 credits the library lets a connection's allotment grow to (its
+  // kMaxConnCredits, as many as a QP's send requests), plus the
+  // kLimitUnfinished requests it popped (their credits went back).
+  constexpr int kMostTaken = 63 + kLimitUnfinished;
   constexpr int kRequests = 2 * kMostTaken;
   std::string get = *EncodeRequest(Op::kGet, 1, "big", {});
   std::vector<demi_qtoken_t> pushes;
