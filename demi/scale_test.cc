@@ -247,7 +247,7 @@ TEST(ScaleTest, OneServerHoldsAThousandConnectionsInBoundedMemory) {
 // registered memory is what small buffers cost: with 8 KiB ones, the
 // receive buffers alone would be 26 MiB.
 TEST(ScaleTest, ConnectionsBeyondTheFullBufferOnesCostAFewKib) {
-  // Enough that their send slots need more than one CQ of the kCqDepth
+  // Enough that their send requests need more than one CQ of the kCqDepth
   // asked for, even where the device doubles that (mlx5 rounds it up to
   // 65,535): on rxe three CQs.
   constexpr int kConnections = 2 * demi::kCqDepth / demi::kSendDepth + 64;
