@@ -45,8 +45,9 @@ Connection::~Connection() {
 
 absl::Status Connection::Start() {
   if (max_inline_ < sizeof(WireHeader)) {
-    absl::StatusOr<Buffer*> ring = env_.pool->Allocate(
-        size_t{SendRingSize(kSendDepth)} * sizeof(WireHeader));
+    // One header per slot of the send ring: next_index() picks it.
+    absl::StatusOr<Buffer*> ring =
+        env_.pool->Allocate(size_t{sends_.ring_size()} * sizeof(WireHeader));
     if (!ring.ok()) return rdma::ErrnoError(ENOMEM, "no memory for headers");
     header_ring_.reset(*ring);
   }

@@ -251,7 +251,7 @@ TEST(ScaleTest, ConnectionsBeyondTheFullBufferOnesCostAFewKib) {
   // asked for, even where the device doubles that (mlx5 rounds it up to
   // 65,535): on rxe three CQs.
   constexpr int kConnections = 2 * demi::kCqDepth / demi::kSendDepth + 64;
-  constexpr uint64_t kMaxBytes = uint64_t{16} << 20;
+  constexpr uint64_t kMaxBytes = uint64_t{10} << 20;
   const size_t sizes[] = {64, 1000, 1008, 1009, 4096, 8192, 20000};
   uint16_t port = NextPort();
   Signal counted;

@@ -69,6 +69,8 @@ class SendQueue {
   bool has_signaled() const { return signaled_ > 0; }
   // The ring index the next Post takes (for per-slot memory).
   uint32_t next_index() const { return static_cast<uint32_t>(head_ & mask_); }
+  // The ring's slots, which next_index() indexes.
+  uint32_t ring_size() const { return static_cast<uint32_t>(mask_ + 1); }
 
   // Posts `wr` (its wr_id set here) into the next slot, which then holds
   // `slot`; signalled if `must_signal` or the unsignalled run is long. The

@@ -85,6 +85,7 @@ TEST_F(SendQueueTest, ADepthBelowAPowerOfTwoHoldsThatManyAndWraps) {
   // As a QP of 63 requests (rxe's 64 slots): the ring rounds up, and every
   // slot keeps its own until it retires, across wraps.
   SendQueue queue(nullptr, 7, 4, RecordPost);
+  EXPECT_EQ(queue.ring_size(), 8u);
   std::vector<uint64_t> retired;
   auto record = [&](SendSlot& slot, int) {
     retired.push_back(slot.read_cookie);
