@@ -166,6 +166,20 @@ TEST(BadInputTest, WaitArgumentsOutOfRangeAreEinval) {
   EXPECT_EQ(demi_wait_next_n(qr, 0, &count, &zero), EINVAL);
   EXPECT_EQ(demi_wait_next_n(qr, -1, &count, &zero), EINVAL);
   EXPECT_EQ(demi_wait_next_n(qr, INT_MIN, &count, &zero), EINVAL);
+  // A result already in makes no bad timeout good, and is not lost to the
+  // refusal: the waits take such a result without a pass, after the check.
+  // (Pushed the other way: the server's pop stays pending; its zero wait
+  // runs the pass that completes the push, if it was staged.)
+  demi_qtoken_t done_qt = PushString(pair.server, "done");
+  EXPECT_EQ(demi_wait(qr, pop_qt, &zero), ETIMEDOUT);
+  for (const timespec& timeout : bad_timeouts) {
+    EXPECT_EQ(demi_wait(qr, done_qt, &timeout), EINVAL);
+    EXPECT_EQ(demi_wait_next_n(qr, 1, &count, &timeout), EINVAL);
+  }
+  ASSERT_EQ(demi_wait(qr, done_qt, &zero), 0);
+  EXPECT_EQ(qr[0].qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(qr[0].qr_qt, done_qt);
+  EXPECT_EQ(PopString(pair.client), "done");
   // The pop is still pending, and a huge timeout is a long wait, not an
   // overflow into the past.
   EXPECT_EQ(demi_wait(qr, pop_qt, &zero), ETIMEDOUT);

@@ -82,15 +82,14 @@ void Connection::ConsumeCredit() {
   BackCredits();
 }
 
-void Connection::BackCredits() {
-  if (credits_.Back() && !waiting_buffers_) {
-    waiting_buffers_ = true;
-    env_.receive->AddWaiting(qd_);
-  }
-  if (!credit_due_ && credits_.ReturnSoon()) {
-    credit_due_ = true;
-    env_.credit_due->push_back(qd_);
-  }
+void Connection::WaitForBuffers() {
+  waiting_buffers_ = true;
+  env_.receive->AddWaiting(qd_);
+}
+
+void Connection::CreditDue() {
+  credit_due_ = true;
+  env_.credit_due->push_back(qd_);
 }
 
 void Connection::OnBuffersPosted() {
@@ -112,7 +111,7 @@ void Connection::FlushDueCredits() {
   }
 }
 
-void Connection::Service() {
+void Connection::ServiceQueued() {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
   auto send_dones = [this] {
     while (!done_backlog_.empty() &&

@@ -108,9 +108,17 @@ class Connection {
   // Starts pushing `sga` for token `qt`; returns 0, or an errno (EINVAL,
   // ENOMEM...) if nothing started. `length` is the sum of the segments'
   // lengths (checked by the caller).
-  int Push(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length);
-  // Starts popping for token `qt`.
-  void Pop(demi_qtoken_t qt);
+  // Inline: most pushes go out inline, with no further call of ours.
+  int Push(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length) {
+    if (TryPushInline(qt, sga, length)) return 0;
+    return PushNotInline(qt, sga, length);
+  }
+  // Starts popping for token `qt`. Inline: with nothing received, the pop
+  // waits for OnRecvCompletion (nothing to deliver, no READ to start).
+  void Pop(demi_qtoken_t qt) {
+    pops_.push_back(qt);
+    if (!incoming_.empty() || state_ == State::kDead) PopReceived();
+  }
 
   // Handles a send-side work completion of this connection's QP.
   void OnSendCompletion(const ibv_wc& wc);
@@ -219,7 +227,19 @@ class Connection {
   // descriptor.
   absl::Status BindWindows(PushOp& op);
   // Posts what credits and queue room allow: control messages, then pushes.
-  void Service();
+  // Inline: most arrivals and completions leave it nothing to do.
+  void Service() {
+    if (!push_backlog_.empty() || !done_backlog_.empty() || rndv_unread_ > 0 ||
+        credit_stalled_ || credits_.ReturnNow()) {
+      ServiceQueued();
+    }
+  }
+  void ServiceQueued();
+  // Push's way for what TryPushInline did not take.
+  int PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                    uint32_t length);
+  // Pop's way when something was received (or the connection is dead).
+  void PopReceived();
   bool TrySendControl(WireType type, uint64_t cookie);
   bool TrySendPush();
   // Whether credits and queue room allow an eager push now. Data keeps
@@ -242,7 +262,11 @@ class Connection {
   void DeliverPops();
   // Completes the first pop with `length` bytes at `data` in `buffer`,
   // which the application holds from now on.
-  void Lend(BufferRef buffer, std::byte* data, uint32_t length);
+  void Lend(BufferRef buffer, std::byte* data, uint32_t length) {
+    env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer.release()),
+                             data, length, peer_addr);
+    pops_.pop_front();
+  }
   // Whether an eager message of `length` bytes fits the peer's buffers.
   bool FitsEager(uint32_t length) const {
     return length <= std::min(kMaxEagerPayload,
@@ -260,8 +284,15 @@ class Connection {
   // once a posted buffer stands behind it.
   void ConsumeCredit();
   // Moves credits to those owed as far as buffers back them; waits on the
-  // SRQ for the rest.
-  void BackCredits();
+  // SRQ for the rest. Inline: every arrival runs it, and most need neither.
+  void BackCredits() {
+    if (credits_.Back() && !waiting_buffers_) WaitForBuffers();
+    if (!credit_due_ && credits_.ReturnSoon()) CreditDue();
+  }
+  void WaitForBuffers();
+  // The peer needs credits back soon: the next pass sends them (a reply
+  // may carry them first).
+  void CreditDue();
   void ProtocolError(const char* what);
   // Completes the push's token (if any) and releases what it holds.
   void FinishPush(PushOp& op, int err);

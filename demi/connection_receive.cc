@@ -88,23 +88,13 @@ bool Connection::PostReads(Incoming& in) {
   return true;
 }
 
-void Connection::Pop(demi_qtoken_t qt) {
-  pops_.push_back(qt);
-  // With nothing received, the pop waits for OnRecvCompletion: nothing to
-  // deliver, no READ to start.
-  if (incoming_.empty() && state_ != State::kDead) return;
+void Connection::PopReceived() {
   DeliverPops();  // Its Service starts the READs a rendezvous needs.
   if (state_ != State::kDead) return;
   while (!pops_.empty()) {
     env_.tokens->Fail(pops_.front(), error_);
     pops_.pop_front();
   }
-}
-
-void Connection::Lend(BufferRef buffer, std::byte* data, uint32_t length) {
-  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer.release()),
-                           data, length, peer_addr);
-  pops_.pop_front();
 }
 
 void Connection::DeliverPops() {

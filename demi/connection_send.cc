@@ -14,15 +14,13 @@
 
 namespace demi {
 
-int Connection::Push(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                     uint32_t length) {
+int Connection::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                              uint32_t length) {
   if (state_ == State::kDead) {
     env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
     return 0;
   }
-  if (TryPushInline(qt, sga, length) || TryPushPiece(qt, sga, length)) {
-    return 0;
-  }
+  if (TryPushPiece(qt, sga, length)) return 0;
   std::unique_ptr<PushOp> op = env_.push_ops->Take();
   op->qt = qt;
   op->length = length;

@@ -47,12 +47,6 @@ uint32_t GrhSourceAddr(const std::byte* grh) {
 
 }  // namespace
 
-void DatagramSocket::Pop(demi_qtoken_t qt) {
-  pops_.push_back(qt);
-  // Nothing queued and no error: the pop waits for OnRecvCompletion.
-  if (!incoming_.empty() || recv_error_ != 0) DeliverPops();
-}
-
 void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   uint32_t slot = static_cast<uint32_t>(wc.wr_id);
   if (slot >= recv_slots_.size() || !recv_slots_[slot]) return;
@@ -64,16 +58,17 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   }
   auto message =
       absl::MakeConstSpan(buffer->data + kGrhSize, wc.byte_len - kGrhSize);
-  absl::StatusOr<Fragment> fragment = ParseFragment(message);
+  Fragment fragment;
+  bool parsed = ParseFragmentInto(message, &fragment) == nullptr;
   // A source that the packet's own IP header contradicts is spoofed.
   uint32_t grh_addr =
       (wc.wc_flags & IBV_WC_GRH) != 0 ? GrhSourceAddr(buffer->data) : 0;
-  if (!fragment.ok() || fragment->header.total_length == 0 ||
-      (grh_addr != 0 && grh_addr != fragment->header.src_addr)) {
+  if (!parsed || fragment.header.total_length == 0 ||
+      (grh_addr != 0 && grh_addr != fragment.header.src_addr)) {
     ++stats_.malformed;
     return;
   }
-  const DatagramHeader& h = fragment->header;
+  const DatagramHeader& h = fragment.header;
   sockaddr_in from = {};
   from.sin_family = AF_INET;
   from.sin_port = h.src_port;
@@ -92,7 +87,7 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   }
   // Copied into the datagram's own piece: `buffer` goes back at once.
   absl::optional<Reassembled> whole =
-      reassembly_.Add(*fragment, wc.src_qp, now_);
+      reassembly_.Add(fragment, wc.src_qp, now_);
   if (whole.has_value()) {
     std::byte* data = whole->buffer->data;
     Deliver(std::move(whole->buffer), data, whole->length, from);
@@ -101,25 +96,19 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
 
 void DatagramSocket::Deliver(BufferRef buffer, std::byte* data, uint32_t length,
                              const sockaddr_in& from) {
-  if (closing_) return;  // Nobody will pop it.
+  if (closing_) return;                       // Nobody will pop it.
+  if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
+    ++stats_.received;
+    Lend(std::move(buffer), data, length, from);
+    return;
+  }
   if (incoming_.size() >= kMaxQueuedDatagrams) {
     ++stats_.queue_full;
     return;
   }
   ++stats_.received;
-  if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
-    Lend(std::move(buffer), data, length, from);
-    return;
-  }
   incoming_.push_back({std::move(buffer), data, length, from});
   DeliverPops();
-}
-
-void DatagramSocket::Lend(BufferRef buffer, std::byte* data, uint32_t length,
-                          const sockaddr_in& from) {
-  env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer.release()),
-                           data, length, from);
-  pops_.pop_front();
 }
 
 void DatagramSocket::DeliverPops() {
@@ -141,19 +130,25 @@ void DatagramSocket::FailPops(int err) {
 void DatagramSocket::Refill() {
   ibv_recv_wr wrs[kPollBatch];
   ibv_sge sges[kPollBatch];
+  const int size_class = SizeClassOf(kGrhSize + ud_mtu_);
   while (!empty_slots_.empty()) {
     int n = 0;
     while (n < kPollBatch && !empty_slots_.empty()) {
-      absl::StatusOr<Buffer*> buffer = env_.pool->Allocate(kGrhSize + ud_mtu_);
-      if (!buffer.ok()) {
-        refill_dry_ = true;
-        break;
+      // A free piece first: Allocate's size and limit checks are for growing.
+      Buffer* buffer = env_.pool->TakeFree(size_class);
+      if (buffer == nullptr) {
+        absl::StatusOr<Buffer*> grown = env_.pool->Allocate(kGrhSize + ud_mtu_);
+        if (!grown.ok()) {
+          refill_dry_ = true;
+          break;
+        }
+        buffer = *grown;
       }
       uint32_t slot = empty_slots_.back();
       empty_slots_.pop_back();
-      recv_slots_[slot].reset(*buffer);
-      sges[n] = {reinterpret_cast<uintptr_t>((*buffer)->data),
-                 kGrhSize + ud_mtu_, SgaPool::Lkey(*buffer, env_.device)};
+      recv_slots_[slot].reset(buffer);
+      sges[n] = {reinterpret_cast<uintptr_t>(buffer->data), kGrhSize + ud_mtu_,
+                 SgaPool::Lkey(buffer, env_.device)};
       wrs[n] = {};
       wrs[n].wr_id = slot;
       wrs[n].sg_list = &sges[n];

@@ -44,13 +44,6 @@ absl::StatusOr<const Route*> DatagramRoutes::Find(const sockaddr_in& dest) {
   return nullptr;
 }
 
-const Route* DatagramRoutes::Known(const sockaddr_in& dest) {
-  Entry* known = Lookup(RouteKey(dest));
-  if (known == nullptr || known->ah == nullptr) return nullptr;
-  known->last_used = ++clock_;
-  return &known->route;
-}
-
 absl::Status DatagramRoutes::StartResolve(Entry& entry,
                                           const sockaddr_in& dest) {
   DEMI_ASSIGN_OR_RETURN(entry.resolver,
@@ -84,22 +77,12 @@ bool DatagramRoutes::MakeRoom() {
   return true;
 }
 
-DatagramRoutes::Entry* DatagramRoutes::Lookup(uint64_t key) {
-  if (cached_ != nullptr && cached_key_ == key) return cached_;
+DatagramRoutes::Entry* DatagramRoutes::LookupMiss(uint64_t key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return nullptr;
   cached_key_ = key;
   cached_ = &it->second;
   return cached_;
-}
-
-void DatagramRoutes::Hold(uint64_t key) {
-  if (Entry* entry = Lookup(key)) ++entry->in_flight;
-}
-
-void DatagramRoutes::Release(uint64_t key) {
-  Entry* entry = Lookup(key);
-  if (entry != nullptr && entry->in_flight > 0) --entry->in_flight;
 }
 
 bool DatagramRoutes::Seen(const sockaddr_in& from, uint32_t qpn) {

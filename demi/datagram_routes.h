@@ -54,10 +54,22 @@ class DatagramRoutes {
   absl::StatusOr<const Route*> Find(const sockaddr_in& dest);
   // The route to `dest` if it is known and resolved; null otherwise, and
   // nothing started.
-  const Route* Known(const sockaddr_in& dest);
+  // Inline, as Hold, Release and Lookup's remembered entry: every datagram
+  // sent inline takes all three.
+  const Route* Known(const sockaddr_in& dest) {
+    Entry* known = Lookup(RouteKey(dest));
+    if (known == nullptr || known->ah == nullptr) return nullptr;
+    known->last_used = ++clock_;
+    return &known->route;
+  }
   // A send to `key` is posted / has completed: the route stays meanwhile.
-  void Hold(uint64_t key);
-  void Release(uint64_t key);
+  void Hold(uint64_t key) {
+    if (Entry* entry = Lookup(key)) ++entry->in_flight;
+  }
+  void Release(uint64_t key) {
+    Entry* entry = Lookup(key);
+    if (entry != nullptr && entry->in_flight > 0) --entry->in_flight;
+  }
   // A datagram that claims to come from `from` arrived through QP `qpn`:
   // whether that QP may speak for `from`. Yes if the cache holds no route
   // there (nothing to check against) or one to that very QP: the port
@@ -106,7 +118,11 @@ class DatagramRoutes {
   // The entry of `key`, if any. The last one found is remembered: a
   // datagram's sender is usually the next push's destination, and a push
   // looks its route up three times.
-  Entry* Lookup(uint64_t key);
+  Entry* Lookup(uint64_t key) {
+    if (cached_ != nullptr && cached_key_ == key) return cached_;
+    return LookupMiss(key);
+  }
+  Entry* LookupMiss(uint64_t key);
   // Makes room for one more entry; false if every entry is in use.
   bool MakeRoom();
   absl::Status StartResolve(Entry& entry, const sockaddr_in& dest);

@@ -167,14 +167,13 @@ DatagramStats DatagramSocket::stats() const {
   return s;
 }
 
-int DatagramSocket::PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                           uint32_t length, const sockaddr_in& dest) {
+int DatagramSocket::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                                  uint32_t length, const sockaddr_in& dest) {
   if (length > kMaxDatagram) return EMSGSIZE;
   if (error_ != 0) {
     env_.tokens->Fail(qt, error_);
     return 0;
   }
-  if (TryPushInline(qt, sga, length, dest)) return 0;
   std::unique_ptr<PushOp> owned;
   if (spare_ops_.empty()) {
     owned = std::make_unique<PushOp>();

@@ -72,10 +72,18 @@ class DatagramSocket {
   // Starts sending `sga` (`length` bytes, checked by the caller) to `dest`
   // for token `qt`; 0, or EMSGSIZE beyond kMaxDatagram, EAGAIN without
   // memory (nothing started then). A plain errno: this is every datagram's
-  // path.
+  // path, and inline for the datagrams that go out inline.
   int PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length,
-             const sockaddr_in& dest);
-  void Pop(demi_qtoken_t qt);
+             const sockaddr_in& dest) {
+    if (error_ == 0 && TryPushInline(qt, sga, length, dest)) return 0;
+    return PushNotInline(qt, sga, length, dest);
+  }
+  // Inline: with nothing queued and no error, the pop waits for
+  // OnRecvCompletion.
+  void Pop(demi_qtoken_t qt) {
+    pops_.push_back(qt);
+    if (!incoming_.empty() || recv_error_ != 0) DeliverPops();
+  }
 
   // Handles completions; returns whether a CQ may hold more.
   bool Poll();
@@ -162,6 +170,9 @@ class DatagramSocket {
   // copied when posted). False if it must take the PushOp path.
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                      uint32_t length, const sockaddr_in& dest);
+  // PushTo's way for the rest: a PushOp.
+  int PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
+                    uint32_t length, const sockaddr_in& dest);
   // Posts one send of `bytes` (inline if they fit) into the next slot,
   // which `slot` describes (PostSend says whether it is signalled). False
   // if the QP failed (everything failed then).
@@ -189,7 +200,11 @@ class DatagramSocket {
   // Completes the first pop with the datagram at `data` in `buffer`, which
   // the application holds from now on.
   void Lend(BufferRef buffer, std::byte* data, uint32_t length,
-            const sockaddr_in& from);
+            const sockaddr_in& from) {
+    env_.tokens->CompletePop(pops_.front(), env_.pool->Lend(buffer.release()),
+                             data, length, from);
+    pops_.pop_front();
+  }
   // Posts receives into the empty slots, in one chain.
   void Refill();
   void FinishPush(PushOp& op);

@@ -7,11 +7,11 @@
 
 namespace demi {
 
-absl::StatusOr<Fragment> ParseFragment(absl::Span<const std::byte> message) {
-  using rdma::ErrnoError;
-  Fragment fragment;
+const char* ParseFragmentInto(absl::Span<const std::byte> message,
+                              Fragment* out) {
+  Fragment& fragment = *out;
   if (message.size() < sizeof(DatagramHeader)) {
-    return ErrnoError(EPROTO, "shorter than a datagram header");
+    return "shorter than a datagram header";
   }
   DatagramHeader& h = fragment.header;
   std::memcpy(&h, message.data(), sizeof(h));
@@ -19,40 +19,48 @@ absl::StatusOr<Fragment> ParseFragment(absl::Span<const std::byte> message) {
   uint64_t payload = fragment.payload.size();
   uint64_t end = uint64_t{h.offset} + payload;
   if (h.magic != kDatagramMagic || h.version != kDatagramVersion) {
-    return ErrnoError(EPROTO, "not a datagram of this version");
+    return "not a datagram of this version";
   }
   if (h.total_length > kMaxDatagram) {
-    return ErrnoError(EPROTO, "datagram longer than UDP allows");
+    return "datagram longer than UDP allows";
   }
   if (h.fragment_count == 0 || h.fragment_count > kMaxFragments ||
       h.fragment_index >= h.fragment_count) {
-    return ErrnoError(EPROTO, "fragment count or index");
+    return "fragment count or index";
   }
   if (end > h.total_length) {
-    return ErrnoError(EPROTO, "fragment past the datagram's end");
+    return "fragment past the datagram's end";
   }
   if (h.fragment_count == 1) {
     if (h.offset != 0 || payload != h.total_length) {
-      return ErrnoError(EPROTO, "a single fragment must be the whole datagram");
+      return "a single fragment must be the whole datagram";
     }
     fragment.fragment_size = h.total_length;
-    return fragment;
+    return nullptr;
   }
-  if (payload == 0) return ErrnoError(EPROTO, "empty fragment");
+  if (payload == 0) return "empty fragment";
   uint32_t last = h.fragment_count - 1u;
   if (h.fragment_index < last) {
     fragment.fragment_size = static_cast<uint32_t>(payload);
     if (uint64_t{h.fragment_index} * payload != h.offset) {
-      return ErrnoError(EPROTO, "fragment not where its index puts it");
+      return "fragment not where its index puts it";
     }
   } else {
     if (h.offset % last != 0 || end != h.total_length) {
-      return ErrnoError(EPROTO, "last fragment not at the datagram's end");
+      return "last fragment not at the datagram's end";
     }
     fragment.fragment_size = h.offset / last;
     if (payload > fragment.fragment_size) {
-      return ErrnoError(EPROTO, "last fragment larger than the others");
+      return "last fragment larger than the others";
     }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<Fragment> ParseFragment(absl::Span<const std::byte> message) {
+  Fragment fragment;
+  if (const char* wrong = ParseFragmentInto(message, &fragment)) {
+    return rdma::ErrnoError(EPROTO, wrong);
   }
   return fragment;
 }

@@ -68,6 +68,10 @@ struct Fragment {
 // the message, a fragment outside its datagram or not where its index puts
 // it, a count that cannot be.
 absl::StatusOr<Fragment> ParseFragment(absl::Span<const std::byte> message);
+// As ParseFragment, without a Status (once per datagram received): null if
+// `message` is a fragment, written to `out`; otherwise what is wrong.
+const char* ParseFragmentInto(absl::Span<const std::byte> message,
+                              Fragment* out);
 
 }  // namespace demi
 

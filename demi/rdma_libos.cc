@@ -175,43 +175,6 @@ absl::StatusOr<int> RdmaLibOs::Socket(int domain, int type, int protocol) {
   return queues_.Add<SocketState>()->qd;
 }
 
-int RdmaLibOs::CheckLength(const demi_sgarray_t& sga, uint32_t* total) {
-  // EINVAL: no segments or too many, an empty one, or more than a piece.
-  if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
-    return EINVAL;
-  }
-  uint64_t sum = 0;
-  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    if (sga.sga_segs[i].sgaseg_buf == nullptr ||
-        sga.sga_segs[i].sgaseg_len == 0) {
-      return EINVAL;
-    }
-    sum += sga.sga_segs[i].sgaseg_len;
-  }
-  if (sum > kMaxMessageSize) return EINVAL;
-  *total = static_cast<uint32_t>(sum);
-  return 0;
-}
-
-int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga, demi_qtoken_t* qt_out) {
-  uint32_t total = 0;
-  if (int err = CheckLength(sga, &total); err != 0) return err;
-  Queue* queue = queues_.Open(qd);
-  if (queue == nullptr) return EBADF;
-  ConnectionState* connection = queue->connected();
-  if (connection == nullptr) {
-    if (queue->datagram() == nullptr) return ENOTCONN;
-    return PushDatagram(*queue, sga, total, nullptr, qt_out);
-  }
-  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
-  if (int err = connection->conn->Push(qt, sga, total); err != 0) {
-    tokens_.Erase(qt);
-    return err == ENOMEM ? EAGAIN : err;
-  }
-  *qt_out = qt;
-  return 0;
-}
-
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
                                                 const demi_sgarray_t& sga,
                                                 const sockaddr* addr,
@@ -238,20 +201,6 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::PushTo(int qd,
   return qt;
 }
 
-int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
-  Queue* queue = queues_.Open(qd);
-  if (queue == nullptr) return EBADF;
-  ConnectionState* connection = queue->connected();
-  if (connection == nullptr) {
-    if (queue->datagram() == nullptr) return ENOTCONN;
-    return PopDatagram(*queue, qt_out);
-  }
-  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
-  connection->conn->Pop(qt);
-  *qt_out = qt;
-  return 0;
-}
-
 demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
   demi_sgarray_t sga;
   std::memset(&sga, 0, sizeof(sga));
@@ -268,14 +217,7 @@ demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
   return sga;
 }
 
-int RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
-  if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
-    return EINVAL;
-  }
-  if (Buffer* buffer = pool_->Reclaim(sga.sga_buf)) {
-    pool_->Unref(buffer);
-    return 0;
-  }
+int RdmaLibOs::SgaFreeOtherThread(const demi_sgarray_t& sga) {
   // Another thread's (popped there, handed to this one): it goes back to
   // its owner, which takes it in at its next pass.
   SgaPool* owner = SgaPool::OwnerOf(sga.sga_buf);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -73,12 +74,23 @@ class RdmaLibOs {
                                        const sockaddr* addr, socklen_t size);
   int Pop(int qd, demi_qtoken_t* qt_out);
   // The waits return a plain errno (0, EINVAL, ETIMEDOUT) and write each
-  // result once, straight into `qr_out`.
-  int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout);
+  // result once, straight into `qr_out`. Inline, a wait of one result that
+  // is in already (an inline push is done as it returns) takes it without
+  // a call, a clock or a progress pass.
+  int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout) {
+    if (ValidTimeout(timeout) && tokens_.Take(qt, qr_out)) return 0;
+    return WaitSlow(qr_out, qt, timeout);
+  }
   int WaitAny(demi_qresult_t* qr_out, int* ready_offset,
               const demi_qtoken_t* qts, int num_qts, const timespec* timeout);
   int WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
-                const timespec* timeout);
+                const timespec* timeout) {
+    if (num_qrs == 1 && ValidTimeout(timeout) && tokens_.TakeNextDone(qr_out)) {
+      *num_qrs_out = 1;
+      return 0;
+    }
+    return WaitNextNSlow(qr_out, num_qrs, num_qrs_out, timeout);
+  }
   demi_sgarray_t SgaAlloc(size_t size);
   int SgaFree(const demi_sgarray_t& sga);
   // demi_sgafree in a thread without a libOS (a worker handed a popped
@@ -111,6 +123,8 @@ class RdmaLibOs {
   // Writes the length of a message to push to `total`; EINVAL for a bad
   // sga.
   static int CheckLength(const demi_sgarray_t& sga, uint32_t* total);
+  // SgaFree of an array this thread's pool did not lend.
+  int SgaFreeOtherThread(const demi_sgarray_t& sga);
   // DEMI_SO_RDMA_PATH: asks the device about the queue's QP and port
   // (rdma_path.h). ENOTCONN before there is one.
   absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
@@ -196,6 +210,16 @@ class RdmaLibOs {
   // urgent to the microsecond.
   void PollTimers();
 
+  // The waits' loops, for results not in at the call (rdma_libos_wait.cc).
+  int WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
+               const timespec* timeout);
+  int WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
+                    const timespec* timeout);
+  static bool ValidTimeout(const timespec* timeout) {
+    return timeout == nullptr ||
+           (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
+            timeout->tv_nsec < 1000000000);
+  }
   // The spin budget of a wait for `qts` (rdma_libos_wait.cc): none if all
   // are connects or accepts.
   absl::Duration SpinFor(const demi_qtoken_t* qts, int num_qts);
@@ -277,6 +301,70 @@ class RdmaLibOs {
   absl::Time next_tick_ = absl::InfinitePast();
   QTokenTable tokens_{TakeTokenRange()};
 };
+
+// Inline: once per message, and the C API's calls are thin.
+inline int RdmaLibOs::CheckLength(const demi_sgarray_t& sga, uint32_t* total) {
+  // EINVAL: no segments or too many, an empty one, or more than a piece.
+  if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
+    return EINVAL;
+  }
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    if (sga.sga_segs[i].sgaseg_buf == nullptr ||
+        sga.sga_segs[i].sgaseg_len == 0) {
+      return EINVAL;
+    }
+    sum += sga.sga_segs[i].sgaseg_len;
+  }
+  if (sum > kMaxMessageSize) return EINVAL;
+  *total = static_cast<uint32_t>(sum);
+  return 0;
+}
+
+inline int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga,
+                           demi_qtoken_t* qt_out) {
+  uint32_t total = 0;
+  if (int err = CheckLength(sga, &total); err != 0) return err;
+  Queue* queue = queues_.Open(qd);
+  if (queue == nullptr) return EBADF;
+  ConnectionState* connection = queue->connected();
+  if (connection == nullptr) {
+    if (queue->datagram() == nullptr) return ENOTCONN;
+    return PushDatagram(*queue, sga, total, nullptr, qt_out);
+  }
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
+  if (int err = connection->conn->Push(qt, sga, total); err != 0) {
+    tokens_.Erase(qt);
+    return err == ENOMEM ? EAGAIN : err;
+  }
+  *qt_out = qt;
+  return 0;
+}
+
+inline int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
+  Queue* queue = queues_.Open(qd);
+  if (queue == nullptr) return EBADF;
+  ConnectionState* connection = queue->connected();
+  if (connection == nullptr) {
+    if (queue->datagram() == nullptr) return ENOTCONN;
+    return PopDatagram(*queue, qt_out);
+  }
+  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
+  connection->conn->Pop(qt);
+  *qt_out = qt;
+  return 0;
+}
+
+inline int RdmaLibOs::SgaFree(const demi_sgarray_t& sga) {
+  if (sga.sga_numsegs == 0 || sga.sga_numsegs > DEMI_SGARRAY_MAXSIZE) {
+    return EINVAL;
+  }
+  if (Buffer* buffer = pool_->Reclaim(sga.sga_buf)) {
+    pool_->Unref(buffer);
+    return 0;
+  }
+  return SgaFreeOtherThread(sga);
+}
 
 }  // namespace demi
 

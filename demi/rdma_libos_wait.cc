@@ -79,11 +79,6 @@ class WaitClock {
   absl::Time spin_until_;
 };
 
-bool ValidTimeout(const timespec* timeout) {
-  return timeout == nullptr || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
-                                timeout->tv_nsec < 1000000000);
-}
-
 }  // namespace
 
 absl::Duration RdmaLibOs::SpinFor(const demi_qtoken_t* qts, int num_qts) {
@@ -97,13 +92,13 @@ absl::Duration RdmaLibOs::SpinFor(const demi_qtoken_t* qts, int num_qts) {
   return absl::ZeroDuration();
 }
 
-int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
-                    const timespec* timeout) {
+int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
+                        const timespec* timeout) {
   if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
   auto spin_for = [&] { return SpinFor(&qt, 1); };
   WaitClock clock(timeout, spin_, spin_for);
+  // Wait took what was in already: each turn makes progress first.
   while (true) {
-    if (tokens_.Take(qt, qr_out)) return 0;
     switch (clock.Next()) {
       case WaitClock::Step::kExpired:
         // A zero timeout still polls once.
@@ -112,11 +107,12 @@ int RdmaLibOs::Wait(demi_qresult_t* qr_out, demi_qtoken_t qt,
       case WaitClock::Step::kSleep:
         Sleep(clock.deadline(), [&] { return tokens_.IsDone(qt); });
         clock.Woke();
-        continue;
+        break;
       case WaitClock::Step::kSpin:
+        Poll();
         break;
     }
-    Poll();
+    if (tokens_.Take(qt, qr_out)) return 0;
   }
 }
 
@@ -157,8 +153,8 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
   }
 }
 
-int RdmaLibOs::WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
-                         const timespec* timeout) {
+int RdmaLibOs::WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs,
+                             int* num_qrs_out, const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
   auto spin_for = [this] { return spin_; };
   WaitClock clock(timeout, spin_, spin_for);

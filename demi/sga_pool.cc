@@ -18,9 +18,7 @@ namespace demi {
 
 namespace {
 
-// A handle is generation:32 | slab slot:kSlotBits | piece:kPieceBits, so
-// that giving it back needs no lookup: index, index, compare.
-constexpr int kPieceBits = 15;
+constexpr int kPieceBits = kHandlePieceBits;
 constexpr int kSlotBits = 32 - kPieceBits;
 constexpr uint32_t kNumSlots = uint32_t{1} << kSlotBits;
 static_assert((kSlabSize >> kMinClassShift) <= (size_t{1} << kPieceBits),
@@ -297,17 +295,6 @@ bool SgaPool::CanEverHold(size_t size) const {
 }
 
 void BufferRef::GiveBack(Buffer* buffer) { buffer->slab->pool->Unref(buffer); }
-
-void* SgaPool::Lend(Buffer* buffer) {
-  uint32_t generation = next_generation_++;
-  if (next_generation_ == 0) next_generation_ = 1;
-  buffer->lent = generation;
-  ++lent_count_;
-  uint64_t piece = static_cast<uint64_t>(buffer - buffer->slab->buffers.data());
-  uint64_t handle = uint64_t{generation} << 32 |
-                    uint64_t{buffer->slab->slot} << kPieceBits | piece;
-  return reinterpret_cast<void*>(static_cast<uintptr_t>(handle));
-}
 
 Buffer* SgaPool::LentUnder(const void* handle) const {
   uint64_t bits = reinterpret_cast<uintptr_t>(handle);

@@ -70,6 +70,11 @@ struct Slab {
   absl::Time deposited;          // When it last went to the depot.
 };
 
+// A lent buffer's handle is generation:32 | slab slot:(32 -
+// kHandlePieceBits) | piece:kHandlePieceBits, so that giving it back needs
+// no lookup: index, index, compare.
+constexpr int kHandlePieceBits = 15;
+
 // Owned by one thread's RdmaLibOs, its owner: only the owner thread may
 // call its members, except OwnerOf, FreeFromOtherThread and Retire, which
 // any thread may call. Nothing the owner does per message takes a lock.
@@ -131,7 +136,17 @@ class SgaPool {
 
   // The application holds `buffer` (and its reference) from now on: returns
   // the opaque handle for the sga's sga_buf.
-  void* Lend(Buffer* buffer);
+  void* Lend(Buffer* buffer) {
+    uint32_t generation = next_generation_++;
+    if (next_generation_ == 0) next_generation_ = 1;
+    buffer->lent = generation;
+    ++lent_count_;
+    uint64_t piece =
+        static_cast<uint64_t>(buffer - buffer->slab->buffers.data());
+    uint64_t handle = uint64_t{generation} << 32 |
+                      uint64_t{buffer->slab->slot} << kHandlePieceBits | piece;
+    return reinterpret_cast<void*>(static_cast<uintptr_t>(handle));
+  }
   // The buffer the application holds under `handle`, which it gives back
   // (with its reference, for the caller to drop); null if `handle` is not
   // one the application holds from this pool: never lent, given back
