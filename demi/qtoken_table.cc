@@ -48,17 +48,8 @@ void QTokenTable::Erase(demi_qtoken_t qt) {
   if (Entry* entry = Lookup(qt)) Forget(qt, *entry);
 }
 
-bool QTokenTable::Take(demi_qtoken_t qt, demi_qresult_t* out) {
-  Entry* entry = Lookup(qt);
-  if (entry == nullptr || entry->state != Entry::kDone) return false;
-  Consume(qt, *entry, out);
-  // Tokens taken by demi_wait stay in done_order_; keep it proportional.
-  if (!done_order_.empty() && done_order_.front() == qt) {
-    done_order_.pop_front();
-  } else if (done_order_.size() > 2 * live_ + 1024) {
-    done_order_.RetainIf([this](demi_qtoken_t t) { return IsDone(t); });
-  }
-  return true;
+void QTokenTable::CompactDoneOrder() {
+  done_order_.RetainIf([this](demi_qtoken_t t) { return IsDone(t); });
 }
 
 }  // namespace demi

@@ -76,7 +76,18 @@ class QTokenTable {
 
   // If `qt` is done, removes it and writes its result to `out`; false if
   // it is not done.
-  bool Take(demi_qtoken_t qt, demi_qresult_t* out);
+  bool Take(demi_qtoken_t qt, demi_qresult_t* out) {
+    Entry* entry = Lookup(qt);
+    if (entry == nullptr || entry->state != Entry::kDone) return false;
+    Consume(qt, *entry, out);
+    // Tokens taken by demi_wait stay in done_order_; keep it proportional.
+    if (!done_order_.empty() && done_order_.front() == qt) {
+      done_order_.pop_front();
+    } else if (done_order_.size() > 2 * live_ + 1024) {
+      CompactDoneOrder();
+    }
+    return true;
+  }
   // Removes the earliest completed result not yet taken into `out`; false
   // if there is none. Inline: a wait's first look most often finds its
   // result in (an inline push is done as it returns).
@@ -164,6 +175,8 @@ class QTokenTable {
     }
   }
   void ForgetOld(demi_qtoken_t qt);
+  // Drops the tokens no longer done (taken by Take) from done_order_.
+  void CompactDoneOrder();
   // Writes the result of the done `entry` to `out` and forgets it. Inline
   // in every take: a call per result costs as much as its writes.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Consume(demi_qtoken_t qt, Entry& entry,

@@ -76,7 +76,7 @@ class RdmaLibOs {
   // The waits return a plain errno (0, EINVAL, ETIMEDOUT) and write each
   // result once, straight into `qr_out`. Inline, a wait of one result that
   // is in already (an inline push is done as it returns) takes it without
-  // a call, a clock or a progress pass.
+  // a clock or a progress pass.
   int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout) {
     if (ValidTimeout(timeout) && tokens_.Take(qt, qr_out)) return 0;
     return WaitSlow(qr_out, qt, timeout);

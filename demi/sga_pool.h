@@ -73,7 +73,7 @@ struct Slab {
 // A lent buffer's handle is generation:32 | slab slot:(32 -
 // kHandlePieceBits) | piece:kHandlePieceBits, so that giving it back needs
 // no lookup: index, index, compare.
-constexpr int kHandlePieceBits = 15;
+inline constexpr int kHandlePieceBits = 15;
 
 // Owned by one thread's RdmaLibOs, its owner: only the owner thread may
 // call its members, except OwnerOf, FreeFromOtherThread and Retire, which
