@@ -104,6 +104,31 @@ class QTokenTable {
     return false;
   }
 
+  // The common cases of TakeNextDone and Take, with no call at all (so a
+  // wait that finds its result in saves no registers): the result is in
+  // the ring, and taking it leaves nothing to tidy. False otherwise, with
+  // nothing taken: TakeNextDone or Take then.
+  bool TakeNextDoneInRing(demi_qresult_t* out) {
+    if (done_order_.empty()) return false;
+    demi_qtoken_t qt = done_order_.front();
+    Entry& entry = Slot(qt);
+    if (entry.qt != qt || entry.state != Entry::kDone) return false;
+    done_order_.pop_front();
+    TakeFromRing(qt, entry, out);
+    return true;
+  }
+  bool TakeInRing(demi_qtoken_t qt, demi_qresult_t* out) {
+    Entry& entry = Slot(qt);
+    if (entry.qt != qt || entry.state != Entry::kDone) return false;
+    if (!done_order_.empty() && done_order_.front() == qt) {
+      done_order_.pop_front();
+    } else if (done_order_.size() > 2 * (live_ - 1) + 1024) {
+      return false;  // Take compacts done_order_.
+    }
+    TakeFromRing(qt, entry, out);
+    return true;
+  }
+
   // False if no result is waiting for TakeNextDone (true may be stale).
   bool MayHaveDone() const { return !done_order_.empty(); }
 
@@ -181,6 +206,19 @@ class QTokenTable {
   // in every take: a call per result costs as much as its writes.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Consume(demi_qtoken_t qt, Entry& entry,
                                             demi_qresult_t* out) {
+    WriteResult(qt, entry, out);
+    Forget(qt, entry);
+  }
+  // Consume of an entry in the ring.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void TakeFromRing(demi_qtoken_t qt, Entry& entry,
+                                                 demi_qresult_t* out) {
+    WriteResult(qt, entry, out);
+    --live_;
+    entry.state = Entry::kGone;
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void WriteResult(demi_qtoken_t qt,
+                                                const Entry& entry,
+                                                demi_qresult_t* out) {
     out->qr_opcode = entry.opcode;
     out->qr_qd = entry.qd;
     out->qr_qt = qt;
@@ -203,7 +241,6 @@ class QTokenTable {
         sga.sga_numsegs = 0;
         break;
     }
-    Forget(qt, entry);
   }
 
   uint64_t next_;  // The next token.

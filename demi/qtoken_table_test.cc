@@ -179,6 +179,44 @@ TEST(QTokenTableTest, OldTokensOutliveManyNewerOnes) {
   EXPECT_FALSE(table.Contains(waiting));
 }
 
+// The waits' inline takes handle the common case only, and decline (taking
+// nothing) what the full takes then handle: a token moved out of the ring,
+// a done order whose head was taken already.
+TEST(QTokenTableTest, RingTakesDeclineWhatTheFullTakesHandle) {
+  QTokenTable table;
+  demi_qresult_t result = {};
+  demi_qtoken_t old = table.Add(5, DEMI_OPC_POP);
+  for (int i = 0; i < 2000; ++i) {
+    demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);
+    table.Succeed(qt, DEMI_OPC_PUSH);
+    ASSERT_TRUE(table.TakeInRing(qt, &result));
+    EXPECT_EQ(result.qr_qt, qt);
+    EXPECT_EQ(result.qr_opcode, DEMI_OPC_PUSH);
+    EXPECT_EQ(result.qr_value.sga.sga_numsegs, 0u);
+  }
+  CompletePop(table, old, 9);  // Out of the ring by now.
+  EXPECT_FALSE(table.TakeInRing(old, &result));
+  EXPECT_FALSE(table.TakeNextDoneInRing(&result));
+  EXPECT_TRUE(table.IsDone(old));
+  ASSERT_TRUE(TakeNextDone(table).has_value());
+  EXPECT_FALSE(table.Contains(old));
+
+  demi_qtoken_t a = table.Add(1, DEMI_OPC_PUSH);
+  demi_qtoken_t b = table.Add(2, DEMI_OPC_POP);
+  table.Succeed(a, DEMI_OPC_PUSH);
+  CompletePop(table, b, 7);
+  ASSERT_TRUE(table.TakeInRing(b, &result));  // Not the head: stays there.
+  EXPECT_EQ(result.qr_qd, 2);
+  EXPECT_EQ(result.qr_value.sga.sga_segs[0].sgaseg_len, 7u);
+  ASSERT_TRUE(table.TakeNextDoneInRing(&result));
+  EXPECT_EQ(result.qr_qt, a);
+  // b's place in the done order, taken already, is now the head.
+  EXPECT_FALSE(table.TakeNextDoneInRing(&result));
+  EXPECT_FALSE(TakeNextDone(table).has_value());
+  EXPECT_FALSE(table.TakeInRing(a, &result));  // Taken twice: nothing.
+  EXPECT_EQ(table.size(), 0u);
+}
+
 TEST(QTokenTableTest, OnlyPendingConnectsAndAcceptsAreSetup) {
   QTokenTable table;
   demi_qtoken_t connect = table.Add(3, DEMI_OPC_CONNECT);

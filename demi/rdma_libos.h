@@ -78,14 +78,15 @@ class RdmaLibOs {
   // is in already (an inline push is done as it returns) takes it without
   // a clock or a progress pass.
   int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout) {
-    if (ValidTimeout(timeout) && tokens_.Take(qt, qr_out)) return 0;
+    if (ValidTimeout(timeout) && tokens_.TakeInRing(qt, qr_out)) return 0;
     return WaitSlow(qr_out, qt, timeout);
   }
   int WaitAny(demi_qresult_t* qr_out, int* ready_offset,
               const demi_qtoken_t* qts, int num_qts, const timespec* timeout);
   int WaitNextN(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                 const timespec* timeout) {
-    if (num_qrs == 1 && ValidTimeout(timeout) && tokens_.TakeNextDone(qr_out)) {
+    if (num_qrs == 1 && ValidTimeout(timeout) &&
+        tokens_.TakeNextDoneInRing(qr_out)) {
       *num_qrs_out = 1;
       return 0;
     }
@@ -210,7 +211,7 @@ class RdmaLibOs {
   // urgent to the microsecond.
   void PollTimers();
 
-  // The waits' loops, for results not in at the call (rdma_libos_wait.cc).
+  // The waits' loops, for results not taken at the call (rdma_libos_wait.cc).
   int WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
                const timespec* timeout);
   int WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,

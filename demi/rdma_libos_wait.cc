@@ -95,9 +95,10 @@ absl::Duration RdmaLibOs::SpinFor(const demi_qtoken_t* qts, int num_qts) {
 int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
                         const timespec* timeout) {
   if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
+  // In already, but out of the ring or with done_order_ to tidy.
+  if (tokens_.Take(qt, qr_out)) return 0;
   auto spin_for = [&] { return SpinFor(&qt, 1); };
   WaitClock clock(timeout, spin_, spin_for);
-  // Wait took what was in already: each turn makes progress first.
   while (true) {
     switch (clock.Next()) {
       case WaitClock::Step::kExpired:
