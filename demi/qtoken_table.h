@@ -122,8 +122,8 @@ class QTokenTable {
     if (entry.qt != qt || entry.state != Entry::kDone) return false;
     if (!done_order_.empty() && done_order_.front() == qt) {
       done_order_.pop_front();
-    } else if (done_order_.size() > 2 * (live_ - 1) + 1024) {
-      return false;  // Take compacts done_order_.
+    } else if (done_order_.size() > 2 * live_ + 1022) {
+      return false;  // Take compacts done_order_ (after one less live).
     }
     TakeFromRing(qt, entry, out);
     return true;

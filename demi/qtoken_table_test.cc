@@ -198,7 +198,11 @@ TEST(QTokenTableTest, RingTakesDeclineWhatTheFullTakesHandle) {
   EXPECT_FALSE(table.TakeInRing(old, &result));
   EXPECT_FALSE(table.TakeNextDoneInRing(&result));
   EXPECT_TRUE(table.IsDone(old));
-  ASSERT_TRUE(TakeNextDone(table).has_value());
+  absl::optional<demi_qresult_t> taken = TakeNextDone(table);
+  ASSERT_TRUE(taken.has_value());
+  EXPECT_EQ(taken->qr_qt, old);
+  EXPECT_EQ(taken->qr_qd, 5);
+  EXPECT_EQ(taken->qr_value.sga.sga_segs[0].sgaseg_len, 9u);
   EXPECT_FALSE(table.Contains(old));
 
   demi_qtoken_t a = table.Add(1, DEMI_OPC_PUSH);
@@ -215,6 +219,35 @@ TEST(QTokenTableTest, RingTakesDeclineWhatTheFullTakesHandle) {
   EXPECT_FALSE(TakeNextDone(table).has_value());
   EXPECT_FALSE(table.TakeInRing(a, &result));  // Taken twice: nothing.
   EXPECT_EQ(table.size(), 0u);
+}
+
+// Results taken out of completion order leave their places in the done
+// order behind; the ring take declines once they pile up, and Take (a
+// wait's slow path) compacts them.
+TEST(QTokenTableTest, RingTakesLeaveCompactingTheDoneOrderToTake) {
+  QTokenTable table;
+  demi_qresult_t result = {};
+  table.Add(9, DEMI_OPC_POP);  // Pending throughout.
+  int declined = 0;
+  for (int i = 0; i < 2000; ++i) {
+    demi_qtoken_t x = table.Add(1, DEMI_OPC_PUSH);
+    demi_qtoken_t y = table.Add(1, DEMI_OPC_PUSH);
+    table.Succeed(x, DEMI_OPC_PUSH);
+    table.Succeed(y, DEMI_OPC_PUSH);
+    for (demi_qtoken_t qt : {y, x}) {
+      if (!table.TakeInRing(qt, &result)) {
+        ++declined;
+        ASSERT_TRUE(table.IsDone(qt));
+        ASSERT_TRUE(table.Take(qt, &result));
+      }
+      ASSERT_EQ(result.qr_qt, qt);
+    }
+  }
+  // About every 500 rounds: 2 places left per round, 1,024 allowed.
+  EXPECT_GE(declined, 3);
+  EXPECT_LE(declined, 4);
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_FALSE(TakeNextDone(table).has_value());
 }
 
 TEST(QTokenTableTest, OnlyPendingConnectsAndAcceptsAreSetup) {
