@@ -72,6 +72,8 @@ DatagramSocket::DatagramSocket(DatagramEnv env, rdma_cm_id* id,
               reinterpret_cast<void*>(static_cast<intptr_t>(env.qd)), env.pd,
               local, kMaxRoutes),
       reassembly_(env.pool, ReassemblyLimits{}) {
+  // The first datagram goes at once.
+  if (env.poll_passes != nullptr) posted_pass_ = *env.poll_passes - 1;
   std::random_device random;
   for (uint64_t& k : id_key_) k = (uint64_t{random()} << 32) | random();
   next_id_ = static_cast<uint32_t>(Mix(id_key_[0] ^ id_key_[1]));
@@ -152,6 +154,7 @@ DatagramSocket::~DatagramSocket() {
   // First: with the QP gone nothing is posted, so the buffers that
   // recv_slots_ and incoming_ hold may go back to the pool with them.
   qp_.reset();
+  DropStaged(0, EBADF);
   for (auto* ops : {&backlog_, &in_flight_}) {
     for (auto& op : *ops) {
       if (op->error == 0) op->error = EBADF;
@@ -294,17 +297,22 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   // Unknown or being resolved: the PushOp path resolves it, or waits.
   const Route* route = routes_.Known(dest);
   if (route == nullptr) return false;
+  const DatagramHeader* header = NextHeader(0, length, 1, 0, 0);
+  SendSlot slot;
+  slot.holds_route = true;
+  slot.route_key = RouteKey(dest);
+  if (WouldStage(length)) {
+    Stage(header, sga, length, *route, slot, qt);
+    return true;
+  }
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  sges[0] = {reinterpret_cast<uintptr_t>(NextHeader(0, length, 1, 0, 0)),
-             kHeaderSize, headers_mr_->lkey};
+  sges[0] = {reinterpret_cast<uintptr_t>(header), kHeaderSize,
+             headers_mr_->lkey};
   // Copied when posted: no keys, no references.
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
     sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
                    sga.sga_segs[i].sgaseg_len, 0};
   }
-  SendSlot slot;
-  slot.holds_route = true;
-  slot.route_key = RouteKey(dest);
   if (!PostSend(sges, static_cast<int>(sga.sga_numsegs) + 1,
                 kHeaderSize + length, *route, slot)) {
     env_.tokens->Fail(qt, error_);
@@ -334,8 +342,15 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   wr.wr.ud.ah = route.ah;
   wr.wr.ud.remote_qpn = route.qpn;
   wr.wr.ud.remote_qkey = route.qkey;
-  ibv_send_wr* bad = nullptr;
-  if (int rc = ibv_post_send(qp_->qp, &wr, &bad); rc != 0) {
+  int rc;
+  if (num_staged_ > 0) {
+    rc = PostChain(&wr);  // Behind the staged datagrams, in one post.
+  } else {
+    if (env_.poll_passes != nullptr) posted_pass_ = *env_.poll_passes;
+    ibv_send_wr* bad = nullptr;
+    rc = ibv_post_send(qp_->qp, &wr, &bad);
+  }
+  if (rc != 0) {
     // The QP is broken: fail everything now; what was posted keeps its
     // memory until the socket goes.
     DEMI_LOG(ERROR) << "ibv_post_send (UD): " << std::strerror(rc);
@@ -346,6 +361,92 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   send_slots_[seq % kDatagramSendDepth] = slot;
   ++send_head_;
   return true;
+}
+
+void DatagramSocket::Stage(const DatagramHeader* header,
+                           const demi_sgarray_t& sga, uint32_t length,
+                           const Route& route, const SendSlot& slot,
+                           demi_qtoken_t qt) {
+  if (staged_.empty()) staged_.resize(kDoorbellBatch);
+  StagedSend& staged = staged_[num_staged_++];
+  // Copied now, as a post would: the application's bytes are not read
+  // again.
+  uint32_t copied = 0;
+  for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
+    std::memcpy(staged.bytes + copied, sga.sga_segs[i].sgaseg_buf,
+                sga.sga_segs[i].sgaseg_len);
+    copied += sga.sga_segs[i].sgaseg_len;
+  }
+  staged.sges[0] = {reinterpret_cast<uintptr_t>(header), kHeaderSize,
+                    headers_mr_->lkey};
+  staged.sges[1] = {reinterpret_cast<uintptr_t>(staged.bytes), length, 0};
+  staged.qt = qt;
+  staged.wr = send_wr_;
+  staged.wr.wr_id = send_head_;
+  staged.wr.next = nullptr;
+  staged.wr.sg_list = staged.sges;
+  staged.wr.num_sge = 2;
+  // Unsignalled: something signalled always follows it in its chain (the
+  // chain's last, or the send posted behind the stage), and retires it.
+  staged.wr.send_flags = IBV_SEND_INLINE;
+  staged.wr.wr.ud.ah = route.ah;
+  staged.wr.wr.ud.remote_qpn = route.qpn;
+  staged.wr.wr.ud.remote_qkey = route.qkey;
+  send_slots_[send_head_ % kDatagramSendDepth] = slot;
+  ++send_head_;
+  routes_.Hold(slot.route_key);
+}
+
+int DatagramSocket::PostChain(ibv_send_wr* wr) {
+  uint32_t n = num_staged_;
+  ibv_send_wr* first = wr;
+  if (n > 0) {
+    for (uint32_t i = 0; i + 1 < n; ++i)
+      staged_[i].wr.next = &staged_[i + 1].wr;
+    StagedSend& last = staged_[n - 1];
+    last.wr.next = wr;
+    if (wr == nullptr) {
+      last.wr.send_flags |= IBV_SEND_SIGNALED;
+      send_slots_[last.wr.wr_id % kDatagramSendDepth].signaled = true;
+    }
+    first = &staged_[0].wr;
+  }
+  posted_pass_ = env_.poll_passes != nullptr ? *env_.poll_passes : 0;
+  ibv_send_wr* bad = nullptr;
+  int rc = ibv_post_send(qp_->qp, first, &bad);
+  if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
+  // Posted: everything before the request the post names (if it names
+  // none, nothing was).
+  uint32_t posted = rc == 0 || (wr != nullptr && bad == wr) ? n : 0;
+  for (uint32_t i = 0; rc != 0 && i < n; ++i) {
+    if (bad == &staged_[i].wr) posted = i;
+  }
+  for (uint32_t i = 0; i < posted; ++i) {
+    ++stats_.sent;
+    env_.tokens->Succeed(staged_[i].qt, DEMI_OPC_PUSH);
+  }
+  DropStaged(posted, rc);
+  return rc;
+}
+
+void DatagramSocket::FlushStaged() {
+  if (int rc = PostChain(nullptr); rc != 0) {
+    DEMI_LOG(ERROR) << "ibv_post_send (UD): " << std::strerror(rc);
+    FailAll(rc);
+  }
+}
+
+void DatagramSocket::DropStaged(uint32_t from, int err) {
+  // The staged datagrams hold the newest slots: the first one never posted
+  // is where the ring's head goes back to.
+  if (from < num_staged_) send_head_ = staged_[from].wr.wr_id;
+  for (uint32_t i = from; i < num_staged_; ++i) {
+    SendSlot& slot = send_slots_[staged_[i].wr.wr_id % kDatagramSendDepth];
+    routes_.Release(slot.route_key);
+    slot = SendSlot();
+    env_.tokens->Fail(staged_[i].qt, err);
+  }
+  num_staged_ = 0;
 }
 
 void DatagramSocket::PostFragment(PushOp& op) {
@@ -365,12 +466,14 @@ void DatagramSocket::PostFragment(PushOp& op) {
 
 void DatagramSocket::StartClose() {
   closing_ = true;
+  if (num_staged_ > 0) FlushStaged();
   FailPops(EBADF);
   Service();
 }
 
 void DatagramSocket::FailAll(int err) {
   if (error_ == 0) error_ = err;
+  DropStaged(0, error_);
   for (auto* ops : {&backlog_, &in_flight_}) {
     for (auto& op : *ops) {
       if (op->qt != 0) env_.tokens->Fail(op->qt, error_);
@@ -430,6 +533,8 @@ void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
 }
 
 bool DatagramSocket::Poll() {
+  // What the application pushed since the last pass goes first.
+  if (num_staged_ > 0) FlushStaged();
   ibv_wc wcs[kPollBatch];
   int received = ibv_poll_cq(recv_cq_.get(), kPollBatch, wcs);
   if (received < 0) FailCompletions(EIO);

@@ -14,6 +14,7 @@
 #include <infiniband/verbs.h>
 #include <netinet/in.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -56,6 +57,10 @@ struct DatagramEnv {
   int qd;
   // The device's, for the socket's CQs (null: none, they never sleep).
   ibv_comp_channel* channel = nullptr;
+  // The libOS's count of progress passes (null: no inline datagram is
+  // staged): a datagram that follows another in the same pass waits for
+  // the next post (see Stage).
+  const uint32_t* poll_passes = nullptr;
 };
 
 // Not thread-safe; owned by RdmaLibOs.
@@ -150,6 +155,14 @@ class DatagramSocket {
     bool holds_route = false;
     uint64_t route_key = 0;
   };
+  // An inline datagram staged for the next post: its bytes copied here,
+  // its send slot and route taken, its push done once posted.
+  struct StagedSend {
+    ibv_send_wr wr;
+    ibv_sge sges[2];  // Its header (in headers_), then `bytes`.
+    demi_qtoken_t qt;
+    alignas(8) std::byte bytes[kStagedInlineSize];
+  };
   struct Incoming {
     BufferRef buffer;
     std::byte* data;
@@ -170,6 +183,31 @@ class DatagramSocket {
   // copied when posted). False if it must take the PushOp path.
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                      uint32_t length, const sockaddr_in& dest);
+  // Whether an inline datagram of `length` bytes is staged rather than
+  // posted: one went out in this progress pass already (or is staged), so
+  // the pass's end posts them together, one doorbell (on soft-RoCE, one
+  // system call) for up to kDoorbellBatch.
+  bool WouldStage(uint32_t length) const {
+    return env_.poll_passes != nullptr && length <= kStagedInlineSize &&
+           num_staged_ < kDoorbellBatch &&
+           (num_staged_ > 0 || posted_pass_ == *env_.poll_passes);
+  }
+  // Stages the datagram of `sga` (WouldStage) under `header` to `route`
+  // in the next send slot, which `slot` describes; `qt` is done when it
+  // is posted.
+  void Stage(const DatagramHeader* header, const demi_sgarray_t& sga,
+             uint32_t length, const Route& route, const SendSlot& slot,
+             demi_qtoken_t qt);
+  // Posts the staged datagrams, then `wr` (null: none), in one chain, and
+  // completes the staged pushes: 0, or the errno of a post that stopped
+  // short (the staged datagrams it did not post fail with it).
+  int PostChain(ibv_send_wr* wr);
+  // Posts the staged datagrams (a pass's start, a close); fails the socket
+  // if the post fails.
+  void FlushStaged();
+  // The staged datagrams from the `from`-th on were never posted: their
+  // pushes fail with `err`, their slots and routes go back.
+  void DropStaged(uint32_t from, int err);
   // PushTo's way for the rest: a PushOp.
   int PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                     uint32_t length, const sockaddr_in& dest);
@@ -240,6 +278,10 @@ class DatagramSocket {
   uint64_t send_head_ = 0;    // Next send slot to post.
   uint64_t send_tail_ = 0;    // Oldest send slot not retired.
   uint32_t unsignaled_run_ = 0;
+  std::vector<StagedSend> staged_;  // kDoorbellBatch, at the first Stage.
+  uint32_t num_staged_ = 0;
+  // The progress pass of the latest post (see DatagramEnv::poll_passes).
+  uint32_t posted_pass_ = 0;
   // A send that never completes holds every later one: PollTimers watches
   // the oldest slot, and fails the socket once it has not moved for
   // kDatagramSendTimeout (UINT64_MAX: nothing watched).

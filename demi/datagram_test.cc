@@ -366,6 +366,36 @@ TEST(DatagramTest, CloseSendsWhatWasPushedBeforeIt) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// Pushes made between two progress passes go out together (staged, one
+// post): each is done once a wait drives the pass, and they arrive whole
+// and in order though every buffer was freed, and reused, at once.
+TEST(DatagramTest, ABurstOfPushesArrivesWholeAndInOrder) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  PushTo(a, "warm", AddrOrDie(b_port));  // The route, and a pass.
+  EXPECT_EQ(PopFrom(b, nullptr), "warm");
+  for (int burst : {2, 16, 17, 40}) {
+    std::vector<demi_qtoken_t> pushes;
+    for (int i = 0; i < burst; ++i) {
+      pushes.push_back(
+          StartPushTo(a, Pattern(1 + i % 100, burst + i), AddrOrDie(b_port)));
+    }
+    for (demi_qtoken_t qt : pushes) {
+      demi_qresult_t qr = WaitOrFail(qt);
+      ASSERT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+    }
+    for (int i = 0; i < burst; ++i) {
+      ASSERT_TRUE(
+          SameBytes(PopFrom(b, nullptr), Pattern(1 + i % 100, burst + i)))
+          << "burst " << burst << ", datagram " << i;
+    }
+  }
+  EXPECT_EQ(Stats(a).sent, 1u + 2 + 16 + 17 + 40);
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 // A pop that waits (nothing queued) and one that finds a datagram queued
 // both end once; each token, and the inline push's (done when posted), is
 // EINVAL when waited again; a pop on the closed socket is EBADF.

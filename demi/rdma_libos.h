@@ -211,11 +211,19 @@ class RdmaLibOs {
   // urgent to the microsecond.
   void PollTimers();
 
-  // The waits' loops, for results not taken at the call (rdma_libos_wait.cc).
+  // The waits' rest, for results not taken at the call (rdma_libos_wait.cc):
+  // the slow parts make one pass and take again, the loops the rest.
   int WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
+               const timespec* timeout);
+  int WaitLoop(demi_qresult_t* qr_out, demi_qtoken_t qt,
                const timespec* timeout);
   int WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
                     const timespec* timeout);
+  int WaitNextNLoop(demi_qresult_t* qr_out, int num_qrs, int* num_qrs_out,
+                    const timespec* timeout);
+  // Takes the first of `qts` that is done, if any (WaitAny).
+  bool TakeAny(demi_qresult_t* qr_out, int* ready_offset,
+               const demi_qtoken_t* qts, int num_qts);
   static bool ValidTimeout(const timespec* timeout) {
     return timeout == nullptr ||
            (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&

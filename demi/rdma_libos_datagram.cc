@@ -41,6 +41,7 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
   env.device = device->index;
   env.channel = sleep_->channel(device->index);
   env.qd = queue.qd;
+  env.poll_passes = &poll_passes_;
   absl::StatusOr<std::unique_ptr<DatagramSocket>> socket =
       DatagramSocket::Create(env, id.get(), addr);
   if (!socket.ok()) {

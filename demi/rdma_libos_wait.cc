@@ -95,6 +95,15 @@ absl::Duration RdmaLibOs::SpinFor(const demi_qtoken_t* qts, int num_qts) {
 int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
                         const timespec* timeout) {
   if (!ValidTimeout(timeout) || !tokens_.Contains(qt)) return EINVAL;
+  // Most results the inline front found missing come in the next pass,
+  // which needs no clock.
+  Poll();
+  if (tokens_.TakeInRing(qt, qr_out)) return 0;
+  return WaitLoop(qr_out, qt, timeout);
+}
+
+int RdmaLibOs::WaitLoop(demi_qresult_t* qr_out, demi_qtoken_t qt,
+                        const timespec* timeout) {
   // In already, but out of the ring or with done_order_ to tidy.
   if (tokens_.Take(qt, qr_out)) return 0;
   auto spin_for = [&] { return SpinFor(&qt, 1); };
@@ -117,6 +126,17 @@ int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
   }
 }
 
+bool RdmaLibOs::TakeAny(demi_qresult_t* qr_out, int* ready_offset,
+                        const demi_qtoken_t* qts, int num_qts) {
+  for (int i = 0; i < num_qts; ++i) {
+    if (tokens_.Take(qts[i], qr_out)) {
+      *ready_offset = i;
+      return true;
+    }
+  }
+  return false;
+}
+
 int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
                        const demi_qtoken_t* qts, int num_qts,
                        const timespec* timeout) {
@@ -127,19 +147,14 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
   for (int i = 0; i < num_qts; ++i) {
     if (!tokens_.Contains(qts[i])) return EINVAL;
   }
+  // As WaitSlow: what is in, then the next pass, before any clock.
+  if (TakeAny(qr_out, ready_offset, qts, num_qts)) return 0;
+  Poll();
+  if (TakeAny(qr_out, ready_offset, qts, num_qts)) return 0;
   auto spin_for = [&] { return SpinFor(qts, num_qts); };
   WaitClock clock(timeout, spin_, spin_for);
-  bool last = false;
   while (true) {
-    for (int i = 0; i < num_qts; ++i) {
-      if (tokens_.Take(qts[i], qr_out)) {
-        *ready_offset = i;
-        return 0;
-      }
-    }
-    if (last) return ETIMEDOUT;
     WaitClock::Step step = clock.Next();
-    last = step == WaitClock::Step::kExpired;
     if (step == WaitClock::Step::kSleep) {
       Sleep(clock.deadline(), [&] {
         for (int i = 0; i < num_qts; ++i) {
@@ -148,15 +163,30 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
         return false;
       });
       clock.Woke();
-      continue;
+    } else {
+      Poll();
     }
-    Poll();
+    if (TakeAny(qr_out, ready_offset, qts, num_qts)) return 0;
+    if (step == WaitClock::Step::kExpired) return ETIMEDOUT;
   }
 }
 
 int RdmaLibOs::WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs,
                              int* num_qrs_out, const timespec* timeout) {
   if (!ValidTimeout(timeout) || num_qrs <= 0) return EINVAL;
+  if (num_qrs == 1) {
+    // As in WaitSlow: the next pass first, without a clock.
+    Poll();
+    if (tokens_.TakeNextDoneInRing(qr_out)) {
+      *num_qrs_out = 1;
+      return 0;
+    }
+  }
+  return WaitNextNLoop(qr_out, num_qrs, num_qrs_out, timeout);
+}
+
+int RdmaLibOs::WaitNextNLoop(demi_qresult_t* qr_out, int num_qrs,
+                             int* num_qrs_out, const timespec* timeout) {
   auto spin_for = [this] { return spin_; };
   WaitClock clock(timeout, spin_, spin_for);
   int count = 0;
