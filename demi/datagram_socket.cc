@@ -328,7 +328,8 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
                               const Route& route, SendSlot slot) {
   uint64_t seq = send_head_;
   // Every push's last fragment is signalled, and so is an inline push (its
-  // route is held until then, and a close waits for it).
+  // route is held until then, and a close waits for it): it also retires
+  // the staged datagrams posted ahead of it.
   bool signal = slot.last || slot.holds_route ||
                 ++unsignaled_run_ >= kDatagramSignalInterval;
   if (signal) unsignaled_run_ = 0;
@@ -349,6 +350,7 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
     if (env_.poll_passes != nullptr) posted_pass_ = *env_.poll_passes;
     ibv_send_wr* bad = nullptr;
     rc = ibv_post_send(qp_->qp, &wr, &bad);
+    if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
   }
   if (rc != 0) {
     // The QP is broken: fail everything now; what was posted keeps its

@@ -180,7 +180,8 @@ class DatagramSocket {
                              uint32_t index, uint32_t offset);
   // A datagram of one fragment that fits inline, to a known destination,
   // with nothing ahead of it: posted at once, and done then (its bytes are
-  // copied when posted). False if it must take the PushOp path.
+  // copied when posted), or staged (WouldStage). False if it must take the
+  // PushOp path.
   bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                      uint32_t length, const sockaddr_in& dest);
   // Whether an inline datagram of `length` bytes is staged rather than

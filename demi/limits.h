@@ -73,7 +73,8 @@ constexpr uint32_t SendRingSize(uint32_t depth) {
 // completion retires them all (RC completes in order).
 inline constexpr uint32_t kSignalInterval = SendRingSize(kSendDepth) / 4;
 static_assert(kSignalInterval <= kSendDepth, "a full queue holds a signal");
-// Inline sends up to this size (a header included) that follow another send
+// Inline sends up to this size (a connection's header included; a
+// datagram's payload, its header apart) that follow another send of theirs
 // in the same progress pass are staged, and up to kDoorbellBatch of them
 // go to the device in one post: one doorbell (on soft-RoCE, one system
 // call) for a burst of small pushes.

@@ -90,7 +90,7 @@ class QTokenTable {
   }
   // Removes the earliest completed result not yet taken into `out`; false
   // if there is none. Inline: a wait's first look most often finds its
-  // result in (an inline push is done as it returns).
+  // result in (an inline push not staged is done as it returns).
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool TakeNextDone(demi_qresult_t* out) {
     while (!done_order_.empty()) {
       demi_qtoken_t qt = done_order_.front();

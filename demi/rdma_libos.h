@@ -75,8 +75,8 @@ class RdmaLibOs {
   int Pop(int qd, demi_qtoken_t* qt_out);
   // The waits return a plain errno (0, EINVAL, ETIMEDOUT) and write each
   // result once, straight into `qr_out`. Inline, a wait of one result that
-  // is in already (an inline push is done as it returns) takes it without
-  // a clock or a progress pass.
+  // is in already (an inline push not staged is done as it returns) takes it
+  // without a clock or a progress pass.
   int Wait(demi_qresult_t* qr_out, demi_qtoken_t qt, const timespec* timeout) {
     if (ValidTimeout(timeout) && tokens_.TakeInRing(qt, qr_out)) return 0;
     return WaitSlow(qr_out, qt, timeout);
@@ -224,6 +224,10 @@ class RdmaLibOs {
   // Takes the first of `qts` that is done, if any (WaitAny).
   bool TakeAny(demi_qresult_t* qr_out, int* ready_offset,
                const demi_qtoken_t* qts, int num_qts);
+  // A zero timeout makes one pass (wait.h): the waits' first.
+  static bool ZeroTimeout(const timespec* timeout) {
+    return timeout != nullptr && timeout->tv_sec == 0 && timeout->tv_nsec == 0;
+  }
   static bool ValidTimeout(const timespec* timeout) {
     return timeout == nullptr ||
            (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&

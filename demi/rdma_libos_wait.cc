@@ -99,6 +99,7 @@ int RdmaLibOs::WaitSlow(demi_qresult_t* qr_out, demi_qtoken_t qt,
   // which needs no clock.
   Poll();
   if (tokens_.TakeInRing(qt, qr_out)) return 0;
+  if (ZeroTimeout(timeout)) return tokens_.Take(qt, qr_out) ? 0 : ETIMEDOUT;
   return WaitLoop(qr_out, qt, timeout);
 }
 
@@ -111,7 +112,7 @@ int RdmaLibOs::WaitLoop(demi_qresult_t* qr_out, demi_qtoken_t qt,
   while (true) {
     switch (clock.Next()) {
       case WaitClock::Step::kExpired:
-        // A zero timeout still polls once.
+        // One more pass at the deadline.
         Poll();
         return tokens_.Take(qt, qr_out) ? 0 : ETIMEDOUT;
       case WaitClock::Step::kSleep:
@@ -151,6 +152,7 @@ int RdmaLibOs::WaitAny(demi_qresult_t* qr_out, int* ready_offset,
   if (TakeAny(qr_out, ready_offset, qts, num_qts)) return 0;
   Poll();
   if (TakeAny(qr_out, ready_offset, qts, num_qts)) return 0;
+  if (ZeroTimeout(timeout)) return ETIMEDOUT;
   auto spin_for = [&] { return SpinFor(qts, num_qts); };
   WaitClock clock(timeout, spin_, spin_for);
   while (true) {
@@ -180,6 +182,10 @@ int RdmaLibOs::WaitNextNSlow(demi_qresult_t* qr_out, int num_qrs,
     if (tokens_.TakeNextDoneInRing(qr_out)) {
       *num_qrs_out = 1;
       return 0;
+    }
+    if (ZeroTimeout(timeout)) {
+      *num_qrs_out = tokens_.TakeNextDone(qr_out) ? 1 : 0;
+      return *num_qrs_out == 1 ? 0 : ETIMEDOUT;
     }
   }
   return WaitNextNLoop(qr_out, num_qrs, num_qrs_out, timeout);

@@ -284,14 +284,15 @@ extern int demi_push(demi_qtoken_t *qt_out, int qd, const demi_sgarray_t *sga);
  * Completes with DEMI_OPC_PUSH once the datagram has left this host (UDP
  * semantics: it may still be lost), or, for one small enough to go inline
  * (a few dozen bytes) to a destination already resolved, once the device
- * has copied it, at the call: as with UDP's sendto, later failures of the
- * socket are not that push's. Or it completes with DEMI_OPC_FAILED with qr_ret
- * ECONNREFUSED (no datagram socket bound at that address and port within
- * 3 s: a peer still starting has that long to bind),
- * EHOSTUNREACH (no RDMA route to the address), EBADF (the socket was
- * closed first), ETIMEDOUT (a send the device never completed, within
- * 10 s) or EIO (the socket's completion queue failed); after either of
- * the last two every push on the socket fails with it.
+ * has copied it, at the call (small datagrams pushed in a burst, between
+ * two waits, are posted together by the next wait, and complete then): as
+ * with UDP's sendto, later failures of the socket are not that push's. Or it
+ * completes with DEMI_OPC_FAILED with qr_ret ECONNREFUSED (no datagram socket
+ * bound at that address and port within 3 s: a peer still starting has that
+ * long to bind), EHOSTUNREACH (no RDMA route to the address), EBADF (the socket
+ * was closed first), ETIMEDOUT (a send the device never completed, within 10 s)
+ * or EIO (the socket's completion queue failed); after either of the last two
+ * every push on the socket fails with it.
  *
  * @param qt_out Receives the operation's token.
  * @param sockqd The datagram socket.
