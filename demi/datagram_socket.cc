@@ -8,6 +8,7 @@
 #include <random>
 #include <utility>
 
+#include "demi/staged_chain.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -417,12 +418,7 @@ int DatagramSocket::PostChain(ibv_send_wr* wr) {
   ibv_send_wr* bad = nullptr;
   int rc = ibv_post_send(qp_->qp, first, &bad);
   if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
-  // Posted: everything before the request the post names (if it names
-  // none, nothing was).
-  uint32_t posted = rc == 0 || (wr != nullptr && bad == wr) ? n : 0;
-  for (uint32_t i = 0; rc != 0 && i < n; ++i) {
-    if (bad == &staged_[i].wr) posted = i;
-  }
+  uint32_t posted = StagedPosted(rc, bad, staged_.data(), n, wr);
   for (uint32_t i = 0; i < posted; ++i) {
     ++stats_.sent;
     env_.tokens->Succeed(staged_[i].qt, DEMI_OPC_PUSH);

@@ -224,10 +224,6 @@ class RdmaLibOs {
   // Takes the first of `qts` that is done, if any (WaitAny).
   bool TakeAny(demi_qresult_t* qr_out, int* ready_offset,
                const demi_qtoken_t* qts, int num_qts);
-  // A zero timeout makes one pass (wait.h): the waits' first.
-  static bool ZeroTimeout(const timespec* timeout) {
-    return timeout != nullptr && timeout->tv_sec == 0 && timeout->tv_nsec == 0;
-  }
   static bool ValidTimeout(const timespec* timeout) {
     return timeout == nullptr ||
            (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&

@@ -9,6 +9,11 @@
 namespace demi {
 namespace {
 
+// A zero timeout makes one pass (wait.h).
+bool ZeroTimeout(const timespec* timeout) {
+  return timeout != nullptr && timeout->tv_sec == 0 && timeout->tv_nsec == 0;
+}
+
 // A wait's clock: its deadline (a NULL timeout is forever) and its spin
 // budget. Reading the time costs more than a progress pass, and most waits
 // end within a few passes: so the clock is first read after kClockInterval
@@ -28,9 +33,7 @@ class WaitClock {
       : timeout_(timeout),
         spin_for_(spin_for),
         // A zero timeout, or no spin budget, needs the clock at every pass.
-        interval_((timeout != nullptr && timeout->tv_sec == 0 &&
-                   timeout->tv_nsec == 0) ||
-                          spin == absl::ZeroDuration()
+        interval_(ZeroTimeout(timeout) || spin == absl::ZeroDuration()
                       ? 1
                       : kClockInterval),
         until_clock_(interval_) {}
@@ -50,10 +53,7 @@ class WaitClock {
   static constexpr uint32_t kClockInterval = 32;
 
   Step ReadClock() {
-    if (timeout_ != nullptr && timeout_->tv_sec == 0 &&
-        timeout_->tv_nsec == 0) {
-      return Step::kExpired;
-    }
+    if (ZeroTimeout(timeout_)) return Step::kExpired;
     absl::Time now = absl::Now();
     if (!started_) {
       started_ = true;

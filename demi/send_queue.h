@@ -24,6 +24,7 @@
 #include "demi/limits.h"
 #include "demi/push_op.h"
 #include "demi/sga_pool.h"
+#include "demi/staged_chain.h"
 
 namespace demi {
 
@@ -190,12 +191,7 @@ class SendQueue {
     ibv_send_wr* bad;
     int rc = PostChain(&staged_[0].wr, &bad);
     staged_[n - 1].wr.next = nullptr;
-    // What was posted is everything before the one ibv_post_send names
-    // (if it names none, nothing was).
-    uint32_t posted = rc == 0 || (last != nullptr && bad == last) ? n : 0;
-    for (uint32_t i = 0; rc != 0 && i < n; ++i) {
-      if (bad == &staged_[i].wr) posted = i;
-    }
+    uint32_t posted = StagedPosted(rc, bad, staged_.data(), n, last);
     for (uint32_t i = 0; i < posted; ++i) {
       if (staged_[i].qt != 0) done(staged_[i].qt, 0);
     }
