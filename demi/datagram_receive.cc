@@ -52,8 +52,10 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   if (slot >= recv_slots_.size() || !recv_slots_[slot]) return;
   BufferRef buffer = std::move(recv_slots_[slot]);
   empty_slots_.push_back(slot);
-  if (wc.status != IBV_WC_SUCCESS || wc.byte_len < kGrhSize) {
-    if (wc.status != IBV_WC_WR_FLUSH_ERR) ++stats_.malformed;
+  if (wc.status != IBV_WC_SUCCESS || wc.byte_len <= kGrhSize) {
+    // No bytes at all: a sender's mark (PostMark), not a datagram.
+    bool mark = wc.status == IBV_WC_SUCCESS && wc.byte_len == kGrhSize;
+    if (wc.status != IBV_WC_WR_FLUSH_ERR && !mark) ++stats_.malformed;
     return;
   }
   auto message =

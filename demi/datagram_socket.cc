@@ -326,13 +326,17 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
 }
 
 bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
-                              const Route& route, SendSlot slot) {
+                              const Route& route, SendSlot slot,
+                              bool must_signal) {
   uint64_t seq = send_head_;
-  // Every push's last fragment is signalled, and so is an inline push (its
-  // route is held until then, and a close waits for it): it also retires
-  // the staged datagrams posted ahead of it.
-  bool signal = slot.last || slot.holds_route ||
-                ++unsignaled_run_ >= kDatagramSignalInterval;
+  // Every push's last fragment is signalled: its completion ends the push.
+  // An inline push is done when posted, and its slot (with its route hold)
+  // is retired by a later signalled send, as the staged ones are: at worst
+  // a mark (PostMark). The staged datagrams posted ahead of it count in
+  // the run, so that a full ring always holds a signalled send.
+  unsignaled_run_ += num_staged_;
+  bool signal =
+      must_signal || slot.last || ++unsignaled_run_ >= kDatagramSignalInterval;
   if (signal) unsignaled_run_ = 0;
   // Built once (opcode, no next): only what changes is set.
   ibv_send_wr& wr = send_wr_;
@@ -360,10 +364,32 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
     FailAll(rc);
     return false;
   }
-  slot.signaled = signal;
   send_slots_[seq % kDatagramSendDepth] = slot;
   ++send_head_;
+  if (signal) signaled_end_ = send_head_;
+  last_route_ = route;
+  last_route_key_ = slot.route_key;
   return true;
+}
+
+static_assert(kDatagramSignalInterval + kDoorbellBatch <= kDatagramSendDepth,
+              "a full send ring holds a signalled send");
+
+void DatagramSocket::PostMark() {
+  // A full ring holds a signalled send (one in kDatagramSignalInterval
+  // plus a stage).
+  if (error_ != 0 || signaled_end_ == send_head_ ||
+      send_head_ - send_tail_ >= kDatagramSendDepth) {
+    return;
+  }
+  SendSlot slot;
+  slot.holds_route = true;
+  slot.route_key = last_route_key_;
+  // The newest send holds this route until it is retired, so it is still
+  // there; the mark holds it too.
+  if (PostSend(nullptr, 0, 0, last_route_, slot, /*must_signal=*/true)) {
+    routes_.Hold(slot.route_key);
+  }
 }
 
 void DatagramSocket::Stage(const DatagramHeader* header,
@@ -398,6 +424,8 @@ void DatagramSocket::Stage(const DatagramHeader* header,
   send_slots_[send_head_ % kDatagramSendDepth] = slot;
   ++send_head_;
   routes_.Hold(slot.route_key);
+  last_route_ = route;
+  last_route_key_ = slot.route_key;
 }
 
 int DatagramSocket::PostChain(ibv_send_wr* wr) {
@@ -410,7 +438,7 @@ int DatagramSocket::PostChain(ibv_send_wr* wr) {
     last.wr.next = wr;
     if (wr == nullptr) {
       last.wr.send_flags |= IBV_SEND_SIGNALED;
-      send_slots_[last.wr.wr_id % kDatagramSendDepth].signaled = true;
+      unsignaled_run_ = 0;
     }
     first = &staged_[0].wr;
   }
@@ -419,6 +447,7 @@ int DatagramSocket::PostChain(ibv_send_wr* wr) {
   int rc = ibv_post_send(qp_->qp, first, &bad);
   if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
   uint32_t posted = StagedPosted(rc, bad, staged_.data(), n, wr);
+  if (wr == nullptr && n > 0 && posted == n) signaled_end_ = send_head_;
   for (uint32_t i = 0; i < posted; ++i) {
     ++stats_.sent;
     env_.tokens->Succeed(staged_[i].qt, DEMI_OPC_PUSH);
@@ -457,6 +486,7 @@ void DatagramSocket::PostFragment(PushOp& op) {
   int n = 1 + SliceSges(op.segs, op.num_segs, offset, length, sges + 1);
   SendSlot slot;
   slot.last = op.next_fragment + 1 == op.fragment_count;
+  slot.route_key = op.route_key;
   if (PostSend(sges, n, kHeaderSize + length, op.route, slot)) {
     ++op.next_fragment;
   }
@@ -467,6 +497,7 @@ void DatagramSocket::StartClose() {
   if (num_staged_ > 0) FlushStaged();
   FailPops(EBADF);
   Service();
+  PostMark();  // Drained() once every send is retired.
 }
 
 void DatagramSocket::FailAll(int err) {
@@ -537,9 +568,9 @@ bool DatagramSocket::Poll() {
   int received = ibv_poll_cq(recv_cq_.get(), kPollBatch, wcs);
   if (received < 0) FailCompletions(EIO);
   for (int i = 0; i < received; ++i) OnRecvCompletion(wcs[i]);
-  // Every push's last fragment is signalled: with nothing posted, nothing
-  // can complete.
-  int sent = send_tail_ < send_head_
+  // Only a signalled send completes (a failed one too, but that fails the
+  // QP, and the next signalled send then fails as well).
+  int sent = signaled_end_ > send_tail_
                  ? ibv_poll_cq(send_cq_.get(), kPollBatch, wcs)
                  : 0;
   if (sent < 0) FailCompletions(EIO);
@@ -558,6 +589,12 @@ void DatagramSocket::PollTimers(absl::Time now) {
   // Two looks at the same oldest slot, far enough apart: measured between
   // passes, so a process that did not poll for a while is not judged on
   // completions it has not looked for yet.
+  if (send_head_ != quiet_head_) {
+    quiet_head_ = send_head_;
+    quiet_since_ = now;
+  } else if (now - quiet_since_ >= kDatagramMarkAfter) {
+    PostMark();
+  }
   if (send_tail_ == send_head_ || error_ != 0) {
     watched_tail_ = UINT64_MAX;
   } else if (send_tail_ != watched_tail_) {

@@ -149,11 +149,10 @@ class DatagramSocket {
   };
   struct SendSlot {
     bool last = false;  // The last fragment of in_flight_'s front.
-    bool signaled = false;
-    // An inline push's (TryPushInline): it holds its route until the send
-    // completes, as a PushOp does for the others.
+    // An inline push's (TryPushInline) or a mark's (PostMark): it holds its
+    // route until the send is retired, as a PushOp does for the others.
     bool holds_route = false;
-    uint64_t route_key = 0;
+    uint64_t route_key = 0;  // Its destination's (every send's).
   };
   // An inline datagram staged for the next post: its bytes copied here,
   // its send slot and route taken, its push done once posted.
@@ -213,10 +212,16 @@ class DatagramSocket {
   int PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                     uint32_t length, const sockaddr_in& dest);
   // Posts one send of `bytes` (inline if they fit) into the next slot,
-  // which `slot` describes (PostSend says whether it is signalled). False
-  // if the QP failed (everything failed then).
+  // which `slot` describes; signalled if `must_signal`, if it is a push's
+  // last fragment, or every kDatagramSignalInterval. False if the QP
+  // failed (everything failed then).
   bool PostSend(ibv_sge* sges, int num_sge, uint32_t bytes, const Route& route,
-                SendSlot slot);
+                SendSlot slot, bool must_signal = false);
+  // Unsignalled sends are retired by the completion of a later signalled
+  // one. If none follows the newest, a signalled send of no bytes (a
+  // mark, which receivers drop) goes behind them on the newest's route:
+  // at close, and when the socket sent nothing for kDatagramMarkAfter.
+  void PostMark();
   // Posts the next fragment of `op` on its route.
   void PostFragment(PushOp& op);
   // The QP failed with `err`: every push fails (their memory stays held
@@ -278,7 +283,17 @@ class DatagramSocket {
   ibv_send_wr send_wr_ = {};  // PostSend's, opcode set once (Init).
   uint64_t send_head_ = 0;    // Next send slot to post.
   uint64_t send_tail_ = 0;    // Oldest send slot not retired.
+  // One past the newest signalled send slot: while it is above send_tail_
+  // a send completion is to come.
+  uint64_t signaled_end_ = 0;
   uint32_t unsignaled_run_ = 0;
+  // The newest send's route (held while that send is) and key, for
+  // PostMark.
+  Route last_route_;
+  uint64_t last_route_key_ = 0;
+  // send_head_ as PollTimers last saw it move, and when.
+  uint64_t quiet_head_ = 0;
+  absl::Time quiet_since_;
   std::vector<StagedSend> staged_;  // kDoorbellBatch, at the first Stage.
   uint32_t num_staged_ = 0;
   // The progress pass of the latest post (see DatagramEnv::poll_passes).

@@ -366,6 +366,68 @@ TEST(DatagramTest, CloseSendsWhatWasPushedBeforeIt) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// An inline push is done when posted, and its send is unsignalled: a
+// later signalled send retires it. A close posts one (a mark) behind such
+// sends, so that the socket goes, its port free again, at once and not at
+// its linger time; the receiver drops the mark without counting it.
+TEST(DatagramTest, ACloseAfterInlinePushesFreesItsPortAtOnce) {
+  uint16_t a_port = NextPort(), b_port = NextPort();
+  int a = BoundSocket(a_port);
+  int b = BoundSocket(b_port);
+  PushTo(a, "warm", AddrOrDie(b_port));
+  EXPECT_EQ(PopFrom(b, nullptr), "warm");
+  for (int i = 0; i < 3; ++i) PushTo(a, Pattern(64, i), AddrOrDie(b_port));
+  EXPECT_EQ(demi_close(a), 0);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(SameBytes(PopFrom(b, nullptr), Pattern(64, i))) << i;
+  }
+  int again = -1;
+  ASSERT_EQ(demi_socket(&again, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in local = AddrOrDie(a_port);
+  absl::Time give_up = absl::Now() + absl::Seconds(5);
+  demi_qtoken_t pending = 0;
+  int err;
+  while ((err = demi_bind(again, Sa(local), sizeof(local))) == EADDRINUSE &&
+         absl::Now() < give_up) {
+    Progress(b, 10, &pending);
+  }
+  EXPECT_EQ(err, 0) << "the closed socket still holds its port";
+  Progress(b, 50, &pending);  // The mark arrives, and is not a datagram.
+  EXPECT_EQ(Stats(b).dropped_malformed, 0u);
+  EXPECT_EQ(demi_close(again), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
+// Unsignalled sends left by pushes that stopped are retired by a mark once
+// the socket has been quiet for kDatagramMarkAfter: the watch on sends that
+// never complete (kDatagramSendTimeout) sees them done, and the socket sends
+// on.
+TEST(DatagramTest, AQuietSocketsUnsignalledSendsAreRetired) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  PushTo(a, "warm", AddrOrDie(b_port));
+  EXPECT_EQ(PopFrom(b, nullptr), "warm");
+  for (int i = 0; i < 3; ++i) PushTo(a, Pattern(64, i), AddrOrDie(b_port));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(SameBytes(PopFrom(b, nullptr), Pattern(64, i))) << i;
+  }
+  // Longer than the watch allows a send, the library running throughout.
+  absl::Time until =
+      absl::Now() + demi::kDatagramSendTimeout + absl::Seconds(1);
+  demi_qtoken_t pending = 0;
+  while (absl::Now() < until) Progress(b, 100, &pending);
+  PushTo(a, "after", AddrOrDie(b_port));
+  demi_qresult_t qr = WaitOrFail(pending);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "after");
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  EXPECT_EQ(Stats(a).sent, 5u);
+  EXPECT_EQ(Stats(b).dropped_malformed, 0u);
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 // Pushes made between two progress passes go out together (staged, one
 // post): each is done once a wait drives the pass, and they arrive whole
 // and in order though every buffer was freed, and reused, at once.

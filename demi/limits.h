@@ -193,6 +193,9 @@ inline constexpr absl::Duration kMinStallWait = absl::Seconds(4);
 inline constexpr uint32_t kDatagramSendDepth = 256;
 // At most this many sends in a row go unsignalled.
 inline constexpr uint32_t kDatagramSignalInterval = kDatagramSendDepth / 4;
+// Unsignalled sends are retired by a later signalled one: a socket that
+// sent nothing for this long posts one (a mark) behind them.
+inline constexpr absl::Duration kDatagramMarkAfter = absl::Milliseconds(100);
 // A UD send completes once the device has sent it, lost or not: one that
 // has not within this long never will (the device or its CQ is broken),
 // and the socket's pushes fail with ETIMEDOUT.
