@@ -80,6 +80,9 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   // is the one the claimed port resolves to.
   if (!routes_.Seen(from, wc.src_qp)) {
     ++stats_.malformed;
+    // Resolving `from` again may wait for the sends to it to complete: a
+    // mark behind them, if nothing signalled is (ResolveDrained then).
+    if (routes_.waiting_to_resolve()) PostMark();
     return;
   }
   if (h.fragment_count == 1) {

@@ -94,8 +94,36 @@ bool DatagramRoutes::Seen(const sockaddr_in& from, uint32_t qpn) {
   }
   if (entry->route.qpn == qpn) return true;
   // The route's copy in a posted send needs its address handle.
-  if (entry->in_flight > 0) return false;
-  uint32_t known = entry->route.qpn;
+  if (entry->in_flight > 0) {
+    if (!entry->drain_waiting) {
+      entry->drain_waiting = true;
+      drain_waiters_.push_back(from);
+    }
+    return false;
+  }
+  ResolveAgain(from, *entry);
+  return false;
+}
+
+void DatagramRoutes::ResolveDrained() {
+  for (size_t i = 0; i < drain_waiters_.size();) {
+    const sockaddr_in from = drain_waiters_[i];
+    Entry* entry = Lookup(RouteKey(from));
+    // Gone meanwhile (evicted, or failed and made anew): nothing to do.
+    bool waiting = entry != nullptr && entry->drain_waiting;
+    if (waiting && entry->in_flight > 0) {
+      ++i;
+      continue;
+    }
+    drain_waiters_[i] = drain_waiters_.back();
+    drain_waiters_.pop_back();
+    if (waiting) ResolveAgain(from, *entry);
+  }
+}
+
+void DatagramRoutes::ResolveAgain(const sockaddr_in& from, Entry& entry) {
+  uint64_t key = RouteKey(from);
+  uint32_t known = entry.route.qpn;
   cached_ = nullptr;
   entries_.erase(key);
   absl::StatusOr<const Route*> route = Find(from);
@@ -104,7 +132,6 @@ bool DatagramRoutes::Seen(const sockaddr_in& from, uint32_t qpn) {
     fresh->verifying = true;
     fresh->previous_qpn = known;
   }
-  return false;
 }
 
 DatagramRoutes::Outcome DatagramRoutes::Fail(

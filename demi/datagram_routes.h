@@ -75,10 +75,16 @@ class DatagramRoutes {
   // there (nothing to check against) or one to that very QP: the port
   // space lets only the socket bound at `from` answer its resolution.
   // Another QP is a forgery or the peer's socket made anew: its datagram is
-  // dropped, and unless sends to `from` are in flight `from` is resolved
-  // again at once. What it resolves to then decides; meanwhile only the QP
-  // known before speaks for it.
+  // dropped, and `from` is resolved again: at once, or if sends to `from`
+  // are in flight (their requests name its address handle), as soon as
+  // they have all completed (ResolveDrained). What it resolves to then
+  // decides; meanwhile only the QP known before speaks for it.
   bool Seen(const sockaddr_in& from, uint32_t qpn);
+  // Whether a destination waits for its sends to complete to be resolved
+  // again (Seen).
+  bool waiting_to_resolve() const { return !drain_waiters_.empty(); }
+  // Resolves again those of them whose sends have all completed.
+  void ResolveDrained();
 
   struct Outcome {
     uint64_t key = 0;
@@ -108,6 +114,8 @@ class DatagramRoutes {
     // known before.
     bool verifying = false;
     uint32_t previous_qpn = 0;
+    // Claimed by another QP while sends were in flight: in drain_waiters_.
+    bool drain_waiting = false;
     // Refused (nobody bound there yet): when first, and when to ask again
     // (InfiniteFuture: not waiting to).
     absl::Time first_refused = absl::InfinitePast();
@@ -127,6 +135,9 @@ class DatagramRoutes {
   bool MakeRoom();
   absl::Status StartResolve(Entry& entry, const sockaddr_in& dest);
   Outcome Fail(absl::flat_hash_map<uint64_t, Entry>::iterator it, int err);
+  // Drops the resolved `entry` of `from` (no send in flight) and resolves
+  // `from` again, verifying: only the QP known before speaks for it.
+  void ResolveAgain(const sockaddr_in& from, Entry& entry);
   // Nobody answered at the entry's destination: asks again later, or fails
   // it once kRefusedGrace is over.
   absl::optional<Outcome> Refused(
@@ -144,6 +155,9 @@ class DatagramRoutes {
   Entry* cached_ = nullptr;
   absl::flat_hash_map<rdma_cm_id*, uint64_t> resolving_;
   size_t retrying_ = 0;  // Entries waiting for their retry_at.
+  // Destinations Seen found claimed by another QP while sends to them were
+  // in flight.
+  std::vector<sockaddr_in> drain_waiters_;
 };
 
 }  // namespace demi

@@ -344,7 +344,7 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   wr.sg_list = sges;
   wr.num_sge = num_sge;
   wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
-  if (bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
+  if (bytes != 0 && bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
   wr.wr.ud.ah = route.ah;
   wr.wr.ud.remote_qpn = route.qpn;
   wr.wr.ud.remote_qkey = route.qkey;
@@ -386,10 +386,13 @@ void DatagramSocket::PostMark() {
   slot.holds_route = true;
   slot.route_key = last_route_key_;
   // The newest send holds this route until it is retired, so it is still
-  // there; the mark holds it too.
+  // there; the mark holds it too. Not a post of the application's: the
+  // next push is not staged behind it (WouldStage).
+  uint32_t posted_pass = posted_pass_;
   if (PostSend(nullptr, 0, 0, last_route_, slot, /*must_signal=*/true)) {
     routes_.Hold(slot.route_key);
   }
+  posted_pass_ = posted_pass;
 }
 
 void DatagramSocket::Stage(const DatagramHeader* header,
@@ -415,8 +418,8 @@ void DatagramSocket::Stage(const DatagramHeader* header,
   staged.wr.next = nullptr;
   staged.wr.sg_list = staged.sges;
   staged.wr.num_sge = 2;
-  // Unsignalled: something signalled always follows it in its chain (the
-  // chain's last, or the send posted behind the stage), and retires it.
+  // Unsignalled, as most sends are: a later signalled one retires it (the
+  // chain's last when a pass posts the stage, or at worst a mark).
   staged.wr.send_flags = IBV_SEND_INLINE;
   staged.wr.wr.ud.ah = route.ah;
   staged.wr.wr.ud.remote_qpn = route.qpn;
@@ -558,7 +561,9 @@ void DatagramSocket::OnSendCompletion(const ibv_wc& wc) {
     Recycle(std::move(in_flight_.front()));
     in_flight_.pop_front();
   }
+  if (routes_.waiting_to_resolve()) routes_.ResolveDrained();
   Service();
+  if (closing_) PostMark();  // StartClose's, if the ring was full then.
 }
 
 bool DatagramSocket::Poll() {
@@ -589,17 +594,18 @@ void DatagramSocket::PollTimers(absl::Time now) {
   // Two looks at the same oldest slot, far enough apart: measured between
   // passes, so a process that did not poll for a while is not judged on
   // completions it has not looked for yet.
-  if (send_head_ != quiet_head_) {
-    quiet_head_ = send_head_;
-    quiet_since_ = now;
-  } else if (now - quiet_since_ >= kDatagramMarkAfter) {
-    PostMark();
-  }
   if (send_tail_ == send_head_ || error_ != 0) {
     watched_tail_ = UINT64_MAX;
   } else if (send_tail_ != watched_tail_) {
     watched_tail_ = send_tail_;
     watched_since_ = now;
+  } else if (signaled_end_ <= send_tail_) {
+    // Only unsignalled sends are out: nothing retires them but a later
+    // signalled one, which a quiet socket may never post.
+    if (now - watched_since_ >= kDatagramMarkAfter) {
+      PostMark();
+      watched_since_ = now;
+    }
   } else if (now - watched_since_ >= kDatagramSendTimeout) {
     DEMI_LOG(ERROR) << "a UD send has not completed in "
                     << absl::FormatDuration(kDatagramSendTimeout)

@@ -220,7 +220,8 @@ class DatagramSocket {
   // Unsignalled sends are retired by the completion of a later signalled
   // one. If none follows the newest, a signalled send of no bytes (a
   // mark, which receivers drop) goes behind them on the newest's route:
-  // at close, and when the socket sent nothing for kDatagramMarkAfter.
+  // at close, and from the timers once the oldest send has waited
+  // kDatagramMarkAfter with nothing signalled behind it.
   void PostMark();
   // Posts the next fragment of `op` on its route.
   void PostFragment(PushOp& op);
@@ -291,9 +292,6 @@ class DatagramSocket {
   // PostMark.
   Route last_route_;
   uint64_t last_route_key_ = 0;
-  // send_head_ as PollTimers last saw it move, and when.
-  uint64_t quiet_head_ = 0;
-  absl::Time quiet_since_;
   std::vector<StagedSend> staged_;  // kDoorbellBatch, at the first Stage.
   uint32_t num_staged_ = 0;
   // The progress pass of the latest post (see DatagramEnv::poll_passes).

@@ -409,4 +409,46 @@ TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// An inline datagram is done when posted and its send is unsignalled.
+// Once it has waited kDatagramMarkAfter with nothing signalled behind it, a
+// mark (a signalled send of no bytes) follows it; if that never completes
+// either, the socket fails as above, its later pushes with ETIMEDOUT.
+TEST(BrokenCompletionQueueTest, InlineDatagramsThatNeverCompleteFailTheSocket) {
+  int bound = -1;
+  uint16_t a_port = NextPort(), b_port = NextPort();
+  int a = DatagramSocketAt(a_port, &bound);
+  ASSERT_EQ(bound, 0);
+  int b = DatagramSocketAt(b_port, &bound);
+  ASSERT_EQ(bound, 0);
+  sockaddr_in to_b = AddrOrDie(b_port);
+  // A piece of the size the test above had (this process's 12 MiB pool
+  // may have no room for another class's slab); 64 bytes go inline.
+  demi_sgarray_t sga = demi_sgaalloc(900);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  sga.sga_segs[0].sgaseg_len = 64;
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
+  ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);  // The route.
+  {
+    ScopedCqFault fault(CqFault::kHold);
+    ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
+    ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);  // Done when posted.
+    // The library runs meanwhile: nothing arrives, nothing completes.
+    demi_qtoken_t pop = 0;
+    ASSERT_EQ(demi_pop(&pop, a), 0);
+    demi_qresult_t qr;
+    timespec wait =
+        absl::ToTimespec(demi::kDatagramSendTimeout + demi::kDatagramMarkAfter +
+                         absl::Seconds(2));
+    ASSERT_EQ(demi_wait(&qr, pop, &wait), ETIMEDOUT);
+    ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
+    qr = WaitOrFail(qt);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
+  }
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 }  // namespace
