@@ -377,24 +377,33 @@ TEST(BrokenCompletionQueueTest, AProbeThatNeverCompletesFailsTheConnection) {
   demi::testing::ClosePair(pair);
 }
 
+// Two bound datagram sockets `a` and `b` (`to_b` its address), and a push
+// of `sga` from a to b that goes through, so that the route is resolved.
+void TwoSocketsAndARoute(const demi_sgarray_t& sga, int* a, int* b,
+                         sockaddr_in* to_b) {
+  int bound = -1;
+  *a = DatagramSocketAt(NextPort(), &bound);
+  ASSERT_EQ(bound, 0);
+  uint16_t b_port = NextPort();
+  *b = DatagramSocketAt(b_port, &bound);
+  ASSERT_EQ(bound, 0);
+  *to_b = AddrOrDie(b_port);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pushto(&qt, *a, &sga, Sa(*to_b), sizeof(*to_b)), 0);
+  ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+}
+
 // A UD send always completes, delivered or lost; one whose completion
 // never comes fails its push (ETIMEDOUT) after kDatagramSendTimeout
 // instead of leaving it pending for ever. 900 bytes: one fragment, too
 // long to go inline (an inline push is done when posted).
 TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
-  int bound = -1;
-  uint16_t a_port = NextPort(), b_port = NextPort();
-  int a = DatagramSocketAt(a_port, &bound);
-  ASSERT_EQ(bound, 0);
-  int b = DatagramSocketAt(b_port, &bound);
-  ASSERT_EQ(bound, 0);
-  sockaddr_in to_b = AddrOrDie(b_port);
   demi_sgarray_t sga = demi_sgaalloc(900);
   ASSERT_EQ(sga.sga_numsegs, 1u);
-  // First one that goes through, so that the route is resolved.
+  int a = -1, b = -1;
+  sockaddr_in to_b;
+  ASSERT_NO_FATAL_FAILURE(TwoSocketsAndARoute(sga, &a, &b, &to_b));
   demi_qtoken_t qt = 0;
-  ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
-  ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   {
     ScopedCqFault fault(CqFault::kHold);
     absl::Time start = absl::Now();
@@ -414,21 +423,15 @@ TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
 // mark (a signalled send of no bytes) follows it; if that never completes
 // either, the socket fails as above, its later pushes with ETIMEDOUT.
 TEST(BrokenCompletionQueueTest, InlineDatagramsThatNeverCompleteFailTheSocket) {
-  int bound = -1;
-  uint16_t a_port = NextPort(), b_port = NextPort();
-  int a = DatagramSocketAt(a_port, &bound);
-  ASSERT_EQ(bound, 0);
-  int b = DatagramSocketAt(b_port, &bound);
-  ASSERT_EQ(bound, 0);
-  sockaddr_in to_b = AddrOrDie(b_port);
   // A piece of the size the test above had (this process's 12 MiB pool
   // may have no room for another class's slab); 64 bytes go inline.
   demi_sgarray_t sga = demi_sgaalloc(900);
   ASSERT_EQ(sga.sga_numsegs, 1u);
   sga.sga_segs[0].sgaseg_len = 64;
+  int a = -1, b = -1;
+  sockaddr_in to_b;
+  ASSERT_NO_FATAL_FAILURE(TwoSocketsAndARoute(sga, &a, &b, &to_b));
   demi_qtoken_t qt = 0;
-  ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
-  ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);  // The route.
   {
     ScopedCqFault fault(CqFault::kHold);
     ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
