@@ -594,18 +594,20 @@ void DatagramSocket::PollTimers(absl::Time now) {
   // Two looks at the same oldest slot, far enough apart: measured between
   // passes, so a process that did not poll for a while is not judged on
   // completions it has not looked for yet.
+  bool signaled_out = signaled_end_ > send_tail_;
   if (send_tail_ == send_head_ || error_ != 0) {
     watched_tail_ = UINT64_MAX;
-  } else if (send_tail_ != watched_tail_) {
+  } else if (send_tail_ != watched_tail_ || signaled_out != watched_signaled_) {
+    // A new oldest send, or a signalled one out behind it since the last
+    // look (a socket left alone for long must not be judged on a send it
+    // has just posted): the clock starts now.
     watched_tail_ = send_tail_;
     watched_since_ = now;
-  } else if (signaled_end_ <= send_tail_) {
+    watched_signaled_ = signaled_out;
+  } else if (!signaled_out) {
     // Only unsignalled sends are out: nothing retires them but a later
     // signalled one, which a quiet socket may never post.
-    if (now - watched_since_ >= kDatagramMarkAfter) {
-      PostMark();
-      watched_since_ = now;
-    }
+    if (now - watched_since_ >= kDatagramMarkAfter) PostMark();
   } else if (now - watched_since_ >= kDatagramSendTimeout) {
     DEMI_LOG(ERROR) << "a UD send has not completed in "
                     << absl::FormatDuration(kDatagramSendTimeout)

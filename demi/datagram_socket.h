@@ -298,9 +298,11 @@ class DatagramSocket {
   uint32_t posted_pass_ = 0;
   // A send that never completes holds every later one: PollTimers watches
   // the oldest slot, and fails the socket once it has not moved for
-  // kDatagramSendTimeout (UINT64_MAX: nothing watched).
+  // kDatagramSendTimeout with a signalled send out behind it (with none,
+  // it posts a mark after kDatagramMarkAfter). UINT64_MAX: nothing watched.
   uint64_t watched_tail_ = UINT64_MAX;
   absl::Time watched_since_;
+  bool watched_signaled_ = false;  // A signalled send was out at the look.
   // By pointer: a PushOp is ~500 bytes, and a deque of them would allocate
   // a node and move one per datagram.
   std::deque<std::unique_ptr<PushOp>> backlog_;     // Not fully posted.

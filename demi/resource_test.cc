@@ -454,4 +454,39 @@ TEST(BrokenCompletionQueueTest, InlineDatagramsThatNeverCompleteFailTheSocket) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// The watch times a signalled send from when it is out, not from when the
+// unsignalled sends ahead of it were first seen: a socket left alone for
+// longer than kDatagramSendTimeout after an inline push is not failed in
+// the first moments of its next signalled send.
+TEST(BrokenCompletionQueueTest, ASignalledSendAfterALongQuietIsTimedAnew) {
+  demi_sgarray_t sga = demi_sgaalloc(900);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  int a = -1, b = -1;
+  sockaddr_in to_b;
+  ASSERT_NO_FATAL_FAILURE(TwoSocketsAndARoute(sga, &a, &b, &to_b));
+  demi_sgarray_t small = sga;
+  small.sga_segs[0].sgaseg_len = 64;  // Inline, unsignalled.
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_pushto(&qt, a, &small, Sa(to_b), sizeof(to_b)), 0);
+  ASSERT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  demi_qtoken_t pop = 0;
+  ASSERT_EQ(demi_pop(&pop, a), 0);
+  demi_qresult_t qr;
+  timespec brief = Ms(20);  // The watch sees the unsignalled send.
+  ASSERT_EQ(demi_wait(&qr, pop, &brief), ETIMEDOUT);
+  absl::SleepFor(demi::kDatagramSendTimeout + absl::Seconds(1));  // Away.
+  {
+    // Its completion unseen for a while: the timers run in the meantime.
+    ScopedCqFault fault(CqFault::kHold);
+    ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
+    timespec held = Ms(300);
+    ASSERT_EQ(demi_wait(&qr, pop, &held), ETIMEDOUT);
+  }
+  qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  EXPECT_EQ(demi_sgafree(&sga), 0);
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 }  // namespace
