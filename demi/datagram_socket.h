@@ -297,9 +297,10 @@ class DatagramSocket {
   // The progress pass of the latest post (see DatagramEnv::poll_passes).
   uint32_t posted_pass_ = 0;
   // A send that never completes holds every later one: PollTimers watches
-  // the oldest slot, and fails the socket once it has not moved for
-  // kDatagramSendTimeout with a signalled send out behind it (with none,
-  // it posts a mark after kDatagramMarkAfter). UINT64_MAX: nothing watched.
+  // the oldest slot, and fails the socket once a signalled send has been
+  // out behind it, the slot unmoved, for kDatagramSendTimeout (from the
+  // first look that saw that send out); with none out, it posts a mark
+  // after kDatagramMarkAfter. UINT64_MAX: nothing watched.
   uint64_t watched_tail_ = UINT64_MAX;
   absl::Time watched_since_;
   bool watched_signaled_ = false;  // A signalled send was out at the look.

@@ -191,8 +191,8 @@ inline constexpr absl::Duration kMinStallWait = absl::Seconds(4);
 
 // Send work requests in flight per socket (one per fragment).
 inline constexpr uint32_t kDatagramSendDepth = 256;
-// Every this many sends one is signalled (a stage of kDoorbellBatch posted
-// ahead of a send counts in the run).
+// At most this many sends in a row go unsignalled, plus a stage of
+// kDoorbellBatch posted ahead of the next one.
 inline constexpr uint32_t kDatagramSignalInterval = kDatagramSendDepth / 4;
 // Unsignalled sends are retired by a later signalled one: a socket that
 // sent nothing for this long posts one (a mark) behind them.

@@ -472,7 +472,9 @@ TEST(BrokenCompletionQueueTest, ASignalledSendAfterALongQuietIsTimedAnew) {
   demi_qtoken_t pop = 0;
   ASSERT_EQ(demi_pop(&pop, a), 0);
   demi_qresult_t qr;
-  timespec brief = Ms(20);  // The watch sees the unsignalled send.
+  // Longer than a sleeping wait's timer interval (50 ms), shorter than
+  // kDatagramMarkAfter: the watch sees the unsignalled send, no mark yet.
+  timespec brief = Ms(60);
   ASSERT_EQ(demi_wait(&qr, pop, &brief), ETIMEDOUT);
   absl::SleepFor(demi::kDatagramSendTimeout + absl::Seconds(1));  // Away.
   {
