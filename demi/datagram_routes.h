@@ -66,6 +66,13 @@ class DatagramRoutes {
   void Hold(uint64_t key) {
     if (Entry* entry = Lookup(key)) ++entry->in_flight;
   }
+  // The route of `key` while a send holds it; null otherwise.
+  const Route* Held(uint64_t key) {
+    Entry* entry = Lookup(key);
+    return entry != nullptr && entry->in_flight > 0 && entry->ah != nullptr
+               ? &entry->route
+               : nullptr;
+  }
   void Release(uint64_t key) {
     Entry* entry = Lookup(key);
     if (entry != nullptr && entry->in_flight > 0) --entry->in_flight;

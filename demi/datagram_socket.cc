@@ -367,8 +367,6 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   send_slots_[seq % kDatagramSendDepth] = slot;
   ++send_head_;
   if (signal) signaled_end_ = send_head_;
-  last_route_ = route;
-  last_route_key_ = slot.route_key;
   return true;
 }
 
@@ -382,14 +380,17 @@ void DatagramSocket::PostMark() {
       send_head_ - send_tail_ >= kDatagramSendDepth) {
     return;
   }
+  // On the newest send's route, which that send holds until it is retired
+  // (a PushOp's fragment: its PushOp does); the mark holds it too.
   SendSlot slot;
   slot.holds_route = true;
-  slot.route_key = last_route_key_;
-  // The newest send holds this route until it is retired, so it is still
-  // there; the mark holds it too. Not a post of the application's: the
-  // next push is not staged behind it (WouldStage).
+  slot.route_key = send_slots_[(send_head_ - 1) % kDatagramSendDepth].route_key;
+  const Route* route = routes_.Held(slot.route_key);
+  if (route == nullptr) return;
+  // Not a post of the application's: the next push is not staged behind
+  // it (WouldStage).
   uint32_t posted_pass = posted_pass_;
-  if (PostSend(nullptr, 0, 0, last_route_, slot, /*must_signal=*/true)) {
+  if (PostSend(nullptr, 0, 0, *route, slot, /*must_signal=*/true)) {
     routes_.Hold(slot.route_key);
   }
   posted_pass_ = posted_pass;
@@ -427,8 +428,6 @@ void DatagramSocket::Stage(const DatagramHeader* header,
   send_slots_[send_head_ % kDatagramSendDepth] = slot;
   ++send_head_;
   routes_.Hold(slot.route_key);
-  last_route_ = route;
-  last_route_key_ = slot.route_key;
 }
 
 int DatagramSocket::PostChain(ibv_send_wr* wr) {

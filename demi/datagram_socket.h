@@ -288,10 +288,6 @@ class DatagramSocket {
   // a send completion is to come.
   uint64_t signaled_end_ = 0;
   uint32_t unsignaled_run_ = 0;
-  // The newest send's route (held while that send is) and key, for
-  // PostMark.
-  Route last_route_;
-  uint64_t last_route_key_ = 0;
   std::vector<StagedSend> staged_;  // kDoorbellBatch, at the first Stage.
   uint32_t num_staged_ = 0;
   // The progress pass of the latest post (see DatagramEnv::poll_passes).
