@@ -8,8 +8,10 @@
 # code; so each client runs four times (2,000 and 4,000 round trips, against
 # a native and a slowed server) and the instructions are fitted as
 #   total = setup + per_round_trip * round_trips + per_poll * polls,
-# where polls counts the calls of the provider's most-called function (its
-# poll_cq). Appends ir.TOOL.SIZE.* lines to DEMI_OUT_DIR/results.txt.
+# where polls counts ours' progress passes (RdmaLibOs::Poll) and
+# ib_send_lat's calls of its provider's poll_cq (the most-called function):
+# per_round_trip prices every poll as an empty one. Appends ir.TOOL.SIZE.*
+# lines (ir.ud.TOOL.SIZE.* with DEMI_IR_UD=1) to DEMI_OUT_DIR/results.txt.
 # DEMI_IR_TOOLS (default "ib_send_lat probe") picks the clients: "probe"
 # alone measures a change of ours in half the time. DEMI_IR_UD=1 measures
 # datagrams instead (ib_send_lat -c UD, latency_probe --udp).
@@ -25,8 +27,8 @@ limit="timeout 600"
 provider=$(basename "$(readlink -f "/sys/class/infiniband/$dev/device/driver" \
   2> /dev/null)")
 [ -n "$provider" ] && [ "$provider" != . ] || provider=rxe
-ud=""
-[ "${DEMI_IR_UD:-0}" = 1 ] && ud=1
+ud="" kind=""
+[ "${DEMI_IR_UD:-0}" = 1 ] && ud=1 kind=ud.
 callgrind="valgrind --tool=callgrind --callgrind-out-file"
 # The slowed server runs under callgrind too, as slow as the client.
 slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
@@ -35,7 +37,7 @@ slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
 # and prints "ROUND_TRIPS TOTAL_IR POLLS LIBRARY_IR POLL_FN".
 one() {
   local tool=$1 size=$2 n=$3 prefix=$4
-  local file="$out/callgrind.$tool.$size.$n.${prefix:+slow}"
+  local file="$out/callgrind.$kind$tool.$size.$n.${prefix:+slow}"
   if [ "$tool" = ib_send_lat ]; then
     $limit $prefix ib_send_lat -d "$dev" -R ${ud:+-c UD} -s "$size" \
       -n "$n" > /dev/null 2>&1 &
@@ -92,16 +94,16 @@ for size in "${sizes[@]}"; do
     runs=$(for n in 2000 4000; do
       for prefix in "" "$slow"; do one "$tool" "$size" "$n" "$prefix"; done
     done)
-    echo "$runs" > "$out/callgrind.$tool.$size.runs"
+    echo "$runs" > "$out/callgrind.$kind$tool.$size.runs"
     echo "$runs"
     read -r per_trip per_poll polls <<< "$(fit <<< "$runs")"
-    record "ir.$tool.$size.per_round_trip" "$per_trip"
-    record "ir.$tool.$size.per_empty_poll" "$per_poll"
-    record "ir.$tool.$size.polls_per_round_trip" "$polls"
+    record "ir.$kind$tool.$size.per_round_trip" "$per_trip"
+    record "ir.$kind$tool.$size.per_empty_poll" "$per_poll"
+    record "ir.$kind$tool.$size.polls_per_round_trip" "$polls"
     # The same fit over the instructions inside the library's calls only.
     read -r per_trip per_poll polls <<< "$(awk '{ print $1, $4, $3 }' \
       <<< "$runs" | fit)"
-    record "ir.$tool.$size.library_per_round_trip" "$per_trip"
-    record "ir.$tool.$size.library_per_empty_poll" "$per_poll"
+    record "ir.$kind$tool.$size.library_per_round_trip" "$per_trip"
+    record "ir.$kind$tool.$size.library_per_empty_poll" "$per_poll"
   done
 done

@@ -5,7 +5,8 @@
 # Runs on one RDMA device (one host): each of ours beside its peer from
 # perftest and librdmacm (rstream), client and server as two processes on
 # DEMI_TEST_ADDR; latency and the 64 B message rate in DEMI_BENCH_ROUNDS
-# (5) alternating rounds, medians kept; then instructions.sh. Writes
+# (5) alternating rounds, medians kept (64 B datagrams too); then
+# instructions.sh. Writes
 # results.txt (NAME VALUE lines), the raw outputs and latency_cdf.png into
 # DEMI_OUT_DIR.
 set -uo pipefail
@@ -126,6 +127,27 @@ for ((r = 1; r <= rounds; r++)); do
     --window 32 --seconds 3 --json)
   wait
   round throughput_sleep.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
+  # Datagrams of 64 B: perftest over UD, then ours (--udp).
+  line=$(perftest ib_send_lat 64 10000 -c UD)
+  round ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
+  round ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
+  line=$(perftest ib_send_bw 64 100000 -c UD)
+  round ud.ib_send_bw.64.msg_per_s "$(msg_rate 64 <<< "$line")"
+  $limit "$probe" --udp --server --bind "$addr" --port 13005 --exit_after 1 \
+    2> /dev/null &
+  wait_listen 13005
+  json=$($limit "$probe" --udp --client "$addr" --port 13005 --size 64 \
+    --iters 10000 --warmup 1000 --json)
+  wait
+  round ud.probe.64.p50 "$(json_field "$json" 64 p50_us)"
+  round ud.probe.64.p99 "$(json_field "$json" 64 p99_us)"
+  $limit "$tput" --udp --server --bind "$addr" --port 13006 --exit_after 1 \
+    2> /dev/null &
+  wait_listen 13006
+  one=$($limit "$tput" --udp --client "$addr" --port 13006 --size 64 \
+    --window 32 --seconds 3 --json)
+  wait
+  round ud.throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
 done
 settle
 
@@ -199,32 +221,25 @@ for size in 1048576 8388608; do
   record "throughput.$size.msg_per_s" "$(json_field "$large" $size msg_per_s)"
 done
 
-echo "== datagrams: perftest over UD vs --udp (one-way us, messages/s)"
-line=$(perftest ib_send_lat 64 10000 -c UD)
-record ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
-record ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
-line=$(perftest ib_send_bw 64 100000 -c UD)
-record ud.ib_send_bw.64.msg_per_s \
-  "$(msg_rate 64 <<< "$line")"
+echo "== datagrams of several fragments (one-way us, messages/s)"
 $limit "$probe" --udp --server --bind "$addr" --port 13010 --exit_after 1 \
   2> /dev/null &
 wait_listen 13010
-json=$($limit "$probe" --udp --client "$addr" --port 13010 --size 64,4K,60000 \
+json=$($limit "$probe" --udp --client "$addr" --port 13010 --size 4K,60000 \
   --iters 10000 --warmup 1000 --json)
 wait
 echo "$json" > "$out/latency_probe_udp.json"
-for size in 64 4096 60000; do
+for size in 4096 60000; do
   record "ud.probe.$size.p50" "$(json_field "$json" $size p50_us)"
   record "ud.probe.$size.p99" "$(json_field "$json" $size p99_us)"
 done
 $limit "$tput" --udp --server --bind "$addr" --port 13011 --exit_after 1 \
   2> "$out/throughput_udp_server.log" &
 wait_listen 13011
-json=$($limit "$tput" --udp --client "$addr" --port 13011 --size 64,4K \
+json=$($limit "$tput" --udp --client "$addr" --port 13011 --size 4K \
   --window 32 --seconds 3 --json)
 wait
 echo "$json" > "$out/throughput_udp.json"
-record ud.throughput.64.msg_per_s "$(json_field "$json" 64 msg_per_s)"
 record ud.throughput.4096.msg_per_s "$(json_field "$json" 4096 msg_per_s)"
 record ud.throughput.received \
   "$(awk '/received/ {print $3}' "$out/throughput_udp_server.log")"
@@ -284,3 +299,5 @@ record churn.heap_growth "$(awk '/^churn: after/ { h[n++] = $NF } END { if (n ==
 
 echo "== instructions per 64 B and 4 KiB round trip (callgrind)"
 "$(dirname "${BASH_SOURCE[0]}")/instructions.sh" "$probe" 64 4096
+echo "== instructions per 64 B datagram round trip (callgrind)"
+DEMI_IR_UD=1 "$(dirname "${BASH_SOURCE[0]}")/instructions.sh" "$probe" 64

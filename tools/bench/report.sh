@@ -90,10 +90,14 @@ row "Instructions per 64 B round trip" "ib_send_lat" \
   "$(value ir.probe.64.per_round_trip)" "<= 1.30"
 row "Instructions per 64 B round trip, library only" "ib_send_lat's verbs" \
   "$(value ir.ib_send_lat.64.library_per_round_trip)" \
-  "$(value ir.probe.64.library_per_round_trip)" ""
+  "$(value ir.probe.64.library_per_round_trip)" "<= 2.00"
 row "Instructions per 4 KiB round trip, library only" "ib_send_lat's verbs" \
   "$(value ir.ib_send_lat.4096.library_per_round_trip)" \
-  "$(value ir.probe.4096.library_per_round_trip)" ""
+  "$(value ir.probe.4096.library_per_round_trip)" "ours <= 900"
+row "Instructions per 64 B datagram round trip, library only" \
+  "ib_send_lat -c UD's verbs" \
+  "$(value ir.ud.ib_send_lat.64.library_per_round_trip)" \
+  "$(value ir.ud.probe.64.library_per_round_trip)" ""
 for size in 65536 1048576; do
   row "$(label $size) bandwidth" "ib_send_bw" \
     "$(mbps "$(value ib_send_bw.$size.msg_per_s)" $size)" \
@@ -117,12 +121,12 @@ for size in 65536 1048576 8388608; do
     "$(awk -v g="$(value rstream.$size.gbps)" 'BEGIN { if (g != "") printf "%.1f", g * 125 }')" \
     "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ">= 2.00"
 done
-row "64 B datagram latency p50" "ib_send_lat -c UD typical" \
-  "$(value ud.ib_send_lat.64.p50)" "$(value ud.probe.64.p50)" ""
-row "64 B datagram latency p99" "ib_send_lat -c UD 99%" \
-  "$(value ud.ib_send_lat.64.p99)" "$(value ud.probe.64.p99)" ""
-row "64 B datagram rate" "ib_send_bw -c UD" \
-  "$(value ud.ib_send_bw.64.msg_per_s)" "$(value ud.throughput.64.msg_per_s)" ""
+rowm "64 B datagram latency p50" "ib_send_lat -c UD typical" \
+  ud.ib_send_lat.64.p50 ud.probe.64.p50 "<= 1.10"
+rowm "64 B datagram latency p99" "ib_send_lat -c UD 99%" \
+  ud.ib_send_lat.64.p99 ud.probe.64.p99 ""
+rowm "64 B datagram rate" "ib_send_bw -c UD" ud.ib_send_bw.64.msg_per_s \
+  ud.throughput.64.msg_per_s ">= 1.00"
 row "1,000 sequential connects/s" "rdma_cm by hand" \
   "$(value connect.rdma_cm.per_s)" "$(value connect.demi.per_s)" ""
 row "64 B latency p50, two VMs" "ib_send_lat typical" \
@@ -189,12 +193,13 @@ docs/design.md ("Threads") for what a 32-core host would need.
 
 ## Datagrams (--udp: SOCK_DGRAM over UD queue pairs)
 
-One-way latency p50 / p99: 64 B $(value ud.probe.64.p50) / $(value ud.probe.64.p99) us,
+One-way latency p50 / p99: 64 B $(value ud.probe.64.p50) / $(value ud.probe.64.p99) us
+(medians of the rounds above),
 4 KiB (5 fragments on rxe's 1,024 B MTU) $(value ud.probe.4096.p50) / $(value ud.probe.4096.p99) us,
 60,000 B $(value ud.probe.60000.p50) / $(value ud.probe.60000.p99) us. Sent with 32 in flight:
-64 B $(two "$(value ud.throughput.64.msg_per_s)") datagrams/s, 4 KiB
-$(two "$(value ud.throughput.4096.msg_per_s)")/s; the server received
-$(value ud.throughput.received) of them (the rest, if any, were lost: UDP's
+64 B $(two "$(value ud.throughput.64.msg_per_s)") datagrams/s (median), 4 KiB
+$(two "$(value ud.throughput.4096.msg_per_s)")/s; of the 4 KiB ones the server received
+$(value ud.throughput.received) (the rest, if any, were lost: UDP's
 semantics).
 
 ## Scale (demi/scale_test)
@@ -202,6 +207,8 @@ semantics).
 One server process holds **$(value scale.connections) connections** from one
 client process, each echoing 64 B twice, in **$(value scale.server_mib) MiB**
 registered (the sum of \`mrlen\` in \`rdma resource show mr\` for its pid).
+Its full form, 10,000 connections (\`DEMI_SCALE_CONNECTIONS=10000\`), runs by
+hand: see docs/benchmarks_by_hand.md.
 Connect, echo and close, 1,000 times over against one server:
 $(two "$(value churn.cycles_per_s)") cycles/s; the server's heap afterwards
 differs by $(value churn.heap_growth) B from before, with the same QPs and MRs.
@@ -215,7 +222,10 @@ its figure) and ib_send_lat's. A waiting client spins on empty completion
 queues as often as timing makes it; so each client ran four times (2,000
 and 4,000 round trips, against a native server and one slowed by
 callgrind) and the totals were fitted as setup + per round trip x round
-trips + per poll x polls (polls: calls of the provider's poll function).
+trips + per poll x polls (polls: our progress passes, RdmaLibOs::Poll;
+ib_send_lat's calls of its provider's poll_cq). Every poll is priced as an
+empty one: a round trip's figure holds what its useful polls cost beyond
+that.
 ib_send_lat: $(value ir.ib_send_lat.64.per_round_trip) per round trip,
 $(value ir.ib_send_lat.64.per_empty_poll) per empty poll; ours:
 $(value ir.probe.64.per_round_trip) per round trip,
@@ -237,7 +247,14 @@ $(value ir.probe.4096.per_round_trip); library only: ib_send_lat
 $(value ir.ib_send_lat.4096.library_per_round_trip), ours
 $(value ir.probe.4096.library_per_round_trip).
 Script: \`tools/bench/instructions.sh LATENCY_PROBE 64 4096\`
-(\`DEMI_IR_TOOLS=probe\` runs our client alone).
+(\`DEMI_IR_TOOLS=probe\` runs our client alone; the probe must live where
+the VM sees it, not under the host's /tmp).
+
+## Measured by hand
+
+Changes measured one at a time, before and after in one boot (instructions
+per call, datagram rates, connects, 10,000 connections):
+[docs/benchmarks_by_hand.md](docs/benchmarks_by_hand.md).
 
 ## Latency distribution
 
@@ -263,10 +280,14 @@ throughput --client ADDR --size 64K --window 32 --seconds 3 --json
 throughput --client ADDR --size 1M,8M --window 8 --seconds 4 --json
 rstream -s ADDR -S {64,4096} -C 1 -I 5000          # latency
 rstream -s ADDR -S {65536,1048576,8388608} -C {2000,100,12} -I 1  # bandwidth
+# In each round too:
 ib_send_lat -d DEV -R -c UD -s 64 -n 10000 ADDR
 ib_send_bw  -d DEV -R -c UD -s 64 -n 100000 ADDR
-latency_probe --udp --client ADDR --size 64,4K,60000 --iters 10000 --warmup 1000
-throughput --udp --client ADDR --size 64,4K --window 32 --seconds 3
+latency_probe --udp --client ADDR --size 64 --iters 10000 --warmup 1000
+throughput --udp --client ADDR --size 64 --window 32 --seconds 3
+# Once:
+latency_probe --udp --client ADDR --size 4K,60000 --iters 10000 --warmup 1000
+throughput --udp --client ADDR --size 4K --window 32 --seconds 3
 kv_loadgen --server ADDR --connections 4 --keys 1000 --value_size 64 \\
   --get_ratio 0.9 --seconds 5 --json
 connect_rate --addr ADDR --connections 1000 --mode {rdma_cm,demi}  # x3, median
