@@ -57,9 +57,9 @@ inline constexpr uint32_t kFullBufferConnections = 1024;
 // of (requests + 1) rounded up to a power of two slots of 512 B (ours: a
 // 208 B header and 17 SGEs): 63 requests take 64 slots, where 128 took
 // 256: sequential connects 1.17-1.30x faster (0.95-1.00x of rdma_cm by
-// hand), 4,096 connections in a third of the memory (BENCHMARKS.md, stop
-// 39); the 64 B rate on rxe unchanged. At least 2 x kMaxRndvSegments
-// (connection.h).
+// hand), 4,096 connections in a third of the memory
+// (docs/benchmarks_by_hand.md, stop 39); the 64 B rate on rxe unchanged. At
+// least 2 x kMaxRndvSegments (connection.h).
 inline constexpr uint32_t kSendDepth = 63;
 // The slots of a send ring that holds `depth` requests (SendQueue, a
 // connection's header ring): the power of two at or above it, so that a

@@ -44,5 +44,9 @@ END {
       best = calls[k]; bestfn = fname[p[2]]
     }
   }
+  if (best == 0) {
+    print "callgrind_polls.awk: no polls found in " FILENAME > "/dev/stderr"
+    exit 1
+  }
   print total, best, library + 0, bestfn
 }

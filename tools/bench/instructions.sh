@@ -9,8 +9,9 @@
 # a native and a slowed server) and the instructions are fitted as
 #   total = setup + per_round_trip * round_trips + per_poll * polls,
 # where polls counts ours' progress passes (RdmaLibOs::Poll) and
-# ib_send_lat's calls of its provider's poll_cq (the most-called function):
-# per_round_trip prices every poll as an empty one. Appends ir.TOOL.SIZE.*
+# ib_send_lat's calls of its provider's poll_cq (the most-called function).
+# A round trip needs a poll: per_round_trip keeps one per round trip and
+# prices the others as empty ones (the fit is on polls - round_trips). Appends ir.TOOL.SIZE.*
 # lines (ir.ud.TOOL.SIZE.* with DEMI_IR_UD=1) to DEMI_OUT_DIR/results.txt.
 # DEMI_IR_TOOLS (default "ib_send_lat probe") picks the clients: "probe"
 # alone measures a change of ours in half the time. DEMI_IR_UD=1 measures
@@ -56,17 +57,19 @@ one() {
   wait
   local entry=verbs
   [ "$tool" = ib_send_lat ] || entry=demi
-  echo "$n $(awk -v provider="$provider" -v entry="$entry" \
-    -f "$here/callgrind_polls.awk" "$file")"
+  local counts
+  counts=$(awk -v provider="$provider" -v entry="$entry" \
+    -f "$here/callgrind_polls.awk" "$file") || return 1
+  echo "$n $counts"
 }
 
 # fit: reads "N IR POLLS ..." lines; prints "PER_ROUND_TRIP PER_POLL
-# POLLS_PER_ROUND_TRIP" by least squares on IR = a + b*N + c*POLLS.
+# POLLS_PER_ROUND_TRIP" by least squares on IR = a + b*N + c*(POLLS - N).
 fit() {
   awk '{ n[NR] = $1; y[NR] = $2; p[NR] = $3 }
     END {
       for (i = 1; i <= NR; i++) {
-        x[1] = 1; x[2] = n[i]; x[3] = p[i]
+        x[1] = 1; x[2] = n[i]; x[3] = p[i] - n[i]
         for (r = 1; r <= 3; r++) {
           v[r] += x[r] * y[i]
           for (c = 1; c <= 3; c++) m[r, c] += x[r] * x[c]
@@ -92,8 +95,10 @@ fit() {
 for size in "${sizes[@]}"; do
   for tool in ${DEMI_IR_TOOLS:-ib_send_lat probe}; do
     runs=$(for n in 2000 4000; do
-      for prefix in "" "$slow"; do one "$tool" "$size" "$n" "$prefix"; done
-    done)
+      for prefix in "" "$slow"; do
+        one "$tool" "$size" "$n" "$prefix" || exit 1
+      done
+    done) || { echo "instructions.sh: a $tool run failed" >&2; continue; }
     echo "$runs" > "$out/callgrind.$kind$tool.$size.runs"
     echo "$runs"
     read -r per_trip per_poll polls <<< "$(fit <<< "$runs")"

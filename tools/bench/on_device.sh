@@ -133,20 +133,22 @@ for ((r = 1; r <= rounds; r++)); do
   round ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
   line=$(perftest ib_send_bw 64 100000 -c UD)
   round ud.ib_send_bw.64.msg_per_s "$(msg_rate 64 <<< "$line")"
-  $limit "$probe" --udp --server --bind "$addr" --port 13005 --exit_after 1 \
+  $limit "$probe" --udp --server --bind "$addr" --port 13012 --exit_after 1 \
     2> /dev/null &
-  wait_listen 13005
-  json=$($limit "$probe" --udp --client "$addr" --port 13005 --size 64 \
+  wait_listen 13012
+  json=$($limit "$probe" --udp --client "$addr" --port 13012 --size 64 \
     --iters 10000 --warmup 1000 --json)
   wait
+  echo "$json" >> "$out/latency_probe_udp_64.json"
   round ud.probe.64.p50 "$(json_field "$json" 64 p50_us)"
   round ud.probe.64.p99 "$(json_field "$json" 64 p99_us)"
-  $limit "$tput" --udp --server --bind "$addr" --port 13006 --exit_after 1 \
+  $limit "$tput" --udp --server --bind "$addr" --port 13013 --exit_after 1 \
     2> /dev/null &
-  wait_listen 13006
-  one=$($limit "$tput" --udp --client "$addr" --port 13006 --size 64 \
+  wait_listen 13013
+  one=$($limit "$tput" --udp --client "$addr" --port 13013 --size 64 \
     --window 32 --seconds 3 --json)
   wait
+  echo "$one" >> "$out/throughput_udp_64.json"
   round ud.throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
 done
 settle

@@ -85,6 +85,12 @@ rowm "64 B message rate" "ib_send_bw" ib_send_bw.64.msg_per_s \
   throughput.64.msg_per_s ">= 1.00"
 rowm "64 B message rate, 4 connections" "ib_send_bw -q 4" \
   ib_send_bw.64.q4.msg_per_s throughput.64.c4.msg_per_s ""
+rowm "64 B datagram latency p50" "ib_send_lat -c UD typical" \
+  ud.ib_send_lat.64.p50 ud.probe.64.p50 "<= 1.10"
+rowm "64 B datagram latency p99" "ib_send_lat -c UD 99%" \
+  ud.ib_send_lat.64.p99 ud.probe.64.p99 ""
+rowm "64 B datagram rate" "ib_send_bw -c UD" ud.ib_send_bw.64.msg_per_s \
+  ud.throughput.64.msg_per_s ">= 1.00"
 row "Instructions per 64 B round trip" "ib_send_lat" \
   "$(value ir.ib_send_lat.64.per_round_trip)" \
   "$(value ir.probe.64.per_round_trip)" "<= 1.30"
@@ -121,12 +127,6 @@ for size in 65536 1048576 8388608; do
     "$(awk -v g="$(value rstream.$size.gbps)" 'BEGIN { if (g != "") printf "%.1f", g * 125 }')" \
     "$(mbps "$(value throughput.$size.msg_per_s)" $size)" ">= 2.00"
 done
-rowm "64 B datagram latency p50" "ib_send_lat -c UD typical" \
-  ud.ib_send_lat.64.p50 ud.probe.64.p50 "<= 1.10"
-rowm "64 B datagram latency p99" "ib_send_lat -c UD 99%" \
-  ud.ib_send_lat.64.p99 ud.probe.64.p99 ""
-rowm "64 B datagram rate" "ib_send_bw -c UD" ud.ib_send_bw.64.msg_per_s \
-  ud.throughput.64.msg_per_s ">= 1.00"
 row "1,000 sequential connects/s" "rdma_cm by hand" \
   "$(value connect.rdma_cm.per_s)" "$(value connect.demi.per_s)" ""
 row "64 B latency p50, two VMs" "ib_send_lat typical" \
@@ -222,10 +222,10 @@ its figure) and ib_send_lat's. A waiting client spins on empty completion
 queues as often as timing makes it; so each client ran four times (2,000
 and 4,000 round trips, against a native server and one slowed by
 callgrind) and the totals were fitted as setup + per round trip x round
-trips + per poll x polls (polls: our progress passes, RdmaLibOs::Poll;
-ib_send_lat's calls of its provider's poll_cq). Every poll is priced as an
-empty one: a round trip's figure holds what its useful polls cost beyond
-that.
+trips + per poll x polls beyond one per round trip (polls: our progress
+passes, RdmaLibOs::Poll; ib_send_lat's calls of its provider's poll_cq).
+A round trip's figure is thus at one poll per round trip, every further
+poll priced as an empty one.
 ib_send_lat: $(value ir.ib_send_lat.64.per_round_trip) per round trip,
 $(value ir.ib_send_lat.64.per_empty_poll) per empty poll; ours:
 $(value ir.probe.64.per_round_trip) per round trip,
@@ -246,7 +246,14 @@ $(value ir.ib_send_lat.4096.per_round_trip), ours
 $(value ir.probe.4096.per_round_trip); library only: ib_send_lat
 $(value ir.ib_send_lat.4096.library_per_round_trip), ours
 $(value ir.probe.4096.library_per_round_trip).
-Script: \`tools/bench/instructions.sh LATENCY_PROBE 64 4096\`
+
+Datagrams (\`ib_send_lat -c UD\`, \`latency_probe --udp\`), 64 B, the same
+fits: the whole process ib_send_lat $(value ir.ud.ib_send_lat.64.per_round_trip),
+ours $(value ir.ud.probe.64.per_round_trip); library only ib_send_lat
+$(value ir.ud.ib_send_lat.64.library_per_round_trip), ours
+$(value ir.ud.probe.64.library_per_round_trip).
+Script: \`tools/bench/instructions.sh LATENCY_PROBE 64 4096\` (and
+\`DEMI_IR_UD=1\` for datagrams)
 (\`DEMI_IR_TOOLS=probe\` runs our client alone; the probe must live where
 the VM sees it, not under the host's /tmp).
 
@@ -262,7 +269,7 @@ per call, datagram rates, connects, 10,000 connections):
 
 ## Commands
 
-Everything above comes from one command, \`tools/benchmarks.sh\`. On the
+Everything above but the hand measurements comes from one command, \`tools/benchmarks.sh\`. On the
 device (client and server are two processes; the server side gets the
 same flags without the address):
 
@@ -293,6 +300,7 @@ kv_loadgen --server ADDR --connections 4 --keys 1000 --value_size 64 \\
 connect_rate --addr ADDR --connections 1000 --mode {rdma_cm,demi}  # x3, median
 DEMI_CHURN_CYCLES=1000 scale_test_bin
 tools/bench/instructions.sh latency_probe 64 4096  # callgrind, see above
+DEMI_IR_UD=1 tools/bench/instructions.sh latency_probe 64
 \`\`\`
 
 Then, between two VMs (two hosts), \`ib_send_lat -s 64 -n 300\` and
