@@ -47,6 +47,21 @@ rstream_run() {
   awk '$1 == "custom"' "$out/rstream.log" | tail -1
 }
 
+# ours TOOL PORT FLAGS -- CLIENT_FLAGS...: a server of ours (TOOL with FLAGS)
+# on PORT for one client, then that client (FLAGS and CLIENT_FLAGS); prints
+# the client's output.
+ours() {
+  local tool=$1 port=$2 flags=()
+  shift 2
+  while [ "$1" != -- ]; do flags+=("$1"); shift; done
+  shift
+  $limit "$tool" "${flags[@]}" --server --bind "$addr" --port "$port" \
+    --exit_after 1 2> /dev/null &
+  wait_listen "$port"
+  $limit "$tool" "${flags[@]}" --client "$addr" --port "$port" "$@"
+  wait
+}
+
 # round NAME VALUE: one round's figure; settle then records the median
 # and the spread (NAME.min, NAME.max) of every figure over the rounds.
 round() {
@@ -112,20 +127,12 @@ for ((r = 1; r <= rounds; r++)); do
   round throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
   round throughput.64.c4.msg_per_s "$(json_field "$four" 64 msg_per_s)"
   # The same with the library's default spin budget (waits that sleep).
-  $limit "$probe" --sleep --server --bind "$addr" --port 13003 \
-    --exit_after 1 2> /dev/null &
-  wait_listen 13003
-  json=$($limit "$probe" --sleep --client "$addr" --port 13003 --size 64 \
-    --iters 10000 --warmup 1000 --json)
-  wait
+  json=$(ours "$probe" 13003 --sleep -- --size 64 --iters 10000 \
+    --warmup 1000 --json)
   round probe_sleep.64.p50 "$(json_field "$json" 64 p50_us)"
   round probe_sleep.64.p99 "$(json_field "$json" 64 p99_us)"
-  $limit "$tput" --sleep --server --bind "$addr" --port 13004 --exit_after 1 \
-    2> /dev/null &
-  wait_listen 13004
-  one=$($limit "$tput" --sleep --client "$addr" --port 13004 --size 64 \
-    --window 32 --seconds 3 --json)
-  wait
+  one=$(ours "$tput" 13004 --sleep -- --size 64 --window 32 --seconds 3 \
+    --json)
   round throughput_sleep.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
   # Datagrams of 64 B: perftest over UD, then ours (--udp).
   line=$(perftest ib_send_lat 64 10000 -c UD)
@@ -133,21 +140,12 @@ for ((r = 1; r <= rounds; r++)); do
   round ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
   line=$(perftest ib_send_bw 64 100000 -c UD)
   round ud.ib_send_bw.64.msg_per_s "$(msg_rate 64 <<< "$line")"
-  $limit "$probe" --udp --server --bind "$addr" --port 13012 --exit_after 1 \
-    2> /dev/null &
-  wait_listen 13012
-  json=$($limit "$probe" --udp --client "$addr" --port 13012 --size 64 \
-    --iters 10000 --warmup 1000 --json)
-  wait
+  json=$(ours "$probe" 13012 --udp -- --size 64 --iters 10000 \
+    --warmup 1000 --json)
   echo "$json" >> "$out/latency_probe_udp_64.json"
   round ud.probe.64.p50 "$(json_field "$json" 64 p50_us)"
   round ud.probe.64.p99 "$(json_field "$json" 64 p99_us)"
-  $limit "$tput" --udp --server --bind "$addr" --port 13013 --exit_after 1 \
-    2> /dev/null &
-  wait_listen 13013
-  one=$($limit "$tput" --udp --client "$addr" --port 13013 --size 64 \
-    --window 32 --seconds 3 --json)
-  wait
+  one=$(ours "$tput" 13013 --udp -- --size 64 --window 32 --seconds 3 --json)
   echo "$one" >> "$out/throughput_udp_64.json"
   round ud.throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
 done
