@@ -7,11 +7,15 @@
 # queue, and how often it polls an empty one depends on timing, not on the
 # code; so each client runs four times (2,000 and 4,000 round trips, against
 # a native and a slowed server) and the instructions are fitted as
-#   total = setup + per_round_trip * round_trips + per_poll * polls,
+#   total = setup + per_round_trip * round_trips
+#           + per_poll * (polls - needed * round_trips),
 # where polls counts ours' progress passes (RdmaLibOs::Poll) and
-# ib_send_lat's calls of its provider's poll_cq (the most-called function).
-# A round trip needs a poll: per_round_trip keeps one per round trip and
-# prices the others as empty ones (the fit is on polls - round_trips). Appends ir.TOOL.SIZE.*
+# ib_send_lat's calls of its provider's poll_cq (the most-called function),
+# and needed is the polls a round trip cannot do without: ib_send_lat's 2
+# (its send completion, every send signalled, and the reply, on two CQs);
+# ours 1 at 64 B (a push completes inline) and 2 above (a push completes
+# with its send's completion, which comes well before the reply).
+# per_round_trip keeps those and prices the others as empty ones. Appends ir.TOOL.SIZE.*
 # lines (ir.ud.TOOL.SIZE.* with DEMI_IR_UD=1) to DEMI_OUT_DIR/results.txt.
 # DEMI_IR_TOOLS (default "ib_send_lat probe") picks the clients: "probe"
 # alone measures a change of ours in half the time. DEMI_IR_UD=1 measures
@@ -39,22 +43,29 @@ slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
 one() {
   local tool=$1 size=$2 n=$3 prefix=$4
   local file="$out/callgrind.$kind$tool.$size.$n.${prefix:+slow}"
+  rm -f "$file" "$file.log"  # A run that writes none must not read the last.
+  local server rc=0
   if [ "$tool" = ib_send_lat ]; then
     $limit $prefix ib_send_lat -d "$dev" -R ${ud:+-c UD} -s "$size" \
       -n "$n" > /dev/null 2>&1 &
+    server=$!
     wait_listen 18515
     $limit $callgrind="$file" ib_send_lat -d "$dev" -R ${ud:+-c UD} \
-      -s "$size" -n "$n" "$addr" > "$file.log" 2>&1
+      -s "$size" -n "$n" "$addr" > "$file.log" 2>&1 || rc=$?
   else
     # The server's output (its path line) must not reach the runs' lines.
     $limit $prefix "$probe" ${ud:+--udp} --server --bind "$addr" \
       --port 13020 --exit_after 1 > /dev/null 2>&1 &
+    server=$!
     wait_listen 13020
     $limit $callgrind="$file" "$probe" ${ud:+--udp} --client "$addr" \
       --port 13020 --size "$size" --iters "$n" --warmup 100 \
-      > "$file.log" 2>&1
+      > "$file.log" 2>&1 || rc=$?
   fi
+  # A client that failed leaves its server waiting: it counts for nothing.
+  [ "$rc" = 0 ] || kill "$server" 2> /dev/null
   wait
+  [ "$rc" = 0 ] || return 1
   local entry=verbs
   [ "$tool" = ib_send_lat ] || entry=demi
   local counts
@@ -63,13 +74,14 @@ one() {
   echo "$n $counts"
 }
 
-# fit: reads "N IR POLLS ..." lines; prints "PER_ROUND_TRIP PER_POLL
-# POLLS_PER_ROUND_TRIP" by least squares on IR = a + b*N + c*(POLLS - N).
+# fit NEEDED: reads "N IR POLLS ..." lines; prints "PER_ROUND_TRIP PER_POLL
+# POLLS_PER_ROUND_TRIP" by least squares on
+# IR = a + b*N + c*(POLLS - NEEDED*N).
 fit() {
-  awk '{ n[NR] = $1; y[NR] = $2; p[NR] = $3 }
+  awk -v need="$1" '{ n[NR] = $1; y[NR] = $2; p[NR] = $3 }
     END {
       for (i = 1; i <= NR; i++) {
-        x[1] = 1; x[2] = n[i]; x[3] = p[i] - n[i]
+        x[1] = 1; x[2] = n[i]; x[3] = p[i] - need * n[i]
         for (r = 1; r <= 3; r++) {
           v[r] += x[r] * y[i]
           for (c = 1; c <= 3; c++) m[r, c] += x[r] * x[c]
@@ -101,13 +113,16 @@ for size in "${sizes[@]}"; do
     done) || { echo "instructions.sh: a $tool run failed" >&2; continue; }
     echo "$runs" > "$out/callgrind.$kind$tool.$size.runs"
     echo "$runs"
-    read -r per_trip per_poll polls <<< "$(fit <<< "$runs")"
+    needed=1
+    if [ "$tool" = ib_send_lat ] || ((size > 64)); then needed=2; fi
+    read -r per_trip per_poll polls <<< "$(fit $needed <<< "$runs")"
     record "ir.$kind$tool.$size.per_round_trip" "$per_trip"
     record "ir.$kind$tool.$size.per_empty_poll" "$per_poll"
     record "ir.$kind$tool.$size.polls_per_round_trip" "$polls"
+    record "ir.$kind$tool.$size.polls_needed" "$needed"
     # The same fit over the instructions inside the library's calls only.
     read -r per_trip per_poll polls <<< "$(awk '{ print $1, $4, $3 }' \
-      <<< "$runs" | fit)"
+      <<< "$runs" | fit $needed)"
     record "ir.$kind$tool.$size.library_per_round_trip" "$per_trip"
     record "ir.$kind$tool.$size.library_per_empty_poll" "$per_poll"
   done

@@ -48,15 +48,15 @@ rstream_run() {
 }
 
 # ours TOOL PORT FLAGS -- CLIENT_FLAGS...: a server of ours (TOOL with FLAGS)
-# on PORT for one client, then that client (FLAGS and CLIENT_FLAGS); prints
-# the client's output.
+# on PORT for one client, its stderr in server.PORT.log, then that client
+# (FLAGS and CLIENT_FLAGS); prints the client's output.
 ours() {
   local tool=$1 port=$2 flags=()
   shift 2
-  while [ "$1" != -- ]; do flags+=("$1"); shift; done
+  while (($# > 0)) && [ "$1" != -- ]; do flags+=("$1"); shift; done
   shift
   $limit "$tool" "${flags[@]}" --server --bind "$addr" --port "$port" \
-    --exit_after 1 2> /dev/null &
+    --exit_after 1 > /dev/null 2> "$out/server.$port.log" &
   wait_listen "$port"
   $limit "$tool" "${flags[@]}" --client "$addr" --port "$port" "$@"
   wait
@@ -147,9 +147,17 @@ for ((r = 1; r <= rounds; r++)); do
   round ud.probe.64.p99 "$(json_field "$json" 64 p99_us)"
   one=$(ours "$tput" 13013 --udp -- --size 64 --window 32 --seconds 3 --json)
   echo "$one" >> "$out/throughput_udp_64.json"
+  # Sent and received (the server's count): UDP may lose some.
+  echo "$(json_field "$one" 64 messages)" \
+    "$(awk '/received/ {print $3}' "$out/server.13013.log")" \
+    >> "$out/udp_64_counts.log"
   round ud.throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
 done
 settle
+read -r sent received <<< "$(awk '{ s += $1; r += $2 } END { print s, r }' \
+  "$out/udp_64_counts.log")"
+record ud.throughput.64.sent "$sent"
+record ud.throughput.64.received "$received"
 
 echo "== idle waits: CPU of idle servers, the first round trip after idle"
 # cpu_share PID SECONDS: the share of a core PID used over SECONDS.
