@@ -1,12 +1,12 @@
 # Prints "TOTAL_IR POLLS LIBRARY_IR FN": the run's instructions, the polls
 # (with entry=demi, the calls of the library's progress pass,
 # RdmaLibOs::Poll; otherwise of the RDMA provider library's most-called
-# function, its poll_cq), and the instructions spent inside the library the client calls: with
-# entry=demi, the inclusive cost of every call into a demi_* function (ours,
-# linked into the executable; its own calls into the provider are inside
-# those); otherwise of every call from the executable into libibverbs or
-# the provider (perftest's verbs). The client's own loop, clock reads and
-# statistics are left out.
+# function, its poll_cq), and the instructions spent inside the library the
+# client calls: with entry=demi, the inclusive cost of every call into a
+# demi_* function (ours, linked into the executable; its own calls into the
+# provider are inside those); otherwise of every call from the executable
+# into libibverbs or the provider (perftest's verbs). The client's own loop,
+# clock reads and statistics are left out.
 function id_of(s,   m) { return substr(s, index(s, "(") + 1, index(s, ")") - index(s, "(") - 1) }
 function def(s, table,   id, rest) {
   id = id_of(s); rest = substr(s, index(s, ")") + 2)

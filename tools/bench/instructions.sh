@@ -9,14 +9,15 @@
 # a native and a slowed server) and the instructions are fitted as
 #   total = setup + per_round_trip * round_trips
 #           + per_poll * (polls - needed * round_trips),
-# where polls counts ours' progress passes (RdmaLibOs::Poll) and
+# where polls counts our progress passes (RdmaLibOs::Poll) and
 # ib_send_lat's calls of its provider's poll_cq (the most-called function),
 # and needed is the polls a round trip cannot do without: ib_send_lat's 2
 # (its send completion, every send signalled, and the reply, on two CQs);
 # ours 1 at 64 B (a push completes inline) and 2 above (a push completes
 # with its send's completion, which comes well before the reply).
-# per_round_trip keeps those and prices the others as empty ones. Appends ir.TOOL.SIZE.*
-# lines (ir.ud.TOOL.SIZE.* with DEMI_IR_UD=1) to DEMI_OUT_DIR/results.txt.
+# per_round_trip keeps those and prices the others as empty ones. Appends
+# ir.TOOL.SIZE.* lines (ir.ud.TOOL.SIZE.* with DEMI_IR_UD=1) to
+# DEMI_OUT_DIR/results.txt.
 # DEMI_IR_TOOLS (default "ib_send_lat probe") picks the clients: "probe"
 # alone measures a change of ours in half the time. DEMI_IR_UD=1 measures
 # datagrams instead (ib_send_lat -c UD, latency_probe --udp).
