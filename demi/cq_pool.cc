@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "rdma/clock.h"
 #include "rdma/status_util.h"
 
 namespace demi {
@@ -29,7 +30,7 @@ void CqPool::Release(ibv_cq* cq, int entries) {
   for (Entry& entry : cqs_) {
     if (entry.cq.get() == cq) {
       entry.reserved -= entries;
-      if (entry.reserved == 0) entry.empty_since = absl::Now();
+      if (entry.reserved == 0) entry.empty_since = rdma::MonotonicNow();
       return;
     }
   }

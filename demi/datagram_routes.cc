@@ -4,7 +4,7 @@
 #include <cerrno>
 #include <utility>
 
-#include "absl/time/clock.h"
+#include "rdma/clock.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -201,7 +201,7 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
 absl::optional<DatagramRoutes::Outcome> DatagramRoutes::Refused(
     absl::flat_hash_map<uint64_t, Entry>::iterator it) {
   Entry& entry = it->second;
-  absl::Time now = absl::Now();
+  absl::Time now = rdma::MonotonicNow();
   if (entry.first_refused == absl::InfinitePast()) entry.first_refused = now;
   if (now - entry.first_refused >= kRefusedGrace) {
     return Fail(it, ECONNREFUSED);

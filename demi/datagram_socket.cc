@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "demi/staged_chain.h"
+#include "rdma/clock.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -135,7 +136,7 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
   if (empty_slots_.size() == kDatagramRecvDepth) {
     return rdma::ErrnoError(ENOMEM, "no memory for receive buffers");
   }
-  now_ = absl::Now();
+  now_ = rdma::MonotonicNow();
   // Peers resolve this socket with SIDR requests on its id.
   DEMI_RETURN_IF_ERROR(
       rdma::CheckCm(rdma_listen(id_, SOMAXCONN), "rdma_listen (UDP)"));

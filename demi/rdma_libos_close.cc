@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "demi/rdma_libos.h"
+#include "rdma/clock.h"
 #include "rdma/cm_connection.h"
 #include "rdma/status_util.h"
 
@@ -31,7 +32,7 @@ absl::Status RdmaLibOs::Close(int qd) {
       MarkClosed(*queue);
       queue->flushing = true;
       queue->linger_deadline =
-          absl::Now() + (queue->linger.l_onoff != 0
+          rdma::MonotonicNow() + (queue->linger.l_onoff != 0
                              ? absl::Seconds(queue->linger.l_linger)
                              : kDefaultLinger);
       return absl::OkStatus();
@@ -85,7 +86,7 @@ void RdmaLibOs::CloseConnection(Queue& queue) {
   if (conn->StartClose()) {
     queue.flushing = true;
     queue.linger_deadline =
-        absl::Now() + (queue.linger.l_onoff != 0
+        rdma::MonotonicNow() + (queue.linger.l_onoff != 0
                            ? absl::Seconds(queue.linger.l_linger)
                            : kDefaultLinger);
     return;
@@ -151,7 +152,7 @@ void RdmaLibOs::FinishCloses() {
   while (flushing()) {
     Poll();
     if (flushing()) {
-      Sleep(absl::Now() + kSleepTimerInterval, [&] { return !flushing(); });
+      Sleep(rdma::MonotonicNow() + kSleepTimerInterval, [&] { return !flushing(); });
     }
   }
 }

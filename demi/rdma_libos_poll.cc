@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "demi/rdma_libos.h"
+#include "rdma/clock.h"
 #include "rdma/log.h"
 
 namespace demi {
@@ -51,7 +52,7 @@ void RdmaLibOs::ExpectCmEvents() {
 }
 
 void RdmaLibOs::PollTimers() {
-  absl::Time now = absl::Now();
+  absl::Time now = rdma::MonotonicNow();
   // Frees from other threads: now and then is soon enough (one load when
   // there are none).
   pool_->DrainOtherThreadFrees();

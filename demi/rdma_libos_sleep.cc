@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "demi/rdma_libos.h"
+#include "rdma/clock.h"
 
 namespace demi {
 
@@ -72,7 +73,7 @@ void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
   for (auto& device : devices_) {
     if (!(device->armed == ArmedCqsNow(*device))) return;
   }
-  absl::Time now = absl::Now();
+  absl::Time now = rdma::MonotonicNow();
   absl::Time wake = std::min(deadline, NextTimer(now));
   if (wake > now) {
     IdleSleep::Woken woken = sleep_->Sleep(wake - now);
@@ -86,7 +87,7 @@ void RdmaLibOs::Sleep(absl::Time deadline, absl::FunctionRef<bool()> done) {
       PollCmEvents();
     }
   }
-  if (absl::Now() >= NextTimer(now)) PollTimers();
+  if (rdma::MonotonicNow() >= NextTimer(now)) PollTimers();
   poll_all_sends_ = true;
   Poll();
   poll_all_sends_ = false;

@@ -5,6 +5,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "demi/rdma_libos.h"
+#include "rdma/clock.h"
 
 namespace demi {
 namespace {
@@ -47,14 +48,14 @@ class WaitClock {
   }
   absl::Time deadline() const { return deadline_; }
   // After a sleep: something happened, so spinning pays again.
-  void Woke() { spin_until_ = absl::Now() + spin_; }
+  void Woke() { spin_until_ = rdma::MonotonicNow() + spin_; }
 
  private:
   static constexpr uint32_t kClockInterval = 32;
 
   Step ReadClock() {
     if (ZeroTimeout(timeout_)) return Step::kExpired;
-    absl::Time now = absl::Now();
+    absl::Time now = rdma::MonotonicNow();
     if (!started_) {
       started_ = true;
       deadline_ = timeout_ == nullptr

@@ -21,6 +21,7 @@
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
 #include "gtest/gtest.h"
+#include "rdma/clock.h"
 #include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
 #include "testing/cq_fault.h"
@@ -214,7 +215,7 @@ class FailedDatagramSocketTest : public ::testing::Test {
   // One pass of what the libOS's progress engine does for the sockets.
   void Pump() {
     for (auto& socket : sockets_) socket->Poll();
-    absl::Time now = absl::Now();
+    absl::Time now = demi::rdma::MonotonicNow();
     for (auto& socket : sockets_) socket->PollTimers(now);
     while (true) {
       absl::StatusOr<absl::optional<demi::rdma::CmEvent>> event =
@@ -236,9 +237,9 @@ class FailedDatagramSocketTest : public ::testing::Test {
   // Pumps until `done` or `timeout`; returns `done`'s last answer.
   template <typename F>
   bool PumpUntil(F&& done, absl::Duration timeout) {
-    absl::Time deadline = absl::Now() + timeout;
+    absl::Time deadline = demi::rdma::MonotonicNow() + timeout;
     while (!done()) {
-      if (absl::Now() > deadline) return false;
+      if (demi::rdma::MonotonicNow() > deadline) return false;
       Pump();
     }
     return true;
@@ -300,11 +301,11 @@ TEST_F(FailedDatagramSocketTest, ClosingItDrainsAtOnce) {
     EXPECT_NE(qr.qr_ret, 0);
   }
   sockets_[0]->StartClose();
-  absl::Time start = absl::Now();
+  absl::Time start = demi::rdma::MonotonicNow();
   EXPECT_TRUE(
       PumpUntil([&] { return sockets_[0]->Drained(); }, absl::Seconds(3)))
       << "the close of a failed socket would wait its whole linger time";
-  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_LT(demi::rdma::MonotonicNow() - start, absl::Seconds(1));
 }
 
 // A failed ibv_poll_cq loses whatever the CQ held: every operation waiting
@@ -364,7 +365,7 @@ TEST(BrokenCompletionQueueTest, AProbeThatNeverCompletesFailsTheConnection) {
   ASSERT_TRUE(demi::testing::MakePair(&pair));
   {
     ScopedCqFault fault(CqFault::kHold);
-    absl::Time start = absl::Now();
+    absl::Time start = demi::rdma::MonotonicNow();
     demi_qtoken_t pop = 0;
     ASSERT_EQ(demi_pop(&pop, pair.client), 0);
     // A probe after one silent interval, the failure kProbeIntervals
@@ -372,7 +373,7 @@ TEST(BrokenCompletionQueueTest, AProbeThatNeverCompletesFailsTheConnection) {
     demi_qresult_t qr = WaitOrFail(pop, absl::Seconds(30));
     EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
     EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
-    EXPECT_GE(absl::Now() - start, demi::kDefaultKeepalive);
+    EXPECT_GE(demi::rdma::MonotonicNow() - start, demi::kDefaultKeepalive);
   }
   demi::testing::ClosePair(pair);
 }
@@ -406,12 +407,12 @@ TEST(BrokenCompletionQueueTest, AUdSendThatNeverCompletesFailsItsPush) {
   demi_qtoken_t qt = 0;
   {
     ScopedCqFault fault(CqFault::kHold);
-    absl::Time start = absl::Now();
+    absl::Time start = demi::rdma::MonotonicNow();
     ASSERT_EQ(demi_pushto(&qt, a, &sga, Sa(to_b), sizeof(to_b)), 0);
     demi_qresult_t qr = WaitOrFail(qt, demi::kDatagramSendTimeout * 3);
     EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
     EXPECT_EQ(qr.qr_ret, ETIMEDOUT);
-    EXPECT_GE(absl::Now() - start, demi::kDatagramSendTimeout);
+    EXPECT_GE(demi::rdma::MonotonicNow() - start, demi::kDatagramSendTimeout);
   }
   EXPECT_EQ(demi_sgafree(&sga), 0);
   EXPECT_EQ(demi_close(a), 0);

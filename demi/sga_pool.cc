@@ -9,8 +9,8 @@
 #include <utility>
 
 #include "absl/base/attributes.h"
-#include "absl/time/clock.h"
 #include "demi/buffer_ref.h"
+#include "rdma/clock.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 
@@ -174,7 +174,7 @@ void Deposit(std::unique_ptr<Slab> slab) {
     std::lock_guard<std::mutex> lock(depot_mutex);
     if (depot == nullptr) depot = new std::deque<std::unique_ptr<Slab>>();
     size_t size = depot_size.load(std::memory_order_relaxed) + slab->size;
-    slab->deposited = absl::Now();
+    slab->deposited = rdma::MonotonicNow();
     depot->push_back(std::move(slab));
     while (size > kDepotBytes) {
       size -= depot->front()->size;

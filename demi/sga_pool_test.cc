@@ -20,6 +20,7 @@
 
 #include "absl/time/clock.h"
 #include "demi/limits.h"
+#include "rdma/clock.h"
 #include "gtest/gtest.h"
 
 namespace demi {
@@ -564,7 +565,7 @@ TEST_F(SgaPoolDepotTest, IdleDepotSlabsAreUnmappedAfterTheIdleTime) {
   std::vector<Buffer*> held = AllocateBytes(pool, k32M / 2, k64K);
   UnrefAll(pool, held);
   ASSERT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
-  absl::Time first = absl::Now();
+  absl::Time first = rdma::MonotonicNow();
   // A sleeping thread wakes for it (RdmaLibOs::NextTimer).
   EXPECT_LE(SgaPool::NextDepotRelease(), first + kDepotIdleTime);
   EXPECT_GT(SgaPool::NextDepotRelease(),
@@ -578,7 +579,7 @@ TEST_F(SgaPoolDepotTest, IdleDepotSlabsAreUnmappedAfterTheIdleTime) {
   ASSERT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
   SgaPool::ReleaseIdleDepot(first + kDepotIdleTime);  // Too young still.
   EXPECT_EQ(SgaPool::depot_bytes(), k32M / 2 - kSlabSize);
-  SgaPool::ReleaseIdleDepot(absl::Now() + kDepotIdleTime);
+  SgaPool::ReleaseIdleDepot(rdma::MonotonicNow() + kDepotIdleTime);
   EXPECT_EQ(SgaPool::depot_bytes(), 0u);
   EXPECT_EQ(SgaPool::NextDepotRelease(), absl::InfiniteFuture());
   EXPECT_EQ(SgaPool::process_registered_bytes(), kSlabSize);
@@ -627,7 +628,7 @@ TEST_F(SgaPoolDepotTest, AnIdleSpareGoesToTheDepot) {
   SgaPool pool({}, kSlabSize * 4);
   pool.Unref(*pool.Allocate(k64K));
   ASSERT_EQ(pool.registered_bytes(), kSlabSize);  // The class's spare.
-  absl::Time t = absl::Now();
+  absl::Time t = rdma::MonotonicNow();
   EXPECT_EQ(pool.NextSpareRelease(t), t + kDepotIdleTime);
   pool.ReleaseIdleSpares(t);  // Starts watching it.
   EXPECT_EQ(pool.NextSpareRelease(t), t + kDepotIdleTime);

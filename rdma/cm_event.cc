@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "rdma/clock.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
 #include "rdma/verbs_ptr.h"
@@ -48,10 +49,10 @@ absl::StatusOr<absl::optional<CmEvent>> PollCmEvent(
 
 absl::StatusOr<CmEvent> WaitCmEvent(rdma_event_channel* channel,
                                     absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
+  absl::Time deadline = MonotonicNow() + timeout;
   while (true) {
     pollfd pfd = {channel->fd, POLLIN, 0};
-    int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    int64_t ms = absl::ToInt64Milliseconds(deadline - MonotonicNow());
     if (ms < 0) ms = 0;
     int n = poll(&pfd, 1, static_cast<int>(ms));
     if (n < 0 && errno != EINTR) return ErrnoError(errno, "poll");
@@ -64,7 +65,7 @@ absl::StatusOr<CmEvent> WaitCmEvent(rdma_event_channel* channel,
         return ErrnoError(errno, "rdma_get_cm_event");
       }
     }
-    if (absl::Now() >= deadline) {
+    if (MonotonicNow() >= deadline) {
       return ErrnoError(ETIMEDOUT, "no rdma_cm event in time");
     }
   }
