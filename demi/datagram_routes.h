@@ -101,7 +101,8 @@ class DatagramRoutes {
   // the event is not about one. A destination nobody answers at is asked
   // again (PollTimers) for kRefusedGrace before its outcome is ECONNREFUSED.
   absl::optional<Outcome> OnCmEvent(const rdma::CmEvent& event);
-  // Asks again the refused destinations whose time has come; appends to
+  // Asks again the refused destinations whose time has come (`now`:
+  // rdma::MonotonicNow's, as the cache's own times are); appends to
   // `failed` those that could not even start.
   void PollTimers(absl::Time now, std::vector<Outcome>& failed);
 

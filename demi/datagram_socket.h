@@ -98,7 +98,8 @@ class DatagramSocket {
     return ibv_req_notify_cq(recv_cq_.get(), 0) == 0 && send;
   }
   // Every few milliseconds: reassembly timeouts, receive refills the pool
-  // could not make before and those too few for Poll's batch.
+  // could not make before and those too few for Poll's batch. `now` is
+  // rdma::MonotonicNow's, as the socket's own times are.
   void PollTimers(absl::Time now);
   // An rdma_cm event whose id carries this socket's context.
   void OnCmEvent(const rdma::CmEvent& event);

@@ -33,8 +33,8 @@ absl::Status RdmaLibOs::Close(int qd) {
       queue->flushing = true;
       queue->linger_deadline =
           rdma::MonotonicNow() + (queue->linger.l_onoff != 0
-                             ? absl::Seconds(queue->linger.l_linger)
-                             : kDefaultLinger);
+                                      ? absl::Seconds(queue->linger.l_linger)
+                                      : kDefaultLinger);
       return absl::OkStatus();
     case Queue::Kind::kListener: {
       ListenerState& listener = *queue->listener();
@@ -87,8 +87,8 @@ void RdmaLibOs::CloseConnection(Queue& queue) {
     queue.flushing = true;
     queue.linger_deadline =
         rdma::MonotonicNow() + (queue.linger.l_onoff != 0
-                           ? absl::Seconds(queue.linger.l_linger)
-                           : kDefaultLinger);
+                                    ? absl::Seconds(queue.linger.l_linger)
+                                    : kDefaultLinger);
     return;
   }
   EndConnection(
@@ -152,7 +152,8 @@ void RdmaLibOs::FinishCloses() {
   while (flushing()) {
     Poll();
     if (flushing()) {
-      Sleep(rdma::MonotonicNow() + kSleepTimerInterval, [&] { return !flushing(); });
+      Sleep(rdma::MonotonicNow() + kSleepTimerInterval,
+            [&] { return !flushing(); });
     }
   }
 }

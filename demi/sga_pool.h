@@ -212,7 +212,7 @@ class SgaPool {
   // wants its memory back at once). Any thread.
   static void ReleaseDepot();
   // Deregisters and unmaps the depot's slabs that have been idle there for
-  // kDepotIdleTime by `now`: a burst's memory is reused by the next one
+  // kDepotIdleTime by `now` (rdma::MonotonicNow, as every time here): a burst's memory is reused by the next one
   // soon after, and given back when none comes. Any thread; the progress
   // engines call it with their timers (one load with an empty depot).
   static void ReleaseIdleDepot(absl::Time now);

@@ -20,8 +20,8 @@
 
 #include "absl/time/clock.h"
 #include "demi/limits.h"
-#include "rdma/clock.h"
 #include "gtest/gtest.h"
+#include "rdma/clock.h"
 
 namespace demi {
 namespace {

@@ -16,9 +16,9 @@ record() {
 # of 2^20 B, two decimals: steps of 10,486 B/s, 164 messages/s at 64 B)
 # above.
 msg_rate() {
-  awk -v s="$1" 'NF >= 5 && $4 > 0 {
+  awk -v s="$1" 'NF >= 5 {
     if (s <= 10485 && $5 > 0) printf "%.1f", $5 * 1e6
-    else printf "%.1f", $4 * 1048576 / s
+    else if (s > 10485 && $4 > 0) printf "%.1f", $4 * 1048576 / s
   }'
 }
 
