@@ -35,9 +35,10 @@ class CqPool {
   // Returns a reservation (the QP that used it is gone).
   void Release(ibv_cq* cq, int entries);
   // Destroys every CQ but the first that has had no reservation since
-  // `now` - idle time (`now`: rdma::MonotonicNow, which Release reads). Not while a CQ is being polled (they are indexed);
-  // what is left in one belongs to QPs already destroyed. Every event of
-  // its channel must have been acked (IdleSleep acks each as it comes).
+  // `now` - idle time (`now`: rdma::MonotonicNow, which Release reads). Not
+  // while a CQ is being polled (they are indexed); what is left in one belongs
+  // to QPs already destroyed. Every event of its channel must have been acked
+  // (IdleSleep acks each as it comes).
   void ReleaseIdle(absl::Time now);
   // When ReleaseIdle will next have something to do (InfiniteFuture: never).
   absl::Time NextRelease() const;

@@ -67,9 +67,9 @@ ABSL_CONST_INIT std::mutex depot_mutex;
 std::deque<std::unique_ptr<Slab>>* depot = nullptr;
 // The depot's bytes: written under depot_mutex, read by anyone.
 std::atomic<size_t> depot_size{0};
-// When the depot's oldest slab went there (ns of rdma::MonotonicNow; INT64_MAX: empty):
-// written under depot_mutex, read by anyone, so that the timers of every
-// thread need not take the mutex to learn that nothing is old enough.
+// When the depot's oldest slab went there (ns of rdma::MonotonicNow; INT64_MAX:
+// empty): written under depot_mutex, read by anyone, so that the timers of
+// every thread need not take the mutex to learn that nothing is old enough.
 std::atomic<int64_t> depot_oldest_ns{INT64_MAX};
 
 // After a change to the depot; under depot_mutex.

@@ -212,9 +212,10 @@ class SgaPool {
   // wants its memory back at once). Any thread.
   static void ReleaseDepot();
   // Deregisters and unmaps the depot's slabs that have been idle there for
-  // kDepotIdleTime by `now` (rdma::MonotonicNow, as every time here): a burst's memory is reused by the next one
-  // soon after, and given back when none comes. Any thread; the progress
-  // engines call it with their timers (one load with an empty depot).
+  // kDepotIdleTime by `now` (rdma::MonotonicNow, as every time here): a burst's
+  // memory is reused by the next one soon after, and given back when none
+  // comes. Any thread; the progress engines call it with their timers (one load
+  // with an empty depot).
   static void ReleaseIdleDepot(absl::Time now);
   // When ReleaseIdleDepot will next have something to do (InfiniteFuture:
   // the depot is empty): a thread about to sleep wakes for it. Any thread.
