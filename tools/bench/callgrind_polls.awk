@@ -1,4 +1,4 @@
-# Prints "TOTAL_IR POLLS LIBRARY_IR FN": the run's instructions, the polls
+# Prints "TOTAL_IR POLLS LIBRARY_IR FN SLOW_PUSHES": the run's instructions, the polls
 # (with entry=demi, the calls of the library's progress pass,
 # RdmaLibOs::Poll; otherwise of the RDMA provider library's most-called
 # function, its poll_cq), and the instructions spent inside the library the
@@ -6,7 +6,10 @@
 # demi_* function (ours, linked into the executable; its own calls into the
 # provider are inside those); otherwise of every call from the executable
 # into libibverbs or the provider (perftest's verbs). The client's own loop,
-# clock reads and statistics are left out.
+# clock reads and statistics are left out. SLOW_PUSHES counts our pushes
+# that did not complete in their call (the calls of a PushNotInline: too
+# long to go inline on this device), each of which needs a pass more; 0
+# for perftest.
 function id_of(s,   m) { return substr(s, index(s, "(") + 1, index(s, ")") - index(s, "(") - 1) }
 function def(s, table,   id, rest) {
   id = id_of(s); rest = substr(s, index(s, ")") + 2)
@@ -22,6 +25,7 @@ function is_library(o, f) {
 /^cfn=/ { cfn = def(substr($0, 5), fname); next }
 /^calls=/ {
   split(substr($0, 7), c, " "); calls[cob SUBSEP cfn] += c[1]
+  if (fname[cfn] ~ /::PushNotInline\(/) slow_pushes += c[1]
   # The next line is the call's inclusive cost; count calls that enter
   # the library from outside it.
   entering = is_library(cob, cfn) && !is_library(ob, fn)
@@ -48,5 +52,5 @@ END {
     print "callgrind_polls.awk: no polls found in " FILENAME > "/dev/stderr"
     exit 1
   }
-  print total, best, library + 0, bestfn
+  print total, best, library + 0, bestfn, slow_pushes + 0
 }

@@ -13,8 +13,11 @@
 # ib_send_lat's calls of its provider's poll_cq (the most-called function),
 # and needed is the polls a round trip cannot do without: ib_send_lat's 2
 # (its send completion, every send signalled, and the reply, on two CQs);
-# ours 1 at 64 B (a push completes inline) and 2 above (a push completes
-# with its send's completion, which comes well before the reply).
+# ours 1 where the push completes in its call (inline: small enough for the
+# device's inline limit) and 2 where it completes with its send's
+# completion, which comes well before the reply. Which one, the client's
+# calls tell (callgrind_polls.awk's SLOW_PUSHES), not the size: the limit
+# is the device's.
 # per_round_trip keeps those and prices the others as empty ones. Appends
 # ir.TOOL.SIZE.* lines (ir.ud.TOOL.SIZE.* with DEMI_IR_UD=1) to
 # DEMI_OUT_DIR/results.txt.
@@ -40,7 +43,7 @@ callgrind="valgrind --tool=callgrind --callgrind-out-file"
 slow="valgrind --tool=callgrind --callgrind-out-file=/dev/null -q"
 
 # one TOOL SIZE ROUND_TRIPS SERVER_PREFIX: runs the client under callgrind
-# and prints "ROUND_TRIPS TOTAL_IR POLLS LIBRARY_IR POLL_FN".
+# and prints "ROUND_TRIPS TOTAL_IR POLLS LIBRARY_IR POLL_FN SLOW_PUSHES".
 one() {
   local tool=$1 size=$2 n=$3 prefix=$4
   local file="$out/callgrind.$kind$tool.$size.$n.${prefix:+slow}"
@@ -79,6 +82,11 @@ one() {
 # POLLS_PER_ROUND_TRIP" (fit.awk).
 fit() { awk -v need="$1" -f "$here/fit.awk"; }
 
+# needed TOOL: reads one()'s lines; prints the polls a round trip needs.
+needed() {
+  if [ "$1" = ib_send_lat ]; then echo 2; else awk -f "$here/polls_needed.awk"; fi
+}
+
 for size in "${sizes[@]}"; do
   for tool in ${DEMI_IR_TOOLS:-ib_send_lat probe}; do
     runs=$(for n in 2000 4000; do
@@ -88,8 +96,7 @@ for size in "${sizes[@]}"; do
     done) || { echo "instructions.sh: a $tool run failed" >&2; continue; }
     echo "$runs" > "$out/callgrind.$kind$tool.$size.runs"
     echo "$runs"
-    needed=1
-    if [ "$tool" = ib_send_lat ] || ((size > 64)); then needed=2; fi
+    needed=$(needed "$tool" <<< "$runs")
     read -r per_trip per_poll polls <<< "$(fit $needed <<< "$runs")"
     record "ir.$kind$tool.$size.per_round_trip" "$per_trip"
     record "ir.$kind$tool.$size.per_empty_poll" "$per_poll"

@@ -1,10 +1,12 @@
 #!/bin/bash
 # The instruction benchmark's logic, without a device: what
 # callgrind_polls.awk counts as polls, and what fit.awk recovers.
-# Usage: instructions_test.sh CALLGRIND_POLLS_AWK FIT_AWK
+# Usage: instructions_test.sh CALLGRIND_POLLS_AWK FIT_AWK POLLS_NEEDED_AWK
 set -uo pipefail
-polls_awk=${1:?usage: instructions_test.sh CALLGRIND_POLLS_AWK FIT_AWK}
-fit_awk=${2:?usage: instructions_test.sh CALLGRIND_POLLS_AWK FIT_AWK}
+usage="usage: instructions_test.sh CALLGRIND_POLLS_AWK FIT_AWK POLLS_NEEDED_AWK"
+polls_awk=${1:?$usage}
+fit_awk=${2:?$usage}
+needed_awk=${3:?$usage}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fails=0
@@ -18,7 +20,8 @@ expect() {  # expect WHAT WANT GOT
 # A client's file as callgrind writes it: the probe calls demi_wait_next_n
 # (100 times, 9,000 instructions inside) and the pass runs 150 times; the
 # provider's poll_cq is called 240 times (the pass polls the send CQs too),
-# more than the passes.
+# more than the passes. demi_push goes past the inline path 30 times
+# (PushNotInline, its name compressed on the second call site).
 cat > "$dir/probe.cg" <<'CG'
 ob=(1) /work/latency_probe
 fl=(1) tools/latency_probe.cc
@@ -41,11 +44,20 @@ ob=(2)
 fl=(4) ???
 fn=(4)
 3 3000
+ob=(1)
+fl=(1)
+fn=(5) demi_push
+cfn=(6) demi::Connection::PushNotInline(unsigned long, demi_sgarray const&, unsigned int)
+calls=20 0
+4 400
+cfn=(6)
+calls=10 0
+4 200
 totals: 20000
 CG
 got=$(awk -v provider=rxe -v entry=demi -f "$polls_awk" "$dir/probe.cg")
-expect "probe: total, passes, library, poll function" \
-  "20000 150 9000 demi::RdmaLibOs::Poll()" "$got"
+expect "probe: total, passes, library, poll function, slow pushes" \
+  "20000 150 9000 demi::RdmaLibOs::Poll() 30" "$got"
 
 # ib_send_lat's: its polls are its provider's most-called function.
 cat > "$dir/perftest.cg" <<'CG'
@@ -63,8 +75,8 @@ calls=100 0
 totals: 9000
 CG
 got=$(awk -v provider=rxe -v entry=verbs -f "$polls_awk" "$dir/perftest.cg")
-expect "ib_send_lat: total, polls, library, poll function" \
-  "9000 300 6000 0x0000000000002ca0" "$got"
+expect "ib_send_lat: total, polls, library, poll function, slow pushes" \
+  "9000 300 6000 0x0000000000002ca0 0" "$got"
 
 # A file without a pass of ours gives no count rather than a fit of NaNs.
 sed '/RdmaLibOs::Poll/,$d' "$dir/probe.cg" > "$dir/nopass.cg"
@@ -83,6 +95,19 @@ for need in 1 2; do
   got=$(awk -v need=$need -f "$fit_awk" <<< "$runs")
   expect "fit, $need polls needed" "1500 200.0 5.58" "$got"
 done
+
+# The passes our round trip needs, from the pushes that did not complete
+# in their call: none (inline) 1; all (too long for the device's inline
+# limit, whatever the size) 2; a few (a run that began before its
+# connection took the inline path) still 1.
+needed_of() {  # needed_of SLOW_PUSHES_PER_RUN
+  for n in 2000 4000; do
+    echo "$n 900000 $((n + 300)) 700000 demi::RdmaLibOs::Poll() $1"
+  done | awk -f "$needed_awk"
+}
+expect "needed, every push inline" 1 "$(needed_of 0)"
+expect "needed, a few pushes not inline" 1 "$(needed_of 5)"
+expect "needed, no push inline" 2 "$(needed_of 4100)"
 
 [ "$fails" = 0 ] && echo PASS
 exit "$fails"
