@@ -102,7 +102,7 @@ void Connection::OnBuffersPosted() {
 void Connection::FlushDueCredits() {
   credit_due_ = false;
   if ((state_ == State::kOpen || state_ == State::kClosing) &&
-      credits_.ReturnSoon()) {
+      CreditReturnDue()) {
     // A full send queue, no credit of its own or a bind holding the queue:
     // Service sends it once that changes (a completion or an arrival runs
     // it), or the peer, whose pushes may wait for these, could wait for
@@ -125,7 +125,7 @@ void Connection::ServiceQueued() {
   // A rendezvous that waited to bind held them back (bind_waits_).
   if (!done_backlog_.empty()) send_dones();
   if (state_ != State::kDead &&
-      (credits_.ReturnNow() || (credit_stalled_ && credits_.ReturnSoon()))) {
+      (credits_.ReturnNow() || (credit_stalled_ && CreditReturnDue()))) {
     credit_stalled_ = !TrySendControl(WireType::kCredit, 0);
   }
   if (rndv_unread_ > 0) StartReads();
@@ -234,6 +234,14 @@ void Connection::KeepaliveTick(uint32_t ticks, uint32_t stall_ticks) {
                       << stall_ticks << " ticks: send queue stalled";
     Abort(ETIMEDOUT);
     return;
+  }
+  if (credits_.PeerStranded() && !rndv_waiting_.empty() && send_credits_ < 2) {
+    // The peer has no credit for the rendezvous completion a push waits
+    // for, and this side spent its spare one (CreditReturnDue): its last
+    // goes, at most once a tick. Were both sides to answer each other's
+    // single credit this way, that costs a message a tick, not a stream.
+    TrySendControl(WireType::kCredit, 0);
+    if (state_ == State::kDead) return;
   }
   bool waiting_on_peer = !pops_.empty() || !rndv_waiting_.empty() ||
                          !push_backlog_.empty() || state_ == State::kClosing;

@@ -287,7 +287,17 @@ class Connection {
   // SRQ for the rest. Inline: every arrival runs it, and most need neither.
   void BackCredits() {
     if (credits_.Back() && !waiting_buffers_) WaitForBuffers();
-    if (!credit_due_ && credits_.ReturnSoon()) CreditDue();
+    if (!credit_due_ && CreditReturnDue()) CreditDue();
+  }
+  // Whether a CREDIT message should go on the next pass, if nothing carried
+  // the credits by then: the peer cannot send data, or nothing at all. To a
+  // stranded peer even one credit goes, but only while this side keeps one
+  // of its own after it: the peer, holding one then, never answers in
+  // kind, so single credits are not traded back and forth. KeepaliveTick
+  // covers a side that has no credit to spare.
+  bool CreditReturnDue() const {
+    return credits_.ReturnSoon() ||
+           (credits_.PeerStranded() && send_credits_ >= 2);
   }
   void WaitForBuffers();
   // The peer needs credits back soon: the next pass sends them (a reply

@@ -93,6 +93,12 @@ class ConnectionCredits {
   bool ReturnSoon() const {
     return owed_ >= kMinCreditReturn && peer_credits_ <= 1;
   }
+  // Whether the peer holds no credit at all while some are owed: it cannot
+  // send even a control message (the rendezvous completion a push of this
+  // side waits for, which this side's application may wait for before it
+  // pops what would return more), nor ask for credits. See
+  // Connection::CreditReturnDue.
+  bool PeerStranded() const { return owed_ > 0 && peer_credits_ == 0; }
 
   uint32_t allotment() const { return allotment_; }
   uint32_t peer_credits() const { return peer_credits_; }

@@ -499,6 +499,56 @@ TEST(HostilePeerTest, RendezvousIsReadableThroughItsOwnConnectionOnly) {
 // A peer whose host vanishes sends no disconnect; here its QP just goes
 // deaf (error state, which drops whatever arrives). A connection that only
 // pops must notice through its keepalive probe, with ETIMEDOUT.
+// A peer that spent every credit (two messages the application leaves
+// unpopped, then the completion of the first rendezvous, returning none)
+// cannot send the completion of the second, which the push waits for. The
+// library has one credit left, its reserve, and no spare one to return
+// at once (CreditReturnDue): its keepalive tick sends that one, and the
+// push completes.
+TEST(HostilePeerTest, AStrandedPeerGetsTheLastCreditForARendezvousDone) {
+  Listener listener = Listen();
+  RawPeerThread peer;
+  int qd = AcceptRawPeer(
+      listener, 3,
+      [](RcPeer& raw) -> absl::Status {
+        uint64_t cookies[2];
+        for (uint64_t& cookie : cookies) {
+          DEMI_ASSIGN_OR_RETURN(demi::ParsedMessage msg,
+                                ReceiveWire(raw, Scaled(kStep)));
+          if (msg.type != WireType::kRndv) {
+            return demi::rdma::ErrnoError(EPROTO, "expected a rendezvous");
+          }
+          cookie = msg.cookie;
+        }
+        DEMI_RETURN_IF_ERROR(SendEager(raw, "one", 0, Scaled(kStep)));
+        DEMI_RETURN_IF_ERROR(SendEager(raw, "two", 0, Scaled(kStep)));
+        WireHeader done = {};
+        done.type = static_cast<uint8_t>(WireType::kRndvDone);
+        done.cookie = cookies[0];
+        DEMI_RETURN_IF_ERROR(SendWire(raw, done, "", Scaled(kStep)));
+        DEMI_ASSIGN_OR_RETURN(demi::ParsedMessage credit,
+                              ReceiveWire(raw, Scaled(kStep)));
+        if (credit.type != WireType::kCredit || credit.credits != 1) {
+          return demi::rdma::ErrnoError(EPROTO, "expected one credit back");
+        }
+        done.cookie = cookies[1];
+        return SendWire(raw, done, "", Scaled(kStep));
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  demi_qtoken_t pushes[] = {
+      PushString(qd, demi::testing::Pattern(64 * 1024, 1)),
+      PushString(qd, demi::testing::Pattern(64 * 1024, 2))};
+  for (demi_qtoken_t qt : pushes) {
+    demi_qresult_t qr = WaitOrFail(qt);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  }
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
 TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
   Listener listener = Listen();
   std::atomic<bool> deaf{false};

@@ -347,6 +347,36 @@ TEST(StreamTest, ManyMorePushesThanCreditsWaitInTheLibrary) {
   ClosePair(pair);
 }
 
+// Each side pushes before it pops, as over TCP: the client waits for its
+// rendezvous pushes before it pops what the server sent. The server's
+// completions of them (RNDV_DONE) spend its last credits, since its own
+// messages hold the rest at the client, unpopped; the client must give one
+// back for the second completion to go, or its second push never completes
+// while the server's application has the message already.
+TEST(StreamTest, RendezvousPushesCompleteWhileThePushersPopsWait) {
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  for (const char* bytes : {"first", "second"}) {
+    EXPECT_EQ(WaitOrFail(PushString(pair.server, bytes)).qr_opcode,
+              DEMI_OPC_PUSH);
+  }
+  const std::string large[] = {Pattern(64 << 10, 1), Pattern(64 << 10, 2)};
+  demi_qtoken_t pushes[] = {PushString(pair.client, large[0]),
+                            PushString(pair.client, large[1])};
+  for (const std::string& bytes : large) {
+    EXPECT_TRUE(SameBytes(PopString(pair.server), bytes));
+  }
+  for (demi_qtoken_t qt : pushes) {
+    demi_qresult_t qr;
+    timespec timeout = Ms(5000);
+    ASSERT_EQ(demi_wait(&qr, qt, &timeout), 0);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
+  }
+  EXPECT_EQ(PopString(pair.client), "first");
+  EXPECT_EQ(PopString(pair.client), "second");
+  ClosePair(pair);
+}
+
 TEST(StreamTest, LargeMessagesTakeMoreReadsThanTheSendQueueHolds) {
   // Every pop waits at once, so the receiver wants all these READs at
   // once: it posts what the send queue has room for, the rest as READs

@@ -102,7 +102,8 @@ inline constexpr uint32_t kReadPiece = 256 * 1024;
 // goes only with at least two credits in it, so that two peers never trade
 // single credits back and forth; with three, a sender that cannot send
 // data (one credit or none) has at least two with its receiver, owed as
-// soon as the application pops.
+// soon as the application pops. A peer left with none at all gets a single
+// one back (Connection::CreditReturnDue).
 inline constexpr uint32_t kBaseCredits = 3;
 // The fewest credits a CREDIT message returns (it costs one itself).
 inline constexpr uint32_t kMinCreditReturn = 2;
