@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -424,7 +425,16 @@ TEST(CloseTest, OrderlyCloseDeliversEverythingThenEof) {
     EXPECT_EQ(qr.qr_opcode, DEMI_OPC_POP);
     EXPECT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 0u);
     EXPECT_EQ(qr.qr_value.sga.sga_buf, nullptr);
+    // A program that frees every popped sga frees this one too: it holds
+    // nothing, and freeing it is no error, in this thread or another.
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    std::thread([&qr] { EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0); }).join();
   }
+  // Only that shape: a null sga_buf with a segment is no array of ours.
+  demi_sgarray_t bogus = {};
+  bogus.sga_numsegs = 1;
+  bogus.sga_segs[0].sgaseg_len = 1;
+  EXPECT_EQ(demi_sgafree(&bogus), EINVAL);
   EXPECT_EQ(demi_close(pair.server), 0);
   EXPECT_EQ(demi_close(pair.listener), 0);
 }

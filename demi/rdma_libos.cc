@@ -217,17 +217,31 @@ demi_sgarray_t RdmaLibOs::SgaAlloc(size_t size) {
   return sga;
 }
 
+namespace {
+
+// The zero-length sga of a pop at the end of a stream (EOF): it holds
+// nothing, and a program that frees every popped sga frees it too.
+bool IsEndOfStream(const demi_sgarray_t& sga) {
+  return sga.sga_buf == nullptr && sga.sga_numsegs == 1 &&
+         sga.sga_segs[0].sgaseg_buf == nullptr &&
+         sga.sga_segs[0].sgaseg_len == 0;
+}
+
+}  // namespace
+
 int RdmaLibOs::SgaFreeOtherThread(const demi_sgarray_t& sga) {
   // Another thread's (popped there, handed to this one): it goes back to
   // its owner, which takes it in at its next pass.
   SgaPool* owner = SgaPool::OwnerOf(sga.sga_buf);
   if (owner == nullptr || owner == pool_.get()) {
-    return EINVAL;  // Not an array the application holds.
+    // Not an array the application holds.
+    return IsEndOfStream(sga) ? 0 : EINVAL;
   }
   return owner->FreeFromOtherThread(sga.sga_buf);
 }
 
 int RdmaLibOs::SgaFreeWithoutLibOs(const demi_sgarray_t& sga) {
+  if (IsEndOfStream(sga)) return 0;
   SgaPool* owner = nullptr;
   if (sga.sga_numsegs != 0 && sga.sga_numsegs <= DEMI_SGARRAY_MAXSIZE) {
     owner = SgaPool::OwnerOf(sga.sga_buf);

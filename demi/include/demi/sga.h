@@ -39,6 +39,10 @@ ATTR_NODISCARD extern demi_sgarray_t demi_sgaalloc(size_t size);
  * pass (or its next demi_sgaalloc), checking it then. So a second free of
  * one array from another thread returns 0 and is dropped there.
  *
+ * The zero-length array of a pop at the end of a stream (EOF: sga_buf
+ * NULL, one segment of NULL and 0 bytes) holds nothing; freeing it returns
+ * 0, in any thread.
+ *
  * @param sga The array.
  *
  * @return 0 on success, or a positive error code:
