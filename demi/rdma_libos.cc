@@ -254,7 +254,14 @@ absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
   if (optval == nullptr || optlen != sizeof(struct linger)) {
     return ErrnoError(EINVAL, "option value");
   }
-  std::memcpy(&queue->linger, optval, sizeof(queue->linger));
+  struct linger linger;
+  std::memcpy(&linger, optval, sizeof(linger));
+  // A negative time would put the close's deadline in the past: the flush
+  // would end at once with ETIMEDOUT and reset the peer.
+  if (linger.l_onoff != 0 && linger.l_linger < 0) {
+    return ErrnoError(EINVAL, "negative linger time");
+  }
+  queue->linger = linger;
   return absl::OkStatus();
 }
 

@@ -372,7 +372,8 @@ extern int demi_pop(demi_qtoken_t *qt_out, int qd);
  * - ENOPROTOOPT: @p optname is neither of the above (SO_REUSEPORT on a
  *   datagram socket).
  * - EINVAL: @p optval is NULL or @p optlen is not sizeof(struct linger)
- *   (SO_LINGER) or less than sizeof(int) (SO_REUSEPORT).
+ *   (SO_LINGER) or less than sizeof(int) (SO_REUSEPORT), or SO_LINGER has
+ *   l_onoff set and a negative l_linger.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(4)
