@@ -153,7 +153,9 @@ extern int demi_bind(int sockqd, const struct sockaddr *addr, socklen_t size);
  *
  * Completes with DEMI_OPC_ACCEPT: qr_value.ares.qd is the new connection,
  * qr_value.ares.addr the peer. Several accepts may be outstanding. If the
- * socket is closed first, completes DEMI_OPC_FAILED with qr_ret EBADF.
+ * socket is closed first, completes DEMI_OPC_FAILED with qr_ret EBADF. The
+ * connection starts with the listener's SO_LINGER and SO_REUSEPORT, as on
+ * Linux.
  *
  * @param qt_out Receives the operation's token.
  * @param sockqd The listening socket.
