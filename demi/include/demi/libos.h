@@ -338,8 +338,8 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * message that needs memory the pool does not have right now (one sent by
  * rendezvous, above 8 KiB, is read into a buffer of its own) waits for it:
  * the pop completes once the application frees enough. One larger than the pool
- * can ever hold (DEMI_POOL_LIMIT_MB) fails its pop with ENOBUFS and stays
- * unread.
+ * can ever hold (DEMI_POOL_LIMIT_MB) stays unread: every pop that reaches
+ * it, once the messages before it are popped, fails with ENOBUFS.
  *
  * On a datagram socket it completes with one whole datagram, its sender's
  * address and port in qr_value.sga.sga_addr. Datagrams that cannot be
