@@ -392,6 +392,24 @@ TEST(BadInputTest, BadSizesOptionsAndPointersGetTheDocumentedErrno) {
             EINVAL);
   EXPECT_EQ(demi_getsockopt(qd, SOL_SOCKET, SO_LINGER, &linger, nullptr),
             EINVAL);
+  // A negative linger time with l_onoff set: refused, and the option keeps
+  // its value. With l_onoff clear the time is not used.
+  struct linger kept = {1, 5};
+  ASSERT_EQ(demi_setsockopt(qd, SOL_SOCKET, SO_LINGER, &kept, sizeof(kept)), 0);
+  for (int seconds : {-1, INT_MIN}) {
+    struct linger negative = {1, seconds};
+    EXPECT_EQ(
+        demi_setsockopt(qd, SOL_SOCKET, SO_LINGER, &negative, sizeof(negative)),
+        EINVAL)
+        << seconds;
+  }
+  struct linger got = {};
+  optlen = sizeof(got);
+  EXPECT_EQ(demi_getsockopt(qd, SOL_SOCKET, SO_LINGER, &got, &optlen), 0);
+  EXPECT_EQ(got.l_onoff, 1);
+  EXPECT_EQ(got.l_linger, 5);
+  struct linger off = {0, -1};
+  EXPECT_EQ(demi_setsockopt(qd, SOL_SOCKET, SO_LINGER, &off, sizeof(off)), 0);
   // A datagram socket's statistics, with a buffer too small or missing.
   int dgram = -1;
   ASSERT_EQ(demi_socket(&dgram, AF_INET, SOCK_DGRAM, 0), 0);

@@ -117,6 +117,56 @@ TEST(CloseTest, LingerZeroResetsAtOnce) {
   EXPECT_EQ(demi_close(pair.listener), 0);
 }
 
+// As on Linux, an accepted connection starts with its listener's
+// SO_LINGER (and SO_REUSEPORT): a listener set to reset its connections
+// at close gets connections that do.
+TEST(CloseTest, AnAcceptedConnectionTakesItsListenersOptions) {
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int listener = -1;
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  struct linger reset = {1, 0};
+  ASSERT_EQ(
+      demi_setsockopt(listener, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)),
+      0);
+  int one = 1;
+  ASSERT_EQ(
+      demi_setsockopt(listener, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)),
+      0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  int client = -1;
+  ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
+  demi_qtoken_t accept = 0, connect = 0;
+  ASSERT_EQ(demi_accept(&accept, listener), 0);
+  ASSERT_EQ(demi_connect(&connect, client, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(WaitOrFail(connect).qr_opcode, DEMI_OPC_CONNECT);
+  demi_qresult_t qr = WaitOrFail(accept);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_ACCEPT);
+  int server = qr.qr_value.ares.qd;
+
+  struct linger linger = {};
+  socklen_t len = sizeof(linger);
+  EXPECT_EQ(demi_getsockopt(server, SOL_SOCKET, SO_LINGER, &linger, &len), 0);
+  EXPECT_EQ(linger.l_onoff, 1);
+  EXPECT_EQ(linger.l_linger, 0);
+  int on = 0;
+  len = sizeof(on);
+  EXPECT_EQ(demi_getsockopt(server, SOL_SOCKET, SO_REUSEPORT, &on, &len), 0);
+  EXPECT_EQ(on, 1);
+  // Its close is abortive: a rendezvous push the client never popped fails,
+  // and the client sees a reset rather than the message and EOF.
+  demi_qtoken_t push = PushString(server, Pattern(1 << 20, 3));
+  ASSERT_EQ(demi_close(server), 0);
+  qr = WaitOrFail(push);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNABORTED);
+  qr = PopResult(client);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNRESET);
+  EXPECT_EQ(demi_close(client), 0);
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
 TEST(CloseTest, LingerTimeBoundsAFlushThePeerNeverTakes) {
   DemiPair pair;
   ASSERT_TRUE(MakePair(&pair));

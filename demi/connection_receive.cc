@@ -33,9 +33,14 @@ void Connection::StartReads() {
       absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
       if (!target.ok()) {
         if (!env_.pool->CanEverHold(in.length)) {
-          // Waiting would be forever: this pop fails, the message stays.
-          env_.tokens->Fail(pops_.front(), ENOBUFS);
-          pops_.pop_front();
+          // Waiting would be forever, and the message stays: every pop
+          // that reaches it fails. Behind earlier messages, those go first
+          // (DeliverPops's Service comes back here once it is the head).
+          if (i > 0) return;
+          while (!pops_.empty()) {
+            env_.tokens->Fail(pops_.front(), ENOBUFS);
+            pops_.pop_front();
+          }
           return;
         }
         // The pool is full for now: the pop waits. The progress engine

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "demi/pool_limit.h"
 #include "demi/rdma_path.h"
 #include "demi/shared_devices.h"
 #include "rdma/log.h"
@@ -43,15 +44,6 @@ absl::Duration SpinBudget() {
     if (us >= 0) return absl::Microseconds(us);
   }
   return kDefaultSpin;
-}
-
-size_t PoolLimit() {
-  const char* text = std::getenv("DEMI_POOL_LIMIT_MB");
-  size_t mb = 0;
-  if (text != nullptr && absl::SimpleAtoi(text, &mb) && mb > 0) {
-    return mb << 20;
-  }
-  return kDefaultPoolLimit;
 }
 
 // DEMI_FULL_BUFFER_CONNECTIONS: connections per device with
@@ -95,7 +87,7 @@ absl::Status RdmaLibOs::Init() {
     pds.push_back(device->pd);
     devices_.push_back(std::move(device));
   }
-  pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimit());
+  pool_ = std::make_unique<SgaPool>(std::move(pds), PoolLimitFromEnv());
   for (auto& device : devices_) {
     DEMI_ASSIGN_OR_RETURN(
         std::unique_ptr<SharedReceive> receive,
@@ -268,7 +260,14 @@ absl::Status RdmaLibOs::SetSockOpt(int qd, int level, int optname,
   if (optval == nullptr || optlen != sizeof(struct linger)) {
     return ErrnoError(EINVAL, "option value");
   }
-  std::memcpy(&queue->linger, optval, sizeof(queue->linger));
+  struct linger linger;
+  std::memcpy(&linger, optval, sizeof(linger));
+  // A negative time would put the close's deadline in the past: the flush
+  // would end at once with ETIMEDOUT and reset the peer.
+  if (linger.l_onoff != 0 && linger.l_linger < 0) {
+    return ErrnoError(EINVAL, "negative linger time");
+  }
+  queue->linger = linger;
   return absl::OkStatus();
 }
 

@@ -211,6 +211,9 @@ void RdmaLibOs::AcceptRequest(Queue& listener_queue, rdma::CmIdPtr id,
     return;
   }
   Queue* queue = queues_.Add<ConnectionState>();
+  // As on Linux, an accepted socket starts with its listener's options.
+  queue->linger = listener_queue.linger;
+  queue->reuse_port = listener_queue.reuse_port;
   queue->unclaimed = true;
   queue->connection()->listener_qd = listener_queue.qd;
   queue->connection()->peer_data = *peer;

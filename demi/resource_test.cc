@@ -176,6 +176,53 @@ TEST(PoolPressureTest, AMessageThePoolCanNeverHoldFailsItsPopWithEnobufs) {
   EXPECT_EQ(WaitOrFail(push, absl::Seconds(40)).qr_opcode, DEMI_OPC_FAILED);
 }
 
+// A message the pool can never hold behind one it can: pops reach the
+// messages in order, so the first gets the earlier message and every pop
+// after it fails, those pending at once included. (The first pop used to
+// fail, the second got the earlier message, and a third stayed pending.)
+TEST(PoolPressureTest, ANeverFittingMessageFailsOnlyThePopsThatReachIt) {
+  demi::testing::DemiPair pair;
+  ASSERT_TRUE(demi::testing::MakePair(&pair));
+  // Both by rendezvous and not from the pool, as above.
+  std::string first = Pattern(100 << 10, 13);
+  std::string huge = Pattern(DEMI_MAX_MESSAGE_SIZE, 14);
+  demi_qtoken_t pushes[2] = {};
+  for (int i = 0; i < 2; ++i) {
+    std::string& bytes = i == 0 ? first : huge;
+    demi_sgarray_t sga = {};
+    sga.sga_numsegs = 1;
+    sga.sga_segs[0].sgaseg_buf = bytes.data();
+    sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(bytes.size());
+    ASSERT_EQ(demi_push(&pushes[i], pair.client, &sga), 0);
+  }
+  demi_qresult_t qr;
+  timespec t = Ms(500);  // Both announcements reach the server meanwhile.
+  ASSERT_EQ(demi_wait(&qr, pushes[1], &t), ETIMEDOUT);
+  demi_qtoken_t pops[3] = {};
+  for (demi_qtoken_t& pop : pops) ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+  qr = WaitOrFail(pops[0], absl::Seconds(20));
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+  EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), first));
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  for (int i = 1; i < 3; ++i) {
+    qr = WaitOrFail(pops[i], absl::Seconds(20));
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED) << "pop " << i;
+    EXPECT_EQ(qr.qr_ret, ENOBUFS) << "pop " << i;
+  }
+  EXPECT_EQ(WaitOrFail(pushes[0]).qr_opcode, DEMI_OPC_PUSH);
+  // It stays unread: a later pop fails too.
+  demi_qtoken_t later = 0;
+  ASSERT_EQ(demi_pop(&later, pair.server), 0);
+  qr = WaitOrFail(later, absl::Seconds(20));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ENOBUFS);
+  ASSERT_EQ(demi_close(pair.client), 0);
+  ASSERT_EQ(demi_close(pair.server), 0);
+  ASSERT_EQ(demi_close(pair.listener), 0);
+  EXPECT_EQ(WaitOrFail(pushes[1], absl::Seconds(40)).qr_opcode,
+            DEMI_OPC_FAILED);
+}
+
 // A DatagramSocket driven by hand, without the libOS around it, so that
 // the test can reach its QP (on the rdma_cm id it is given) and break it.
 class FailedDatagramSocketTest : public ::testing::Test {

@@ -153,7 +153,9 @@ extern int demi_bind(int sockqd, const struct sockaddr *addr, socklen_t size);
  *
  * Completes with DEMI_OPC_ACCEPT: qr_value.ares.qd is the new connection,
  * qr_value.ares.addr the peer. Several accepts may be outstanding. If the
- * socket is closed first, completes DEMI_OPC_FAILED with qr_ret EBADF.
+ * socket is closed first, completes DEMI_OPC_FAILED with qr_ret EBADF. The
+ * connection starts with the listener's SO_LINGER and SO_REUSEPORT, as on
+ * Linux.
  *
  * @param qt_out Receives the operation's token.
  * @param sockqd The listening socket.
@@ -336,8 +338,8 @@ extern int demi_pushto(demi_qtoken_t *qt_out, int sockqd,
  * message that needs memory the pool does not have right now (one sent by
  * rendezvous, above 8 KiB, is read into a buffer of its own) waits for it:
  * the pop completes once the application frees enough. One larger than the pool
- * can ever hold (DEMI_POOL_LIMIT_MB) fails its pop with ENOBUFS and stays
- * unread.
+ * can ever hold (DEMI_POOL_LIMIT_MB) stays unread: every pop that reaches
+ * it, once the messages before it are popped, fails with ENOBUFS.
  *
  * On a datagram socket it completes with one whole datagram, its sender's
  * address and port in qr_value.sga.sga_addr. Datagrams that cannot be
@@ -372,7 +374,8 @@ extern int demi_pop(demi_qtoken_t *qt_out, int qd);
  * - ENOPROTOOPT: @p optname is neither of the above (SO_REUSEPORT on a
  *   datagram socket).
  * - EINVAL: @p optval is NULL or @p optlen is not sizeof(struct linger)
- *   (SO_LINGER) or less than sizeof(int) (SO_REUSEPORT).
+ *   (SO_LINGER) or less than sizeof(int) (SO_REUSEPORT), or SO_LINGER has
+ *   l_onoff set and a negative l_linger.
  * - ENOSYS: demi_init has not run.
  */
 ATTR_NONNULL(4)
