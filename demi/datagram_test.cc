@@ -737,6 +737,28 @@ TEST_F(RawPeerTest, AnIncompleteDatagramTimesOut) {
   ExpectValidDatagramArrives();
 }
 
+// A partial datagram's time runs from when the library takes its first
+// fragment in, not from the timers' last run: after the application spent
+// longer than the reassembly timeout outside the library, a fragment that
+// arrived meanwhile was stamped with that old time, the next timers
+// dropped it, and the datagram was lost.
+TEST_F(RawPeerTest, AFragmentTakenInAfterAnIdleSpellIsGivenItsFullTime) {
+  Send(RawFragment(peer_->local, 44, 1000, 2, 0, 600, 600));
+  absl::SleepFor(demi::kReassemblyTimeout + absl::Milliseconds(500));
+  // Takes it in; a sleeping wait runs the timers every
+  // kSleepTimerInterval.
+  ASSERT_GT(absl::Milliseconds(200), demi::kSleepTimerInterval);
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 200, &pending_));
+  EXPECT_EQ(Stats(qd_).dropped_reassembly_timeout, 0u);
+  Send(RawFragment(peer_->local, 44, 1000, 2, 1, 600, 400));
+  demi_qresult_t qr = WaitOrFail(pending_, absl::Seconds(10));
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 1000u);
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  EXPECT_EQ(Stats(qd_).received, 1u);
+}
+
 TEST_F(RawPeerTest, FragmentsThatDisagreeDropTheDatagram) {
   Send(RawFragment(peer_->local, 43, 1000, 2, 0, 600, 600));
   Send(RawFragment(peer_->local, 43, 1100, 2, 1, 600, 500));
