@@ -173,6 +173,36 @@ TEST(DatagramApiTest, PushToArgumentsGetTheDocumentedErrno) {
   EXPECT_EQ(demi_close(qd), 0);
 }
 
+// The destinations demi_pushto refuses are refused by the connect too, at
+// once: not by every demi_push after it, seconds later.
+TEST(DatagramApiTest, ConnectToPortZeroOrInaddrAnyIsEinval) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  sockaddr_in b_addr = AddrOrDie(b_port);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_connect(&qt, a, Sa(b_addr), sizeof(b_addr)), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+  sockaddr_in port0 = b_addr;
+  port0.sin_port = 0;
+  sockaddr_in any = b_addr;
+  any.sin_addr.s_addr = htonl(INADDR_ANY);
+  for (const sockaddr_in& bad : {port0, any}) {
+    EXPECT_EQ(demi_connect(&qt, a, Sa(bad), sizeof(bad)), EINVAL);
+  }
+  // A refused connect leaves the destination as it was.
+  sockaddr_in peer = {};
+  socklen_t len = sizeof(peer);
+  ASSERT_EQ(demi_getpeername(a, reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  EXPECT_EQ(peer.sin_port, b_addr.sin_port);
+  EXPECT_EQ(peer.sin_addr.s_addr, b_addr.sin_addr.s_addr);
+  qt = demi::testing::PushString(a, "still to b");
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(PopFrom(b, nullptr), "still to b");
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 TEST(DatagramApiTest, NobodyBoundThereIsEconnrefused) {
   int qd = BoundSocket(NextPort());
   absl::Time start = absl::Now();
