@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "demi/datagram_socket.h"
+#include "rdma/clock.h"
 #include "rdma/log.h"
 
 namespace demi {
@@ -90,9 +91,10 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
     Deliver(std::move(buffer), data, h.total_length, from);
     return;
   }
+  if (batch_now_ == absl::InfinitePast()) batch_now_ = rdma::MonotonicNow();
   // Copied into the datagram's own piece: `buffer` goes back at once.
   absl::optional<Reassembled> whole =
-      reassembly_.Add(fragment, wc.src_qp, now_);
+      reassembly_.Add(fragment, wc.src_qp, batch_now_);
   if (whole.has_value()) {
     std::byte* data = whole->buffer->data;
     Deliver(std::move(whole->buffer), data, whole->length, from);

@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "demi/staged_chain.h"
-#include "rdma/clock.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
 #include "rdma/verbs_call.h"
@@ -136,7 +135,6 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
   if (empty_slots_.size() == kDatagramRecvDepth) {
     return rdma::ErrnoError(ENOMEM, "no memory for receive buffers");
   }
-  now_ = rdma::MonotonicNow();
   // Peers resolve this socket with SIDR requests on its id.
   DEMI_RETURN_IF_ERROR(
       rdma::CheckCm(rdma_listen(id_, SOMAXCONN), "rdma_listen (UDP)"));
@@ -572,6 +570,7 @@ bool DatagramSocket::Poll() {
   ibv_wc wcs[kPollBatch];
   int received = ibv_poll_cq(recv_cq_.get(), kPollBatch, wcs);
   if (received < 0) FailCompletions(EIO);
+  batch_now_ = absl::InfinitePast();
   for (int i = 0; i < received; ++i) OnRecvCompletion(wcs[i]);
   // Only a signalled send completes (a failed one too, but that fails the
   // QP, and the next signalled send then fails as well).
@@ -585,7 +584,6 @@ bool DatagramSocket::Poll() {
 }
 
 void DatagramSocket::PollTimers(absl::Time now) {
-  now_ = now;
   if (routes_.resolving()) {
     route_failures_.clear();
     routes_.PollTimers(now, route_failures_);

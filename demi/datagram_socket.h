@@ -272,7 +272,12 @@ class DatagramSocket {
   int recv_error_ = 0;       // The receive CQ failed: every pop fails.
   bool refill_dry_ = false;  // The pool ran dry refilling: retry on timers.
   bool closing_ = false;
-  absl::Time now_ = absl::InfinitePast();  // Coarse: set by PollTimers.
+  // When this Poll batch's fragments arrived, for reassembly's timeout:
+  // read at the batch's first fragment of a multi-fragment datagram
+  // (InfinitePast until then), so that a datagram of one fragment reads no
+  // clock. Not the timers' time: after the application stayed out of the
+  // library past the timeout, that would expire a new entry at once.
+  absl::Time batch_now_ = absl::InfinitePast();
 
   // Declared so that the QP goes first, then the CQs, then the headers.
   std::vector<DatagramHeader> headers_;  // One per send slot.

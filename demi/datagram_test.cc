@@ -173,6 +173,36 @@ TEST(DatagramApiTest, PushToArgumentsGetTheDocumentedErrno) {
   EXPECT_EQ(demi_close(qd), 0);
 }
 
+// The destinations demi_pushto refuses are refused by the connect too, at
+// once: not by every demi_push after it, seconds later.
+TEST(DatagramApiTest, ConnectToPortZeroOrInaddrAnyIsEinval) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  sockaddr_in b_addr = AddrOrDie(b_port);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_connect(&qt, a, Sa(b_addr), sizeof(b_addr)), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+  sockaddr_in port0 = b_addr;
+  port0.sin_port = 0;
+  sockaddr_in any = b_addr;
+  any.sin_addr.s_addr = htonl(INADDR_ANY);
+  for (const sockaddr_in& bad : {port0, any}) {
+    EXPECT_EQ(demi_connect(&qt, a, Sa(bad), sizeof(bad)), EINVAL);
+  }
+  // A refused connect leaves the destination as it was.
+  sockaddr_in peer = {};
+  socklen_t len = sizeof(peer);
+  ASSERT_EQ(demi_getpeername(a, reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  EXPECT_EQ(peer.sin_port, b_addr.sin_port);
+  EXPECT_EQ(peer.sin_addr.s_addr, b_addr.sin_addr.s_addr);
+  qt = demi::testing::PushString(a, "still to b");
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(PopFrom(b, nullptr), "still to b");
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 TEST(DatagramApiTest, NobodyBoundThereIsEconnrefused) {
   int qd = BoundSocket(NextPort());
   absl::Time start = absl::Now();
@@ -735,6 +765,28 @@ TEST_F(RawPeerTest, AnIncompleteDatagramTimesOut) {
   Send(RawFragment(peer_->local, 42, 1000, 2, 1, 600, 400));
   ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
   ExpectValidDatagramArrives();
+}
+
+// A partial datagram's time runs from when the library takes its first
+// fragment in, not from the timers' last run: after the application spent
+// longer than the reassembly timeout outside the library, a fragment that
+// arrived meanwhile was stamped with that old time, the next timers
+// dropped it, and the datagram was lost.
+TEST_F(RawPeerTest, AFragmentTakenInAfterAnIdleSpellIsGivenItsFullTime) {
+  Send(RawFragment(peer_->local, 44, 1000, 2, 0, 600, 600));
+  absl::SleepFor(demi::kReassemblyTimeout + absl::Milliseconds(500));
+  // Takes it in; a sleeping wait runs the timers every
+  // kSleepTimerInterval.
+  ASSERT_GT(absl::Milliseconds(200), demi::kSleepTimerInterval);
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 200, &pending_));
+  EXPECT_EQ(Stats(qd_).dropped_reassembly_timeout, 0u);
+  Send(RawFragment(peer_->local, 44, 1000, 2, 1, 600, 400));
+  demi_qresult_t qr = WaitOrFail(pending_, absl::Seconds(10));
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 1000u);
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  EXPECT_EQ(Stats(qd_).received, 1u);
 }
 
 TEST_F(RawPeerTest, FragmentsThatDisagreeDropTheDatagram) {

@@ -59,6 +59,11 @@ absl::Status RdmaLibOs::BindDatagram(Queue& queue, const sockaddr_in& local) {
 
 absl::StatusOr<demi_qtoken_t> RdmaLibOs::ConnectDatagram(
     Queue& queue, const sockaddr_in& remote) {
+  // demi_pushto's checks, in its order: a destination no datagram can go
+  // to is refused here, not by every demi_push after it.
+  if (remote.sin_port == 0 || remote.sin_addr.s_addr == htonl(INADDR_ANY)) {
+    return ErrnoError(EINVAL, "destination");
+  }
   DatagramSocket* socket = queue.dgram();
   if (socket == nullptr) return ErrnoError(EDESTADDRREQ, "not bound");
   socket->has_peer = true;

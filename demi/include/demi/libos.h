@@ -188,7 +188,9 @@ extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
  * @param size sizeof(struct sockaddr_in).
  *
  * @return 0 on success, or:
- * - EINVAL: @p qt_out or @p addr is NULL, or @p size is wrong.
+ * - EINVAL: @p qt_out or @p addr is NULL, or @p size is wrong; on a
+ *   datagram socket also the address's port is 0 or its address
+ *   INADDR_ANY (as for demi_pushto).
  * - ENOTSUP: the address family is not AF_INET.
  * - EBADF: @p sockqd is not an open queue.
  * - EOPNOTSUPP: the socket is listening.
