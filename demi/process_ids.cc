@@ -24,7 +24,12 @@ void Create() {
   }
 }
 
-std::atomic<uint64_t> next_range{1};
+std::mutex ranges_mutex;
+// Guarded by ranges_mutex. Never destroyed, as `live`.
+absl::flat_hash_set<uint64_t>* live_ranges = nullptr;
+uint64_t next_range = 0;
+
+constexpr int kRangeShift = 64 - kTokenIdBits;
 
 }  // namespace
 
@@ -43,10 +48,21 @@ void GiveBackQd(int qd) {
 }
 
 uint64_t TakeTokenRange() {
-  constexpr uint64_t kIds = uint64_t{1} << kTokenIdBits;
   // Ids 1 up to kIds - 2: none of the range is 0, none is UINT64_MAX.
-  uint64_t id = next_range.fetch_add(1, std::memory_order_relaxed) % (kIds - 2);
-  return (id + 1) << (64 - kTokenIdBits) | 1;
+  constexpr uint64_t kIds = (uint64_t{1} << kTokenIdBits) - 2;
+  std::lock_guard<std::mutex> lock(ranges_mutex);
+  if (live_ranges == nullptr) live_ranges = new absl::flat_hash_set<uint64_t>();
+  uint64_t id = 0;
+  for (uint64_t tries = 0; tries < kIds; ++tries) {
+    id = next_range++ % kIds + 1;
+    if (live_ranges->insert(id).second) break;
+  }
+  return id << kRangeShift | 1;
+}
+
+void GiveBackTokenRange(uint64_t first) {
+  std::lock_guard<std::mutex> lock(ranges_mutex);
+  if (live_ranges != nullptr) live_ranges->erase(first >> kRangeShift);
 }
 
 }  // namespace demi

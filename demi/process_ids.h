@@ -17,9 +17,15 @@ void GiveBackQd(int qd);
 
 // The first token of a new libOS: its number in the top kTokenIdBits, so
 // that the ranges of 2^16 - 2 libOSes made in a row never meet (a range
-// holds 2^48 tokens), and no token is 0 or UINT64_MAX.
+// holds 2^48 tokens), and no token is 0 or UINT64_MAX. Numbers go round,
+// skipping those of live libOSes: another thread's token is never one of
+// this thread's, however many threads came and went. (Only with all 2^16 - 2
+// live at once would two share one.)
 inline constexpr int kTokenIdBits = 16;
 uint64_t TakeTokenRange();
+// The libOS whose range starts at `first` is gone: after the next round,
+// its number may be taken again.
+void GiveBackTokenRange(uint64_t first);
 
 }  // namespace demi
 

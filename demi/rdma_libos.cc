@@ -120,6 +120,7 @@ RdmaLibOs::~RdmaLibOs() {
   // Only the application's holds are left: pieces it may free from another
   // thread later, so the pool outlives this libOS until they come back.
   SgaPool::Retire(std::move(pool_));
+  GiveBackTokenRange(token_range_);
 }
 
 ThreadDevice* RdmaLibOs::DeviceOf(ibv_context* context) {

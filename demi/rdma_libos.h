@@ -308,7 +308,8 @@ class RdmaLibOs {
   // came before the CQ was armed and so will raise no event.
   bool polled_full_batch_ = false;
   absl::Time next_tick_ = absl::InfinitePast();
-  QTokenTable tokens_{TakeTokenRange()};
+  const uint64_t token_range_ = TakeTokenRange();  // Given back at the end.
+  QTokenTable tokens_{token_range_};
 };
 
 // Inline: once per message, and the C API's calls are thin.
