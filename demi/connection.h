@@ -240,12 +240,17 @@ class Connection {
                     uint32_t length);
   // Pop's way when something was received (or the connection is dead).
   void PopReceived();
+  // Sends a control message of `type` (with `cookie`) if credits, queue
+  // room and binds allow. False if it could not go now, or if the
+  // connection is dead after it (a post failed, maybe that of a full stage
+  // it went behind: Abort then emptied the backlogs the caller takes from).
   bool TrySendControl(WireType type, uint64_t cookie);
   bool TrySendPush();
   // Whether credits and queue room allow an eager push now. Data keeps
   // one credit in reserve (see TrySendPush).
   bool CanSendEager() const { return send_credits_ >= 2 && sends_.room() > 0; }
-  // Posts an eager push; false if it failed (the connection aborted).
+  // Posts an eager push; false if the connection aborted (its post failed,
+  // or that of a full stage it went behind).
   bool SendEager(std::unique_ptr<PushOp> op);
   // Posts a SEND of `header` (plus `extra` bytes after it, such as a
   // rendezvous descriptor), standing for `slot`; spends one credit. Data

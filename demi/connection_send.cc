@@ -271,7 +271,10 @@ bool Connection::TrySendControl(WireType type, uint64_t cookie) {
     Abort(rdma::ErrnoOf(status));
     return false;
   }
-  return true;
+  // A staged message whose full stage failed to post (Stage) comes back OK
+  // from a dead connection: Abort emptied done_backlog_, which the caller
+  // would pop from next.
+  return state_ != State::kDead;
 }
 
 bool Connection::SendEager(std::unique_ptr<PushOp> op) {
@@ -287,7 +290,7 @@ bool Connection::SendEager(std::unique_ptr<PushOp> op) {
     Abort(rdma::ErrnoOf(status));
     return false;
   }
-  return true;
+  return state_ != State::kDead;  // As in TrySendControl.
 }
 
 bool Connection::TrySendPush() {

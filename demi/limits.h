@@ -85,7 +85,8 @@ inline constexpr uint32_t kDoorbellBatch = 16;
 // rendezvous allocates nothing once this many are in circulation.
 inline constexpr uint32_t kSparePushOps = 64;
 // Foreign (unregistered) segments up to this size are copied; larger ones
-// are registered for the one push.
+// are registered for the one push. Another thread's pool pieces are copied
+// whatever their size (push_builder.cc).
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
 // RDMA READs each side may have in flight against the other.
 inline constexpr uint8_t kReadDepth = 16;

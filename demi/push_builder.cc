@@ -15,6 +15,9 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
   for (uint32_t i = 0; i < n; ++i) {
     owners[i] = memory.pool->Find(sga.sga_buf, sga.sga_segs[i].sgaseg_buf,
                                   sga.sga_segs[i].sgaseg_len);
+    // Another thread's pieces miss too, and are copied: a free right after
+    // the push goes to that thread, which this push's reference would not
+    // stop from handing the piece out again.
     if (owners[i] == nullptr) foreign_bytes += sga.sga_segs[i].sgaseg_len;
   }
   // One SGE per segment after the header, unless the device gathers fewer:
@@ -51,6 +54,20 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
   return absl::OkStatus();
 }
 
+namespace {
+
+// Whether `handle` (an sga's sga_buf) names a piece of a pool other than
+// `pool`: another thread's. That piece's references are counted by its own
+// thread, not by this push, so a demi_sgafree right after the push would
+// let that thread hand it out again while the peer still reads it in
+// place: it must be copied, whatever its size.
+bool FromOtherPool(const void* handle, const SgaPool* pool) {
+  const SgaPool* owner = SgaPool::OwnerOf(handle);
+  return owner != nullptr && owner != pool;
+}
+
+}  // namespace
+
 absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
                          const demi_sgarray_t& sga) {
   op.is_rndv = true;
@@ -59,7 +76,8 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
     std::byte* addr = static_cast<std::byte*>(sga.sga_segs[i].sgaseg_buf);
     uint32_t len = sga.sga_segs[i].sgaseg_len;
     Buffer* owner = memory.pool->Find(sga.sga_buf, addr, len);
-    if (owner == nullptr && len <= kMaxForeignCopy) {
+    if (owner == nullptr &&
+        (len <= kMaxForeignCopy || FromOtherPool(sga.sga_buf, memory.pool))) {
       DEMI_ASSIGN_OR_RETURN(owner, memory.pool->Allocate(len));
       op.holds.emplace_back(owner);
       std::memcpy(owner->data, addr, len);
@@ -69,8 +87,9 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
     }
     // The peer may read exactly this range, through this QP only, and only
     // until the push ends. Pool pieces are registered for binding already;
-    // foreign memory is registered for this push (no remote access of its
-    // own either).
+    // large foreign memory (not a pool's: the application's to keep until
+    // the push completes) is registered for this push (no remote access of
+    // its own either).
     ibv_mr* mr =
         owner != nullptr ? owner->slab->mrs[memory.device].get() : nullptr;
     if (mr == nullptr) {

@@ -1,8 +1,9 @@
 // Preparing a push's memory on an RC connection: which bytes go without a
 // copy (pool pieces, referenced for the push), which are copied (small
-// foreign memory, or more segments than the device gathers), which are
-// registered for this one push (large foreign memory), and, for a
-// rendezvous, the memory windows the peer will read through.
+// foreign memory, another thread's pool pieces, or more segments than the
+// device gathers), which are registered for this one push (large foreign
+// memory), and, for a rendezvous, the memory windows the peer will read
+// through.
 #ifndef DEMI_DEMI_PUSH_BUILDER_H_
 #define DEMI_DEMI_PUSH_BUILDER_H_
 
@@ -31,7 +32,8 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
                           const demi_sgarray_t& sga);
 // A rendezvous push: one memory window per segment (bound later, when the
 // announcement goes out), registrations for large foreign segments, copies
-// of small ones.
+// of small ones and of another thread's pool pieces (of any size: their
+// references are not this pool's to hold).
 absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
                          const demi_sgarray_t& sga);
 // Gives back what `op` holds: windows first (the peer's access ends at

@@ -1,17 +1,20 @@
 // What happens when resources run out or a queue pair fails: pops and
 // datagram binds under pool pressure (this binary's pool is small, and the
 // tests fill it on purpose), a datagram socket whose UD QP breaks with
-// datagrams half posted, which must still drain at once, and completion
-// queues that break or never deliver (testing/cq_fault.h).
+// datagrams half posted, which must still drain at once, completion
+// queues that break or never deliver, and a send queue whose post fails
+// (testing/cq_fault.h).
 #include <arpa/inet.h>
 #include <demi/libos.h>
 #include <infiniband/verbs.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -20,24 +23,35 @@
 #include "demi/limits.h"
 #include "demi/qtoken_table.h"
 #include "demi/sga_pool.h"
+#include "demi/wire.h"
 #include "gtest/gtest.h"
 #include "rdma/clock.h"
 #include "rdma/cm_event.h"
+#include "rdma/status_util.h"
 #include "rdma/verbs_ptr.h"
 #include "testing/cq_fault.h"
 #include "testing/demi_helpers.h"
+#include "testing/rc_peer.h"
+#include "testing/rdma_env.h"
+#include "testing/wire_peer.h"
 
 namespace {
 
+using demi::WireHeader;
+using demi::WireType;
 using demi::testing::AddrOrDie;
 using demi::testing::CqFault;
 using demi::testing::DemiPair;
 using demi::testing::Ms;
 using demi::testing::NextPort;
 using demi::testing::Pattern;
+using demi::testing::PushString;
+using demi::testing::RcPeer;
 using demi::testing::Sa;
 using demi::testing::SameBytes;
+using demi::testing::Scaled;
 using demi::testing::ScopedCqFault;
+using demi::testing::ScopedPostSendFault;
 using demi::testing::SgaBytes;
 using demi::testing::WaitOrFail;
 
@@ -537,6 +551,115 @@ TEST(BrokenCompletionQueueTest, ASignalledSendAfterALongQuietIsTimedAnew) {
   EXPECT_EQ(demi_sgafree(&sga), 0);
   EXPECT_EQ(demi_close(a), 0);
   EXPECT_EQ(demi_close(b), 0);
+}
+
+// A connection whose post fails while a full stage of small pushes waits
+// (kDoorbellBatch, to be posted by the next pass) just when a rendezvous
+// it has read owes its peer RNDV_DONE: that control message goes behind the
+// stage, Stage posts the stage first, the post fails and the connection
+// aborts, which empties the RNDV_DONE backlog. The connection must then
+// stay dead: nothing more is posted on it (the backlog's loop popped an
+// empty deque, and went on staging garbage cookies), the pop keeps the
+// message it was delivered, and the staged pushes fail with the post's
+// errno. A raw peer grants the credits for the stage and announces the
+// rendezvous; READ completions kept back (kDeferReads) hold the delivery
+// until the stage is full.
+TEST(BrokenSendQueueTest, AFailedStageBeforeARendezvousDoneEndsTheConnection) {
+  constexpr absl::Duration kStep = absl::Seconds(30);
+  constexpr uint16_t kPeerCredits = 64;  // The stage's and more.
+  // Past the announcement that SendWire builds at the upper half's start.
+  constexpr size_t kRndvOffset = demi::testing::kRcPeerBufferSize / 2 + 4096;
+  constexpr uint32_t kRndvBytes = 16 * 1024;  // Past the eager size.
+  const std::string bytes = Pattern(kRndvBytes, 5);
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int listener = -1;
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 1), 0);
+  std::atomic<bool> announced{false};
+  std::atomic<bool> peer_done{false};
+  absl::Status peer_status;
+  std::thread peer([&] {
+    peer_status = [&]() -> absl::Status {
+      auto rc = demi::testing::ConnectAsDemi(addr, kPeerCredits, Scaled(kStep));
+      if (!rc.ok()) return rc.status();
+      RcPeer& raw = **rc;
+      std::memcpy(raw.buffer.data() + kRndvOffset, bytes.data(), kRndvBytes);
+      WireHeader header = {};
+      header.type = static_cast<uint8_t>(WireType::kRndv);
+      header.length = kRndvBytes;
+      header.cookie = 1;
+      demi::RndvDescriptor rndv = {};
+      rndv.num_segments = 1;
+      rndv.segments[0] = {
+          reinterpret_cast<uintptr_t>(raw.buffer.data() + kRndvOffset),
+          raw.mr->rkey, kRndvBytes};
+      std::string body(reinterpret_cast<const char*>(&rndv),
+                       demi::RndvMessageSize(1) - sizeof(WireHeader));
+      DEMI_RETURN_IF_ERROR(
+          demi::testing::SendWire(raw, header, body, Scaled(kStep)));
+      announced = true;
+      // It posts nothing more: the post fault would fail its posts too.
+      return demi::testing::WaitDisconnected(raw, Scaled(kStep));
+    }();
+    peer_done = true;
+  });
+  struct Joiner {
+    std::thread& thread;
+    ~Joiner() { thread.join(); }
+  } joiner{peer};
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_accept(&qt, listener), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_ACCEPT);
+  int qd = qr.qr_value.ares.qd;
+  absl::Time deadline = absl::Now() + Scaled(kStep);
+  while (!announced && !peer_done && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(announced) << peer_status;
+  demi_qtoken_t pop = 0;
+  std::vector<demi_qtoken_t> pushes;
+  {
+    ScopedCqFault defer(CqFault::kDeferReads);
+    ASSERT_EQ(demi_pop(&pop, qd), 0);
+    // The announcement comes in, the READ goes out and completes, unseen.
+    while (ScopedCqFault::deferred() == 0 && absl::Now() < deadline) {
+      timespec tick = Ms(10);
+      ASSERT_EQ(demi_wait(&qr, pop, &tick), ETIMEDOUT);
+    }
+    ASSERT_EQ(ScopedCqFault::deferred(), 1u);
+    // A pass went by since the READ: the first push is posted at once, the
+    // kDoorbellBatch behind it are staged.
+    for (uint32_t i = 0; i <= demi::kDoorbellBatch; ++i) {
+      pushes.push_back(PushString(qd, "staged"));
+    }
+  }
+  {
+    ScopedPostSendFault fault(ENOMEM);
+    // The READ's completion comes now: the pop is delivered, and RNDV_DONE
+    // finds the stage full.
+    qr = WaitOrFail(pop);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+    if (qr.qr_opcode == DEMI_OPC_POP) {
+      EXPECT_TRUE(SameBytes(SgaBytes(qr.qr_value.sga), bytes));
+      EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    }
+    EXPECT_EQ(fault.failed_posts(), 1) << "the dead connection posted again";
+  }
+  int failed = 0;
+  for (demi_qtoken_t push : pushes) {
+    qr = WaitOrFail(push);
+    if (qr.qr_opcode == DEMI_OPC_FAILED) {
+      ++failed;
+      EXPECT_EQ(qr.qr_ret, ENOMEM);
+    } else {
+      EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
+    }
+  }
+  EXPECT_EQ(failed, static_cast<int>(demi::kDoorbellBatch));
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener), 0);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -291,6 +293,74 @@ TEST(CrossThreadFreeTest, APopNeverTakenDoesNotKeepAnEndedThreadsPool) {
     EXPECT_EQ(demi_wait(&qr, idle, &timeout), ETIMEDOUT);
   }).join();
   EXPECT_EQ(HeldByPools(), before);
+}
+
+// A thread that pushes another thread's piece and frees it at once: the
+// free goes back to the owner, whose next demi_sgaalloc of that size hands
+// out the same piece (the last freed), and the owner writes into it. The
+// rendezvous is read only when a pop waits, after that write: the peer must
+// still get the bytes of the push's time.
+TEST(CrossThreadFreeTest, AFreedPushOfAnotherThreadsPieceKeepsItsBytes) {
+  constexpr size_t kSize = 1 << 20;  // A rendezvous, too large to copy.
+  const std::string pushed = Pattern(kSize, 1);
+  const std::string written_after = Pattern(kSize, 2);
+  demi_sgarray_t sga = demi_sgaalloc(kSize);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  void* const piece = sga.sga_segs[0].sgaseg_buf;
+  std::memcpy(piece, pushed.data(), kSize);
+  std::promise<void> freed;
+  std::future<void> freed_done = freed.get_future();
+  // Whether the owner got the same piece back and overwrote it.
+  std::promise<bool> overwritten;
+  std::future<bool> overwritten_done = overwritten.get_future();
+  std::thread pusher([&] {
+    bool signalled = false;
+    auto signal_freed = [&] {
+      if (!signalled) freed.set_value();
+      signalled = true;
+    };
+    [&] {
+      ASSERT_EQ(demi_init(nullptr), 0);
+      DemiPair pair;
+      ASSERT_TRUE(MakePair(&pair));
+      demi_qtoken_t push = 0;
+      ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
+      EXPECT_EQ(demi_sgafree(&sga), 0);
+      signal_freed();
+      ASSERT_EQ(overwritten_done.wait_for(std::chrono::seconds(60)),
+                std::future_status::ready);
+      bool reused = overwritten_done.get();
+      std::string popped = PopString(pair.server);
+      if (reused) {
+        EXPECT_TRUE(SameBytes(popped, pushed))
+            << (popped == written_after ? "the bytes written after the free"
+                                        : "");
+      }
+      EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+      ClosePair(pair);
+    }();
+    // Also after a failure above, so that the main thread goes on.
+    signal_freed();
+  });
+  bool reused = false;
+  demi_sgarray_t again = {};
+  if (freed_done.wait_for(std::chrono::seconds(60)) ==
+      std::future_status::ready) {
+    // Takes in the other thread's free first.
+    again = demi_sgaalloc(kSize);
+    EXPECT_EQ(again.sga_numsegs, 1u);
+    // Another piece would prove nothing.
+    reused = again.sga_numsegs == 1 && again.sga_segs[0].sgaseg_buf == piece;
+    EXPECT_TRUE(reused) << "the freed piece was not handed out again";
+    if (reused) std::memcpy(piece, written_after.data(), kSize);
+  } else {
+    ADD_FAILURE() << "the pusher did not free its sga in time";
+  }
+  overwritten.set_value(reused);
+  pusher.join();
+  if (again.sga_numsegs == 1) {
+    EXPECT_EQ(demi_sgafree(&again), 0);
+  }
 }
 
 // A socket bound to `addr` with SO_REUSEPORT (if `reuse`); the bind's

@@ -237,8 +237,10 @@ extern int demi_close(int qd);
  * @brief Starts sending one message: the concatenation of the segments of
  * @p sga.
  *
- * Segments in memory from demi_sgaalloc or demi_pop are sent without a
- * copy; others are copied (small) or registered for this push (large).
+ * Segments in memory from this thread's demi_sgaalloc or demi_pop are
+ * sent without a copy; another thread's are copied (so that freeing them
+ * at once stays safe); others are copied (small) or registered for this
+ * push (large).
  * Do not modify pushed memory before the push completes. The array may be
  * released with demi_sgafree right away: the push keeps its memory alive.
  * Pushes beyond what the connection can send at once wait inside the
