@@ -301,6 +301,8 @@ class Connection {
   // kind, so single credits are not traded back and forth. KeepaliveTick
   // covers a side that has no credit to spare.
   bool CreditReturnDue() const {
+    // Most arrivals find the peer with credits to spare: one compare.
+    if (credits_.peer_credits() > 1) return false;
     return credits_.ReturnSoon() ||
            (credits_.PeerStranded() && send_credits_ >= 2);
   }
