@@ -31,7 +31,8 @@ ABSL_FLAG(std::vector<std::string>, size,
           std::vector<std::string>({"64", "4K", "64K", "1M", "8M"}),
           "client: message sizes, e.g. 64,64K,1M");
 ABSL_FLAG(int, window, 32, "client: pushes outstanding per connection");
-ABSL_FLAG(double, seconds, 2, "client: how long to push each size");
+ABSL_FLAG(double, seconds, 2,
+          "client: how long to push each size (above 0, at most 1e6)");
 ABSL_FLAG(int, threads, 1,
           "threads, each with its own libOS: the server's listen on one "
           "port (SO_REUSEPORT) and share its connections; the client's "
@@ -99,6 +100,10 @@ absl::Status ServeThread(ThreadGroup& group, int index, std::atomic<int>* ended,
   }
   demi_close(listener);
   return status;
+}
+
+absl::Status CheckFlags() {
+  return CheckSeconds("--seconds", absl::GetFlag(FLAGS_seconds));
 }
 
 absl::Status RunServer() {
@@ -212,9 +217,9 @@ absl::Status RunClient() {
   int connections = absl::GetFlag(FLAGS_connections);
   int window = absl::GetFlag(FLAGS_window);
   int threads = absl::GetFlag(FLAGS_threads);
-  if (connections < 1 || window < 1 || absl::GetFlag(FLAGS_seconds) <= 0) {
+  if (connections < 1 || window < 1) {
     return absl::InvalidArgumentError(
-        "--connections, --window and --seconds must be positive");
+        "--connections and --window must be positive");
   }
   if (threads < 1 || threads > connections) {
     return absl::InvalidArgumentError(
@@ -322,6 +327,7 @@ int main(int argc, char** argv) {
        "runs N threads, each with its own libOS; the server's threads share "
        "one port.",
        "ib_send_bw(1), demi-latency-probe(1)"});
-  return demi::tools::RunServerOrClient("throughput", demi::tools::RunServer,
+  return demi::tools::RunServerOrClient("throughput", demi::tools::CheckFlags,
+                                        demi::tools::RunServer,
                                         demi::tools::RunClient);
 }
