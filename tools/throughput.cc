@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -54,13 +55,10 @@ absl::Status ServeThread(ThreadGroup& group, int index, std::atomic<int>* ended,
     uint64_t messages = 0;
     uint64_t bytes = 0;
   };
-  // By queue descriptor (small integers): no hashing per message, which
-  // would count against the library's message rate.
-  std::vector<Totals> totals;
-  auto of = [&](int qd) -> Totals& {
-    if (totals.size() <= static_cast<size_t>(qd)) totals.resize(qd + 1);
-    return totals[qd];
-  };
+  // By queue descriptor, erased when the connection ends: the library does
+  // not reuse qds (until 2^31), so a table indexed by them would grow for
+  // as long as the server runs.
+  absl::flat_hash_map<int, Totals> totals;
   ServeOptions options = ServeOptionsFromFlags();
   // --exit_after counts the connections of every thread.
   if (group.size() > 1) options.ended = ended;
@@ -76,27 +74,39 @@ absl::Status ServeThread(ThreadGroup& group, int index, std::atomic<int>* ended,
   absl::Status status = ServeFromFlags(
       listener, options,
       [&](int qd, demi_sgarray_t& sga) {
-        Totals& t = of(qd);
+        Totals& t = totals[qd];
         ++t.messages;
         t.bytes += SgaLength(sga);
         demi_sgafree(&sga);
         return true;
       },
       [&](int qd, int err) {
-        Totals t = of(qd);
-        totals[qd] = Totals();
+        Totals t;  // None if it sent nothing.
+        if (auto it = totals.find(qd); it != totals.end()) {
+          t = it->second;
+          totals.erase(it);
+        }
         std::fprintf(stderr,
                      "throughput: qd %d %s after %llu messages, %llu bytes\n",
                      qd, err == 0 ? "closed" : std::strerror(err),
                      static_cast<unsigned long long>(t.messages),
                      static_cast<unsigned long long>(t.bytes));
       });
-  // Datagram sockets never end one by one: what each received, at the end.
-  for (const Totals& t : totals) {
-    if (t.messages == 0) continue;  // Not a datagram socket, or idle.
-    std::fprintf(stderr, "throughput: received %llu datagrams, %llu bytes\n",
-                 static_cast<unsigned long long>(t.messages),
-                 static_cast<unsigned long long>(t.bytes));
+  // Datagram sockets never end one by one: what each received, at the end;
+  // and connections still open when the server stopped.
+  const bool udp = absl::GetFlag(FLAGS_udp);
+  for (const auto& [qd, t] : totals) {
+    if (udp) {
+      std::fprintf(stderr, "throughput: received %llu datagrams, %llu bytes\n",
+                   static_cast<unsigned long long>(t.messages),
+                   static_cast<unsigned long long>(t.bytes));
+    } else {
+      std::fprintf(stderr,
+                   "throughput: qd %d open at exit after %llu messages, %llu "
+                   "bytes\n",
+                   qd, static_cast<unsigned long long>(t.messages),
+                   static_cast<unsigned long long>(t.bytes));
+    }
   }
   demi_close(listener);
   return status;
