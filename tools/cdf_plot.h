@@ -15,7 +15,9 @@ struct CdfSeries {
 };
 
 // Writes a PNG of the cumulative distribution of each series to `path`
-// (log-scaled latency axis). Needs `gnuplot` on the PATH.
+// (log-scaled latency axis). Needs `gnuplot` on the PATH: UNAVAILABLE
+// without it, INTERNAL if it fails (its messages go to stderr, nothing to
+// stdout), INVALID_ARGUMENT for a `path` with a newline.
 absl::Status PlotCdf(const std::string& path, const std::string& title,
                      const std::vector<CdfSeries>& series);
 

@@ -144,8 +144,9 @@ absl::StatusOr<size_t> ParseSize(const std::string& text) {
     if (unit != 1) digits.pop_back();
   }
   size_t value = 0;
+  // Divided, not multiplied: value * unit can wrap around to a small size.
   if (!absl::SimpleAtoi(digits, &value) || value == 0 ||
-      value * unit > DEMI_MAX_MESSAGE_SIZE) {
+      value > DEMI_MAX_MESSAGE_SIZE / unit) {
     return absl::InvalidArgumentError(
         absl::StrCat("bad size '", text, "': 1 to ", DEMI_MAX_MESSAGE_SIZE,
                      " bytes, optionally with K or M"));

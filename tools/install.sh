@@ -2,17 +2,16 @@
 # Usage: tools/install.sh [--prefix DIR] [--uninstall]
 #
 # Builds libdemi and its programs optimized and installs them under DIR
-# (default /usr/local): bin/demi-latency-probe, demi-throughput,
-# demi-kv-server and demi-kv-loadgen; for builds outside Bazel the headers,
-# lib/libdemi.a and lib/pkgconfig/demi.pc; and the man pages (sections 1, 3
-# and 7). Then:
+# (default /usr/local; a relative DIR is the caller's):
+# bin/demi-latency-probe, demi-throughput, demi-kv-server and
+# demi-kv-loadgen; for builds outside Bazel the headers, lib/libdemi.a and
+# lib/pkgconfig/demi.pc; and the man pages (sections 1, 3 and 7). Then:
 #   cc app.c $(pkg-config --cflags --libs --static demi)
 # (with PKG_CONFIG_PATH=DIR/lib/pkgconfig for a prefix pkg-config does not
 # search), and `man -M DIR/share/man demi_push`. --uninstall removes exactly
 # what was installed. Installs missing build dependencies first. With
 # DESTDIR set, files go under DESTDIR/DIR instead (tools/package.sh).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 prefix=/usr/local
 uninstall=0
@@ -23,6 +22,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: tools/install.sh [--prefix DIR] [--uninstall]" >&2; exit 2 ;;
   esac
 done
+# Relative paths are the caller's: made absolute before the cd to the tree.
+[[ $prefix == /* ]] || prefix=$PWD/$prefix
+[ -z "${DESTDIR:-}" ] || [[ $DESTDIR == /* ]] || export DESTDIR=$PWD/$DESTDIR
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "$uninstall" = 1 ]; then
   exec tools/install_tree.sh --uninstall "$prefix"
 fi

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -34,14 +35,19 @@
 ABSL_FLAG(int, port, 12345, "server port");
 ABSL_FLAG(std::vector<std::string>, size, {"64"},
           "client: message sizes, e.g. 64,4K,1M");
-ABSL_FLAG(int, iters, 10000, "client: measured round trips per size");
+ABSL_FLAG(int, iters, 10000,
+          "client: measured round trips per size (at most 10000000: every "
+          "sample is kept in memory)");
 ABSL_FLAG(int, warmup, 1000,
           "client: unmeasured round trips per size "
-          "and connection first");
+          "and connection first (at most 10000000)");
 ABSL_FLAG(bool, rtt, false, "client: report round trips, not one-way");
 ABSL_FLAG(int, pause_ms, 0,
           "client: stay idle this long before each measured round trip "
-          "(what the first message after a quiet spell costs)");
+          "(what the first message after a quiet spell costs); only with "
+          "--connections 1: one thread serves them all, and a pause would "
+          "delay the other connections' replies and count in their "
+          "samples");
 ABSL_FLAG(std::string, plot, "", "client: write a latency CDF PNG here");
 ABSL_FLAG(std::string, samples, "",
           "client: write every measured latency here, one line each "
@@ -49,6 +55,40 @@ ABSL_FLAG(std::string, samples, "",
 
 namespace demi::tools {
 namespace {
+
+// The most --iters (and --warmup): every sample is kept, 8 bytes each, and
+// warmup + iters must fit an int.
+constexpr int kMaxIters = 10000000;
+static_assert(kMaxIters <= std::numeric_limits<int>::max() / 2);
+
+absl::Status CheckFlags() {
+  int connections = absl::GetFlag(FLAGS_connections);
+  int iters = absl::GetFlag(FLAGS_iters);
+  int warmup = absl::GetFlag(FLAGS_warmup);
+  int pause_ms = absl::GetFlag(FLAGS_pause_ms);
+  if (connections < 1) {
+    return absl::InvalidArgumentError("--connections must be at least 1");
+  }
+  if (iters < 1 || iters > kMaxIters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--iters must be 1 to ", kMaxIters));
+  }
+  if (warmup < 0 || warmup > kMaxIters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--warmup must be 0 to ", kMaxIters));
+  }
+  if (pause_ms < 0) {
+    return absl::InvalidArgumentError("--pause_ms must be at least 0");
+  }
+  // The one thread that waits for every connection would sleep while other
+  // round trips are under way, and their replies be timed after it.
+  if (pause_ms > 0 && connections > 1) {
+    return absl::InvalidArgumentError(
+        "--pause_ms needs --connections 1: a pause would delay the other "
+        "connections' replies and count in their samples");
+  }
+  return absl::OkStatus();
+}
 
 // Echoes every message back on its connection until the client closes it;
 // prints the path of each connection (of the datagram socket, once).
@@ -186,11 +226,6 @@ absl::Status RunClient() {
   DEMI_ASSIGN_OR_RETURN(std::vector<size_t> sizes,
                         ParseSizes(absl::GetFlag(FLAGS_size)));
   int connections = absl::GetFlag(FLAGS_connections);
-  if (connections < 1 || absl::GetFlag(FLAGS_iters) < 1 ||
-      absl::GetFlag(FLAGS_warmup) < 0) {
-    return absl::InvalidArgumentError(
-        "--connections and --iters must be at least 1, --warmup at least 0");
-  }
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,
                         ServerFromFlags(absl::GetFlag(FLAGS_port)));
   DEMI_RETURN_IF_ERROR(CheckSizesForFlags(sizes));
@@ -279,6 +314,7 @@ int main(int argc, char** argv) {
        "default). --udp uses datagrams over unreliable-datagram queue pairs "
        "instead of connections; the server then needs --bind ADDR.",
        "ib_send_lat(1), demi-throughput(1)"});
-  return demi::tools::RunServerOrClient("latency_probe", demi::tools::RunServer,
-                                        demi::tools::RunClient);
+  return demi::tools::RunServerOrClient(
+      "latency_probe", demi::tools::CheckFlags, demi::tools::RunServer,
+      demi::tools::RunClient);
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Usage: tools/package.sh [--out DIR]
 #
-# Builds the Debian packages of this tree into DIR (default packages/):
+# Builds the Debian packages of this tree into DIR (default: the tree's
+# packages/; a relative DIR is the caller's):
 #   demi-rdma_VERSION_amd64.deb    the programs (demi-latency-probe,
 #                                  demi-throughput, demi-kv-server,
 #                                  demi-kv-loadgen) and their man pages;
@@ -12,16 +13,18 @@
 # (the development package). lintian checks both: exit 1 on any error.
 # Then: apt install ./packages/demi-rdma_*.deb
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-out=packages
+out=
 case ${1:-} in
   --out) out=${2:?usage: tools/package.sh [--out DIR]} ;;
   "") ;;
   *) echo "usage: tools/package.sh [--out DIR]" >&2; exit 2 ;;
 esac
+# --out is the caller's, made absolute before the cd; the default, the tree's.
+[ -z "$out" ] || { mkdir -p "$out" && out=$(cd "$out" && pwd); }
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${out:-$PWD/packages}
 mkdir -p "$out"
-out=$(cd "$out" && pwd)
 version=$(tr -d ' \n' < VERSION)
 arch=$(dpkg --print-architecture)
 maintainer="demi-rdma maintainers <maintainers@users.noreply.r-seed-d0fbb957.example>"

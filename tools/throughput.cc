@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -31,7 +32,8 @@ ABSL_FLAG(std::vector<std::string>, size,
           std::vector<std::string>({"64", "4K", "64K", "1M", "8M"}),
           "client: message sizes, e.g. 64,64K,1M");
 ABSL_FLAG(int, window, 32, "client: pushes outstanding per connection");
-ABSL_FLAG(double, seconds, 2, "client: how long to push each size");
+ABSL_FLAG(double, seconds, 2,
+          "client: how long to push each size (above 0, at most 1e6)");
 ABSL_FLAG(int, threads, 1,
           "threads, each with its own libOS: the server's listen on one "
           "port (SO_REUSEPORT) and share its connections; the client's "
@@ -53,13 +55,10 @@ absl::Status ServeThread(ThreadGroup& group, int index, std::atomic<int>* ended,
     uint64_t messages = 0;
     uint64_t bytes = 0;
   };
-  // By queue descriptor (small integers): no hashing per message, which
-  // would count against the library's message rate.
-  std::vector<Totals> totals;
-  auto of = [&](int qd) -> Totals& {
-    if (totals.size() <= static_cast<size_t>(qd)) totals.resize(qd + 1);
-    return totals[qd];
-  };
+  // By queue descriptor, erased when the connection ends: the library does
+  // not reuse qds (until 2^31), so a table indexed by them would grow for
+  // as long as the server runs.
+  absl::flat_hash_map<int, Totals> totals;
   ServeOptions options = ServeOptionsFromFlags();
   // --exit_after counts the connections of every thread.
   if (group.size() > 1) options.ended = ended;
@@ -75,30 +74,46 @@ absl::Status ServeThread(ThreadGroup& group, int index, std::atomic<int>* ended,
   absl::Status status = ServeFromFlags(
       listener, options,
       [&](int qd, demi_sgarray_t& sga) {
-        Totals& t = of(qd);
+        Totals& t = totals[qd];
         ++t.messages;
         t.bytes += SgaLength(sga);
         demi_sgafree(&sga);
         return true;
       },
       [&](int qd, int err) {
-        Totals t = of(qd);
-        totals[qd] = Totals();
+        Totals t;  // None if it sent nothing.
+        if (auto it = totals.find(qd); it != totals.end()) {
+          t = it->second;
+          totals.erase(it);
+        }
         std::fprintf(stderr,
                      "throughput: qd %d %s after %llu messages, %llu bytes\n",
                      qd, err == 0 ? "closed" : std::strerror(err),
                      static_cast<unsigned long long>(t.messages),
                      static_cast<unsigned long long>(t.bytes));
       });
-  // Datagram sockets never end one by one: what each received, at the end.
-  for (const Totals& t : totals) {
-    if (t.messages == 0) continue;  // Not a datagram socket, or idle.
-    std::fprintf(stderr, "throughput: received %llu datagrams, %llu bytes\n",
-                 static_cast<unsigned long long>(t.messages),
-                 static_cast<unsigned long long>(t.bytes));
+  // Datagram sockets never end one by one: what each received, at the end;
+  // and connections still open when the server stopped.
+  const bool udp = absl::GetFlag(FLAGS_udp);
+  for (const auto& [qd, t] : totals) {
+    if (udp) {
+      std::fprintf(stderr, "throughput: received %llu datagrams, %llu bytes\n",
+                   static_cast<unsigned long long>(t.messages),
+                   static_cast<unsigned long long>(t.bytes));
+    } else {
+      std::fprintf(stderr,
+                   "throughput: qd %d open at exit after %llu messages, %llu "
+                   "bytes\n",
+                   qd, static_cast<unsigned long long>(t.messages),
+                   static_cast<unsigned long long>(t.bytes));
+    }
   }
   demi_close(listener);
   return status;
+}
+
+absl::Status CheckFlags() {
+  return CheckSeconds("--seconds", absl::GetFlag(FLAGS_seconds));
 }
 
 absl::Status RunServer() {
@@ -212,9 +227,9 @@ absl::Status RunClient() {
   int connections = absl::GetFlag(FLAGS_connections);
   int window = absl::GetFlag(FLAGS_window);
   int threads = absl::GetFlag(FLAGS_threads);
-  if (connections < 1 || window < 1 || absl::GetFlag(FLAGS_seconds) <= 0) {
+  if (connections < 1 || window < 1) {
     return absl::InvalidArgumentError(
-        "--connections, --window and --seconds must be positive");
+        "--connections and --window must be positive");
   }
   if (threads < 1 || threads > connections) {
     return absl::InvalidArgumentError(
@@ -322,6 +337,7 @@ int main(int argc, char** argv) {
        "runs N threads, each with its own libOS; the server's threads share "
        "one port.",
        "ib_send_bw(1), demi-latency-probe(1)"});
-  return demi::tools::RunServerOrClient("throughput", demi::tools::RunServer,
+  return demi::tools::RunServerOrClient("throughput", demi::tools::CheckFlags,
+                                        demi::tools::RunServer,
                                         demi::tools::RunClient);
 }

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
@@ -18,9 +19,11 @@ ABSL_FLAG(int, connections, 1, "client: connections to the server");
 ABSL_FLAG(bool, json, false,
           "print JSON instead of text: the client its results and path, the "
           "server its path per connection (docs/probe-json.md)");
-ABSL_FLAG(double, timeout, 10, "seconds to wait for any progress");
+ABSL_FLAG(double, timeout, 10,
+          "seconds to wait for any progress (above 0, at most 1e6)");
 ABSL_FLAG(int, exit_after, 0,
-          "server: exit after this many connections ended (0: never)");
+          "server: exit after this many connections ended (0: never; not "
+          "negative)");
 ABSL_FLAG(bool, udp, false,
           "datagrams (SOCK_DGRAM over UD queue pairs) instead of "
           "connections; the server needs --bind ADDR");
@@ -32,6 +35,16 @@ namespace demi::tools {
 
 absl::Duration FlagTimeout() {
   return absl::Seconds(absl::GetFlag(FLAGS_timeout));
+}
+
+absl::Status CheckSeconds(const char* flag, double seconds) {
+  // Written so that NaN fails too.
+  if (!(seconds > 0 && seconds <= kMaxSeconds)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be above 0 and at most ",
+                     static_cast<int64_t>(kMaxSeconds), " seconds"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> ListenFromFlags(int port, const char* name,
@@ -136,6 +149,7 @@ absl::Status CheckSizesForFlags(const std::vector<size_t>& sizes) {
 }
 
 int RunServerOrClient(const char* name,
+                      absl::FunctionRef<absl::Status()> check_flags,
                       absl::FunctionRef<absl::Status()> run_server,
                       absl::FunctionRef<absl::Status()> run_client) {
   bool server = absl::GetFlag(FLAGS_server);
@@ -151,7 +165,13 @@ int RunServerOrClient(const char* name,
   if (!absl::GetFlag(FLAGS_sleep) && std::getenv("DEMI_SPIN_US") == nullptr) {
     setenv("DEMI_SPIN_US", "-1", 1);
   }
-  absl::Status status = Init();
+  absl::Status status = CheckSeconds("--timeout", absl::GetFlag(FLAGS_timeout));
+  // A negative count would end the server before its first connection.
+  if (status.ok() && absl::GetFlag(FLAGS_exit_after) < 0) {
+    status = absl::InvalidArgumentError("--exit_after must be at least 0");
+  }
+  if (status.ok()) status = check_flags();
+  if (status.ok()) status = Init();
   if (status.ok()) status = server ? run_server() : run_client();
   if (!status.ok()) {
     std::fprintf(stderr, "%s: %s\n", name,

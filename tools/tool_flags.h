@@ -31,6 +31,13 @@ namespace demi::tools {
 // --timeout as a duration.
 absl::Duration FlagTimeout();
 
+// The most seconds --timeout and the like take: beyond it absl::Seconds
+// gives an infinite duration, and waits that never end.
+inline constexpr double kMaxSeconds = 1e6;
+// INVALID_ARGUMENT, naming `flag`, unless `seconds` is above 0 and at most
+// kMaxSeconds (NaN and infinities are not).
+absl::Status CheckSeconds(const char* flag, double seconds);
+
 // A listener on --bind and `port`, announced on stderr as "name: what on
 // ADDR"; and the serving options from --exit_after.
 absl::StatusOr<int> ListenFromFlags(int port, const char* name,
@@ -71,10 +78,13 @@ int ReplyFromFlags(int qd, demi_sgarray_t& sga);
 absl::Status CheckSizesForFlags(const std::vector<size_t>& sizes);
 
 // main() after the flags are parsed: exactly one of --server and --client
-// must be given. Runs demi_init (spinning forever unless --sleep or
+// must be given. Checks the flags of this file and then `check_flags` (the
+// tool's own) before demi_init, so that a bad value fails at once, with a
+// device or without. Runs demi_init (spinning forever unless --sleep or
 // DEMI_SPIN_US), then that side; prints an error as "name: message".
 // Returns the exit status.
 int RunServerOrClient(const char* name,
+                      absl::FunctionRef<absl::Status()> check_flags,
                       absl::FunctionRef<absl::Status()> run_server,
                       absl::FunctionRef<absl::Status()> run_client);
 

@@ -101,7 +101,7 @@ if [ "$host" = 0 ]; then
     --exit_after "$probe_clients" > "$out/probe_server.txt" &
   probe_server=$!
   "$tput" --server --bind "$server" --port 14001 --exit_after 1 --json \
-    > "$out/tput_server.json" &
+    > "$out/tput_server.json" 2> "$out/tput_server.log" &
   tput_server=$!
   # Two threads on one port, each with its own libOS (SO_REUSEPORT).
   "$tput" --server --bind "$server" --port 14002 --threads 2 --exit_after 4 \
@@ -111,7 +111,8 @@ if [ "$host" = 0 ]; then
   "$probe" --udp --server --bind "$server" --port 14010 --exit_after 1 \
     > "$out/udp_probe_server.txt" &
   udp_probe_server=$!
-  "$tput" --udp --server --bind "$server" --port 14011 --exit_after 1 &
+  "$tput" --udp --server --bind "$server" --port 14011 --exit_after 1 \
+    2> "$out/udp_tput_server.log" &
   udp_tput_server=$!
   wait_listen 14000
   wait_listen 14001
@@ -130,6 +131,19 @@ threads_counts() {
   [ "${#accepted[@]}" = 2 ] || fail "no accept count of each server thread"
   [ $((accepted[0] + accepted[1])) = 4 ] || fail "threads accepted ${accepted[*]}"
 }
+# The throughput servers' reports at the end of each connection (of the
+# datagram socket, at exit): what each received, none left open.
+tput_reports() {
+  cat "$out/tput_server.log" "$out/udp_tput_server.log"
+  [ "$(grep -cE '^throughput: qd [0-9]+ closed after [1-9][0-9]* messages' \
+    "$out/tput_server.log")" = 1 ] || fail "throughput server's report"
+  [ "$(grep -cE '^throughput: qd [0-9]+ closed after [1-9][0-9]* messages' \
+    "$out/threads_server.log")" = 4 ] || fail "threads server's reports"
+  grep -qE '^throughput: received [1-9][0-9]* datagrams' \
+    "$out/udp_tput_server.log" || fail "datagram server's report"
+  ! grep -h "open at exit" "$out/tput_server.log" "$out/threads_server.log" ||
+    fail "a connection left open"
+}
 # The servers' paths: one per connection (the datagram socket's once).
 server_paths() {
   cat "$out/probe_server.txt" "$out/tput_server.json" \
@@ -143,6 +157,7 @@ if [ "$hosts" = 2 ] && [ "$host" = 0 ]; then
   wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server" \
     "$threads_server"
   threads_counts
+  tput_reports
   server_paths
   exit
 fi
@@ -241,6 +256,7 @@ if [ "$hosts" = 1 ]; then
   wait "$probe_server" "$tput_server" "$udp_probe_server" "$udp_tput_server" \
     "$threads_server"
   threads_counts
+  tput_reports
   server_paths
   # Here the client waited for both server threads: each took a share.
   [ "${accepted[0]}" -ge 1 ] && [ "${accepted[1]}" -ge 1 ] ||
