@@ -164,6 +164,65 @@ TEST(ConnectTest, NobodyListeningFailsWithEconnrefused) {
   EXPECT_EQ(demi_close(listener), 0);
 }
 
+// As on Linux, a failed connect leaves the socket bound where it was, and
+// the next connect goes out from that port.
+TEST(ConnectTest, BoundSocketKeepsItsPortAfterAFailedConnect) {
+  uint16_t port = NextPort();
+  sockaddr_in local = AddrOrDie(port);
+  sockaddr_in nobody = AddrOrDie(NextPort());
+  int qd = NewSocket();
+  ASSERT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_connect(&qt, qd, Sa(nobody), sizeof(nobody)), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local)), EINVAL);  // Bound.
+  int other = NewSocket();
+  EXPECT_EQ(demi_bind(other, Sa(local), sizeof(local)), EADDRINUSE);
+  EXPECT_EQ(demi_close(other), 0);
+
+  sockaddr_in server = AddrOrDie(NextPort());
+  int listener = NewSocket();
+  ASSERT_EQ(demi_bind(listener, Sa(server), sizeof(server)), 0);
+  ASSERT_EQ(demi_listen(listener, 8), 0);
+  demi_qtoken_t accept_qt = 0;
+  ASSERT_EQ(demi_accept(&accept_qt, listener), 0);
+  ASSERT_EQ(demi_connect(&qt, qd, Sa(server), sizeof(server)), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+  demi_qresult_t accepted = WaitOrFail(accept_qt);
+  ASSERT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT);
+  sockaddr_in peer = {};
+  socklen_t len = sizeof(peer);
+  ASSERT_EQ(demi_getpeername(accepted.qr_value.ares.qd,
+                             reinterpret_cast<sockaddr*>(&peer), &len),
+            0);
+  EXPECT_EQ(peer.sin_addr.s_addr, local.sin_addr.s_addr);
+  EXPECT_EQ(ntohs(peer.sin_port), port);
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(accepted.qr_value.ares.qd), 0);
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
+// Linux: a socket that never connected leaves no TIME_WAIT behind, so its
+// port is free the moment it is closed.
+TEST(ConnectTest, ClosingABoundSocketAfterAFailedConnectFreesItsPort) {
+  sockaddr_in local = AddrOrDie(NextPort());
+  sockaddr_in nobody = AddrOrDie(NextPort());
+  int qd = NewSocket();
+  ASSERT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
+  demi_qtoken_t qt = 0;
+  ASSERT_EQ(demi_connect(&qt, qd, Sa(nobody), sizeof(nobody)), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  EXPECT_EQ(demi_close(qd), 0);
+  int next = NewSocket();
+  EXPECT_EQ(demi_bind(next, Sa(local), sizeof(local)), 0);
+  EXPECT_EQ(demi_listen(next, 8), 0);
+  EXPECT_EQ(demi_close(next), 0);
+}
+
 TEST(ConnectTest, WrongFamilyIsEnotsup) {
   sockaddr_in addr = AddrOrDie(NextPort());
   addr.sin_family = AF_INET6;

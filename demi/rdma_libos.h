@@ -131,6 +131,9 @@ class RdmaLibOs {
   absl::Status GetRdmaPath(const Queue& queue, void* optval, socklen_t* optlen);
 
   // The RC setup path as the application drives it (rdma_libos_setup.cc).
+  // A new cm id for stream socket `qd`, bound to `local`: EADDRINUSE,
+  // EADDRNOTAVAIL (no device has the address) or another errno.
+  absl::StatusOr<rdma::CmIdPtr> BindStreamId(int qd, sockaddr_in local);
   // Creates the QP and Connection of `queue`, whose id is routed.
   absl::Status SetupConnection(Queue& queue);
   // Hands established connections to waiting accepts.
@@ -154,8 +157,8 @@ class RdmaLibOs {
   // peer sent the RTU, which may have been lost (no retry comes until the
   // REP's, seconds later, and no DREQ can go before). rdma_cm is told now.
   void EstablishEarly(Connection& conn);
-  // A connect that failed goes back to a plain socket (its connection
-  // drains in a closed husk); an accepted one that failed is closed.
+  // A connect that failed goes back to a plain socket, still bound if it
+  // was; an accepted one that failed is closed.
   void HandleConnectFailure(Queue& queue, int err);
   void HandleDisconnect(Queue& queue);
   // Disconnects the connections that aborted since the last time.

@@ -224,21 +224,46 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
   }
   if (connection.connect_qt != 0) tokens_.Fail(connection.connect_qt, err);
   connection.connect_qt = 0;
-  // Back to a plain socket, ready for another connect; the failed id and
-  // QP drain first.
+  // Back to a plain socket, ready for another connect.
+  int husk_qd = -1;
   if (connection.conn != nullptr) {
     connection.conn->Abort(err);
     Queue* husk = queues_.Add<ConnectionState>();
-    MarkClosed(*husk);
     husk->id = std::move(queue.id);
     husk->id->context = ContextOf(husk->qd);
     // The connection (and its entry in conn_by_qpn_) moves as it is.
     *husk->connection() = std::move(connection);
-  } else {
-    queue.id.reset();
+    husk_qd = husk->qd;
   }
   queue.state.emplace<SocketState>();
-  queue.bound = false;
+  queue.id.reset();
+  // The failed id and QP go now, not at a later pass, so that the port is
+  // free for the socket to take again: as on Linux, a failed connect leaves
+  // it bound, and the next connect goes out from its port. That is safe
+  // because a connection that never got established never posted a send
+  // (only Open lets it), so the only completions that can refer to its QP
+  // are receives of what the peer sent at once, already in the shared CQ:
+  // Destroy polls those away once the QP (and so its number) is gone. A
+  // husk with sends in flight would have to drain first (PollClosed).
+  if (husk_qd >= 0) {
+    Queue* husk = queues_.Get(husk_qd);
+    if (husk->conn()->HasOutstandingWork()) {
+      MarkClosed(*husk);
+    } else {
+      Destroy(husk_qd);
+    }
+  }
+  if (queue.bound) {
+    absl::StatusOr<rdma::CmIdPtr> id = BindStreamId(queue.qd, queue.local);
+    if (id.ok()) {
+      queue.id = std::move(id).value();
+    } else {
+      // Another process took the port in between, or the device went.
+      DEMI_LOG(WARNING) << "qd " << queue.qd
+                        << ": unbound after a failed connect: " << id.status();
+      queue.bound = false;
+    }
+  }
 }
 
 void RdmaLibOs::HandleDisconnect(Queue& queue) {

@@ -35,16 +35,21 @@ absl::Status RdmaLibOs::Bind(int qd, const sockaddr* addr, socklen_t size) {
     queue->local = local;
     return absl::OkStatus();
   }
+  DEMI_ASSIGN_OR_RETURN(queue->id, BindStreamId(qd, local));
+  queue->bound = true;
+  queue->local = local;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<rdma::CmIdPtr> RdmaLibOs::BindStreamId(int qd,
+                                                      sockaddr_in local) {
   DEMI_ASSIGN_OR_RETURN(rdma::CmIdPtr id,
                         rdma::CreateCmId(cm_channel_.get(), ContextOf(qd)));
   if (rdma_bind_addr(id.get(), reinterpret_cast<sockaddr*>(&local)) != 0) {
     int err = errno;
     return ErrnoError(err == ENODEV ? EADDRNOTAVAIL : err, "rdma_bind_addr");
   }
-  queue->id = std::move(id);
-  queue->bound = true;
-  queue->local = local;
-  return absl::OkStatus();
+  return id;
 }
 
 absl::Status RdmaLibOs::Listen(int qd, int backlog) {
