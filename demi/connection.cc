@@ -111,6 +111,35 @@ void Connection::FlushDueCredits() {
   }
 }
 
+void Connection::PeerShortOfCredits() {
+  if (CreditReturnDue()) {
+    if (!credit_due_) CreditDue();
+    return;
+  }
+  // No credit to spare: the peer, stranded, cannot send the rendezvous
+  // completion a push waits for (its application may have popped the
+  // message long ago), and this side's application may wait for that push
+  // before it pops what would return more. The last credit goes on the
+  // timers, not at once, in case the peer is in the same state.
+  if (!stranded_listed_ && credits_.PeerStranded() && !rndv_waiting_.empty()) {
+    stranded_listed_ = true;
+    env_.stranded->push_back(qd_);
+  }
+}
+
+void Connection::ReturnLastCredit() {
+  stranded_listed_ = false;
+  if ((state_ != State::kOpen && state_ != State::kClosing) ||
+      !credits_.PeerStranded() || rndv_waiting_.empty()) {
+    return;
+  }
+  if (!TrySendControl(WireType::kCredit, 0) && state_ != State::kDead) {
+    // No credit or no room in the send queue yet: at the next interval.
+    stranded_listed_ = true;
+    env_.stranded->push_back(qd_);
+  }
+}
+
 void Connection::ServiceQueued() {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
   auto send_dones = [this] {
@@ -234,14 +263,6 @@ void Connection::KeepaliveTick(uint32_t ticks, uint32_t stall_ticks) {
                       << stall_ticks << " ticks: send queue stalled";
     Abort(ETIMEDOUT);
     return;
-  }
-  if (credits_.PeerStranded() && !rndv_waiting_.empty() && send_credits_ < 2) {
-    // The peer has no credit for the rendezvous completion a push waits
-    // for, and this side spent its spare one (CreditReturnDue): its last
-    // goes, at most once a tick. Were both sides to answer each other's
-    // single credit this way, that costs a message a tick, not a stream.
-    TrySendControl(WireType::kCredit, 0);
-    if (state_ == State::kDead) return;
   }
   bool waiting_on_peer = !pops_.empty() || !rndv_waiting_.empty() ||
                          !push_backlog_.empty() || state_ == State::kClosing;

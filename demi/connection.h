@@ -56,6 +56,10 @@ struct ConnectionEnv {
   // come back; the progress engine's next pass sends them if no message
   // carried them meanwhile.
   std::vector<int>* credit_due;
+  // Queue descriptors of connections that would return their last credit
+  // to a peer stranded without any (ReturnLastCredit): the progress
+  // engine's timers call them every kStrandedCreditInterval.
+  std::vector<int>* stranded;
   // Queue descriptors of connections that aborted; the progress engine
   // disconnects them, so the peer learns at once.
   absl::flat_hash_set<int>* aborted;
@@ -145,6 +149,10 @@ class Connection {
   // The progress engine's next pass after ConnectionEnv::credit_due: sends
   // the credits the peer waits for, unless a message carried them.
   void FlushDueCredits();
+  // The progress engine's timers after ConnectionEnv::stranded: sends the
+  // last credit to a peer that still has none while a push waits for its
+  // rendezvous completion.
+  void ReturnLastCredit();
   // The progress engine's next pass after ConnectionEnv::doorbell_due:
   // posts the staged sends.
   void RingDoorbell();
@@ -292,14 +300,18 @@ class Connection {
   // SRQ for the rest. Inline: every arrival runs it, and most need neither.
   void BackCredits() {
     if (credits_.Back() && !waiting_buffers_) WaitForBuffers();
-    if (!credit_due_ && CreditReturnDue()) CreditDue();
+    // Most arrivals find the peer with credits to spare: one compare.
+    if (credits_.peer_credits() <= 1) PeerShortOfCredits();
   }
+  // The peer holds one credit or none: a CREDIT message may be due now, or
+  // on the timers (ReturnLastCredit).
+  void PeerShortOfCredits();
   // Whether a CREDIT message should go on the next pass, if nothing carried
   // the credits by then: the peer cannot send data, or nothing at all. To a
   // stranded peer even one credit goes, but only while this side keeps one
   // of its own after it: the peer, holding one then, never answers in
-  // kind, so single credits are not traded back and forth. KeepaliveTick
-  // covers a side that has no credit to spare.
+  // kind, so single credits are not traded back and forth. A side with no
+  // credit to spare sends its last on the timers (ReturnLastCredit).
   bool CreditReturnDue() const {
     // Most arrivals find the peer with credits to spare: one compare.
     if (credits_.peer_credits() > 1) return false;
@@ -359,7 +371,8 @@ class Connection {
   // Receive side: what the peer may send. A message that arrives without a
   // credit breaks the protocol (EPROTO).
   ConnectionCredits credits_;
-  bool credit_due_ = false;  // In ConnectionEnv::credit_due.
+  bool credit_due_ = false;       // In ConnectionEnv::credit_due.
+  bool stranded_listed_ = false;  // In ConnectionEnv::stranded.
   // FlushDueCredits could not send its CREDIT: Service tries again.
   bool credit_stalled_ = false;
   bool doorbell_due_ = false;  // In ConnectionEnv::doorbell_due.

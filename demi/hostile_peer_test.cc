@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -503,9 +504,10 @@ TEST(HostilePeerTest, RendezvousIsReadableThroughItsOwnConnectionOnly) {
 // unpopped, then the completion of the first rendezvous, returning none)
 // cannot send the completion of the second, which the push waits for. The
 // library has one credit left, its reserve, and no spare one to return
-// at once (CreditReturnDue): its keepalive tick sends that one, and the
-// push completes.
-TEST(HostilePeerTest, AStrandedPeerGetsTheLastCreditForARendezvousDone) {
+// at once (CreditReturnDue): its timers send that one, and the push
+// completes. Keepalive is off in the libOS under test (a thread of its
+// own): the credit must not wait for it.
+void StrandedPeerGetsTheLastCredit() {
   Listener listener = Listen();
   RawPeerThread peer;
   int qd = AcceptRawPeer(
@@ -547,6 +549,23 @@ TEST(HostilePeerTest, AStrandedPeerGetsTheLastCreditForARendezvousDone) {
   EXPECT_TRUE(peer_status.ok()) << peer_status;
   EXPECT_EQ(demi_close(qd), 0);
   EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
+TEST(HostilePeerTest, AStrandedPeerGetsTheLastCreditForARendezvousDone) {
+  std::thread([] {
+    // No other thread reads the environment meanwhile.
+    const char* old = std::getenv("DEMI_KEEPALIVE_MS");
+    std::string saved = old != nullptr ? old : "";
+    setenv("DEMI_KEEPALIVE_MS", "0", 1);
+    int rc = demi_init(nullptr);
+    if (old != nullptr) {
+      setenv("DEMI_KEEPALIVE_MS", saved.c_str(), 1);
+    } else {
+      unsetenv("DEMI_KEEPALIVE_MS");
+    }
+    ASSERT_EQ(rc, 0);
+    StrandedPeerGetsTheLastCredit();
+  }).join();
 }
 
 TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {

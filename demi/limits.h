@@ -163,6 +163,11 @@ inline constexpr absl::Duration kDefaultSpin = absl::Microseconds(100);
 // While a wait sleeps, the timers (closes draining, datagram reassembly and
 // routes, refills waiting for memory) run at least this often.
 inline constexpr absl::Duration kSleepTimerInterval = absl::Milliseconds(50);
+// How often a side with no credit to spare returns its last one to a peer
+// stranded without any (Connection::ReturnLastCredit): were two peers to
+// answer each other's single credit that way, a message each per interval.
+inline constexpr absl::Duration kStrandedCreditInterval =
+    absl::Milliseconds(100);
 
 // Once this many connections have gone since the most the libOS held, the
 // heap's free memory goes back to the system (malloc_trim): a burst of

@@ -150,6 +150,7 @@ ConnectionEnv RdmaLibOs::EnvFor(ThreadDevice* device, SharedReceive* receive) {
   env.receive = receive;
   env.binds_after_drain = device->binds_after_drain;
   env.credit_due = &credit_due_;
+  env.stranded = &stranded_;
   env.aborted = &aborted_;
   env.pd = device->pd;
   env.device = device->index;

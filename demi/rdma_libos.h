@@ -279,7 +279,10 @@ class RdmaLibOs {
   Connection* last_conn_ = nullptr;  // Null: nothing cached.
   absl::flat_hash_set<int> closed_;  // Closed queues still draining.
   std::vector<int> credit_due_;      // See ConnectionEnv::credit_due.
-  std::vector<int> doorbell_due_;    // See ConnectionEnv::doorbell_due.
+  std::vector<int> stranded_;        // See ConnectionEnv::stranded.
+  // When the timers next call the connections in stranded_.
+  absl::Time next_stranded_ = absl::InfinitePast();
+  std::vector<int> doorbell_due_;  // See ConnectionEnv::doorbell_due.
   // What ForEachDue and RefillReceives walk: kept, so that swapping
   // lists back and forth allocates nothing per pass.
   std::vector<int> due_scratch_;

@@ -66,6 +66,10 @@ void RdmaLibOs::PollTimers() {
     malloc_trim(0);
     connections_high_ = conn_by_qpn_.size();
   }
+  if (!stranded_.empty() && now >= next_stranded_) {
+    next_stranded_ = now + kStrandedCreditInterval;
+    ForEachDue(stranded_, [](Connection& conn) { conn.ReturnLastCredit(); });
+  }
   for (DatagramSocket* socket : datagrams_) socket->PollTimers(now);
   for (auto& device : devices_) {
     device->send_cqs->ReleaseIdle(now);

@@ -17,6 +17,7 @@ absl::Time RdmaLibOs::NextTimer(absl::Time now) const {
     next = std::min(next, device->send_cqs->NextRelease());
   }
   if (housekeeping) next = std::min(next, now + kSleepTimerInterval);
+  if (!stranded_.empty()) next = std::min(next, std::max(now, next_stranded_));
   if (keepalive_ != absl::InfiniteDuration() && !conn_by_qpn_.empty()) {
     next = std::min(next, next_tick_);
   }
