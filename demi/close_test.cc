@@ -20,6 +20,7 @@ namespace {
 
 using demi::testing::AddrOrDie;
 using demi::testing::ClosePair;
+using demi::testing::ConnectAndAccept;
 using demi::testing::DemiPair;
 using demi::testing::MakePair;
 using demi::testing::NextPort;
@@ -136,13 +137,8 @@ TEST(CloseTest, AnAcceptedConnectionTakesItsListenersOptions) {
   ASSERT_EQ(demi_listen(listener, 4), 0);
   int client = -1;
   ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
-  demi_qtoken_t accept = 0, connect = 0;
-  ASSERT_EQ(demi_accept(&accept, listener), 0);
-  ASSERT_EQ(demi_connect(&connect, client, Sa(addr), sizeof(addr)), 0);
-  ASSERT_EQ(WaitOrFail(connect).qr_opcode, DEMI_OPC_CONNECT);
-  demi_qresult_t qr = WaitOrFail(accept);
-  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_ACCEPT);
-  int server = qr.qr_value.ares.qd;
+  int server = ConnectAndAccept(client, listener, addr);
+  ASSERT_GE(server, 0);
 
   struct linger linger = {};
   socklen_t len = sizeof(linger);
@@ -157,7 +153,7 @@ TEST(CloseTest, AnAcceptedConnectionTakesItsListenersOptions) {
   // and the client sees a reset rather than the message and EOF.
   demi_qtoken_t push = PushString(server, Pattern(1 << 20, 3));
   ASSERT_EQ(demi_close(server), 0);
-  qr = WaitOrFail(push);
+  demi_qresult_t qr = WaitOrFail(push);
   EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
   EXPECT_EQ(qr.qr_ret, ECONNABORTED);
   qr = PopResult(client);

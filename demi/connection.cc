@@ -122,9 +122,13 @@ void Connection::PeerShortOfCredits() {
   // before it pops what would return more. The last credit goes on the
   // timers, not at once, in case the peer is in the same state.
   if (!stranded_listed_ && credits_.PeerStranded() && !rndv_waiting_.empty()) {
-    stranded_listed_ = true;
-    env_.stranded->push_back(qd_);
+    ListStranded();
   }
+}
+
+void Connection::ListStranded() {
+  stranded_listed_ = true;
+  env_.stranded->push_back(qd_);
 }
 
 void Connection::ReturnLastCredit() {
@@ -135,8 +139,7 @@ void Connection::ReturnLastCredit() {
   }
   if (!TrySendControl(WireType::kCredit, 0) && state_ != State::kDead) {
     // No credit or no room in the send queue yet: at the next interval.
-    stranded_listed_ = true;
-    env_.stranded->push_back(qd_);
+    ListStranded();
   }
 }
 

@@ -306,6 +306,8 @@ class Connection {
   // The peer holds one credit or none: a CREDIT message may be due now, or
   // on the timers (ReturnLastCredit).
   void PeerShortOfCredits();
+  // Puts this connection in ConnectionEnv::stranded (ReturnLastCredit).
+  void ListStranded();
   // Whether a CREDIT message should go on the next pass, if nothing carried
   // the credits by then: the peer cannot send data, or nothing at all. To a
   // stranded peer even one credit goes, but only while this side keeps one

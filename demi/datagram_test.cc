@@ -79,6 +79,15 @@ std::string PopFrom(int qd, sockaddr_in* from) {
   return bytes;
 }
 
+// demi_getpeername of `qd` is `want`.
+void ExpectPeerName(int qd, const sockaddr_in& want) {
+  sockaddr_in peer = {};
+  socklen_t len = sizeof(peer);
+  ASSERT_EQ(demi_getpeername(qd, reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  EXPECT_EQ(peer.sin_port, want.sin_port);
+  EXPECT_EQ(peer.sin_addr.s_addr, want.sin_addr.s_addr);
+}
+
 demi_datagram_stats_t Stats(int qd) {
   demi_datagram_stats_t stats = {};
   socklen_t len = sizeof(stats);
@@ -191,11 +200,7 @@ TEST(DatagramApiTest, ConnectToPortZeroOrInaddrAnyIsEinval) {
     EXPECT_EQ(demi_connect(&qt, a, Sa(bad), sizeof(bad)), EINVAL);
   }
   // A refused connect leaves the destination as it was.
-  sockaddr_in peer = {};
-  socklen_t len = sizeof(peer);
-  ASSERT_EQ(demi_getpeername(a, reinterpret_cast<sockaddr*>(&peer), &len), 0);
-  EXPECT_EQ(peer.sin_port, b_addr.sin_port);
-  EXPECT_EQ(peer.sin_addr.s_addr, b_addr.sin_addr.s_addr);
+  ExpectPeerName(a, b_addr);
   qt = demi::testing::PushString(a, "still to b");
   EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   EXPECT_EQ(PopFrom(b, nullptr), "still to b");
@@ -245,11 +250,7 @@ TEST(DatagramTest, ConnectSetsTheDefaultDestination) {
   demi_qtoken_t qt = 0;
   ASSERT_EQ(demi_connect(&qt, a, Sa(b_addr), sizeof(b_addr)), 0);
   EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
-  sockaddr_in peer = {};
-  socklen_t len = sizeof(peer);
-  ASSERT_EQ(demi_getpeername(a, reinterpret_cast<sockaddr*>(&peer), &len), 0);
-  EXPECT_EQ(peer.sin_port, b_addr.sin_port);
-  EXPECT_EQ(peer.sin_addr.s_addr, b_addr.sin_addr.s_addr);
+  ExpectPeerName(a, b_addr);
   qt = demi::testing::PushString(a, "to the default destination");
   EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   sockaddr_in from = {};

@@ -16,6 +16,7 @@ namespace {
 
 using demi::testing::AddrOrDie;
 using demi::testing::ClosePair;
+using demi::testing::ConnectAndAccept;
 using demi::testing::DemiPair;
 using demi::testing::MakePair;
 using demi::testing::Ms;
@@ -153,14 +154,10 @@ TEST(ConnectTest, NobodyListeningFailsWithEconnrefused) {
   int listener = NewSocket();
   ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
   ASSERT_EQ(demi_listen(listener, 8), 0);
-  demi_qtoken_t accept_qt = 0;
-  ASSERT_EQ(demi_accept(&accept_qt, listener), 0);
-  ASSERT_EQ(demi_connect(&qt, qd, Sa(addr), sizeof(addr)), 0);
-  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
-  demi_qresult_t accepted = WaitOrFail(accept_qt);
-  EXPECT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT);
+  int server = ConnectAndAccept(qd, listener, addr);
+  ASSERT_GE(server, 0);
   EXPECT_EQ(demi_close(qd), 0);
-  EXPECT_EQ(demi_close(accepted.qr_value.ares.qd), 0);
+  EXPECT_EQ(demi_close(server), 0);
   EXPECT_EQ(demi_close(listener), 0);
 }
 
@@ -186,21 +183,16 @@ TEST(ConnectTest, BoundSocketKeepsItsPortAfterAFailedConnect) {
   int listener = NewSocket();
   ASSERT_EQ(demi_bind(listener, Sa(server), sizeof(server)), 0);
   ASSERT_EQ(demi_listen(listener, 8), 0);
-  demi_qtoken_t accept_qt = 0;
-  ASSERT_EQ(demi_accept(&accept_qt, listener), 0);
-  ASSERT_EQ(demi_connect(&qt, qd, Sa(server), sizeof(server)), 0);
-  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
-  demi_qresult_t accepted = WaitOrFail(accept_qt);
-  ASSERT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT);
+  int accepted = ConnectAndAccept(qd, listener, server);
+  ASSERT_GE(accepted, 0);
   sockaddr_in peer = {};
   socklen_t len = sizeof(peer);
-  ASSERT_EQ(demi_getpeername(accepted.qr_value.ares.qd,
-                             reinterpret_cast<sockaddr*>(&peer), &len),
-            0);
+  ASSERT_EQ(
+      demi_getpeername(accepted, reinterpret_cast<sockaddr*>(&peer), &len), 0);
   EXPECT_EQ(peer.sin_addr.s_addr, local.sin_addr.s_addr);
   EXPECT_EQ(ntohs(peer.sin_port), port);
   EXPECT_EQ(demi_close(qd), 0);
-  EXPECT_EQ(demi_close(accepted.qr_value.ares.qd), 0);
+  EXPECT_EQ(demi_close(accepted), 0);
   EXPECT_EQ(demi_close(listener), 0);
 }
 

@@ -65,16 +65,25 @@ bool MakePair(DemiPair* pair) {
   EXPECT_EQ(err, 0) << "socket/bind/listen on port " << ntohs(addr.sin_port)
                     << ": " << std::strerror(err);
   if (err != 0) return false;
+  pair->server = ConnectAndAccept(pair->client, pair->listener, addr);
+  return pair->server >= 0;
+}
+
+int ConnectAndAccept(int client, int listener, const sockaddr_in& addr) {
   demi_qtoken_t accept_qt = 0, connect_qt = 0;
-  EXPECT_EQ(demi_accept(&accept_qt, pair->listener), 0);
-  EXPECT_EQ(demi_connect(&connect_qt, pair->client, sa, sizeof(addr)), 0);
+  EXPECT_EQ(demi_accept(&accept_qt, listener), 0);
+  EXPECT_EQ(
+      demi_connect(&connect_qt, client,
+                   reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)),
+      0);
   demi_qresult_t connected = WaitOrFail(connect_qt);
   demi_qresult_t accepted = WaitOrFail(accept_qt);
   EXPECT_EQ(connected.qr_opcode, DEMI_OPC_CONNECT) << connected.qr_ret;
   EXPECT_EQ(accepted.qr_opcode, DEMI_OPC_ACCEPT) << accepted.qr_ret;
-  pair->server = accepted.qr_value.ares.qd;
   return connected.qr_opcode == DEMI_OPC_CONNECT &&
-         accepted.qr_opcode == DEMI_OPC_ACCEPT;
+                 accepted.qr_opcode == DEMI_OPC_ACCEPT
+             ? accepted.qr_value.ares.qd
+             : -1;
 }
 
 void ClosePair(const DemiPair& pair) {

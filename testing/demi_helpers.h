@@ -53,6 +53,9 @@ struct DemiPair {
 // Listens on a fresh port of the test address and connects to it. Returns
 // false (with a gtest failure) if any step fails.
 bool MakePair(DemiPair* pair);
+// Connects `client` to `addr`, where `listener` listens, and accepts it:
+// returns the accepted queue, or -1 with a gtest failure.
+int ConnectAndAccept(int client, int listener, const sockaddr_in& addr);
 // Closes all three queues of `pair`, expecting each close to succeed.
 void ClosePair(const DemiPair& pair);
 
