@@ -161,19 +161,26 @@ TEST(ConnectTest, NobodyListeningFailsWithEconnrefused) {
   EXPECT_EQ(demi_close(listener), 0);
 }
 
+// A new socket bound to `local` whose connect to a port nobody listens on
+// has failed with ECONNREFUSED.
+int BoundAfterARefusedConnect(const sockaddr_in& local) {
+  sockaddr_in nobody = AddrOrDie(NextPort());
+  int qd = NewSocket();
+  EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_connect(&qt, qd, Sa(nobody), sizeof(nobody)), 0);
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  return qd;
+}
+
 // As on Linux, a failed connect leaves the socket bound where it was, and
 // the next connect goes out from that port.
 TEST(ConnectTest, BoundSocketKeepsItsPortAfterAFailedConnect) {
   uint16_t port = NextPort();
   sockaddr_in local = AddrOrDie(port);
-  sockaddr_in nobody = AddrOrDie(NextPort());
-  int qd = NewSocket();
-  ASSERT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
-  demi_qtoken_t qt = 0;
-  ASSERT_EQ(demi_connect(&qt, qd, Sa(nobody), sizeof(nobody)), 0);
-  demi_qresult_t qr = WaitOrFail(qt);
-  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  int qd = BoundAfterARefusedConnect(local);
   EXPECT_EQ(demi_bind(qd, Sa(local), sizeof(local)), EINVAL);  // Bound.
   int other = NewSocket();
   EXPECT_EQ(demi_bind(other, Sa(local), sizeof(local)), EADDRINUSE);
@@ -200,14 +207,7 @@ TEST(ConnectTest, BoundSocketKeepsItsPortAfterAFailedConnect) {
 // port is free the moment it is closed.
 TEST(ConnectTest, ClosingABoundSocketAfterAFailedConnectFreesItsPort) {
   sockaddr_in local = AddrOrDie(NextPort());
-  sockaddr_in nobody = AddrOrDie(NextPort());
-  int qd = NewSocket();
-  ASSERT_EQ(demi_bind(qd, Sa(local), sizeof(local)), 0);
-  demi_qtoken_t qt = 0;
-  ASSERT_EQ(demi_connect(&qt, qd, Sa(nobody), sizeof(nobody)), 0);
-  demi_qresult_t qr = WaitOrFail(qt);
-  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-  EXPECT_EQ(qr.qr_ret, ECONNREFUSED);
+  int qd = BoundAfterARefusedConnect(local);
   EXPECT_EQ(demi_close(qd), 0);
   int next = NewSocket();
   EXPECT_EQ(demi_bind(next, Sa(local), sizeof(local)), 0);
