@@ -163,6 +163,12 @@ absl::Status RunThread(demi::tools::ThreadGroup& group, int index,
 }
 
 absl::Status Run() {
+  double timeout = absl::GetFlag(FLAGS_timeout);
+  // Written so that NaN fails too; beyond 10^6 s absl::Seconds is infinite.
+  if (!(timeout > 0 && timeout <= 1e6)) {
+    return absl::InvalidArgumentError(
+        "--timeout must be above 0 and at most 1000000 seconds");
+  }
   DEMI_RETURN_IF_ERROR(demi::tools::Init());
   Load load;
   DEMI_ASSIGN_OR_RETURN(load.addr,
@@ -172,7 +178,7 @@ absl::Status Run() {
   load.keys = absl::GetFlag(FLAGS_keys);
   load.value_size = absl::GetFlag(FLAGS_value_size);
   load.get_ratio = absl::GetFlag(FLAGS_get_ratio);
-  load.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  load.timeout = absl::Seconds(timeout);
   int threads = absl::GetFlag(FLAGS_threads);
   if (load.connections < 1 || load.keys < 1 || load.value_size < 0 ||
       static_cast<size_t>(load.value_size) > kMaxValueSize ||

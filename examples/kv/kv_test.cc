@@ -291,6 +291,24 @@ TEST_F(KvTest, AThousandClients) {
   EXPECT_EQ(WaitExit(pid), 0);
 }
 
+// A --timeout that is no time at all (NaN, 0, negative, or beyond what a
+// duration holds) is refused before any connect: NaN waited for ever.
+TEST_F(KvTest, LoadGeneratorRefusesABadTimeout) {
+  ASSERT_NE(NewClient(), nullptr);  // The server is up: a bad run would run.
+  for (const char* value : {"nan", "0", "-1", "inf", "1e7"}) {
+    std::string err_path = OutputPath("kv_loadgen_bad_timeout.err");
+    pid_t pid =
+        Spawn({loadgen_binary, "--server=" + AddrText(),
+               absl::StrCat("--port=", kPort), "--connections=1", "--keys=10",
+               "--seconds=1", absl::StrCat("--timeout=", value)},
+              err_path);
+    EXPECT_NE(WaitExit(pid), 0) << value;
+    EXPECT_NE(ReadFile(err_path).find("--timeout must be above 0"),
+              std::string::npos)
+        << value;
+  }
+}
+
 // A client dies in the middle of a request: a 1 MiB PUT the server is
 // still pulling, or a 1 MiB GET whose reply it never takes. Other clients
 // carry on, and the half-sent PUT never shows up half-written.
