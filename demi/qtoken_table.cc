@@ -19,13 +19,6 @@ bool QTokenTable::IsDone(demi_qtoken_t qt) {
   return entry != nullptr && entry->state == Entry::kDone;
 }
 
-bool QTokenTable::IsPendingSetup(demi_qtoken_t qt) {
-  Entry* entry = Lookup(qt);
-  return entry != nullptr && entry->state == Entry::kPending &&
-         (entry->opcode == DEMI_OPC_CONNECT ||
-          entry->opcode == DEMI_OPC_ACCEPT);
-}
-
 void QTokenTable::Fail(demi_qtoken_t qt, int err) {
   if (Entry* entry = Pending(qt)) {
     entry->opcode = DEMI_OPC_FAILED;

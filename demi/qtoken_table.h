@@ -41,9 +41,6 @@ class QTokenTable {
   // Whether `qt` names an operation whose result has not been taken.
   bool Contains(demi_qtoken_t qt) { return Lookup(qt) != nullptr; }
   bool IsDone(demi_qtoken_t qt);
-  // Whether `qt` is a pending connect or accept: rdma_cm ends those, in
-  // milliseconds, not a completion queue.
-  bool IsPendingSetup(demi_qtoken_t qt);
 
   // The completions below do nothing if `qt` is not pending.
   // Completes `qt` as DEMI_OPC_FAILED with `err`.

@@ -250,24 +250,6 @@ TEST(QTokenTableTest, RingTakesLeaveCompactingTheDoneOrderToTake) {
   EXPECT_FALSE(TakeNextDone(table).has_value());
 }
 
-TEST(QTokenTableTest, OnlyPendingConnectsAndAcceptsAreSetup) {
-  QTokenTable table;
-  demi_qtoken_t connect = table.Add(3, DEMI_OPC_CONNECT);
-  demi_qtoken_t accept = table.Add(4, DEMI_OPC_ACCEPT);
-  demi_qtoken_t push = table.Add(3, DEMI_OPC_PUSH);
-  demi_qtoken_t pop = table.Add(3, DEMI_OPC_POP);
-  EXPECT_TRUE(table.IsPendingSetup(connect));
-  EXPECT_TRUE(table.IsPendingSetup(accept));
-  EXPECT_FALSE(table.IsPendingSetup(push));
-  EXPECT_FALSE(table.IsPendingSetup(pop));
-  EXPECT_FALSE(table.IsPendingSetup(0));
-  EXPECT_FALSE(table.IsPendingSetup(pop + 1000));
-  table.Succeed(connect, DEMI_OPC_CONNECT);
-  table.Fail(accept, ECONNRESET);
-  EXPECT_FALSE(table.IsPendingSetup(connect));
-  EXPECT_FALSE(table.IsPendingSetup(accept));
-}
-
 // Erase forgets a token that never started, in the ring or out of it.
 TEST(QTokenTableTest, EraseForgets) {
   QTokenTable table;

@@ -232,9 +232,6 @@ class RdmaLibOs {
            (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
             timeout->tv_nsec < 1000000000);
   }
-  // The spin budget of a wait for `qts` (rdma_libos_wait.cc): none if all
-  // are connects or accepts.
-  absl::Duration SpinFor(const demi_qtoken_t* qts, int num_qts);
   // Sleeping (rdma_libos_sleep.cc). A wait's sleep, once its spin budget is
   // spent: arms every CQ, polls once more, and blocks until a completion,
   // an rdma_cm event, `deadline` or the next timer. Returns at once if
