@@ -79,9 +79,9 @@ TEST(BadInputTest, TokensThatNameNoPendingOperationAreEinval) {
   witness.ExpectUntouched();
 }
 
-// Waits for connects and accepts alone sleep at once (no spin): each still
-// ends with its result, whatever ends the operation, and a token taken
-// is EINVAL after.
+// Waits for connects and accepts alone (which spin, then sleep, as every
+// wait does): each still ends with its result, whatever ends the operation, and
+// a token taken is EINVAL after.
 TEST(BadInputTest, SetupTokensEndInEveryStateAndOnlyOnce) {
   timespec ten = {10, 0};
   demi_qresult_t qr;

@@ -40,7 +40,7 @@ rejects --warmup "$probe" "${client[@]}" --warmup 2147483647 --iters 1
 rejects --warmup "$probe" "${client[@]}" --warmup -1
 accepts "--iters\|--warmup" "$probe" "${client[@]}" --iters 10000000 \
   --warmup 10000000
-for value in nan inf -1 0 1e300; do
+for value in nan inf -1 0 1e-7 4.9e-324 1e300; do
   rejects --timeout "$probe" "${client[@]}" --timeout "$value"
   rejects --timeout "$tput" --server --timeout "$value"
   rejects --seconds "$tput" "${client[@]}" --seconds "$value"

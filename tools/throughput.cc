@@ -33,7 +33,7 @@ ABSL_FLAG(std::vector<std::string>, size,
           "client: message sizes, e.g. 64,64K,1M");
 ABSL_FLAG(int, window, 32, "client: pushes outstanding per connection");
 ABSL_FLAG(double, seconds, 2,
-          "client: how long to push each size (above 0, at most 1e6)");
+          "client: how long to push each size (1e-6 to 1e6)");
 ABSL_FLAG(int, threads, 1,
           "threads, each with its own libOS: the server's listen on one "
           "port (SO_REUSEPORT) and share its connections; the client's "

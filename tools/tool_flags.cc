@@ -20,7 +20,7 @@ ABSL_FLAG(bool, json, false,
           "print JSON instead of text: the client its results and path, the "
           "server its path per connection (docs/probe-json.md)");
 ABSL_FLAG(double, timeout, 10,
-          "seconds to wait for any progress (above 0, at most 1e6)");
+          "seconds to wait for any progress (1e-6 to 1e6)");
 ABSL_FLAG(int, exit_after, 0,
           "server: exit after this many connections ended (0: never; not "
           "negative)");
@@ -39,9 +39,9 @@ absl::Duration FlagTimeout() {
 
 absl::Status CheckSeconds(const char* flag, double seconds) {
   // Written so that NaN fails too.
-  if (!(seconds > 0 && seconds <= kMaxSeconds)) {
+  if (!(seconds >= kMinSeconds && seconds <= kMaxSeconds)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(flag, " must be above 0 and at most ",
+        absl::StrCat(flag, " must be from 0.000001 to ",
                      static_cast<int64_t>(kMaxSeconds), " seconds"));
   }
   return absl::OkStatus();

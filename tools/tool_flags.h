@@ -31,10 +31,13 @@ namespace demi::tools {
 // --timeout as a duration.
 absl::Duration FlagTimeout();
 
-// The most seconds --timeout and the like take: beyond it absl::Seconds
-// gives an infinite duration, and waits that never end.
+// The fewest and the most seconds --timeout and the like take: below a
+// microsecond a duration rounds to no time at all (a wait that expires at
+// once and blames the peer); above 11 days the value is a typo, and an
+// infinite one a wait that never ends.
+inline constexpr double kMinSeconds = 1e-6;
 inline constexpr double kMaxSeconds = 1e6;
-// INVALID_ARGUMENT, naming `flag`, unless `seconds` is above 0 and at most
+// INVALID_ARGUMENT, naming `flag`, unless `seconds` is from kMinSeconds to
 // kMaxSeconds (NaN and infinities are not).
 absl::Status CheckSeconds(const char* flag, double seconds);
 

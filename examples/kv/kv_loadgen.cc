@@ -164,10 +164,11 @@ absl::Status RunThread(demi::tools::ThreadGroup& group, int index,
 
 absl::Status Run() {
   double timeout = absl::GetFlag(FLAGS_timeout);
-  // Written so that NaN fails too; beyond 10^6 s absl::Seconds is infinite.
-  if (!(timeout > 0 && timeout <= 1e6)) {
+  // As the tools' --timeout (tools/tool_flags.h): below a microsecond a
+  // duration rounds to none, and NaN waited for ever.
+  if (!(timeout >= 1e-6 && timeout <= 1e6)) {
     return absl::InvalidArgumentError(
-        "--timeout must be above 0 and at most 1000000 seconds");
+        "--timeout must be from 0.000001 to 1000000 seconds");
   }
   DEMI_RETURN_IF_ERROR(demi::tools::Init());
   Load load;
