@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 
@@ -125,6 +126,16 @@ absl::StatusOr<bool> WaitNext(demi_qresult_t* result, timespec timeout) {
 
 absl::StatusOr<bool> WaitNext(demi_qresult_t* result, absl::Duration timeout) {
   return WaitNext(result, absl::ToTimespec(timeout));
+}
+
+absl::Status CheckSeconds(const char* flag, double seconds) {
+  // Written so that NaN fails too.
+  if (!(seconds >= kMinSeconds && seconds <= kMaxSeconds)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be from 0.000001 to ",
+                     static_cast<int64_t>(kMaxSeconds), " seconds"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<size_t> ParseSize(const std::string& text) {

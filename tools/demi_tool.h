@@ -42,6 +42,16 @@ absl::StatusOr<bool> WaitNext(demi_qresult_t* result, absl::Duration timeout);
 // conditions again.
 inline constexpr timespec kTick = {0, 200 * 1000 * 1000};
 
+// The fewest and the most seconds --timeout and the like take: below a
+// microsecond a duration rounds to no time at all (a wait that expires at
+// once and blames the peer); above 11 days the value is a typo, and an
+// infinite one a wait that never ends.
+inline constexpr double kMinSeconds = 1e-6;
+inline constexpr double kMaxSeconds = 1e6;
+// INVALID_ARGUMENT, naming `flag`, unless `seconds` is from kMinSeconds to
+// kMaxSeconds (NaN and infinities are not).
+absl::Status CheckSeconds(const char* flag, double seconds);
+
 // "64", "4K", "1M" (binary units) -> bytes; INVALID_ARGUMENT otherwise.
 absl::StatusOr<size_t> ParseSize(const std::string& text);
 // Each of a --size list.

@@ -37,16 +37,6 @@ absl::Duration FlagTimeout() {
   return absl::Seconds(absl::GetFlag(FLAGS_timeout));
 }
 
-absl::Status CheckSeconds(const char* flag, double seconds) {
-  // Written so that NaN fails too.
-  if (!(seconds >= kMinSeconds && seconds <= kMaxSeconds)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " must be from 0.000001 to ",
-                     static_cast<int64_t>(kMaxSeconds), " seconds"));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<int> ListenFromFlags(int port, const char* name,
                                     const char* what) {
   DEMI_ASSIGN_OR_RETURN(sockaddr_in addr,

@@ -31,16 +31,6 @@ namespace demi::tools {
 // --timeout as a duration.
 absl::Duration FlagTimeout();
 
-// The fewest and the most seconds --timeout and the like take: below a
-// microsecond a duration rounds to no time at all (a wait that expires at
-// once and blames the peer); above 11 days the value is a typo, and an
-// infinite one a wait that never ends.
-inline constexpr double kMinSeconds = 1e-6;
-inline constexpr double kMaxSeconds = 1e6;
-// INVALID_ARGUMENT, naming `flag`, unless `seconds` is from kMinSeconds to
-// kMaxSeconds (NaN and infinities are not).
-absl::Status CheckSeconds(const char* flag, double seconds);
-
 // A listener on --bind and `port`, announced on stderr as "name: what on
 // ADDR"; and the serving options from --exit_after.
 absl::StatusOr<int> ListenFromFlags(int port, const char* name,

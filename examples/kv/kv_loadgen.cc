@@ -163,13 +163,9 @@ absl::Status RunThread(demi::tools::ThreadGroup& group, int index,
 }
 
 absl::Status Run() {
+  // NaN waited for ever.
   double timeout = absl::GetFlag(FLAGS_timeout);
-  // As the tools' --timeout (tools/tool_flags.h): below a microsecond a
-  // duration rounds to none, and NaN waited for ever.
-  if (!(timeout >= 1e-6 && timeout <= 1e6)) {
-    return absl::InvalidArgumentError(
-        "--timeout must be from 0.000001 to 1000000 seconds");
-  }
+  DEMI_RETURN_IF_ERROR(demi::tools::CheckSeconds("--timeout", timeout));
   DEMI_RETURN_IF_ERROR(demi::tools::Init());
   Load load;
   DEMI_ASSIGN_OR_RETURN(load.addr,
