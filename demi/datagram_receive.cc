@@ -1,5 +1,7 @@
 // The receive half of DatagramSocket: receive buffers in slots indexed by
 // wr_id, checks of what arrives, reassembly, and pops.
+#include <endian.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -59,6 +61,10 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
     if (wc.status != IBV_WC_WR_FLUSH_ERR && !mark) ++stats_.malformed;
     return;
   }
+  if ((wc.wc_flags & IBV_WC_WITH_IMM) != 0) {
+    OnCompactDatagram(wc, std::move(buffer));
+    return;
+  }
   auto message =
       absl::MakeConstSpan(buffer->data + kGrhSize, wc.byte_len - kGrhSize);
   Fragment fragment;
@@ -76,16 +82,7 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   from.sin_family = AF_INET;
   from.sin_port = h.src_port;
   from.sin_addr.s_addr = h.src_addr;
-  // The header's port is only a claim: another process on the sender's
-  // host may make it. What can be checked is whether the QP it came from
-  // is the one the claimed port resolves to.
-  if (!routes_.Seen(from, wc.src_qp)) {
-    ++stats_.malformed;
-    // Resolving `from` again may wait for the sends to it to complete: a
-    // mark behind them, if nothing signalled is (ResolveDrained then).
-    if (routes_.waiting_to_resolve()) PostMark();
-    return;
-  }
+  if (!Admit(from, wc.src_qp)) return;
   if (h.fragment_count == 1) {
     std::byte* data = buffer->data + kGrhSize + kHeaderSize;
     Deliver(std::move(buffer), data, h.total_length, from);
@@ -99,6 +96,37 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
     std::byte* data = whole->buffer->data;
     Deliver(std::move(whole->buffer), data, whole->length, from);
   }
+}
+
+void DatagramSocket::OnCompactDatagram(const ibv_wc& wc, BufferRef buffer) {
+  // The source's address is the packet's own; a packet that names none
+  // cannot say who sent it.
+  uint16_t port = 0;
+  uint32_t addr =
+      (wc.wc_flags & IBV_WC_GRH) != 0 ? GrhSourceAddr(buffer->data) : 0;
+  if (!ParseCompactImm(be32toh(wc.imm_data), &port) || addr == 0) {
+    ++stats_.malformed;
+    return;
+  }
+  sockaddr_in from = {};
+  from.sin_family = AF_INET;
+  from.sin_port = port;
+  from.sin_addr.s_addr = addr;
+  if (!Admit(from, wc.src_qp)) return;
+  std::byte* data = buffer->data + kGrhSize;
+  Deliver(std::move(buffer), data, wc.byte_len - kGrhSize, from);
+}
+
+bool DatagramSocket::Admit(const sockaddr_in& from, uint32_t src_qp) {
+  // The port is only a claim: another process on the sender's host may
+  // make it. What can be checked is whether the QP it came from is the one
+  // the claimed port resolves to.
+  if (routes_.Seen(from, src_qp)) return true;
+  ++stats_.malformed;
+  // Resolving `from` again may wait for the sends to it to complete: a
+  // mark behind them, if nothing signalled is (ResolveDrained then).
+  if (routes_.waiting_to_resolve()) PostMark();
+  return false;
 }
 
 void DatagramSocket::Deliver(BufferRef buffer, std::byte* data, uint32_t length,

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "demi/datagram_wire.h"
 #include "rdma/clock.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -173,7 +174,11 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
       absl::StatusOr<rdma::AhPtr> ah = rdma::CreateAh(pd_, &attr);
       if (!ah.ok()) return Fail(it, rdma::ErrnoOf(ah.status()));
       entry.ah = std::move(ah).value();
-      entry.route = {entry.ah.get(), event.remote_qpn, event.remote_qkey};
+      entry.route = {
+          entry.ah.get(), event.remote_qpn, event.remote_qkey,
+          SaysCompact(absl::MakeConstSpan(
+              reinterpret_cast<const std::byte*>(event.private_data.data()),
+              event.private_data.size()))};
       resolving_.erase(r);
       entry.resolver.reset();
       return Outcome{it->first, 0};

@@ -35,6 +35,8 @@ struct Route {
   ibv_ah* ah = nullptr;
   uint32_t qpn = 0;
   uint32_t qkey = 0;
+  // The destination takes compact datagrams (datagram_wire.h).
+  bool compact = false;
 };
 
 // Not thread-safe.

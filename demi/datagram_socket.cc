@@ -1,6 +1,7 @@
 #include "demi/datagram_socket.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -92,6 +93,8 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
   DEMI_RETURN_IF_ERROR(rdma::CheckRc(
       ibv_query_port(context, id_->port_num, &port), "ibv_query_port"));
   ud_mtu_ = 128u << port.active_mtu;  // IBV_MTU_256 is 1.
+  // RoCE packets name their source's IPv4 address (datagram_wire.h).
+  takes_compact_ = port.link_layer == IBV_LINK_LAYER_ETHERNET;
   ibv_device_attr attr = {};
   DEMI_RETURN_IF_ERROR(
       rdma::CheckRc(ibv_query_device(context, &attr), "ibv_query_device"));
@@ -288,16 +291,22 @@ DatagramHeader* DatagramSocket::NextHeader(uint32_t id, uint32_t length,
 
 bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
                                    uint32_t length, const sockaddr_in& dest) {
-  if (!backlog_.empty() || kHeaderSize + length > max_inline_ ||
-      length > FragmentPayload(ud_mtu_) ||
-      sga.sga_numsegs + 1 > max_send_sge_ ||
+  if (!backlog_.empty() || length > max_inline_ ||
+      length > FragmentPayload(ud_mtu_) || sga.sga_numsegs > max_send_sge_ ||
       send_head_ - send_tail_ >= kDatagramSendDepth) {
     return false;
   }
   // Unknown or being resolved: the PushOp path resolves it, or waits.
   const Route* route = routes_.Known(dest);
   if (route == nullptr) return false;
-  const DatagramHeader* header = NextHeader(0, length, 1, 0, 0);
+  // Without a header where the destination takes that (datagram_wire.h).
+  bool compact = route->compact && length > 0;
+  if (!compact && (kHeaderSize + length > max_inline_ ||
+                   sga.sga_numsegs + 1 > max_send_sge_)) {
+    return false;
+  }
+  const DatagramHeader* header =
+      compact ? nullptr : NextHeader(0, length, 1, 0, 0);
   SendSlot slot;
   slot.holds_route = true;
   slot.route_key = RouteKey(dest);
@@ -306,15 +315,18 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
     return true;
   }
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
-  sges[0] = {reinterpret_cast<uintptr_t>(header), kHeaderSize,
-             headers_mr_->lkey};
+  int num_sge = 0;
+  if (!compact) {
+    sges[num_sge++] = {reinterpret_cast<uintptr_t>(header), kHeaderSize,
+                       headers_mr_->lkey};
+  }
   // Copied when posted: no keys, no references.
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    sges[i + 1] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
-                   sga.sga_segs[i].sgaseg_len, 0};
+    sges[num_sge++] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+                       sga.sga_segs[i].sgaseg_len, 0};
   }
-  if (!PostSend(sges, static_cast<int>(sga.sga_numsegs) + 1,
-                kHeaderSize + length, *route, slot)) {
+  if (!PostSend(sges, num_sge, (compact ? 0 : kHeaderSize) + length, *route,
+                slot, /*must_signal=*/false, compact)) {
     env_.tokens->Fail(qt, error_);
     return true;
   }
@@ -326,7 +338,7 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
 
 bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
                               const Route& route, SendSlot slot,
-                              bool must_signal) {
+                              bool must_signal, bool compact) {
   uint64_t seq = send_head_;
   // Every push's last fragment is signalled: its completion ends the push.
   // An inline push is done when posted, and its slot (with its route hold)
@@ -343,6 +355,8 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   wr.sg_list = sges;
   wr.num_sge = num_sge;
   wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
+  wr.opcode = compact ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  wr.imm_data = compact ? htobe32(CompactImm(local_.sin_port)) : 0;
   if (bytes != 0 && bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
   wr.wr.ud.ah = route.ah;
   wr.wr.ud.remote_qpn = route.qpn;
@@ -409,15 +423,25 @@ void DatagramSocket::Stage(const DatagramHeader* header,
                 sga.sga_segs[i].sgaseg_len);
     copied += sga.sga_segs[i].sgaseg_len;
   }
-  staged.sges[0] = {reinterpret_cast<uintptr_t>(header), kHeaderSize,
-                    headers_mr_->lkey};
-  staged.sges[1] = {reinterpret_cast<uintptr_t>(staged.bytes), length, 0};
   staged.qt = qt;
   staged.wr = send_wr_;
   staged.wr.wr_id = send_head_;
   staged.wr.next = nullptr;
   staged.wr.sg_list = staged.sges;
-  staged.wr.num_sge = 2;
+  ibv_sge bytes = {reinterpret_cast<uintptr_t>(staged.bytes), length, 0};
+  if (header != nullptr) {
+    staged.sges[0] = {reinterpret_cast<uintptr_t>(header), kHeaderSize,
+                      headers_mr_->lkey};
+    staged.sges[1] = bytes;
+    staged.wr.num_sge = 2;
+    staged.wr.opcode = IBV_WR_SEND;
+    staged.wr.imm_data = 0;
+  } else {
+    staged.sges[0] = bytes;
+    staged.wr.num_sge = 1;
+    staged.wr.opcode = IBV_WR_SEND_WITH_IMM;
+    staged.wr.imm_data = htobe32(CompactImm(local_.sin_port));
+  }
   // Unsignalled, as most sends are: a later signalled one retires it (the
   // chain's last when a pass posts the stage, or at worst a mark).
   staged.wr.send_flags = IBV_SEND_INLINE;
@@ -645,6 +669,10 @@ void DatagramSocket::OnRouteOutcome(const DatagramRoutes::Outcome& outcome) {
 void DatagramSocket::AnswerResolve(rdma::CmIdPtr request) {
   rdma_conn_param param = {};
   param.qp_num = qp_->qp->qp_num;  // The qkey is the port space's.
+  if (takes_compact_) {
+    param.private_data = kCompactCapability;
+    param.private_data_len = sizeof(kCompactCapability);
+  }
   if (rdma_accept(request.get(), &param) != 0) {
     DEMI_LOG(WARNING) << "answering a datagram resolve: "
                       << std::strerror(errno);

@@ -193,9 +193,9 @@ class DatagramSocket {
            num_staged_ < kDoorbellBatch &&
            (num_staged_ > 0 || posted_pass_ == *env_.poll_passes);
   }
-  // Stages the datagram of `sga` (WouldStage) under `header` to `route`
-  // in the next send slot, which `slot` describes; `qt` is done when it
-  // is posted.
+  // Stages the datagram of `sga` (WouldStage) under `header` (null: a
+  // compact datagram, datagram_wire.h) to `route` in the next send slot,
+  // which `slot` describes; `qt` is done when it is posted.
   void Stage(const DatagramHeader* header, const demi_sgarray_t& sga,
              uint32_t length, const Route& route, const SendSlot& slot,
              demi_qtoken_t qt);
@@ -214,10 +214,11 @@ class DatagramSocket {
                     uint32_t length, const sockaddr_in& dest);
   // Posts one send of `bytes` (inline if they fit) into the next slot,
   // which `slot` describes; signalled if `must_signal`, if it is a push's
-  // last fragment, or every kDatagramSignalInterval. False if the QP
+  // last fragment, or every kDatagramSignalInterval; with this socket's
+  // port in immediate data if `compact` (datagram_wire.h). False if the QP
   // failed (everything failed then).
   bool PostSend(ibv_sge* sges, int num_sge, uint32_t bytes, const Route& route,
-                SendSlot slot, bool must_signal = false);
+                SendSlot slot, bool must_signal = false, bool compact = false);
   // Unsignalled sends are retired by the completion of a later signalled
   // one. If none follows the newest, a signalled send of no bytes (a
   // mark, which receivers drop) goes behind them on the newest's route:
@@ -235,6 +236,11 @@ class DatagramSocket {
   void FailCompletions(int err);
   void OnSendCompletion(const ibv_wc& wc);
   void OnRecvCompletion(const ibv_wc& wc);
+  // A compact datagram (datagram_wire.h) in `buffer`, GRH first.
+  void OnCompactDatagram(const ibv_wc& wc, BufferRef buffer);
+  // Whether `from`'s claimed port may be the QP `src_qp` (DatagramRoutes::
+  // Seen); if not, the datagram counts as malformed.
+  bool Admit(const sockaddr_in& from, uint32_t src_qp);
   // A destination was resolved, or failed to be: its pushes go or fail.
   void OnRouteOutcome(const DatagramRoutes::Outcome& outcome);
   // Hands the datagram in `buffer` (ours now) to a pop or the queue.
@@ -261,6 +267,8 @@ class DatagramSocket {
   rdma_cm_id* id_;  // Borrowed: RdmaLibOs owns the bound id.
   sockaddr_in local_;
   uint32_t ud_mtu_ = 0;
+  // Its SIDR replies say it takes compact datagrams (datagram_wire.h).
+  bool takes_compact_ = false;
   uint32_t max_inline_ = 0;
   uint32_t max_send_sge_ = 1;
   // Datagram n goes out with id PermuteId(id_key_, n): never repeated

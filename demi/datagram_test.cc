@@ -620,8 +620,9 @@ class RawPeerTest : public ::testing::Test {
       EXPECT_EQ(demi_close(qd_), 0);
     }
   }
-  void Send(const std::vector<std::byte>& bytes) {
-    absl::Status status = demi::testing::SendUd(*peer_, bytes);
+  void Send(const std::vector<std::byte>& bytes,
+            absl::optional<uint32_t> imm = absl::nullopt) {
+    absl::Status status = demi::testing::SendUd(*peer_, bytes, imm);
     ASSERT_TRUE(status.ok()) << status;
   }
   // A whole, valid datagram from the peer, which must pop next.
@@ -663,6 +664,59 @@ TEST_F(RawPeerTest, MalformedAndSpoofedDatagramsAreDroppedAndCounted) {
   demi_datagram_stats_t stats = Stats(qd_);
   EXPECT_EQ(stats.dropped_malformed, 6u);
   EXPECT_EQ(stats.received, 1u);
+}
+
+// Over RoCE (the device here), a socket says in its SIDR reply that it
+// takes datagrams without a header (datagram_wire.h).
+TEST_F(RawPeerTest, TheSocketSaysItTakesCompactDatagrams) {
+  EXPECT_TRUE(demi::SaysCompact(absl::MakeConstSpan(
+      reinterpret_cast<const std::byte*>(peer_->reply_data.data()),
+      peer_->reply_data.size())))
+      << peer_->reply_data.size() << " bytes of private data";
+}
+
+std::vector<std::byte> Bytes(const std::string& text) {
+  return std::vector<std::byte>(
+      reinterpret_cast<const std::byte*>(text.data()),
+      reinterpret_cast<const std::byte*>(text.data()) + text.size());
+}
+
+TEST_F(RawPeerTest, ACompactDatagramComesFromThePacketsSource) {
+  Send(Bytes("compact"), demi::CompactImm(peer_->local.sin_port));
+  demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "compact");
+  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, peer_->local.sin_port);
+  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_addr.s_addr,
+            peer_->local.sin_addr.s_addr);
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  EXPECT_EQ(Stats(qd_).dropped_malformed, 0u);
+}
+
+TEST_F(RawPeerTest, BadCompactDatagramsAreDroppedAndCounted) {
+  uint16_t b_port = NextPort();
+  int b = BoundSocket(b_port);
+  // This socket knows B's QP once it has sent to B.
+  PushTo(qd_, "to B", AddrOrDie(b_port));
+  EXPECT_EQ(PopFrom(b, nullptr), "to B");
+  Send(Bytes("no magic"), 0x12340000u | peer_->local.sin_port);
+  Send(Bytes("the header's magic"),
+       uint32_t{demi::kDatagramMagic} << 16 | peer_->local.sin_port);
+  Send(Bytes("claims B"), demi::CompactImm(htons(b_port)));
+  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+  EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
+  EXPECT_EQ(Stats(qd_).received, 0u);
+  // B itself, and the peer as itself, still get through.
+  PushTo(b, "really B", AddrOrDie(port_));
+  demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
+  pending_ = 0;
+  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "really B");
+  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, htons(b_port));
+  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  ExpectValidDatagramArrives();
+  EXPECT_EQ(demi_close(b), 0);
 }
 
 // The fragment payload of this device's UD MTU, as the library cuts it.

@@ -7,6 +7,12 @@
 
 namespace demi {
 
+bool SaysCompact(absl::Span<const std::byte> private_data) {
+  return private_data.size() >= sizeof(kCompactCapability) &&
+         std::memcmp(private_data.data(), kCompactCapability,
+                     sizeof(kCompactCapability)) == 0;
+}
+
 const char* ParseFragmentInto(absl::Span<const std::byte> message,
                               Fragment* out) {
   Fragment& fragment = *out;

@@ -89,5 +89,30 @@ TEST(DatagramWireTest, MalformedFragmentsAreEproto) {
   EXPECT_EQ(ErrnoOfParse(Message(2500, 1000, 1, 0)), EPROTO);
 }
 
+TEST(DatagramWireTest, CompactImmediateDataCarriesThePort) {
+  for (uint16_t port : {uint16_t{0}, uint16_t{0x1234}, uint16_t{0xffff}}) {
+    uint16_t parsed = 1;
+    EXPECT_TRUE(ParseCompactImm(CompactImm(port), &parsed));
+    EXPECT_EQ(parsed, port);
+  }
+  uint16_t parsed = 0;
+  EXPECT_FALSE(ParseCompactImm(0, &parsed));
+  EXPECT_FALSE(ParseCompactImm(0xd6a70001, &parsed));  // The header's magic.
+  EXPECT_FALSE(ParseCompactImm(CompactImm(7) ^ 0x80000000, &parsed));
+}
+
+TEST(DatagramWireTest, OnlyTheCapabilitySaysCompact) {
+  std::vector<std::byte> data(kCompactCapability,
+                              kCompactCapability + sizeof(kCompactCapability));
+  EXPECT_TRUE(SaysCompact(data));
+  data.resize(136);  // SIDR pads private data with zeros.
+  EXPECT_TRUE(SaysCompact(data));
+  EXPECT_FALSE(SaysCompact(std::vector<std::byte>(136)));  // An older peer.
+  EXPECT_FALSE(SaysCompact(absl::MakeConstSpan(kCompactCapability, 3)));
+  EXPECT_FALSE(SaysCompact({}));
+  data[2] = std::byte{kDatagramVersion + 1};
+  EXPECT_FALSE(SaysCompact(data));
+}
+
 }  // namespace
 }  // namespace demi

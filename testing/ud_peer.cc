@@ -1,5 +1,7 @@
 #include "testing/ud_peer.h"
 
+#include <endian.h>
+
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -57,12 +59,14 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
                         rdma::CreateAh(peer->pd.get(), &event.ah_attr));
   peer->remote_qpn = event.remote_qpn;
   peer->remote_qkey = event.remote_qkey;
+  peer->reply_data = event.private_data;
   std::memcpy(&peer->local, rdma_get_local_addr(peer->id.get()),
               sizeof(peer->local));
   return peer;
 }
 
-absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes) {
+absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes,
+                    absl::optional<uint32_t> imm) {
   if (bytes.size() > peer.buffer.size()) {
     return rdma::ErrnoError(EMSGSIZE, "larger than the peer's buffer");
   }
@@ -72,7 +76,8 @@ absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes) {
   ibv_send_wr wr = {};
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
+  wr.opcode = imm.has_value() ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  wr.imm_data = htobe32(imm.value_or(0));
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.ud.ah = peer.ah.get();
   wr.wr.ud.remote_qpn = peer.remote_qpn;

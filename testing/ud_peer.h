@@ -9,10 +9,12 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/optional.h"
 #include "absl/types/span.h"
 #include "rdma/verbs_ptr.h"
 
@@ -32,6 +34,8 @@ struct UdPeer {
   uint32_t remote_qpn = 0;
   uint32_t remote_qkey = 0;
   sockaddr_in local = {};  // Where it sends from (its port is its own).
+  // The private data of the socket's SIDR reply (padded by the transport).
+  std::string reply_data;
 };
 
 inline constexpr size_t kUdPeerBufferSize = 8192;
@@ -41,9 +45,11 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
                                                   const sockaddr_in& dest,
                                                   absl::Duration timeout);
 
-// Sends `bytes` (at most kUdPeerBufferSize) as one UD message and waits for
-// its completion.
-absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes);
+// Sends `bytes` (at most kUdPeerBufferSize) as one UD message, with
+// immediate data `imm` (host order) if given, and waits for its
+// completion.
+absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes,
+                    absl::optional<uint32_t> imm = absl::nullopt);
 
 }  // namespace demi::testing
 
