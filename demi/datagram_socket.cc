@@ -349,7 +349,7 @@ bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
   bool signal =
       must_signal || slot.last || ++unsignaled_run_ >= kDatagramSignalInterval;
   if (signal) unsignaled_run_ = 0;
-  // Built once (opcode, no next): only what changes is set.
+  // Built once (no next): only what changes is set.
   ibv_send_wr& wr = send_wr_;
   wr.wr_id = seq;
   wr.sg_list = sges;

@@ -159,7 +159,8 @@ class DatagramSocket {
   // its send slot and route taken, its push done once posted.
   struct StagedSend {
     ibv_send_wr wr;
-    ibv_sge sges[2];  // Its header (in headers_), then `bytes`.
+    // Its header (in headers_), then `bytes`; `bytes` alone if compact.
+    ibv_sge sges[2];
     demi_qtoken_t qt;
     alignas(8) std::byte bytes[kStagedInlineSize];
   };
@@ -295,7 +296,7 @@ class DatagramSocket {
   rdma::CmQpPtr qp_;
 
   std::vector<SendSlot> send_slots_;
-  ibv_send_wr send_wr_ = {};  // PostSend's, opcode set once (Init).
+  ibv_send_wr send_wr_ = {};  // PostSend's, with no next.
   uint64_t send_head_ = 0;    // Next send slot to post.
   uint64_t send_tail_ = 0;    // Oldest send slot not retired.
   // One past the newest signalled send slot: while it is above send_tail_

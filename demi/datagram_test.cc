@@ -4,6 +4,7 @@
 // that sends malformed, spoofed and endless partial datagrams on purpose.
 #include <arpa/inet.h>
 #include <demi/libos.h>
+#include <endian.h>
 #include <infiniband/verbs.h>
 
 #include <atomic>
@@ -666,9 +667,20 @@ TEST_F(RawPeerTest, MalformedAndSpoofedDatagramsAreDroppedAndCounted) {
   EXPECT_EQ(stats.received, 1u);
 }
 
+// Whether the test device's port is RoCE, where sockets take compact
+// datagrams.
+bool OnRoce() {
+  std::unique_ptr<demi::testing::UdPeer> peer =
+      demi::testing::ListenUd(AddrOrDie(NextPort()), "").value();
+  ibv_port_attr port = {};
+  EXPECT_EQ(ibv_query_port(peer->id->verbs, peer->id->port_num, &port), 0);
+  return port.link_layer == IBV_LINK_LAYER_ETHERNET;
+}
+
 // Over RoCE (the device here), a socket says in its SIDR reply that it
 // takes datagrams without a header (datagram_wire.h).
 TEST_F(RawPeerTest, TheSocketSaysItTakesCompactDatagrams) {
+  if (!OnRoce()) GTEST_SKIP() << "compact datagrams are for RoCE";
   EXPECT_TRUE(demi::SaysCompact(absl::MakeConstSpan(
       reinterpret_cast<const std::byte*>(peer_->reply_data.data()),
       peer_->reply_data.size())))
@@ -682,6 +694,7 @@ std::vector<std::byte> Bytes(const std::string& text) {
 }
 
 TEST_F(RawPeerTest, ACompactDatagramComesFromThePacketsSource) {
+  if (!OnRoce()) GTEST_SKIP() << "compact datagrams are for RoCE";
   Send(Bytes("compact"), demi::CompactImm(peer_->local.sin_port));
   demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
   pending_ = 0;
@@ -703,6 +716,8 @@ TEST_F(RawPeerTest, BadCompactDatagramsAreDroppedAndCounted) {
   Send(Bytes("no magic"), 0x12340000u | peer_->local.sin_port);
   Send(Bytes("the header's magic"),
        uint32_t{demi::kDatagramMagic} << 16 | peer_->local.sin_port);
+  // This one also makes the socket resolve B again; B's own datagram below
+  // still gets through, from the QP known before.
   Send(Bytes("claims B"), demi::CompactImm(htons(b_port)));
   ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
   EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
@@ -717,6 +732,52 @@ TEST_F(RawPeerTest, BadCompactDatagramsAreDroppedAndCounted) {
   EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
   ExpectValidDatagramArrives();
   EXPECT_EQ(demi_close(b), 0);
+}
+
+// A datagram after the first (which resolves the destination and goes with
+// a header) goes compact to a socket that said it takes them, and with a
+// header to one that did not (a socket of an older library).
+TEST(CompactSendTest, OnlyASocketThatSaysSoGetsCompactDatagrams) {
+  if (!OnRoce()) GTEST_SKIP() << "compact datagrams are for RoCE";
+  std::string capability(
+      reinterpret_cast<const char*>(demi::kCompactCapability),
+      sizeof(demi::kCompactCapability));
+  for (bool says : {true, false}) {
+    SCOPED_TRACE(says ? "says" : "says nothing");
+    uint16_t peer_port = NextPort();
+    absl::StatusOr<std::unique_ptr<demi::testing::UdPeer>> peer =
+        demi::testing::ListenUd(AddrOrDie(peer_port), says ? capability : "");
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    uint16_t port = NextPort();
+    int qd = BoundSocket(port);
+    // The push waits for the peer's answer, which comes from a thread.
+    absl::Status answered;
+    std::thread answer(
+        [&] { answered = demi::testing::AnswerUd(**peer, absl::Seconds(20)); });
+    PushTo(qd, "first", AddrOrDie(peer_port));
+    answer.join();
+    ASSERT_TRUE(answered.ok()) << answered;
+    std::vector<std::byte> bytes;
+    absl::StatusOr<ibv_wc> wc =
+        demi::testing::ReceiveUd(**peer, absl::Seconds(20), &bytes);
+    ASSERT_TRUE(wc.ok()) << wc.status();
+    EXPECT_EQ(wc->wc_flags & IBV_WC_WITH_IMM, 0);
+    EXPECT_EQ(bytes.size(), sizeof(demi::DatagramHeader) + 5);
+    PushTo(qd, "again", AddrOrDie(peer_port));
+    wc = demi::testing::ReceiveUd(**peer, absl::Seconds(20), &bytes);
+    ASSERT_TRUE(wc.ok()) << wc.status();
+    std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    if (says) {
+      ASSERT_NE(wc->wc_flags & IBV_WC_WITH_IMM, 0);
+      EXPECT_EQ(be32toh(wc->imm_data), demi::CompactImm(htons(port)));
+      EXPECT_EQ(text, "again");
+    } else {
+      EXPECT_EQ(wc->wc_flags & IBV_WC_WITH_IMM, 0);
+      ASSERT_EQ(bytes.size(), sizeof(demi::DatagramHeader) + 5);
+      EXPECT_EQ(text.substr(sizeof(demi::DatagramHeader)), "again");
+    }
+    EXPECT_EQ(demi_close(qd), 0);
+  }
 }
 
 // The fragment payload of this device's UD MTU, as the library cuts it.

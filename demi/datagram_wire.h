@@ -77,8 +77,8 @@ inline constexpr uint16_t kCompactMagic = 0xd6a8;
 // What a socket that takes compact datagrams puts first in its SIDR
 // replies' private data: kDatagramMagic, kDatagramVersion, then 1.
 inline constexpr std::byte kCompactCapability[4] = {
-    std::byte{0xd6}, std::byte{0xa7}, std::byte{kDatagramVersion},
-    std::byte{1}};
+    std::byte{kDatagramMagic >> 8}, std::byte{kDatagramMagic & 0xff},
+    std::byte{kDatagramVersion}, std::byte{1}};
 
 // The immediate data (host order; htobe32 before posting) of a compact
 // datagram from port `src_port` (network order, as in sockaddr_in).

@@ -65,6 +65,86 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
   return peer;
 }
 
+namespace {
+
+// A ListenUd peer receives one message at a time, into its whole buffer.
+absl::Status PostReceive(UdPeer& peer) {
+  ibv_sge sge = {reinterpret_cast<uintptr_t>(peer.buffer.data()),
+                 static_cast<uint32_t>(peer.buffer.size()), peer.mr->lkey};
+  ibv_recv_wr wr = {};
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  return rdma::CheckRc(ibv_post_recv(peer.qp->qp, &wr, &bad), "ibv_post_recv");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UdPeer>> ListenUd(const sockaddr_in& local,
+                                                 std::string reply_data) {
+  auto peer = std::make_unique<UdPeer>();
+  peer->reply_data = std::move(reply_data);
+  DEMI_ASSIGN_OR_RETURN(peer->channel, rdma::CreateEventChannel(false));
+  DEMI_ASSIGN_OR_RETURN(
+      peer->id, rdma::CreateCmId(peer->channel.get(), nullptr, RDMA_PS_UDP));
+  sockaddr_in bind = local;
+  DEMI_RETURN_IF_ERROR(rdma::CheckCm(
+      rdma_bind_addr(peer->id.get(), reinterpret_cast<sockaddr*>(&bind)),
+      "rdma_bind_addr"));
+  ibv_context* context = peer->id->verbs;
+  DEMI_ASSIGN_OR_RETURN(peer->pd, rdma::AllocPd(context));
+  DEMI_ASSIGN_OR_RETURN(peer->cq, rdma::CreateCq(context, 16, nullptr));
+  peer->buffer.resize(kUdPeerBufferSize);
+  DEMI_ASSIGN_OR_RETURN(
+      peer->mr, rdma::RegisterMr(peer->pd.get(), absl::MakeSpan(peer->buffer),
+                                 IBV_ACCESS_LOCAL_WRITE));
+  rdma::QpCaps caps;
+  caps.max_send_wr = 8;
+  caps.max_recv_wr = 1;
+  DEMI_ASSIGN_OR_RETURN(
+      peer->qp, rdma::CreateUdQp(peer->id.get(), peer->pd.get(), peer->cq.get(),
+                                 peer->cq.get(), &caps));
+  DEMI_RETURN_IF_ERROR(PostReceive(*peer));
+  DEMI_RETURN_IF_ERROR(
+      rdma::CheckCm(rdma_listen(peer->id.get(), 8), "rdma_listen"));
+  peer->local = bind;
+  return peer;
+}
+
+absl::Status AnswerUd(UdPeer& peer, absl::Duration timeout) {
+  DEMI_ASSIGN_OR_RETURN(
+      rdma::CmEvent event,
+      ExpectEvent(peer.channel.get(), RDMA_CM_EVENT_CONNECT_REQUEST, timeout));
+  rdma::CmIdPtr request(event.id);
+  rdma_conn_param param = {};
+  param.qp_num = peer.qp->qp->qp_num;
+  param.private_data = peer.reply_data.data();
+  param.private_data_len = static_cast<uint8_t>(peer.reply_data.size());
+  return rdma::CheckCm(rdma_accept(request.get(), &param), "rdma_accept");
+}
+
+absl::StatusOr<ibv_wc> ReceiveUd(UdPeer& peer, absl::Duration timeout,
+                                 std::vector<std::byte>* bytes) {
+  absl::Time deadline = absl::Now() + timeout;
+  ibv_wc wc;
+  while (true) {
+    int n = ibv_poll_cq(peer.cq.get(), 1, &wc);
+    if (n < 0) return rdma::ErrnoError(EIO, "ibv_poll_cq");
+    if (n == 1) break;
+    if (absl::Now() > deadline) {
+      return rdma::ErrnoError(ETIMEDOUT, "nothing received");
+    }
+  }
+  if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_RECV) {
+    return rdma::ErrnoError(EIO, ibv_wc_status_str(wc.status));
+  }
+  constexpr uint32_t kGrh = 40;
+  if (wc.byte_len < kGrh) return rdma::ErrnoError(EPROTO, "no GRH");
+  bytes->assign(peer.buffer.begin() + kGrh, peer.buffer.begin() + wc.byte_len);
+  DEMI_RETURN_IF_ERROR(PostReceive(peer));
+  return wc;
+}
+
 absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes,
                     absl::optional<uint32_t> imm) {
   if (bytes.size() > peer.buffer.size()) {

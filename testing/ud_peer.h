@@ -34,7 +34,8 @@ struct UdPeer {
   uint32_t remote_qpn = 0;
   uint32_t remote_qkey = 0;
   sockaddr_in local = {};  // Where it sends from (its port is its own).
-  // The private data of the socket's SIDR reply (padded by the transport).
+  // ResolveUd: the private data of the socket's SIDR reply (padded by the
+  // transport). ListenUd: what its own replies carry.
   std::string reply_data;
 };
 
@@ -44,6 +45,19 @@ inline constexpr size_t kUdPeerBufferSize = 8192;
 absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
                                                   const sockaddr_in& dest,
                                                   absl::Duration timeout);
+
+// A raw UD socket bound at `local` (its port) that peers resolve as they
+// would a library socket: AnswerUd answers each resolve with its QP and
+// `reply_data` as private data (kCompactCapability for a socket that takes
+// compact datagrams, nothing for one of an older library).
+absl::StatusOr<std::unique_ptr<UdPeer>> ListenUd(const sockaddr_in& local,
+                                                 std::string reply_data);
+// Answers the next resolve of a ListenUd peer, waiting up to `timeout`.
+absl::Status AnswerUd(UdPeer& peer, absl::Duration timeout);
+// The next message a ListenUd peer receives within `timeout`: its
+// completion, and its bytes (after the GRH) in `bytes`.
+absl::StatusOr<ibv_wc> ReceiveUd(UdPeer& peer, absl::Duration timeout,
+                                 std::vector<std::byte>* bytes);
 
 // Sends `bytes` (at most kUdPeerBufferSize) as one UD message, with
 // immediate data `imm` (host order) if given, and waits for its

@@ -3,13 +3,14 @@
 // SEND_WITH_IMM, sends signalled one in N) apart from what the library's
 // own code costs. With no shape flags it does what ib_send_lat does.
 //
-//   verbs_lat --server --bind A [--port P] [shape]
+//   verbs_lat --server --bind A [--port P] [--iters N] [--warmup W] [shape]
 //   verbs_lat --client A [--port P] [--size S] [--iters N] [--warmup W]
 //             [shape]
 //   shape: [--ud] [--srq] [--imm] [--signal N] [--inline_size N]
-//          [--sges 1|2]   (both sides alike)
+//          [--sges 1|2]
 //
-// The client prints the median and the 99th percentile of half round
+// Both sides take the same counts and shape; the server echoes each
+// message. The client prints the median and the 99th percentile of half round
 // trips in microseconds, as ib_send_lat's t_typical and 99%.
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
@@ -50,6 +51,10 @@ constexpr int kDepth = 64;
 constexpr int kMaxSize = 4096;
 // A UD receive starts with the GRH space.
 constexpr int kGrh = 40;
+// The most round trips measured, and warming up: the samples are kept.
+constexpr int kMaxCount = 10000000;
+// How long a side waits for its peer.
+constexpr absl::Duration kPatience = absl::Seconds(10);
 
 struct Shape {
   bool ud = false;
@@ -80,6 +85,10 @@ class Side {
     if (pd_ == nullptr || send_cq_ == nullptr || recv_cq_ == nullptr) {
       return ErrnoError(ENOMEM, "pd/cq");
     }
+    ibv_port_attr port = {};
+    DEMI_RETURN_IF_ERROR(
+        Check(ibv_query_port(id->verbs, id->port_num, &port), "query port"));
+    mtu_ = 128 << port.active_mtu;  // IBV_MTU_256 is 1.
     memory_.assign(size_t{kDepth + 1} * kMaxSize, std::byte{0});
     mr_ =
         ibv_reg_mr(pd_, memory_.data(), memory_.size(), IBV_ACCESS_LOCAL_WRITE);
@@ -113,6 +122,10 @@ class Side {
     qkey_ = qkey;
   }
   bool has_destination() const { return ah_ != nullptr; }
+  // The largest message: a datagram's path MTU.
+  int max_size() const {
+    return shape_.ud ? std::min(mtu_, kMaxSize - kGrh) : kMaxSize;
+  }
   ibv_pd* pd() const { return pd_; }
   // The last message's completion and its buffer (the GRH first, UD).
   const ibv_wc& last() const { return last_; }
@@ -120,8 +133,8 @@ class Side {
     return memory_.data() + last_.wr_id * kMaxSize;
   }
 
-  // Sends `size` bytes; signalled one in shape.signal.
-  absl::Status Send(int size) {
+  // Sends `size` bytes; signalled one in shape.signal, and if `signal`.
+  absl::Status Send(int size, bool signal = false) {
     uint32_t first = shape_.sges == 2 ? std::min(size, 16) : size;
     ibv_sge sges[2] = {
         {reinterpret_cast<uintptr_t>(SendBuffer()), first, mr_->lkey},
@@ -138,7 +151,7 @@ class Side {
     wr.opcode = shape_.imm ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
     wr.imm_data = 7;
     if (size <= shape_.inline_size) wr.send_flags |= IBV_SEND_INLINE;
-    if (++sent_ % shape_.signal == 0) {
+    if (++sent_ % shape_.signal == 0 || signal) {
       wr.send_flags |= IBV_SEND_SIGNALED;
       ++signalled_;
     }
@@ -148,17 +161,12 @@ class Side {
   }
 
   // Polls until one message has arrived (and reposts its receive), and
-  // the send completions out come in as they do.
-  absl::Status Receive() {
+  // the send completions out come in as they do; returns its size. Gives
+  // up after kPatience.
+  absl::StatusOr<int> Receive() {
     ibv_wc wc;
-    while (true) {
-      if (signalled_ > 0) {
-        int n = ibv_poll_cq(send_cq_, 1, &wc);
-        if (n < 0 || (n == 1 && wc.status != IBV_WC_SUCCESS)) {
-          return ErrnoError(EIO, "send completion");
-        }
-        signalled_ -= n;
-      }
+    for (uint64_t polls = 1;; ++polls) {
+      DEMI_RETURN_IF_ERROR(PollSends());
       int n = ibv_poll_cq(recv_cq_, 1, &wc);
       if (n < 0 || (n == 1 && (wc.status != IBV_WC_SUCCESS ||
                                (wc.opcode & IBV_WC_RECV) == 0))) {
@@ -166,13 +174,47 @@ class Side {
       }
       if (n == 1) {
         last_ = wc;
-        return PostRecv(static_cast<int>(wc.wr_id));
+        DEMI_RETURN_IF_ERROR(PostRecv(static_cast<int>(wc.wr_id)));
+        return static_cast<int>(wc.byte_len) - (shape_.ud ? kGrh : 0);
       }
+      DEMI_RETURN_IF_ERROR(Patience(polls));
     }
+  }
+
+  // Waits for the signalled sends out (a process that exits first may
+  // take its last send with it).
+  absl::Status FinishSends() {
+    for (uint64_t polls = 1; signalled_ > 0; ++polls) {
+      DEMI_RETURN_IF_ERROR(PollSends());
+      DEMI_RETURN_IF_ERROR(Patience(polls));
+    }
+    return absl::OkStatus();
   }
 
  private:
   std::byte* SendBuffer() { return memory_.data() + size_t{kDepth} * kMaxSize; }
+
+  absl::Status PollSends() {
+    if (signalled_ == 0) return absl::OkStatus();
+    ibv_wc wc;
+    int n = ibv_poll_cq(send_cq_, 1, &wc);
+    if (n < 0 || (n == 1 && wc.status != IBV_WC_SUCCESS)) {
+      return ErrnoError(EIO, "send completion");
+    }
+    signalled_ -= n;
+    return absl::OkStatus();
+  }
+
+  // An error once kPatience has passed since `polls` was 1 (the clock is
+  // read every 4,096 polls: a read costs more than a poll).
+  absl::Status Patience(uint64_t polls) {
+    if (polls == 1) {
+      give_up_ = absl::Now() + kPatience;
+    } else if (polls % 4096 == 0 && absl::Now() > give_up_) {
+      return ErrnoError(ETIMEDOUT, "nothing from the peer");
+    }
+    return absl::OkStatus();
+  }
 
   absl::Status PostRecv(int slot) {
     ibv_sge sge = {
@@ -198,6 +240,8 @@ class Side {
   std::vector<std::byte> memory_;
   uint64_t sent_ = 0;
   int signalled_ = 0;
+  int mtu_ = 0;
+  absl::Time give_up_;
   ibv_wc last_ = {};
   ibv_ah* ah_ = nullptr;
   uint32_t qpn_ = 0;
@@ -223,8 +267,7 @@ rdma_port_space PortSpace(const Shape& shape) {
   return shape.ud ? RDMA_PS_UDP : RDMA_PS_TCP;
 }
 
-absl::Status Serve(const sockaddr_in& addr, const Shape& shape, Side& side,
-                   int size) {
+absl::Status Serve(const sockaddr_in& addr, const Shape& shape, Side& side) {
   rdma_event_channel* channel = rdma_create_event_channel();
   rdma_cm_id* listener = nullptr;
   if (channel == nullptr) return ErrnoError(errno, "event channel");
@@ -247,9 +290,10 @@ absl::Status Serve(const sockaddr_in& addr, const Shape& shape, Side& side,
     DEMI_RETURN_IF_ERROR(Check(rdma_accept(id, &param), "accept"));
     DEMI_RETURN_IF_ERROR(Expect(channel, RDMA_CM_EVENT_ESTABLISHED).status());
   }
+  // Echoes what comes, as many as the client sends (the same flags).
   int total = absl::GetFlag(FLAGS_iters) + absl::GetFlag(FLAGS_warmup);
   for (int i = 0; i < total; ++i) {
-    DEMI_RETURN_IF_ERROR(side.Receive());
+    DEMI_ASSIGN_OR_RETURN(int got, side.Receive());
     if (shape.ud && !side.has_destination()) {
       // Replies go where the first datagram came from.
       const ibv_wc& wc = side.last();
@@ -260,9 +304,10 @@ absl::Status Serve(const sockaddr_in& addr, const Shape& shape, Side& side,
       if (ah == nullptr) return ErrnoError(errno, "ibv_create_ah_from_wc");
       side.SetDestination(ah, wc.src_qp, RDMA_UDP_QKEY);
     }
-    DEMI_RETURN_IF_ERROR(side.Send(size));
+    // The last one signalled: exiting before it went would lose it.
+    DEMI_RETURN_IF_ERROR(side.Send(got, /*signal=*/i + 1 == total));
   }
-  return absl::OkStatus();
+  return side.FinishSends();
 }
 
 absl::Status Ping(const sockaddr_in& addr, const Shape& shape, Side& side,
@@ -280,6 +325,9 @@ absl::Status Ping(const sockaddr_in& addr, const Shape& shape, Side& side,
   DEMI_RETURN_IF_ERROR(Check(rdma_resolve_route(id, 2000), "resolve route"));
   DEMI_RETURN_IF_ERROR(Expect(channel, RDMA_CM_EVENT_ROUTE_RESOLVED).status());
   DEMI_RETURN_IF_ERROR(side.Create(id));
+  if (size > side.max_size()) {
+    return ErrnoError(EMSGSIZE, "larger than a message may be here");
+  }
   rdma_conn_param param = {};
   param.retry_count = 6;
   param.rnr_retry_count = 6;
@@ -299,7 +347,12 @@ absl::Status Ping(const sockaddr_in& addr, const Shape& shape, Side& side,
   for (int i = 0; i < warmup + iters; ++i) {
     double start = demi::tools::NowMicros();
     DEMI_RETURN_IF_ERROR(side.Send(size));
-    DEMI_RETURN_IF_ERROR(side.Receive());
+    DEMI_ASSIGN_OR_RETURN(int got, side.Receive());
+    if (got != size) {
+      return ErrnoError(EPROTO,
+                        "the echo's size differs (a server with "
+                        "other flags?)");
+    }
     if (i >= warmup) {
       half_trips.push_back((demi::tools::NowMicros() - start) / 2);
     }
@@ -330,19 +383,24 @@ int main(int argc, char* argv[]) {
   int size = absl::GetFlag(FLAGS_size);
   if (!addr.ok() || size < 1 || size > kMaxSize || shape.signal < 1 ||
       shape.sges < 1 || shape.sges > 2 || (shape.ud && shape.srq) ||
-      (shape.ud && size > kMaxSize - kGrh) || shape.signal > kDepth / 2 ||
-      shape.inline_size < 0 || absl::GetFlag(FLAGS_iters) < 1 ||
-      absl::GetFlag(FLAGS_warmup) < 0) {
-    std::fprintf(
-        stderr,
-        "usage: verbs_lat --server --bind A | --client A [--port P] "
-        "[--size 1..4096] [--iters N] [--warmup W] [--ud] [--srq] [--imm] "
-        "[--signal 1..32] [--inline_size N] [--sges 1|2]\n");
+      (shape.ud && size > kMaxSize - kGrh) ||
+      // A UD server's QP is its listener's, which needs a device.
+      (shape.ud && server && addr.ok() &&
+       addr->sin_addr.s_addr == INADDR_ANY) ||
+      shape.signal > kDepth / 2 || shape.inline_size < 0 ||
+      absl::GetFlag(FLAGS_iters) < 1 || absl::GetFlag(FLAGS_warmup) < 0 ||
+      absl::GetFlag(FLAGS_iters) > kMaxCount ||
+      absl::GetFlag(FLAGS_warmup) > kMaxCount) {
+    std::fprintf(stderr,
+                 "usage: verbs_lat --server --bind A | --client A [--port P] "
+                 "[--size 1..4096] [--iters 1..10^7] [--warmup 0..10^7] [--ud] "
+                 "[--srq] [--imm] "
+                 "[--signal 1..32] [--inline_size N] [--sges 1|2]\n");
     return 2;
   }
   Side side(shape);
   absl::Status status =
-      server ? Serve(*addr, shape, side, size) : Ping(*addr, shape, side, size);
+      server ? Serve(*addr, shape, side) : Ping(*addr, shape, side, size);
   if (!status.ok()) {
     std::fprintf(stderr, "verbs_lat: %s\n", status.ToString().c_str());
     return 1;
