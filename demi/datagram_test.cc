@@ -636,6 +636,16 @@ class RawPeerTest : public ::testing::Test {
     EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, peer_->local.sin_port);
     EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
   }
+  // B (the socket `b` at `b_port`) pushes, and this socket pops that.
+  void ExpectFromB(int b, uint16_t b_port) {
+    PushTo(b, "really B", AddrOrDie(port_));
+    demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
+    pending_ = 0;
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+    EXPECT_EQ(SgaBytes(qr.qr_value.sga), "really B");
+    EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, htons(b_port));
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  }
   demi_qtoken_t StartPop() {
     demi_qtoken_t qt = 0;
     EXPECT_EQ(demi_pop(&qt, qd_), 0);
@@ -722,14 +732,8 @@ TEST_F(RawPeerTest, BadCompactDatagramsAreDroppedAndCounted) {
   ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
   EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
   EXPECT_EQ(Stats(qd_).received, 0u);
-  // B itself, and the peer as itself, still get through.
-  PushTo(b, "really B", AddrOrDie(port_));
-  demi_qresult_t qr = WaitOrFail(pending_ != 0 ? pending_ : StartPop());
-  pending_ = 0;
-  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
-  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "really B");
-  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, htons(b_port));
-  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  // B itself still gets through, and so does the raw peer as itself.
+  ASSERT_NO_FATAL_FAILURE(ExpectFromB(b, b_port));
   ExpectValidDatagramArrives();
   EXPECT_EQ(demi_close(b), 0);
 }
@@ -832,13 +836,7 @@ TEST_F(RawPeerTest, ADatagramFromAnotherQpThanItsSourceResolvesToIsDropped) {
   EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
   EXPECT_EQ(Stats(qd_).received, 0u);
   // B itself still gets through, and so does the raw peer as itself.
-  PushTo(b, "really B", AddrOrDie(port_));
-  demi_qresult_t qr = WaitOrFail(pending_);
-  pending_ = 0;
-  ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
-  EXPECT_EQ(SgaBytes(qr.qr_value.sga), "really B");
-  EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, htons(b_port));
-  EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectFromB(b, b_port));
   ExpectValidDatagramArrives();
   EXPECT_EQ(demi_close(b), 0);
 }

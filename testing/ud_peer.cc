@@ -13,6 +13,59 @@
 
 namespace demi::testing {
 
+namespace {
+
+// The peer's PD, CQ, buffer and its MR, and a UD QP on its id.
+absl::Status CreateQp(UdPeer& peer) {
+  ibv_context* context = peer.id->verbs;
+  DEMI_ASSIGN_OR_RETURN(peer.pd, rdma::AllocPd(context));
+  DEMI_ASSIGN_OR_RETURN(peer.cq, rdma::CreateCq(context, 16, nullptr));
+  peer.buffer.resize(kUdPeerBufferSize);
+  DEMI_ASSIGN_OR_RETURN(
+      peer.mr, rdma::RegisterMr(peer.pd.get(), absl::MakeSpan(peer.buffer),
+                                IBV_ACCESS_LOCAL_WRITE));
+  rdma::QpCaps caps;
+  caps.max_send_wr = 8;
+  caps.max_recv_wr = 1;
+  DEMI_ASSIGN_OR_RETURN(
+      peer.qp, rdma::CreateUdQp(peer.id.get(), peer.pd.get(), peer.cq.get(),
+                                peer.cq.get(), &caps));
+  return absl::OkStatus();
+}
+
+// The peer's next completion within `timeout`, which must be a successful
+// `opcode`.
+absl::StatusOr<ibv_wc> PollOne(UdPeer& peer, ibv_wc_opcode opcode,
+                               absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  ibv_wc wc;
+  while (true) {
+    int n = ibv_poll_cq(peer.cq.get(), 1, &wc);
+    if (n < 0) return rdma::ErrnoError(EIO, "ibv_poll_cq");
+    if (n == 1) break;
+    if (absl::Now() > deadline) {
+      return rdma::ErrnoError(ETIMEDOUT, "no completion in time");
+    }
+  }
+  if (wc.status != IBV_WC_SUCCESS || wc.opcode != opcode) {
+    return rdma::ErrnoError(EIO, ibv_wc_status_str(wc.status));
+  }
+  return wc;
+}
+
+// A ListenUd peer receives one message at a time, into its whole buffer.
+absl::Status PostReceive(UdPeer& peer) {
+  ibv_sge sge = {reinterpret_cast<uintptr_t>(peer.buffer.data()),
+                 static_cast<uint32_t>(peer.buffer.size()), peer.mr->lkey};
+  ibv_recv_wr wr = {};
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  return rdma::CheckRc(ibv_post_recv(peer.qp->qp, &wr, &bad), "ibv_post_recv");
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
                                                   const sockaddr_in& dest,
                                                   absl::Duration timeout) {
@@ -36,19 +89,7 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
   DEMI_RETURN_IF_ERROR(
       ExpectEvent(peer->channel.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, timeout)
           .status());
-  ibv_context* context = peer->id->verbs;
-  DEMI_ASSIGN_OR_RETURN(peer->pd, rdma::AllocPd(context));
-  DEMI_ASSIGN_OR_RETURN(peer->cq, rdma::CreateCq(context, 16, nullptr));
-  peer->buffer.resize(kUdPeerBufferSize);
-  DEMI_ASSIGN_OR_RETURN(
-      peer->mr, rdma::RegisterMr(peer->pd.get(), absl::MakeSpan(peer->buffer),
-                                 IBV_ACCESS_LOCAL_WRITE));
-  rdma::QpCaps caps;
-  caps.max_send_wr = 8;
-  caps.max_recv_wr = 1;
-  DEMI_ASSIGN_OR_RETURN(
-      peer->qp, rdma::CreateUdQp(peer->id.get(), peer->pd.get(), peer->cq.get(),
-                                 peer->cq.get(), &caps));
+  DEMI_RETURN_IF_ERROR(CreateQp(*peer));
   rdma_conn_param param = {};
   DEMI_RETURN_IF_ERROR(
       rdma::CheckCm(rdma_connect(peer->id.get(), &param), "rdma_connect"));
@@ -65,21 +106,6 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
   return peer;
 }
 
-namespace {
-
-// A ListenUd peer receives one message at a time, into its whole buffer.
-absl::Status PostReceive(UdPeer& peer) {
-  ibv_sge sge = {reinterpret_cast<uintptr_t>(peer.buffer.data()),
-                 static_cast<uint32_t>(peer.buffer.size()), peer.mr->lkey};
-  ibv_recv_wr wr = {};
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  ibv_recv_wr* bad = nullptr;
-  return rdma::CheckRc(ibv_post_recv(peer.qp->qp, &wr, &bad), "ibv_post_recv");
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<UdPeer>> ListenUd(const sockaddr_in& local,
                                                  std::string reply_data) {
   auto peer = std::make_unique<UdPeer>();
@@ -91,19 +117,7 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ListenUd(const sockaddr_in& local,
   DEMI_RETURN_IF_ERROR(rdma::CheckCm(
       rdma_bind_addr(peer->id.get(), reinterpret_cast<sockaddr*>(&bind)),
       "rdma_bind_addr"));
-  ibv_context* context = peer->id->verbs;
-  DEMI_ASSIGN_OR_RETURN(peer->pd, rdma::AllocPd(context));
-  DEMI_ASSIGN_OR_RETURN(peer->cq, rdma::CreateCq(context, 16, nullptr));
-  peer->buffer.resize(kUdPeerBufferSize);
-  DEMI_ASSIGN_OR_RETURN(
-      peer->mr, rdma::RegisterMr(peer->pd.get(), absl::MakeSpan(peer->buffer),
-                                 IBV_ACCESS_LOCAL_WRITE));
-  rdma::QpCaps caps;
-  caps.max_send_wr = 8;
-  caps.max_recv_wr = 1;
-  DEMI_ASSIGN_OR_RETURN(
-      peer->qp, rdma::CreateUdQp(peer->id.get(), peer->pd.get(), peer->cq.get(),
-                                 peer->cq.get(), &caps));
+  DEMI_RETURN_IF_ERROR(CreateQp(*peer));
   DEMI_RETURN_IF_ERROR(PostReceive(*peer));
   DEMI_RETURN_IF_ERROR(
       rdma::CheckCm(rdma_listen(peer->id.get(), 8), "rdma_listen"));
@@ -125,19 +139,7 @@ absl::Status AnswerUd(UdPeer& peer, absl::Duration timeout) {
 
 absl::StatusOr<ibv_wc> ReceiveUd(UdPeer& peer, absl::Duration timeout,
                                  std::vector<std::byte>* bytes) {
-  absl::Time deadline = absl::Now() + timeout;
-  ibv_wc wc;
-  while (true) {
-    int n = ibv_poll_cq(peer.cq.get(), 1, &wc);
-    if (n < 0) return rdma::ErrnoError(EIO, "ibv_poll_cq");
-    if (n == 1) break;
-    if (absl::Now() > deadline) {
-      return rdma::ErrnoError(ETIMEDOUT, "nothing received");
-    }
-  }
-  if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_RECV) {
-    return rdma::ErrnoError(EIO, ibv_wc_status_str(wc.status));
-  }
+  DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollOne(peer, IBV_WC_RECV, timeout));
   constexpr uint32_t kGrh = 40;
   if (wc.byte_len < kGrh) return rdma::ErrnoError(EPROTO, "no GRH");
   bytes->assign(peer.buffer.begin() + kGrh, peer.buffer.begin() + wc.byte_len);
@@ -165,20 +167,7 @@ absl::Status SendUd(UdPeer& peer, absl::Span<const std::byte> bytes,
   ibv_send_wr* bad = nullptr;
   DEMI_RETURN_IF_ERROR(
       rdma::CheckRc(ibv_post_send(peer.qp->qp, &wr, &bad), "ibv_post_send"));
-  absl::Time deadline = absl::Now() + absl::Seconds(10);
-  ibv_wc wc;
-  while (true) {
-    int n = ibv_poll_cq(peer.cq.get(), 1, &wc);
-    if (n < 0) return rdma::ErrnoError(EIO, "ibv_poll_cq");
-    if (n == 1) break;
-    if (absl::Now() > deadline) {
-      return rdma::ErrnoError(ETIMEDOUT, "no send completion");
-    }
-  }
-  if (wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_SEND) {
-    return rdma::ErrnoError(EIO, ibv_wc_status_str(wc.status));
-  }
-  return absl::OkStatus();
+  return PollOne(peer, IBV_WC_SEND, absl::Seconds(10)).status();
 }
 
 }  // namespace demi::testing
