@@ -21,6 +21,8 @@
 #ifndef DEMI_DEMI_DATAGRAM_WIRE_H_
 #define DEMI_DEMI_DATAGRAM_WIRE_H_
 
+#include <arpa/inet.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -80,15 +82,16 @@ inline constexpr std::byte kCompactCapability[4] = {
     std::byte{kDatagramMagic >> 8}, std::byte{kDatagramMagic & 0xff},
     std::byte{kDatagramVersion}, std::byte{1}};
 
-// The immediate data (host order; htobe32 before posting) of a compact
-// datagram from port `src_port` (network order, as in sockaddr_in).
+// The immediate data (host order; htobe32 before posting, so the wire
+// reads the magic, then the port, each big-endian) of a compact datagram
+// from port `src_port` (network order, as in sockaddr_in).
 inline uint32_t CompactImm(uint16_t src_port) {
-  return uint32_t{kCompactMagic} << 16 | static_cast<uint32_t>(src_port);
+  return uint32_t{kCompactMagic} << 16 | ntohs(src_port);
 }
 // Whether `imm` (host order) is a compact datagram's; its port (network
 // order) goes to `src_port`.
 inline bool ParseCompactImm(uint32_t imm, uint16_t* src_port) {
-  *src_port = static_cast<uint16_t>(imm & 0xffff);
+  *src_port = htons(static_cast<uint16_t>(imm & 0xffff));
   return imm >> 16 == kCompactMagic;
 }
 // Whether a SIDR reply's private data (maybe padded by the transport) says

@@ -18,6 +18,9 @@ namespace {
 // The peer's PD, CQ, buffer and its MR, and a UD QP on its id.
 absl::Status CreateQp(UdPeer& peer) {
   ibv_context* context = peer.id->verbs;
+  if (context == nullptr) {
+    return rdma::ErrnoError(ENODEV, "no RDMA device at that address");
+  }
   DEMI_ASSIGN_OR_RETURN(peer.pd, rdma::AllocPd(context));
   DEMI_ASSIGN_OR_RETURN(peer.cq, rdma::CreateCq(context, 16, nullptr));
   peer.buffer.resize(kUdPeerBufferSize);
@@ -47,8 +50,11 @@ absl::StatusOr<ibv_wc> PollOne(UdPeer& peer, ibv_wc_opcode opcode,
       return rdma::ErrnoError(ETIMEDOUT, "no completion in time");
     }
   }
-  if (wc.status != IBV_WC_SUCCESS || wc.opcode != opcode) {
+  if (wc.status != IBV_WC_SUCCESS) {
     return rdma::ErrnoError(EIO, ibv_wc_status_str(wc.status));
+  }
+  if (wc.opcode != opcode) {
+    return rdma::ErrnoError(EIO, "a completion of another opcode");
   }
   return wc;
 }
@@ -130,6 +136,10 @@ absl::Status AnswerUd(UdPeer& peer, absl::Duration timeout) {
       rdma::CmEvent event,
       ExpectEvent(peer.channel.get(), RDMA_CM_EVENT_CONNECT_REQUEST, timeout));
   rdma::CmIdPtr request(event.id);
+  // What a SIDR reply carries at most (IB_CM_SIDR_REP_PRIVATE_DATA_SIZE).
+  if (peer.reply_data.size() > 136) {
+    return rdma::ErrnoError(EINVAL, "private data past a SIDR reply's");
+  }
   rdma_conn_param param = {};
   param.qp_num = peer.qp->qp->qp_num;
   param.private_data = peer.reply_data.data();

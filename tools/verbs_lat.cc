@@ -86,8 +86,8 @@ class Side {
       return ErrnoError(ENOMEM, "pd/cq");
     }
     ibv_port_attr port = {};
-    DEMI_RETURN_IF_ERROR(
-        Check(ibv_query_port(id->verbs, id->port_num, &port), "query port"));
+    errno = ibv_query_port(id->verbs, id->port_num, &port);
+    DEMI_RETURN_IF_ERROR(Check(errno, "ibv_query_port"));
     mtu_ = 128 << port.active_mtu;  // IBV_MTU_256 is 1.
     memory_.assign(size_t{kDepth + 1} * kMaxSize, std::byte{0});
     mr_ =
@@ -127,11 +127,10 @@ class Side {
     return shape_.ud ? std::min(mtu_, kMaxSize - kGrh) : kMaxSize;
   }
   ibv_pd* pd() const { return pd_; }
-  // The last message's completion and its buffer (the GRH first, UD).
+  // The last message's completion and (UD) its GRH, copied before its
+  // buffer was posted again.
   const ibv_wc& last() const { return last_; }
-  const std::byte* last_data() const {
-    return memory_.data() + last_.wr_id * kMaxSize;
-  }
+  ibv_grh* last_grh() { return &last_grh_; }
 
   // Sends `size` bytes; signalled one in shape.signal, and if `signal`.
   absl::Status Send(int size, bool signal = false) {
@@ -174,6 +173,10 @@ class Side {
       }
       if (n == 1) {
         last_ = wc;
+        if (shape_.ud) {
+          std::memcpy(&last_grh_, memory_.data() + wc.wr_id * kMaxSize,
+                      sizeof(last_grh_));
+        }
         DEMI_RETURN_IF_ERROR(PostRecv(static_cast<int>(wc.wr_id)));
         return static_cast<int>(wc.byte_len) - (shape_.ud ? kGrh : 0);
       }
@@ -243,6 +246,7 @@ class Side {
   int mtu_ = 0;
   absl::Time give_up_;
   ibv_wc last_ = {};
+  ibv_grh last_grh_ = {};
   ibv_ah* ah_ = nullptr;
   uint32_t qpn_ = 0;
   uint32_t qkey_ = 0;
@@ -297,10 +301,8 @@ absl::Status Serve(const sockaddr_in& addr, const Shape& shape, Side& side) {
     if (shape.ud && !side.has_destination()) {
       // Replies go where the first datagram came from.
       const ibv_wc& wc = side.last();
-      ibv_ah* ah = ibv_create_ah_from_wc(
-          side.pd(), const_cast<ibv_wc*>(&wc),
-          reinterpret_cast<ibv_grh*>(const_cast<std::byte*>(side.last_data())),
-          listener->port_num);
+      ibv_ah* ah = ibv_create_ah_from_wc(side.pd(), const_cast<ibv_wc*>(&wc),
+                                         side.last_grh(), listener->port_num);
       if (ah == nullptr) return ErrnoError(errno, "ibv_create_ah_from_wc");
       side.SetDestination(ah, wc.src_qp, RDMA_UDP_QKEY);
     }
