@@ -637,6 +637,25 @@ class RawPeerTest : public ::testing::Test {
     EXPECT_EQ(qr.qr_value.sga.sga_addr.sin_port, peer_->local.sin_port);
     EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
   }
+  // A socket B bound at `b_port`, which this socket has sent to: it knows
+  // B's QP from then on.
+  int ResolvedB(uint16_t b_port) {
+    int b = BoundSocket(b_port);
+    PushTo(qd_, "to B", AddrOrDie(b_port));
+    EXPECT_EQ(PopFrom(b, nullptr), "to B");
+    return b;
+  }
+  // After the raw peer's `dropped` datagrams claiming to be B (socket `b`
+  // at `b_port`): none was taken, yet B itself still gets through, and so
+  // does the raw peer as itself. Closes `b`.
+  void ExpectDroppedThenBGetsThrough(uint64_t dropped, int b, uint16_t b_port) {
+    ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
+    EXPECT_EQ(Stats(qd_).dropped_malformed, dropped);
+    EXPECT_EQ(Stats(qd_).received, 0u);
+    ASSERT_NO_FATAL_FAILURE(ExpectFromB(b, b_port));
+    ExpectValidDatagramArrives();
+    EXPECT_EQ(demi_close(b), 0);
+  }
   // B (the socket `b` at `b_port`) pushes, and this socket pops that.
   void ExpectFromB(int b, uint16_t b_port) {
     PushTo(b, "really B", AddrOrDie(port_));
@@ -728,23 +747,14 @@ TEST_F(RawPeerTest, ACompactDatagramComesFromThePacketsSource) {
 TEST_F(RawPeerTest, BadCompactDatagramsAreDroppedAndCounted) {
   if (!OnRoce()) GTEST_SKIP() << "compact datagrams are for RoCE";
   uint16_t b_port = NextPort();
-  int b = BoundSocket(b_port);
-  // This socket knows B's QP once it has sent to B.
-  PushTo(qd_, "to B", AddrOrDie(b_port));
-  EXPECT_EQ(PopFrom(b, nullptr), "to B");
+  int b = ResolvedB(b_port);
   Send(Bytes("no magic"), 0x12340000u | peer_->local.sin_port);
   Send(Bytes("the header's magic"),
        uint32_t{demi::kDatagramMagic} << 16 | peer_->local.sin_port);
   // This one also makes the socket resolve B again; B's own datagram below
   // still gets through, from the QP known before.
   Send(Bytes("claims B"), demi::CompactImm(htons(b_port)));
-  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
-  EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
-  EXPECT_EQ(Stats(qd_).received, 0u);
-  // B itself still gets through, and so does the raw peer as itself.
-  ASSERT_NO_FATAL_FAILURE(ExpectFromB(b, b_port));
-  ExpectValidDatagramArrives();
-  EXPECT_EQ(demi_close(b), 0);
+  ExpectDroppedThenBGetsThrough(3, b, b_port);
 }
 
 // A datagram after the first (which resolves the destination and goes with
@@ -790,6 +800,22 @@ TEST(CompactSendTest, OnlyASocketThatSaysSoGetsCompactDatagrams) {
       ASSERT_EQ(bytes.size(), sizeof(demi::DatagramHeader) + 5);
       EXPECT_EQ(text.substr(sizeof(demi::DatagramHeader)), "again");
     }
+    // The inline path's edges: its token is taken once, and a push from
+    // qd -1 or a closed socket starts nothing.
+    demi_qtoken_t qt = StartPushTo(qd, "third", AddrOrDie(peer_port));
+    demi_qresult_t qr = WaitOrFail(qt);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
+    timespec zero = {0, 0};
+    EXPECT_EQ(demi_wait(&qr, qt, &zero), EINVAL);
+    wc = demi::testing::ReceiveUd(**peer, absl::Seconds(20), &bytes);
+    ASSERT_TRUE(wc.ok()) << wc.status();
+    EXPECT_EQ((wc->wc_flags & IBV_WC_WITH_IMM) != 0, says);
+    demi_sgarray_t sga = demi_sgaalloc(5);
+    sockaddr_in dest = AddrOrDie(peer_port);
+    EXPECT_EQ(demi_pushto(&qt, -1, &sga, Sa(dest), sizeof(dest)), EBADF);
+    std::move(close).Invoke();
+    EXPECT_EQ(demi_pushto(&qt, qd, &sga, Sa(dest), sizeof(dest)), EBADF);
+    EXPECT_EQ(demi_sgafree(&sga), 0);
   }
 }
 
@@ -831,23 +857,14 @@ TEST_F(RawPeerTest, AForgedFragmentCannotTakeTheRealOnesPlace) {
 
 TEST_F(RawPeerTest, ADatagramFromAnotherQpThanItsSourceResolvesToIsDropped) {
   uint16_t b_port = NextPort();
-  int b = BoundSocket(b_port);
+  int b = ResolvedB(b_port);
   sockaddr_in b_addr = AddrOrDie(b_port);
-  // Sending to B makes this socket resolve B: it knows B's QP from then on.
-  PushTo(qd_, "to B", b_addr);
-  EXPECT_EQ(PopFrom(b, nullptr), "to B");
   // The raw peer claims to be B, whole datagrams and a fragment.
   Send(RawFragment(b_addr, 5, 5, 1, 0, 5, 5));
   uint32_t size = FragmentSize(*peer_);
   Send(RawFragment(b_addr, 6, size + 5, 2, 1, size, 5));
   Send(RawFragment(b_addr, 7, 5, 1, 0, 5, 5));
-  ASSERT_NO_FATAL_FAILURE(Progress(qd_, 300, &pending_));
-  EXPECT_EQ(Stats(qd_).dropped_malformed, 3u);
-  EXPECT_EQ(Stats(qd_).received, 0u);
-  // B itself still gets through, and so does the raw peer as itself.
-  ASSERT_NO_FATAL_FAILURE(ExpectFromB(b, b_port));
-  ExpectValidDatagramArrives();
-  EXPECT_EQ(demi_close(b), 0);
+  ExpectDroppedThenBGetsThrough(3, b, b_port);
 }
 
 TEST_F(RawPeerTest, AFloodOfFirstFragmentsIsBounded) {
