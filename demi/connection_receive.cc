@@ -2,6 +2,7 @@
 // queue, rendezvous READs, and pops.
 #include <endian.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -22,16 +23,26 @@ Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
 
 void Connection::StartReads() {
   if (state_ == State::kDead || rndv_unread_ == 0 || bind_waits_) return;
-  size_t wanted = std::min(pops_.size(), incoming_.size());
+  // The messages the waiting pops will take, and a few past them.
+  size_t popped = std::min(pops_.size(), incoming_.size());
+  size_t wanted = std::min(incoming_.size(), popped + kReadAheadMessages);
+  size_t ahead_bytes = 0;
   for (size_t i = 0; i < wanted; ++i) {
     Incoming& in = incoming_[i];
-    if (in.type != WireType::kRndv || (in.reading && in.AllReadsPosted())) {
-      continue;
+    if (in.type != WireType::kRndv) continue;
+    bool ahead = i >= popped;
+    if (ahead) {
+      ahead_bytes += in.length;
+      if (ahead_bytes > kReadAheadBytes) return;
     }
+    if (in.reading && in.AllReadsPosted()) continue;
     if (sends_.room() == 0) return;
     if (!in.reading) {
+      if (ahead && !env_.pool->HasRoomToSpare(in.length)) return;
       absl::StatusOr<Buffer*> target = env_.pool->Allocate(in.length);
       if (!target.ok()) {
+        // Read ahead later, or when its pop comes.
+        if (ahead) return;
         if (!env_.pool->CanEverHold(in.length)) {
           // Waiting would be forever, and the message stays: every pop
           // that reaches it fails. Behind earlier messages, those go first
@@ -124,6 +135,8 @@ void Connection::DeliverPops() {
       if (in.read_error != 0) break;
       buffer = std::move(in.target);
       data = buffer->data;
+      // Only now, not once read: a RNDV_DONE that goes with the pop's
+      // credit never spends a peer's last one (kBaseCredits).
       done_backlog_.push_back(in.cookie);
     }
     Lend(std::move(buffer), data, in.length);

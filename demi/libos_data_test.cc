@@ -405,6 +405,87 @@ TEST(StreamTest, LargeMessagesTakeMoreReadsThanTheSendQueueHolds) {
   ClosePair(pair);
 }
 
+// Pushes `sizes.size()` messages of `sizes[i]` bytes, each Pattern(size,
+// seed + i) in a pool sga the caller keeps (and frees once the push is
+// done), into *sgas and their tokens into *pushes.
+void PushPatterns(int qd, const std::vector<size_t>& sizes, uint32_t seed,
+                  std::vector<demi_sgarray_t>* sgas,
+                  std::vector<demi_qtoken_t>* pushes) {
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    demi_sgarray_t sga = demi_sgaalloc(sizes[i]);
+    ASSERT_EQ(sga.sga_numsegs, 1u);
+    std::string bytes = Pattern(sizes[i], seed + i);
+    std::memcpy(sga.sga_segs[0].sgaseg_buf, bytes.data(), bytes.size());
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_push(&qt, qd, &sga), 0);
+    sgas->push_back(sga);
+    pushes->push_back(qt);
+  }
+}
+
+// Lets the progress engine run for `window`, with every push still
+// pending (its RNDV_DONE goes with its pop), then scribbles over what was
+// pushed: a rendezvous read only after this shows the scribbles.
+void ReadAheadWindowThenScribble(const std::vector<demi_sgarray_t>& sgas,
+                                 const std::vector<demi_qtoken_t>& pushes,
+                                 absl::Duration window) {
+  demi_qresult_t qr;
+  timespec timeout = absl::ToTimespec(window);
+  EXPECT_EQ(demi_wait(&qr, pushes.front(), &timeout), ETIMEDOUT);
+  for (const demi_sgarray_t& sga : sgas) {
+    std::memset(sga.sga_segs[0].sgaseg_buf, 0xee, sga.sga_segs[0].sgaseg_len);
+  }
+}
+
+void EndPushes(std::vector<demi_sgarray_t>* sgas,
+               const std::vector<demi_qtoken_t>& pushes) {
+  for (demi_qtoken_t qt : pushes) {
+    EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  }
+  for (demi_sgarray_t& sga : *sgas) EXPECT_EQ(demi_sgafree(&sga), 0);
+}
+
+// The receiver reads a few rendezvous messages ahead of its pops, so a
+// stream popped one message at a time is not a READ round trip per
+// message. Two: the pusher keeps one of its three credits in reserve.
+TEST(StreamTest, RendezvousMessagesAreReadAheadOfThePops) {
+  constexpr size_t kSize = 64 << 10;
+  static_assert(2 <= demi::kReadAheadMessages);
+  static_assert(2 * kSize <= demi::kReadAheadBytes);
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  std::vector<demi_sgarray_t> sgas;
+  std::vector<demi_qtoken_t> pushes;
+  ASSERT_NO_FATAL_FAILURE(
+      PushPatterns(pair.client, {kSize, kSize}, 60, &sgas, &pushes));
+  ReadAheadWindowThenScribble(sgas, pushes, absl::Seconds(1));
+  for (uint32_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(SameBytes(PopString(pair.server), Pattern(kSize, 60 + i)))
+        << "message " << i << " was read at its pop, not ahead";
+  }
+  EndPushes(&sgas, pushes);
+  ClosePair(pair);
+}
+
+// Read ahead holds memory nobody asked for yet: no more than
+// kReadAheadBytes a connection. The second message does not fit beside
+// the first, so it is read at its pop.
+TEST(StreamTest, ReadAheadStopsAtItsBytes) {
+  constexpr size_t kSize = demi::kReadAheadBytes / 2 + 4096;
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  std::vector<demi_sgarray_t> sgas;
+  std::vector<demi_qtoken_t> pushes;
+  ASSERT_NO_FATAL_FAILURE(
+      PushPatterns(pair.client, {kSize, kSize}, 70, &sgas, &pushes));
+  ReadAheadWindowThenScribble(sgas, pushes, absl::Seconds(1));
+  EXPECT_TRUE(SameBytes(PopString(pair.server), Pattern(kSize, 70)));
+  EXPECT_TRUE(SameBytes(PopString(pair.server), std::string(kSize, '\xee')))
+      << "read ahead past kReadAheadBytes";
+  EndPushes(&sgas, pushes);
+  ClosePair(pair);
+}
+
 TEST(CloseTest, OrderlyCloseDeliversEverythingThenEof) {
   DemiPair pair;
   ASSERT_TRUE(MakePair(&pair));

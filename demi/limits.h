@@ -90,6 +90,12 @@ inline constexpr uint32_t kSparePushOps = 64;
 inline constexpr uint32_t kMaxForeignCopy = 64 * 1024;
 // RDMA READs each side may have in flight against the other.
 inline constexpr uint8_t kReadDepth = 16;
+// Rendezvous messages read before the application pops them: at most this
+// many messages past the waiting pops, of at most kReadAheadBytes in all
+// (and only while the pool has room to spare), so that a stream of them
+// from one pop at a time is not a READ round trip per message.
+inline constexpr uint32_t kReadAheadMessages = 4;
+inline constexpr size_t kReadAheadBytes = size_t{4} << 20;
 // A rendezvous is read in pieces of at most this many bytes: after a lost
 // packet, the retry replays the rest of one piece, not of the message (10
 // pushes of 4 MiB between two VMs whose links lose 0.1% of packets: 8.3,

@@ -142,11 +142,13 @@ TEST(PoolPressureTest, APopWaitsForMemoryToReadIntoInsteadOfFailing) {
   demi_qtoken_t push = 0;
   ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
   EXPECT_EQ(demi_sgafree(&sga), 0);
-  demi_qresult_t qr;
-  timespec t = Ms(200);  // The announcement reaches the server meanwhile.
-  ASSERT_EQ(demi_wait(&qr, push, &t), ETIMEDOUT);
   {
+    // Before the announcement is in (no pass has run): nothing to read it
+    // into, ahead of its pop or for it.
     PoolHog hog(kSize);
+    demi_qresult_t qr;
+    timespec t = Ms(200);  // The announcement reaches the server meanwhile.
+    ASSERT_EQ(demi_wait(&qr, push, &t), ETIMEDOUT);
     demi_qtoken_t pop = 0;
     ASSERT_EQ(demi_pop(&pop, pair.server), 0);
     t = Ms(500);
@@ -162,6 +164,40 @@ TEST(PoolPressureTest, APopWaitsForMemoryToReadIntoInsteadOfFailing) {
       EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
     }
   }
+  demi::testing::ClosePair(pair);
+}
+
+// A rendezvous is read ahead of its pop only while the process has
+// registered less than half the pool's limit: the rest is for pops, which
+// read ahead data must never starve. Here the message is read at its pop,
+// so bytes scribbled over it before then show.
+TEST(PoolPressureTest, NothingIsReadAheadIntoTheSecondHalfOfThePool) {
+  demi::testing::DemiPair pair;
+  ASSERT_TRUE(demi::testing::MakePair(&pair));
+  constexpr size_t kSize = size_t{1} << 20;
+  demi_sgarray_t sga = demi_sgaalloc(kSize);
+  ASSERT_EQ(sga.sga_numsegs, 1u);
+  std::memset(sga.sga_segs[0].sgaseg_buf, 0x11, kSize);
+  {
+    PoolHog hog(kSize);
+    hog.Free(1);  // Room for the message, in the pool's second half.
+    demi_qtoken_t push = 0;
+    ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
+    demi_qresult_t qr;
+    timespec t = Ms(500);  // Time enough to read ahead, were it allowed.
+    ASSERT_EQ(demi_wait(&qr, push, &t), ETIMEDOUT);
+    std::memset(sga.sga_segs[0].sgaseg_buf, 0xee, kSize);
+    demi_qtoken_t pop = 0;
+    ASSERT_EQ(demi_pop(&pop, pair.server), 0);
+    qr = WaitOrFail(pop);
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+    EXPECT_TRUE(
+        SameBytes(SgaBytes(qr.qr_value.sga), std::string(kSize, '\xee')))
+        << "read ahead into the pool's second half";
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+  }
+  EXPECT_EQ(demi_sgafree(&sga), 0);
   demi::testing::ClosePair(pair);
 }
 

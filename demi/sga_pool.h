@@ -103,6 +103,13 @@ class SgaPool {
   // Whether a piece of `size` bytes fits under the limit at all: if not,
   // waiting for memory to come back is waiting forever.
   bool CanEverHold(size_t size) const;
+  // Whether the process would still register at most half the limit with
+  // `size` bytes more: memory for what nobody has asked for yet (a
+  // rendezvous read ahead of the pops) is taken only then, so that it can
+  // never starve a waiting pop.
+  bool HasRoomToSpare(size_t size) const {
+    return process_registered_bytes() + size <= limit_bytes_ / 2;
+  }
 
   // A free piece of `size_class` with one reference, or null if there is
   // none without growing (then Allocate). Pieces come from one slab of the
