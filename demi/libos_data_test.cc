@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -405,85 +406,75 @@ TEST(StreamTest, LargeMessagesTakeMoreReadsThanTheSendQueueHolds) {
   ClosePair(pair);
 }
 
-// Pushes `sizes.size()` messages of `sizes[i]` bytes, each Pattern(size,
-// seed + i) in a pool sga the caller keeps (and frees once the push is
-// done), into *sgas and their tokens into *pushes.
-void PushPatterns(int qd, const std::vector<size_t>& sizes, uint32_t seed,
-                  std::vector<demi_sgarray_t>* sgas,
-                  std::vector<demi_qtoken_t>* pushes) {
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    demi_sgarray_t sga = demi_sgaalloc(sizes[i]);
-    ASSERT_EQ(sga.sga_numsegs, 1u);
-    std::string bytes = Pattern(sizes[i], seed + i);
-    std::memcpy(sga.sga_segs[0].sgaseg_buf, bytes.data(), bytes.size());
-    demi_qtoken_t qt = 0;
-    ASSERT_EQ(demi_push(&qt, qd, &sga), 0);
-    sgas->push_back(sga);
-    pushes->push_back(qt);
+// Read ahead: the receiver reads a few rendezvous messages past its pops,
+// so a stream popped one message at a time does not wait a READ round
+// trip per message. Each test pushes messages from pool sgas it keeps,
+// lets the progress engine run with no pop, then scribbles over what it
+// pushed (breaking its promise on purpose): a message read only at its pop
+// shows the scribbles.
+class ReadAheadTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(MakePair(&pair_)); }
+  void TearDown() override {
+    for (demi_qtoken_t qt : pushes_) {
+      EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+    }
+    for (demi_sgarray_t& sga : sgas_) EXPECT_EQ(demi_sgafree(&sga), 0);
+    ClosePair(pair_);
   }
-}
 
-// Lets the progress engine run for `window`, with every push still
-// pending (its RNDV_DONE goes with its pop), then scribbles over what was
-// pushed: a rendezvous read only after this shows the scribbles.
-void ReadAheadWindowThenScribble(const std::vector<demi_sgarray_t>& sgas,
-                                 const std::vector<demi_qtoken_t>& pushes,
-                                 absl::Duration window) {
-  demi_qresult_t qr;
-  timespec timeout = absl::ToTimespec(window);
-  EXPECT_EQ(demi_wait(&qr, pushes.front(), &timeout), ETIMEDOUT);
-  for (const demi_sgarray_t& sga : sgas) {
-    std::memset(sga.sga_segs[0].sgaseg_buf, 0xee, sga.sga_segs[0].sgaseg_len);
+  // Pushes Pattern(sizes[i], seed + i) for each size, lets the engine run
+  // (every push stays pending: its RNDV_DONE goes with its pop), then
+  // scribbles over them all.
+  void PushThenScribble(std::initializer_list<size_t> sizes, uint32_t seed) {
+    uint32_t i = 0;
+    for (size_t size : sizes) {
+      demi_sgarray_t sga = demi_sgaalloc(size);
+      ASSERT_EQ(sga.sga_numsegs, 1u);
+      sgas_.push_back(sga);
+      std::string bytes = Pattern(size, seed + i++);
+      std::memcpy(sga.sga_segs[0].sgaseg_buf, bytes.data(), size);
+      demi_qtoken_t qt = 0;
+      ASSERT_EQ(demi_push(&qt, pair_.client, &sga), 0);
+      pushes_.push_back(qt);
+    }
+    // Reading 64 KiB ahead takes a few milliseconds on rxe.
+    demi_qresult_t qr;
+    timespec window = absl::ToTimespec(demi::testing::Scaled(absl::Seconds(1)));
+    EXPECT_EQ(demi_wait(&qr, pushes_.front(), &window), ETIMEDOUT);
+    for (const demi_sgarray_t& sga : sgas_) {
+      std::memset(sga.sga_segs[0].sgaseg_buf, 0xee, sga.sga_segs[0].sgaseg_len);
+    }
   }
-}
 
-void EndPushes(std::vector<demi_sgarray_t>* sgas,
-               const std::vector<demi_qtoken_t>& pushes) {
-  for (demi_qtoken_t qt : pushes) {
-    EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
-  }
-  for (demi_sgarray_t& sga : *sgas) EXPECT_EQ(demi_sgafree(&sga), 0);
-}
+  DemiPair pair_;
+  std::vector<demi_sgarray_t> sgas_;
+  std::vector<demi_qtoken_t> pushes_;
+};
 
-// The receiver reads a few rendezvous messages ahead of its pops, so a
-// stream popped one message at a time is not a READ round trip per
-// message. Two: the pusher keeps one of its three credits in reserve.
-TEST(StreamTest, RendezvousMessagesAreReadAheadOfThePops) {
+// Two: the pusher keeps one of its three credits in reserve.
+TEST_F(ReadAheadTest, RendezvousMessagesAreReadAheadOfThePops) {
   constexpr size_t kSize = 64 << 10;
   static_assert(2 <= demi::kReadAheadMessages);
   static_assert(2 * kSize <= demi::kReadAheadBytes);
-  DemiPair pair;
-  ASSERT_TRUE(MakePair(&pair));
-  std::vector<demi_sgarray_t> sgas;
-  std::vector<demi_qtoken_t> pushes;
-  ASSERT_NO_FATAL_FAILURE(
-      PushPatterns(pair.client, {kSize, kSize}, 60, &sgas, &pushes));
-  ReadAheadWindowThenScribble(sgas, pushes, absl::Seconds(1));
+  ASSERT_NO_FATAL_FAILURE(PushThenScribble({kSize, kSize}, 60));
   for (uint32_t i = 0; i < 2; ++i) {
-    EXPECT_TRUE(SameBytes(PopString(pair.server), Pattern(kSize, 60 + i)))
+    EXPECT_TRUE(SameBytes(PopString(pair_.server), Pattern(kSize, 60 + i)))
         << "message " << i << " was read at its pop, not ahead";
   }
-  EndPushes(&sgas, pushes);
-  ClosePair(pair);
 }
 
 // Read ahead holds memory nobody asked for yet: no more than
-// kReadAheadBytes a connection. The second message does not fit beside
-// the first, so it is read at its pop.
-TEST(StreamTest, ReadAheadStopsAtItsBytes) {
-  constexpr size_t kSize = demi::kReadAheadBytes / 2 + 4096;
-  DemiPair pair;
-  ASSERT_TRUE(MakePair(&pair));
-  std::vector<demi_sgarray_t> sgas;
-  std::vector<demi_qtoken_t> pushes;
-  ASSERT_NO_FATAL_FAILURE(
-      PushPatterns(pair.client, {kSize, kSize}, 70, &sgas, &pushes));
-  ReadAheadWindowThenScribble(sgas, pushes, absl::Seconds(1));
-  EXPECT_TRUE(SameBytes(PopString(pair.server), Pattern(kSize, 70)));
-  EXPECT_TRUE(SameBytes(PopString(pair.server), std::string(kSize, '\xee')))
+// kReadAheadBytes of messages a connection. The second does not fit
+// beside the first, so it is read only once the first is popped, after
+// the scribbles.
+TEST_F(ReadAheadTest, ReadAheadStopsAtItsBytes) {
+  constexpr size_t kFirst = 64 << 10;
+  constexpr size_t kSecond = demi::kReadAheadBytes - kFirst / 2;
+  ASSERT_NO_FATAL_FAILURE(PushThenScribble({kFirst, kSecond}, 70));
+  EXPECT_TRUE(SameBytes(PopString(pair_.server), Pattern(kFirst, 70)));
+  EXPECT_TRUE(SameBytes(PopString(pair_.server), std::string(kSecond, '\xee')))
       << "read ahead past kReadAheadBytes";
-  EndPushes(&sgas, pushes);
-  ClosePair(pair);
 }
 
 TEST(CloseTest, OrderlyCloseDeliversEverythingThenEof) {

@@ -184,7 +184,8 @@ TEST(PoolPressureTest, NothingIsReadAheadIntoTheSecondHalfOfThePool) {
     demi_qtoken_t push = 0;
     ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
     demi_qresult_t qr;
-    timespec t = Ms(500);  // Time enough to read ahead, were it allowed.
+    // Time enough to read ahead, were it allowed.
+    timespec t = absl::ToTimespec(Scaled(absl::Milliseconds(500)));
     ASSERT_EQ(demi_wait(&qr, push, &t), ETIMEDOUT);
     std::memset(sga.sga_segs[0].sgaseg_buf, 0xee, kSize);
     demi_qtoken_t pop = 0;

@@ -105,8 +105,8 @@ class SgaPool {
   bool CanEverHold(size_t size) const;
   // Whether the process would still register at most half the limit with
   // `size` bytes more: memory for what nobody has asked for yet (a
-  // rendezvous read ahead of the pops) is taken only then, so that it can
-  // never starve a waiting pop.
+  // rendezvous read ahead of the pops) is taken only then, so that it
+  // leaves at least half the limit to pops.
   bool HasRoomToSpare(size_t size) const {
     return process_registered_bytes() + size <= limit_bytes_ / 2;
   }

@@ -298,8 +298,9 @@ TEST(CrossThreadFreeTest, APopNeverTakenDoesNotKeepAnEndedThreadsPool) {
 // A thread that pushes another thread's piece and frees it at once: the
 // free goes back to the owner, whose next demi_sgaalloc of that size hands
 // out the same piece (the last freed), and the owner writes into it. The
-// rendezvous is read only when a pop waits, after that write: the peer must
-// still get the bytes of the push's time.
+// rendezvous is read after that write (no progress pass runs before the
+// pop, so not even ahead of it): the peer must still get the bytes of the
+// push's time.
 TEST(CrossThreadFreeTest, AFreedPushOfAnotherThreadsPieceKeepsItsBytes) {
   constexpr size_t kSize = 1 << 20;  // A rendezvous, too large to copy.
   const std::string pushed = Pattern(kSize, 1);

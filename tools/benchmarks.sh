@@ -18,7 +18,7 @@ out=${1:-$(mktemp -d /tmp/demi-bench.XXXXXX)}
 mkdir -p "$out"
 rm -f "$out"/*.txt
 start=$(date +%s)
-# The one-device part takes ~25 minutes under emulation: past the VM's
+# The one-device part takes ~30 minutes under emulation: past the VM's
 # default limit of 15.
 DEMI_VM_TIMEOUT=${DEMI_VM_TIMEOUT:-3000} \
   testing/run_on_rdma.sh --out "$out" -- tools/bench/on_device.sh \

@@ -207,7 +207,8 @@ idle_rtt after_5000_spinning 5000
 
 # Bandwidth and connects swing as much from run to run (one run each put
 # a 64 KiB stream at 0.58x of ib_send_bw in one boot, and two runs in
-# another at 0.84x and 1.01x): they too run in alternating rounds, DEMI_BENCH_BW_ROUNDS (3).
+# another at 0.84x and 1.01x): they too run in alternating rounds,
+# DEMI_BENCH_BW_ROUNDS (3).
 bw_rounds=${DEMI_BENCH_BW_ROUNDS:-3}
 record env.bw_rounds "$bw_rounds"
 mv "$out/rounds.log" "$out/rounds.latency.log"

@@ -35,7 +35,10 @@ spread() {
 }
 # spreadmb NAME SIZE: as spread, of a message rate in rounds, as MB/s.
 spreadmb() {
-  echo "$(mbps "$(value "$1")" "$2") ($(mbps "$(value "$1.min")" "$2")..$(mbps "$(value "$1.max")" "$2"))"
+  local v
+  v=$(mbps "$(value "$1")" "$2")
+  [ -n "$v" ] || { echo "n/a"; return; }
+  echo "$v ($(mbps "$(value "$1.min")" "$2")..$(mbps "$(value "$1.max")" "$2"))"
 }
 # rowbw WHAT PEER_NAME PEER_TOOL SIZE TARGET: a bandwidth row of medians
 # over the rounds (PEER_TOOL.SIZE.msg_per_s against throughput's).
@@ -80,7 +83,8 @@ Ratio = ours / peer: below 1 is better for latency, above 1 for rates.
 The first rows ran in $(value env.rounds) alternating rounds (perftest, then
 ours, then perftest again, ...): each cell is the median, with the range
 over the rounds in parentheses. The bandwidth rows and the connects ran
-the same way in $(value env.bw_rounds) rounds; the other rows ran once.
+the same way in $(value env.bw_rounds) rounds; the other peers ran once
+(ours beside rstream are the medians of the rounds above).
 
 | What | Peer | Peer | Ours | Ratio | Target |
 |---|---|---:|---:|---:|---|
