@@ -2,8 +2,9 @@
 # Benchmarks: runs each of ours beside its peer (perftest, rstream) on the
 # same RDMA device in one VM boot (or on this machine's device), latency
 # and message rate alternately over several rounds (DEMI_BENCH_ROUNDS, 5),
-# bandwidth and connects too (DEMI_BENCH_BW_ROUNDS, 3), counts instructions per round trip under callgrind, then measures the
-# latency and the message rate between two VMs, and writes BENCHMARKS.md.
+# bandwidth and connects too (DEMI_BENCH_BW_ROUNDS, 3), counts
+# instructions per round trip under callgrind, then measures the latency
+# and the message rate between two VMs, and writes BENCHMARKS.md.
 # Installs what is missing. Usage: tools/benchmarks.sh [OUTPUT_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
