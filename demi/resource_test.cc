@@ -168,9 +168,9 @@ TEST(PoolPressureTest, APopWaitsForMemoryToReadIntoInsteadOfFailing) {
 }
 
 // A rendezvous is read ahead of its pop only while the process has
-// registered less than half the pool's limit: the rest is for pops, which
-// read ahead data must never starve. Here the message is read at its pop,
-// so bytes scribbled over it before then show.
+// registered less than half the pool's limit: the rest is left to pops.
+// Here the message is read at its pop, so bytes scribbled over it before
+// then show.
 TEST(PoolPressureTest, NothingIsReadAheadIntoTheSecondHalfOfThePool) {
   demi::testing::DemiPair pair;
   ASSERT_TRUE(demi::testing::MakePair(&pair));
