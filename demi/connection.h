@@ -7,6 +7,7 @@
 #define DEMI_DEMI_CONNECTION_H_
 
 #include <demi/types.h>
+#include <endian.h>
 #include <infiniband/verbs.h>
 #include <netinet/in.h>
 
@@ -109,13 +110,13 @@ class Connection {
   // The connection is established; `peer` is the peer's private data.
   void Open(const ConnectData& peer);
 
-  // Starts pushing `sga` for token `qt`; returns 0, or an errno (EINVAL,
-  // ENOMEM...) if nothing started. `length` is the sum of the segments'
-  // lengths (checked by the caller).
+  // Starts pushing `sga` and writes its token to `qt_out`; returns 0, or
+  // an errno (EINVAL, ENOMEM...) if nothing started (no token then).
+  // `length` is the sum of the segments' lengths (checked by the caller).
   // Inline: most pushes go out inline, with no further call of ours.
-  int Push(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length) {
-    if (TryPushInline(qt, sga, length)) return 0;
-    return PushNotInline(qt, sga, length);
+  int Push(const demi_sgarray_t& sga, uint32_t length, demi_qtoken_t* qt_out) {
+    if (TryPushInline(sga, length, qt_out)) return 0;
+    return PushNotInline(sga, length, qt_out);
   }
   // Starts popping for token `qt`. Inline: with nothing received, the pop
   // waits for OnRecvCompletion (nothing to deliver, no READ to start).
@@ -127,8 +128,10 @@ class Connection {
   // Handles a send-side work completion of this connection's QP.
   void OnSendCompletion(const ibv_wc& wc);
   // Handles a receive completion of this connection's QP into `buffer`
-  // (taken from the SRQ).
-  void OnRecvCompletion(const ibv_wc& wc, BufferRef buffer);
+  // (taken from the SRQ). Inline: most are data for a pop that waits.
+  void OnRecvCompletion(const ibv_wc& wc, BufferRef buffer) {
+    if (!TryLendArrival(wc, buffer)) OnRecvMessage(wc, std::move(buffer));
+  }
   // The peer disconnected (rdma_cm DISCONNECTED).
   void OnDisconnected();
 
@@ -217,11 +220,11 @@ class Connection {
   };
 
   // A small push with nothing queued before it goes out inline, without a
-  // PushOp: at once, or staged for the next doorbell if another send went
-  // out in this progress pass. Returns false if it cannot (nothing
-  // happened then).
-  bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                     uint32_t length);
+  // PushOp: at once (its token done as it is made), or staged for the next
+  // doorbell if another send went out in this progress pass. Writes the
+  // token to `qt_out`. Returns false if it cannot (nothing happened then).
+  bool TryPushInline(const demi_sgarray_t& sga, uint32_t length,
+                     demi_qtoken_t* qt_out);
   // An eager push of one pool piece with nothing queued before it goes
   // out at once from that piece, without a PushOp: its send slot holds the
   // token and the piece until the completion. Returns false if it cannot
@@ -244,10 +247,38 @@ class Connection {
   }
   void ServiceQueued();
   // Push's way for what TryPushInline did not take.
-  int PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                    uint32_t length);
+  int PushNotInline(const demi_sgarray_t& sga, uint32_t length,
+                    demi_qtoken_t* qt_out);
   // Pop's way when something was received (or the connection is dead).
   void PopReceived();
+  // The usual arrival, as OnRecvMessage would take it with no parse: a
+  // well-formed headerless data message (wire.h) on an open connection,
+  // its credits good, for the first waiting pop with nothing queued before
+  // it. Lends `buffer` to that pop; false if the message is not that
+  // (nothing happened then).
+  bool TryLendArrival(const ibv_wc& wc, BufferRef& buffer) {
+    uint32_t imm = be32toh(wc.imm_data);
+    uint32_t credits = imm & 0xffff;
+    if (wc.status != IBV_WC_SUCCESS || (wc.wc_flags & IBV_WC_WITH_IMM) == 0 ||
+        imm >> 16 != EagerImm(0, 0) >> 16 || wc.byte_len == 0 ||
+        state_ != State::kOpen || peer_closed_ || !incoming_.empty() ||
+        pops_.empty() || credits_.peer_credits() == 0 ||
+        send_credits_ + credits > peer_max_credits_) {
+      return false;
+    }
+    heard_ = true;
+    send_credits_ += credits;
+    credits_.OnArrival(false);
+    std::byte* data = buffer->data;
+    Lend(std::move(buffer), data, wc.byte_len);
+    credits_.OnConsumed();
+    BackCredits();
+    Service();
+    return true;
+  }
+  // Every other arrival: parsed and checked (wire.h), then delivered,
+  // queued or acted on.
+  void OnRecvMessage(const ibv_wc& wc, BufferRef buffer);
   // Sends a control message of `type` (with `cookie`) if credits, queue
   // room and binds allow. False if it could not go now, or if the
   // connection is dead after it (a post failed, maybe that of a full stage

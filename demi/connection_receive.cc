@@ -152,7 +152,7 @@ void Connection::ProtocolError(const char* what) {
   Abort(EPROTO);
 }
 
-void Connection::OnRecvCompletion(const ibv_wc& wc, BufferRef buffer) {
+void Connection::OnRecvMessage(const ibv_wc& wc, BufferRef buffer) {
   heard_ = true;
   // After an abort nothing more is taken in: what arrives now is data
   // nobody will pop (its credit is still counted as spent).

@@ -14,13 +14,18 @@
 
 namespace demi {
 
-int Connection::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                              uint32_t length) {
+int Connection::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
+                              demi_qtoken_t* qt_out) {
+  demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
   if (state_ == State::kDead) {
     env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
+    *qt_out = qt;
     return 0;
   }
-  if (TryPushPiece(qt, sga, length)) return 0;
+  if (TryPushPiece(qt, sga, length)) {
+    *qt_out = qt;
+    return 0;
+  }
   std::unique_ptr<PushOp> op = env_.push_ops->Take();
   op->qt = qt;
   op->length = length;
@@ -30,8 +35,10 @@ int Connection::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   if (!status.ok()) {
     op->qt = 0;  // The call fails; no token to complete.
     EndPush(std::move(op), 0);
+    env_.tokens->Erase(qt);
     return rdma::ErrnoOf(status);
   }
+  *qt_out = qt;
   if (push_backlog_.empty() && done_backlog_.empty() &&
       state_ == State::kOpen && !op->is_rndv && CanSendEager()) {
     // Nothing waits ahead of it: straight to the wire, as Service would.
@@ -43,8 +50,8 @@ int Connection::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   return 0;
 }
 
-bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                               uint32_t length) {
+bool Connection::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
+                               demi_qtoken_t* qt_out) {
   // Data keeps one credit in reserve, as in TrySendPush.
   if (state_ != State::kOpen || !push_backlog_.empty() ||
       length > max_inline_ || sga.sga_numsegs > max_send_sge_ ||
@@ -60,21 +67,26 @@ bool Connection::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   }
   int num_sge = static_cast<int>(sga.sga_numsegs);
   if (WouldStage(length)) {
+    demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
     Stage(inline_sges_, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
     --send_credits_;
+    *qt_out = qt;
     return true;
   }
   inline_wr_.num_sge = num_sge;
   inline_wr_.imm_data = imm;
   inline_wr_.send_flags = IBV_SEND_INLINE;  // Post may add SIGNALED.
   posted_pass_ = *env_.poll_passes;
+  // The token after the post: the staged pushes it reports come first.
   if (int err = sends_.PostBare(inline_wr_, StagedDone()); err != 0) {
+    demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
     CompletePush(qt, err);
     Abort(err);
+    *qt_out = qt;
     return true;
   }
   --send_credits_;
-  CompletePush(qt, 0);
+  *qt_out = env_.tokens->AddDone(qd_, DEMI_OPC_PUSH);
   return true;
 }
 

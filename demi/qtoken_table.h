@@ -38,6 +38,23 @@ class QTokenTable {
     return qt;
   }
 
+  // Adds an operation of `opcode` on `qd` that is done already, with no
+  // value (an inline push posted in its call): Add and Succeed in one,
+  // with no lookup of the entry just written.
+  demi_qtoken_t AddDone(int qd, demi_opcode_t opcode) {
+    demi_qtoken_t qt = next_++;
+    Entry& entry = Slot(qt);
+    if (entry.state != Entry::kGone) Evict(entry);
+    entry.qt = qt;
+    entry.state = Entry::kDone;
+    entry.opcode = opcode;
+    entry.qd = qd;
+    entry.err = 0;
+    ++live_;
+    done_order_.push_back(qt);
+    return qt;
+  }
+
   // Whether `qt` names an operation whose result has not been taken.
   bool Contains(demi_qtoken_t qt) { return Lookup(qt) != nullptr; }
   bool IsDone(demi_qtoken_t qt);

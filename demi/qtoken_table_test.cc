@@ -151,6 +151,45 @@ TEST(QTokenTableTest, ManyTakenTokensDoNotAccumulate) {
   EXPECT_FALSE(TakeNextDone(table).has_value());
 }
 
+// An operation done as it starts (an inline push): its result is in at
+// once, after those completed before it, and is taken only once; the same
+// as Add and Succeed, also when its ring slot holds a live older token.
+TEST(QTokenTableTest, AddDoneIsInAtOnceInCompletionOrder) {
+  QTokenTable table;
+  demi_qtoken_t pending = table.Add(2, DEMI_OPC_POP);
+  demi_qtoken_t earlier = table.Add(1, DEMI_OPC_PUSH);
+  table.Succeed(earlier, DEMI_OPC_PUSH);
+  demi_qtoken_t done = table.AddDone(5, DEMI_OPC_PUSH);
+  EXPECT_NE(done, earlier);
+  EXPECT_TRUE(table.IsDone(done));
+  EXPECT_FALSE(table.IsDone(pending));
+  EXPECT_EQ(table.size(), 3u);
+  EXPECT_EQ(TakeNextDone(table)->qr_qt, earlier);
+  absl::optional<demi_qresult_t> result = TakeNextDone(table);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->qr_qt, done);
+  EXPECT_EQ(result->qr_qd, 5);
+  EXPECT_EQ(result->qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(result->qr_ret, 0);
+  EXPECT_EQ(result->qr_value.sga.sga_numsegs, 0u);
+  EXPECT_FALSE(Take(table, done).has_value());
+  EXPECT_FALSE(table.Contains(done));
+  // Done tokens that come to the slot of `pending` move it out of the
+  // ring; it stays pending.
+  for (int i = 0; i < 3000; ++i) {
+    demi_qtoken_t qt = table.AddDone(1, DEMI_OPC_PUSH);
+    ASSERT_TRUE(Take(table, qt).has_value());
+  }
+  EXPECT_TRUE(table.Contains(pending));
+  EXPECT_FALSE(TakeNextDone(table).has_value());
+  table.CompletePop(pending, nullptr, nullptr, 7, sockaddr_in{});
+  result = TakeNextDone(table);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->qr_qt, pending);
+  EXPECT_EQ(result->qr_value.sga.sga_segs[0].sgaseg_len, 7u);
+  EXPECT_EQ(table.size(), 0u);
+}
+
 // A token that stays pending while many newer ones come and go (a long
 // demi_accept, say), and one whose result nobody takes for a long time.
 TEST(QTokenTableTest, OldTokensOutliveManyNewerOnes) {

@@ -345,13 +345,8 @@ inline int RdmaLibOs::Push(int qd, const demi_sgarray_t& sga,
     if (queue->datagram() == nullptr) return ENOTCONN;
     return PushDatagram(*queue, sga, total, nullptr, qt_out);
   }
-  demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_PUSH);
-  if (int err = connection->conn->Push(qt, sga, total); err != 0) {
-    tokens_.Erase(qt);
-    return err == ENOMEM ? EAGAIN : err;
-  }
-  *qt_out = qt;
-  return 0;
+  int err = connection->conn->Push(sga, total, qt_out);
+  return err == ENOMEM ? EAGAIN : err;
 }
 
 inline int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
