@@ -23,8 +23,8 @@ Connection::Connection(int qd, ConnectionEnv env, ibv_qp* qp,
       sends_(qp, kSendDepth, kSignalInterval, nullptr, env.signaled_sends) {
   // Not this pass: the first push goes out at once.
   posted_pass_ = *env_.poll_passes - 1;
-  inline_wr_.sg_list = inline_sges_;
-  inline_wr_.opcode = IBV_WR_SEND_WITH_IMM;
+  data_wr_.sg_list = data_sges_;
+  data_wr_.opcode = IBV_WR_SEND_WITH_IMM;
 }
 
 Connection::~Connection() {
@@ -179,7 +179,11 @@ void Connection::OnSendCompletion(const ibv_wc& wc) {
   // Ends with Service: a rendezvous waiting for an empty send queue
   // (binds_after_drain) goes then, or asks again with a mark if what is
   // left is unsignalled.
-  DeliverPops();
+  if (!pops_.empty() && !incoming_.empty()) {
+    DeliverPops();
+  } else {
+    Service();
+  }
 }
 
 void Connection::PostDrainMark() {

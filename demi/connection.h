@@ -115,7 +115,7 @@ class Connection {
   // `length` is the sum of the segments' lengths (checked by the caller).
   // Inline: most pushes go out inline, with no further call of ours.
   int Push(const demi_sgarray_t& sga, uint32_t length, demi_qtoken_t* qt_out) {
-    if (TryPushInline(sga, length, qt_out)) return 0;
+    if (length <= max_inline_ && TryPushInline(sga, length, qt_out)) return 0;
     return PushNotInline(sga, length, qt_out);
   }
   // Starts popping for token `qt`. Inline: with nothing received, the pop
@@ -420,10 +420,11 @@ class Connection {
   // posted requests complete without the peer's application.
   bool bind_waits_ = false;
   uint64_t next_cookie_ = 1;
-  // The inline push's work request, built once: TryPushInline sets only
-  // its segments, their number, the immediate data and the flags.
-  ibv_send_wr inline_wr_ = {};
-  ibv_sge inline_sges_[DEMI_SGARRAY_MAXSIZE] = {};
+  // The work request of a push that goes at once (TryPushInline,
+  // TryPushPiece), built once: they set only its segments, their number,
+  // the immediate data and the flags.
+  ibv_send_wr data_wr_ = {};
+  ibv_sge data_sges_[DEMI_SGARRAY_MAXSIZE] = {};
   uint32_t rndv_unread_ = 0;    // Rendezvous messages with READs to post.
   uint32_t unpopped_data_ = 0;  // EAGER and RNDV messages in incoming_.
   // Keepalive: whether a completion arrived since the last tick, idle ticks

@@ -62,23 +62,23 @@ bool Connection::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
   uint32_t imm = htobe32(EagerImm(0, credits_.TakeReturn()));
   // Inline data is copied when posted (or staged): no keys, no references.
   for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-    inline_sges_[i] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
-                       sga.sga_segs[i].sgaseg_len, 0};
+    data_sges_[i] = {reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
+                     sga.sga_segs[i].sgaseg_len, 0};
   }
   int num_sge = static_cast<int>(sga.sga_numsegs);
   if (WouldStage(length)) {
     demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
-    Stage(inline_sges_, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
+    Stage(data_sges_, num_sge, IBV_WR_SEND_WITH_IMM, imm, qt);
     --send_credits_;
     *qt_out = qt;
     return true;
   }
-  inline_wr_.num_sge = num_sge;
-  inline_wr_.imm_data = imm;
-  inline_wr_.send_flags = IBV_SEND_INLINE;  // Post may add SIGNALED.
+  data_wr_.num_sge = num_sge;
+  data_wr_.imm_data = imm;
+  data_wr_.send_flags = IBV_SEND_INLINE;  // Post may add SIGNALED.
   posted_pass_ = *env_.poll_passes;
   // The token after the post: the staged pushes it reports come first.
-  if (int err = sends_.PostBare(inline_wr_, StagedDone()); err != 0) {
+  if (int err = sends_.PostBare(data_wr_, StagedDone()); err != 0) {
     demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
     CompletePush(qt, err);
     Abort(err);
@@ -102,21 +102,15 @@ bool Connection::TryPushPiece(demi_qtoken_t qt, const demi_sgarray_t& sga,
   const demi_sgaseg_t& seg = sga.sga_segs[0];
   Buffer* owner = env_.pool->Find(sga.sga_buf, seg.sgaseg_buf, length);
   if (owner == nullptr) return false;
-  ibv_sge sge = {reinterpret_cast<uintptr_t>(seg.sgaseg_buf), length,
-                 SgaPool::Lkey(owner, env_.device)};
-  ibv_send_wr send = {};
-  send.sg_list = &sge;
-  send.num_sge = 1;
-  send.opcode = IBV_WR_SEND_WITH_IMM;
+  data_sges_[0] = {reinterpret_cast<uintptr_t>(seg.sgaseg_buf), length,
+                   SgaPool::Lkey(owner, env_.device)};
+  data_wr_.num_sge = 1;
   // No header: its credits go in the immediate data (wire.h). Nothing is
   // queued behind it, so the peer need not hear that this side starves.
-  send.imm_data = htobe32(EagerImm(0, credits_.TakeReturn()));
-  SendSlot slot{SendSlot::kPush};
-  slot.qt = qt;
-  slot.piece = BufferRef::Share(owner);
+  data_wr_.imm_data = htobe32(EagerImm(0, credits_.TakeReturn()));
+  data_wr_.send_flags = 0;  // PostPiece adds SIGNALED.
   posted_pass_ = *env_.poll_passes;
-  if (int err = sends_.Post(send, slot, /*must_signal=*/true, StagedDone());
-      err != 0) {
+  if (int err = sends_.PostPiece(data_wr_, qt, owner, StagedDone()); err != 0) {
     CompletePush(qt, err);
     Abort(err);
     return true;

@@ -26,7 +26,7 @@ class FifoRing {
   void pop_front() { ++head_; }
 
   void push_back(T value) {
-    if (size() == slots_.size()) Grow();
+    if (size() == capacity_) Grow();
     slots_[tail_++ & mask_] = value;
   }
 
@@ -47,15 +47,17 @@ class FifoRing {
     size_t n = size();
     for (size_t i = 0; i < n; ++i) grown[i] = slots_[(head_ + i) & mask_];
     slots_ = std::move(grown);
-    mask_ = slots_.size() - 1;
+    capacity_ = slots_.size();
+    mask_ = capacity_ - 1;
     head_ = 0;
     tail_ = n;
   }
 
   std::vector<T> slots_;
-  uint64_t mask_ = 0;  // slots_.size() - 1 once it has grown.
-  uint64_t head_ = 0;  // The front value's position, modulo the size.
-  uint64_t tail_ = 0;  // One past the back value's.
+  size_t capacity_ = 0;  // slots_.size(), without its division.
+  uint64_t mask_ = 0;    // capacity_ - 1 once it has grown.
+  uint64_t head_ = 0;    // The front value's position, modulo the size.
+  uint64_t tail_ = 0;    // One past the back value's.
 };
 
 }  // namespace demi

@@ -165,18 +165,20 @@ class QTokenTable {
  private:
   // What a result needs, without demi_qresult_t's 244 bytes (mostly
   // segments nobody fills): written out once, by Take or TakeNextDone.
+  // 64 bytes: a slot's address is a shift of its index, no multiply.
   struct Entry {
-    enum State : uint8_t { kGone, kPending, kDone } state = kGone;
     demi_qtoken_t qt = 0;
-    demi_opcode_t opcode = DEMI_OPC_INVALID;
-    int32_t qd = -1;
-    int32_t err = 0;
-    uint32_t length = 0;     // DEMI_OPC_POP: the segment's length.
-    int32_t accepted = -1;   // DEMI_OPC_ACCEPT: the new connection.
     void* handle = nullptr;  // DEMI_OPC_POP: sga_buf.
     void* data = nullptr;    // DEMI_OPC_POP: the segment.
     sockaddr_in addr = {};   // The pop's source, the accept's peer.
+    demi_opcode_t opcode = DEMI_OPC_INVALID;
+    int32_t qd = -1;
+    int32_t err = 0;
+    uint32_t length = 0;    // DEMI_OPC_POP: the segment's length.
+    int32_t accepted = -1;  // DEMI_OPC_ACCEPT: the new connection.
+    enum State : uint8_t { kGone, kPending, kDone } state = kGone;
   };
+  static_assert(sizeof(Entry) == 64, "an entry is a power of two");
   // Recent tokens live in a ring indexed by token number: no hashing on
   // the hot path. A token still there when a token kRingSize newer wants
   // its slot (a long wait, or a result nobody takes) moves to old_.

@@ -115,6 +115,29 @@ class SendQueue {
     return 0;
   }
 
+  // Post for an eager push of one pool piece (Connection::TryPushPiece):
+  // signalled, its slot written in place with the push's token `qt` and a
+  // reference to `piece`, taken only once the post succeeded.
+  template <typename Done>
+  int PostPiece(ibv_send_wr& wr, demi_qtoken_t qt, Buffer* piece, Done&& done) {
+    wr.wr_id = head_;
+    wr.send_flags |= IBV_SEND_SIGNALED;
+    ibv_send_wr* bad;
+    if (int rc =
+            num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
+        rc != 0) {
+      return rc;
+    }
+    SendSlot& slot = SlotAtHead();
+    slot.kind = SendSlot::kPush;
+    slot.signaled = true;
+    slot.qt = qt;
+    slot.piece = BufferRef::Share(piece);
+    CountCommit(true);
+    ++head_;
+    return 0;
+  }
+
   // Stages an inline `opcode` (IBV_WR_SEND, or IBV_WR_SEND_WITH_IMM with
   // `imm`, in network order) of the bytes `sges` point at (at most
   // kStagedInlineSize in all; no keys needed): copied now, posted by the
@@ -155,9 +178,13 @@ class SendQueue {
       if (!last && slot.kind == SendSlot::kControl && !slot.header) {
         continue;
       }
-      // Moved out first: `retire` may post into the slot it frees.
+      // Moved out first: `retire` may post into the slot it frees. What
+      // the move left behind is null; the rest is reset by hand.
       SendSlot done = std::move(slot);
-      slot = SendSlot();
+      slot.kind = SendSlot::kControl;
+      slot.signaled = false;
+      slot.read_cookie = 0;
+      slot.qt = 0;
       retire(done, last ? err : 0);
     }
     return true;
