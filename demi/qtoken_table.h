@@ -26,31 +26,14 @@ class QTokenTable {
   // Starts a pending operation of `opcode` on `qd` and returns its token
   // (never 0 or UINT64_MAX, never reused).
   demi_qtoken_t Add(int qd, demi_opcode_t opcode) {
-    demi_qtoken_t qt = next_++;
-    Entry& entry = Slot(qt);
-    if (entry.state != Entry::kGone) Evict(entry);
-    entry.qt = qt;
-    entry.state = Entry::kPending;
-    entry.opcode = opcode;
-    entry.qd = qd;
-    entry.err = 0;
-    ++live_;
-    return qt;
+    return Start(qd, opcode, Entry::kPending);
   }
 
   // Adds an operation of `opcode` on `qd` that is done already, with no
   // value (an inline push posted in its call): Add and Succeed in one,
   // with no lookup of the entry just written.
   demi_qtoken_t AddDone(int qd, demi_opcode_t opcode) {
-    demi_qtoken_t qt = next_++;
-    Entry& entry = Slot(qt);
-    if (entry.state != Entry::kGone) Evict(entry);
-    entry.qt = qt;
-    entry.state = Entry::kDone;
-    entry.opcode = opcode;
-    entry.qd = qd;
-    entry.err = 0;
-    ++live_;
+    demi_qtoken_t qt = Start(qd, opcode, Entry::kDone);
     done_order_.push_back(qt);
     return qt;
   }
@@ -197,6 +180,19 @@ class QTokenTable {
     Entry* entry = Lookup(qt);
     return entry != nullptr && entry->state == Entry::kPending ? entry
                                                                : nullptr;
+  }
+  // Writes the entry of a new token, in `state`, and returns the token.
+  demi_qtoken_t Start(int qd, demi_opcode_t opcode, Entry::State state) {
+    demi_qtoken_t qt = next_++;
+    Entry& entry = Slot(qt);
+    if (entry.state != Entry::kGone) Evict(entry);
+    entry.qt = qt;
+    entry.state = state;
+    entry.opcode = opcode;
+    entry.qd = qd;
+    entry.err = 0;
+    ++live_;
+    return qt;
   }
   // Moves the live entry of an older token out of the ring, into old_.
   void Evict(Entry& entry);

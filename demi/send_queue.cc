@@ -48,12 +48,16 @@ bool SendQueue::StageInline(const ibv_sge* sges, int num_sge,
   staged.wr.opcode = opcode;
   staged.wr.imm_data = imm;
   staged.wr.send_flags = IBV_SEND_INLINE;
-  SendSlot slot(SendSlot::kControl);
-  slot.signaled = unsignaled_run_ + 1 >= signal_interval_;
-  if (slot.signaled) staged.wr.send_flags |= IBV_SEND_SIGNALED;
+  bool signaled = unsignaled_run_ + 1 >= signal_interval_;
+  if (signaled) staged.wr.send_flags |= IBV_SEND_SIGNALED;
   if (num_staged_ > 0) staged_[num_staged_ - 1].wr.next = &staged.wr;
   ++num_staged_;
-  Commit(std::move(slot));
+  // The head slot holds nothing (see PostBare).
+  SendSlot& slot = SlotAtHead();
+  slot.kind = SendSlot::kControl;
+  slot.signaled = signaled;
+  CountCommit(signaled);
+  ++head_;
   return true;
 }
 

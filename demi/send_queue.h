@@ -81,16 +81,11 @@ class SendQueue {
   template <typename Done>
   int Post(ibv_send_wr& wr, SendSlot& slot, bool must_signal, Done&& done) {
     slot.signaled = must_signal || unsignaled_run_ + 1 >= signal_interval_;
-    wr.wr_id = head_;
-    if (slot.signaled) wr.send_flags |= IBV_SEND_SIGNALED;
-    ibv_send_wr* bad;
-    if (int rc =
-            num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
-        rc != 0) {
-      return rc;
+    int rc;
+    if (SendSlot* posted = PostAtHead(wr, slot.signaled, done, &rc)) {
+      *posted = std::move(slot);
     }
-    Commit(std::move(slot));
-    return 0;
+    return rc;
   }
 
   // Post for a request that holds nothing until its completion (inline
@@ -98,21 +93,12 @@ class SendQueue {
   // free slot holds nothing already (retiring and unstaging reset it).
   template <typename Done>
   int PostBare(ibv_send_wr& wr, Done&& done) {
-    bool signaled = unsignaled_run_ + 1 >= signal_interval_;
-    wr.wr_id = head_;
-    if (signaled) wr.send_flags |= IBV_SEND_SIGNALED;
-    ibv_send_wr* bad;
-    if (int rc =
-            num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
-        rc != 0) {
-      return rc;
+    int rc;
+    if (SendSlot* posted = PostAtHead(
+            wr, unsignaled_run_ + 1 >= signal_interval_, done, &rc)) {
+      posted->kind = SendSlot::kControl;
     }
-    SendSlot& slot = SlotAtHead();
-    slot.kind = SendSlot::kControl;
-    slot.signaled = signaled;
-    CountCommit(signaled);
-    ++head_;
-    return 0;
+    return rc;
   }
 
   // Post for an eager push of one pool piece (Connection::TryPushPiece):
@@ -120,22 +106,13 @@ class SendQueue {
   // reference to `piece`, taken only once the post succeeded.
   template <typename Done>
   int PostPiece(ibv_send_wr& wr, demi_qtoken_t qt, Buffer* piece, Done&& done) {
-    wr.wr_id = head_;
-    wr.send_flags |= IBV_SEND_SIGNALED;
-    ibv_send_wr* bad;
-    if (int rc =
-            num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
-        rc != 0) {
-      return rc;
+    int rc;
+    if (SendSlot* posted = PostAtHead(wr, /*signaled=*/true, done, &rc)) {
+      posted->kind = SendSlot::kPush;
+      posted->qt = qt;
+      posted->piece = BufferRef::Share(piece);
     }
-    SendSlot& slot = SlotAtHead();
-    slot.kind = SendSlot::kPush;
-    slot.signaled = true;
-    slot.qt = qt;
-    slot.piece = BufferRef::Share(piece);
-    CountCommit(true);
-    ++head_;
-    return 0;
+    return rc;
   }
 
   // Stages an inline `opcode` (IBV_WR_SEND, or IBV_WR_SEND_WITH_IMM with
@@ -244,11 +221,22 @@ class SendQueue {
       if (staged_[i].qt != 0) done(staged_[i].qt, err);
     }
   }
-  // `slot` takes the next wr_id.
-  void Commit(SendSlot&& slot) {
-    CountCommit(slot.signaled);
-    SlotAtHead() = std::move(slot);
+  // Posts `wr` as the next request (the staged sends first), signalled if
+  // `signaled`. Returns the slot it took, which holds nothing but
+  // `signaled`, for the caller to fill; null if the post failed, with
+  // ibv_post_send's errno in `*rc` (0 otherwise).
+  template <typename Done>
+  SendSlot* PostAtHead(ibv_send_wr& wr, bool signaled, Done& done, int* rc) {
+    wr.wr_id = head_;
+    if (signaled) wr.send_flags |= IBV_SEND_SIGNALED;
+    ibv_send_wr* bad;
+    *rc = num_staged_ == 0 ? PostChain(&wr, &bad) : PostStaged(&wr, done);
+    if (*rc != 0) return nullptr;
+    SendSlot& slot = SlotAtHead();
+    slot.signaled = signaled;
+    CountCommit(signaled);
     ++head_;
+    return &slot;
   }
   // The ring is made at the first send: a connection that never sends
   // (most of a server's idle ones) costs no ring x 48 bytes.
