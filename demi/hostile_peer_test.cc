@@ -263,6 +263,55 @@ TEST(HostilePeerTest, BadImmediateDataIsEproto) {
   }
 }
 
+// Data for a pop that waits is lent without a parse
+// (Connection::TryLendArrival): a good message is, one that returns more
+// credits than this side ever granted still breaks the protocol.
+TEST(HostilePeerTest, TooManyCreditsFailAPopThatWaits) {
+  Listener listener = Listen();
+  std::atomic<int> pops_waiting{0};
+  RawPeerThread peer;
+  auto after_pop = [&](int n) {
+    absl::Time deadline = absl::Now() + Scaled(kStep);
+    while (pops_waiting < n && !peer.stop && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  };
+  int qd = AcceptRawPeer(
+      listener, 1,
+      [&](RcPeer& raw) -> absl::Status {
+        after_pop(1);
+        DEMI_RETURN_IF_ERROR(
+            SendBytes(raw, "good", demi::EagerImm(0, 0), Scaled(kStep)));
+        after_pop(2);
+        DEMI_RETURN_IF_ERROR(SendBytes(
+            raw, "bad", demi::EagerImm(0, UINT16_MAX), Scaled(kStep)));
+        return WaitDisconnected(raw, Scaled(kStep));
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  for (int n = 1; n <= 2; ++n) {
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_pop(&qt, qd), 0);
+    pops_waiting = n;
+    demi_qresult_t qr = WaitOrFail(qt);
+    if (n == 1) {
+      ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+      ASSERT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 4u);
+      EXPECT_EQ(std::memcmp(qr.qr_value.sga.sga_segs[0].sgaseg_buf, "good", 4),
+                0);
+      EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    } else {
+      EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+      EXPECT_EQ(qr.qr_ret, EPROTO);
+    }
+  }
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  ExpectOthersCarryOn(listener);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
 TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {
   Listener listener = Listen();
   RawPeerThread peer;

@@ -148,8 +148,9 @@ class QTokenTable {
  private:
   // What a result needs, without demi_qresult_t's 244 bytes (mostly
   // segments nobody fills): written out once, by Take or TakeNextDone.
-  // 64 bytes: a slot's address is a shift of its index, no multiply.
-  struct Entry {
+  // 64 bytes, aligned: a slot's address is a shift of its index (no
+  // multiply), and an entry is one cache line.
+  struct alignas(64) Entry {
     demi_qtoken_t qt = 0;
     void* handle = nullptr;  // DEMI_OPC_POP: sga_buf.
     void* data = nullptr;    // DEMI_OPC_POP: the segment.

@@ -152,41 +152,63 @@ TEST(QTokenTableTest, ManyTakenTokensDoNotAccumulate) {
 }
 
 // An operation done as it starts (an inline push): its result is in at
-// once, after those completed before it, and is taken only once; the same
-// as Add and Succeed, also when its ring slot holds a live older token.
+// once, in completion order (after those done before it, before those
+// done after it), for the waits' inline takes too, and is taken only once;
+// the same as Add and Succeed, also in a slot a failed token used, and when
+// its ring slot holds a live older token.
 TEST(QTokenTableTest, AddDoneIsInAtOnceInCompletionOrder) {
   QTokenTable table;
   demi_qtoken_t pending = table.Add(2, DEMI_OPC_POP);
   demi_qtoken_t earlier = table.Add(1, DEMI_OPC_PUSH);
   table.Succeed(earlier, DEMI_OPC_PUSH);
   demi_qtoken_t done = table.AddDone(5, DEMI_OPC_PUSH);
-  EXPECT_NE(done, earlier);
   EXPECT_TRUE(table.IsDone(done));
   EXPECT_FALSE(table.IsDone(pending));
   EXPECT_EQ(table.size(), 3u);
-  EXPECT_EQ(TakeNextDone(table)->qr_qt, earlier);
-  absl::optional<demi_qresult_t> result = TakeNextDone(table);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_EQ(result->qr_qt, done);
-  EXPECT_EQ(result->qr_qd, 5);
-  EXPECT_EQ(result->qr_opcode, DEMI_OPC_PUSH);
-  EXPECT_EQ(result->qr_ret, 0);
-  EXPECT_EQ(result->qr_value.sga.sga_numsegs, 0u);
+  table.CompletePop(pending, nullptr, nullptr, 7, sockaddr_in{});
+  demi_qresult_t result;
+  ASSERT_TRUE(table.TakeNextDoneInRing(&result));
+  EXPECT_EQ(result.qr_qt, earlier);
+  ASSERT_TRUE(table.TakeNextDoneInRing(&result));
+  EXPECT_EQ(result.qr_qt, done);
+  EXPECT_EQ(result.qr_qd, 5);
+  EXPECT_EQ(result.qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(result.qr_ret, 0);
+  EXPECT_EQ(result.qr_value.sga.sga_numsegs, 0u);
   EXPECT_FALSE(Take(table, done).has_value());
   EXPECT_FALSE(table.Contains(done));
-  // Done tokens that come to the slot of `pending` move it out of the
+  ASSERT_TRUE(table.TakeNextDoneInRing(&result));
+  EXPECT_EQ(result.qr_qt, pending);
+  EXPECT_EQ(table.size(), 0u);
+
+  // Every slot of the ring once held a failed token: a done one written
+  // there has no error.
+  for (int i = 0; i < 1024; ++i) {
+    demi_qtoken_t qt = table.Add(1, DEMI_OPC_PUSH);
+    table.Fail(qt, EIO);
+    ASSERT_TRUE(table.TakeInRing(qt, &result));
+    ASSERT_EQ(result.qr_ret, EIO);
+  }
+  done = table.AddDone(6, DEMI_OPC_PUSH);
+  ASSERT_TRUE(table.TakeInRing(done, &result));
+  EXPECT_EQ(result.qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(result.qr_ret, 0);
+  EXPECT_FALSE(table.TakeInRing(done, &result));
+
+  // Done tokens that come to the slot of `waiting` move it out of the
   // ring; it stays pending.
+  demi_qtoken_t waiting = table.Add(2, DEMI_OPC_POP);
   for (int i = 0; i < 3000; ++i) {
     demi_qtoken_t qt = table.AddDone(1, DEMI_OPC_PUSH);
     ASSERT_TRUE(Take(table, qt).has_value());
   }
-  EXPECT_TRUE(table.Contains(pending));
+  EXPECT_TRUE(table.Contains(waiting));
   EXPECT_FALSE(TakeNextDone(table).has_value());
-  table.CompletePop(pending, nullptr, nullptr, 7, sockaddr_in{});
-  result = TakeNextDone(table);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_EQ(result->qr_qt, pending);
-  EXPECT_EQ(result->qr_value.sga.sga_segs[0].sgaseg_len, 7u);
+  table.CompletePop(waiting, nullptr, nullptr, 7, sockaddr_in{});
+  absl::optional<demi_qresult_t> last = TakeNextDone(table);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->qr_qt, waiting);
+  EXPECT_EQ(last->qr_value.sga.sga_segs[0].sgaseg_len, 7u);
   EXPECT_EQ(table.size(), 0u);
 }
 
