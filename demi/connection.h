@@ -257,10 +257,13 @@ class Connection {
   // it. Lends `buffer` to that pop; false if the message is not that
   // (nothing happened then).
   bool TryLendArrival(const ibv_wc& wc, BufferRef& buffer) {
+    // imm_data holds a value only with the flag.
+    if (wc.status != IBV_WC_SUCCESS || (wc.wc_flags & IBV_WC_WITH_IMM) == 0) {
+      return false;
+    }
     uint32_t imm = be32toh(wc.imm_data);
     uint32_t credits = imm & 0xffff;
-    if (wc.status != IBV_WC_SUCCESS || (wc.wc_flags & IBV_WC_WITH_IMM) == 0 ||
-        imm >> 16 != EagerImm(0, 0) >> 16 || wc.byte_len == 0 ||
+    if (imm >> 16 != EagerImm(0, 0) >> 16 || wc.byte_len == 0 ||
         state_ != State::kOpen || peer_closed_ || !incoming_.empty() ||
         pops_.empty() || credits_.peer_credits() == 0 ||
         send_credits_ + credits > peer_max_credits_) {
