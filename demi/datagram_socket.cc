@@ -173,11 +173,13 @@ DatagramStats DatagramSocket::stats() const {
   return s;
 }
 
-int DatagramSocket::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                                  uint32_t length, const sockaddr_in& dest) {
+int DatagramSocket::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
+                                  const sockaddr_in& dest,
+                                  demi_qtoken_t* qt_out) {
   if (length > kMaxDatagram) return EMSGSIZE;
   if (error_ != 0) {
-    env_.tokens->Fail(qt, error_);
+    *qt_out = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
+    env_.tokens->Fail(*qt_out, error_);
     return 0;
   }
   std::unique_ptr<PushOp> owned;
@@ -192,7 +194,6 @@ int DatagramSocket::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   op.next_fragment = 0;
   op.num_segs = 0;
   op.error = 0;
-  op.qt = qt;
   op.dest = dest;
   op.route_key = RouteKey(dest);
   op.length = length;
@@ -233,6 +234,9 @@ int DatagramSocket::PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
           sga.sga_segs[i].sgaseg_len, SgaPool::Lkey(owners[i], env_.device)};
     }
   }
+  // The token once nothing can fail: no Erase.
+  op.qt = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
+  *qt_out = op.qt;
   backlog_.push_back(std::move(owned));
   Service();
   return 0;
@@ -289,8 +293,9 @@ DatagramHeader* DatagramSocket::NextHeader(uint32_t id, uint32_t length,
   return &h;
 }
 
-bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                                   uint32_t length, const sockaddr_in& dest) {
+bool DatagramSocket::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
+                                   const sockaddr_in& dest,
+                                   demi_qtoken_t* qt_out) {
   if (!backlog_.empty() || length > max_inline_ ||
       length > FragmentPayload(ud_mtu_) || sga.sga_numsegs > max_send_sge_ ||
       send_head_ - send_tail_ >= kDatagramSendDepth) {
@@ -311,7 +316,8 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   slot.holds_route = true;
   slot.route_key = RouteKey(dest);
   if (WouldStage(length)) {
-    Stage(header, sga, length, *route, slot, qt);
+    *qt_out = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
+    Stage(header, sga, length, *route, slot, *qt_out);
     return true;
   }
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
@@ -327,12 +333,15 @@ bool DatagramSocket::TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
   }
   if (!PostSend(sges, num_sge, (compact ? 0 : kHeaderSize) + length, *route,
                 slot, /*must_signal=*/false, compact)) {
-    env_.tokens->Fail(qt, error_);
+    *qt_out = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
+    env_.tokens->Fail(*qt_out, error_);
     return true;
   }
   routes_.Hold(slot.route_key);
   ++stats_.sent;
-  env_.tokens->Succeed(qt, DEMI_OPC_PUSH);
+  // After the post: the staged pushes it reported come first in the done
+  // order.
+  *qt_out = env_.tokens->AddDone(env_.qd, DEMI_OPC_PUSH);
   return true;
 }
 

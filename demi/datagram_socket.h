@@ -75,13 +75,14 @@ class DatagramSocket {
   DatagramSocket& operator=(const DatagramSocket&) = delete;
 
   // Starts sending `sga` (`length` bytes, checked by the caller) to `dest`
-  // for token `qt`; 0, or EMSGSIZE beyond kMaxDatagram, EAGAIN without
-  // memory (nothing started then). A plain errno: this is every datagram's
-  // path, and inline for the datagrams that go out inline.
-  int PushTo(demi_qtoken_t qt, const demi_sgarray_t& sga, uint32_t length,
-             const sockaddr_in& dest) {
-    if (error_ == 0 && TryPushInline(qt, sga, length, dest)) return 0;
-    return PushNotInline(qt, sga, length, dest);
+  // and writes its token to `qt_out`; 0, or EMSGSIZE beyond kMaxDatagram,
+  // EAGAIN without memory (nothing started then, no token). A plain errno:
+  // this is every datagram's path, and inline for the datagrams that go
+  // out inline.
+  int PushTo(const demi_sgarray_t& sga, uint32_t length,
+             const sockaddr_in& dest, demi_qtoken_t* qt_out) {
+    if (error_ == 0 && TryPushInline(sga, length, dest, qt_out)) return 0;
+    return PushNotInline(sga, length, dest, qt_out);
   }
   // Inline: with nothing queued and no error, the pop waits for
   // OnRecvCompletion.
@@ -180,11 +181,11 @@ class DatagramSocket {
   DatagramHeader* NextHeader(uint32_t id, uint32_t length, uint32_t count,
                              uint32_t index, uint32_t offset);
   // A datagram of one fragment that fits inline, to a known destination,
-  // with nothing ahead of it: posted at once, and done then (its bytes are
-  // copied when posted), or staged (WouldStage). False if it must take the
-  // PushOp path.
-  bool TryPushInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                     uint32_t length, const sockaddr_in& dest);
+  // with nothing ahead of it: posted at once, its token made done (its
+  // bytes are copied when posted), or staged (WouldStage). Writes the token
+  // to `qt_out`; false, with none made, if it must take the PushOp path.
+  bool TryPushInline(const demi_sgarray_t& sga, uint32_t length,
+                     const sockaddr_in& dest, demi_qtoken_t* qt_out);
   // Whether an inline datagram of `length` bytes is staged rather than
   // posted: one went out in this progress pass already (or is staged), so
   // the pass's end posts them together, one doorbell (on soft-RoCE, one
@@ -211,8 +212,8 @@ class DatagramSocket {
   // pushes fail with `err`, their slots and routes go back.
   void DropStaged(uint32_t from, int err);
   // PushTo's way for the rest: a PushOp.
-  int PushNotInline(demi_qtoken_t qt, const demi_sgarray_t& sga,
-                    uint32_t length, const sockaddr_in& dest);
+  int PushNotInline(const demi_sgarray_t& sga, uint32_t length,
+                    const sockaddr_in& dest, demi_qtoken_t* qt_out);
   // Posts one send of `bytes` (inline if they fit) into the next slot,
   // which `slot` describes; signalled if `must_signal`, if it is a push's
   // last fragment, or every kDatagramSignalInterval; with this socket's

@@ -83,15 +83,12 @@ int RdmaLibOs::PushDatagram(Queue& queue, const demi_sgarray_t& sga,
     dest = &socket->peer;
   }
   if (length > kMaxDatagram) return EMSGSIZE;  // Longer than UDP allows.
-  demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_PUSH);
-  if (int err = socket->PushTo(qt, sga, length, *dest); err != 0) {
-    tokens_.Erase(qt);
+  if (int err = socket->PushTo(sga, length, *dest, qt_out); err != 0) {
     return err;
   }
   // A new destination is resolved through rdma_cm; a known one costs
   // nothing here.
   if (socket->Resolving()) ExpectCmEvents();
-  *qt_out = qt;
   return 0;
 }
 

@@ -348,8 +348,8 @@ class FailedDatagramSocketTest : public ::testing::Test {
     sga.sga_numsegs = 1;
     sga.sga_segs[0].sgaseg_buf = buffer->data;
     sga.sga_segs[0].sgaseg_len = length;
-    demi_qtoken_t qt = tokens_.Add(0, DEMI_OPC_PUSH);
-    int err = sockets_[0]->PushTo(qt, sga, length, AddrOrDie(ports_[1]));
+    demi_qtoken_t qt = 0;
+    int err = sockets_[0]->PushTo(sga, length, AddrOrDie(ports_[1]), &qt);
     EXPECT_EQ(err, 0) << std::strerror(err);
     return qt;
   }
