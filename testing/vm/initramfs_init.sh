@@ -19,6 +19,8 @@ $bb mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
 $bb mount -t tmpfs tmpfs /newroot/run
 $bb mkdir -p /newroot/run/results
 $bb mount -t 9p -o "$p9" results /newroot/run/results
+# run_vm.sh starts a VM again that has not come this far in time.
+$bb touch /newroot/run/results/booted
 $bb mount --move /proc /newroot/proc
 $bb mount --move /sys /newroot/sys
 $bb mount --move /dev /newroot/dev

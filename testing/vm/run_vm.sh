@@ -7,6 +7,12 @@
 # exits with the first non-zero exit status of CMD (or 125 if a VM did not
 # report one: boot failure or time out).
 #
+# Now and then an emulated VM stalls before its kernel starts (seen once:
+# SeaBIOS at "Booting from ROM" for the whole timeout). A VM that has not
+# reached its initramfs within DEMI_VM_BOOT_TIMEOUT seconds (default 240;
+# a boot takes 10-40) is killed, and the run starts again, every VM of it:
+# up to three attempts, the last one without the limit.
+#
 # One host: one VM, rxe on a dummy netdev with address 192.0.2.1; client and
 # server processes run side by side in it. Two hosts: two VMs joined by a
 # QEMU socket netdev over 127.0.0.1, rxe on each eth0, addresses 192.0.2.1
@@ -19,6 +25,8 @@ set -euo pipefail
 
 hosts=1
 timeout_s=${DEMI_VM_TIMEOUT:-900}
+boot_limit=${DEMI_VM_BOOT_TIMEOUT:-240}
+attempts=3
 # DEMI_VM_MEMORY_MB: each VM's memory (hand runs with thousands of QPs).
 keep=""
 while [ $# -gt 0 ]; do
@@ -124,13 +132,17 @@ free_port() {
   done
 }
 
-start=$(date +%s)
-if [ "$hosts" = 1 ]; then
-  prepare_share 0 192.0.2.1 "$@"
-  start_vm 0
-else
+# Starts the run's VMs, each with a fresh share.
+start_all() {
+  rm -rf "$work"/vm[01]
+  if [ "$hosts" = 1 ]; then
+    prepare_share 0 192.0.2.1 "$@"
+    start_vm 0
+    return
+  fi
   prepare_share 0 192.0.2.1 "$@"
   prepare_share 1 192.0.2.2 "$@"
+  local port
   port=$(free_port)
   start_vm 0 -netdev "socket,id=n0,listen=127.0.0.1:$port" \
     -device virtio-net-pci,netdev=n0,mac=52:54:00:de:00:01
@@ -141,7 +153,39 @@ else
   done
   start_vm 1 -netdev "socket,id=n0,connect=127.0.0.1:$port" \
     -device virtio-net-pci,netdev=n0,mac=52:54:00:de:00:02
-fi
+}
+
+# Waits until every VM has reached its initramfs (its share's "booted");
+# false once one has not within boot_limit seconds, or exited before.
+wait_boot() {
+  local deadline=$((SECONDS + boot_limit)) i missing
+  while :; do
+    missing=0
+    for ((i = 0; i < hosts; i++)); do
+      [ -e "$work/vm$i/booted" ] && continue
+      missing=1
+      kill -0 "${pids[$i]}" 2> /dev/null || return 1
+    done
+    [ "$missing" = 1 ] || return 0
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+start=$(date +%s)
+for ((attempt = 1; attempt <= attempts; attempt++)); do
+  start_all "$@"
+  [ "$attempt" -lt "$attempts" ] || break
+  wait_boot && break
+  echo "run_vm.sh: a VM did not boot within ${boot_limit}s (attempt $attempt of $attempts), starting again; its console ended:" >&2
+  for ((i = 0; i < hosts; i++)); do
+    [ -e "$work/vm$i/booted" ] || tail -n 3 "$work/console$i.txt" | sed 's/^/  /' >&2
+  done
+  echo >&2  # The console's last line may have no end.
+  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" || true; done
+  pids=()
+done
 
 for pid in "${pids[@]}"; do wait "$pid" || true; done
 pids=()
