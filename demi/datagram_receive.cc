@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/base/attributes.h"
 #include "demi/datagram_socket.h"
 #include "rdma/clock.h"
 #include "rdma/log.h"
@@ -49,6 +50,68 @@ uint32_t GrhSourceAddr(const std::byte* grh) {
 }
 
 }  // namespace
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool DatagramSocket::Admit(
+    const sockaddr_in& from, uint32_t src_qp) {
+  // The port is only a claim: another process on the sender's host may
+  // make it. What can be checked is whether the QP it came from is the one
+  // the claimed port resolves to.
+  if (routes_.Seen(from, src_qp)) return true;
+  Refuse();
+  return false;
+}
+
+void DatagramSocket::Refuse() {
+  ++stats_.malformed;
+  // Resolving `from` again may wait for the sends to it to complete: a
+  // mark behind them, if nothing signalled is (ResolveDrained then).
+  if (routes_.waiting_to_resolve()) PostMark();
+}
+
+// Inline in every arrival's path; Enqueue for the rest.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DatagramSocket::Deliver(
+    BufferRef buffer, std::byte* data, uint32_t length,
+    const sockaddr_in& from) {
+  if (closing_) return;                       // Nobody will pop it.
+  if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
+    ++stats_.received;
+    Lend(std::move(buffer), data, length, from);
+    return;
+  }
+  Enqueue(std::move(buffer), data, length, from);
+}
+
+void DatagramSocket::Enqueue(BufferRef buffer, std::byte* data, uint32_t length,
+                             const sockaddr_in& from) {
+  if (incoming_.size() >= kMaxQueuedDatagrams) {
+    ++stats_.queue_full;
+    return;
+  }
+  ++stats_.received;
+  incoming_.push_back({std::move(buffer), data, length, from});
+  DeliverPops();
+}
+
+// Inline in OnRecvCompletion: most datagrams are compact.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DatagramSocket::OnCompactDatagram(
+    const ibv_wc& wc, BufferRef buffer) {
+  // The source's address is the packet's own; a packet that names none
+  // cannot say who sent it.
+  uint16_t port = 0;
+  uint32_t addr =
+      (wc.wc_flags & IBV_WC_GRH) != 0 ? GrhSourceAddr(buffer->data) : 0;
+  if (!ParseCompactImm(be32toh(wc.imm_data), &port) || addr == 0) {
+    ++stats_.malformed;
+    return;
+  }
+  sockaddr_in from = {};
+  from.sin_family = AF_INET;
+  from.sin_port = port;
+  from.sin_addr.s_addr = addr;
+  if (!Admit(from, wc.src_qp)) return;
+  std::byte* data = buffer->data + kGrhSize;
+  Deliver(std::move(buffer), data, wc.byte_len - kGrhSize, from);
+}
 
 void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
   uint32_t slot = static_cast<uint32_t>(wc.wr_id);
@@ -96,54 +159,6 @@ void DatagramSocket::OnRecvCompletion(const ibv_wc& wc) {
     std::byte* data = whole->buffer->data;
     Deliver(std::move(whole->buffer), data, whole->length, from);
   }
-}
-
-void DatagramSocket::OnCompactDatagram(const ibv_wc& wc, BufferRef buffer) {
-  // The source's address is the packet's own; a packet that names none
-  // cannot say who sent it.
-  uint16_t port = 0;
-  uint32_t addr =
-      (wc.wc_flags & IBV_WC_GRH) != 0 ? GrhSourceAddr(buffer->data) : 0;
-  if (!ParseCompactImm(be32toh(wc.imm_data), &port) || addr == 0) {
-    ++stats_.malformed;
-    return;
-  }
-  sockaddr_in from = {};
-  from.sin_family = AF_INET;
-  from.sin_port = port;
-  from.sin_addr.s_addr = addr;
-  if (!Admit(from, wc.src_qp)) return;
-  std::byte* data = buffer->data + kGrhSize;
-  Deliver(std::move(buffer), data, wc.byte_len - kGrhSize, from);
-}
-
-bool DatagramSocket::Admit(const sockaddr_in& from, uint32_t src_qp) {
-  // The port is only a claim: another process on the sender's host may
-  // make it. What can be checked is whether the QP it came from is the one
-  // the claimed port resolves to.
-  if (routes_.Seen(from, src_qp)) return true;
-  ++stats_.malformed;
-  // Resolving `from` again may wait for the sends to it to complete: a
-  // mark behind them, if nothing signalled is (ResolveDrained then).
-  if (routes_.waiting_to_resolve()) PostMark();
-  return false;
-}
-
-void DatagramSocket::Deliver(BufferRef buffer, std::byte* data, uint32_t length,
-                             const sockaddr_in& from) {
-  if (closing_) return;                       // Nobody will pop it.
-  if (incoming_.empty() && !pops_.empty()) {  // A pop waits for it.
-    ++stats_.received;
-    Lend(std::move(buffer), data, length, from);
-    return;
-  }
-  if (incoming_.size() >= kMaxQueuedDatagrams) {
-    ++stats_.queue_full;
-    return;
-  }
-  ++stats_.received;
-  incoming_.push_back({std::move(buffer), data, length, from});
-  DeliverPops();
 }
 
 void DatagramSocket::DeliverPops() {

@@ -86,9 +86,8 @@ DatagramRoutes::Entry* DatagramRoutes::LookupMiss(uint64_t key) {
   return cached_;
 }
 
-bool DatagramRoutes::Seen(const sockaddr_in& from, uint32_t qpn) {
-  uint64_t key = RouteKey(from);
-  Entry* entry = Lookup(key);
+bool DatagramRoutes::SeenOther(const sockaddr_in& from, uint32_t qpn,
+                               Entry* entry) {
   if (entry == nullptr) return true;
   if (entry->ah == nullptr) {
     return !entry->verifying || entry->previous_qpn == qpn;

@@ -88,7 +88,14 @@ class DatagramRoutes {
   // are in flight (their requests name its address handle), as soon as
   // they have all completed (ResolveDrained). What it resolves to then
   // decides; meanwhile only the QP known before speaks for it.
-  bool Seen(const sockaddr_in& from, uint32_t qpn);
+  // Inline for the usual answer: the datagram came from its route's QP.
+  bool Seen(const sockaddr_in& from, uint32_t qpn) {
+    Entry* entry = Lookup(RouteKey(from));
+    if (entry != nullptr && entry->ah != nullptr && entry->route.qpn == qpn) {
+      return true;
+    }
+    return SeenOther(from, qpn, entry);
+  }
   // Whether a destination waits for its sends to complete to be resolved
   // again (Seen).
   bool waiting_to_resolve() const { return !drain_waiters_.empty(); }
@@ -141,6 +148,9 @@ class DatagramRoutes {
     return LookupMiss(key);
   }
   Entry* LookupMiss(uint64_t key);
+  // Seen for the rest: no route to `from` (`entry` null), one being
+  // resolved, or one to another QP.
+  bool SeenOther(const sockaddr_in& from, uint32_t qpn, Entry* entry);
   // Makes room for one more entry; false if every entry is in use.
   bool MakeRoom();
   absl::Status StartResolve(Entry& entry, const sockaddr_in& dest);

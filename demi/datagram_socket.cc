@@ -9,6 +9,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/base/attributes.h"
 #include "demi/staged_chain.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -293,6 +294,54 @@ DatagramHeader* DatagramSocket::NextHeader(uint32_t id, uint32_t length,
   return &h;
 }
 
+// Inline in its callers: the inline push's path is every small datagram's.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool DatagramSocket::PostSend(
+    ibv_sge* sges, int num_sge, uint32_t bytes, const Route& route,
+    SendSlot slot, bool must_signal, bool compact) {
+  uint64_t seq = send_head_;
+  // Every push's last fragment is signalled: its completion ends the push.
+  // An inline push is done when posted, and its slot (with its route hold)
+  // is retired by a later signalled send, as the staged ones are: at worst
+  // a mark (PostMark). The staged datagrams posted ahead of it count in
+  // the run, so that a full ring always holds a signalled send.
+  unsignaled_run_ += num_staged_;
+  bool signal =
+      must_signal || slot.last || ++unsignaled_run_ >= kDatagramSignalInterval;
+  if (signal) unsignaled_run_ = 0;
+  // Built once (no next): only what changes is set.
+  ibv_send_wr& wr = send_wr_;
+  wr.wr_id = seq;
+  wr.sg_list = sges;
+  wr.num_sge = num_sge;
+  wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
+  wr.opcode = compact ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  wr.imm_data = compact ? htobe32(CompactImm(local_.sin_port)) : 0;
+  if (bytes != 0 && bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
+  wr.wr.ud.ah = route.ah;
+  wr.wr.ud.remote_qpn = route.qpn;
+  wr.wr.ud.remote_qkey = route.qkey;
+  int rc;
+  if (num_staged_ > 0) {
+    rc = PostChain(&wr);  // Behind the staged datagrams, in one post.
+  } else {
+    if (env_.poll_passes != nullptr) posted_pass_ = *env_.poll_passes;
+    ibv_send_wr* bad = nullptr;
+    rc = ibv_post_send(qp_->qp, &wr, &bad);
+    if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
+  }
+  if (rc != 0) {
+    // The QP is broken: fail everything now; what was posted keeps its
+    // memory until the socket goes.
+    DEMI_LOG(ERROR) << "ibv_post_send (UD): " << std::strerror(rc);
+    FailAll(rc);
+    return false;
+  }
+  send_slots_[seq % kDatagramSendDepth] = slot;
+  ++send_head_;
+  if (signal) signaled_end_ = send_head_;
+  return true;
+}
+
 bool DatagramSocket::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
                                    const sockaddr_in& dest,
                                    demi_qtoken_t* qt_out) {
@@ -342,53 +391,6 @@ bool DatagramSocket::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
   // After the post: the staged pushes it reported come first in the done
   // order.
   *qt_out = env_.tokens->AddDone(env_.qd, DEMI_OPC_PUSH);
-  return true;
-}
-
-bool DatagramSocket::PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
-                              const Route& route, SendSlot slot,
-                              bool must_signal, bool compact) {
-  uint64_t seq = send_head_;
-  // Every push's last fragment is signalled: its completion ends the push.
-  // An inline push is done when posted, and its slot (with its route hold)
-  // is retired by a later signalled send, as the staged ones are: at worst
-  // a mark (PostMark). The staged datagrams posted ahead of it count in
-  // the run, so that a full ring always holds a signalled send.
-  unsignaled_run_ += num_staged_;
-  bool signal =
-      must_signal || slot.last || ++unsignaled_run_ >= kDatagramSignalInterval;
-  if (signal) unsignaled_run_ = 0;
-  // Built once (no next): only what changes is set.
-  ibv_send_wr& wr = send_wr_;
-  wr.wr_id = seq;
-  wr.sg_list = sges;
-  wr.num_sge = num_sge;
-  wr.send_flags = signal ? IBV_SEND_SIGNALED : 0;
-  wr.opcode = compact ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
-  wr.imm_data = compact ? htobe32(CompactImm(local_.sin_port)) : 0;
-  if (bytes != 0 && bytes <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
-  wr.wr.ud.ah = route.ah;
-  wr.wr.ud.remote_qpn = route.qpn;
-  wr.wr.ud.remote_qkey = route.qkey;
-  int rc;
-  if (num_staged_ > 0) {
-    rc = PostChain(&wr);  // Behind the staged datagrams, in one post.
-  } else {
-    if (env_.poll_passes != nullptr) posted_pass_ = *env_.poll_passes;
-    ibv_send_wr* bad = nullptr;
-    rc = ibv_post_send(qp_->qp, &wr, &bad);
-    if (rc < 0) rc = EIO;  // Not an errno: report one all the same.
-  }
-  if (rc != 0) {
-    // The QP is broken: fail everything now; what was posted keeps its
-    // memory until the socket goes.
-    DEMI_LOG(ERROR) << "ibv_post_send (UD): " << std::strerror(rc);
-    FailAll(rc);
-    return false;
-  }
-  send_slots_[seq % kDatagramSendDepth] = slot;
-  ++send_head_;
-  if (signal) signaled_end_ = send_head_;
   return true;
 }
 

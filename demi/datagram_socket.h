@@ -243,10 +243,15 @@ class DatagramSocket {
   // Whether `from`'s claimed port may be the QP `src_qp` (DatagramRoutes::
   // Seen); if not, the datagram counts as malformed.
   bool Admit(const sockaddr_in& from, uint32_t src_qp);
+  // Admit's no: counts the datagram as malformed.
+  void Refuse();
   // A destination was resolved, or failed to be: its pushes go or fail.
   void OnRouteOutcome(const DatagramRoutes::Outcome& outcome);
   // Hands the datagram in `buffer` (ours now) to a pop or the queue.
   void Deliver(BufferRef buffer, std::byte* data, uint32_t length,
+               const sockaddr_in& from);
+  // Deliver's way when no pop waits for it, or others are queued ahead.
+  void Enqueue(BufferRef buffer, std::byte* data, uint32_t length,
                const sockaddr_in& from);
   void DeliverPops();
   // Fails every waiting pop with `err`.

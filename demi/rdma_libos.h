@@ -249,7 +249,8 @@ class RdmaLibOs {
   // The counts ThreadDevice::armed compares with, as they are now.
   ThreadDevice::ArmedCqs ArmedCqsNow(const ThreadDevice& device) const;
 
-  // Datagram sockets (rdma_libos_datagram.cc).
+  // Datagram sockets (rdma_libos_datagram.cc; the per-datagram calls are
+  // inline, below).
   absl::Status BindDatagram(Queue& queue, const sockaddr_in& local);
   absl::StatusOr<demi_qtoken_t> ConnectDatagram(Queue& queue,
                                                 const sockaddr_in& remote);
@@ -359,6 +360,34 @@ inline int RdmaLibOs::Pop(int qd, demi_qtoken_t* qt_out) {
   }
   demi_qtoken_t qt = tokens_.Add(qd, DEMI_OPC_POP);
   connection->conn->Pop(qt);
+  *qt_out = qt;
+  return 0;
+}
+
+inline int RdmaLibOs::PushDatagram(Queue& queue, const demi_sgarray_t& sga,
+                                   uint32_t length, const sockaddr_in* dest,
+                                   demi_qtoken_t* qt_out) {
+  DatagramSocket* socket = queue.dgram();
+  if (socket == nullptr) return EDESTADDRREQ;  // Not bound.
+  if (dest == nullptr) {
+    if (!socket->has_peer) return EDESTADDRREQ;  // No demi_connect.
+    dest = &socket->peer;
+  }
+  if (length > kMaxDatagram) return EMSGSIZE;  // Longer than UDP allows.
+  if (int err = socket->PushTo(sga, length, *dest, qt_out); err != 0) {
+    return err;
+  }
+  // A new destination is resolved through rdma_cm; a known one costs
+  // nothing here.
+  if (socket->Resolving()) ExpectCmEvents();
+  return 0;
+}
+
+inline int RdmaLibOs::PopDatagram(Queue& queue, demi_qtoken_t* qt_out) {
+  DatagramSocket* socket = queue.dgram();
+  if (socket == nullptr) return EDESTADDRREQ;  // Not bound.
+  demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_POP);
+  socket->Pop(qt);
   *qt_out = qt;
   return 0;
 }

@@ -73,34 +73,6 @@ absl::StatusOr<demi_qtoken_t> RdmaLibOs::ConnectDatagram(
   return qt;
 }
 
-int RdmaLibOs::PushDatagram(Queue& queue, const demi_sgarray_t& sga,
-                            uint32_t length, const sockaddr_in* dest,
-                            demi_qtoken_t* qt_out) {
-  DatagramSocket* socket = queue.dgram();
-  if (socket == nullptr) return EDESTADDRREQ;  // Not bound.
-  if (dest == nullptr) {
-    if (!socket->has_peer) return EDESTADDRREQ;  // No demi_connect.
-    dest = &socket->peer;
-  }
-  if (length > kMaxDatagram) return EMSGSIZE;  // Longer than UDP allows.
-  if (int err = socket->PushTo(sga, length, *dest, qt_out); err != 0) {
-    return err;
-  }
-  // A new destination is resolved through rdma_cm; a known one costs
-  // nothing here.
-  if (socket->Resolving()) ExpectCmEvents();
-  return 0;
-}
-
-int RdmaLibOs::PopDatagram(Queue& queue, demi_qtoken_t* qt_out) {
-  DatagramSocket* socket = queue.dgram();
-  if (socket == nullptr) return EDESTADDRREQ;  // Not bound.
-  demi_qtoken_t qt = tokens_.Add(queue.qd, DEMI_OPC_POP);
-  socket->Pop(qt);
-  *qt_out = qt;
-  return 0;
-}
-
 absl::Status RdmaLibOs::GetDatagramStats(Queue& queue, void* optval,
                                          socklen_t* optlen) {
   if (optval == nullptr || optlen == nullptr ||
