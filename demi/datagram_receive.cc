@@ -199,14 +199,15 @@ void DatagramSocket::Refill() {
       recv_slots_[slot].reset(buffer);
       sges[n] = {reinterpret_cast<uintptr_t>(buffer->data), kGrhSize + ud_mtu_,
                  SgaPool::Lkey(buffer, env_.device)};
-      wrs[n] = {};
+      // Every field set, none zeroed first (the chain's end below).
       wrs[n].wr_id = slot;
+      wrs[n].next = &wrs[n + 1];
       wrs[n].sg_list = &sges[n];
       wrs[n].num_sge = 1;
-      if (n > 0) wrs[n - 1].next = &wrs[n];
       ++n;
     }
     if (n == 0) return;
+    wrs[n - 1].next = nullptr;
     ibv_recv_wr* bad = nullptr;
     if (int rc = ibv_post_recv(qp_->qp, wrs, &bad); rc != 0) {
       DEMI_LOG(ERROR) << "ibv_post_recv (UD): " << std::strerror(rc);

@@ -72,7 +72,7 @@ if [ -n "$out" ]; then
   for vm in "$keep"/vm*; do
     find "$vm" -maxdepth 1 -type f ! -name cmd.sh ! -name env.sh \
       ! -name guest_init.sh ! -name vm.conf ! -name output.txt ! -name rc \
-      ! -name setup.txt ! -name test.xml -exec cp {} "$out/" \;
+      ! -name setup.txt ! -name test.xml ! -name booted -exec cp {} "$out/" \;
   done
 fi
 if [ -n "${XML_OUTPUT_FILE:-}" ] && [ -f "$keep/vm0/test.xml" ]; then
