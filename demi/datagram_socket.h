@@ -219,8 +219,10 @@ class DatagramSocket {
   // last fragment, or every kDatagramSignalInterval; with this socket's
   // port in immediate data if `compact` (datagram_wire.h). False if the QP
   // failed (everything failed then).
-  bool PostSend(ibv_sge* sges, int num_sge, uint32_t bytes, const Route& route,
-                SendSlot slot, bool must_signal = false, bool compact = false);
+  // Inline, defined in datagram_socket.cc, whose functions alone call it.
+  inline bool PostSend(ibv_sge* sges, int num_sge, uint32_t bytes,
+                       const Route& route, SendSlot slot,
+                       bool must_signal = false, bool compact = false);
   // Unsignalled sends are retired by the completion of a later signalled
   // one. If none follows the newest, a signalled send of no bytes (a
   // mark, which receivers drop) goes behind them on the newest's route:
@@ -238,18 +240,21 @@ class DatagramSocket {
   void FailCompletions(int err);
   void OnSendCompletion(const ibv_wc& wc);
   void OnRecvCompletion(const ibv_wc& wc);
+  // OnCompactDatagram, Admit and Deliver are inline, defined in
+  // datagram_receive.cc, whose functions alone call them.
   // A compact datagram (datagram_wire.h) in `buffer`, GRH first.
-  void OnCompactDatagram(const ibv_wc& wc, BufferRef buffer);
+  inline void OnCompactDatagram(const ibv_wc& wc, BufferRef buffer);
   // Whether `from`'s claimed port may be the QP `src_qp` (DatagramRoutes::
   // Seen); if not, the datagram counts as malformed.
-  bool Admit(const sockaddr_in& from, uint32_t src_qp);
-  // Admit's no: counts the datagram as malformed.
+  inline bool Admit(const sockaddr_in& from, uint32_t src_qp);
+  // Admit's no: counts the datagram as malformed and, if a source waits to
+  // be resolved again, posts a mark behind the sends to it.
   void Refuse();
   // A destination was resolved, or failed to be: its pushes go or fail.
   void OnRouteOutcome(const DatagramRoutes::Outcome& outcome);
   // Hands the datagram in `buffer` (ours now) to a pop or the queue.
-  void Deliver(BufferRef buffer, std::byte* data, uint32_t length,
-               const sockaddr_in& from);
+  inline void Deliver(BufferRef buffer, std::byte* data, uint32_t length,
+                      const sockaddr_in& from);
   // Deliver's way when no pop waits for it, or others are queued ahead.
   void Enqueue(BufferRef buffer, std::byte* data, uint32_t length,
                const sockaddr_in& from);

@@ -10,8 +10,11 @@
 # Now and then an emulated VM stalls before its kernel starts (seen once:
 # SeaBIOS at "Booting from ROM" for the whole timeout). A VM that has not
 # reached its initramfs within DEMI_VM_BOOT_TIMEOUT seconds (default 240;
-# a boot takes 10-40) is killed, and the run starts again, every VM of it:
-# up to three attempts, the last one without the limit.
+# a boot takes 10-40; 0: no limit), or whose QEMU exited before, is
+# killed, and the run starts again, every VM of it: three attempts at
+# most, the last one without the limit. The attempts share the timeout
+# (so that the caller's own, run_on_rdma.sh's, still comes later), and
+# one is retried only while two boot limits of it are left.
 #
 # One host: one VM, rxe on a dummy netdev with address 192.0.2.1; client and
 # server processes run side by side in it. Two hosts: two VMs joined by a
@@ -109,7 +112,7 @@ start_vm() {
   shift
   # no_timer_check: on a busy host, emulation can be too slow for the
   # kernel's IO-APIC timer check, which then panics at boot.
-  timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
+  timeout --kill-after=10 "$run_timeout" qemu-system-x86_64 \
     -machine q35 -accel tcg -cpu max -smp 2 -m "${DEMI_VM_MEMORY_MB:-2048}" \
     -nographic -no-reboot -nic none \
     -kernel "/boot/vmlinuz-$kernel_version" -initrd "$work/initramfs.cpio" \
@@ -156,15 +159,22 @@ start_all() {
 }
 
 # Waits until every VM has reached its initramfs (its share's "booted");
-# false once one has not within boot_limit seconds, or exited before.
+# false once one has not within boot_limit seconds, or exited before
+# (then `exited` says so).
 wait_boot() {
   local deadline=$((SECONDS + boot_limit)) i missing
+  exited=0
   while :; do
     missing=0
     for ((i = 0; i < hosts; i++)); do
       [ -e "$work/vm$i/booted" ] && continue
+      if ! kill -0 "${pids[$i]}" 2> /dev/null; then
+        # It may have booted, run and exited since the look above.
+        [ -e "$work/vm$i/booted" ] && continue
+        exited=1
+        return 1
+      fi
       missing=1
-      kill -0 "${pids[$i]}" 2> /dev/null || return 1
     done
     [ "$missing" = 1 ] || return 0
     [ "$SECONDS" -lt "$deadline" ] || return 1
@@ -173,11 +183,19 @@ wait_boot() {
 }
 
 start=$(date +%s)
+begin=$SECONDS
 for ((attempt = 1; attempt <= attempts; attempt++)); do
+  run_timeout=$((timeout_s - (SECONDS - begin)))
   start_all "$@"
-  [ "$attempt" -lt "$attempts" ] || break
+  [ "$attempt" -lt "$attempts" ] && [ "$boot_limit" -gt 0 ] &&
+    [ "$run_timeout" -gt $((2 * boot_limit)) ] || break
   wait_boot && break
-  echo "run_vm.sh: a VM did not boot within ${boot_limit}s (attempt $attempt of $attempts), starting again; its console ended:" >&2
+  if [ "$exited" = 1 ]; then
+    why="exited before it booted"
+  else
+    why="did not boot within ${boot_limit}s"
+  fi
+  echo "run_vm.sh: a VM $why (attempt $attempt of $attempts), starting again; its console ended:" >&2
   for ((i = 0; i < hosts; i++)); do
     [ -e "$work/vm$i/booted" ] || tail -n 3 "$work/console$i.txt" | sed 's/^/  /' >&2
   done
