@@ -345,6 +345,27 @@ std::vector<int> QdsOfNoQueue() {
   EXPECT_EQ(PopString(pair.server), "in flight at the close");
   EXPECT_EQ(demi_close(pair.server), 0);
   EXPECT_EQ(demi_close(pair.listener), 0);
+  // A bound datagram socket closed with a datagram just pushed.
+  int dgram = -1, peer = -1;
+  EXPECT_EQ(demi_socket(&dgram, AF_INET, SOCK_DGRAM, 0), 0);
+  EXPECT_EQ(demi_socket(&peer, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in dgram_addr = AddrOrDie(NextPort());
+  sockaddr_in peer_addr = AddrOrDie(NextPort());
+  EXPECT_EQ(demi_bind(dgram, Sa(dgram_addr), sizeof(dgram_addr)), 0);
+  EXPECT_EQ(demi_bind(peer, Sa(peer_addr), sizeof(peer_addr)), 0);
+  demi_qtoken_t qt = 0;
+  EXPECT_EQ(demi_connect(&qt, dgram, Sa(peer_addr), sizeof(peer_addr)), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_CONNECT);
+  // The first resolves the route (a push still resolving at the close
+  // fails with EBADF); the second is sent inline, just before the close.
+  EXPECT_EQ(WaitOrFail(PushString(dgram, "resolves")).qr_opcode, DEMI_OPC_PUSH);
+  qt = PushString(dgram, "in flight at the close");
+  EXPECT_EQ(demi_close(dgram), 0);
+  // Taken after the close, which sends what was pushed before it.
+  demi_qresult_t qr = WaitOrFail(qt);
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  EXPECT_EQ(demi_close(peer), 0);
+  qds.push_back(dgram);
   return qds;
 }
 

@@ -264,6 +264,38 @@ TEST(DatagramTest, ConnectSetsTheDefaultDestination) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// An inline datagram's push is done as it returns (its token made done):
+// one wait takes it, as DEMI_OPC_PUSH; a second finds no such token, and
+// no later wait_next hands it out again.
+TEST(DatagramTest, AnInlinePushsTokenIsTakenOnce) {
+  uint16_t b_port = NextPort();
+  int a = BoundSocket(NextPort());
+  int b = BoundSocket(b_port);
+  sockaddr_in b_addr = AddrOrDie(b_port);
+  // The first datagram resolves the route; the second goes inline.
+  PushTo(a, "resolves", b_addr);
+  EXPECT_EQ(PopFrom(b, nullptr), "resolves");
+  demi_qresult_t qr = {};
+  timespec zero = {0, 0};
+  int n = -1;
+  // Results earlier tests left untaken (pushes their closes failed).
+  while (demi_wait_next_n(&qr, 1, &n, &zero) == 0) {
+  }
+  demi_qtoken_t qt = StartPushTo(a, "inline", b_addr);
+  ASSERT_EQ(demi_wait(&qr, qt, &zero), 0) << "not done as it returned";
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+  EXPECT_EQ(qr.qr_qt, qt);
+  EXPECT_EQ(qr.qr_qd, a);
+  EXPECT_EQ(demi_wait(&qr, qt, &zero), EINVAL);
+  EXPECT_EQ(demi_wait_next_n(&qr, 1, &n, &zero), ETIMEDOUT)
+      << "opcode " << qr.qr_opcode << " qt " << qr.qr_qt << " (pushed " << qt
+      << ") qd " << qr.qr_qd << " ret " << qr.qr_ret;
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(PopFrom(b, nullptr), "inline");
+  EXPECT_EQ(demi_close(a), 0);
+  EXPECT_EQ(demi_close(b), 0);
+}
+
 TEST(DatagramTest, PortZeroPicksAPort) {
   int a = -1;
   ASSERT_EQ(demi_socket(&a, AF_INET, SOCK_DGRAM, 0), 0);
