@@ -92,8 +92,8 @@ bool DatagramRoutes::SeenOther(const sockaddr_in& from, uint32_t qpn,
   if (entry->ah == nullptr) {
     return !entry->verifying || entry->previous_qpn == qpn;
   }
-  if (entry->route.qpn == qpn) return true;
-  // The route's copy in a posted send needs its address handle.
+  // Resolved, to another QP (Seen answered for its own). The route's copy in a
+  // posted send needs its address handle.
   if (entry->in_flight > 0) {
     if (!entry->drain_waiting) {
       entry->drain_waiting = true;

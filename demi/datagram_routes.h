@@ -148,8 +148,8 @@ class DatagramRoutes {
     return LookupMiss(key);
   }
   Entry* LookupMiss(uint64_t key);
-  // Seen for the rest: no route to `from` (`entry` null), one being
-  // resolved, or one to another QP.
+  // Seen for the rest (`entry` is Lookup's): no route to `from` (null),
+  // one being resolved, or one to another QP than `qpn`.
   bool SeenOther(const sockaddr_in& from, uint32_t qpn, Entry* entry);
   // Makes room for one more entry; false if every entry is in use.
   bool MakeRoom();
