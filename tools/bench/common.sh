@@ -22,6 +22,30 @@ msg_rate() {
   }'
 }
 
+# median_range: numbers on stdin, one a line -> "MEDIAN MIN MAX"; nothing
+# for none.
+median_range() {
+  sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) exit
+    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    print m, v[1], v[NR] }'
+}
+
+# round_ratios PEER OURS ROUNDS_LOG: from the NAME VALUE lines of
+# alternating rounds (PEER's figure, then its OURS; VALUE empty for a run
+# that gave no figure), the n-th OURS over the n-th PEER, a line each; a
+# pair missing either figure gives none.
+round_ratios() {
+  awk -v p="$1" -v o="$2" '
+    $1 == p { peer[++np] = $2 }
+    $1 == o { ours[++no] = $2 }
+    END {
+      for (i = 1; i <= np && i <= no; i++)
+        if (peer[i] != "" && ours[i] != "" && peer[i] + 0 != 0)
+          printf "%.4f\n", ours[i] / peer[i]
+    }' "$3"
+}
+
 # json_field JSON BYTES FIELD: FIELD of the result object for BYTES.
 json_field() {
   grep -o "{\"bytes\":$2,[^}]*}" <<< "$1" | grep -o "\"$3\":[0-9.]*" |

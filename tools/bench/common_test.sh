@@ -1,6 +1,7 @@
 #!/bin/bash
 # The benchmark scripts' shared helpers, without a device: a perftest run
-# that gave no figure must record nothing (not 0) for the median.
+# that gave no figure must record nothing (not 0) for the median, nor pair
+# with another round's figure.
 set -uo pipefail
 source "${1:?usage: common_test.sh COMMON_SH}"
 fails=0
@@ -20,5 +21,28 @@ expect "" 64 " 64  100000  0.00  0.00  0.000000"  # No traffic measured.
 expect 50.0 64 " 64  100  0.00  0.00  0.000050"  # Below BW's 0.01 MB/s.
 expect "" 1048576 " 1048576  100  0.00  0.00  0.000001"
 expect "" 64 "Couldn't connect to 192.0.2.1:18515"
+# median_range: the median (of the middle two for an even count), the range.
+check() {  # check WHAT WANT GOT
+  if [ "$2" != "$3" ]; then
+    echo "$1: got '$3', want '$2'"
+    fails=$((fails + 1))
+  fi
+}
+check "median of 3" "2 1 30" "$(printf '30\n1\n2\n' | median_range)"
+check "median of 4" "2.5 1 30" "$(printf '3\n30\n1\n2\n' | median_range)"
+check "median of none" "" "$(median_range < /dev/null)"
+# round_ratios: the n-th of ours over the n-th of the peer; a round where
+# either gave no figure (an empty value) or the peer gave 0 is left out,
+# and the rounds after it still pair up.
+rounds=$(mktemp)
+trap 'rm -f "$rounds"' EXIT
+printf '%s\n' "peer 10" "other 5" "ours 11" \
+  "peer " "ours 30" \
+  "peer 20" "ours " \
+  "peer 0" "ours 1" \
+  "peer 8" "ours 6" > "$rounds"
+check "round_ratios" "1.1000 0.7500" \
+  "$(round_ratios peer ours "$rounds" | tr '\n' ' ' | sed 's/ $//')"
+check "round_ratios of no such name" "" "$(round_ratios peer none "$rounds")"
 [ "$fails" = 0 ] && echo PASS
 exit "$fails"

@@ -5,10 +5,10 @@
 # Runs on one RDMA device (one host): each of ours beside its peer from
 # perftest and librdmacm (rstream), client and server as two processes on
 # DEMI_TEST_ADDR; latency and the 64 B message rate in DEMI_BENCH_ROUNDS
-# (5) alternating rounds, medians kept (64 B datagrams too); bandwidth and
-# sequential connects in DEMI_BENCH_BW_ROUNDS (3) more; then
-# instructions.sh. Writes
-# results.txt (NAME VALUE lines), the raw outputs and latency_cdf.png into
+# (5) alternating rounds (64 B datagrams too), bandwidth and sequential
+# connects in DEMI_BENCH_BW_ROUNDS (3) more: medians kept, and the medians
+# of the rounds' own ratios; then instructions.sh. Writes results.txt
+# (NAME VALUE lines), the raw outputs and latency_cdf.png into
 # DEMI_OUT_DIR.
 set -uo pipefail
 probe=$(readlink -f "$1") tput=$(readlink -f "$2")
@@ -73,11 +73,26 @@ settle() {
   local name
   for name in $(awk '{print $1}' "$out/rounds.log" | sort -u); do
     awk -v k="$name" '$1 == k && $2 != "" {print $2}' "$out/rounds.log" |
-      sort -g | awk -v k="$name" '{ v[NR] = $1 } END {
-        if (NR == 0) exit
-        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        print k, m; print k ".min", v[1]; print k ".max", v[NR] }' \
-      >> "$out/results.txt"
+      median_range | record_range "$name"
+  done
+}
+# record_range NAME: "MEDIAN MIN MAX" on stdin -> NAME, NAME.min, NAME.max.
+record_range() {
+  local median min max
+  read -r median min max || return 0
+  printf '%s %s\n%s.min %s\n%s.max %s\n' "$1" "$median" "$1" "$min" \
+    "$1" "$max" >> "$out/results.txt"
+}
+# pair_ratios PEER:OURS...: the median and range of the rounds' own ratios,
+# as ratio.OURS. The emulation has slow spells that outlast a few runs
+# (every tool slows together, by up to half): a round's ratio, of two runs
+# one after the other, cancels them, while medians taken apart can pair a
+# fast spell of one with a slow spell of the other.
+pair_ratios() {
+  local pair
+  for pair in "$@"; do
+    round_ratios "${pair%%:*}" "${pair#*:}" "$out/rounds.log" |
+      median_range | record_range "ratio.${pair#*:}"
   done
 }
 
@@ -86,6 +101,7 @@ settle() {
 # round, and the report takes medians.
 rounds=${DEMI_BENCH_ROUNDS:-5}
 record env.rounds "$rounds"
+record env.ud_pairs "${DEMI_BENCH_UD_PAIRS:-3}"
 : > "$out/rounds.log"
 for ((r = 1; r <= rounds; r++)); do
   echo "== round $r of $rounds: ib_send_lat, latency_probe (one-way us);" \
@@ -135,17 +151,23 @@ for ((r = 1; r <= rounds; r++)); do
   one=$(ours "$tput" 13004 --sleep -- --size 64 --window 32 --seconds 3 \
     --json)
   round throughput_sleep.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
-  # Datagrams of 64 B: perftest over UD, then ours (--udp).
-  line=$(perftest ib_send_lat 64 10000 -c UD)
-  round ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
-  round ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
+  # Datagrams of 64 B: perftest over UD, then ours (--udp), latency then
+  # rate, each pair one run after the other. The latency pair runs
+  # DEMI_BENCH_UD_PAIRS (3) times a round: its ratio swings the most from
+  # one pair to the next (0.76x to 1.57x in 21 pairs of one boot, stop 51
+  # in docs/benchmarks_by_hand.md), and its runs are short.
+  for ((pair = 1; pair <= ${DEMI_BENCH_UD_PAIRS:-3}; pair++)); do
+    line=$(perftest ib_send_lat 64 10000 -c UD)
+    round ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
+    round ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"
+    json=$(ours "$probe" 13012 --udp -- --size 64 --iters 10000 \
+      --warmup 1000 --json)
+    echo "$json" >> "$out/latency_probe_udp_64.json"
+    round ud.probe.64.p50 "$(json_field "$json" 64 p50_us)"
+    round ud.probe.64.p99 "$(json_field "$json" 64 p99_us)"
+  done
   line=$(perftest ib_send_bw 64 100000 -c UD)
   round ud.ib_send_bw.64.msg_per_s "$(msg_rate 64 <<< "$line")"
-  json=$(ours "$probe" 13012 --udp -- --size 64 --iters 10000 \
-    --warmup 1000 --json)
-  echo "$json" >> "$out/latency_probe_udp_64.json"
-  round ud.probe.64.p50 "$(json_field "$json" 64 p50_us)"
-  round ud.probe.64.p99 "$(json_field "$json" 64 p99_us)"
   one=$(ours "$tput" 13013 --udp -- --size 64 --window 32 --seconds 3 --json)
   echo "$one" >> "$out/throughput_udp_64.json"
   # Sent and received (the server's count): UDP may lose some.
@@ -155,6 +177,12 @@ for ((r = 1; r <= rounds; r++)); do
   round ud.throughput.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
 done
 settle
+pair_ratios ib_send_lat.64.p50:probe.64.p50 ib_send_lat.64.p99:probe.64.p99 \
+  ib_send_lat.4096.p50:probe.4096.p50 ib_send_lat.4096.p99:probe.4096.p99 \
+  ib_send_bw.64.msg_per_s:throughput.64.msg_per_s \
+  ib_send_bw.64.q4.msg_per_s:throughput.64.c4.msg_per_s \
+  ud.ib_send_lat.64.p50:ud.probe.64.p50 ud.ib_send_lat.64.p99:ud.probe.64.p99 \
+  ud.ib_send_bw.64.msg_per_s:ud.throughput.64.msg_per_s
 read -r sent received <<< "$(awk '{ s += $1; r += $2 } END { print s, r }' \
   "$out/udp_64_counts.log")"
 record ud.throughput.64.sent "$sent"
@@ -246,6 +274,7 @@ for ((r = 1; r <= bw_rounds; r++)); do
   done
 done
 settle
+pair_ratios connect.rdma_cm.per_s:connect.demi.per_s
 
 echo "== datagrams of several fragments (one-way us, messages/s)"
 $limit "$probe" --udp --server --bind "$addr" --port 13010 --exit_after 1 \

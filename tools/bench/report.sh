@@ -48,10 +48,15 @@ rowbw() {
     "$(spreadmb "$ours" "$4")" "$(ratio "$(value "$ours")" "$(value "$peer")")" "$5"
 }
 # rowm WHAT PEER_NAME PEER_KEY OURS_KEY TARGET: a row of medians over the
-# alternating rounds, each with its range; the ratio is of the medians.
+# alternating rounds, each with its range; the ratio is the median of the
+# rounds' own (ratio.OURS_KEY), the ratio of the medians in parentheses.
 rowm() {
+  local of_medians
+  of_medians=$(ratio "$(value "$4")" "$(value "$3")")
+  [ -z "$(value "ratio.$4")" ] ||
+    of_medians="$(two "$(value "ratio.$4")") ($of_medians)"
   printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$(spread "$3")" \
-    "$(spread "$4")" "$(ratio "$(value "$4")" "$(value "$3")")" "$5"
+    "$(spread "$4")" "$of_medians" "$5"
 }
 
 cat <<HEAD
@@ -82,8 +87,15 @@ reports them); rates are messages per second; bandwidths MB/s (10^6 B).
 Ratio = ours / peer: below 1 is better for latency, above 1 for rates.
 The first rows ran in $(value env.rounds) alternating rounds (perftest, then
 ours, then perftest again, ...): each cell is the median, with the range
-over the rounds in parentheses. The bandwidth rows and the connects ran
-the same way in $(value env.bw_rounds) rounds; the other peers ran once
+over the rounds in parentheses (the datagram latency pair ran
+$(value env.ud_pairs) times a round). Their ratio is the median of the rounds'
+own ratios (ours over the peer's run just before it), with the ratio of
+the two medians in parentheses: the emulation has slow spells, every tool
+slower by up to half for a minute or so, and a round's two runs fall in
+the same spell, where the medians can pair a fast spell of one with a
+slow spell of the other. The bandwidth rows and the connects ran
+the same way in $(value env.bw_rounds) rounds (the bandwidth ratios are of
+the medians: perftest's sizes run before ours); the other peers ran once
 (ours beside rstream are the medians of the rounds above).
 
 | What | Peer | Peer | Ours | Ratio | Target |
@@ -298,10 +310,10 @@ ib_send_lat -d DEV -R -s {64,4096} -n 10000 ADDR
 latency_probe --client ADDR --size 64,4K --iters 10000 --warmup 1000 --json
 ib_send_bw  -d DEV -R -s 64 -n 100000 [-q 4] ADDR
 throughput --client ADDR --size 64 --window 32 --seconds 3 [--connections 4]
-# In each round too:
+# In each round too, the first pair DEMI_BENCH_UD_PAIRS (3) times:
 ib_send_lat -d DEV -R -c UD -s 64 -n 10000 ADDR
-ib_send_bw  -d DEV -R -c UD -s 64 -n 100000 ADDR
 latency_probe --udp --client ADDR --size 64 --iters 10000 --warmup 1000 --json
+ib_send_bw  -d DEV -R -c UD -s 64 -n 100000 ADDR
 throughput --udp --client ADDR --size 64 --window 32 --seconds 3 --json
 # In DEMI_BENCH_BW_ROUNDS (3) alternating rounds:
 ib_send_bw  -d DEV -R -s {65536,1048576} -n {3000,100} ADDR
