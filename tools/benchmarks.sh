@@ -1,7 +1,8 @@
 #!/bin/bash
 # Benchmarks: runs each of ours beside its peer (perftest, rstream) on the
 # same RDMA device in one VM boot (or on this machine's device), latency
-# and message rate alternately over several rounds (DEMI_BENCH_ROUNDS, 5),
+# and message rate alternately over several rounds (DEMI_BENCH_ROUNDS, 5;
+# the datagram latency pair DEMI_BENCH_UD_PAIRS, 3, times a round),
 # bandwidth and connects too (DEMI_BENCH_BW_ROUNDS, 3), counts
 # instructions per round trip under callgrind, then measures the latency
 # and the message rate between two VMs, and writes BENCHMARKS.md.

@@ -25,7 +25,7 @@ msg_rate() {
 # median_range: numbers on stdin, one a line -> "MEDIAN MIN MAX"; nothing
 # for none.
 median_range() {
-  sort -g | awk '{ v[NR] = $1 } END {
+  sort -g | awk 'BEGIN { OFMT = "%.10g" } { v[NR] = $1 } END {
     if (NR == 0) exit
     m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     print m, v[1], v[NR] }'
@@ -34,14 +34,15 @@ median_range() {
 # round_ratios PEER OURS ROUNDS_LOG: from the NAME VALUE lines of
 # alternating rounds (PEER's figure, then its OURS; VALUE empty for a run
 # that gave no figure), the n-th OURS over the n-th PEER, a line each; a
-# pair missing either figure gives none.
+# pair missing either figure (or with a PEER of 0) gives none.
 round_ratios() {
   awk -v p="$1" -v o="$2" '
+    function figure(v) { return v ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ }
     $1 == p { peer[++np] = $2 }
     $1 == o { ours[++no] = $2 }
     END {
       for (i = 1; i <= np && i <= no; i++)
-        if (peer[i] != "" && ours[i] != "" && peer[i] + 0 != 0)
+        if (figure(peer[i]) && figure(ours[i]) && peer[i] + 0 != 0)
           printf "%.4f\n", ours[i] / peer[i]
     }' "$3"
 }

@@ -30,18 +30,24 @@ check() {  # check WHAT WANT GOT
 }
 check "median of 3" "2 1 30" "$(printf '30\n1\n2\n' | median_range)"
 check "median of 4" "2.5 1 30" "$(printf '3\n30\n1\n2\n' | median_range)"
+check "median of large rates" "1234568.1 1234567.3 1234568.9" \
+  "$(printf '1234567.3\n1234568.9\n' | median_range)"
 check "median of none" "" "$(median_range < /dev/null)"
-# round_ratios: the n-th of ours over the n-th of the peer; a round where
-# either gave no figure (an empty value) or the peer gave 0 is left out,
-# and the rounds after it still pair up.
+# round_ratios: the n-th of ours over the n-th of the peer; a pair where
+# either gave no figure (an empty or non-numeric value) or the peer gave 0
+# is left out, and the pairs after it still pair up; a last peer with no
+# ours of its own pairs with nothing.
 rounds=$(mktemp)
 trap 'rm -f "$rounds"' EXIT
 printf '%s\n' "peer 10" "other 5" "ours 11" \
   "peer " "ours 30" \
   "peer 20" "ours " \
   "peer 0" "ours 1" \
-  "peer 8" "ours 6" > "$rounds"
-check "round_ratios" "1.1000 0.7500" \
+  "peer 8" "ours 6" \
+  "peer 20" "ours n/a" \
+  "peer 4" "ours 0" \
+  "peer 5" > "$rounds"
+check "round_ratios" "1.1000 0.7500 0.0000" \
   "$(round_ratios peer ours "$rounds" | tr '\n' ' ' | sed 's/ $//')"
 check "round_ratios of no such name" "" "$(round_ratios peer none "$rounds")"
 [ "$fails" = 0 ] && echo PASS

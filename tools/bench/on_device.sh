@@ -5,7 +5,8 @@
 # Runs on one RDMA device (one host): each of ours beside its peer from
 # perftest and librdmacm (rstream), client and server as two processes on
 # DEMI_TEST_ADDR; latency and the 64 B message rate in DEMI_BENCH_ROUNDS
-# (5) alternating rounds (64 B datagrams too), bandwidth and sequential
+# (5) alternating rounds (64 B datagrams too; their latency pair
+# DEMI_BENCH_UD_PAIRS (3) times a round), bandwidth and sequential
 # connects in DEMI_BENCH_BW_ROUNDS (3) more: medians kept, and the medians
 # of the rounds' own ratios; then instructions.sh. Writes results.txt
 # (NAME VALUE lines), the raw outputs and latency_cdf.png into
@@ -63,8 +64,9 @@ ours() {
   wait
 }
 
-# round NAME VALUE: one round's figure; settle then records the median
-# and the spread (NAME.min, NAME.max) of every figure over the rounds.
+# round NAME VALUE: one run's figure (a run a round, or DEMI_BENCH_UD_PAIRS);
+# settle then records the median and the spread (NAME.min, NAME.max) of
+# every figure over the rounds.
 round() {
   echo "$1 $2" >> "$out/rounds.log"
   echo "  $1 = $2"
@@ -85,9 +87,9 @@ record_range() {
 }
 # pair_ratios PEER:OURS...: the median and range of the rounds' own ratios,
 # as ratio.OURS. The emulation has slow spells that outlast a few runs
-# (every tool slows together, by up to half): a round's ratio, of two runs
-# one after the other, cancels them, while medians taken apart can pair a
-# fast spell of one with a slow spell of the other.
+# (every tool about 1.5 times slower at once): a round's ratio, of two
+# runs a few seconds apart, cancels them, while medians taken apart can
+# pair a fast spell of one with a slow spell of the other.
 pair_ratios() {
   local pair
   for pair in "$@"; do
@@ -101,7 +103,8 @@ pair_ratios() {
 # round, and the report takes medians.
 rounds=${DEMI_BENCH_ROUNDS:-5}
 record env.rounds "$rounds"
-record env.ud_pairs "${DEMI_BENCH_UD_PAIRS:-3}"
+ud_pairs=${DEMI_BENCH_UD_PAIRS:-3}
+record env.ud_pairs "$ud_pairs"
 : > "$out/rounds.log"
 for ((r = 1; r <= rounds; r++)); do
   echo "== round $r of $rounds: ib_send_lat, latency_probe (one-way us);" \
@@ -153,10 +156,10 @@ for ((r = 1; r <= rounds; r++)); do
   round throughput_sleep.64.msg_per_s "$(json_field "$one" 64 msg_per_s)"
   # Datagrams of 64 B: perftest over UD, then ours (--udp), latency then
   # rate, each pair one run after the other. The latency pair runs
-  # DEMI_BENCH_UD_PAIRS (3) times a round: its ratio swings the most from
-  # one pair to the next (0.76x to 1.57x in 21 pairs of one boot, stop 51
-  # in docs/benchmarks_by_hand.md), and its runs are short.
-  for ((pair = 1; pair <= ${DEMI_BENCH_UD_PAIRS:-3}; pair++)); do
+  # DEMI_BENCH_UD_PAIRS (3) times a round: its ratio swings widely from one
+  # pair to the next (0.76x to 1.57x in 21 pairs of one boot, stop 51 in
+  # docs/benchmarks_by_hand.md), and its runs are short.
+  for ((i = 1; i <= ud_pairs; i++)); do
     line=$(perftest ib_send_lat 64 10000 -c UD)
     round ud.ib_send_lat.64.p50 "$(awk '{print $5}' <<< "$line")"
     round ud.ib_send_lat.64.p99 "$(awk '{print $8}' <<< "$line")"

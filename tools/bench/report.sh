@@ -89,11 +89,11 @@ The first rows ran in $(value env.rounds) alternating rounds (perftest, then
 ours, then perftest again, ...): each cell is the median, with the range
 over the rounds in parentheses (the datagram latency pair ran
 $(value env.ud_pairs) times a round). Their ratio is the median of the rounds'
-own ratios (ours over the peer's run just before it), with the ratio of
-the two medians in parentheses: the emulation has slow spells, every tool
-slower by up to half for a minute or so, and a round's two runs fall in
-the same spell, where the medians can pair a fast spell of one with a
-slow spell of the other. The bandwidth rows and the connects ran
+own ratios (ours over the peer's run earlier in the same round, a few
+seconds apart), with the ratio of the two medians in parentheses: the
+emulation has slow spells, every tool about 1.5 times slower for a
+minute or so, and a round's two runs fall in the same spell, where the
+medians can pair a fast spell of one with a slow spell of the other. The bandwidth rows and the connects ran
 the same way in $(value env.bw_rounds) rounds (the bandwidth ratios are of
 the medians: perftest's sizes run before ours); the other peers ran once
 (ours beside rstream are the medians of the rounds above).
