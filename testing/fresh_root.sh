@@ -2,12 +2,14 @@
 # Usage: testing/fresh_root.sh DIR [COMMAND...]
 # Tries the committed tree as a new user would: debootstraps a fresh Debian
 # 12 root in DIR (once), puts `git archive HEAD` in DIR/srv/project and runs
-# COMMAND there (default: the README's test command, tools/test.sh).
+# COMMAND there (default: the README's test command, tools/test.sh). A tree
+# that is not a git checkout (one such root's copy, where the package test
+# makes roots of its own) goes in as it is, without Bazel's output links.
 set -euo pipefail
 dir=$(readlink -f "$1")
 shift
 [ $# -gt 0 ] || set -- tools/test.sh
-top=$(git rev-parse --show-toplevel)
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # The archive this machine's apt uses (deb822 sources, or the classic list).
 mirror() {
@@ -32,7 +34,12 @@ cp /etc/apt/sources.list.d/debian.sources "$dir/etc/apt/sources.list.d/" 2> /dev
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
 rm -rf "$dir/srv/project"
 mkdir -p "$dir/srv/project"
-git -C "$top" archive HEAD | tar -x -C "$dir/srv/project"
+if git -C "$top" rev-parse --is-inside-work-tree > /dev/null 2>&1; then
+  git -C "$top" archive HEAD | tar -x -C "$dir/srv/project"
+else
+  tar -C "$top" --exclude='./bazel-*' --exclude='./examples/kv/bazel-*' -c . |
+    tar -x -C "$dir/srv/project"
+fi
 
 mountpoint -q "$dir/proc" || mount -t proc proc "$dir/proc"
 mountpoint -q "$dir/sys" || mount --rbind /sys "$dir/sys"
