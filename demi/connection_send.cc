@@ -16,12 +16,12 @@ namespace demi {
 
 int Connection::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
                               demi_qtoken_t* qt_out) {
-  demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
   if (state_ == State::kDead) {
-    env_.tokens->Fail(qt, error_ != 0 ? error_ : ECONNRESET);
-    *qt_out = qt;
+    *qt_out = env_.tokens->AddFailed(qd_, DEMI_OPC_PUSH,
+                                     error_ != 0 ? error_ : ECONNRESET);
     return 0;
   }
+  demi_qtoken_t qt = env_.tokens->Add(qd_, DEMI_OPC_PUSH);
   if (TryPushPiece(qt, sga, length)) {
     *qt_out = qt;
     return 0;

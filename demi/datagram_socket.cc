@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/base/attributes.h"
+#include "demi/push_builder.h"
 #include "demi/staged_chain.h"
 #include "rdma/log.h"
 #include "rdma/status_util.h"
@@ -179,8 +180,7 @@ int DatagramSocket::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
                                   demi_qtoken_t* qt_out) {
   if (length > kMaxDatagram) return EMSGSIZE;
   if (error_ != 0) {
-    *qt_out = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
-    env_.tokens->Fail(*qt_out, error_);
+    *qt_out = env_.tokens->AddFailed(env_.qd, DEMI_OPC_PUSH, error_);
     return 0;
   }
   std::unique_ptr<PushOp> owned;
@@ -193,7 +193,7 @@ int DatagramSocket::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
   // What FinishPush left as it is.
   PushOp& op = *owned;
   op.next_fragment = 0;
-  op.num_segs = 0;
+  op.sges.clear();
   op.error = 0;
   op.dest = dest;
   op.route_key = RouteKey(dest);
@@ -203,37 +203,13 @@ int DatagramSocket::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
   // Only reassembly reads the id: a datagram of one fragment is delivered
   // as it comes, and needs none.
   op.id = op.fragment_count > 1 ? PermuteId(id_key_, next_id_++) : 0;
-  // Registered memory goes as it is; anything else, or more segments than
-  // a fragment can gather, is copied into one pool piece.
-  bool copy = sga.sga_numsegs + 1 > max_send_sge_;
-  Buffer* owners[DEMI_SGARRAY_MAXSIZE] = {};
-  for (uint32_t i = 0; i < sga.sga_numsegs && !copy; ++i) {
-    owners[i] = env_.pool->Find(sga.sga_buf, sga.sga_segs[i].sgaseg_buf,
-                                sga.sga_segs[i].sgaseg_len);
-    copy = owners[i] == nullptr;
-  }
-  if (copy) {
-    absl::StatusOr<Buffer*> staging = env_.pool->Allocate(length);
-    if (!staging.ok()) {
-      Recycle(std::move(owned));
-      return EAGAIN;  // No memory to copy into.
-    }
-    uint32_t at = 0;
-    for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-      std::memcpy((*staging)->data + at, sga.sga_segs[i].sgaseg_buf,
-                  sga.sga_segs[i].sgaseg_len);
-      at += sga.sga_segs[i].sgaseg_len;
-    }
-    op.holds[op.num_holds++].reset(*staging);
-    op.segs[op.num_segs++] = {reinterpret_cast<uintptr_t>((*staging)->data),
-                              length, SgaPool::Lkey(*staging, env_.device)};
-  } else {
-    for (uint32_t i = 0; i < sga.sga_numsegs; ++i) {
-      op.holds[op.num_holds++] = BufferRef::Share(owners[i]);
-      op.segs[op.num_segs++] = {
-          reinterpret_cast<uintptr_t>(sga.sga_segs[i].sgaseg_buf),
-          sga.sga_segs[i].sgaseg_len, SgaPool::Lkey(owners[i], env_.device)};
-    }
+  // Registered memory goes as it is; anything else is copied, all of it
+  // into one piece if a fragment cannot gather so many segments.
+  PushMemory memory = {env_.pool, env_.pd, env_.device, max_send_sge_};
+  if (!PrepareBytes(memory, sga, length, op.sges, op.holds).ok()) {
+    op.holds.clear();
+    Recycle(std::move(owned));
+    return EAGAIN;  // No memory to copy into.
   }
   // The token once nothing can fail: no Erase.
   op.qt = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
@@ -382,8 +358,7 @@ bool DatagramSocket::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
   }
   if (!PostSend(sges, num_sge, (compact ? 0 : kHeaderSize) + length, *route,
                 slot, /*must_signal=*/false, compact)) {
-    *qt_out = env_.tokens->Add(env_.qd, DEMI_OPC_PUSH);
-    env_.tokens->Fail(*qt_out, error_);
+    *qt_out = env_.tokens->AddFailed(env_.qd, DEMI_OPC_PUSH, error_);
     return true;
   }
   routes_.Hold(slot.route_key);
@@ -519,7 +494,8 @@ void DatagramSocket::PostFragment(PushOp& op) {
       NextHeader(op.id, op.length, op.fragment_count, op.next_fragment, offset);
   ibv_sge sges[DEMI_SGARRAY_MAXSIZE + 1];
   sges[0] = {reinterpret_cast<uintptr_t>(h), kHeaderSize, headers_mr_->lkey};
-  int n = 1 + SliceSges(op.segs, op.num_segs, offset, length, sges + 1);
+  int n = 1 + SliceSges(op.sges.data(), static_cast<uint32_t>(op.sges.size()),
+                        offset, length, sges + 1);
   SendSlot slot;
   slot.last = op.next_fragment + 1 == op.fragment_count;
   slot.route_key = op.route_key;
@@ -569,8 +545,7 @@ void DatagramSocket::FinishPush(PushOp& op) {
     }
     op.qt = 0;
   }
-  for (uint32_t i = 0; i < op.num_holds; ++i) op.holds[i].reset();
-  op.num_holds = 0;
+  op.holds.clear();
   if (op.routed) routes_.Release(op.route_key);
   op.routed = false;
 }

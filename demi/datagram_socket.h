@@ -27,6 +27,7 @@
 #include "demi/datagram_wire.h"
 #include "demi/fifo_ring.h"
 #include "demi/limits.h"
+#include "demi/push_op.h"
 #include "demi/qtoken_table.h"
 #include "demi/reassembly.h"
 #include "demi/sga_pool.h"
@@ -139,12 +140,10 @@ class DatagramSocket {
     uint32_t fragment_size = 0;
     uint32_t fragment_count = 0;
     uint32_t next_fragment = 0;  // Fragments posted so far.
-    // The datagram's bytes in registered memory, and the pieces held (only
-    // the first num_segs / num_holds are set).
-    ibv_sge segs[DEMI_SGARRAY_MAXSIZE];
-    uint32_t num_segs = 0;
-    BufferRef holds[DEMI_SGARRAY_MAXSIZE + 1];
-    uint32_t num_holds = 0;
+    // The datagram's bytes in registered memory, and the pieces held
+    // (PrepareBytes).
+    PushSges sges;
+    PushHolds holds;
     Route route;
     bool routed = false;  // Holds `route` (DatagramRoutes::Hold).
     int error = 0;

@@ -370,6 +370,26 @@ TEST(DatagramTest, GatheredAndForeignMemoryArriveWhole) {
   foreign.assign(foreign.size(), 'x');  // Copied at the call.
   EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
   EXPECT_TRUE(SameBytes(PopFrom(b, nullptr), Pattern(5000, 7)));
+  // Both at once, across fragment boundaries: only the foreign middle is
+  // copied; the pool pieces go in place, freed right after the call.
+  std::string head = Pattern(1500, 11), middle = Pattern(2100, 12),
+              tail = Pattern(900, 13);
+  demi_sgarray_t first = demi_sgaalloc(head.size());
+  demi_sgarray_t last = demi_sgaalloc(tail.size());
+  std::memcpy(first.sga_segs[0].sgaseg_buf, head.data(), head.size());
+  std::memcpy(last.sga_segs[0].sgaseg_buf, tail.data(), tail.size());
+  demi_sgarray_t mixed = {};
+  mixed.sga_numsegs = 3;
+  mixed.sga_segs[0] = first.sga_segs[0];
+  mixed.sga_segs[1].sgaseg_buf = middle.data();
+  mixed.sga_segs[1].sgaseg_len = static_cast<uint32_t>(middle.size());
+  mixed.sga_segs[2] = last.sga_segs[0];
+  ASSERT_EQ(demi_pushto(&qt, a, &mixed, Sa(dest), sizeof(dest)), 0);
+  middle.assign(middle.size(), 'x');
+  EXPECT_EQ(demi_sgafree(&first), 0);
+  EXPECT_EQ(demi_sgafree(&last), 0);
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_TRUE(SameBytes(PopFrom(b, nullptr), head + Pattern(2100, 12) + tail));
   EXPECT_EQ(demi_close(a), 0);
   EXPECT_EQ(demi_close(b), 0);
 }

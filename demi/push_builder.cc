@@ -7,8 +7,8 @@
 
 namespace demi {
 
-absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
-                          const demi_sgarray_t& sga) {
+absl::Status PrepareBytes(const PushMemory& memory, const demi_sgarray_t& sga,
+                          uint32_t length, PushSges& sges, PushHolds& holds) {
   uint32_t n = sga.sga_numsegs;
   Buffer* owners[DEMI_SGARRAY_MAXSIZE];
   uint32_t foreign_bytes = 0;
@@ -23,11 +23,11 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
   // One SGE per segment after the header, unless the device gathers fewer:
   // then everything is copied into one piece.
   bool copy_all = n + 1 > memory.max_send_sge;
-  if (copy_all) foreign_bytes = op.length;
+  if (copy_all) foreign_bytes = length;
   Buffer* staging = nullptr;
   if (foreign_bytes > 0) {
     DEMI_ASSIGN_OR_RETURN(staging, memory.pool->Allocate(foreign_bytes));
-    op.holds.emplace_back(staging);
+    holds.emplace_back(staging);
   }
   uint32_t staged = 0;
   uint32_t staging_lkey =
@@ -36,18 +36,18 @@ absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
     const void* addr = sga.sga_segs[i].sgaseg_buf;
     uint32_t len = sga.sga_segs[i].sgaseg_len;
     if (owners[i] != nullptr && !copy_all) {
-      op.holds.push_back(BufferRef::Share(owners[i]));
-      op.sges.push_back({reinterpret_cast<uintptr_t>(addr), len,
-                         SgaPool::Lkey(owners[i], memory.device)});
+      holds.push_back(BufferRef::Share(owners[i]));
+      sges.push_back({reinterpret_cast<uintptr_t>(addr), len,
+                      SgaPool::Lkey(owners[i], memory.device)});
       continue;
     }
     // Copied now, so the application may reuse its memory at once.
     std::memcpy(staging->data + staged, addr, len);
     if (copy_all && i > 0) {
-      op.sges.back().length += len;
+      sges.back().length += len;
     } else {
-      op.sges.push_back({reinterpret_cast<uintptr_t>(staging->data + staged),
-                         len, staging_lkey});
+      sges.push_back({reinterpret_cast<uintptr_t>(staging->data + staged), len,
+                      staging_lkey});
     }
     staged += len;
   }

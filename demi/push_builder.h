@@ -26,10 +26,17 @@ struct PushMemory {
   uint32_t max_send_sge;
 };
 
-// An eager push: fills op.sges (what follows the header) and op.holds.
-// ENOMEM if a copy finds no pool memory.
-absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
-                          const demi_sgarray_t& sga);
+// The `length` bytes of `sga` as a push posts them in place (an eager
+// push's, a datagram's): appends to `sges` what follows the header, and to
+// `holds` the pieces the push keeps alive. ENOMEM if a copy finds no pool
+// memory.
+absl::Status PrepareBytes(const PushMemory& memory, const demi_sgarray_t& sga,
+                          uint32_t length, PushSges& sges, PushHolds& holds);
+// An eager push: fills op.sges and op.holds.
+inline absl::Status PrepareEager(const PushMemory& memory, PushOp& op,
+                                 const demi_sgarray_t& sga) {
+  return PrepareBytes(memory, sga, op.length, op.sges, op.holds);
+}
 // A rendezvous push: one memory window per segment (bound later, when the
 // announcement goes out), registrations for large foreign segments, copies
 // of small ones and of another thread's pool pieces (of any size: their

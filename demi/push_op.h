@@ -19,6 +19,13 @@
 
 namespace demi {
 
+// What a push keeps alive until it ends (the application's pool pieces, a
+// copy), and the bytes it posts after its header. Inline: a push of a few
+// segments allocates nothing beyond its op. A datagram's push has them
+// too (DatagramSocket).
+using PushHolds = absl::InlinedVector<BufferRef, 4>;
+using PushSges = absl::InlinedVector<ibv_sge, 4>;
+
 struct PushOp {
   // Only the rendezvous descriptor's header is set here: the segments
   // (256 bytes) are written only by a rendezvous.
@@ -29,12 +36,10 @@ struct PushOp {
 
   demi_qtoken_t qt = 0;
   uint32_t length = 0;
-  // Pool pieces the push keeps alive (the application's, a copy).
-  // Released when the push ends. Inline: a push of a few segments
-  // allocates nothing beyond the PushOp.
-  absl::InlinedVector<BufferRef, 4> holds;
+  // Released when the push ends.
+  PushHolds holds;
   // Eager: what to post after the header.
-  absl::InlinedVector<ibv_sge, 4> sges;
+  PushSges sges;
   // Rendezvous: foreign memory registered for the push, the windows that
   // expose each segment to this connection's QP alone (bound just before
   // the announcement goes out; deallocated, so revoked, when the push

@@ -37,6 +37,13 @@ class QTokenTable {
     done_order_.push_back(qt);
     return qt;
   }
+  // Adds an operation that failed already with `err` (a push on a broken
+  // QP): Add and Fail in one.
+  demi_qtoken_t AddFailed(int qd, demi_opcode_t opcode, int err) {
+    demi_qtoken_t qt = Add(qd, opcode);
+    Fail(qt, err);
+    return qt;
+  }
 
   // Whether `qt` names an operation whose result has not been taken.
   bool Contains(demi_qtoken_t qt) { return Lookup(qt) != nullptr; }

@@ -123,6 +123,21 @@ TEST(QTokenTableTest, FailSetsOpcodeAndErrno) {
   EXPECT_EQ(result->qr_ret, ECONNRESET);
 }
 
+TEST(QTokenTableTest, AddFailedIsDoneAsFailedInDoneOrder) {
+  QTokenTable table;
+  demi_qtoken_t pending = table.Add(3, DEMI_OPC_POP);
+  demi_qtoken_t failed = table.AddFailed(3, DEMI_OPC_PUSH, EIO);
+  EXPECT_TRUE(table.IsDone(failed));
+  EXPECT_FALSE(table.IsDone(pending));
+  demi_qresult_t result;
+  ASSERT_TRUE(table.TakeNextDone(&result));
+  EXPECT_EQ(result.qr_qt, failed);
+  EXPECT_EQ(result.qr_qd, 3);
+  EXPECT_EQ(result.qr_opcode, DEMI_OPC_FAILED);
+  EXPECT_EQ(result.qr_ret, EIO);
+  EXPECT_FALSE(table.TakeNextDone(&result));
+}
+
 TEST(QTokenTableTest, NextDoneFollowsCompletionOrderAndSkipsTaken) {
   QTokenTable table;
   demi_qtoken_t a = table.Add(1, DEMI_OPC_PUSH);
