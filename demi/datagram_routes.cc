@@ -27,7 +27,7 @@ absl::StatusOr<const Route*> DatagramRoutes::Find(const sockaddr_in& dest) {
   uint64_t key = RouteKey(dest);
   if (Entry* known = Lookup(key)) {
     known->last_used = ++clock_;
-    return known->ah != nullptr ? &known->route : nullptr;
+    return known->Usable() ? &known->route : nullptr;
   }
   if (!MakeRoom()) {
     return rdma::ErrnoError(EAGAIN, "every cached destination is in use");

@@ -49,18 +49,20 @@ class DatagramRoutes {
   DatagramRoutes(const DatagramRoutes&) = delete;
   DatagramRoutes& operator=(const DatagramRoutes&) = delete;
 
-  // The route to `dest` if it is known. Otherwise starts resolving it (once)
-  // and returns null: Resolved reports the outcome later. EAGAIN if the
+  // The route to `dest` if it is known (Known). Otherwise starts resolving
+  // it (once) and returns null: OnCmEvent reports the outcome later; null
+  // too while it waits to be resolved again (Seen). EAGAIN if the
   // cache is full of destinations in use, or the error that stopped the
   // resolution from starting.
   absl::StatusOr<const Route*> Find(const sockaddr_in& dest);
   // The route to `dest` if it is known and resolved; null otherwise, and
-  // nothing started.
+  // nothing started. Null too while the destination waits to be resolved
+  // again (Seen): its sends drain, and new ones wait for the new route.
   // Inline, as Hold, Release and Lookup's remembered entry: every datagram
   // sent inline takes all three.
   const Route* Known(const sockaddr_in& dest) {
     Entry* known = Lookup(RouteKey(dest));
-    if (known == nullptr || known->ah == nullptr) return nullptr;
+    if (known == nullptr || !known->Usable()) return nullptr;
     known->last_used = ++clock_;
     return &known->route;
   }
@@ -122,6 +124,11 @@ class DatagramRoutes {
 
  private:
   struct Entry {
+    // Resolved, and not waiting to be resolved again: new sends may take
+    // it. A send stream that never pauses would otherwise always hold a
+    // route whose peer was made anew, and never let it drain.
+    bool Usable() const { return ah != nullptr && !drain_waiting; }
+
     Route route;
     rdma::AhPtr ah;
     rdma::CmIdPtr resolver;  // While resolving.

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <string>
 #include <thread>
@@ -540,6 +541,74 @@ TEST(DatagramTest, APeerMadeAnewIsResolvedAgainWhileSendsToItAreOut) {
   EXPECT_EQ(Stats(s).dropped_malformed, 1u);
   PushTo(s, "found", p_addr);
   EXPECT_EQ(PopFrom(again, nullptr), "found");
+  EXPECT_EQ(demi_close(again), 0);
+  EXPECT_EQ(demi_close(s), 0);
+}
+
+// The same under a sender that never lets up: a window of datagrams of
+// ~64 fragments, more than the send ring holds. The new socket is heard,
+// and the stream reaches it (new sends wait for the new route while the
+// old one drains: DatagramRoutesTest checks the cache's part).
+TEST(DatagramTest, APeerMadeAnewIsResolvedAgainUnderAnEndlessStream) {
+  uint16_t p_port = NextPort(), s_port = NextPort();
+  int s = BoundSocket(s_port);
+  int p = BoundSocket(p_port);
+  sockaddr_in p_addr = AddrOrDie(p_port);
+  PushTo(s, "warm", p_addr);
+  EXPECT_EQ(PopFrom(p, nullptr), "warm");
+  EXPECT_EQ(demi_close(p), 0);
+  int again = -1;
+  ASSERT_EQ(demi_socket(&again, AF_INET, SOCK_DGRAM, 0), 0);
+  absl::Time give_up = absl::Now() + absl::Seconds(5);
+  demi_qtoken_t pending = 0;
+  int err;
+  while ((err = demi_bind(again, Sa(p_addr), sizeof(p_addr))) == EADDRINUSE &&
+         absl::Now() < give_up) {
+    ASSERT_NO_FATAL_FAILURE(Progress(s, 10, &pending));
+  }
+  ASSERT_EQ(err, 0);
+  // `s` streams to the port, a window of large datagrams out; the new
+  // socket says hello now and then, until `s` hears it.
+  if (pending == 0) {
+    ASSERT_EQ(demi_pop(&pending, s), 0);
+  }
+  bool heard = false;
+  give_up = absl::Now() + absl::Seconds(10);
+  const timespec zero = {0, 0};
+  const std::string big = Pattern(65000, 5);
+  std::deque<demi_qtoken_t> window;
+  std::vector<demi_qtoken_t> hellos;
+  const sockaddr_in s_addr = AddrOrDie(s_port);
+  for (int i = 0; i < 23; ++i) window.push_back(StartPushTo(s, big, p_addr));
+  for (int i = 0; !heard && absl::Now() < give_up; ++i) {
+    window.push_back(StartPushTo(s, big, p_addr));
+    demi_qresult_t qr = WaitOrFail(window.front());
+    window.pop_front();
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_PUSH) << "qr_ret " << qr.qr_ret;
+    // Not waited for here: its first one waits for `again` to resolve
+    // `s`, while the stream goes on.
+    if (i % 4 == 0) hellos.push_back(StartPushTo(again, "hello", s_addr));
+    err = demi_wait(&qr, pending, &zero);
+    if (err == ETIMEDOUT) continue;
+    ASSERT_EQ(err, 0);
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+    EXPECT_EQ(SgaBytes(qr.qr_value.sga), "hello");
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    heard = true;
+  }
+  EXPECT_TRUE(heard) << "the new socket's datagrams were all dropped: "
+                     << Stats(s).dropped_malformed;
+  hellos.insert(hellos.end(), window.begin(), window.end());
+  for (demi_qtoken_t qt : hellos) {
+    EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  }
+  // And the stream reaches the new socket.
+  PushTo(s, "found", p_addr);
+  std::string got;
+  do {
+    got = PopFrom(again, nullptr);  // The stream's tail first.
+  } while (!got.empty() && got != "found");
+  EXPECT_EQ(got, "found");
   EXPECT_EQ(demi_close(again), 0);
   EXPECT_EQ(demi_close(s), 0);
 }
