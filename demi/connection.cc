@@ -214,7 +214,7 @@ void Connection::RetireSend(SendSlot& slot, int err) {
       probing_ = false;
       break;
     case SendSlot::kRead:
-      if (Incoming* in = FindIncoming(slot.read_cookie)) {
+      if (Incoming* in = FindIncoming(slot.read_id)) {
         --in->reads_left;
         if (err != 0) in->read_error = err;
       }

@@ -203,7 +203,11 @@ class Connection {
     BufferRef buffer;           // kEager: the receive piece,
     std::byte* data = nullptr;  // and the message's bytes in it.
     uint32_t length = 0;
-    uint64_t cookie = 0;
+    uint64_t cookie = 0;  // kRndv: the peer's name for it (RNDV_DONE's).
+    // kRndv: ours, which its READs' send slots carry: the peer's cookie
+    // need not be unique (a READ charged to another message would leave
+    // that one waiting forever).
+    uint64_t read_id = 0;
     // kRndv: where to read from (out of line: Incoming stays small), the
     // destination piece, where the next READ starts (segment, offset in
     // it, offset in the message) and READs still in flight.
@@ -326,7 +330,7 @@ class Connection {
   // push `slot` holds (if any). An errno, not a Status: this is the
   // per-message path, and a failure here always aborts the connection.
   int PostSendWr(ibv_send_wr& send, SendSlot&& slot, bool must_signal);
-  Incoming* FindIncoming(uint64_t cookie);
+  Incoming* FindIncoming(uint64_t read_id);
   // A received message has been consumed: its credit goes back to the peer
   // once a posted buffer stands behind it.
   void ConsumeCredit();
@@ -423,6 +427,7 @@ class Connection {
   // posted requests complete without the peer's application.
   bool bind_waits_ = false;
   uint64_t next_cookie_ = 1;
+  uint64_t last_read_id_ = 0;  // The newest Incoming::read_id.
   // The work request of a push that goes at once (TryPushInline,
   // TryPushPiece), built once: they set only its segments, their number,
   // the immediate data and the flags.

@@ -14,9 +14,9 @@
 
 namespace demi {
 
-Connection::Incoming* Connection::FindIncoming(uint64_t cookie) {
+Connection::Incoming* Connection::FindIncoming(uint64_t read_id) {
   for (Incoming& in : incoming_) {
-    if (in.type == WireType::kRndv && in.cookie == cookie) return &in;
+    if (in.type == WireType::kRndv && in.read_id == read_id) return &in;
   }
   return nullptr;
 }
@@ -80,7 +80,7 @@ bool Connection::PostReads(Incoming& in) {
         reinterpret_cast<uintptr_t>(in.target->data + in.read_offset), piece,
         SgaPool::Lkey(in.target.get(), env_.device)};
     SendSlot slot{SendSlot::kRead};
-    slot.read_cookie = in.cookie;
+    slot.read_id = in.read_id;
     ibv_send_wr send = {};
     send.sg_list = &sge;
     send.num_sge = 1;
@@ -221,6 +221,7 @@ void Connection::OnRecvMessage(const ibv_wc& wc, BufferRef buffer) {
       in.type = WireType::kRndv;
       in.length = parsed.length;
       in.cookie = parsed.cookie;
+      in.read_id = ++last_read_id_;
       in.rndv = std::make_unique<RndvDescriptor>(parsed.rndv);
       ++rndv_unread_;
       ++unpopped_data_;

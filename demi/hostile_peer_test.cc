@@ -434,6 +434,79 @@ TEST(HostilePeerTest, FailedRendezvousReadFailsThePopAndDeliversNothing) {
   EXPECT_EQ(demi_close(listener.qd), 0);
 }
 
+// The cookie is the peer's to choose: two rendezvous under one must each
+// be read into its own message, and neither pop may wait forever for a
+// READ that was charged to the other.
+TEST(HostilePeerTest, TwoRendezvousUnderOneCookieArriveWhole) {
+  Listener listener = Listen();
+  constexpr uint32_t kLength = 8 * 1024;
+  // Where the raw peer's buffer holds them: past the small messages it
+  // receives at its start.
+  constexpr size_t kOffsets[2] = {16 * 1024, 24 * 1024};
+  const std::string bytes[2] = {demi::testing::Pattern(kLength, 21),
+                                demi::testing::Pattern(kLength, 22)};
+  std::atomic<bool> announced{false};
+  RawPeerThread peer;
+  int qd = AcceptRawPeer(
+      listener, 4,
+      [&](RcPeer& raw) -> absl::Status {
+        for (int i = 0; i < 2; ++i) {
+          std::memcpy(raw.buffer.data() + kOffsets[i], bytes[i].data(),
+                      kLength);
+          WireHeader header = {};
+          header.type = static_cast<uint8_t>(WireType::kRndv);
+          header.length = kLength;
+          header.cookie = 7;
+          demi::RndvDescriptor rndv = {};
+          rndv.num_segments = 1;
+          rndv.segments[0] = {
+              reinterpret_cast<uint64_t>(raw.buffer.data() + kOffsets[i]),
+              raw.mr->rkey, kLength};
+          std::string body(reinterpret_cast<const char*>(&rndv),
+                           demi::RndvMessageSize(1) - sizeof(WireHeader));
+          DEMI_RETURN_IF_ERROR(SendWire(raw, header, body, Scaled(kStep)));
+        }
+        announced = true;
+        // Each comes back done under the cookie it was sent with.
+        for (int i = 0; i < 2; ++i) {
+          DEMI_ASSIGN_OR_RETURN(demi::ParsedMessage done,
+                                ReceiveWire(raw, Scaled(kStep)));
+          if (done.type != WireType::kRndvDone || done.cookie != 7) {
+            return demi::rdma::ErrnoError(EPROTO, "expected RNDV_DONE 7");
+          }
+        }
+        return absl::OkStatus();
+      },
+      &peer);
+  ASSERT_GE(qd, 0);
+  // Both announced, and read ahead, before any pop.
+  demi_qresult_t qr;
+  int n = 0;
+  timespec tick = absl::ToTimespec(absl::Milliseconds(20));
+  absl::Time deadline = absl::Now() + Scaled(kStep);
+  while (!announced && absl::Now() < deadline) {
+    EXPECT_EQ(demi_wait_next_n(&qr, 1, &n, &tick), ETIMEDOUT);
+  }
+  ASSERT_TRUE(announced.load());
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(demi_wait_next_n(&qr, 1, &n, &tick), ETIMEDOUT);
+  }
+  for (int i = 0; i < 2; ++i) {
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_pop(&qt, qd), 0);
+    qr = WaitOrFail(qt, Scaled(kStep));
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
+    EXPECT_TRUE(demi::testing::SameBytes(
+        demi::testing::SgaBytes(qr.qr_value.sga), bytes[i]))
+        << "message " << i;
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+  }
+  absl::Status peer_status = peer.Finish();
+  EXPECT_TRUE(peer_status.ok()) << peer_status;
+  EXPECT_EQ(demi_close(qd), 0);
+  EXPECT_EQ(demi_close(listener.qd), 0);
+}
+
 TEST(HostilePeerTest, RendezvousIsReadableThroughItsOwnConnectionOnly) {
   Listener listener = Listen();
   constexpr uint32_t kRead = 32 * 1024;

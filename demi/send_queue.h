@@ -38,8 +38,8 @@ struct SendSlot {
   bool signaled = false;
   // kPush: the push, until its completion (eager not inline, or CLOSE).
   std::unique_ptr<PushOp> push;
-  BufferRef header;          // A pool piece holding a long header.
-  uint64_t read_cookie = 0;  // kRead: which incoming message.
+  BufferRef header;      // A pool piece holding a long header.
+  uint64_t read_id = 0;  // kRead: which incoming message (Connection's).
   // kPush without a PushOp (an eager push of one pool piece, posted from
   // it): its token, completed with this request, and the piece it holds.
   demi_qtoken_t qt = 0;
@@ -160,7 +160,7 @@ class SendQueue {
       SendSlot done = std::move(slot);
       slot.kind = SendSlot::kControl;
       slot.signaled = false;
-      slot.read_cookie = 0;
+      slot.read_id = 0;
       slot.qt = 0;
       retire(done, last ? err : 0);
     }

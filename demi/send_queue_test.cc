@@ -61,7 +61,7 @@ class SendQueueTest : public ::testing::Test {
                    uint64_t cookie = 0, SendSlot::Kind kind = SendSlot::kRead) {
     ibv_send_wr wr = {};
     SendSlot slot(kind);
-    slot.read_cookie = cookie;
+    slot.read_id = cookie;
     EXPECT_EQ(queue.Post(wr, slot, must_signal, NoStaged()), 0);
     return wr.wr_id;
   }
@@ -87,9 +87,7 @@ TEST_F(SendQueueTest, ADepthBelowAPowerOfTwoHoldsThatManyAndWraps) {
   SendQueue queue(nullptr, 7, 4, RecordPost);
   EXPECT_EQ(queue.ring_size(), 8u);
   std::vector<uint64_t> retired;
-  auto record = [&](SendSlot& slot, int) {
-    retired.push_back(slot.read_cookie);
-  };
+  auto record = [&](SendSlot& slot, int) { retired.push_back(slot.read_id); };
   uint64_t next = 0;
   for (int round = 0; round < 3; ++round) {
     while (queue.room() > 0) PostOne(queue, false, 1000 + next++);
@@ -135,7 +133,7 @@ TEST_F(SendQueueTest, ACompletionRetiresEverySlotUpToItInOrder) {
   for (uint64_t i = 0; i < 6; ++i) PostOne(queue, false, 100 + i);
   std::vector<std::pair<uint64_t, int>> retired;
   auto record = [&](SendSlot& slot, int err) {
-    retired.push_back({slot.read_cookie, err});
+    retired.push_back({slot.read_id, err});
   };
   EXPECT_TRUE(queue.Complete(3, 5, record));
   EXPECT_EQ(retired, (std::vector<std::pair<uint64_t, int>>{
@@ -156,7 +154,7 @@ TEST_F(SendQueueTest, ControlSlotsThatHoldNothingAreRetiredOnlyWhenLast) {
   PostOne(queue, false, 4, SendSlot::kControl);
   std::vector<std::pair<uint64_t, int>> retired;
   auto record = [&](SendSlot& slot, int err) {
-    retired.push_back({slot.read_cookie, err});
+    retired.push_back({slot.read_id, err});
   };
   // The last carries the completion's error, whatever its kind.
   EXPECT_TRUE(queue.Complete(3, 7, record));
@@ -174,16 +172,16 @@ TEST_F(SendQueueTest, TheRingWrapsAndARetireMayPostIntoTheFreedSlot) {
   std::vector<uint64_t> cookies;
   // Retiring slot 0 frees room for one post, which lands in slot 0's place.
   queue.Complete(0, 0, [&](SendSlot& slot, int) {
-    cookies.push_back(slot.read_cookie);
+    cookies.push_back(slot.read_id);
     PostOne(queue, false, 40);
   });
   EXPECT_EQ(cookies, std::vector<uint64_t>({0}));
   EXPECT_EQ(queue.posted(), 4u);
   std::vector<uint64_t> all;
-  queue.ForEachPosted([&](SendSlot& slot) { all.push_back(slot.read_cookie); });
+  queue.ForEachPosted([&](SendSlot& slot) { all.push_back(slot.read_id); });
   EXPECT_EQ(all, std::vector<uint64_t>({1, 2, 3, 40}));
-  queue.Complete(
-      4, 0, [&](SendSlot& slot, int) { cookies.push_back(slot.read_cookie); });
+  queue.Complete(4, 0,
+                 [&](SendSlot& slot, int) { cookies.push_back(slot.read_id); });
   EXPECT_EQ(cookies, std::vector<uint64_t>({0, 1, 2, 3, 40}));
   EXPECT_EQ(queue.posted(), 0u);
 }
@@ -193,9 +191,9 @@ TEST_F(SendQueueTest, AFailedPostLeavesTheSlotToTheCaller) {
   fail_at = 0;
   ibv_send_wr wr = {};
   SendSlot slot;
-  slot.read_cookie = 7;
+  slot.read_id = 7;
   EXPECT_EQ(queue.Post(wr, slot, true, NoStaged()), ENOMEM);
-  EXPECT_EQ(slot.read_cookie, 7u);
+  EXPECT_EQ(slot.read_id, 7u);
   EXPECT_EQ(queue.posted(), 0u);
   EXPECT_FALSE(queue.has_signaled());
 }
@@ -301,10 +299,10 @@ TEST_F(SendQueueTest, AFailedChainReportsWhatWasNotPostedAndTakesItsSlotsBack) {
   fail_rc = EINVAL;
   ibv_send_wr wr = {};
   SendSlot slot(SendSlot::kRead);
-  slot.read_cookie = 9;
+  slot.read_id = 9;
   EXPECT_EQ(queue.Post(wr, slot, true, report), EINVAL);
   EXPECT_EQ(reports, (Reports{{1, 0}, {2, EINVAL}, {3, EINVAL}}));
-  EXPECT_EQ(slot.read_cookie, 9u);  // Still the caller's.
+  EXPECT_EQ(slot.read_id, 9u);  // Still the caller's.
   EXPECT_EQ(queue.posted(), 1u);
   EXPECT_EQ(queue.staged(), 0u);
   EXPECT_EQ(total, 0u);  // The signalled one never went out.
