@@ -2,6 +2,7 @@
 // between two queues of a loopback connection (part of libos_test, which
 // initializes the library).
 #include <demi/libos.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -285,6 +286,28 @@ TEST_P(DataTest, ForeignMemoryIsSentAsItWasAtPushTime) {
   EXPECT_TRUE(SameBytes(PopString(pair_.server), bytes));
   EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
   std::free(heap);  // Large: registered for the push, free once it is done.
+}
+
+// Memory the application may only read (a constant table, a file mapped
+// PROT_READ) is sent too: the kernel will not register it for the memory
+// window a large rendezvous binds, so it is copied.
+TEST_P(DataTest, ReadOnlyMemoryIsSent) {
+  size_t size = GetParam();
+  std::string bytes = Pattern(size, 13);
+  void* map = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  std::memcpy(map, bytes.data(), size);
+  ASSERT_EQ(mprotect(map, size, PROT_READ), 0);
+  demi_sgarray_t sga = {};
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = map;
+  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(size);
+  demi_qtoken_t push = 0;
+  ASSERT_EQ(demi_push(&push, pair_.client, &sga), 0);
+  EXPECT_TRUE(SameBytes(PopString(pair_.server), bytes));
+  EXPECT_EQ(WaitOrFail(push).qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(munmap(map, size), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, DataTest,

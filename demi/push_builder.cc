@@ -76,12 +76,17 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
     std::byte* addr = static_cast<std::byte*>(sga.sga_segs[i].sgaseg_buf);
     uint32_t len = sga.sga_segs[i].sgaseg_len;
     Buffer* owner = memory.pool->Find(sga.sga_buf, addr, len);
-    if (owner == nullptr &&
-        (len <= kMaxForeignCopy || FromOtherPool(sga.sga_buf, memory.pool))) {
+    // Copied now into a pool piece, which the push holds.
+    auto copy = [&]() -> absl::Status {
       DEMI_ASSIGN_OR_RETURN(owner, memory.pool->Allocate(len));
       op.holds.emplace_back(owner);
       std::memcpy(owner->data, addr, len);
       addr = owner->data;
+      return absl::OkStatus();
+    };
+    if (owner == nullptr &&
+        (len <= kMaxForeignCopy || FromOtherPool(sga.sga_buf, memory.pool))) {
+      DEMI_RETURN_IF_ERROR(copy());
     } else if (owner != nullptr) {
       op.holds.push_back(BufferRef::Share(owner));
     }
@@ -93,12 +98,19 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
     ibv_mr* mr =
         owner != nullptr ? owner->slab->mrs[memory.device].get() : nullptr;
     if (mr == nullptr) {
-      DEMI_ASSIGN_OR_RETURN(
-          rdma::MrPtr foreign,
-          rdma::RegisterMr(memory.pd, absl::MakeSpan(addr, len),
-                           IBV_ACCESS_MW_BIND));
-      mr = foreign.get();
-      op.read_mrs.push_back(std::move(foreign));
+      absl::StatusOr<rdma::MrPtr> foreign = rdma::RegisterMr(
+          memory.pd, absl::MakeSpan(addr, len), IBV_ACCESS_MW_BIND);
+      if (foreign.ok()) {
+        mr = foreign->get();
+        op.read_mrs.push_back(std::move(foreign).value());
+      } else {
+        // Memory the application may only read (a constant, a file mapped
+        // PROT_READ): the kernel pins a registration that binds windows
+        // as if for writing, and refuses. Or the pinning limit: either
+        // way a copy goes.
+        if (!copy().ok()) return foreign.status();
+        mr = owner->slab->mrs[memory.device].get();
+      }
     }
     DEMI_ASSIGN_OR_RETURN(rdma::MwPtr window,
                           rdma::AllocMw(memory.pd, IBV_MW_TYPE_2));

@@ -240,7 +240,7 @@ extern int demi_close(int qd);
  * Segments in memory from this thread's demi_sgaalloc or demi_pop are
  * sent without a copy; another thread's are copied (so that freeing them
  * at once stays safe); others are copied (small) or registered for this
- * push (large).
+ * push (large; copied too if they cannot be: read-only memory).
  * Do not modify pushed memory before the push completes. The array may be
  * released with demi_sgafree right away: the push keeps its memory alive.
  * Pushes beyond what the connection can send at once wait inside the
