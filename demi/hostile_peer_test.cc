@@ -191,7 +191,7 @@ TEST(HostilePeerTest, FloodWithoutCreditsCostsThePeerItsConnection) {
   RawPeerThread peer;
   // kBaseCredits granted; 100 messages sent without waiting for more.
   int qd = AcceptRawPeer(
-      listener, 1,
+      listener, 2,
       [](RcPeer& peer) -> absl::Status {
         for (int i = 0; i < 100; ++i) {
           // Once our side has reset the connection, a send stays
@@ -222,7 +222,7 @@ TEST(HostilePeerTest, EmptyEagerMessageIsEprotoNotEof) {
   Listener listener = Listen();
   RawPeerThread peer;
   int qd = AcceptRawPeer(
-      listener, 1,
+      listener, 2,
       [](RcPeer& peer) -> absl::Status {
         DEMI_RETURN_IF_ERROR(SendEager(peer, "", 0, Scaled(kStep)));
         return WaitDisconnected(peer, Scaled(kStep));
@@ -249,7 +249,7 @@ TEST(HostilePeerTest, BadImmediateDataIsEproto) {
     Listener listener = Listen();
     RawPeerThread peer;
     int qd = AcceptRawPeer(
-        listener, 1,
+        listener, 2,
         [&c](RcPeer& peer) -> absl::Status {
           DEMI_RETURN_IF_ERROR(
               SendBytes(peer, "good", demi::EagerImm(0, 0), Scaled(kStep)));
@@ -277,7 +277,7 @@ TEST(HostilePeerTest, TooManyCreditsFailAPopThatWaits) {
     }
   };
   int qd = AcceptRawPeer(
-      listener, 1,
+      listener, 2,
       [&](RcPeer& raw) -> absl::Status {
         after_pop(1);
         DEMI_RETURN_IF_ERROR(
@@ -316,7 +316,7 @@ TEST(HostilePeerTest, DataAfterCloseResetsThePeer) {
   Listener listener = Listen();
   RawPeerThread peer;
   int qd = AcceptRawPeer(
-      listener, 1,
+      listener, 2,
       [](RcPeer& peer) -> absl::Status {
         WireHeader close = {};
         close.type = static_cast<uint8_t>(WireType::kClose);
@@ -405,7 +405,7 @@ TEST(HostilePeerTest, FailedRendezvousReadFailsThePopAndDeliversNothing) {
   Listener listener = Listen();
   RawPeerThread peer;
   int qd = AcceptRawPeer(
-      listener, 1,
+      listener, 2,
       [](RcPeer& peer) -> absl::Status {
         // Announces 1 MiB behind an rkey it never registered.
         WireHeader header = {};
@@ -696,7 +696,7 @@ TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
   std::atomic<bool> release{false};
   RawPeerThread peer;
   int qd = AcceptRawPeer(
-      listener, 1,
+      listener, 2,
       [&](RcPeer& raw) -> absl::Status {
         ibv_qp_attr attr = {};
         attr.qp_state = IBV_QPS_ERR;
@@ -725,27 +725,33 @@ TEST(HostilePeerTest, SilentPeerFailsAWaitingPopWithEtimedout) {
   EXPECT_EQ(demi_close(listener.qd), 0);
 }
 
+// Too many buffers to trust, or too few ever to be sent data (one credit
+// is kept for control messages): refused at connect, not a push that
+// waits forever.
 TEST(HostilePeerTest, ImplausibleReceiveDepthIsRefused) {
-  Listener listener = Listen();
-  std::atomic<bool> done{false};
-  absl::Status status;
-  std::thread thread([&] {
-    status =
-        ConnectAsDemi(listener.addr, 65535, Scaled(absl::Seconds(5))).status();
-    done = true;
-  });
-  // The library must take the request in (and refuse it) meanwhile.
-  demi_qtoken_t qt = 0;
-  ASSERT_EQ(demi_accept(&qt, listener.qd), 0);
-  demi_qresult_t qr;
-  timespec tick = absl::ToTimespec(absl::Milliseconds(50));
-  while (!done) EXPECT_NE(demi_wait(&qr, qt, &tick), 0);
-  thread.join();
-  EXPECT_EQ(demi::rdma::ErrnoOf(status), ECONNREFUSED) << status;
-  EXPECT_EQ(demi_close(listener.qd), 0);
-  qr = WaitOrFail(qt);
-  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
-  EXPECT_EQ(qr.qr_ret, EBADF);
+  for (uint16_t depth : {65535, 1}) {
+    SCOPED_TRACE(depth);
+    Listener listener = Listen();
+    std::atomic<bool> done{false};
+    absl::Status status;
+    std::thread thread([&] {
+      status = ConnectAsDemi(listener.addr, depth, Scaled(absl::Seconds(5)))
+                   .status();
+      done = true;
+    });
+    // The library must take the request in (and refuse it) meanwhile.
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_accept(&qt, listener.qd), 0);
+    demi_qresult_t qr;
+    timespec tick = absl::ToTimespec(absl::Milliseconds(50));
+    while (!done) EXPECT_NE(demi_wait(&qr, qt, &tick), 0);
+    thread.join();
+    EXPECT_EQ(demi::rdma::ErrnoOf(status), ECONNREFUSED) << status;
+    EXPECT_EQ(demi_close(listener.qd), 0);
+    qr = WaitOrFail(qt);
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_EQ(qr.qr_ret, EBADF);
+  }
 }
 
 TEST(HostilePeerTest, PeerPostingFewerBuffersThanItAnnouncedFailsPushes) {

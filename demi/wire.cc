@@ -113,8 +113,9 @@ absl::StatusOr<ConnectData> ParseConnectData(
   if (data.magic != kConnectMagic || data.version != kWireVersion) {
     return rdma::ErrnoError(EPROTO, "peer speaks another protocol");
   }
-  if (data.initial_credits == 0 || data.eager_size < sizeof(WireHeader)) {
-    return rdma::ErrnoError(EPROTO, "peer announces no receive buffers");
+  if (data.initial_credits < kMinPeerCredits ||
+      data.eager_size < sizeof(WireHeader)) {
+    return rdma::ErrnoError(EPROTO, "peer announces too few receive buffers");
   }
   // Its buffers must hold what this side sends without asking: a
   // rendezvous announcement.

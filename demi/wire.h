@@ -95,6 +95,10 @@ inline constexpr uint32_t kConnectMagic = 0x444d4952;  // "RIMD"
 // More is refused: credits are trusted up to what the peer announced.
 inline constexpr uint16_t kMaxPeerCredits = 4096;
 inline constexpr uint32_t kMaxPeerEagerSize = 1 << 20;
+// The fewest credits a peer may announce: data keeps one in reserve (for
+// the control messages that return credits), so a peer granting fewer
+// than two could never be sent data, and pushes to it would wait forever.
+inline constexpr uint16_t kMinPeerCredits = 2;
 // 2: credits start at initial_credits and may grow up to max_credits.
 // 3: kEager messages may come as a SEND with immediate data (EagerImm).
 inline constexpr uint16_t kWireVersion = 3;

@@ -137,7 +137,8 @@ TEST(WireTest, ConnectDataRoundTripsAndImplausibleBuffersAreRefused) {
   for (const std::string& bad :
        {EncodeConnectData(2, kMaxPeerCredits + 1, 8192),
         EncodeConnectData(2, 64, kMaxPeerEagerSize + 1),
-        EncodeConnectData(0, 64, 8192), EncodeConnectData(65, 64, 8192),
+        EncodeConnectData(0, 64, 8192), EncodeConnectData(1, 64, 8192),
+        EncodeConnectData(1, 1, 8192), EncodeConnectData(65, 64, 8192),
         EncodeConnectData(2, 64, 15),
         EncodeConnectData(2, 64, RndvMessageSize(kMaxRndvSegments) - 1)}) {
     EXPECT_EQ(rdma::ErrnoOf(parse(bad).status()), EPROTO);

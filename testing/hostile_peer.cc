@@ -98,7 +98,7 @@ int Main() {
   for (auto& [name, attack] : attacks) {
     absl::Time start = absl::Now();
     absl::StatusOr<std::unique_ptr<RcPeer>> peer =
-        ConnectAsDemi(addr, 1, timeout);
+        ConnectAsDemi(addr, 2, timeout);
     absl::Status status = peer.ok() ? attack(**peer, timeout) : peer.status();
     double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     if (status.ok()) {

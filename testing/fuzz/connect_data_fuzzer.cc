@@ -10,7 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       absl::MakeConstSpan(reinterpret_cast<const std::byte*>(data), size));
   if (!parsed.ok()) return 0;
   if (parsed->magic != demi::kConnectMagic ||
-      parsed->version != demi::kWireVersion || parsed->initial_credits == 0 ||
+      parsed->version != demi::kWireVersion ||
+      parsed->initial_credits < demi::kMinPeerCredits ||
       parsed->initial_credits > parsed->max_credits ||
       parsed->max_credits > demi::kMaxPeerCredits ||
       parsed->eager_size < sizeof(demi::WireHeader) ||
