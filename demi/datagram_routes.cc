@@ -198,7 +198,10 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
     case RDMA_CM_EVENT_CONNECT_ERROR:
       return Fail(it, ECONNREFUSED);
     default:
-      return absl::nullopt;
+      // The device went, the address changed, or anything else a resolver
+      // is not told while it works: no answer will come for this one, and
+      // its pushes would wait for it until the socket closed.
+      return Fail(it, EHOSTUNREACH);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <memory>
 
 #include "absl/time/clock.h"
@@ -150,6 +151,36 @@ TEST_F(DatagramRoutesTest, AClaimWithNoSendOutResolvesAgainAtOnce) {
   ASSERT_TRUE(outcome.has_value());
   EXPECT_EQ(outcome->error, 0);
   EXPECT_NE(routes_->Known(dest_), nullptr);
+}
+
+// An event no resolution step expects (the device went away): the
+// destination fails, rather than stay "being resolved" for good.
+TEST_F(DatagramRoutesTest, AnUnexpectedResolverEventFailsTheDestination) {
+  absl::StatusOr<const Route*> started = routes_->Find(dest_);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(*started, nullptr);
+  absl::Time give_up = absl::Now() + testing::Scaled(absl::Seconds(20));
+  absl::optional<rdma::CmEvent> first;
+  while (!first.has_value() && absl::Now() < give_up) {
+    absl::StatusOr<absl::optional<rdma::CmEvent>> event =
+        rdma::PollCmEvent(channel_.get());
+    ASSERT_TRUE(event.ok()) << event.status();
+    if (event->has_value()) first = **event;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(first.has_value());
+  // In its place, about the same resolver id.
+  rdma::CmEvent removal;
+  removal.type = RDMA_CM_EVENT_DEVICE_REMOVAL;
+  removal.id = first->id;
+  absl::optional<DatagramRoutes::Outcome> outcome = routes_->OnCmEvent(removal);
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->key, RouteKey(dest_));
+  EXPECT_EQ(outcome->error, EHOSTUNREACH);
+  EXPECT_FALSE(routes_->resolving());
+  EXPECT_EQ(routes_->size(), 0u);
+  // The next send tries again.
+  EXPECT_NE(Resolve(), nullptr);
 }
 
 }  // namespace
