@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -80,17 +81,23 @@ std::vector<Arrival> ArrivalInbox::TakeAll() {
 
 absl::StatusOr<std::shared_ptr<SharedListener>> SharedListener::Bind(
     const sockaddr_in& addr) {
-  std::lock_guard<std::mutex> lock(registry_mutex);
+  std::unique_lock<std::mutex> lock(registry_mutex);
   if (registry == nullptr) {
     registry =
         new absl::flat_hash_map<uint64_t, std::weak_ptr<SharedListener>>();
   }
   uint64_t key = KeyOf(addr);
-  auto it = registry->find(key);
-  if (it != registry->end()) {
+  for (auto it = registry->find(key); it != registry->end();
+       it = registry->find(key)) {
     if (std::shared_ptr<SharedListener> listener = it->second.lock()) {
       return listener;
     }
+    // Its last socket just went, and its destructor is on the way: it
+    // frees the port, then drops the entry. Binding before that would
+    // find the port taken.
+    lock.unlock();
+    std::this_thread::yield();
+    lock.lock();
   }
   std::shared_ptr<SharedListener> listener(new SharedListener());
   listener->key_ = key;
@@ -110,11 +117,15 @@ absl::StatusOr<std::shared_ptr<SharedListener>> SharedListener::Bind(
 }
 
 SharedListener::~SharedListener() {
-  // The port first, so that a bind racing with this one finds it free.
-  id_.reset();
   // One that failed to bind goes under Bind's lock, never registered.
-  if (!registered_) return;
+  if (!registered_) {
+    id_.reset();
+    return;
+  }
+  // The port, then the entry, under the lock: a Bind that finds the entry
+  // waits until both are gone (and none can register another meanwhile).
   std::lock_guard<std::mutex> lock(registry_mutex);
+  id_.reset();
   auto it = registry->find(key_);
   if (it != registry->end() && it->second.expired()) registry->erase(it);
 }

@@ -621,5 +621,30 @@ TEST(ReusePortTest, ListenersThatGoTakeNoMore) {
   EXPECT_EQ(demi_close(listener), 0);
 }
 
+// One thread's socket on a shared port closes (the port's last) while
+// another binds it: the bind must find the port either shared or free,
+// never taken by the listener that is going.
+TEST(ReusePortTest, ABindRacingTheLastCloseNeverFindsThePortTaken) {
+  sockaddr_in addr = AddrOrDie(NextPort());
+  constexpr int kRounds = 3000;
+  std::atomic<int> taken{0};
+  auto churn = [&] {
+    for (int i = 0; i < kRounds; ++i) {
+      int err = -1;
+      int qd = BoundSocket(addr, true, &err);
+      if (err == EADDRINUSE) ++taken;
+      EXPECT_TRUE(err == 0 || err == EADDRINUSE) << err;
+      EXPECT_EQ(demi_close(qd), 0);
+    }
+  };
+  std::thread other([&] {
+    ASSERT_EQ(demi_init(nullptr), 0);
+    churn();
+  });
+  churn();
+  other.join();
+  EXPECT_EQ(taken.load(), 0) << "binds that found the port taken";
+}
+
 }  // namespace
 }  // namespace demi::testing
