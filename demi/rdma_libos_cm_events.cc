@@ -269,7 +269,14 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
 void RdmaLibOs::HandleDisconnect(Queue& queue) {
   ConnectionState* connection = queue.connection();
   if (connection == nullptr || connection->conn == nullptr) return;
-  if (connection->conn->state() == Connection::State::kSetup) {
+  // Never established: still in setup, or aborted before it (an accepted
+  // one whose first receive failed) and not yet closed, as a failed setup
+  // is. Either way its setup ends here: a listener's count of connections
+  // in setup, a connect's token.
+  Connection::State state = connection->conn->state();
+  if (state == Connection::State::kSetup ||
+      (state == Connection::State::kDead && !connection->established &&
+       !queue.closed)) {
     HandleConnectFailure(queue, ECONNRESET);
     return;
   }
