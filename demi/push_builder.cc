@@ -54,20 +54,6 @@ absl::Status PrepareBytes(const PushMemory& memory, const demi_sgarray_t& sga,
   return absl::OkStatus();
 }
 
-namespace {
-
-// Whether `handle` (an sga's sga_buf) names a piece of a pool other than
-// `pool`: another thread's. That piece's references are counted by its own
-// thread, not by this push, so a demi_sgafree right after the push would
-// let that thread hand it out again while the peer still reads it in
-// place: it must be copied, whatever its size.
-bool FromOtherPool(const void* handle, const SgaPool* pool) {
-  const SgaPool* owner = SgaPool::OwnerOf(handle);
-  return owner != nullptr && owner != pool;
-}
-
-}  // namespace
-
 absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
                          const demi_sgarray_t& sga) {
   op.is_rndv = true;
@@ -84,8 +70,14 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
       addr = owner->data;
       return absl::OkStatus();
     };
+    // Small foreign memory is copied. So is a pool's piece that is not
+    // this push's to hold (another thread's, or a free one of this pool's),
+    // at any size: its references are counted elsewhere, so a
+    // demi_sgafree right after the push would let its pool hand it out
+    // again while the peer still reads it in place. Found by address,
+    // whatever sga_buf names.
     if (owner == nullptr &&
-        (len <= kMaxForeignCopy || FromOtherPool(sga.sga_buf, memory.pool))) {
+        (len <= kMaxForeignCopy || SgaPool::InAnySlab(addr, len))) {
       DEMI_RETURN_IF_ERROR(copy());
     } else if (owner != nullptr) {
       op.holds.push_back(BufferRef::Share(owner));

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <deque>
 #include <iterator>
+#include <map>
 #include <utility>
 
 #include "absl/base/attributes.h"
@@ -44,6 +45,10 @@ struct SlabSlot {
   // handle from the last one never names the new owner's piece (within
   // 2^32 lends, as in one pool).
   uint32_t next_generation = 0;  // Guarded by slots_mutex.
+  // The slab's memory while it is mapped (0: none), as slab_index has it.
+  // Guarded by slots_mutex.
+  uintptr_t base = 0;
+  size_t size = 0;
 };
 // 3 MiB of zeroes until used: only the touched pages are ever resident.
 ABSL_CONST_INIT SlabSlot slab_slots[kNumSlots];
@@ -54,6 +59,9 @@ ABSL_CONST_INIT SlabSlot slab_slots[kNumSlots];
 std::vector<uint32_t>* free_slots = nullptr;
 uint32_t next_slot = 0;
 std::vector<SgaPool*>* retired_pools = nullptr;
+// Every mapped slab by the address it starts at: its slot. For the rare
+// question of whose memory an address is (SgaPool::InAnySlab).
+std::map<uintptr_t, uint32_t>* slab_index = nullptr;
 
 std::atomic<size_t> process_registered{0};
 std::atomic<size_t> slabs_mapped{0};
@@ -124,9 +132,23 @@ void LeaveSlot(uint32_t slot, uint32_t next_generation) {
   slab_slots[slot].next_generation = next_generation;
 }
 
+// Notes the slab of `slot`, mapped at `base`, in slab_index.
+void IndexSlab(uint32_t slot, const std::byte* base, size_t size) {
+  std::lock_guard<std::mutex> lock(slots_mutex);
+  if (slab_index == nullptr) slab_index = new std::map<uintptr_t, uint32_t>();
+  slab_slots[slot].base = reinterpret_cast<uintptr_t>(base);
+  slab_slots[slot].size = size;
+  (*slab_index)[slab_slots[slot].base] = slot;
+}
+
 // A slot left with LeaveSlot (its slab unmapped) can be taken again.
 void FreeSlot(uint32_t slot) {
   std::lock_guard<std::mutex> lock(slots_mutex);
+  if (slab_slots[slot].base != 0) {
+    slab_index->erase(slab_slots[slot].base);
+    slab_slots[slot].base = 0;
+    slab_slots[slot].size = 0;
+  }
   if (free_slots == nullptr) free_slots = new std::vector<uint32_t>();
   free_slots->push_back(slot);
 }
@@ -320,6 +342,18 @@ Buffer* SgaPool::Reclaim(const void* handle) {
   return buffer;
 }
 
+bool SgaPool::InAnySlab(const void* addr, size_t length) {
+  uintptr_t start = reinterpret_cast<uintptr_t>(addr);
+  std::lock_guard<std::mutex> lock(slots_mutex);
+  if (slab_index == nullptr) return false;
+  auto after = slab_index->upper_bound(start);
+  // One that starts inside the range, or the one it starts in.
+  if (after != slab_index->end() && after->first - start < length) return true;
+  if (after == slab_index->begin()) return false;
+  const SlabSlot& slot = slab_slots[std::prev(after)->second];
+  return start - slot.base < slot.size;
+}
+
 SgaPool* SgaPool::OwnerOf(const void* handle) {
   uint64_t bits = reinterpret_cast<uintptr_t>(handle);
   if ((bits >> 32) == 0) return nullptr;
@@ -475,6 +509,7 @@ absl::Status SgaPool::Grow(int size_class) {
     slab->mrs.push_back(std::move(mr).value());
   }
   slabs_mapped.fetch_add(1, std::memory_order_relaxed);
+  IndexSlab(slot, slab->base, slab_size);
   Adopt(std::move(slab), size_class);
   return absl::OkStatus();
 }

@@ -166,6 +166,11 @@ class SgaPool {
   // pool checks that when it reclaims it. The pool stays valid to call
   // FreeFromOtherThread on, even once retired and released.
   static SgaPool* OwnerOf(const void* handle);
+  // Whether [addr, addr + length) touches a slab of any pool of the
+  // process (or the depot's): memory whose pieces a pool hands out, and
+  // which no push may send in place without holding them. Any thread; takes
+  // a lock.
+  static bool InAnySlab(const void* addr, size_t length);
   // Gives back, from a thread other than the owner, the piece lent under
   // `handle` and its reference. Any thread. The owner frees it at its next
   // DrainOtherThreadFrees (a handle no longer lent by then is dropped);

@@ -69,6 +69,30 @@ TEST_F(SgaPoolTest, AHandleIsGivenBackOnce) {
   pool.Unref(buffer);
 }
 
+// Whose memory an address is, for any thread: every mapped slab's, and
+// nothing once it is unmapped.
+TEST_F(SgaPoolTest, InAnySlabKnowsEveryMappedSlabByAddress) {
+  std::byte* start = nullptr;
+  {
+    SgaPool pool({}, kSlabSize * 4);
+    Buffer* buffer = *pool.Allocate(100);
+    start = buffer->slab->base;
+    size_t size = buffer->slab->size;
+    EXPECT_TRUE(SgaPool::InAnySlab(buffer->data, 100));
+    EXPECT_TRUE(SgaPool::InAnySlab(start, 1));
+    EXPECT_TRUE(SgaPool::InAnySlab(start + size - 1, 1));
+    EXPECT_FALSE(SgaPool::InAnySlab(start + size, 1));
+    // A range that starts before the slab and runs into it.
+    EXPECT_TRUE(SgaPool::InAnySlab(start - 16, 17));
+    EXPECT_FALSE(SgaPool::InAnySlab(start - 16, 16));
+    int on_stack = 0;
+    EXPECT_FALSE(SgaPool::InAnySlab(&on_stack, sizeof(on_stack)));
+    pool.Unref(buffer);
+  }
+  // The pool went, unmapping its slabs.
+  EXPECT_FALSE(SgaPool::InAnySlab(start, 1));
+}
+
 TEST_F(SgaPoolTest, GarbageHandlesAreRefused) {
   SgaPool pool({}, kSlabSize * 4);
   Buffer* buffer = *pool.Allocate(64);

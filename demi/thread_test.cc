@@ -301,7 +301,12 @@ TEST(CrossThreadFreeTest, APopNeverTakenDoesNotKeepAnEndedThreadsPool) {
 // rendezvous is read after that write (no progress pass runs before the
 // pop, so not even ahead of it): the peer must still get the bytes of the
 // push's time.
-TEST(CrossThreadFreeTest, AFreedPushOfAnotherThreadsPieceKeepsItsBytes) {
+// Whether the pushed sga names the piece by its handle, or gives only the
+// segment (sga_buf null): the piece is found by its address either way.
+class FreedPushTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(FreedPushTest, AFreedPushOfAnotherThreadsPieceKeepsItsBytes) {
+  const bool named = GetParam();
   constexpr size_t kSize = 1 << 20;  // A rendezvous, too large to copy.
   const std::string pushed = Pattern(kSize, 1);
   const std::string written_after = Pattern(kSize, 2);
@@ -325,7 +330,9 @@ TEST(CrossThreadFreeTest, AFreedPushOfAnotherThreadsPieceKeepsItsBytes) {
       DemiPair pair;
       ASSERT_TRUE(MakePair(&pair));
       demi_qtoken_t push = 0;
-      ASSERT_EQ(demi_push(&push, pair.client, &sga), 0);
+      demi_sgarray_t pushed_sga = sga;
+      if (!named) pushed_sga.sga_buf = nullptr;
+      ASSERT_EQ(demi_push(&push, pair.client, &pushed_sga), 0);
       EXPECT_EQ(demi_sgafree(&sga), 0);
       signal_freed();
       ASSERT_EQ(overwritten_done.wait_for(std::chrono::seconds(60)),
@@ -363,6 +370,8 @@ TEST(CrossThreadFreeTest, AFreedPushOfAnotherThreadsPieceKeepsItsBytes) {
     EXPECT_EQ(demi_sgafree(&again), 0);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(ByHandleOrAddress, FreedPushTest, ::testing::Bool());
 
 // A socket bound to `addr` with SO_REUSEPORT (if `reuse`); the bind's
 // errno in `err`.
