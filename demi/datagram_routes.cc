@@ -173,11 +173,11 @@ absl::optional<DatagramRoutes::Outcome> DatagramRoutes::OnCmEvent(
       absl::StatusOr<rdma::AhPtr> ah = rdma::CreateAh(pd_, &attr);
       if (!ah.ok()) return Fail(it, rdma::ErrnoOf(ah.status()));
       entry.ah = std::move(ah).value();
-      entry.route = {
-          entry.ah.get(), event.remote_qpn, event.remote_qkey,
-          SaysCompact(absl::MakeConstSpan(
-              reinterpret_cast<const std::byte*>(event.private_data.data()),
-              event.private_data.size()))};
+      auto reply = absl::MakeConstSpan(
+          reinterpret_cast<const std::byte*>(event.private_data.data()),
+          event.private_data.size());
+      entry.route = {entry.ah.get(), event.remote_qpn, event.remote_qkey,
+                     SaysCompact(reply), SaysMtu(reply)};
       resolving_.erase(r);
       entry.resolver.reset();
       return Outcome{it->first, 0};

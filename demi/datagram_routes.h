@@ -37,6 +37,9 @@ struct Route {
   uint32_t qkey = 0;
   // The destination takes compact datagrams (datagram_wire.h).
   bool compact = false;
+  // The largest UD message the destination said it receives (SaysMtu); 0
+  // if it said none.
+  uint32_t mtu = 0;
 };
 
 // Not thread-safe.

@@ -11,6 +11,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "demi/datagram_wire.h"
 #include "gtest/gtest.h"
 #include "rdma/cm_event.h"
 #include "rdma/verbs_ptr.h"
@@ -101,6 +102,25 @@ TEST_F(DatagramRoutesTest, ResolvesToThePeersQp) {
   EXPECT_EQ(route->qpn, peer_->qp->qp->qp_num);
   EXPECT_NE(route->ah, nullptr);
   EXPECT_TRUE(routes_->Seen(dest_, route->qpn));
+}
+
+// What the peer's SIDR reply says comes with the route: whether it takes
+// compact datagrams, and its MTU (none from an older socket).
+TEST_F(DatagramRoutesTest, TheRouteKeepsWhatThePeersReplySays) {
+  peer_->reply_data = EncodeSidrReply(/*compact=*/true, 256);
+  const Route* route = Resolve();
+  ASSERT_NE(route, nullptr);
+  EXPECT_TRUE(route->compact);
+  EXPECT_EQ(route->mtu, 256u);
+}
+
+TEST_F(DatagramRoutesTest, AnOlderPeersRouteSaysNoMtu) {
+  peer_->reply_data.assign(reinterpret_cast<const char*>(kCompactCapability),
+                           sizeof(kCompactCapability));
+  const Route* route = Resolve();
+  ASSERT_NE(route, nullptr);
+  EXPECT_TRUE(route->compact);
+  EXPECT_EQ(route->mtu, 0u);
 }
 
 // Another QP claims the destination while a send to it is out: until that

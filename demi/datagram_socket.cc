@@ -97,6 +97,7 @@ absl::Status DatagramSocket::Init(ibv_context* context) {
   ud_mtu_ = 128u << port.active_mtu;  // IBV_MTU_256 is 1.
   // RoCE packets name their source's IPv4 address (datagram_wire.h).
   takes_compact_ = port.link_layer == IBV_LINK_LAYER_ETHERNET;
+  sidr_reply_ = EncodeSidrReply(takes_compact_, ud_mtu_);
   ibv_device_attr attr = {};
   DEMI_RETURN_IF_ERROR(
       rdma::CheckRc(ibv_query_device(context, &attr), "ibv_query_device"));
@@ -198,11 +199,6 @@ int DatagramSocket::PushNotInline(const demi_sgarray_t& sga, uint32_t length,
   op.dest = dest;
   op.route_key = RouteKey(dest);
   op.length = length;
-  op.fragment_size = FragmentPayload(ud_mtu_);
-  op.fragment_count = FragmentCount(length, op.fragment_size);
-  // Only reassembly reads the id: a datagram of one fragment is delivered
-  // as it comes, and needs none.
-  op.id = op.fragment_count > 1 ? PermuteId(id_key_, next_id_++) : 0;
   // Registered memory goes as it is; anything else is copied, all of it
   // into one piece if a fragment cannot gather so many segments.
   PushMemory memory = {env_.pool, env_.pd, env_.device, max_send_sge_};
@@ -242,6 +238,15 @@ void DatagramSocket::Service() {
       op.route = **route;
       op.routed = true;
       routes_.Hold(op.route_key);
+      // Cut at the smaller MTU of the two ports (the destination's, if it
+      // said one that can be), so that its receive buffers hold each.
+      uint32_t mtu = ud_mtu_;
+      if (op.route.mtu >= kMinUdMtu) mtu = std::min(mtu, op.route.mtu);
+      op.fragment_size = FragmentPayload(mtu);
+      op.fragment_count = FragmentCount(op.length, op.fragment_size);
+      // Only reassembly reads the id: a datagram of one fragment is
+      // delivered as it comes, and needs none.
+      op.id = op.fragment_count > 1 ? PermuteId(id_key_, next_id_++) : 0;
     }
     while (op.next_fragment < op.fragment_count &&
            send_head_ - send_tail_ < kDatagramSendDepth && error_ == 0) {
@@ -655,10 +660,8 @@ void DatagramSocket::OnRouteOutcome(const DatagramRoutes::Outcome& outcome) {
 void DatagramSocket::AnswerResolve(rdma::CmIdPtr request) {
   rdma_conn_param param = {};
   param.qp_num = qp_->qp->qp_num;  // The qkey is the port space's.
-  if (takes_compact_) {
-    param.private_data = kCompactCapability;
-    param.private_data_len = sizeof(kCompactCapability);
-  }
+  param.private_data = sidr_reply_.data();
+  param.private_data_len = static_cast<uint8_t>(sidr_reply_.size());
   if (rdma_accept(request.get(), &param) != 0) {
     DEMI_LOG(WARNING) << "answering a datagram resolve: "
                       << std::strerror(errno);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -280,6 +281,7 @@ class DatagramSocket {
   uint32_t ud_mtu_ = 0;
   // Its SIDR replies say it takes compact datagrams (datagram_wire.h).
   bool takes_compact_ = false;
+  std::string sidr_reply_;  // EncodeSidrReply's, for AnswerResolve.
   uint32_t max_inline_ = 0;
   uint32_t max_send_sge_ = 1;
   // Datagram n goes out with id PermuteId(id_key_, n): never repeated

@@ -837,11 +837,14 @@ bool OnRoce() {
 
 // Over RoCE (the device here), a socket says in its SIDR reply that it
 // takes datagrams without a header (datagram_wire.h).
-TEST_F(RawPeerTest, TheSocketSaysItTakesCompactDatagrams) {
-  if (!OnRoce()) GTEST_SKIP() << "compact datagrams are for RoCE";
-  EXPECT_TRUE(demi::SaysCompact(absl::MakeConstSpan(
+TEST_F(RawPeerTest, TheSocketSaysItsMtuAndThatItTakesCompactDatagrams) {
+  auto reply = absl::MakeConstSpan(
       reinterpret_cast<const std::byte*>(peer_->reply_data.data()),
-      peer_->reply_data.size())))
+      peer_->reply_data.size());
+  // Its port's, which its receive buffers hold.
+  EXPECT_GE(demi::SaysMtu(reply), demi::kMinUdMtu);
+  if (!OnRoce()) GTEST_SKIP() << "compact datagrams are for RoCE";
+  EXPECT_TRUE(demi::SaysCompact(reply))
       << peer_->reply_data.size() << " bytes of private data";
 }
 
@@ -876,6 +879,44 @@ TEST_F(RawPeerTest, BadCompactDatagramsAreDroppedAndCounted) {
   // still gets through, from the QP known before.
   Send(Bytes("claims B"), demi::CompactImm(htons(b_port)));
   ExpectDroppedThenBGetsThrough(3, b, b_port);
+}
+
+// A destination whose port takes smaller UD messages than ours (it says
+// so in its SIDR reply) gets fragments cut to fit them.
+TEST(MtuTest, ADestinationsSmallerMtuCutsTheFragments) {
+  constexpr uint32_t kPeerMtu = 256;
+  uint16_t peer_port = NextPort();
+  absl::StatusOr<std::unique_ptr<demi::testing::UdPeer>> peer =
+      demi::testing::ListenUd(AddrOrDie(peer_port),
+                              demi::EncodeSidrReply(false, kPeerMtu));
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  int qd = BoundSocket(NextPort());
+  absl::Cleanup close = [qd] { EXPECT_EQ(demi_close(qd), 0); };
+  absl::Status answered;
+  std::thread answer(
+      [&] { answered = demi::testing::AnswerUd(**peer, absl::Seconds(20)); });
+  const std::string bytes = Pattern(1000, 3);
+  PushTo(qd, bytes, AddrOrDie(peer_port));
+  answer.join();
+  ASSERT_TRUE(answered.ok()) << answered;
+  const uint32_t payload = kPeerMtu - sizeof(DatagramHeader);
+  const uint32_t count = (1000 + payload - 1) / payload;
+  std::string whole(bytes.size(), '\0');
+  for (uint32_t i = 0; i < count; ++i) {
+    std::vector<std::byte> message;
+    absl::StatusOr<ibv_wc> wc =
+        demi::testing::ReceiveUd(**peer, absl::Seconds(20), &message);
+    ASSERT_TRUE(wc.ok()) << wc.status();
+    ASSERT_LE(message.size(), kPeerMtu) << "fragment " << i;
+    absl::StatusOr<demi::Fragment> fragment = demi::ParseFragment(message);
+    ASSERT_TRUE(fragment.ok()) << fragment.status();
+    EXPECT_EQ(fragment->header.fragment_count, count);
+    EXPECT_EQ(fragment->header.fragment_index, i);
+    ASSERT_LE(fragment->header.offset + fragment->payload.size(), whole.size());
+    std::memcpy(whole.data() + fragment->header.offset,
+                fragment->payload.data(), fragment->payload.size());
+  }
+  EXPECT_TRUE(SameBytes(whole, bytes));
 }
 
 // A datagram after the first (which resolves the destination and goes with

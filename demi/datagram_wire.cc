@@ -1,7 +1,9 @@
 #include "demi/datagram_wire.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "rdma/status_util.h"
 
@@ -11,6 +13,30 @@ bool SaysCompact(absl::Span<const std::byte> private_data) {
   return private_data.size() >= sizeof(kCompactCapability) &&
          std::memcmp(private_data.data(), kCompactCapability,
                      sizeof(kCompactCapability)) == 0;
+}
+
+std::string EncodeSidrReply(bool compact, uint32_t ud_mtu) {
+  std::string reply(kSidrReplySize, '\0');
+  std::memcpy(reply.data(), kCompactCapability, sizeof(kCompactCapability));
+  if (!compact) reply[3] = 0;
+  uint16_t mtu = static_cast<uint16_t>(std::min<uint32_t>(ud_mtu, 0xffff));
+  reply[4] = static_cast<char>(kMtuTag >> 8);
+  reply[5] = static_cast<char>(kMtuTag & 0xff);
+  reply[6] = static_cast<char>(mtu >> 8);
+  reply[7] = static_cast<char>(mtu & 0xff);
+  return reply;
+}
+
+uint32_t SaysMtu(absl::Span<const std::byte> private_data) {
+  if (private_data.size() < kSidrReplySize ||
+      std::memcmp(private_data.data(), kCompactCapability, 3) != 0) {
+    return 0;
+  }
+  auto byte = [&](size_t i) {
+    return std::to_integer<uint32_t>(private_data[i]);
+  };
+  if ((byte(4) << 8 | byte(5)) != kMtuTag) return 0;
+  return byte(6) << 8 | byte(7);
 }
 
 const char* ParseFragmentInto(absl::Span<const std::byte> message,

@@ -1,7 +1,8 @@
 // The wire format of datagrams on UD queue pairs. Every UD SEND carries one
 // fragment: a DatagramHeader, then `payload` bytes of the datagram starting
 // at `offset`. A datagram that fits one UD message is one fragment; larger
-// ones (up to kMaxDatagram, UDP's limit) are split at the path MTU and put
+// ones (up to kMaxDatagram, UDP's limit) are split at the smaller of the
+// two ports' MTUs (the receiver says its own: SaysMtu) and put
 // back together by the receiver (reassembly.h).
 //
 // The sender's IPv4 address and port travel in the header because a UD
@@ -25,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -97,6 +99,19 @@ inline bool ParseCompactImm(uint32_t imm, uint16_t* src_port) {
 // Whether a SIDR reply's private data (maybe padded by the transport) says
 // the socket takes compact datagrams.
 bool SaysCompact(absl::Span<const std::byte> private_data);
+
+// A socket's SIDR replies also say the largest UD message it receives (its
+// port's MTU), so that a sender whose port takes larger ones cuts
+// fragments the receiver can hold: after the 4 bytes above (the compact
+// capability, or kDatagramMagic, kDatagramVersion, 0), kMtuTag, then the
+// MTU, each 2 bytes big-endian. An older socket's reply says none.
+inline constexpr uint16_t kMtuTag = 0x4d54;  // "MT"
+inline constexpr size_t kSidrReplySize = 8;
+// The smallest UD MTU (IBV_MTU_256): a smaller one said is not believed.
+inline constexpr uint32_t kMinUdMtu = 256;
+std::string EncodeSidrReply(bool compact, uint32_t ud_mtu);
+// The MTU a SIDR reply says, or 0 if it says none.
+uint32_t SaysMtu(absl::Span<const std::byte> private_data);
 
 // Checks a received UD message (without its GRH) and splits it. EPROTO for
 // anything malformed: wrong magic or version, lengths past kMaxDatagram or

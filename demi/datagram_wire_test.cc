@@ -114,5 +114,39 @@ TEST(DatagramWireTest, OnlyTheCapabilitySaysCompact) {
   EXPECT_FALSE(SaysCompact(data));
 }
 
+TEST(DatagramWireTest, ASidrReplySaysItsMtuAndWhetherCompact) {
+  for (bool compact : {true, false}) {
+    std::string reply = EncodeSidrReply(compact, 4096);
+    auto bytes = [](const std::string& s) {
+      return absl::MakeConstSpan(reinterpret_cast<const std::byte*>(s.data()),
+                                 s.size());
+    };
+    EXPECT_EQ(reply.size(), kSidrReplySize);
+    EXPECT_EQ(SaysCompact(bytes(reply)), compact);
+    EXPECT_EQ(SaysMtu(bytes(reply)), 4096u);
+    reply.resize(136);  // Padded by the transport.
+    EXPECT_EQ(SaysMtu(bytes(reply)), 4096u);
+    EXPECT_EQ(SaysCompact(bytes(reply)), compact);
+  }
+  auto raw = [](std::vector<std::byte> v) { return SaysMtu(v); };
+  std::vector<std::byte> capability(
+      kCompactCapability, kCompactCapability + sizeof(kCompactCapability));
+  EXPECT_EQ(raw(capability), 0u);  // An older socket: the capability alone,
+  capability.resize(136);          // padded,
+  EXPECT_EQ(raw(capability), 0u);
+  EXPECT_EQ(raw(std::vector<std::byte>(136)), 0u);  // or nothing at all.
+  EXPECT_EQ(raw({}), 0u);
+  std::string reply = EncodeSidrReply(false, 1024);
+  reply[4] = 'X';  // No tag.
+  EXPECT_EQ(SaysMtu(absl::MakeConstSpan(
+                reinterpret_cast<const std::byte*>(reply.data()), 8)),
+            0u);
+  EXPECT_EQ(
+      SaysMtu(absl::MakeConstSpan(reinterpret_cast<const std::byte*>(
+                                      EncodeSidrReply(false, 1 << 20).data()),
+                                  8)),
+      0xffffu);  // Capped at what two bytes hold.
+}
+
 }  // namespace
 }  // namespace demi

@@ -22,14 +22,15 @@ absl::Status CreateQp(UdPeer& peer) {
     return rdma::ErrnoError(ENODEV, "no RDMA device at that address");
   }
   DEMI_ASSIGN_OR_RETURN(peer.pd, rdma::AllocPd(context));
-  DEMI_ASSIGN_OR_RETURN(peer.cq, rdma::CreateCq(context, 16, nullptr));
+  DEMI_ASSIGN_OR_RETURN(peer.cq,
+                        rdma::CreateCq(context, 8 + kUdPeerReceives, nullptr));
   peer.buffer.resize(kUdPeerBufferSize);
   DEMI_ASSIGN_OR_RETURN(
       peer.mr, rdma::RegisterMr(peer.pd.get(), absl::MakeSpan(peer.buffer),
                                 IBV_ACCESS_LOCAL_WRITE));
   rdma::QpCaps caps;
   caps.max_send_wr = 8;
-  caps.max_recv_wr = 1;
+  caps.max_recv_wr = kUdPeerReceives;
   DEMI_ASSIGN_OR_RETURN(
       peer.qp, rdma::CreateUdQp(peer.id.get(), peer.pd.get(), peer.cq.get(),
                                 peer.cq.get(), &caps));
@@ -59,11 +60,14 @@ absl::StatusOr<ibv_wc> PollOne(UdPeer& peer, ibv_wc_opcode opcode,
   return wc;
 }
 
-// A ListenUd peer receives one message at a time, into its whole buffer.
-absl::Status PostReceive(UdPeer& peer) {
-  ibv_sge sge = {reinterpret_cast<uintptr_t>(peer.buffer.data()),
-                 static_cast<uint32_t>(peer.buffer.size()), peer.mr->lkey};
+// Posts receive slot `slot` of a ListenUd peer.
+absl::Status PostReceive(UdPeer& peer, uint64_t slot) {
+  ibv_sge sge = {reinterpret_cast<uintptr_t>(peer.receive_buffer.data() +
+                                             slot * kUdPeerBufferSize),
+                 static_cast<uint32_t>(kUdPeerBufferSize),
+                 peer.receive_mr->lkey};
   ibv_recv_wr wr = {};
+  wr.wr_id = slot;
   wr.sg_list = &sge;
   wr.num_sge = 1;
   ibv_recv_wr* bad = nullptr;
@@ -124,7 +128,14 @@ absl::StatusOr<std::unique_ptr<UdPeer>> ListenUd(const sockaddr_in& local,
       rdma_bind_addr(peer->id.get(), reinterpret_cast<sockaddr*>(&bind)),
       "rdma_bind_addr"));
   DEMI_RETURN_IF_ERROR(CreateQp(*peer));
-  DEMI_RETURN_IF_ERROR(PostReceive(*peer));
+  peer->receive_buffer.resize(kUdPeerReceives * kUdPeerBufferSize);
+  DEMI_ASSIGN_OR_RETURN(
+      peer->receive_mr,
+      rdma::RegisterMr(peer->pd.get(), absl::MakeSpan(peer->receive_buffer),
+                       IBV_ACCESS_LOCAL_WRITE));
+  for (uint64_t slot = 0; slot < kUdPeerReceives; ++slot) {
+    DEMI_RETURN_IF_ERROR(PostReceive(*peer, slot));
+  }
   DEMI_RETURN_IF_ERROR(
       rdma::CheckCm(rdma_listen(peer->id.get(), 8), "rdma_listen"));
   peer->local = bind;
@@ -149,11 +160,17 @@ absl::Status AnswerUd(UdPeer& peer, absl::Duration timeout) {
 
 absl::StatusOr<ibv_wc> ReceiveUd(UdPeer& peer, absl::Duration timeout,
                                  std::vector<std::byte>* bytes) {
+  if (peer.receive_buffer.empty()) {
+    return rdma::ErrnoError(EINVAL,
+                            "not a ListenUd peer: it posts no receives");
+  }
   DEMI_ASSIGN_OR_RETURN(ibv_wc wc, PollOne(peer, IBV_WC_RECV, timeout));
   constexpr uint32_t kGrh = 40;
   if (wc.byte_len < kGrh) return rdma::ErrnoError(EPROTO, "no GRH");
-  bytes->assign(peer.buffer.begin() + kGrh, peer.buffer.begin() + wc.byte_len);
-  DEMI_RETURN_IF_ERROR(PostReceive(peer));
+  const std::byte* slot =
+      peer.receive_buffer.data() + wc.wr_id * kUdPeerBufferSize;
+  bytes->assign(slot + kGrh, slot + wc.byte_len);
+  DEMI_RETURN_IF_ERROR(PostReceive(peer, wc.wr_id));
   return wc;
 }
 

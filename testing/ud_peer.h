@@ -28,8 +28,13 @@ struct UdPeer {
   rdma::PdPtr pd;
   rdma::CqPtr cq;
   rdma::AhPtr ah;
-  std::vector<std::byte> buffer;
+  std::vector<std::byte> buffer;  // What SendUd sends from.
   rdma::MrPtr mr;
+  // ListenUd: kUdPeerReceives slots of kUdPeerBufferSize, each posted as a
+  // receive (wr_id: its index), so that back-to-back messages (a
+  // datagram's fragments) are all taken.
+  std::vector<std::byte> receive_buffer;
+  rdma::MrPtr receive_mr;
   rdma::CmQpPtr qp;
   uint32_t remote_qpn = 0;
   uint32_t remote_qkey = 0;
@@ -40,6 +45,7 @@ struct UdPeer {
 };
 
 inline constexpr size_t kUdPeerBufferSize = 8192;
+inline constexpr size_t kUdPeerReceives = 16;
 
 // Resolves the datagram socket bound at `dest` from `local` (port 0).
 absl::StatusOr<std::unique_ptr<UdPeer>> ResolveUd(const sockaddr_in& local,
