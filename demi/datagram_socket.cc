@@ -340,6 +340,12 @@ bool DatagramSocket::TryPushInline(const demi_sgarray_t& sga, uint32_t length,
                    sga.sga_numsegs + 1 > max_send_sge_)) {
     return false;
   }
+  // A device may inline more than the destination's MTU holds (its port
+  // may take less than ours): the PushOp path cuts fragments to fit.
+  if (route->mtu >= kMinUdMtu &&
+      (compact ? 0 : kHeaderSize) + length > route->mtu) {
+    return false;
+  }
   const DatagramHeader* header =
       compact ? nullptr : NextHeader(0, length, 1, 0, 0);
   SendSlot slot;

@@ -310,6 +310,30 @@ TEST_P(DataTest, ReadOnlyMemoryIsSent) {
   EXPECT_EQ(munmap(map, size), 0);
 }
 
+// Memory that cannot be read at all (mapped PROT_NONE: unmapped memory
+// could be mapped again by anyone meanwhile) fails a large push with the
+// registration's errno: nothing is copied from it, nothing faults.
+TEST(StreamTest, UnreadableMemoryFailsALargePushWithEfault) {
+  DemiPair pair;
+  ASSERT_TRUE(MakePair(&pair));
+  constexpr size_t kSize = 1 << 20;
+  void* map =
+      mmap(nullptr, kSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  demi_sgarray_t sga = {};
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = map;
+  sga.sga_segs[0].sgaseg_len = kSize;
+  demi_qtoken_t push = 0;
+  EXPECT_EQ(demi_push(&push, pair.client, &sga), EFAULT);
+  // The connection carries on.
+  demi_qtoken_t qt = PushString(pair.client, "still here");
+  EXPECT_EQ(PopString(pair.server), "still here");
+  EXPECT_EQ(WaitOrFail(qt).qr_opcode, DEMI_OPC_PUSH);
+  ClosePair(pair);
+  EXPECT_EQ(munmap(map, kSize), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, DataTest,
                          ::testing::Values(1, 64, 4096, 8176, 8177, 1 << 20,
                                            8 << 20));

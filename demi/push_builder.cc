@@ -1,5 +1,8 @@
 #include "demi/push_builder.h"
 
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <utility>
 
@@ -54,6 +57,20 @@ absl::Status PrepareBytes(const PushMemory& memory, const demi_sgarray_t& sga,
   return absl::OkStatus();
 }
 
+namespace {
+
+// Copies `length` bytes at `from`, in this process, to `to`; false, with
+// nothing faulted, if they are not all readable (or the kernel forbids the
+// call: a container's seccomp profile may).
+bool ReadOwnMemory(void* to, const void* from, size_t length) {
+  iovec local = {to, length};
+  iovec remote = {const_cast<void*>(from), length};
+  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) ==
+         static_cast<ssize_t>(length);
+}
+
+}  // namespace
+
 absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
                          const demi_sgarray_t& sga) {
   op.is_rndv = true;
@@ -98,9 +115,17 @@ absl::Status PrepareRndv(const PushMemory& memory, PushOp& op,
       } else {
         // Memory the application may only read (a constant, a file mapped
         // PROT_READ): the kernel pins a registration that binds windows
-        // as if for writing, and refuses. Or the pinning limit: either
-        // way a copy goes.
-        if (!copy().ok()) return foreign.status();
+        // as if for writing, and refuses. Or the pinning limit. Either way
+        // a copy goes, read through the kernel: memory that cannot be
+        // read at all fails the push with the registration's errno, as
+        // before, rather than fault here.
+        absl::StatusOr<Buffer*> piece = memory.pool->Allocate(len);
+        if (!piece.ok()) return foreign.status();
+        BufferRef held(*piece);
+        if (!ReadOwnMemory((*piece)->data, addr, len)) return foreign.status();
+        op.holds.push_back(std::move(held));
+        owner = *piece;
+        addr = owner->data;
         mr = owner->slab->mrs[memory.device].get();
       }
     }

@@ -145,7 +145,10 @@ void IndexSlab(uint32_t slot, const std::byte* base, size_t size) {
 void FreeSlot(uint32_t slot) {
   std::lock_guard<std::mutex> lock(slots_mutex);
   if (slab_slots[slot].base != 0) {
-    slab_index->erase(slab_slots[slot].base);
+    // A slab mapped since at the same address (this one's memory went
+    // before its slot) has the entry now: it stays.
+    auto it = slab_index->find(slab_slots[slot].base);
+    if (it != slab_index->end() && it->second == slot) slab_index->erase(it);
     slab_slots[slot].base = 0;
     slab_slots[slot].size = 0;
   }
