@@ -512,6 +512,27 @@ TEST(DatagramTest, SendsNowAndThenAreNeverTakenForStuck) {
   EXPECT_EQ(demi_close(b), 0);
 }
 
+// Closes `p`, bound at `p_port`, and binds a new socket there (a new QP),
+// driving `s` (whose pop in `pending` is started if none is) while the
+// port is not free yet. Returns the new socket, or -1 after a failure.
+int MakeAnew(int p, uint16_t p_port, int s, demi_qtoken_t* pending) {
+  EXPECT_EQ(demi_close(p), 0);
+  int again = -1;
+  EXPECT_EQ(demi_socket(&again, AF_INET, SOCK_DGRAM, 0), 0);
+  sockaddr_in p_addr = AddrOrDie(p_port);
+  absl::Time give_up = absl::Now() + absl::Seconds(5);
+  int err;
+  while ((err = demi_bind(again, Sa(p_addr), sizeof(p_addr))) == EADDRINUSE &&
+         absl::Now() < give_up) {
+    Progress(s, 10, pending);
+  }
+  EXPECT_EQ(err, 0);
+  if (*pending == 0) {
+    EXPECT_EQ(demi_pop(pending, s), 0);
+  }
+  return err == 0 ? again : -1;
+}
+
 // A peer's socket made anew on the same port (a new QP) is resolved again
 // after its first datagram (which is dropped) even when sends to its old
 // QP were still unretired then: those keep the old address handle until
@@ -522,18 +543,10 @@ TEST(DatagramTest, APeerMadeAnewIsResolvedAgainWhileSendsToItAreOut) {
   int p = BoundSocket(p_port);
   PushTo(s, "warm", AddrOrDie(p_port));
   EXPECT_EQ(PopFrom(p, nullptr), "warm");
-  EXPECT_EQ(demi_close(p), 0);
-  int again = -1;
-  ASSERT_EQ(demi_socket(&again, AF_INET, SOCK_DGRAM, 0), 0);
-  sockaddr_in p_addr = AddrOrDie(p_port);
-  absl::Time give_up = absl::Now() + absl::Seconds(5);
   demi_qtoken_t pending = 0;
-  int err;
-  while ((err = demi_bind(again, Sa(p_addr), sizeof(p_addr))) == EADDRINUSE &&
-         absl::Now() < give_up) {
-    ASSERT_NO_FATAL_FAILURE(Progress(s, 10, &pending));
-  }
-  ASSERT_EQ(err, 0);
+  int again = MakeAnew(p, p_port, s, &pending);
+  ASSERT_GE(again, 0);
+  sockaddr_in p_addr = AddrOrDie(p_port);
   // To the old QP, lost; its send is unsignalled and not yet retired.
   PushTo(s, "lost", p_addr);
   PushTo(again, "hello", AddrOrDie(s_port));
@@ -556,24 +569,13 @@ TEST(DatagramTest, APeerMadeAnewIsResolvedAgainUnderAnEndlessStream) {
   sockaddr_in p_addr = AddrOrDie(p_port);
   PushTo(s, "warm", p_addr);
   EXPECT_EQ(PopFrom(p, nullptr), "warm");
-  EXPECT_EQ(demi_close(p), 0);
-  int again = -1;
-  ASSERT_EQ(demi_socket(&again, AF_INET, SOCK_DGRAM, 0), 0);
-  absl::Time give_up = absl::Now() + absl::Seconds(5);
   demi_qtoken_t pending = 0;
-  int err;
-  while ((err = demi_bind(again, Sa(p_addr), sizeof(p_addr))) == EADDRINUSE &&
-         absl::Now() < give_up) {
-    ASSERT_NO_FATAL_FAILURE(Progress(s, 10, &pending));
-  }
-  ASSERT_EQ(err, 0);
+  int again = MakeAnew(p, p_port, s, &pending);
+  ASSERT_GE(again, 0);
   // `s` streams to the port, a window of large datagrams out; the new
   // socket says hello now and then, until `s` hears it.
-  if (pending == 0) {
-    ASSERT_EQ(demi_pop(&pending, s), 0);
-  }
   bool heard = false;
-  give_up = absl::Now() + absl::Seconds(10);
+  absl::Time give_up = absl::Now() + absl::Seconds(10);
   const timespec zero = {0, 0};
   const std::string big = Pattern(65000, 5);
   std::deque<demi_qtoken_t> window;
@@ -588,7 +590,7 @@ TEST(DatagramTest, APeerMadeAnewIsResolvedAgainUnderAnEndlessStream) {
     // Not waited for here: its first one waits for `again` to resolve
     // `s`, while the stream goes on.
     if (i % 4 == 0) hellos.push_back(StartPushTo(again, "hello", s_addr));
-    err = demi_wait(&qr, pending, &zero);
+    int err = demi_wait(&qr, pending, &zero);
     if (err == ETIMEDOUT) continue;
     ASSERT_EQ(err, 0);
     ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP) << "qr_ret " << qr.qr_ret;
