@@ -408,16 +408,8 @@ TEST(HostilePeerTest, FailedRendezvousReadFailsThePopAndDeliversNothing) {
       listener, 2,
       [](RcPeer& peer) -> absl::Status {
         // Announces 1 MiB behind an rkey it never registered.
-        WireHeader header = {};
-        header.type = static_cast<uint8_t>(WireType::kRndv);
-        header.length = 1 << 20;
-        header.cookie = 7;
-        demi::RndvDescriptor rndv = {};
-        rndv.num_segments = 1;
-        rndv.segments[0] = {0x10000, 0xdead00, 1 << 20};
-        std::string body(reinterpret_cast<const char*>(&rndv),
-                         demi::RndvMessageSize(1) - sizeof(WireHeader));
-        DEMI_RETURN_IF_ERROR(SendWire(peer, header, body, Scaled(kStep)));
+        DEMI_RETURN_IF_ERROR(demi::testing::SendRndv(
+            peer, 0x10000, 0xdead00, 1 << 20, /*cookie=*/7, Scaled(kStep)));
         return WaitDisconnected(peer, Scaled(kStep));
       },
       &peer);
@@ -453,18 +445,9 @@ TEST(HostilePeerTest, TwoRendezvousUnderOneCookieArriveWhole) {
         for (int i = 0; i < 2; ++i) {
           std::memcpy(raw.buffer.data() + kOffsets[i], bytes[i].data(),
                       kLength);
-          WireHeader header = {};
-          header.type = static_cast<uint8_t>(WireType::kRndv);
-          header.length = kLength;
-          header.cookie = 7;
-          demi::RndvDescriptor rndv = {};
-          rndv.num_segments = 1;
-          rndv.segments[0] = {
-              reinterpret_cast<uint64_t>(raw.buffer.data() + kOffsets[i]),
-              raw.mr->rkey, kLength};
-          std::string body(reinterpret_cast<const char*>(&rndv),
-                           demi::RndvMessageSize(1) - sizeof(WireHeader));
-          DEMI_RETURN_IF_ERROR(SendWire(raw, header, body, Scaled(kStep)));
+          DEMI_RETURN_IF_ERROR(demi::testing::SendRndv(
+              raw, reinterpret_cast<uint64_t>(raw.buffer.data() + kOffsets[i]),
+              raw.mr->rkey, kLength, /*cookie=*/7, Scaled(kStep)));
         }
         announced = true;
         // Each comes back done under the cookie it was sent with.

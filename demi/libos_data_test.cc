@@ -186,6 +186,15 @@ TEST(WaitTest, WaitNextNReturnsCompletionsWithoutTokens) {
 
 #pragma GCC diagnostic pop
 
+// An sga of the `size` bytes at `data`, memory the library did not lend.
+demi_sgarray_t OneSegment(void* data, size_t size) {
+  demi_sgarray_t sga = {};
+  sga.sga_numsegs = 1;
+  sga.sga_segs[0].sgaseg_buf = data;
+  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(size);
+  return sga;
+}
+
 class DataTest : public ::testing::TestWithParam<size_t> {
  protected:
   void SetUp() override { ASSERT_TRUE(MakePair(&pair_)); }
@@ -271,10 +280,7 @@ TEST_P(DataTest, ForeignMemoryIsSentAsItWasAtPushTime) {
   std::string bytes = Pattern(size, 9);
   char* heap = static_cast<char*>(std::malloc(size));
   std::memcpy(heap, bytes.data(), size);
-  demi_sgarray_t sga = {};
-  sga.sga_numsegs = 1;
-  sga.sga_segs[0].sgaseg_buf = heap;
-  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(size);
+  demi_sgarray_t sga = OneSegment(heap, size);
   demi_qtoken_t push = 0;
   ASSERT_EQ(demi_push(&push, pair_.client, &sga), 0);
   if (size <= 64 * 1024) {
@@ -299,10 +305,7 @@ TEST_P(DataTest, ReadOnlyMemoryIsSent) {
   ASSERT_NE(map, MAP_FAILED);
   std::memcpy(map, bytes.data(), size);
   ASSERT_EQ(mprotect(map, size, PROT_READ), 0);
-  demi_sgarray_t sga = {};
-  sga.sga_numsegs = 1;
-  sga.sga_segs[0].sgaseg_buf = map;
-  sga.sga_segs[0].sgaseg_len = static_cast<uint32_t>(size);
+  demi_sgarray_t sga = OneSegment(map, size);
   demi_qtoken_t push = 0;
   ASSERT_EQ(demi_push(&push, pair_.client, &sga), 0);
   EXPECT_TRUE(SameBytes(PopString(pair_.server), bytes));
@@ -320,10 +323,7 @@ TEST(StreamTest, UnreadableMemoryFailsALargePushWithEfault) {
   void* map =
       mmap(nullptr, kSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(map, MAP_FAILED);
-  demi_sgarray_t sga = {};
-  sga.sga_numsegs = 1;
-  sga.sga_segs[0].sgaseg_buf = map;
-  sga.sga_segs[0].sgaseg_len = kSize;
+  demi_sgarray_t sga = OneSegment(map, kSize);
   demi_qtoken_t push = 0;
   EXPECT_EQ(demi_push(&push, pair.client, &sga), EFAULT);
   // The connection carries on.

@@ -37,8 +37,6 @@
 
 namespace {
 
-using demi::WireHeader;
-using demi::WireType;
 using demi::testing::AddrOrDie;
 using demi::testing::CqFault;
 using demi::testing::DemiPair;
@@ -622,19 +620,9 @@ TEST(BrokenSendQueueTest, AFailedStageBeforeARendezvousDoneEndsTheConnection) {
       if (!rc.ok()) return rc.status();
       RcPeer& raw = **rc;
       std::memcpy(raw.buffer.data() + kRndvOffset, bytes.data(), kRndvBytes);
-      WireHeader header = {};
-      header.type = static_cast<uint8_t>(WireType::kRndv);
-      header.length = kRndvBytes;
-      header.cookie = 1;
-      demi::RndvDescriptor rndv = {};
-      rndv.num_segments = 1;
-      rndv.segments[0] = {
-          reinterpret_cast<uintptr_t>(raw.buffer.data() + kRndvOffset),
-          raw.mr->rkey, kRndvBytes};
-      std::string body(reinterpret_cast<const char*>(&rndv),
-                       demi::RndvMessageSize(1) - sizeof(WireHeader));
-      DEMI_RETURN_IF_ERROR(
-          demi::testing::SendWire(raw, header, body, Scaled(kStep)));
+      DEMI_RETURN_IF_ERROR(demi::testing::SendRndv(
+          raw, reinterpret_cast<uintptr_t>(raw.buffer.data() + kRndvOffset),
+          raw.mr->rkey, kRndvBytes, /*cookie=*/1, Scaled(kStep)));
       announced = true;
       // It posts nothing more: the post fault would fail its posts too.
       return demi::testing::WaitDisconnected(raw, Scaled(kStep));

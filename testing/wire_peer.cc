@@ -105,6 +105,21 @@ absl::Status SendEager(RcPeer& peer, const std::string& payload,
   return SendWire(peer, header, payload, timeout);
 }
 
+absl::Status SendRndv(RcPeer& peer, uint64_t addr, uint32_t rkey,
+                      uint32_t length, uint64_t cookie,
+                      absl::Duration timeout) {
+  WireHeader header = {};
+  header.type = static_cast<uint8_t>(WireType::kRndv);
+  header.length = length;
+  header.cookie = cookie;
+  RndvDescriptor rndv = {};
+  rndv.num_segments = 1;
+  rndv.segments[0] = {addr, rkey, length};
+  std::string body(reinterpret_cast<const char*>(&rndv),
+                   RndvMessageSize(1) - sizeof(WireHeader));
+  return SendWire(peer, header, body, timeout);
+}
+
 absl::StatusOr<ParsedMessage> ReceiveWire(RcPeer& peer,
                                           absl::Duration timeout) {
   std::string bytes;

@@ -47,6 +47,11 @@ absl::Status SendBytes(RcPeer& peer, const std::string& bytes,
 absl::Status SendEager(RcPeer& peer, const std::string& payload,
                        uint16_t credits, absl::Duration timeout);
 
+// A rendezvous announcement (RNDV) under `cookie` of `length` bytes at
+// (`addr`, `rkey`), sent as SendWire does.
+absl::Status SendRndv(RcPeer& peer, uint64_t addr, uint32_t rkey,
+                      uint32_t length, uint64_t cookie, absl::Duration timeout);
+
 // The next message received (kept earlier, or waited for), parsed; the
 // receive is posted again at once.
 absl::StatusOr<ParsedMessage> ReceiveWire(RcPeer& peer, absl::Duration timeout);
