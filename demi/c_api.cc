@@ -96,12 +96,15 @@ int demi_init(const struct demi_args* args) {
   (void)args;
   if (libos != nullptr) return EEXIST;
   if (forked) return ENOTSUP;
-  absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
-  if (!created.ok()) return ErrnoOf(created.status());
+  // Before Create: it opens the process's devices, which a child of a
+  // fork must not reuse even if this init then fails, or another thread
+  // forks while it runs.
   static const bool registered =
       pthread_atfork(nullptr, nullptr, ForgetLibOsInChild) == 0 &&
       std::atexit(EndMainLibOsAtExit) == 0 &&
       pthread_key_create(&main_end_key, EndMainLibOs) == 0;
+  absl::StatusOr<std::unique_ptr<RdmaLibOs>> created = RdmaLibOs::Create();
+  if (!created.ok()) return ErrnoOf(created.status());
   if (registered && IsMainThread()) {
     pthread_setspecific(main_end_key, &main_end_key);
   }
@@ -219,8 +222,8 @@ int demi_sgafree(demi_sgarray_t* sga) {
   if (libos == nullptr) {
     // Any thread may give back a buffer a libOS lent; not a child of fork,
     // whose copy of the pools is its parent's.
-    if (sga == nullptr || forked) return ENOSYS;
-    return RdmaLibOs::SgaFreeWithoutLibOs(*sga);
+    if (sga == nullptr) return ENOSYS;
+    return RdmaLibOs::SgaFreeWithoutLibOs(*sga, forked);
   }
   if (sga == nullptr) return EINVAL;
   return libos->SgaFree(*sga);

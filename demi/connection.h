@@ -186,6 +186,8 @@ class Connection {
   // the QP is destroyed.
   bool HasOutstandingWork() const { return sends_.has_signaled(); }
   State state() const { return state_; }
+  // Why it died (kDead), if it has.
+  int error() const { return error_; }
   int qd() const { return qd_; }
   int device() const { return env_.device; }
   // A CQ of its device failed while it was alive: what it had posted may

@@ -266,7 +266,12 @@ int Connection::PostSendWr(ibv_send_wr& send, SendSlot&& slot,
 }
 
 bool Connection::TrySendControl(WireType type, uint64_t cookie) {
-  if (bind_waits_ || send_credits_ < 1 || sends_.room() == 0) return false;
+  // Dead: an Abort in this pass emptied done_backlog_, yet a rendezvous
+  // delivered by it may have queued its RNDV_DONE again.
+  if (state_ == State::kDead || bind_waits_ || send_credits_ < 1 ||
+      sends_.room() == 0) {
+    return false;
+  }
   WireHeader header = {};
   header.type = static_cast<uint8_t>(type);
   header.credits = credits_.TakeReturn();

@@ -98,6 +98,10 @@ TEST(ProcessMisuseTest, AChildOfForkCannotTouchItsParentsQueues) {
       timespec zero = {0, 0};
       CHILD_CHECK(demi_wait(&qr, 1, &zero) == ENOSYS);
       CHILD_CHECK(demi_close(pair.client) == ENOSYS);
+      // The array of an end of stream holds nothing: 0 in any thread.
+      demi_sgarray_t eof = {};
+      eof.sga_numsegs = 1;
+      CHILD_CHECK(demi_sgafree(&eof) == 0);
       return 0;  // exit(): the library's exit handler runs here too.
     });
     CHILD_CHECK(Reap(child, Scaled(absl::Seconds(30))) == 0);

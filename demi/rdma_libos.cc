@@ -234,10 +234,11 @@ int RdmaLibOs::SgaFreeOtherThread(const demi_sgarray_t& sga) {
   return owner->FreeFromOtherThread(sga.sga_buf);
 }
 
-int RdmaLibOs::SgaFreeWithoutLibOs(const demi_sgarray_t& sga) {
+int RdmaLibOs::SgaFreeWithoutLibOs(const demi_sgarray_t& sga, bool forked) {
   if (IsEndOfStream(sga)) return 0;
   SgaPool* owner = nullptr;
-  if (sga.sga_numsegs != 0 && sga.sga_numsegs <= DEMI_SGARRAY_MAXSIZE) {
+  if (!forked && sga.sga_numsegs != 0 &&
+      sga.sga_numsegs <= DEMI_SGARRAY_MAXSIZE) {
     owner = SgaPool::OwnerOf(sga.sga_buf);
   }
   return owner == nullptr ? ENOSYS : owner->FreeFromOtherThread(sga.sga_buf);

@@ -95,8 +95,10 @@ class RdmaLibOs {
   demi_sgarray_t SgaAlloc(size_t size);
   int SgaFree(const demi_sgarray_t& sga);
   // demi_sgafree in a thread without a libOS (a worker handed a popped
-  // buffer): the buffer goes back to its owner; ENOSYS if it has none.
-  static int SgaFreeWithoutLibOs(const demi_sgarray_t& sga);
+  // buffer): the buffer goes back to its owner; ENOSYS if it has none,
+  // or if this process is a child of a fork (`forked`: its copy of the
+  // pools is its parent's). The end of a stream's array is 0 either way.
+  static int SgaFreeWithoutLibOs(const demi_sgarray_t& sga, bool forked);
   absl::Status SetSockOpt(int qd, int level, int optname, const void* optval,
                           socklen_t optlen);
   absl::Status GetSockOpt(int qd, int level, int optname, void* optval,

@@ -186,6 +186,12 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   }
   connection->established = true;
   open(*peer);
+  if (conn.state() == Connection::State::kDead) {
+    // Died in its setup (a CQ that failed, a first message that broke the
+    // protocol): the connect failed, and the socket may connect again.
+    HandleConnectFailure(queue, conn.error() != 0 ? conn.error() : EPROTO);
+    return;
+  }
   tokens_.Succeed(connection->connect_qt, DEMI_OPC_CONNECT);
   connection->connect_qt = 0;
 }

@@ -41,8 +41,9 @@ extern "C" {
  * @param timeout How long to wait; NULL forever.
  *
  * @return 0 when the operation completed (the token is consumed), or:
- * - EINVAL: @p qr_out is NULL, or @p qt is not a token of an operation that
- *   has not been waited for yet.
+ * - EINVAL: @p qr_out is NULL, @p qt is not a token of an operation that
+ *   has not been waited for yet, or @p timeout is negative or its tv_nsec
+ *   is not below 1,000,000,000.
  * - ETIMEDOUT: the operation did not complete in time (the token stays
  *   valid).
  * - ENOSYS: demi_init has not run.
@@ -64,7 +65,8 @@ extern int demi_wait(demi_qresult_t *qr_out, demi_qtoken_t qt,
  *
  * @return 0 when one operation completed (its token is consumed), or:
  * - EINVAL: @p qr_out or @p ready_offset is NULL, @p qts is NULL while
- *   @p num_qts > 0, @p num_qts < 0, or any token is invalid.
+ *   @p num_qts > 0, @p num_qts < 0, any token is invalid, or @p timeout is
+ *   negative or its tv_nsec is not below 1,000,000,000.
  * - ETIMEDOUT: none completed in time.
  * - ENOSYS: demi_init has not run.
  */
@@ -86,7 +88,8 @@ extern int demi_wait_any(demi_qresult_t *qr_out, int *ready_offset,
  * @param timeout How long to wait; NULL forever.
  *
  * @return 0 when @p num_qrs results were written, or:
- * - EINVAL: @p qr_out or @p num_qrs_out is NULL, or @p num_qrs <= 0.
+ * - EINVAL: @p qr_out or @p num_qrs_out is NULL, @p num_qrs <= 0, or
+ *   @p timeout is negative or its tv_nsec is not below 1,000,000,000.
  * - ETIMEDOUT: the time ran out with fewer results (*num_qrs_out says how
  *   many, possibly some).
  * - ENOSYS: demi_init has not run.
