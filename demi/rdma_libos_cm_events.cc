@@ -249,8 +249,10 @@ void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
   // because a connection that never got established never posted a send
   // (only Open lets it), so the only completions that can refer to its QP
   // are receives of what the peer sent at once, already in the shared CQ:
-  // Destroy polls those away once the QP (and so its number) is gone. A
-  // husk with sends in flight would have to drain first (PollClosed).
+  // Destroy polls those away once the QP (and so its number) is gone. One
+  // that died as Open let it send (HandleEstablished) may have sends in
+  // flight: that husk drains first (PollClosed), keeping the port until
+  // then.
   if (husk_qd >= 0) {
     Queue* husk = queues_.Get(husk_qd);
     if (husk->conn()->HasOutstandingWork()) {

@@ -75,7 +75,9 @@ extern "C" {
  *
  * @return 0 on success, or:
  * - EEXIST: this thread's libOS is initialised already.
- * - ENOTSUP: a child of fork() of a process with a libOS.
+ * - ENOTSUP: a child of fork() of a process that had called demi_init
+ *   (even one that failed: the verbs state it may have opened is the
+ *   parent's).
  * - ENODEV: this machine has no RDMA device.
  * - ENOMEM, or another errno of the verbs library: a device could not be
  *   set up.
@@ -175,9 +177,10 @@ extern int demi_accept(demi_qtoken_t *qt_out, int sockqd);
  * Completes with DEMI_OPC_CONNECT, or DEMI_OPC_FAILED with qr_ret
  * ECONNREFUSED (nobody listens there, or its backlog is full), ETIMEDOUT
  * (no answer), EHOSTUNREACH (no RDMA route to the address), ENOBUFS (this
- * host's shared receive queue holds all the connections it can) or ENOMEM
- * (no registered memory for receive buffers), or EBADF if the socket is
- * closed first.
+ * host's shared receive queue holds all the connections it can), ENOMEM
+ * (no registered memory for receive buffers), EPROTO or EIO (the
+ * connection failed in its setup: a peer that broke the protocol at once,
+ * a completion queue that failed), or EBADF if the socket is closed first.
  *
  * On a (bound) datagram socket it only sets the destination of demi_push
  * and completes DEMI_OPC_CONNECT at once; another demi_connect replaces it.
