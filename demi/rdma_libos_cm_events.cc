@@ -108,9 +108,16 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
         // on the setup: the peer is gone.
         HandleDisconnect(queue);
       } else {
-        HandleConnectFailure(queue, event.type == RDMA_CM_EVENT_UNREACHABLE
-                                        ? ETIMEDOUT
-                                        : ECONNREFUSED);
+        // A connection that died in its setup (its CQ failed) left a QP
+        // rdma_cm could not make ready: the death says why, not the peer.
+        Connection* conn = queue.conn();
+        int err =
+            event.type == RDMA_CM_EVENT_UNREACHABLE ? ETIMEDOUT : ECONNREFUSED;
+        if (conn != nullptr && conn->state() == Connection::State::kDead &&
+            conn->error() != 0) {
+          err = conn->error();
+        }
+        HandleConnectFailure(queue, err);
       }
       break;
     case RDMA_CM_EVENT_ADDR_ERROR:

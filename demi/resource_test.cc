@@ -450,6 +450,35 @@ TEST(BrokenCompletionQueueTest, PendingPopsAndPushesFailWithEio) {
   demi::testing::ClosePair(fresh);
 }
 
+// A connect whose CQ fails in its setup fails with EIO, what broke it: not
+// ECONNREFUSED, as if nobody listened there (rdma_cm fails to ready the
+// QP the failure put in error), nor DEMI_OPC_CONNECT on a dead connection.
+// The socket may connect again once the CQs poll again.
+TEST(BrokenCompletionQueueTest, AConnectWhoseCqFailsInItsSetupFailsWithEio) {
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int listener = -1, client = -1;
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
+  ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
+  {
+    ScopedCqFault fault(CqFault::kFail);
+    demi_qtoken_t qt = 0;
+    ASSERT_EQ(demi_connect(&qt, client, Sa(addr), sizeof(addr)), 0);
+    demi_qresult_t qr = WaitOrFail(qt, absl::Seconds(20));
+    EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
+    EXPECT_EQ(qr.qr_ret, EIO);
+  }
+  int server = demi::testing::ConnectAndAccept(client, listener, addr);
+  ASSERT_GE(server, 0);
+  demi_qresult_t qr = WaitOrFail(demi::testing::PushString(client, "x"));
+  EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
+  EXPECT_EQ(demi::testing::PopString(server), "x");
+  EXPECT_EQ(demi_close(client), 0);
+  EXPECT_EQ(demi_close(server), 0);
+  EXPECT_EQ(demi_close(listener), 0);
+}
+
 // An RC send queue that stops without an error (rxe in Linux 6.1 did, under
 // packet loss: a rendezvous announcement and everything behind it never
 // went out, and never failed) leaves the keepalive probe without its
