@@ -451,27 +451,55 @@ TEST(BrokenCompletionQueueTest, PendingPopsAndPushesFailWithEio) {
 }
 
 // A connect whose CQ fails in its setup fails with EIO, what broke it: not
-// ECONNREFUSED, as if nobody listened there (rdma_cm fails to ready the
-// QP the failure put in error), nor DEMI_OPC_CONNECT on a dead connection.
-// The socket may connect again once the CQs poll again.
+// ECONNREFUSED, as if nobody listened there (rdma_cm cannot ready the QP
+// the failure put in error), nor DEMI_OPC_CONNECT on a dead connection. A
+// raw listener holds the request until the connect's passes have polled
+// the failing CQ. The socket connects again once the CQs poll again.
 TEST(BrokenCompletionQueueTest, AConnectWhoseCqFailsInItsSetupFailsWithEio) {
-  sockaddr_in addr = AddrOrDie(NextPort());
-  int listener = -1, client = -1;
-  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
-  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
-  ASSERT_EQ(demi_listen(listener, 4), 0);
+  sockaddr_in raw_addr = AddrOrDie(NextPort());
+  absl::StatusOr<std::unique_ptr<RcPeer>> raw_listener =
+      demi::testing::ListenRc(raw_addr);
+  ASSERT_TRUE(raw_listener.ok()) << raw_listener.status();
+  std::atomic<bool> accept_now{false};
+  std::thread acceptor([&] {
+    while (!accept_now) absl::SleepFor(absl::Milliseconds(1));
+    // The connecting side answers the reply with a reject: an error here.
+    demi::testing::AcceptRc(**raw_listener, demi::EncodeConnectData(2, 2, 8192),
+                            Scaled(absl::Seconds(20)))
+        .status()
+        .IgnoreError();
+  });
+  struct Joiner {
+    std::atomic<bool>& go;
+    std::thread& thread;
+    ~Joiner() {
+      go = true;
+      thread.join();
+    }
+  } joiner{accept_now, acceptor};
+  int client = -1;
   ASSERT_EQ(demi_socket(&client, AF_INET, SOCK_STREAM, 0), 0);
   {
     ScopedCqFault fault(CqFault::kFail);
     demi_qtoken_t qt = 0;
-    ASSERT_EQ(demi_connect(&qt, client, Sa(addr), sizeof(addr)), 0);
-    demi_qresult_t qr = WaitOrFail(qt, absl::Seconds(20));
+    ASSERT_EQ(demi_connect(&qt, client, Sa(raw_addr), sizeof(raw_addr)), 0);
+    // Resolves, makes the QP, sends the request; polls the failing CQ.
+    timespec held = absl::ToTimespec(Scaled(absl::Milliseconds(500)));
+    demi_qresult_t qr;
+    ASSERT_EQ(demi_wait(&qr, qt, &held), ETIMEDOUT);
+    accept_now = true;
+    qr = WaitOrFail(qt, absl::Seconds(20));
     EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
     EXPECT_EQ(qr.qr_ret, EIO);
   }
+  sockaddr_in addr = AddrOrDie(NextPort());
+  int listener = -1;
+  ASSERT_EQ(demi_socket(&listener, AF_INET, SOCK_STREAM, 0), 0);
+  ASSERT_EQ(demi_bind(listener, Sa(addr), sizeof(addr)), 0);
+  ASSERT_EQ(demi_listen(listener, 4), 0);
   int server = demi::testing::ConnectAndAccept(client, listener, addr);
   ASSERT_GE(server, 0);
-  demi_qresult_t qr = WaitOrFail(demi::testing::PushString(client, "x"));
+  demi_qresult_t qr = WaitOrFail(PushString(client, "x"));
   EXPECT_EQ(qr.qr_opcode, DEMI_OPC_PUSH);
   EXPECT_EQ(demi::testing::PopString(server), "x");
   EXPECT_EQ(demi_close(client), 0);
