@@ -194,8 +194,9 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
   connection->established = true;
   open(*peer);
   if (conn.state() == Connection::State::kDead) {
-    // Died in its setup (a CQ that failed, a first message that broke the
-    // protocol): the connect failed, and the socket may connect again.
+    // Died in its setup (its CQ failed; no receive can land before this
+    // event on a connecting side): the connect failed, and the socket may
+    // connect again.
     HandleConnectFailure(queue, conn.error() != 0 ? conn.error() : EPROTO);
     return;
   }
