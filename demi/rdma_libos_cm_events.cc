@@ -108,16 +108,9 @@ void RdmaLibOs::HandleCmEvent(const rdma::CmEvent& event) {
         // on the setup: the peer is gone.
         HandleDisconnect(queue);
       } else {
-        // A connection that died in its setup (its CQ failed) left a QP
-        // rdma_cm could not make ready: the death says why, not the peer.
-        Connection* conn = queue.conn();
-        int err =
-            event.type == RDMA_CM_EVENT_UNREACHABLE ? ETIMEDOUT : ECONNREFUSED;
-        if (conn != nullptr && conn->state() == Connection::State::kDead &&
-            conn->error() != 0) {
-          err = conn->error();
-        }
-        HandleConnectFailure(queue, err);
+        HandleConnectFailure(queue, event.type == RDMA_CM_EVENT_UNREACHABLE
+                                        ? ETIMEDOUT
+                                        : ECONNREFUSED);
       }
       break;
     case RDMA_CM_EVENT_ADDR_ERROR:
@@ -197,7 +190,7 @@ void RdmaLibOs::HandleEstablished(Queue& queue, const rdma::CmEvent& event) {
     // Died in its setup (its CQ failed; no receive can land before this
     // event on a connecting side): the connect failed, and the socket may
     // connect again.
-    HandleConnectFailure(queue, conn.error() != 0 ? conn.error() : EPROTO);
+    HandleConnectFailure(queue, EPROTO);
     return;
   }
   tokens_.Succeed(connection->connect_qt, DEMI_OPC_CONNECT);
@@ -225,6 +218,11 @@ void RdmaLibOs::EstablishEarly(Connection& conn) {
 
 void RdmaLibOs::HandleConnectFailure(Queue& queue, int err) {
   ConnectionState& connection = *queue.connection();
+  // A connection that died in its setup (its CQ failed) says why, not the
+  // event that followed: rdma_cm could not make its QP ready.
+  if (connection.conn != nullptr && connection.conn->error() != 0) {
+    err = connection.conn->error();
+  }
   if (connection.listener_qd >= 0) {
     // An accepted connection that never got established.
     if (Queue* listener_queue = queues_.Get(connection.listener_qd)) {

@@ -491,6 +491,13 @@ TEST(BrokenCompletionQueueTest, AConnectWhoseCqFailsInItsSetupFailsWithEio) {
     qr = WaitOrFail(qt, absl::Seconds(20));
     EXPECT_EQ(qr.qr_opcode, DEMI_OPC_FAILED);
     EXPECT_EQ(qr.qr_ret, EIO);
+    // A plain socket again: its token is taken, it pushes and pops nothing.
+    timespec zero = {0, 0};
+    EXPECT_EQ(demi_wait(&qr, qt, &zero), EINVAL);
+    EXPECT_EQ(demi_pop(&qt, client), ENOTCONN);
+    demi_sgarray_t sga = demi_sgaalloc(8);
+    EXPECT_EQ(demi_push(&qt, client, &sga), ENOTCONN);
+    EXPECT_EQ(demi_sgafree(&sga), 0);
   }
   sockaddr_in addr = AddrOrDie(NextPort());
   int listener = -1;
