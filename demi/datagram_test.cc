@@ -525,6 +525,7 @@ int MakeAnew(int p, uint16_t p_port, int s, demi_qtoken_t* pending) {
   while ((err = demi_bind(again, Sa(p_addr), sizeof(p_addr))) == EADDRINUSE &&
          absl::Now() < give_up) {
     Progress(s, 10, pending);
+    if (::testing::Test::HasFatalFailure()) return -1;
   }
   EXPECT_EQ(err, 0);
   if (*pending == 0) {
